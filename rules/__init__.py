@@ -1,0 +1,1 @@
+"""Rules engine: readings in, graded four-colour warnings out."""

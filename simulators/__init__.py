@@ -1,0 +1,1 @@
+"""Simulators of every field device, of Twilio's REST API, and of whole drills."""

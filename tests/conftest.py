@@ -1,0 +1,78 @@
+"""Shared fixtures: real servers on loopback, and waiting for events instead of sleeping."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import Awaitable, Callable, Iterator
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from servers import InfluxDB1, Mosquitto, Server, VictoriaMetrics  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def mosquitto() -> Iterator[Mosquitto]:
+    """One Mosquitto for the session. Tests isolate themselves by topic prefix; never stop it."""
+    server = Mosquitto().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def influxdb() -> Iterator[InfluxDB1]:
+    """One InfluxDB 1.6.7 for the session. Tests isolate themselves by database name; never stop it."""
+    server = InfluxDB1().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def victoria() -> Iterator[VictoriaMetrics]:
+    """One VictoriaMetrics for the session. Tests isolate themselves by a tag or measurement."""
+    server = VictoriaMetrics().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def private_server() -> Iterator[Callable[..., Server]]:
+    """Start a private server a test may stop, kill and restart: ``private_server(Mosquitto)``."""
+    started: list[Server] = []
+
+    def make(kind: type[Server], **kw) -> Server:
+        server = kind(**kw).start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.cleanup()
+
+
+@pytest.fixture
+def prefix(request: pytest.FixtureRequest) -> str:
+    """A topic prefix unique to the test, so tests sharing the session broker never see each other."""
+    name = "".join(c if c.isalnum() else "_" for c in request.node.name)[:40]
+    return f"t{int(time.monotonic_ns() % 10**9)}_{name}"
+
+
+async def wait_for(cond: Callable[[], bool | Awaitable[bool]], timeout_s: float = 10.0, what: str = "condition",
+                   interval_s: float = 0.02) -> None:
+    """Poll ``cond`` until true; fail with ``what`` after ``timeout_s``. For events with no hook to await."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = cond()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        await asyncio.sleep(interval_s)

@@ -1,0 +1,3 @@
+from yujing.cli import main
+
+raise SystemExit(main())

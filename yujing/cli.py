@@ -1,0 +1,135 @@
+"""The ``yujing`` command.
+
+    yujing check CONFIG                      validate a deployment, start nothing
+    yujing run CONFIG                        every part in one process
+    yujing edge|collector|rules|alerts CONFIG   one part alone
+    yujing rules test CONFIG --readings FILE  backtest rules on a CSV/JSON series
+    yujing drill CONFIG SCENARIO --speed N --report DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+import sys
+from typing import Awaitable, Callable
+
+from yujing import __version__
+from yujing import log as ylog
+from yujing.clock import Clock
+from yujing.config import Config, load_config
+from yujing.errors import ConfigError
+
+log = logging.getLogger("yujing")
+
+PARTS = ("edge", "collector", "rules", "alerts")
+
+
+def _service(part: str) -> Callable[..., Awaitable[None]]:
+    return importlib.import_module(f"{part}.service").serve  # type: ignore[no-any-return]
+
+
+async def run_parts(cfg: Config, parts: tuple[str, ...], *, speed: float | None = None,
+                    duration_s: float | None = None, gateways: list[str] | None = None) -> None:
+    """Start ``parts`` (and the embedded broker and simulators if configured); stop on SIGTERM/SIGINT."""
+    from yujing.mqtt import embedded_broker
+    from yujing.runtime import Runtime
+
+    sim = cfg.simulation
+    clock = Clock(speed or (sim.speed if sim else 1.0))
+    rt = Runtime(cfg, clock)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, rt.stop.set)
+    if duration_s:
+        loop.call_later(duration_s, rt.stop.set)
+    async with contextlib.AsyncExitStack() as stack:
+        if cfg.mqtt.embedded:
+            await stack.enter_async_context(embedded_broker(cfg.mqtt.host, cfg.mqtt.port))
+        if sim is not None:
+            simulators = importlib.import_module("simulators.service")
+            await stack.enter_async_context(simulators.running(rt))
+        async with asyncio.TaskGroup() as tg:
+            for part in parts:
+                kwargs = {"gateways": gateways} if part == "edge" and gateways else {}
+                tg.create_task(_service(part)(rt, **kwargs), name=part)
+    log.info("stopped")
+
+
+def _load(path: str) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"yujing: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="yujing", description="预警 Yujing: sensors to graded warnings, down to the household.")
+    p.add_argument("--version", action="version", version=f"yujing {__version__}")
+    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-json", action="store_true", help="one JSON object per log line")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    c = sub.add_parser("check", help="validate a configuration and exit")
+    c.add_argument("config")
+
+    r = sub.add_parser("run", help="run every part in one process")
+    r.add_argument("config")
+    r.add_argument("--duration", type=float, metavar="SECONDS", help="stop by itself after this many real seconds")
+    r.add_argument("--speed", type=float, help="clock speed (default: simulation.speed or 1)")
+
+    for part in PARTS:
+        sp = sub.add_parser(part, help=f"run the {part} part alone" + (" (or: rules test ...)" if part == "rules" else ""))
+        if part == "rules":
+            sp.add_argument("args", nargs="+", metavar="CONFIG | test CONFIG --readings FILE")
+            sp.add_argument("--readings", help="with 'test': a CSV or JSON series to replay")
+            sp.add_argument("--json", action="store_true", help="with 'test': print JSON lines")
+        else:
+            sp.add_argument("config")
+        if part == "edge":
+            sp.add_argument("--gateway", action="append", help="run only this gateway (repeatable)")
+        sp.add_argument("--duration", type=float, metavar="SECONDS")
+
+    d = sub.add_parser("drill", help="replay a scenario through the whole chain, drill-marked, and report")
+    d.add_argument("config")
+    d.add_argument("scenario")
+    d.add_argument("--speed", type=float, default=60.0)
+    d.add_argument("--report", metavar="DIR", help="write report.html, report.json and charts here")
+    d.add_argument("--no-progress", action="store_true")
+
+    args = p.parse_args(argv)
+    ylog.setup(args.log_level.upper(), args.log_json)
+
+    if args.cmd == "check":
+        cfg = _load(args.config)
+        n_dev = sum(len(g.devices) for g in cfg.gateways)
+        print(f"{args.config}: ok ({len(cfg.areas)} areas, {len(cfg.sites)} sites, "
+              f"{len(cfg.gateways)} gateways, {n_dev} devices)")
+        return 0
+    if args.cmd == "rules" and args.args[0] == "test":
+        if len(args.args) != 2 or not args.readings:
+            p.error("usage: yujing rules test CONFIG --readings FILE")
+        backtest = importlib.import_module("rules.backtest")
+        return int(backtest.main(_load(args.args[1]), args.readings, as_json=args.json) or 0)
+    if args.cmd == "drill":
+        drill = importlib.import_module("simulators.drill")
+        return int(asyncio.run(drill.main(_load(args.config), args.scenario, speed=args.speed,
+                                          report=args.report, progress=not args.no_progress)) or 0)
+
+    config_path = args.args[0] if args.cmd == "rules" else args.config
+    if args.cmd == "rules" and len(args.args) != 1:
+        p.error("usage: yujing rules CONFIG")
+    cfg = _load(config_path)
+    parts = PARTS if args.cmd == "run" else (args.cmd,)
+    asyncio.run(run_parts(cfg, parts, speed=getattr(args, "speed", None), duration_s=args.duration,
+                          gateways=getattr(args, "gateway", None)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

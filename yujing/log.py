@@ -1,0 +1,73 @@
+"""Structured log lines, and a limiter so a flood of bad input is logged once, not a million times."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+
+class KeyValueFormatter(logging.Formatter):
+    """``2026-07-14T03:05:00Z INFO collector msg key=value ...``; extra fields come from ``extra={"kv": {...}}``."""
+
+    def __init__(self, as_json: bool = False) -> None:
+        super().__init__()
+        self.as_json = as_json
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+        kv = getattr(record, "kv", None) or {}
+        msg = record.getMessage()
+        if self.as_json:
+            doc = {"ts": ts, "level": record.levelname, "logger": record.name, "msg": msg, **kv}
+            if record.exc_info:
+                doc["exc"] = self.formatException(record.exc_info)
+            return json.dumps(doc, ensure_ascii=False, default=str)
+        line = f"{ts} {record.levelname:<7} {record.name} {msg}"
+        if kv:
+            line += " " + " ".join(f"{k}={_quote(v)}" for k, v in kv.items())
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def _quote(v: object) -> str:
+    s = str(v)
+    return json.dumps(s, ensure_ascii=False) if (" " in s or "=" in s or not s) else s
+
+
+def setup(level: str = "INFO", as_json: bool = False) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(KeyValueFormatter(as_json))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+class Limiter:
+    """Allow one log line per key per ``interval_s``; count what was suppressed.
+
+    ``if limiter.allow(("bad-json", topic)): log.warning(...)`` keeps a stream of
+    garbage from one gateway to one line a minute, with the count of the rest.
+    """
+
+    def __init__(self, interval_s: float = 60.0, max_keys: int = 10_000) -> None:
+        self.interval_s = interval_s
+        self.max_keys = max_keys
+        self._last: dict[object, float] = {}
+        self.suppressed: dict[object, int] = {}
+
+    def allow(self, key: object) -> bool:
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval_s:
+            self.suppressed[key] = self.suppressed.get(key, 0) + 1
+            return False
+        if len(self._last) >= self.max_keys:
+            self._last.clear()
+        self._last[key] = now
+        return True
+
+    def take_suppressed(self, key: object) -> int:
+        return self.suppressed.pop(key, 0)

@@ -1,0 +1,38 @@
+"""Prometheus ``/metrics`` and ``/health`` over aiohttp (no extra thread).
+
+Counters are defined by the module that counts (``collector.metrics``, ...)
+on prometheus_client's default registry; this module only serves them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import AsyncIterator, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+
+@contextlib.asynccontextmanager
+async def serve(host: str, port: int, health: Callable[[], dict[str, object]] | None = None) -> AsyncIterator[int]:
+    """Serve ``/metrics`` and ``/health`` on host:port (0 = any free port); yields the bound port."""
+
+    async def metrics(_req: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_req: web.Request) -> web.Response:
+        doc = health() if health else {"ok": True}
+        return web.json_response(doc, status=200 if doc.get("ok", True) else 503)
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/health", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = runner.addresses[0][1] if runner.addresses else port
+    try:
+        yield bound
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,83 @@
+"""MQTT connections for every part, and the embedded broker of the demo.
+
+Every part connects through :func:`client`, so TLS, credentials and the
+client id are handled once. Secrets come from the environment or a file
+(see :class:`yujing.config.secrets.Secret`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import ssl
+from typing import AsyncIterator
+
+import aiomqtt
+
+from yujing.config.mqtt import MqttConfig
+
+log = logging.getLogger("yujing.mqtt")
+
+
+def tls_context(cfg: MqttConfig) -> ssl.SSLContext | None:
+    if cfg.tls is None:
+        return None
+    ctx = ssl.create_default_context(cafile=str(cfg.tls.ca_file) if cfg.tls.ca_file else None)
+    if cfg.tls.cert_file:
+        ctx.load_cert_chain(str(cfg.tls.cert_file), str(cfg.tls.key_file) if cfg.tls.key_file else None)
+    if cfg.tls.insecure:
+        ctx.check_hostname = False
+    return ctx
+
+
+def client(
+    cfg: MqttConfig,
+    client_id: str,
+    *,
+    clean_session: bool = True,
+    max_inflight: int | None = None,
+    max_queued_outgoing: int | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    **extra: object,
+) -> aiomqtt.Client:
+    """An aiomqtt client for ``cfg`` (use as ``async with``). Per-gateway credentials may override."""
+    if username is None and cfg.username is not None:
+        username = cfg.username
+        password = cfg.password.get() if cfg.password else None
+    return aiomqtt.Client(
+        cfg.host,
+        cfg.port,
+        identifier=client_id,
+        username=username,
+        password=password,
+        tls_context=tls_context(cfg),
+        keepalive=cfg.keepalive_s,
+        clean_session=clean_session,
+        max_inflight_messages=max_inflight,
+        max_queued_outgoing_messages=max_queued_outgoing,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+@contextlib.asynccontextmanager
+async def embedded_broker(host: str, port: int) -> AsyncIterator[None]:
+    """An in-process MQTT broker (amqtt) for the demo: no Mosquitto needed. Slow; never for production."""
+    for noisy in ("amqtt", "transitions"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    from amqtt.broker import Broker
+
+    broker = Broker(
+        {
+            "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}"}},
+            "sys_interval": 0,
+            "auth": {"allow-anonymous": True},
+            "topic-check": {"enabled": False},
+        }
+    )
+    await broker.start()
+    log.info("embedded MQTT broker listening on %s:%d", host, port)
+    try:
+        yield
+    finally:
+        await broker.shutdown()

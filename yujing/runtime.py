@@ -1,0 +1,25 @@
+"""What every running part is handed: its configuration, its clock, and the stop signal."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from yujing.clock import Clock
+from yujing.config import Config
+
+
+@dataclass
+class Runtime:
+    config: Config
+    clock: Clock = field(default_factory=Clock)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    drill: bool = False  # a drill run: every warning and message it makes is drill-marked
+
+    async def sleep(self, scenario_seconds: float) -> bool:
+        """Sleep on the clock, waking early on stop. Returns True if stopping."""
+        try:
+            await asyncio.wait_for(self.stop.wait(), self.clock.real_seconds(scenario_seconds))
+        except TimeoutError:
+            return False
+        return True
