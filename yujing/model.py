@@ -111,6 +111,18 @@ class Quality(enum.StrEnum):
     COMM_ERROR = "comm-error"
 
 
+class Q(enum.StrEnum):
+    """Quantities the rule packs understand. Others may be stored, but no rule reads them."""
+
+    RAIN_COUNT_MM = "rain_count_mm"  # tipping-bucket counter × mm per tip: cumulative, rolls over, resets
+    RAIN_MM = "rain_mm"  # rainfall over the reading's own period (e.g. SL651 element 20)
+    LEVEL_M = "level_m"  # water level above datum (reservoir, river)
+    DISPLACEMENT_MM = "displacement_mm"  # cumulative displacement: crack meter, GNSS, inclinometer
+    SMOKE = "smoke_confidence"  # fire camera detection, 0..1
+    FLAME = "flame_confidence"  # fire camera detection, 0..1
+    FIRE_DANGER = "fire_danger"  # the day's forest-fire danger rating 1..5 (森林火险等级)
+
+
 class Reading(BaseModel):
     """One measured value from one sensor at one site.
 
@@ -131,6 +143,7 @@ class Reading(BaseModel):
     quality: Quality = Quality.OK
     gateway: str = Field(default="", max_length=64)
     drill: bool = False
+    meta: dict[str, str] = Field(default_factory=dict, max_length=16)  # e.g. a camera's bearing, snapshot ref
 
     def model_post_init(self, _ctx: Any) -> None:
         if not math.isfinite(self.value) and self.quality is Quality.OK:
