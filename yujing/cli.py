@@ -16,13 +16,16 @@ import importlib
 import logging
 import signal
 import sys
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 from yujing import __version__
 from yujing import log as ylog
 from yujing.clock import Clock
 from yujing.config import Config, load_config
 from yujing.errors import ConfigError
+
+if TYPE_CHECKING:
+    from yujing.runtime import Runtime
 
 log = logging.getLogger("yujing")
 
@@ -34,17 +37,22 @@ def _service(part: str) -> Callable[..., Awaitable[None]]:
 
 
 async def run_parts(cfg: Config, parts: tuple[str, ...], *, speed: float | None = None,
-                    duration_s: float | None = None, gateways: list[str] | None = None) -> None:
-    """Start ``parts`` (and the embedded broker and simulators if configured); stop on SIGTERM/SIGINT."""
+                    duration_s: float | None = None, gateways: list[str] | None = None,
+                    rt: "Runtime | None" = None, handle_signals: bool = True) -> None:
+    """Start ``parts`` (and the embedded broker and simulators if configured) until ``rt.stop``.
+
+    SIGTERM and SIGINT set the stop event; each part then flushes what it holds and returns.
+    """
     from yujing.mqtt import embedded_broker
     from yujing.runtime import Runtime
 
     sim = cfg.simulation
-    clock = Clock(speed or (sim.speed if sim else 1.0))
-    rt = Runtime(cfg, clock)
+    if rt is None:
+        rt = Runtime(cfg, Clock(speed or (sim.speed if sim else 1.0)))
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, rt.stop.set)
+    if handle_signals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, rt.stop.set)
     if duration_s:
         loop.call_later(duration_s, rt.stop.set)
     async with contextlib.AsyncExitStack() as stack:
