@@ -131,7 +131,8 @@ class Reading(BaseModel):
     ``value`` may be NaN only when quality is not ``ok``.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # NaN/inf travel as the strings "NaN"/"Infinity" (valid JSON that round-trips); null would not parse back.
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="strings")
 
     id: str = Field(min_length=1, max_length=128)
     site: str = Field(min_length=1, max_length=64)
