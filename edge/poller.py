@@ -1,0 +1,177 @@
+"""One task per device: poll on schedule (or listen), retry with backoff, flag, hand readings to the outbox.
+
+Each device runs in its own task with its own connection, so a hung device
+only ever delays itself. Poll slots are fixed on the scenario clock
+(start + k × interval): a slow poll shifts nothing, and a poll that overruns
+its slot skips the missed slots rather than bunching up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from datetime import datetime
+from typing import Any, Awaitable, Callable
+
+from prometheus_client import Counter
+
+from edge.quality import QualityChecker
+from edge.readers import PolledReader, ReaderContext, Sample, make_reader
+from edge.status import DeviceState, DeviceStatus
+from yujing.errors import DeviceError, PayloadError
+from yujing.log import Limiter
+from yujing.model import Quality, Reading, new_id
+from yujing.runtime import Runtime
+
+log = logging.getLogger("yujing.edge.poller")
+POLLS = Counter("yujing_edge_polls_total", "Device polls", ["device", "result"])
+READINGS = Counter("yujing_edge_readings_total", "Readings produced", ["device", "quality"])
+
+Sink = Callable[[list[Reading]], Awaitable[Any]]
+
+
+class DevicePoller:
+    def __init__(self, rt: Runtime, gateway: str, device: Any, ctx: ReaderContext, sink: Sink,
+                 status: DeviceStatus) -> None:
+        self.rt = rt
+        self.gateway = gateway
+        self.device = device
+        self.ctx = ctx
+        self.sink = sink
+        self.status = status
+        self.checker = QualityChecker()
+        self.limiter = Limiter(60.0)
+
+    def readings(self, samples: list[Sample], now: datetime) -> list[Reading]:
+        out = []
+        for s in samples:
+            sensor = f"{self.device.id}.{s.sensor}" if s.sensor else self.device.id
+            quality = self.checker.assess((sensor, s.quantity), s.value, s.checks, s.quality)
+            out.append(Reading(
+                id=new_id(), site=self.device.site, sensor=sensor, quantity=s.quantity, value=s.value,
+                unit=s.unit, ts=s.ts or now, quality=quality, gateway=self.gateway, drill=self.rt.drill,
+                meta=s.meta,
+            ))
+            READINGS.labels(self.device.id, quality.value).inc()
+        return out
+
+    async def run(self) -> None:
+        reader = make_reader(self.device, self.ctx)
+        if isinstance(reader, PolledReader):
+            async with reader:
+                await self._poll_loop(reader)
+        else:
+            await self._push_loop(reader)
+
+    # --- polled devices ----------------------------------------------------------------------------
+
+    async def _poll_loop(self, reader: PolledReader) -> None:
+        clock, interval = self.rt.clock, self.device.interval_s
+        start = clock.timestamp()
+        k = 0
+        while not self.rt.stop.is_set():
+            now = clock.now()
+            samples = await self._poll_once(reader, now)
+            if samples:
+                await self.sink(self.readings(samples, now))
+            k = max(k + 1, math.floor((clock.timestamp() - start) / interval) + 1)  # skip missed slots
+            if await self.rt.sleep(start + k * interval - clock.timestamp()):
+                return
+
+    async def _poll_once(self, reader: PolledReader, now: datetime) -> list[Sample]:
+        dev, st = self.device, self.status
+        st.polls += 1
+        error = ""
+        for attempt in range(dev.retries + 1):
+            try:
+                # the reader has its own per-request timeouts; this bounds a reader that forgets them
+                samples = await asyncio.wait_for(reader.read(), dev.timeout_s * 8 + 1)
+            except (DeviceError, PayloadError, OSError, TimeoutError) as exc:
+                error = str(exc) or type(exc).__name__
+                if attempt < dev.retries and await self.rt.sleep(dev.backoff_s * 2 ** attempt):
+                    break
+                continue
+            POLLS.labels(dev.id, "ok" if attempt == 0 else "retried").inc()
+            st.failures = 0
+            st.last_ok = self.rt.clock.now()
+            clean = attempt == 0 and all(s.quality is Quality.OK for s in samples)
+            st.set(DeviceState.OK if clean else DeviceState.DEGRADED, st.last_ok, "" if clean else error)
+            return samples
+        POLLS.labels(dev.id, "failed").inc()
+        st.failures += 1
+        st.errors += 1
+        st.set(DeviceState.OFFLINE if st.failures >= dev.offline_after else DeviceState.DEGRADED,
+               self.rt.clock.now(), error)
+        if self.limiter.allow("fail"):
+            log.warning("device poll failed", extra={"kv": {
+                "device": dev.id, "error": error, "failures": st.failures, "state": st.state.value,
+                "suppressed": self.limiter.take_suppressed("fail")}})
+        expected = getattr(reader, "expected", None)
+        return [Sample(q, math.nan, unit, sensor, quality=Quality.COMM_ERROR) for q, unit, sensor in
+                (expected() if expected else [])]
+
+    # --- push devices ------------------------------------------------------------------------------
+
+    async def _push_loop(self, reader: Any) -> None:
+        dev, st = self.device, self.status
+        backoff = dev.backoff_s or 0.5
+        async with asyncio.TaskGroup() as tg:
+            watchdog = tg.create_task(self._silence_watchdog())
+            while not self.rt.stop.is_set():
+                try:
+                    async with reader:
+                        if getattr(reader, "silence_is_normal", False):
+                            st.set(DeviceState.OK, self.rt.clock.now())
+                        async for samples in _until_stop(reader.samples(), self.rt.stop):
+                            now = self.rt.clock.now()
+                            st.polls += 1
+                            st.failures = 0
+                            st.last_ok = now
+                            st.set(DeviceState.OK, now)
+                            backoff = dev.backoff_s or 0.5
+                            if samples:
+                                await self.sink(self.readings(samples, now))
+                except (DeviceError, OSError) as exc:
+                    st.errors += 1
+                    st.failures += 1
+                    st.set(DeviceState.OFFLINE if st.failures >= dev.offline_after else DeviceState.DEGRADED,
+                           self.rt.clock.now(), str(exc))
+                    if self.limiter.allow("fail"):
+                        log.warning("device link failed", extra={"kv": {"device": dev.id, "error": str(exc)}})
+                if self.rt.stop.is_set() or await self.rt.sleep(backoff):
+                    break
+                backoff = min(backoff * 2, 60.0)
+                reader = make_reader(dev, self.ctx)
+            watchdog.cancel()
+
+    async def _silence_watchdog(self) -> None:
+        """A push device silent for ``offline_after`` report intervals is offline (unless silence is normal)."""
+        dev, st = self.device, self.status
+        while not await self.rt.sleep(dev.interval_s):
+            if getattr(dev, "type", "") == "mqtt":
+                continue
+            last = st.last_ok
+            quiet_s = (self.rt.clock.now() - last).total_seconds() if last else None
+            if quiet_s is not None and quiet_s > dev.interval_s * dev.offline_after:
+                st.set(DeviceState.OFFLINE, self.rt.clock.now(), f"silent for {quiet_s:.0f} s")
+            elif quiet_s is not None and quiet_s > dev.interval_s * 1.5:
+                st.set(DeviceState.DEGRADED, self.rt.clock.now(), f"silent for {quiet_s:.0f} s")
+
+
+async def _until_stop(it: Any, stop: asyncio.Event) -> Any:
+    """Iterate ``it`` until it ends or ``stop`` is set (whichever first)."""
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        while True:
+            nxt = asyncio.ensure_future(it.__anext__())
+            done, _ = await asyncio.wait({nxt, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if nxt not in done:
+                nxt.cancel()
+                return
+            try:
+                yield nxt.result()
+            except StopAsyncIteration:
+                return
+    finally:
+        stopper.cancel()

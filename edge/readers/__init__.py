@@ -1,0 +1,86 @@
+"""Readers: one module per device ``type:``, one small interface, one registry.
+
+A reader is an async context manager (open the connection on enter, close on
+exit) and either *polled* — ``await reader.read()`` returns the samples of one
+poll — or *push* — ``async for samples in reader.samples()`` yields what the
+device sends by itself (SL651 RTUs, MQTT sources, streaming instruments).
+Readers know nothing about MQTT, the outbox or quality rules; the poller
+(edge/poller.py) turns samples into readings.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, AsyncIterator, Callable, Protocol, runtime_checkable
+
+from yujing.model import Quality
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One value as a reader saw it; ``ts`` is the device's own time when it has one."""
+
+    quantity: str
+    value: float
+    unit: str = ""
+    sensor: str = ""  # suffix to the device id ("" = the device itself)
+    ts: datetime | None = None
+    quality: Quality = Quality.OK
+    meta: dict[str, str] = field(default_factory=dict)
+    checks: Any = None  # the config item carrying min/max/stuck_after, if any
+
+
+class Reader(Protocol):
+    async def __aenter__(self) -> "Reader": ...
+    async def __aexit__(self, *exc: object) -> None: ...
+
+
+@runtime_checkable
+class PolledReader(Reader, Protocol):
+    async def read(self) -> list[Sample]: ...
+
+
+@runtime_checkable
+class PushReader(Reader, Protocol):
+    def samples(self) -> AsyncIterator[list[Sample]]: ...
+
+
+Factory = Callable[..., Reader]  # (device_cfg, ctx: ReaderContext) -> Reader
+_REGISTRY: dict[str, Factory] = {}
+_MODULES = {
+    "modbus_tcp": "edge.readers.modbus_tcp",
+    "modbus_rtu": "edge.readers.modbus_rtu",
+    "serial_ascii": "edge.readers.serial_ascii",
+    "sl651": "edge.readers.sl651",
+    "mqtt": "edge.readers.mqtt_source",
+}
+
+
+def register(kind: str) -> Callable[[Factory], Factory]:
+    def deco(factory: Factory) -> Factory:
+        _REGISTRY[kind] = factory
+        return factory
+
+    return deco
+
+
+@dataclass
+class ReaderContext:
+    """What a reader may need beyond its own config: the clock, the uplink broker, shared buses."""
+
+    clock: Any
+    mqtt: Any = None  # yujing.config.mqtt.MqttConfig of the deployment
+    shared: dict[Any, Any] = field(default_factory=dict)  # per-gateway shared resources (RS-485 buses)
+
+
+def make_reader(device: Any, ctx: ReaderContext) -> Reader:
+    kind = device.type
+    if kind not in _REGISTRY and kind in _MODULES:
+        importlib.import_module(_MODULES[kind])
+    try:
+        factory = _REGISTRY[kind]
+    except KeyError:
+        raise LookupError(f"no reader registered for device type {kind!r}") from None
+    return factory(device, ctx)

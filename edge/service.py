@@ -1,0 +1,98 @@
+"""The edge agent: every device of a gateway polled in its own task, readings into the outbox, outbox to MQTT.
+
+    await serve(rt)                      # every gateway in rt.config
+    await serve(rt, ["gw-zhongzhou-01"]) # only these
+
+Per gateway: one SQLite outbox at ``config.path(gw.outbox, "edge-<id>.outbox")``,
+one uplink publishing ``ReadingBatch`` JSON to ``{prefix}/readings/{gateway}``
+(QoS 1) and a retained heartbeat on ``{prefix}/status/{gateway}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+
+from edge.config import GatewayConfig
+from edge.outbox import Outbox
+from edge.poller import DevicePoller
+from edge.readers import ReaderContext
+from edge.status import DeviceStatus
+from edge.uplink import Uplink
+from yujing.model import Reading
+from yujing.runtime import Runtime
+
+log = logging.getLogger("yujing.edge")
+
+
+async def serve(rt: Runtime, gateways: list[str] | None = None) -> None:
+    chosen = [g for g in rt.config.gateways if gateways is None or g.id in gateways]
+    unknown = set(gateways or ()) - {g.id for g in chosen}
+    if unknown:
+        raise LookupError(f"no gateway with id {sorted(unknown)} in the configuration")
+    async with asyncio.TaskGroup() as tg:
+        for gw in chosen:
+            tg.create_task(serve_gateway(rt, gw))
+
+
+def heartbeat_builder(rt: Runtime, gw: GatewayConfig, outbox: Outbox, statuses: dict[str, DeviceStatus],
+                      started: datetime, uplink_sent: "list[Uplink]"):
+    def build(online: bool) -> dict:
+        now = rt.clock.now()
+        return {
+            "gateway": gw.id,
+            "online": online,
+            "ts": now.isoformat(),
+            "started": started.isoformat(),
+            "uptime_s": round((now - started).total_seconds(), 3),
+            "outbox_depth": outbox.depth,
+            "outbox_dropped": outbox.dropped,
+            "published": uplink_sent[0].sent if uplink_sent else 0,
+            "drill": rt.drill,
+            "devices": {d: s.as_json() for d, s in statuses.items()},
+        }
+
+    return build
+
+
+async def serve_gateway(rt: Runtime, gw: GatewayConfig) -> None:
+    path = rt.config.path(gw.outbox, f"edge-{gw.id}.outbox")
+    started = rt.clock.now()
+    async with Outbox(path, gw.id, gw.outbox_limit, gw.outbox_when_full) as outbox:
+        changed = asyncio.Event()
+        statuses = {d.id: DeviceStatus(d.id, changed=changed) for d in gw.devices}
+        holder: list[Uplink] = []
+        uplink = Uplink(rt, gw, outbox, heartbeat_builder(rt, gw, outbox, statuses, started, holder))
+        holder.append(uplink)
+        ctx = ReaderContext(clock=rt.clock, mqtt=rt.config.mqtt)
+
+        async def sink(readings: list[Reading]) -> None:
+            await outbox.put(readings)
+
+        async def relay_status_changes() -> None:
+            while not rt.stop.is_set():
+                await changed.wait()
+                changed.clear()
+                uplink.status_changed.set()
+
+        log.info("gateway starting", extra={"kv": {"gateway": gw.id, "devices": len(gw.devices),
+                                                   "outbox": str(path), "backlog": outbox.depth}})
+        async with asyncio.TaskGroup() as tg:
+            relay = tg.create_task(relay_status_changes())
+            for dev in gw.devices:
+                tg.create_task(_guarded(DevicePoller(rt, gw.id, dev, ctx, sink, statuses[dev.id]).run(), dev.id))
+            await uplink.run()
+            await rt.stop.wait()
+            relay.cancel()
+    log.info("gateway stopped", extra={"kv": {"gateway": gw.id}})
+
+
+async def _guarded(coro, device_id: str) -> None:  # noqa: ANN001
+    """A bug in one reader must not take the gateway down: log it and leave the others running."""
+    try:
+        await coro
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("device task crashed", extra={"kv": {"device": device_id}})

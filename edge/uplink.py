@@ -1,0 +1,137 @@
+"""Uplink: drain the outbox to the broker, in order, at a bounded rate; heartbeat on the status topic.
+
+A row leaves the outbox only when the broker has acknowledged the message
+carrying it (aiomqtt's QoS 1 ``publish`` returns on PUBACK: paho's
+``on_publish`` fires for QoS 1 only when the PUBACK arrives). Within one
+connection a row is sent once (``sent_upto``); after a reconnect everything
+still in the outbox is sent again from the oldest, so a reading whose PUBACK
+was lost arrives twice with the same ``id`` — never zero times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Callable
+
+import aiomqtt
+from prometheus_client import Counter
+
+from edge.config import GatewayConfig
+from edge.outbox import Outbox, Row
+from yujing import topics
+from yujing.mqtt import client as mqtt_client
+from yujing.runtime import Runtime
+
+log = logging.getLogger("yujing.edge.uplink")
+SENT = Counter("yujing_edge_published_total", "Readings acknowledged by the broker", ["gateway"])
+LINK = Counter("yujing_edge_link_failures_total", "Uplink connections lost or refused", ["gateway"])
+
+
+def batch_payload(gateway: str, rows: list[Row]) -> bytes:
+    """A ReadingBatch JSON built from the stored reading JSON, byte for byte what was committed."""
+    return ('{"gateway":' + json.dumps(gateway) + ',"readings":[' + ",".join(r.body for r in rows) + "]}").encode()
+
+
+class Uplink:
+    def __init__(self, rt: Runtime, gw: GatewayConfig, outbox: Outbox, heartbeat: Callable[[bool], dict]) -> None:
+        self.rt = rt
+        self.gw = gw
+        self.outbox = outbox
+        self.heartbeat = heartbeat
+        self.prefix = rt.config.mqtt.topic_prefix
+        self.sent = 0
+        self.connected = asyncio.Event()
+        self.status_changed = asyncio.Event()
+
+    def _client(self) -> aiomqtt.Client:
+        up = self.gw.uplink
+        creds = {}
+        if up.username is not None:
+            creds = {"username": up.username, "password": up.password.get() if up.password else None}
+        will = aiomqtt.Will(topics.status(self.prefix, self.gw.id), json.dumps(self.heartbeat(False)), 1, True)
+        return mqtt_client(self.rt.config.mqtt, f"yujing-edge-{self.gw.id}", clean_session=True, will=will,
+                           timeout=up.publish_timeout_s, **creds)
+
+    async def run(self) -> None:
+        """Connect, drain, heartbeat; on any link failure reconnect with backoff. Returns on rt.stop."""
+        up = self.gw.uplink
+        delay = up.reconnect_s
+        while not self.rt.stop.is_set():
+            try:
+                async with self._client() as client:
+                    self.connected.set()
+                    delay = up.reconnect_s
+                    log.info("uplink connected", extra={"kv": {"gateway": self.gw.id,
+                                                                "backlog": self.outbox.depth}})
+                    await self._connected(client)
+                    return
+            except* (aiomqtt.MqttError, OSError) as group:
+                exc = group.exceptions[0]
+                LINK.labels(self.gw.id).inc()
+                log.warning("uplink down", extra={"kv": {"gateway": self.gw.id, "error": str(exc),
+                                                          "retry_s": delay}})
+            finally:
+                self.connected.clear()
+            if await self.rt.sleep(delay):
+                return
+            delay = min(delay * 2, up.reconnect_max_s)
+
+    async def _connected(self, client: aiomqtt.Client) -> None:
+        async with asyncio.TaskGroup() as tg:
+            drain = tg.create_task(self._drain(client))
+            beat = tg.create_task(self._heartbeats(client))
+            await self.rt.stop.wait()
+            beat.cancel()
+            drain.cancel()
+        # stopping: a short grace to flush what is already committed, then say goodbye
+        try:
+            await asyncio.wait_for(self._drain(client, until_empty=True), 2.0)
+        except (TimeoutError, aiomqtt.MqttError):
+            pass
+        await client.publish(topics.status(self.prefix, self.gw.id), json.dumps(self.heartbeat(False)),
+                             qos=1, retain=True)
+
+    async def _heartbeats(self, client: aiomqtt.Client) -> None:
+        while True:
+            await client.publish(topics.status(self.prefix, self.gw.id), json.dumps(self.heartbeat(True)),
+                                 qos=1, retain=True)
+            self.status_changed.clear()
+            try:  # beat on schedule, or at once when a device changes state
+                await asyncio.wait_for(self.status_changed.wait(), self.rt.clock.real_seconds(self.gw.heartbeat_s))
+            except TimeoutError:
+                pass
+
+    async def _drain(self, client: aiomqtt.Client, until_empty: bool = False) -> None:
+        up, ob = self.gw.uplink, self.outbox
+        topic = topics.readings(self.prefix, self.gw.id)
+        window = asyncio.Semaphore(up.inflight)
+        sent_upto = 0
+        next_ok = time.monotonic()
+        async with asyncio.TaskGroup() as tg:
+            while True:
+                ob.changed.clear()
+                rows = await ob.peek(sent_upto, up.batch)
+                if not rows:
+                    if until_empty:
+                        break
+                    await ob.changed.wait()
+                    continue
+                now = time.monotonic()
+                if next_ok > now:  # the drain-rate bound, on the scenario clock
+                    await asyncio.sleep(next_ok - now)
+                next_ok = max(next_ok, now) + self.rt.clock.real_seconds(len(rows) / up.rate_per_s)
+                await window.acquire()
+                sent_upto = rows[-1].seq
+                tg.create_task(self._publish(client, topic, rows, window))
+
+    async def _publish(self, client: aiomqtt.Client, topic: str, rows: list[Row], window: asyncio.Semaphore) -> None:
+        try:
+            await client.publish(topic, batch_payload(self.gw.id, rows), qos=1)  # returns on PUBACK
+            await self.outbox.ack([r.seq for r in rows])
+            self.sent += len(rows)
+            SENT.labels(self.gw.id).inc(len(rows))
+        finally:
+            window.release()

@@ -1,0 +1,242 @@
+"""Simulated Modbus slaves: one server (TCP host:port, or RTU on a pty) answering for many slave ids.
+
+Function codes 1-4 (coils, discrete inputs, holding and input registers).
+Values are computed at request time from each slave's value sources on the
+scenario clock, encoded exactly as the device's register map says (type,
+byte/word order, scale and offset), so the agent's decoding is checked
+against an independent path. Faults per slave: hang, garbled, offline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import random
+import struct
+from typing import Any, AsyncIterator
+
+from edge.readers.modbus_map import WORDS, encode
+from simulators.devices.faults import Fault, source_key
+from simulators.devices.pty import PtyLine
+from simulators.devices.values import ValueSource
+
+log = logging.getLogger("yujing.sim.modbus")
+_TABLE_OF_FC = {1: "coil", 2: "discrete", 3: "holding", 4: "input"}
+
+
+def crc16(data: bytes) -> int:
+    crc = 0xFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return crc
+
+
+class SimSlave:
+    """One device on the bus: its register map and where each value comes from."""
+
+    def __init__(self, device: Any, sources: dict[str, ValueSource], clock: Any) -> None:
+        self.device = device
+        self.sources = sources
+        self.clock = clock
+        self.fault = Fault.NONE
+        self.requests = 0
+
+    def _raw(self, reg: Any) -> float:
+        src = self.sources.get(source_key(reg.quantity, reg.sensor)) or self.sources.get(reg.quantity)
+        v = src.value(self.clock.now()) if src is not None else 0.0
+        if reg.type == "bool" or not math.isfinite(v):
+            return v
+        return (v - reg.offset) / reg.scale
+
+    def words(self, table: str, address: int, count: int) -> list[int] | None:
+        """The table's content at address..address+count, or None if any address is unmapped."""
+        cells: dict[int, int] = {}
+        for reg in self.device.registers:
+            if reg.table != table:
+                continue
+            for i, w in enumerate(encode(self._raw(reg), reg.type, reg.order)):
+                cells[reg.address + i] = w
+        if any(a not in cells for a in range(address, address + count)):
+            # a real device answers gaps with zeros only inside its map: outside it, "illegal address"
+            mapped = [r for r in self.device.registers if r.table == table]
+            lo = min((r.address for r in mapped), default=0)
+            hi = max((r.address + WORDS[r.type] for r in mapped), default=0)
+            if address < lo or address + count > hi:
+                return None
+        return [cells.get(a, 0) for a in range(address, address + count)]
+
+    def answer(self, pdu: bytes) -> bytes:
+        """The response PDU to a request PDU (an exception response when it cannot serve it)."""
+        self.requests += 1
+        fc = pdu[0]
+        if fc not in _TABLE_OF_FC or len(pdu) < 5:
+            return bytes([fc | 0x80, 0x01])
+        address, count = struct.unpack(">HH", pdu[1:5])
+        words = self.words(_TABLE_OF_FC[fc], address, count)
+        if words is None:
+            return bytes([fc | 0x80, 0x02])
+        if fc in (1, 2):
+            data = bytearray((count + 7) // 8)
+            for i, w in enumerate(words):
+                if w:
+                    data[i // 8] |= 1 << (i % 8)
+            return bytes([fc, len(data)]) + bytes(data)
+        return bytes([fc, 2 * count]) + b"".join(w.to_bytes(2, "big") for w in words)
+
+
+class ModbusSimServer:
+    """Serves every slave added to it; ``transport`` is ``tcp`` (host, port) or ``rtu`` (a pty at ``path``)."""
+
+    def __init__(self, transport: str, *, host: str = "127.0.0.1", port: int = 0, path: str = "") -> None:
+        self.transport = transport
+        self.host, self.port, self.path = host, port, path
+        self.slaves: dict[int, SimSlave] = {}
+        self.fault = Fault.NONE  # of the whole server
+        self._server: asyncio.AbstractServer | None = None
+        self._conns: set[asyncio.StreamWriter] = set()
+        self._pty: PtyLine | None = None
+        self._rtu_buf = bytearray()
+
+    def add(self, slave_id: int, slave: SimSlave) -> None:
+        self.slaves[slave_id] = slave
+
+    def _fault_for(self, unit: int) -> Fault:
+        if self.fault is not Fault.NONE:
+            return self.fault
+        s = self.slaves.get(unit)
+        return s.fault if s else Fault.HANG  # an absent slave is silent
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.transport == "tcp":
+            self._server = await asyncio.start_server(self._tcp_conn, self.host, self.port)
+            self.port = self._server.sockets[0].getsockname()[1]
+        else:
+            self._pty = PtyLine(self.path)
+            asyncio.get_running_loop().add_reader(self._pty.master, self._rtu_readable)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for w in list(self._conns):
+                w.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+            self._server = None
+        if self._pty is not None:
+            asyncio.get_running_loop().remove_reader(self._pty.master)
+            self._pty.close()
+            self._pty = None
+
+    async def set_offline(self, offline: bool) -> None:
+        """Whole server offline (TCP: refuse connections; RTU: the line goes dead) or back."""
+        if offline:
+            self.fault = Fault.OFFLINE
+            await self.stop()
+        else:
+            self.fault = Fault.NONE
+            await self.start()
+
+    # --- TCP ---------------------------------------------------------------------------------------
+
+    async def _tcp_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._conns.add(writer)
+        try:
+            while True:
+                head = await reader.readexactly(7)
+                tid, _pid, length, unit = struct.unpack(">HHHB", head)
+                pdu = await reader.readexactly(length - 1)
+                fault = self._fault_for(unit)
+                if fault in (Fault.HANG, Fault.OFFLINE):
+                    continue
+                resp = self.slaves[unit].answer(pdu)
+                if fault is Fault.GARBLED:
+                    resp = _garble(resp)
+                writer.write(struct.pack(">HHHB", tid, 0, len(resp) + 1, unit) + resp)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self._conns.discard(writer)
+            writer.close()
+
+    # --- RTU ---------------------------------------------------------------------------------------
+
+    def _rtu_readable(self) -> None:
+        assert self._pty is not None
+        try:
+            self._rtu_buf += os.read(self._pty.master, 4096)
+        except (BlockingIOError, OSError):
+            return
+        buf = self._rtu_buf
+        while len(buf) >= 8:  # every read request is 8 bytes: id fc addr(2) count(2) crc(2)
+            frame = bytes(buf[:8])
+            if crc16(frame[:6]) != int.from_bytes(frame[6:8], "little"):
+                del buf[0]  # resynchronise on line noise
+                continue
+            del buf[:8]
+            unit = frame[0]
+            fault = self._fault_for(unit)
+            if fault in (Fault.HANG, Fault.OFFLINE):
+                continue
+            resp = bytes([unit]) + self.slaves[unit].answer(frame[1:6])
+            resp += crc16(resp).to_bytes(2, "little")
+            if fault is Fault.GARBLED:
+                resp = _garble(resp)
+            self._pty.write(resp)
+
+
+def _garble(resp: bytes) -> bytes:
+    """Corrupt a response the way a noisy line does: flipped bits (bad CRC) or a wrong byte count."""
+    b = bytearray(resp)
+    if random.random() < 0.5 and len(b) > 3:
+        b[-1] ^= 0x5A
+        b[2] ^= 0x01
+    else:
+        b[1 if len(b) > 1 else 0] = 0x7F
+    return bytes(b)
+
+
+@contextlib.asynccontextmanager
+async def modbus_server(transport: str, **where: Any) -> AsyncIterator[ModbusSimServer]:
+    server = ModbusSimServer(transport, **where)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+class ModbusBusSim:
+    """The simulator of one Modbus endpoint (a TCP host:port or a serial port) and its slaves."""
+
+    def __init__(self, first: Any) -> None:
+        if first.type == "modbus_tcp":
+            self.server = ModbusSimServer("tcp", host=first.host, port=first.port)
+        else:
+            self.server = ModbusSimServer("rtu", path=first.port)
+        self.by_device: dict[str, SimSlave] = {}
+
+    def add(self, device: Any, sources: dict[str, ValueSource], clock: Any) -> None:
+        slave = SimSlave(device, sources, clock)
+        self.by_device[device.id] = slave
+        self.server.add(device.slave, slave)
+
+    async def set_fault(self, device_id: str, fault: Fault) -> None:
+        if len(self.by_device) == 1 and (fault is Fault.OFFLINE or self.server.fault is Fault.OFFLINE):
+            await self.server.set_offline(fault is Fault.OFFLINE)  # the only device: the endpoint goes away
+            return
+        self.by_device[device_id].fault = fault  # on a shared bus an offline slave is a silent one
+
+    async def __aenter__(self) -> "ModbusBusSim":
+        await self.server.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.server.stop()

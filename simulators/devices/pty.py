@@ -1,0 +1,48 @@
+"""A pseudo-terminal pair standing in for a serial line, reachable at the device's configured path."""
+
+from __future__ import annotations
+
+import os
+import tty
+from pathlib import Path
+
+
+class PtyLine:
+    """The simulator holds the master end; the configured ``path`` becomes a symlink to the slave end.
+
+    The simulator also keeps the slave end open, so the line does not hang up
+    (EIO on the master) while the agent closes and reopens its side.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self.master, self._slave = os.openpty()
+        tty.setraw(self._slave)
+        tty.setraw(self.master)
+        os.set_blocking(self.master, False)
+        self.slave_name = os.ttyname(self._slave)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_symlink() or self.path.exists():
+            self.path.unlink()
+        self.path.symlink_to(self.slave_name)
+
+    def close(self) -> None:
+        for fd in (self.master, self._slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        try:
+            if self.path.is_symlink():
+                self.path.unlink()
+        except OSError:
+            pass
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self.master, view)
+            except BlockingIOError:
+                continue
+            view = view[n:]

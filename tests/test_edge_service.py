@@ -1,0 +1,79 @@
+"""The edge agent end to end: simulated devices → agent → outbox → real Mosquitto → a subscriber."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from conftest import wait_for
+from edge.service import serve
+from simulators.devices import simulate_devices
+from simulators.devices.rig import deployment
+from simulators.devices.values import Constant, TippingCounter
+from servers import free_port
+from yujing import topics
+from yujing.clock import Clock
+from yujing.model import Q, ReadingBatch
+from yujing.runtime import Runtime
+
+
+def rain_gauge(i: int, port: int, interval_s: float = 1.0) -> dict:
+    return {"id": f"rg-{i:03d}", "type": "modbus_tcp", "site": f"RG-{i:03d}", "host": "127.0.0.1", "port": port,
+            "slave": i, "interval_s": interval_s, "timeout_s": 0.5, "retries": 0,
+            "registers": [{"quantity": Q.RAIN_COUNT_MM.value, "unit": "mm", "table": "input", "address": 0,
+                           "type": "uint16", "scale": 0.5}]}
+
+
+class Collected:
+    """A subscriber on the real broker: every batch and reading that arrives."""
+
+    def __init__(self) -> None:
+        self.batches: list[ReadingBatch] = []
+        self.ids: list[str] = []
+        self.status: dict[str, dict] = {}
+
+    def readings(self, sensor: str | None = None) -> list:
+        return [r for b in self.batches for r in b.readings if sensor is None or r.sensor == sensor]
+
+
+async def collect(port: int, prefix: str, into: Collected, ready: asyncio.Event) -> None:
+    async with aiomqtt.Client("127.0.0.1", port, identifier=f"sub-{prefix}") as c:
+        await c.subscribe(topics.readings(prefix), qos=1)
+        await c.subscribe(topics.status(prefix), qos=1)
+        ready.set()
+        async for msg in c.messages:
+            if msg.topic.matches(topics.status(prefix)):
+                into.status[topics.gateway_of(str(msg.topic))] = json.loads(msg.payload)
+                continue
+            batch = ReadingBatch.model_validate_json(msg.payload)
+            into.batches.append(batch)
+            into.ids.extend(r.id for r in batch.readings)
+
+
+async def test_rain_gauge_readings_reach_the_broker_with_scaled_counter_and_stable_ids(mosquitto, prefix, tmp_path):
+    port = free_port()
+    cfg = deployment(tmp_path, [{"id": "gw1", "heartbeat_s": 1, "devices": [rain_gauge(1, port, 0.2)]}],
+                     mqtt_port=mosquitto.port, prefix=prefix)
+    clock = Clock()
+    rt = Runtime(cfg, clock)
+    got, ready = Collected(), asyncio.Event()
+    sources = {"rg-001": {Q.RAIN_COUNT_MM: TippingCounter(Constant(0), mm_per_tip=0.5, start_tips=41)}}
+    async with simulate_devices(cfg.gateways[0].devices, sources, clock):
+        sub = asyncio.create_task(collect(mosquitto.port, prefix, got, ready))
+        await ready.wait()
+        agent = asyncio.create_task(serve(rt))
+        await wait_for(lambda: len(got.readings()) >= 3, 10, "three readings")
+        await wait_for(lambda: got.status.get("gw1", {}).get("devices", {}).get("rg-001", {}).get("state") == "ok",
+                       10, "heartbeat with the device ok")
+        rt.stop.set()
+        await asyncio.wait_for(agent, 10)
+        sub.cancel()
+    r = got.readings()[0]
+    assert (r.quantity, r.value, r.unit, r.site, r.gateway, r.quality) == ("rain_count_mm", 20.5, "mm", "RG-001",
+                                                                          "gw1", "ok")
+    assert len(set(got.ids)) == len(got.ids)
+    assert Path(cfg.path("", "edge-gw1.outbox")).exists()
