@@ -79,12 +79,15 @@ async def serve_gateway(rt: Runtime, gw: GatewayConfig) -> None:
         log.info("gateway starting", extra={"kv": {"gateway": gw.id, "devices": len(gw.devices),
                                                    "outbox": str(path), "backlog": outbox.depth}})
         async with asyncio.TaskGroup() as tg:
-            relay = tg.create_task(relay_status_changes())
-            for dev in gw.devices:
-                tg.create_task(_guarded(DevicePoller(rt, gw.id, dev, ctx, sink, statuses[dev.id]).run(), dev.id))
-            await uplink.run()
-            await rt.stop.wait()
-            relay.cancel()
+            tg.create_task(uplink.run())
+            async with asyncio.TaskGroup() as pollers:
+                relay = pollers.create_task(relay_status_changes())
+                for dev in gw.devices:
+                    pollers.create_task(
+                        _guarded(DevicePoller(rt, gw.id, dev, ctx, sink, statuses[dev.id]).run(), dev.id))
+                await rt.stop.wait()
+                relay.cancel()
+            uplink.finish.set()  # every reading is committed now: flush them before leaving
     log.info("gateway stopped", extra={"kv": {"gateway": gw.id}})
 
 

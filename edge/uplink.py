@@ -45,6 +45,7 @@ class Uplink:
         self.sent = 0
         self.connected = asyncio.Event()
         self.status_changed = asyncio.Event()
+        self.finish = asyncio.Event()  # set once the pollers have stopped: flush, say goodbye, return
 
     def _client(self) -> aiomqtt.Client:
         up = self.gw.uplink
@@ -56,10 +57,10 @@ class Uplink:
                            timeout=up.publish_timeout_s, **creds)
 
     async def run(self) -> None:
-        """Connect, drain, heartbeat; on any link failure reconnect with backoff. Returns on rt.stop."""
+        """Connect, drain, heartbeat; on any link failure reconnect with backoff. Returns on ``finish``."""
         up = self.gw.uplink
         delay = up.reconnect_s
-        while not self.rt.stop.is_set():
+        while not self.finish.is_set():
             try:
                 async with self._client() as client:
                     self.connected.set()
@@ -75,15 +76,18 @@ class Uplink:
                                                           "retry_s": delay}})
             finally:
                 self.connected.clear()
-            if await self.rt.sleep(delay):
+            try:
+                await asyncio.wait_for(self.finish.wait(), self.rt.clock.real_seconds(delay))
                 return
+            except TimeoutError:
+                pass
             delay = min(delay * 2, up.reconnect_max_s)
 
     async def _connected(self, client: aiomqtt.Client) -> None:
         async with asyncio.TaskGroup() as tg:
             drain = tg.create_task(self._drain(client))
             beat = tg.create_task(self._heartbeats(client))
-            await self.rt.stop.wait()
+            await self.finish.wait()
             beat.cancel()
             drain.cancel()
         # stopping: a short grace to flush what is already committed, then say goodbye

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import json
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from conftest import wait_for
 from edge.service import serve
-from simulators.devices import simulate_devices
+from simulators.devices import Fault, simulate_devices
 from simulators.devices.rig import deployment
 from simulators.devices.values import Constant, TippingCounter
 from servers import free_port
@@ -77,3 +78,39 @@ async def test_rain_gauge_readings_reach_the_broker_with_scaled_counter_and_stab
                                                                           "gw1", "ok")
     assert len(set(got.ids)) == len(got.ids)
     assert Path(cfg.path("", "edge-gw1.outbox")).exists()
+
+
+async def test_a_device_that_stops_answering_leaves_the_other_devices_poll_intervals_unchanged(
+        mosquitto, prefix, tmp_path):
+    port = free_port()
+    interval = 0.2
+    devices = [rain_gauge(i, port, interval) | {"timeout_s": 0.5, "retries": 1, "backoff_s": 0.1,
+                                                "offline_after": 2} for i in (1, 2, 3)]
+    cfg = deployment(tmp_path, [{"id": "gw1", "heartbeat_s": 5, "devices": devices}],
+                     mqtt_port=mosquitto.port, prefix=prefix)
+    clock = Clock()
+    rt = Runtime(cfg, clock)
+    got, ready = Collected(), asyncio.Event()
+    sources = {f"rg-00{i}": {Q.RAIN_COUNT_MM: Constant(i)} for i in (1, 2, 3)}
+    async with simulate_devices(cfg.gateways[0].devices, sources, clock) as sims:
+        sub = asyncio.create_task(collect(mosquitto.port, prefix, got, ready))
+        await ready.wait()
+        agent = asyncio.create_task(serve(rt))
+        await wait_for(lambda: len(got.readings("rg-001")) >= 2, 10, "rg-001 answering")
+        await sims.fault(Fault.HANG, "rg-001")
+        hung_at = clock.now()
+        await wait_for(lambda: got.status.get("gw1", {}).get("devices", {}).get("rg-001", {}).get("state")
+                       == "offline", 15, "rg-001 reported offline in the heartbeat")
+        await wait_for(lambda: len([r for r in got.readings("rg-002") if r.ts > hung_at]) >= 10, 10,
+                       "ten more polls of rg-002")
+        rt.stop.set()
+        await asyncio.wait_for(agent, 10)
+        sub.cancel()
+    for sensor in ("rg-002", "rg-003"):
+        ts = sorted(r.ts for r in got.readings(sensor) if r.ts > hung_at)
+        gaps = [(b - a).total_seconds() for a, b in zip(ts, ts[1:])]
+        assert gaps and all(abs(g - interval) < 0.06 for g in gaps), f"{sensor} gaps {gaps}"
+        assert all(r.quality == "ok" for r in got.readings(sensor))
+    failed = [r for r in got.readings("rg-001") if r.ts > hung_at]
+    assert failed and all(r.quality == "comm-error" and math.isnan(r.value) for r in failed)
+    assert got.status["gw1"]["devices"]["rg-002"]["state"] == "ok"

@@ -46,3 +46,8 @@ async def read_map(client: Any, device: Any, lock: asyncio.Lock | None = None) -
             value = decode(reg, slice_words(req, reg, block))
             samples.append(Sample(reg.quantity, value, reg.unit, reg.sensor, checks=reg))
     return samples
+
+
+def expected(device: Any) -> list[tuple[str, str, str]]:
+    """(quantity, unit, sensor) of every value the map yields: what a failed poll reports as comm-error."""
+    return [(r.quantity, r.unit, r.sensor) for r in device.registers]

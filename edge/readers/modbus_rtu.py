@@ -11,7 +11,7 @@ from pymodbus.client import AsyncModbusSerialClient
 
 from edge.config import ModbusRtuDevice
 from edge.readers import ReaderContext, Sample, register
-from edge.readers.modbus_common import read_map
+from edge.readers.modbus_common import expected, read_map
 from yujing.errors import DeviceError
 
 
@@ -48,6 +48,9 @@ class ModbusRtuReader:
         self.bus.users -= 1
         if self.bus.users == 0:
             self.bus.client.close()
+
+    def expected(self) -> list[tuple[str, str, str]]:
+        return expected(self.device)
 
     async def read(self) -> list[Sample]:
         async with self.bus.lock:

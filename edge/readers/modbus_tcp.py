@@ -9,7 +9,7 @@ from pymodbus.client import AsyncModbusTcpClient
 
 from edge.config import ModbusTcpDevice
 from edge.readers import ReaderContext, Sample, register
-from edge.readers.modbus_common import read_map
+from edge.readers.modbus_common import expected, read_map
 from yujing.errors import DeviceError
 
 
@@ -26,6 +26,9 @@ class ModbusTcpReader:
 
     async def __aexit__(self, *exc: object) -> None:
         self.client.close()
+
+    def expected(self) -> list[tuple[str, str, str]]:
+        return expected(self.device)
 
     async def read(self) -> list[Sample]:
         if not self.client.connected:

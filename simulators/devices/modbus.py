@@ -229,9 +229,10 @@ class ModbusBusSim:
         self.server.add(device.slave, slave)
 
     async def set_fault(self, device_id: str, fault: Fault) -> None:
-        if len(self.by_device) == 1 and (fault is Fault.OFFLINE or self.server.fault is Fault.OFFLINE):
-            await self.server.set_offline(fault is Fault.OFFLINE)  # the only device: the endpoint goes away
-            return
+        if len(self.by_device) == 1:  # the only device: offline means the endpoint goes away
+            going, gone = fault is Fault.OFFLINE, self.server.fault is Fault.OFFLINE
+            if going != gone:
+                await self.server.set_offline(going)
         self.by_device[device_id].fault = fault  # on a shared bus an offline slave is a silent one
 
     async def __aenter__(self) -> "ModbusBusSim":

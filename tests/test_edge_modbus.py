@@ -1,0 +1,135 @@
+"""Modbus decoding and reading, against the simulator over real TCP and over a pty pair (RTU)."""
+
+from __future__ import annotations
+
+import math
+from itertools import product
+
+import pytest
+
+from edge.config import ModbusRegister, ModbusRtuDevice, ModbusTcpDevice
+from edge.readers import ReaderContext, make_reader
+from edge.readers.modbus_map import decode, encode, plan
+from servers import free_port
+from simulators.devices import Fault, simulate_devices
+from simulators.devices.faults import source_key
+from simulators.devices.values import Constant
+from yujing.clock import Clock
+from yujing.errors import DeviceError
+
+TYPES = ["int16", "uint16", "int32", "uint32", "float32", "float64"]
+ORDERS = ["ABCD", "DCBA", "BADC", "CDAB"]
+# a value each type can hold exactly, with every byte different so a swap cannot go unnoticed
+VALUES = {"int16": -12345, "uint16": 0xA1B2, "int32": -123456789, "uint32": 0xA1B2C3D4,
+          "float32": -1234.5, "float64": 98765.4321}
+
+
+@pytest.mark.parametrize(("type_", "order", "words"), [
+    ("float32", "ABCD", [0x3FC0, 0x0000]),  # 1.5 = 0x3FC00000
+    ("float32", "CDAB", [0x0000, 0x3FC0]),
+    ("float32", "BADC", [0xC03F, 0x0000]),
+    ("float32", "DCBA", [0x0000, 0xC03F]),
+    ("uint32", "ABCD", [0x0102, 0x0304]),  # 0x01020304 = 16909060
+    ("uint32", "CDAB", [0x0304, 0x0102]),
+    ("uint32", "BADC", [0x0201, 0x0403]),
+    ("uint32", "DCBA", [0x0403, 0x0201]),
+    ("int16", "ABCD", [0xFFFE]),  # -2
+    ("int16", "BADC", [0xFEFF]),
+    ("float64", "ABCD", [0x3FF8, 0, 0, 0]),  # 1.5
+    ("float64", "CDAB", [0, 0, 0, 0x3FF8]),
+    ("float64", "DCBA", [0, 0, 0, 0xF83F]),
+    ("float64", "BADC", [0xF83F, 0, 0, 0]),
+])
+def test_byte_and_word_orders_decode_known_layouts(type_, order, words):
+    expected = {"float32": 1.5, "uint32": 16909060, "int16": -2, "float64": 1.5}[type_]
+    reg = ModbusRegister(quantity="x", address=0, type=type_, order=order)
+    assert decode(reg, words) == expected
+    assert encode(expected, type_, order) == words
+
+
+def test_scale_and_offset_apply_after_decoding():
+    reg = ModbusRegister(quantity="level_m", address=0, type="uint16", scale=0.01, offset=-5.0)
+    assert decode(reg, [1234]) == pytest.approx(7.34)
+
+
+def test_contiguous_registers_are_read_in_one_request_and_gaps_split_requests():
+    regs = [ModbusRegister(quantity="a", address=0, type="float32"),
+            ModbusRegister(quantity="b", address=2, type="uint16"),
+            ModbusRegister(quantity="c", address=10, type="int16"),
+            ModbusRegister(quantity="d", address=0, table="input", type="uint16")]
+    reqs = plan(regs)
+    assert [(r.table, r.address, r.count) for r in reqs] == [("holding", 0, 3), ("holding", 10, 1), ("input", 0, 1)]
+    assert [(r.address, r.count) for r in plan(regs, max_gap=8) if r.table == "holding"] == [(0, 11)]
+
+
+def every_type_and_order() -> list[dict]:
+    regs, addr = [], 0
+    for type_, order in product(TYPES, ORDERS):
+        regs.append({"quantity": "v", "sensor": f"{type_}_{order}", "table": "holding", "address": addr,
+                     "type": type_, "order": order})
+        addr += {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2, "float64": 4}[type_]
+    regs.append({"quantity": "v", "sensor": "scaled", "table": "input", "address": 0, "type": "int32",
+                 "order": "CDAB", "scale": 0.001, "offset": 100})
+    regs.append({"quantity": "v", "sensor": "coil", "table": "coil", "address": 3, "type": "bool"})
+    return regs
+
+
+def every_source() -> dict:
+    srcs = {source_key("v", f"{t}_{o}"): Constant(VALUES[t]) for t, o in product(TYPES, ORDERS)}
+    srcs[source_key("v", "scaled")] = Constant(87.654)
+    srcs[source_key("v", "coil")] = Constant(1)
+    return srcs
+
+
+def check_every_value(samples) -> None:
+    got = {s.sensor: s.value for s in samples}
+    for t, o in product(TYPES, ORDERS):
+        want = VALUES[t]
+        assert got[f"{t}_{o}"] == (pytest.approx(want) if t == "float32" else want), f"{t} {o}"
+    assert got["scaled"] == pytest.approx(87.654)
+    assert got["coil"] == 1.0
+
+
+async def test_every_type_and_byte_order_decodes_over_modbus_tcp_in_one_request_per_table():
+    dev = ModbusTcpDevice.model_validate({"id": "all", "type": "modbus_tcp", "site": "S", "port": free_port(),
+                                          "registers": every_type_and_order()})
+    clock = Clock()
+    async with simulate_devices([dev], {"all": every_source()}, clock) as sims:
+        async with make_reader(dev, ReaderContext(clock)) as reader:
+            check_every_value(await reader.read())
+        assert sims.sim("all").by_device["all"].requests == 3  # holding (all 24 values), input, coil
+
+
+async def test_every_type_and_byte_order_decodes_over_modbus_rtu_on_a_pty_with_two_slaves_on_one_bus(tmp_path):
+    port = str(tmp_path / "ttyRS485")
+    devs = [ModbusRtuDevice.model_validate({"id": f"d{i}", "type": "modbus_rtu", "site": "S", "port": port,
+                                            "baudrate": 19200, "slave": i, "timeout_s": 1,
+                                            "registers": every_type_and_order()}) for i in (1, 2)]
+    clock = Clock()
+    ctx = ReaderContext(clock)
+    async with simulate_devices(devs, {d.id: every_source() for d in devs}, clock):
+        readers = [make_reader(d, ctx) for d in devs]
+        assert readers[0].bus is readers[1].bus  # one client and one lock per serial port
+        for r in readers:
+            async with r:
+                check_every_value(await r.read())
+
+
+async def test_a_hung_or_garbling_slave_raises_a_device_error_and_the_reader_recovers(tmp_path):
+    dev = ModbusTcpDevice.model_validate({"id": "g", "type": "modbus_tcp", "site": "S", "port": free_port(),
+                                          "timeout_s": 0.3, "registers": [{"quantity": "v", "address": 0}]})
+    clock = Clock()
+    async with simulate_devices([dev], {"g": {"v": Constant(7)}}, clock) as sims:
+        async with make_reader(dev, ReaderContext(clock)) as reader:
+            assert [s.value for s in await reader.read()] == [7]
+            for fault in (Fault.HANG, Fault.GARBLED, Fault.OFFLINE):
+                await sims.fault(fault, "g")
+                with pytest.raises(DeviceError, match="device g"):
+                    await reader.read()
+                await sims.fault(Fault.NONE, "g")
+                assert [s.value for s in await reader.read()] == [7], f"recovers after {fault}"
+
+
+def test_nan_from_a_float_register_passes_through_for_flagging():
+    reg = ModbusRegister(quantity="x", address=0, type="float32", scale=2)
+    assert math.isnan(decode(reg, encode(math.nan, "float32")))
