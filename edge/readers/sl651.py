@@ -1,0 +1,133 @@
+"""SL 651-2014 RTUs (rain, water level): reports pushed over serial or TCP, checked, parsed and answered.
+
+Over ``transport: serial`` the gateway opens the RTU's line; over ``tcp`` the
+RTU dials in (as over GPRS/4G) to ``listen_host:listen_port``. Each report's
+elements become samples stamped with the RTU's observation time; frames with
+a bad CRC, a wrong length, a foreign station or an unparsable body are
+counted by reason, logged once a minute, and otherwise ignored.
+
+Example: edge/readers/sl651.example.yaml
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import AsyncIterator
+
+import serial_asyncio
+from prometheus_client import Counter
+
+from edge.config import Sl651Device
+from edge.readers import ReaderContext, Sample, register
+from edge.readers.sl651_frame import KEEPALIVE, REPORTS, Deframer, Frame, FrameError, parse_report, reply_to
+from yujing.errors import DeviceError
+from yujing.log import Limiter
+
+log = logging.getLogger("yujing.edge.sl651")
+REJECTED = Counter("yujing_edge_frames_rejected_total", "Device frames or payloads rejected", ["device", "reason"])
+FRAMES = Counter("yujing_edge_sl651_frames_total", "SL651 frames accepted", ["device", "function"])
+
+
+@register("sl651")
+class Sl651Reader:
+    def __init__(self, device: Sl651Device, ctx: ReaderContext) -> None:
+        self.device = device
+        self.clock = ctx.clock
+        self.queue: asyncio.Queue[list[Sample] | Exception] = asyncio.Queue()
+        self.limiter = Limiter(60.0)
+        self._server: asyncio.AbstractServer | None = None
+        self._task: asyncio.Task | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.rejected = 0
+
+    async def __aenter__(self) -> "Sl651Reader":
+        dev = self.device
+        try:
+            if dev.transport == "serial":
+                r, w = await serial_asyncio.open_serial_connection(url=dev.port, baudrate=dev.baudrate)
+                self._task = asyncio.create_task(self._link(r, w, dev.port))
+            else:
+                self._server = await asyncio.start_server(self._dial_in, dev.listen_host, dev.listen_port)
+        except OSError as exc:
+            raise DeviceError(dev.id, f"cannot open {dev.transport} link: {exc}") from None
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        if self._server is not None:
+            self._server.close()
+            for w in list(self._writers):
+                w.close()
+
+    async def samples(self) -> AsyncIterator[list[Sample]]:
+        while True:
+            item = await self.queue.get()
+            if isinstance(item, Exception):
+                raise item
+            yield item
+
+    async def _dial_in(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        peer = "%s:%s" % w.get_extra_info("peername")[:2]
+        with contextlib.suppress(Exception):
+            await self._link(r, w, peer, fatal=False)
+
+    async def _link(self, r: asyncio.StreamReader, w: asyncio.StreamWriter, where: str, fatal: bool = True) -> None:
+        self._writers.add(w)
+        deframer = Deframer()
+        try:
+            while True:
+                data = await r.read(4096)
+                if not data:
+                    raise ConnectionError(f"{where} closed")
+                for item in deframer.feed(data):
+                    if isinstance(item, FrameError):
+                        self._reject(item.reason, str(item))
+                    else:
+                        await self._frame(item, w)
+        except (OSError, ConnectionError) as exc:
+            if fatal:  # the serial line itself failed: the poller reopens it with backoff
+                await self.queue.put(DeviceError(self.device.id, str(exc)))
+        finally:
+            self._writers.discard(w)
+            w.close()
+
+    async def _frame(self, frame: Frame, w: asyncio.StreamWriter) -> None:
+        dev = self.device
+        if not frame.upward:
+            return self._reject("direction", "a downstream frame on the upstream link")
+        if frame.station != dev.station:
+            return self._reject("station", f"station {frame.station}, expected {dev.station}")
+        FRAMES.labels(dev.id, f"{frame.function:02X}").inc()
+        if frame.function == KEEPALIVE:
+            return
+        if frame.function not in REPORTS:
+            return self._reject("function", f"function {frame.function:02X} is not a report")
+        try:
+            report = parse_report(frame.body)
+        except FrameError as exc:
+            return self._reject(exc.reason, str(exc))
+        if dev.reply:
+            w.write(reply_to(frame, report.serial, self.clock.now()).encode())
+            with contextlib.suppress(OSError):
+                await w.drain()
+        samples = []
+        for ident, value in report.elements.items():
+            el = dev.elements.get(f"{ident:02X}")
+            if el is None or value is None:
+                continue
+            samples.append(Sample(el.quantity, value, el.unit, ts=report.observed_at, checks=el,
+                                  meta={"serial": str(report.serial), "function": f"{frame.function:02X}"}))
+        await self.queue.put(samples)
+
+    def _reject(self, reason: str, message: str) -> None:
+        self.rejected += 1
+        REJECTED.labels(self.device.id, reason).inc()
+        if self.limiter.allow(reason):
+            log.warning("SL651 frame rejected", extra={"kv": {
+                "device": self.device.id, "reason": reason, "error": message,
+                "suppressed": self.limiter.take_suppressed(reason)}})
