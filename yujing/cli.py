@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 
 from yujing import __version__
 from yujing import log as ylog
+from yujing import systemd
 from yujing.clock import Clock
 from yujing.config import Config, load_config
 from yujing.errors import ConfigError
@@ -65,6 +66,7 @@ async def run_parts(cfg: Config, parts: tuple[str, ...], *, speed: float | None 
             for part in parts:
                 kwargs = {"gateways": gateways} if part == "edge" and gateways else {}
                 tg.create_task(_service(part)(rt, **kwargs), name=part)
+            tg.create_task(systemd.supervise(rt.stop, "running " + " ".join(parts)), name="systemd")
     log.info("stopped")
 
 

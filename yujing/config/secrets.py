@@ -23,17 +23,22 @@ class Secret(BaseModel):
         return self
 
     def get(self) -> str:
-        """The secret's value; raises ``LookupError`` naming where it was looked for."""
+        """The secret's value; raises ``LookupError`` naming where it was looked for. Never logged (redacted)."""
+        from yujing.log import register_secret
+
         if self.env is not None:
             value = os.environ.get(self.env)
             if value is None:
                 raise LookupError(f"environment variable {self.env} is not set")
+            register_secret(value)
             return value
         assert self.file is not None
         try:
-            return self.file.read_text(encoding="utf-8").strip()
+            value = self.file.read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise LookupError(f"secret file {self.file}: {exc.strerror}") from None
+        register_secret(value)
+        return value
 
     def __repr__(self) -> str:  # never the value
         return f"Secret(env={self.env!r})" if self.env else f"Secret(file={str(self.file)!r})"

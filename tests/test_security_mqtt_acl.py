@@ -1,0 +1,259 @@
+"""The shipped Mosquitto config and ACL, run for real: per-gateway credentials, topic ACLs, TLS, mutual TLS.
+
+The broker runs deploy/mosquitto/yujing.conf with only its paths and ports rewritten to a temporary directory,
+and deploy/mosquitto/acl byte for byte, so what is tested is what is shipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import ssl
+import subprocess
+from pathlib import Path
+from typing import AsyncIterator, Iterator
+
+import aiomqtt
+import pytest
+
+from conftest import ROOT, wait_for
+from servers import Mosquitto, free_port
+from yujing.config.mqtt import MqttConfig, Tls
+from yujing.config.secrets import Secret
+from yujing.mqtt import client as yujing_client
+
+DEPLOY = ROOT / "deploy"
+PASSWORDS = {"gw-a": "pw-gateway-a", "gw-b": "pw-gateway-b", "yujing-collector": "pw-collector",
+             "yujing-rules": "pw-rules", "yujing-alerts": "pw-alerts"}
+
+
+def shipped_conf(tmp: Path, ports: dict[int, int]) -> str:
+    """deploy/mosquitto/yujing.conf with /etc and /var paths moved under ``tmp`` and listener ports remapped."""
+    text = (DEPLOY / "mosquitto" / "yujing.conf").read_text()
+    paths = {
+        "/etc/mosquitto/ca_certificates/yujing-ca.crt": tmp / "certs" / "ca.crt",
+        "/etc/mosquitto/certs/yujing-broker.crt": tmp / "certs" / "broker.crt",
+        "/etc/mosquitto/certs/yujing-broker.key": tmp / "certs" / "broker.key",
+        "/etc/mosquitto/yujing.passwd": tmp / "passwd",
+        "/etc/mosquitto/yujing.acl": tmp / "acl",
+        "/var/lib/mosquitto/": f"{tmp}/",
+    }
+    for shipped, local in paths.items():
+        assert shipped in text, f"yujing.conf no longer mentions {shipped}: update this test with it"
+        text = text.replace(shipped, str(local))
+
+    def listener(m: re.Match[str]) -> str:
+        return f"listener {ports[int(m.group(1))]} 127.0.0.1"
+
+    text, n = re.subn(r"^listener (\d+)(?: \S+)?$", listener, text, flags=re.M)
+    assert n == len(ports), f"expected listeners {sorted(ports)} in yujing.conf, found {n}"
+    return text + "\nuser root\n"  # the test runs unprivileged files as whoever runs pytest
+
+
+class ShippedMosquitto(Mosquitto):
+    """Mosquitto on the shipped configuration. ``port`` is the loopback plain listener (1883 in production)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tls_port, self.mtls_port = free_port(), free_port()
+        certs = self.dir / "certs"
+        subprocess.run(["bash", str(DEPLOY / "gen-test-certs.sh"), str(certs), "localhost", "gw-a", "gw-b"],
+                       check=True, capture_output=True)
+        self.certs = certs
+        shutil.copyfile(DEPLOY / "mosquitto" / "acl", self.dir / "acl")
+        pw = self.dir / "passwd"
+        for i, (user, password) in enumerate(PASSWORDS.items()):
+            subprocess.run(["mosquitto_passwd", *(["-c"] if i == 0 else []), "-b", str(pw), user, password],
+                           check=True, capture_output=True)
+        pw.chmod(0o600)
+
+    def command(self) -> list[str]:
+        conf = self.dir / "mosquitto.conf"
+        conf.write_text(shipped_conf(self.dir, {8883: self.tls_port, 8884: self.mtls_port, 1883: self.port}))
+        return [self.binary, "-c", str(conf)]
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[ShippedMosquitto]:
+    server = ShippedMosquitto().start()
+    yield server
+    server.cleanup()
+
+
+def plain(broker: ShippedMosquitto, user: str | None, password: str | None = None, **kw) -> aiomqtt.Client:
+    if user is not None and password is None:
+        password = PASSWORDS[user]
+    return aiomqtt.Client("127.0.0.1", broker.port, username=user, password=password, identifier=f"t-{user}",
+                          timeout=5, **kw)
+
+
+class Inbox:
+    """Everything a subscriber received, collected in the background."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, bytes]] = []
+
+    def topics(self) -> list[str]:
+        return [t for t, _ in self.messages]
+
+    def has(self, topic: str, payload: bytes | None = None) -> bool:
+        return any(t == topic and (payload is None or p == payload) for t, p in self.messages)
+
+
+@pytest.fixture
+async def collector(broker: ShippedMosquitto) -> AsyncIterator[Inbox]:
+    """A subscriber with the collector's credentials, on everything it is allowed to and more (``#``)."""
+    inbox = Inbox()
+    async with plain(broker, "yujing-collector") as c:
+        await c.subscribe("yujing/#", qos=1)
+
+        async def collect() -> None:
+            async for m in c.messages:
+                inbox.messages.append((str(m.topic), bytes(m.payload)))
+
+        task = asyncio.create_task(collect())
+        yield inbox
+        task.cancel()
+
+
+async def test_gateway_publishes_readings_under_its_own_id(broker, collector):
+    async with plain(broker, "gw-a") as gw:
+        await gw.publish("yujing/readings/gw-a", b'{"n": 1}', qos=1)
+    await wait_for(lambda: collector.has("yujing/readings/gw-a", b'{"n": 1}'), 5, "gw-a's own reading")
+
+
+async def test_gateway_cannot_publish_as_another_gateway(broker, collector):
+    async with plain(broker, "gw-a") as gw:
+        # Denied publishes are dropped silently (MQTT 3.1.1 has no negative PUBACK). Mosquitto keeps one client's
+        # QoS 1 messages in order, so once the allowed marker sent after them arrives, the forged ones never will.
+        await gw.publish("yujing/readings/gw-b", b"forged", qos=1)
+        await gw.publish("yujing/status/gw-b", b'{"online": true}', qos=1, retain=True)
+        await gw.publish("yujing/readings/gw-a", b"marker", qos=1)
+    await wait_for(lambda: collector.has("yujing/readings/gw-a", b"marker"), 5, "the marker after the forgeries")
+    assert not collector.has("yujing/readings/gw-b")
+    assert not collector.has("yujing/status/gw-b")
+
+
+async def test_gateway_cannot_publish_warnings_or_cap(broker, collector):
+    async with plain(broker, "gw-a") as gw:
+        await gw.publish("yujing/warnings/rainstorm/RG-1", b"fake red warning", qos=1)
+        await gw.publish("yujing/cap/rainstorm/RG-1", b"<alert/>", qos=1)
+        await gw.publish("yujing/readings/gw-a", b"marker-2", qos=1)
+    async with plain(broker, "yujing-rules") as rules:
+        await rules.publish("yujing/warnings/rainstorm/RG-2", b"real warning", qos=1)
+    await wait_for(lambda: collector.has("yujing/readings/gw-a", b"marker-2"), 5, "gw-a marker")
+    # The collector itself may not read warnings; a viewer-like check through the alerts account:
+    assert not collector.has("yujing/warnings/rainstorm/RG-1")
+    async with plain(broker, "yujing-alerts") as alerts:
+        await alerts.subscribe("yujing/#", qos=1)
+        async with plain(broker, "gw-a") as gw:
+            await gw.publish("yujing/warnings/rainstorm/RG-3", b"fake", qos=1)
+        async with plain(broker, "yujing-rules") as rules:
+            await rules.publish("yujing/warnings/rainstorm/RG-4", b"real", qos=1)
+        got = []
+        async with asyncio.timeout(5):
+            async for m in alerts.messages:
+                got.append(str(m.topic))
+                if str(m.topic) == "yujing/warnings/rainstorm/RG-4":
+                    break
+        assert "yujing/warnings/rainstorm/RG-3" not in got
+
+
+async def test_gateway_cannot_read_other_gateways_readings(broker):
+    async with plain(broker, "gw-b") as spy:
+        await spy.subscribe("yujing/#", qos=1)
+        async with plain(broker, "gw-a") as gw:
+            await gw.publish("yujing/readings/gw-a", b"private", qos=1)
+            await gw.publish("yujing/status/gw-a", b"status", qos=1)
+        await spy.publish("yujing/status/gw-b", b"own", qos=1)  # its own status: readable, the marker
+        got = []
+        async with asyncio.timeout(5):
+            async for m in spy.messages:
+                got.append(str(m.topic))
+                if str(m.topic) == "yujing/status/gw-b":
+                    break
+        assert got == ["yujing/status/gw-b"]
+
+
+async def test_anonymous_clients_are_refused(broker):
+    with pytest.raises(aiomqtt.MqttError):
+        async with plain(broker, None):
+            pass
+
+
+async def test_wrong_password_is_refused(broker):
+    with pytest.raises(aiomqtt.MqttError):
+        async with plain(broker, "gw-a", "not-the-password"):
+            pass
+
+
+async def test_password_of_one_gateway_does_not_open_another(broker):
+    with pytest.raises(aiomqtt.MqttError):
+        async with plain(broker, "gw-a", PASSWORDS["gw-b"]):
+            pass
+
+
+def tls_cfg(broker: ShippedMosquitto, **tls) -> MqttConfig:
+    return MqttConfig(host="localhost", port=broker.tls_port, username="gw-a",
+                      password=Secret(env="MQTT_PASSWORD_GW_A"), tls=Tls(**tls) if tls is not None else None)
+
+
+async def test_yujing_client_connects_over_tls_with_the_ca(broker, collector, monkeypatch):
+    monkeypatch.setenv("MQTT_PASSWORD_GW_A", PASSWORDS["gw-a"])
+    cfg = tls_cfg(broker, ca_file=broker.certs / "ca.crt")
+    async with yujing_client(cfg, "tls-gw-a", timeout=5) as c:
+        await c.subscribe("yujing/status/gw-a", qos=1)
+        await c.publish("yujing/status/gw-a", b"over-tls", qos=1)
+        await c.publish("yujing/readings/gw-a", b"tls-reading", qos=1)
+        async with asyncio.timeout(5):
+            async for m in c.messages:
+                assert bytes(m.payload) == b"over-tls"
+                break
+    await wait_for(lambda: collector.has("yujing/readings/gw-a", b"tls-reading"), 5, "reading sent over TLS")
+
+
+async def test_tls_without_the_ca_fails_to_connect(broker, monkeypatch):
+    monkeypatch.setenv("MQTT_PASSWORD_GW_A", PASSWORDS["gw-a"])
+    cfg = tls_cfg(broker)  # system trust store: does not know the Yujing CA
+    with pytest.raises((aiomqtt.MqttError, ssl.SSLError)):
+        async with yujing_client(cfg, "tls-no-ca", timeout=5):
+            pass
+
+
+async def test_plain_mqtt_on_the_tls_port_is_refused(broker):
+    with pytest.raises(aiomqtt.MqttError):
+        async with aiomqtt.Client("127.0.0.1", broker.tls_port, username="gw-a", password=PASSWORDS["gw-a"],
+                                  timeout=2):
+            pass
+
+
+async def test_client_certificate_is_the_gateway_identity_on_the_mutual_tls_listener(broker, collector):
+    cfg = MqttConfig(host="localhost", port=broker.mtls_port,
+                     tls=Tls(ca_file=broker.certs / "ca.crt", cert_file=broker.certs / "gw-a.crt",
+                             key_file=broker.certs / "gw-a.key"))
+    async with yujing_client(cfg, "mtls-gw-a", timeout=5) as c:
+        await c.publish("yujing/readings/gw-b", b"forged-mtls", qos=1)  # CN gw-a may not speak for gw-b
+        await c.publish("yujing/readings/gw-a", b"mtls-reading", qos=1)
+    await wait_for(lambda: collector.has("yujing/readings/gw-a", b"mtls-reading"), 5, "reading over mutual TLS")
+    assert not collector.has("yujing/readings/gw-b", b"forged-mtls")
+
+
+async def test_mutual_tls_listener_refuses_a_client_without_certificate(broker, monkeypatch):
+    monkeypatch.setenv("MQTT_PASSWORD_GW_A", PASSWORDS["gw-a"])
+    cfg = MqttConfig(host="localhost", port=broker.mtls_port, username="gw-a",
+                     password=Secret(env="MQTT_PASSWORD_GW_A"), tls=Tls(ca_file=broker.certs / "ca.crt"))
+    with pytest.raises((aiomqtt.MqttError, ssl.SSLError, OSError)):
+        async with yujing_client(cfg, "mtls-no-cert", timeout=2) as c:
+            await c.publish("yujing/readings/gw-a", b"x", qos=1)
+
+
+def test_shipped_acl_confines_every_gateway_to_its_own_topics():
+    acl = (DEPLOY / "mosquitto" / "acl").read_text()
+    patterns = [line.split(None, 2)[1:] for line in acl.splitlines() if line.startswith("pattern ")]
+    assert patterns == [["write", "yujing/readings/%u"], ["readwrite", "yujing/status/%u"]]
+    assert not re.search(r"^topic\s+(read)?write\s+yujing/readings", acl, re.M), "nobody else writes readings"
+    conf = (DEPLOY / "mosquitto" / "yujing.conf").read_text()
+    assert re.search(r"^allow_anonymous false$", conf, re.M)
+    assert json.dumps(conf).count("require_certificate true") == 1
