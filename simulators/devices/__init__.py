@@ -42,7 +42,8 @@ class SimulatedDevices:
 
 @contextlib.asynccontextmanager
 async def simulate_devices(devices: Iterable[Any], sources: dict[str, dict[str, ValueSource]],
-                           clock: Any) -> AsyncIterator[SimulatedDevices]:
+                           clock: Any, mqtt: Any = None) -> AsyncIterator[SimulatedDevices]:
+    """``mqtt``: the deployment's MqttConfig, where MQTT devices without their own ``broker`` publish."""
     from simulators.devices.modbus import ModbusBusSim
     out = SimulatedDevices()
     async with contextlib.AsyncExitStack() as stack:
@@ -56,14 +57,14 @@ async def simulate_devices(devices: Iterable[Any], sources: dict[str, dict[str, 
                 buses[key].add(dev, srcs, clock)
                 out.by_device[dev.id] = buses[key]
             else:
-                sim = _make_single(dev, srcs, clock)
+                sim = _make_single(dev, srcs, clock, mqtt)
                 out.by_device[dev.id] = sim
         for sim in {id(s): s for s in out.by_device.values()}.values():
             await stack.enter_async_context(sim)
         yield out
 
 
-def _make_single(dev: Any, sources: dict[str, ValueSource], clock: Any) -> Any:
+def _make_single(dev: Any, sources: dict[str, ValueSource], clock: Any, mqtt: Any) -> Any:
     if dev.type == "serial_ascii":
         from simulators.devices.ascii_gauge import AsciiGaugeSim
         return AsciiGaugeSim(dev, sources, clock)
@@ -72,12 +73,13 @@ def _make_single(dev: Any, sources: dict[str, ValueSource], clock: Any) -> Any:
         return Sl651RtuSim(dev, sources, clock)
     if dev.type == "mqtt":
         from simulators.devices.camera import FireCameraSim
-        return FireCameraSim(dev, sources, clock)
+        return FireCameraSim(dev, sources, clock, mqtt)
     raise LookupError(f"no simulator for device type {dev.type!r}")
 
 
 @contextlib.asynccontextmanager
-async def simulate_device(device: Any, sources: dict[str, ValueSource], clock: Any) -> AsyncIterator[SimulatedDevices]:
-    async with simulate_devices([device], {device.id: sources}, clock) as sims:
+async def simulate_device(device: Any, sources: dict[str, ValueSource], clock: Any,
+                          mqtt: Any = None) -> AsyncIterator[SimulatedDevices]:
+    async with simulate_devices([device], {device.id: sources}, clock, mqtt) as sims:
         sims._only = device.id
         yield sims

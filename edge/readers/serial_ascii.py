@@ -1,0 +1,124 @@
+"""Line-oriented serial instruments: a request/answer gauge (``request:`` set) or one that streams lines.
+
+Each line is parsed by ``pattern`` (a regex whose named groups are the
+fields' ``key``) or split by ``delimiter`` (fields' ``key`` = column index).
+A line that does not parse is counted and logged, never fatal.
+
+Example: edge/readers/serial_ascii.example.yaml
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import AsyncIterator
+
+import serial_asyncio
+
+from edge.config import SerialAsciiDevice
+from edge.readers import ReaderContext, Sample, register
+from edge.readers.sl651 import REJECTED
+from yujing.errors import DeviceError, PayloadError
+from yujing.log import Limiter
+
+log = logging.getLogger("yujing.edge.serial_ascii")
+
+
+def parse_line(device: SerialAsciiDevice, line: str) -> list[Sample]:
+    """One line → samples; raises PayloadError("parse" | "value") when it does not fit the configured shape."""
+    line = line.strip()
+    if device.pattern is not None:
+        m = re.search(device.pattern, line)
+        if m is None:
+            raise PayloadError("parse", f"line {line[:80]!r} does not match the pattern")
+        raw = {k: v for k, v in m.groupdict().items() if v is not None}
+    else:
+        cols = [c.strip() for c in line.split(device.delimiter)]
+        raw = {i: c for i, c in enumerate(cols)}
+    out = []
+    for f in device.fields:
+        text = raw.get(f.key if device.pattern is not None else int(f.key))
+        if text is None:
+            raise PayloadError("parse", f"line {line[:80]!r} has no field {f.key!r}")
+        try:
+            value = float(text)
+        except ValueError:
+            raise PayloadError("value", f"field {f.key!r} = {text[:20]!r} is not a number") from None
+        out.append(Sample(f.quantity, value * f.scale + f.offset, f.unit, f.sensor, checks=f))
+    return out
+
+
+class _AsciiLine:
+    def __init__(self, device: SerialAsciiDevice, ctx: ReaderContext) -> None:
+        self.device = device
+        self.limiter = Limiter(60.0)
+        self.rejected = 0
+        self._r: asyncio.StreamReader | None = None
+        self._w: asyncio.StreamWriter | None = None
+
+    async def __aenter__(self):  # noqa: ANN204
+        d = self.device
+        try:
+            self._r, self._w = await serial_asyncio.open_serial_connection(
+                url=d.port, baudrate=d.baudrate, bytesize=d.bytesize, parity=d.parity, stopbits=d.stopbits)
+        except OSError as exc:
+            raise DeviceError(d.id, f"cannot open {d.port}: {exc}") from None
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._w is not None:
+            self._w.close()
+            self._w = None
+
+    async def _line(self) -> str:
+        assert self._r is not None
+        raw = await self._r.readline()
+        if not raw:
+            raise DeviceError(self.device.id, f"{self.device.port} closed")
+        return raw.decode(self.device.encoding, errors="replace")
+
+    def expected(self) -> list[tuple[str, str, str]]:
+        return [(f.quantity, f.unit, f.sensor) for f in self.device.fields]
+
+    def reject(self, exc: PayloadError) -> None:
+        self.rejected += 1
+        REJECTED.labels(self.device.id, exc.reason).inc()
+        if self.limiter.allow(exc.reason):
+            log.warning("instrument line rejected", extra={"kv": {
+                "device": self.device.id, "error": str(exc), "suppressed": self.limiter.take_suppressed(exc.reason)}})
+
+
+class AsciiPolledReader(_AsciiLine):
+    async def read(self) -> list[Sample]:
+        assert self._r is not None and self._w is not None and self.device.request is not None
+        while self._r._buffer:  # noqa: SLF001 — a late answer to a timed-out request must not answer this one
+            self._r._buffer.clear()  # noqa: SLF001
+        self._w.write(self.device.request.encode(self.device.encoding))
+        try:
+            line = await asyncio.wait_for(self._line(), self.device.timeout_s)
+        except TimeoutError:
+            raise DeviceError(self.device.id, f"no answer within {self.device.timeout_s} s") from None
+        try:
+            return parse_line(self.device, line)
+        except PayloadError as exc:
+            self.reject(exc)
+            raise
+
+
+class AsciiStreamReader(_AsciiLine):
+    async def samples(self) -> AsyncIterator[list[Sample]]:
+        while True:
+            line = await self._line()
+            if not line.strip():
+                continue
+            try:
+                yield parse_line(self.device, line)
+            except PayloadError as exc:
+                self.reject(exc)
+
+
+@register("serial_ascii")
+def make(device: SerialAsciiDevice, ctx: ReaderContext) -> _AsciiLine:
+    return AsciiPolledReader(device, ctx) if device.request is not None else AsciiStreamReader(device, ctx)
+
