@@ -1,7 +1,7 @@
 """The shipped Mosquitto config and ACL, run for real: per-gateway credentials, topic ACLs, TLS, mutual TLS.
 
-The broker runs deploy/mosquitto/yujing.conf with only its paths and ports rewritten to a temporary directory,
-and deploy/mosquitto/acl byte for byte, so what is tested is what is shipped.
+The broker runs Debian's mosquitto.conf with deploy/mosquitto/yujing.conf in its conf.d (only paths and ports
+rewritten to a temporary directory) and deploy/mosquitto/acl byte for byte, so what is tested is what is shipped.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ def shipped_conf(tmp: Path, ports: dict[int, int]) -> str:
         "/etc/mosquitto/certs/yujing-broker.key": tmp / "certs" / "broker.key",
         "/etc/mosquitto/yujing.passwd": tmp / "passwd",
         "/etc/mosquitto/yujing.acl": tmp / "acl",
-        "/var/lib/mosquitto/": f"{tmp}/",
     }
     for shipped, local in paths.items():
         assert shipped in text, f"yujing.conf no longer mentions {shipped}: update this test with it"
@@ -49,7 +48,28 @@ def shipped_conf(tmp: Path, ports: dict[int, int]) -> str:
 
     text, n = re.subn(r"^listener (\d+)(?: \S+)?$", listener, text, flags=re.M)
     assert n == len(ports), f"expected listeners {sorted(ports)} in yujing.conf, found {n}"
-    return text + "\nuser root\n"  # the test runs unprivileged files as whoever runs pytest
+    return text
+
+
+# Debian's /etc/mosquitto/mosquitto.conf (package mosquitto 2.0.x); yujing.conf is installed into its conf.d.
+DEBIAN_MAIN_CONF = """\
+pid_file /run/mosquitto/mosquitto.pid
+persistence true
+persistence_location /var/lib/mosquitto/
+log_dest file /var/log/mosquitto/mosquitto.log
+include_dir /etc/mosquitto/conf.d
+"""
+
+
+def debian_main_conf(tmp: Path) -> str:
+    """The distribution's main config (the installed one if present), its paths moved under ``tmp``."""
+    installed = Path("/etc/mosquitto/mosquitto.conf")
+    text = installed.read_text() if installed.exists() else DEBIAN_MAIN_CONF
+    text = re.sub(r"^pid_file .*$", f"pid_file {tmp}/mosquitto.pid", text, flags=re.M)
+    text = re.sub(r"^persistence_location .*$", f"persistence_location {tmp}/", text, flags=re.M)
+    text = re.sub(r"^log_dest .*$", f"log_dest file {tmp}/mosquitto.log", text, flags=re.M)
+    text = re.sub(r"^include_dir .*$", f"include_dir {tmp}/conf.d", text, flags=re.M)
+    return text + "user root\n"  # run as whoever runs pytest: the temporary files are theirs
 
 
 class ShippedMosquitto(Mosquitto):
@@ -70,8 +90,11 @@ class ShippedMosquitto(Mosquitto):
         pw.chmod(0o600)
 
     def command(self) -> list[str]:
+        (self.dir / "conf.d").mkdir(exist_ok=True)
+        (self.dir / "conf.d" / "yujing.conf").write_text(
+            shipped_conf(self.dir, {8883: self.tls_port, 8884: self.mtls_port, 1883: self.port}))
         conf = self.dir / "mosquitto.conf"
-        conf.write_text(shipped_conf(self.dir, {8883: self.tls_port, 8884: self.mtls_port, 1883: self.port}))
+        conf.write_text(debian_main_conf(self.dir))
         return [self.binary, "-c", str(conf)]
 
 
@@ -85,8 +108,8 @@ def broker() -> Iterator[ShippedMosquitto]:
 def plain(broker: ShippedMosquitto, user: str | None, password: str | None = None, **kw) -> aiomqtt.Client:
     if user is not None and password is None:
         password = PASSWORDS[user]
-    return aiomqtt.Client("127.0.0.1", broker.port, username=user, password=password, identifier=f"t-{user}",
-                          timeout=5, **kw)
+    kw.setdefault("identifier", f"t-{user}")
+    return aiomqtt.Client("127.0.0.1", broker.port, username=user, password=password, timeout=5, **kw)
 
 
 class Inbox:
@@ -257,3 +280,30 @@ def test_shipped_acl_confines_every_gateway_to_its_own_topics():
     conf = (DEPLOY / "mosquitto" / "yujing.conf").read_text()
     assert re.search(r"^allow_anonymous false$", conf, re.M)
     assert json.dumps(conf).count("require_certificate true") == 1
+
+
+async def test_shipped_broker_keeps_a_collectors_queued_readings_across_a_restart():
+    """Persistent session + persistence: what gateways publish while the collector is away survives a broker
+    restart and is delivered, once each, when the collector comes back."""
+    server = ShippedMosquitto().start()
+    try:
+        def connect(user: str, **kw) -> aiomqtt.Client:
+            return plain(server, user, identifier=f"{user}-durable", **kw)
+
+        async with connect("yujing-collector", clean_session=False) as c:
+            await c.subscribe("yujing/readings/+", qos=1)
+        async with connect("gw-a") as gw:
+            for i in range(200):
+                await gw.publish("yujing/readings/gw-a", str(i).encode(), qos=1)
+        server.stop()  # SIGTERM: mosquitto writes its database
+        server.start()
+        got: list[int] = []
+        async with connect("yujing-collector", clean_session=False) as c:
+            async with asyncio.timeout(10):
+                async for m in c.messages:
+                    got.append(int(bytes(m.payload)))
+                    if len(got) == 200:
+                        break
+        assert got == list(range(200))
+    finally:
+        server.cleanup()
