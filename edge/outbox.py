@@ -160,3 +160,35 @@ class Outbox:
 
     async def count(self) -> int:
         return await self._run(lambda db: db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+
+class GroupCommit:
+    """Polls finishing together share one transaction (one fsync): ``await gc.put(readings)`` returns once
+    the readings are durable. Run :meth:`run` as a task for as long as puts may come."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+        self._pending: list[tuple[Sequence[Reading], asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+
+    async def put(self, readings: Sequence[Reading]) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((readings, fut))
+        self._wake.set()
+        await fut
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._pending = self._pending, []
+            try:
+                await self.outbox.put([r for rs, _ in batch for r in rs])
+            except BaseException as exc:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc if isinstance(exc, Exception) else StoreError("outbox closed"))
+                raise
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_result(None)

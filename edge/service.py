@@ -15,7 +15,7 @@ import logging
 from datetime import datetime
 
 from edge.config import GatewayConfig
-from edge.outbox import Outbox
+from edge.outbox import GroupCommit, Outbox
 from edge.poller import DevicePoller
 from edge.readers import ReaderContext
 from edge.status import DeviceStatus
@@ -67,8 +67,10 @@ async def serve_gateway(rt: Runtime, gw: GatewayConfig) -> None:
         holder.append(uplink)
         ctx = ReaderContext(clock=rt.clock, mqtt=rt.config.mqtt)
 
+        commits = GroupCommit(outbox)
+
         async def sink(readings: list[Reading]) -> None:
-            await outbox.put(readings)
+            await commits.put(readings)
 
         async def relay_status_changes() -> None:
             while not rt.stop.is_set():
@@ -80,6 +82,7 @@ async def serve_gateway(rt: Runtime, gw: GatewayConfig) -> None:
                                                    "outbox": str(path), "backlog": outbox.depth}})
         async with asyncio.TaskGroup() as tg:
             tg.create_task(uplink.run())
+            writer = tg.create_task(commits.run())
             async with asyncio.TaskGroup() as pollers:
                 relay = pollers.create_task(relay_status_changes())
                 for dev in gw.devices:
@@ -87,6 +90,7 @@ async def serve_gateway(rt: Runtime, gw: GatewayConfig) -> None:
                         _guarded(DevicePoller(rt, gw.id, dev, ctx, sink, statuses[dev.id]).run(), dev.id))
                 await rt.stop.wait()
                 relay.cancel()
+            writer.cancel()  # the pollers are done, so nothing is pending in it
             uplink.finish.set()  # every reading is committed now: flush them before leaving
     log.info("gateway stopped", extra={"kv": {"gateway": gw.id}})
 
