@@ -263,6 +263,19 @@ async def test_client_certificate_is_the_gateway_identity_on_the_mutual_tls_list
     assert not collector.has("yujing/readings/gw-b", b"forged-mtls")
 
 
+async def test_on_the_mutual_tls_listener_the_certificate_overrides_any_claimed_username(broker, collector,
+                                                                                       monkeypatch):
+    cfg = MqttConfig(host="localhost", port=broker.mtls_port, username="gw-b", password=Secret(env="PW_B"),
+                     tls=Tls(ca_file=broker.certs / "ca.crt", cert_file=broker.certs / "gw-a.crt",
+                             key_file=broker.certs / "gw-a.key"))
+    monkeypatch.setenv("PW_B", PASSWORDS["gw-b"])  # even gw-b's real password does not make gw-a's cert gw-b
+    async with yujing_client(cfg, "mtls-claims-b", timeout=5) as c:
+        await c.publish("yujing/readings/gw-b", b"claimed-b", qos=1)
+        await c.publish("yujing/readings/gw-a", b"marker-mtls-2", qos=1)
+    await wait_for(lambda: collector.has("yujing/readings/gw-a", b"marker-mtls-2"), 5, "marker over mutual TLS")
+    assert not collector.has("yujing/readings/gw-b", b"claimed-b")
+
+
 async def test_mutual_tls_listener_refuses_a_client_without_certificate(broker, monkeypatch):
     monkeypatch.setenv("MQTT_PASSWORD_GW_A", PASSWORDS["gw-a"])
     cfg = MqttConfig(host="localhost", port=broker.mtls_port, username="gw-a",
