@@ -1,0 +1,197 @@
+"""A drill's timeline, and the figures a drill is judged by.
+
+Pure data: the drill recorder fills a :class:`Timeline`; :func:`figures` and :func:`check_expectations`
+compute from it; the report writers render it. ``report.json`` is ``Timeline.to_json()`` plus those.
+
+Times are scenario seconds since the drill's start (``t``) and ISO timestamps (``ts``, UTC).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from yujing.model import Level
+
+
+class Kind(enum.StrEnum):
+    FAULT = "fault"  # the scenario injects or heals a fault
+    STATUS = "status"  # a gateway or device goes offline / comes back
+    WARNING = "warning"  # a HazardWarning: issued, upgraded, downgraded, lifted
+    NOTIFICATION = "notification"  # an SMS or a call placed to a person
+    CONFIRMATION = "confirmation"  # a person confirmed (key pressed, SMS reply)
+    UNANSWERED = "unanswered"  # a call not answered
+    ESCALATION = "escalation"  # a call passed to a deputy or the level above
+
+
+@dataclass
+class Event:
+    t: float
+    kind: Kind
+    summary: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Recipient:
+    phone: str
+    name: str = ""
+    role: str = ""
+    area: str = ""
+    tier: str = ""
+    first_told_t: float | None = None
+    messages: int = 0
+    calls: int = 0
+    confirmed_t: float | None = None
+    confirmed_via: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def asked_to_confirm(self) -> bool:
+        return self.calls > 0 or self.confirmed_t is not None
+
+
+@dataclass
+class Timeline:
+    scenario: dict[str, Any]
+    started_at: datetime
+    speed: float
+    deployment: str = ""
+    events: list[Event] = field(default_factory=list)
+    series: dict[str, dict[str, list[tuple[float, float]]]] = field(default_factory=dict)  # sensor → quantity → pts
+    sensor_site: dict[str, str] = field(default_factory=dict)
+    sites: dict[str, dict[str, Any]] = field(default_factory=dict)  # site id → name, kind, area, thresholds
+    recipients: dict[str, Recipient] = field(default_factory=dict)  # by phone
+    notes: list[str] = field(default_factory=list)  # what the drill could not do, said plainly
+    ended_t: float = 0.0
+
+    def offset(self, ts: datetime) -> float:
+        return round((ts - self.started_at).total_seconds(), 3)
+
+    def at(self, t: float) -> datetime:
+        return self.started_at + timedelta(seconds=t)
+
+    def add(self, t: float, kind: Kind, summary: str, **data: Any) -> Event:
+        ev = Event(round(t, 3), kind, summary, data)
+        self.events.append(ev)
+        return ev
+
+    def point(self, sensor: str, site: str, quantity: str, t: float, value: float) -> None:
+        self.sensor_site[sensor] = site
+        self.series.setdefault(sensor, {}).setdefault(quantity, []).append((round(t, 3), value))
+
+    def sorted_events(self) -> list[Event]:
+        return sorted(self.events, key=lambda e: (e.t, list(Kind).index(e.kind)))
+
+    def warnings(self) -> list[Event]:
+        return [e for e in self.sorted_events() if e.kind is Kind.WARNING]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "drill": True,
+            "scenario": self.scenario,
+            "deployment": self.deployment,
+            "started_at": self.started_at.isoformat(),
+            "speed": self.speed,
+            "ended_t": self.ended_t,
+            "events": [{"t": e.t, "ts": self.at(e.t).isoformat(), "kind": e.kind.value, "summary": e.summary,
+                        **e.data} for e in self.sorted_events()],
+            "recipients": [asdict(r) for r in sorted(self.recipients.values(), key=_recipient_order)],
+            "series": {s: {q: pts for q, pts in qs.items()} for s, qs in self.series.items()},
+            "sensor_site": self.sensor_site,
+            "sites": self.sites,
+            "notes": self.notes,
+            "figures": figures(self),
+        }
+
+
+_TIER_ORDER = {"city": 0, "county": 1, "township": 2, "village": 3, "group": 4, "household": 5, "site": 6}
+
+
+def _recipient_order(r: Recipient) -> tuple:
+    return (r.first_told_t if r.first_told_t is not None else 1e18, _TIER_ORDER.get(r.tier, 9), r.phone)
+
+
+def figures(tl: Timeline) -> dict[str, Any]:
+    """The numbers a drill is judged by (None where the drill gave nothing to measure)."""
+    issued = [e for e in tl.warnings() if e.data.get("state") == "issued"]
+    trigger = issued[0].t if issued else None
+    notes = [e for e in tl.sorted_events() if e.kind is Kind.NOTIFICATION]
+    first_note = next((e.t for e in notes if trigger is None or e.t >= trigger), None)
+    told = [r for r in tl.recipients.values() if r.first_told_t is not None]
+    households = [r for r in told if r.tier == "household" or r.role == "household"]
+    askable = [r for r in told if r.asked_to_confirm]
+
+    def within(limit_s: float) -> float | None:
+        if not askable:
+            return None
+        ok = [r for r in askable if r.confirmed_t is not None and r.confirmed_t - r.first_told_t <= limit_s]
+        return round(len(ok) / len(askable), 4)
+
+    def since(t: float | None) -> float | None:
+        return None if t is None or trigger is None else round(t - trigger, 3)
+
+    levels = [Level(e.data["level"]) for e in tl.warnings() if e.data.get("level")]
+    return {
+        "warnings_issued": len(issued),
+        "highest_level": max(levels).value if levels else None,
+        "trigger_t": trigger,
+        "trigger_to_first_notification_s": since(first_note),
+        "trigger_to_every_household_s": since(max((r.first_told_t for r in households), default=None)),
+        "households_told": len(households),
+        "people_told": len(told),
+        "asked_to_confirm": len(askable),
+        "confirmed": sum(1 for r in askable if r.confirmed_t is not None),
+        "never_confirmed": sum(1 for r in askable if r.confirmed_t is None),
+        "confirmed_within_5_min": within(300),
+        "confirmed_within_15_min": within(900),
+        "escalations": sum(1 for e in tl.events if e.kind is Kind.ESCALATION),
+        "messages": sum(r.messages for r in told),
+        "calls": sum(r.calls for r in told),
+    }
+
+
+def _matches(e: Event, exp: Any, tl: Timeline) -> bool:
+    if e.data.get("hazard") != exp.hazard.value:
+        return False
+    site = e.data.get("site", "")
+    if exp.site and site != exp.site:
+        return False
+    if exp.area:
+        area = tl.sites.get(site, {}).get("area", "") or e.data.get("area", "")
+        lineage = tl.sites.get(site, {}).get("lineage", [area])
+        if exp.area not in lineage and not area.startswith(exp.area):
+            return False
+    return True
+
+
+def check_expectations(tl: Timeline, expect: Any) -> list[dict[str, Any]]:
+    """Each expectation of the scenario, met or not, with the evidence."""
+    out = []
+    warns = [e for e in tl.warnings() if e.data.get("state") != "lifted"]
+    for exp in expect.warnings:
+        hits = [e for e in warns if _matches(e, exp, tl) and Level(e.data["level"]) >= exp.level
+                and e.t >= exp.after and (exp.by is None or e.t <= exp.by)]
+        first = hits[0] if hits else None
+        out.append({"expect": f"{exp.hazard.value} {exp.level.value}+ at {exp.site or exp.area or 'any site'}"
+                              f" between {exp.after:.0f}s and {exp.by if exp.by is not None else 'end'}",
+                    "met": first is not None, "t": first.t if first else None,
+                    "detail": first.summary if first else "no such warning"})
+    for exp in expect.none_above:
+        over = [e for e in warns if _matches(e, exp, tl) and Level(e.data["level"]) > exp.level]
+        out.append({"expect": f"no {exp.hazard.value} warning above {exp.level.value} at "
+                              f"{exp.site or exp.area or 'any site'}",
+                    "met": not over, "t": over[0].t if over else None,
+                    "detail": over[0].summary if over else "none above"})
+    for exp in expect.lifted:
+        lifted = [e for e in tl.warnings() if e.data.get("state") == "lifted" and _matches(e, exp, tl)]
+        out.append({"expect": f"{exp.hazard.value} warning at {exp.site or exp.area} lifted",
+                    "met": bool(lifted), "t": lifted[0].t if lifted else None,
+                    "detail": lifted[0].summary if lifted else "never lifted"})
+    if expect.min_notified:
+        n = sum(1 for r in tl.recipients.values() if r.first_told_t is not None)
+        out.append({"expect": f"at least {expect.min_notified} people told", "met": n >= expect.min_notified,
+                    "t": None, "detail": f"{n} told"})
+    return out
