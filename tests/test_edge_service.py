@@ -114,3 +114,37 @@ async def test_a_device_that_stops_answering_leaves_the_other_devices_poll_inter
     failed = [r for r in got.readings("rg-001") if r.ts > hung_at]
     assert failed and all(r.quality == "comm-error" and math.isnan(r.value) for r in failed)
     assert got.status["gw1"]["devices"]["rg-002"]["state"] == "ok"
+
+
+async def test_on_an_rs485_bus_a_silent_slave_costs_the_others_at_most_its_timeout(mosquitto, prefix, tmp_path):
+    bus = str(tmp_path / "ttyRS485")
+    interval, timeout = 0.3, 0.2
+    devices = [{"id": f"rtu-{i}", "type": "modbus_rtu", "site": f"S{i}", "port": bus, "baudrate": 19200, "slave": i,
+                "interval_s": interval, "timeout_s": timeout, "retries": 0, "offline_after": 2,
+                "registers": [{"quantity": "level_m", "unit": "m", "address": 0, "type": "uint16", "scale": 0.01}]}
+               for i in (1, 2, 3)]
+    cfg = deployment(tmp_path / "cfg", [{"id": "gw1", "heartbeat_s": 5, "devices": devices}],
+                     mqtt_port=mosquitto.port, prefix=prefix)
+    clock = Clock()
+    rt = Runtime(cfg, clock)
+    got, ready = Collected(), asyncio.Event()
+    sources = {f"rtu-{i}": {"level_m": Constant(i)} for i in (1, 2, 3)}
+    async with simulate_devices(cfg.gateways[0].devices, sources, clock) as sims:
+        sub = asyncio.create_task(collect(mosquitto.port, prefix, got, ready))
+        await ready.wait()
+        agent = asyncio.create_task(serve(rt))
+        await wait_for(lambda: len(got.readings("rtu-2")) >= 2, 10, "rtu-2 answering")
+        await sims.fault(Fault.HANG, "rtu-2")
+        hung_at = clock.now()
+        await wait_for(lambda: all(len([r for r in got.readings(f"rtu-{i}") if r.ts > hung_at]) >= 8 for i in (1, 3)),
+                       15, "eight more polls of rtu-1 and rtu-3")
+        rt.stop.set()
+        await asyncio.wait_for(agent, 10)
+        sub.cancel()
+    for sensor in ("rtu-1", "rtu-3"):
+        after = [r for r in got.readings(sensor) if r.ts > hung_at]
+        assert all(r.quality == "ok" for r in after), f"{sensor} lost polls to its neighbour"
+        ts = sorted(r.ts for r in after)
+        gaps = [(b - a).total_seconds() for a, b in zip(ts, ts[1:])]
+        assert max(gaps) < interval + timeout + 0.15, f"{sensor} gaps {gaps}"
+    assert got.status["gw1"]["devices"]["rtu-2"]["state"] == "offline"

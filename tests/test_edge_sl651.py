@@ -11,7 +11,7 @@ import pytest
 from conftest import wait_for
 from edge.config import Sl651Device
 from edge.readers import ReaderContext, make_reader
-from edge.readers.sl651 import REJECTED
+from edge.readers import REJECTED
 from edge.readers.sl651_frame import (
     ADDED, EOT, TIMED, Deframer, Frame, FrameError, crc16, decode, element, parse_report, reply_to, report_body,
 )

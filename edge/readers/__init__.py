@@ -15,7 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, AsyncIterator, Callable, Protocol, runtime_checkable
 
+from prometheus_client import Counter
+
 from yujing.model import Quality
+
+REJECTED = Counter("yujing_edge_frames_rejected_total", "Device frames, lines or payloads rejected",
+                   ["device", "reason"])
 
 
 @dataclass(frozen=True, slots=True)

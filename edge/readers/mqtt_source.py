@@ -19,8 +19,7 @@ from typing import Any, AsyncIterator
 import aiomqtt
 
 from edge.config import MqttSourceDevice
-from edge.readers import ReaderContext, Sample, register
-from edge.readers.sl651 import REJECTED
+from edge.readers import REJECTED, ReaderContext, Sample, register
 from yujing.config.mqtt import MqttConfig
 from yujing.errors import DeviceError, PayloadError
 from yujing.log import Limiter

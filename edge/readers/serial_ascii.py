@@ -17,8 +17,7 @@ from typing import AsyncIterator
 import serial_asyncio
 
 from edge.config import SerialAsciiDevice
-from edge.readers import ReaderContext, Sample, register
-from edge.readers.sl651 import REJECTED
+from edge.readers import REJECTED, ReaderContext, Sample, register
 from yujing.errors import DeviceError, PayloadError
 from yujing.log import Limiter
 

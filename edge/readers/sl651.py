@@ -20,13 +20,12 @@ import serial_asyncio
 from prometheus_client import Counter
 
 from edge.config import Sl651Device
-from edge.readers import ReaderContext, Sample, register
+from edge.readers import REJECTED, ReaderContext, Sample, register
 from edge.readers.sl651_frame import KEEPALIVE, REPORTS, Deframer, Frame, FrameError, parse_report, reply_to
 from yujing.errors import DeviceError
 from yujing.log import Limiter
 
 log = logging.getLogger("yujing.edge.sl651")
-REJECTED = Counter("yujing_edge_frames_rejected_total", "Device frames or payloads rejected", ["device", "reason"])
 FRAMES = Counter("yujing_edge_sl651_frames_total", "SL651 frames accepted", ["device", "function"])
 
 
