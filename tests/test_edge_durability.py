@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -134,3 +135,31 @@ async def test_sigkill_of_the_agent_loses_no_committed_reading_and_only_unacked_
     # a reading arrives twice only when its PUBACK was lost in the kill: it was in the outbox at that moment
     assert dup <= set(at_kill) & seen_before, "the outbox never re-sends an acknowledged reading"
     assert not outbox_ids(outbox)
+
+
+async def test_a_killed_gateway_is_told_from_a_quiet_one_by_its_retained_last_will(mosquitto, prefix, tmp_path):
+    cfg_dir = tmp_path / "cfg"
+    deployment(cfg_dir, [{"id": "gw-dead", "heartbeat_s": 3600, "devices": []}], mqtt_port=mosquitto.port,
+               prefix=prefix, mqtt={"keepalive_s": 5})
+    status: list[dict] = []
+
+    async def watch() -> None:
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as c:
+            await c.subscribe(topics.status(prefix, "gw-dead"), qos=1)
+            async for msg in c.messages:
+                status.append(json.loads(msg.payload))
+
+    watcher = asyncio.create_task(watch())
+    agent = subprocess.Popen([sys.executable, "-m", "edge", str(cfg_dir), "--log-level", "WARNING"],
+                             env=os.environ | {"PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    try:
+        await wait_for(lambda: status and status[-1]["online"] is True, 15, "the gateway's first heartbeat")
+        assert {"uptime_s", "outbox_depth", "devices", "ts"} <= set(status[-1])
+        agent.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(agent.wait, 10)
+        await wait_for(lambda: status[-1]["online"] is False, 15, "the last will after 1.5 keepalives")
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+        watcher.cancel()
+    assert status[-1]["gateway"] == "gw-dead"
