@@ -6,6 +6,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from yujing.config.mqtt import Tls
 from yujing.config.secrets import Secret
 
 _ID = r"^[A-Za-z0-9_.\-]+$"
@@ -191,6 +192,7 @@ class Uplink(_Strict):
 
     username: str | None = None  # per-gateway credentials (override mqtt.username)
     password: Secret | None = None
+    tls: Tls | None = None  # per-gateway TLS (e.g. this gateway's client certificate); overrides mqtt.tls
     batch: int = Field(default=500, ge=1, le=10_000)  # readings per published message at most
     rate_per_s: float = Field(default=2000.0, gt=0)  # drain rate bound (readings per scenario second)
     inflight: int = Field(default=8, ge=1, le=1000)  # messages awaiting PUBACK at once

@@ -53,7 +53,8 @@ class Uplink:
         if up.username is not None:
             creds = {"username": up.username, "password": up.password.get() if up.password else None}
         will = aiomqtt.Will(topics.status(self.prefix, self.gw.id), json.dumps(self.heartbeat(False)), 1, True)
-        return mqtt_client(self.rt.config.mqtt, f"yujing-edge-{self.gw.id}", clean_session=True, will=will,
+        cfg = self.rt.config.mqtt if up.tls is None else self.rt.config.mqtt.model_copy(update={"tls": up.tls})
+        return mqtt_client(cfg, f"yujing-edge-{self.gw.id}", clean_session=True, will=will,
                            timeout=up.publish_timeout_s, **creds)
 
     async def run(self) -> None:

@@ -142,3 +142,46 @@ async def test_per_gateway_credentials_are_used_and_a_wrong_password_keeps_readi
 def _depth(path: Path) -> int:
     with sqlite3.connect(path) as db:
         return db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+
+
+def make_certs(d: Path) -> None:
+    """A CA, a server certificate for 127.0.0.1 and one gateway's client certificate."""
+    def ssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
+
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=yujing-test-ca",
+        "-keyout", "ca.key", "-out", "ca.crt")
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    for name, ext in (("server", ["-extfile", "san.ext"]), ("gw-tls", [])):
+        ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{name}.key",
+            "-out", f"{name}.csr")
+        ssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "2", "-out", f"{name}.crt", *ext)
+    for f in d.iterdir():
+        f.chmod(0o644)
+
+
+async def test_a_gateway_with_its_own_client_certificate_publishes_over_mutual_tls(private_server, prefix, tmp_path):
+    certs = Path(tempfile.mkdtemp(prefix="yujing-tls-"))
+    certs.chmod(0o755)
+    try:
+        make_certs(certs)
+        tls_port = free_port()
+        broker = private_server(Mosquitto, extra_conf=(
+            f"listener {tls_port} 127.0.0.1\ncafile {certs}/ca.crt\ncertfile {certs}/server.crt\n"
+            f"keyfile {certs}/server.key\nrequire_certificate true\n"))
+        port = free_port()
+        gw = {"id": "gw-tls", "devices": [level_gauge(port)],
+              "uplink": {"tls": {"ca_file": str(certs / "ca.crt"), "cert_file": str(certs / "gw-tls.crt"),
+                                 "key_file": str(certs / "gw-tls.key")}}}
+        cfg = deployment(tmp_path, [gw], mqtt_port=tls_port, prefix=prefix)
+        clock = Clock()
+        got, ready = Collected(), asyncio.Event()
+        sub = asyncio.create_task(collect(broker.port, prefix, got, ready))  # the plain listener, to watch
+        await ready.wait()
+        async with simulate_devices(cfg.gateways[0].devices, {"lv-1": {"level_m": Constant(170)}}, clock):
+            await run_until(Runtime(cfg, clock), lambda: len(got.readings()) >= 3, "readings over TLS")
+        sub.cancel()
+    finally:
+        shutil.rmtree(certs, ignore_errors=True)
+    assert got.readings()[0].gateway == "gw-tls"
