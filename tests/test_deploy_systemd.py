@@ -168,19 +168,38 @@ def test_env_example_names_every_secret_and_holds_no_value():
             assert var in names or var.startswith("MQTT_PASSWORD_GW_"), f"{example}: {var} not in yujing.env.example"
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
-def test_systemd_analyze_verify_accepts_every_unit(tmp_path):
-    # verify insists that ExecStart exists: point it at this interpreter; everything else is verbatim.
+def instantiated_units(tmp_path: Path) -> list[str]:
+    """The shipped units, templates instantiated, ExecStart pointed at this interpreter (verify insists that it
+    exists); everything else verbatim."""
     exe = Path(sys.executable).resolve()
     names = []
     for f in UNITS.iterdir():
         name = f.name.replace("@.", "@gw-zhongzhou-01.")
         (tmp_path / name).write_text(f.read_text().replace("/opt/yujing/bin/yujing", str(exe)))
         names.append(name)
-    r = subprocess.run(["systemd-analyze", "verify", *sorted(names)], cwd=tmp_path, capture_output=True, text=True,
+    return sorted(names)
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_systemd_analyze_verify_accepts_every_unit(tmp_path):
+    names = instantiated_units(tmp_path)
+    r = subprocess.run(["systemd-analyze", "verify", *names], cwd=tmp_path, capture_output=True, text=True,
                        timeout=60)
     ours = [ln for ln in (r.stdout + r.stderr).splitlines() if "yujing" in ln]
     assert r.returncode == 0 and not ours, r.stdout + r.stderr
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+@pytest.mark.parametrize("name", [n.replace("@.", "@gw-zhongzhou-01.") for n in SERVICES])
+def test_systemd_rates_every_service_well_confined(name, tmp_path):
+    instantiated_units(tmp_path)
+    r = subprocess.run(["systemd-analyze", "security", "--offline=true", f"./{name}"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=60)
+    if "--offline" in r.stderr and r.returncode != 0:
+        pytest.skip(f"systemd-analyze too old for --offline: {r.stderr.strip()}")
+    m = re.search(r"Overall exposure level for \S+: ([0-9.]+)", r.stdout)
+    assert m, r.stdout + r.stderr
+    assert float(m.group(1)) <= 2.0, f"{name}: exposure {m.group(1)} (0 = locked down, 10 = exposed)"
 
 
 async def test_edge_unit_command_line_notifies_ready_pings_watchdog_and_stops_cleanly(tmp_path, mosquitto):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -18,13 +19,14 @@ from yujing.config.secrets import Secret
 def log_output() -> Iterator[io.StringIO]:
     """The daemon's own log setup (yujing.log.setup), writing into a buffer instead of stderr."""
     root = logging.getLogger()
-    saved = root.handlers[:], root.level
+    saved = root.handlers[:], root.level, sys.excepthook
     buf = io.StringIO()
     ylog.setup("DEBUG")
     root.handlers[0].setStream(buf)  # type: ignore[attr-defined]
     yield buf
-    root.handlers[:], _ = saved
+    root.handlers[:] = saved[0]
     root.setLevel(saved[1])
+    sys.excepthook = saved[2]
 
 
 @pytest.mark.parametrize("var", ["TWILIO_AUTH_TOKEN", "MQTT_PASSWORD_GW_ZZ_01", "INFLUX_TOKEN", "YUJING_WEBHOOK_SECRET"])
@@ -67,14 +69,16 @@ def test_secret_inside_an_exception_traceback_is_redacted(log_output, monkeypatc
 def test_json_log_lines_are_redacted_too(monkeypatch):
     monkeypatch.setenv("MQTT_PASSWORD", "json-mode-password")
     root = logging.getLogger()
-    saved = root.handlers[:]
+    saved = root.handlers[:], root.level, sys.excepthook
     buf = io.StringIO()
     try:
         ylog.setup("INFO", as_json=True)
         root.handlers[0].setStream(buf)  # type: ignore[attr-defined]
         logging.getLogger("yujing.edge").info("uplink", extra={"kv": {"password": "json-mode-password"}})
     finally:
-        root.handlers[:] = saved
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        sys.excepthook = saved[2]
     doc = json.loads(buf.getvalue().strip())
     assert doc["password"] == "[REDACTED]"
     assert "json-mode-password" not in buf.getvalue()
@@ -85,3 +89,18 @@ def test_secret_repr_never_shows_the_value(monkeypatch):
     s = Secret(env="TWILIO_AUTH_TOKEN")
     assert s.get() == "repr-check-token"
     assert "repr-check-token" not in repr(s) and "repr-check-token" not in str(s)
+
+
+def test_a_crash_traceback_is_redacted_too(tmp_path):
+    """An exception that escapes the daemon is printed by Python, not by logging: setup() covers it as well."""
+    import subprocess
+
+    from conftest import ROOT
+
+    code = ("from yujing import log; log.setup(); import os\n"
+            "raise RuntimeError('refused: ' + os.environ['TWILIO_AUTH_TOKEN'])\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, cwd=tmp_path,
+                       env={"TWILIO_AUTH_TOKEN": "crash-token-5e6f7a8b", "PYTHONPATH": str(ROOT), "PATH": "/usr/bin"})
+    assert r.returncode == 1
+    assert "RuntimeError: refused: [REDACTED]" in r.stderr
+    assert "crash-token-5e6f7a8b" not in r.stderr

@@ -43,6 +43,7 @@ def setup(level: str = "INFO", as_json: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(KeyValueFormatter(as_json))
     handler.addFilter(RedactSecrets())
+    sys.excepthook = _redacting_excepthook  # a crash's traceback goes to the journal too
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -103,6 +104,12 @@ class RedactSecrets(logging.Filter):
         if record.stack_info:
             record.stack_info = redact(record.stack_info, secrets)
         return True
+
+
+def _redacting_excepthook(kind: type[BaseException], exc: BaseException, tb: object) -> None:
+    import traceback
+
+    sys.stderr.write(redact("".join(traceback.format_exception(kind, exc, tb))))  # type: ignore[arg-type]
 
 
 class Limiter:
