@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import aiomqtt  # noqa: E402
-
 from servers import Mosquitto, free_port  # noqa: E402
+
 from simulators.devices import simulate_devices  # noqa: E402
 from simulators.devices.rig import deployment  # noqa: E402
 from simulators.devices.values import Ramp  # noqa: E402

@@ -87,7 +87,7 @@ class Outbox:
                 self._db.close()
                 self._db = None
 
-    async def _run(self, fn, *args):  # noqa: ANN001, ANN202
+    async def _run(self, fn, *args):
         async with self._lock:  # one statement stream; fsync happens off the event loop
             assert self._db is not None, "outbox is closed"
             return await asyncio.to_thread(fn, self._db, *args)

@@ -95,7 +95,7 @@ async def serve_gateway(rt: Runtime, gw: GatewayConfig) -> None:
     log.info("gateway stopped", extra={"kv": {"gateway": gw.id}})
 
 
-async def _guarded(coro, device_id: str) -> None:  # noqa: ANN001
+async def _guarded(coro, device_id: str) -> None:
     """A bug in one reader must not take the gateway down: log it and leave the others running."""
     try:
         await coro

@@ -12,13 +12,13 @@ import sys
 from pathlib import Path
 
 import aiomqtt
-
 from conftest import ROOT, wait_for
-from edge.service import serve
 from servers import Mosquitto, free_port
+
+from edge.service import serve
 from simulators.devices import simulate_devices
 from simulators.devices.rig import deployment
-from simulators.devices.values import Constant, Ramp, TippingCounter
+from simulators.devices.values import Constant, TippingCounter
 from yujing import topics
 from yujing.clock import Clock
 from yujing.model import Q, ReadingBatch

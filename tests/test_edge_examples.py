@@ -7,17 +7,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT, wait_for
+from servers import free_port
+from test_edge_service import Collected, collect
+
 from edge.config import GatewayConfig
 from edge.readers import ReaderContext, make_reader
 from edge.service import serve
-from servers import free_port
 from simulators.devices import simulate_devices
 from simulators.devices.faults import source_key
 from simulators.devices.rig import deployment
 from simulators.devices.values import Constant
-from test_edge_service import Collected, collect
 from yujing.clock import Clock
 from yujing.runtime import Runtime
 

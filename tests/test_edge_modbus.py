@@ -6,11 +6,11 @@ import math
 from itertools import product
 
 import pytest
+from servers import free_port
 
 from edge.config import ModbusRegister, ModbusRtuDevice, ModbusTcpDevice
 from edge.readers import ReaderContext, make_reader
 from edge.readers.modbus_map import decode, encode, plan
-from servers import free_port
 from simulators.devices import Fault, simulate_devices
 from simulators.devices.faults import source_key
 from simulators.devices.values import Constant

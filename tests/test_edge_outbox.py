@@ -37,8 +37,8 @@ async def test_the_database_is_in_wal_mode_with_full_sync(tmp_path):
     import sqlite3
     async with Outbox(tmp_path / "ob.sqlite", "gw") as ob:
         await ob.put(readings(1))
-        assert ob._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # noqa: SLF001
-        assert ob._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # noqa: SLF001 — FULL
+        assert ob._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert ob._db.execute("PRAGMA synchronous").fetchone()[0] == 2
     assert sqlite3.connect(tmp_path / "ob.sqlite").execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 1
 
 

@@ -7,8 +7,8 @@ import json
 from datetime import datetime, timezone
 
 import pytest
-
 from conftest import wait_for
+
 from edge.config import MqttSourceDevice, SerialAsciiDevice
 from edge.readers import ReaderContext, make_reader
 from edge.readers.mqtt_source import map_payload

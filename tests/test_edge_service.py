@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import json
+import math
 from pathlib import Path
 
 import aiomqtt
-import pytest
-
 from conftest import wait_for
+from servers import free_port
+
 from edge.service import serve
 from simulators.devices import Fault, simulate_devices
 from simulators.devices.rig import deployment
 from simulators.devices.values import Constant, TippingCounter
-from servers import free_port
 from yujing import topics
 from yujing.clock import Clock
 from yujing.model import Q, ReadingBatch

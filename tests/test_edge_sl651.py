@@ -7,15 +7,25 @@ import contextlib
 from datetime import datetime, timezone
 
 import pytest
-
 from conftest import wait_for
-from edge.config import Sl651Device
-from edge.readers import ReaderContext, make_reader
-from edge.readers import REJECTED
-from edge.readers.sl651_frame import (
-    ADDED, EOT, TIMED, Deframer, Frame, FrameError, crc16, decode, element, parse_report, reply_to, report_body,
-)
 from servers import free_port
+
+from edge.config import Sl651Device
+from edge.readers import REJECTED, ReaderContext, make_reader
+from edge.readers.sl651_frame import (
+    ADDED,
+    EOT,
+    TIMED,
+    Deframer,
+    Frame,
+    FrameError,
+    crc16,
+    decode,
+    element,
+    parse_report,
+    reply_to,
+    report_body,
+)
 from simulators.devices import Fault, simulate_device
 from simulators.devices.values import Constant, Manual
 from yujing.clock import Clock

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from servers import free_port
 
 from edge.config import ModbusTcpDevice
 from edge.readers import ReaderContext, make_reader
-from servers import free_port
 from simulators.devices import Fault, simulate_devices
 from simulators.devices.values import Constant, Manual, PiecewiseLinear, Ramp, TippingCounter
 from yujing.clock import Clock

@@ -56,7 +56,7 @@ class _AsciiLine:
         self._r: asyncio.StreamReader | None = None
         self._w: asyncio.StreamWriter | None = None
 
-    async def __aenter__(self):  # noqa: ANN204
+    async def __aenter__(self):
         d = self.device
         try:
             self._r, self._w = await serial_asyncio.open_serial_connection(
@@ -91,8 +91,8 @@ class _AsciiLine:
 class AsciiPolledReader(_AsciiLine):
     async def read(self) -> list[Sample]:
         assert self._r is not None and self._w is not None and self.device.request is not None
-        while self._r._buffer:  # noqa: SLF001 — a late answer to a timed-out request must not answer this one
-            self._r._buffer.clear()  # noqa: SLF001
+        while self._r._buffer:
+            self._r._buffer.clear()
         self._w.write(self.device.request.encode(self.device.encoding))
         try:
             line = await asyncio.wait_for(self._line(), self.device.timeout_s)
