@@ -12,6 +12,7 @@ import re
 import shutil
 import ssl
 import subprocess
+import uuid
 from pathlib import Path
 from typing import AsyncIterator, Iterator
 
@@ -26,7 +27,8 @@ from yujing.mqtt import client as yujing_client
 
 DEPLOY = ROOT / "deploy"
 PASSWORDS = {"gw-a": "pw-gateway-a", "gw-b": "pw-gateway-b", "yujing-collector": "pw-collector",
-             "yujing-rules": "pw-rules", "yujing-alerts": "pw-alerts"}
+             "yujing-rules": "pw-rules", "yujing-alerts": "pw-alerts", "yujing-central": "pw-central",
+             "yujing-viewer": "pw-viewer"}
 
 
 def shipped_conf(tmp: Path, ports: dict[int, int]) -> str:
@@ -320,3 +322,76 @@ async def test_shipped_broker_keeps_a_collectors_queued_readings_across_a_restar
         assert got == list(range(200))
     finally:
         server.cleanup()
+
+
+# --- the whole ACL as a table: who may publish and who may read each kind of topic ------------------------------
+
+W, R = "yujing/warnings/rainstorm/RG-1", "yujing/readings/gw-a"
+CAP, DL = "yujing/cap/rainstorm/RG-1", "yujing/deadletter/bad_json"
+# Who can read each kind of topic (to observe a publish) and who may legitimately publish a marker there.
+OBSERVER = {"readings": ("yujing-collector", "gw-a", R), "status": ("yujing-collector", "gw-a", "yujing/status/gw-a"),
+            "warnings": ("yujing-alerts", "yujing-rules", W), "cap": ("yujing-alerts", "yujing-rules", CAP),
+            "deadletter": ("yujing-viewer", "yujing-collector", DL)}
+LEGIT_WRITER = {"readings": "gw-a", "status": "gw-a", "warnings": "yujing-rules", "cap": "yujing-rules",
+                "deadletter": "yujing-collector"}
+
+
+def kind(topic: str) -> str:
+    return topic.split("/")[1]
+
+
+async def delivered(broker, reader: str, topic: str, writer: str, marker: tuple[str, str]) -> bool:
+    """Does ``writer``'s publish on ``topic`` reach ``reader`` (subscribed to it)? The marker, published after it
+    by a client allowed to, ends the wait: Mosquitto routes each PUBLISH before acknowledging it, so once the
+    marker has arrived the test publish, if allowed, has arrived before it."""
+    payload, stop = uuid.uuid4().hex.encode(), uuid.uuid4().hex.encode()
+    marker_by, marker_topic = marker
+    async with plain(broker, reader, identifier=f"r-{payload.decode()}") as r:
+        await r.subscribe(topic, qos=1)
+        await r.subscribe(marker_topic, qos=1)
+        async with plain(broker, writer, identifier=f"w-{payload.decode()}") as w:
+            await w.publish(topic, payload, qos=1)
+        async with plain(broker, marker_by, identifier=f"m-{payload.decode()}") as m:
+            await m.publish(marker_topic, stop, qos=1)
+        async with asyncio.timeout(5):
+            async for msg in r.messages:
+                if bytes(msg.payload) == payload:
+                    return True
+                if bytes(msg.payload) == stop:
+                    return False
+    raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize(("account", "topic", "allowed"), [
+    ("gw-a", R, True), ("gw-a", "yujing/status/gw-a", True), ("gw-a", "yujing/readings/gw-b", False),
+    ("gw-a", "yujing/status/gw-b", False), ("gw-a", W, False), ("gw-a", CAP, False), ("gw-a", DL, False),
+    ("yujing-collector", DL, True), ("yujing-collector", W, False), ("yujing-collector", R, False),
+    ("yujing-rules", W, True), ("yujing-rules", CAP, True), ("yujing-rules", R, False),
+    ("yujing-rules", "yujing/status/gw-a", False),
+    ("yujing-alerts", W, False), ("yujing-alerts", CAP, False), ("yujing-alerts", R, False),
+    ("yujing-viewer", W, False), ("yujing-viewer", DL, False),
+    ("yujing-central", W, True), ("yujing-central", CAP, True), ("yujing-central", DL, True),
+    ("yujing-central", R, False),
+])
+async def test_acl_who_may_publish(broker, account, topic, allowed):
+    observer, marker_by, marker_topic = OBSERVER[kind(topic)]
+    assert await delivered(broker, observer, topic, account, (marker_by, marker_topic)) is allowed
+
+
+@pytest.mark.parametrize(("account", "topic", "allowed"), [
+    ("gw-a", "yujing/status/gw-a", True), ("gw-a", "yujing/readings/gw-b", False),
+    ("gw-a", "yujing/status/gw-b", False), ("gw-a", W, False), ("gw-a", CAP, False),
+    ("yujing-collector", R, True), ("yujing-collector", "yujing/status/gw-b", True),
+    ("yujing-collector", W, False), ("yujing-collector", DL, False),
+    ("yujing-rules", R, True), ("yujing-rules", W, True), ("yujing-rules", CAP, True),
+    ("yujing-alerts", W, True), ("yujing-alerts", CAP, True), ("yujing-alerts", "yujing/status/gw-b", True),
+    ("yujing-alerts", R, False),
+    ("yujing-viewer", W, True), ("yujing-viewer", DL, True), ("yujing-viewer", R, False),
+    ("yujing-central", R, True), ("yujing-central", W, True), ("yujing-central", DL, False),
+])
+async def test_acl_who_may_read(broker, account, topic, allowed):
+    writer = LEGIT_WRITER[kind(topic)]
+    if kind(topic) in ("readings", "status"):
+        writer = topic.rsplit("/", 1)[1]
+    own_status = f"yujing/status/{account}"  # every account may read and write its own status topic (pattern)
+    assert await delivered(broker, account, topic, writer, (account, own_status)) is allowed
