@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("drill", help="replay a scenario through the whole chain, drill-marked, and report")
     d.add_argument("config")
     d.add_argument("scenario")
-    d.add_argument("--speed", type=float, default=60.0)
+    d.add_argument("--speed", type=float, default=None, help="clock speed (default: the scenario's speed)")
     d.add_argument("--report", metavar="DIR", help="write report.html, report.json and charts here")
     d.add_argument("--no-progress", action="store_true")
 
