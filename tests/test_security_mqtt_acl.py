@@ -395,3 +395,40 @@ async def test_acl_who_may_read(broker, account, topic, allowed):
         writer = topic.rsplit("/", 1)[1]
     own_status = f"yujing/status/{account}"  # every account may read and write its own status topic (pattern)
     assert await delivered(broker, account, topic, writer, (account, own_status)) is allowed
+
+
+# --- the edge agent as deployed: TLS, its own account ----------------------------------------------------------
+
+async def run_gateway(broker: ShippedMosquitto, tmp: Path, username: str, collector: Inbox) -> None:
+    """The edge agent for gw-a with one simulated rain gauge, configured as deploy/README.md says."""
+    from edge.service import serve
+    from simulators.devices import simulate_devices
+    from simulators.devices.rig import deployment
+    from simulators.devices.values import Constant
+    from yujing.clock import Clock
+    from yujing.runtime import Runtime
+
+    gauge = {"id": "rg-a", "type": "modbus_tcp", "site": "RG-A", "host": "127.0.0.1", "port": free_port(),
+             "interval_s": 0.2, "registers": [{"quantity": "rain_count_mm", "table": "input", "address": 0}]}
+    gw = {"id": "gw-a", "heartbeat_s": 1, "devices": [gauge],
+          "uplink": {"username": username, "password": {"env": "MQTT_PASSWORD_GW_A"}}}
+    cfg = deployment(tmp, [gw], mqtt_port=broker.tls_port, prefix="yujing",
+                     mqtt={"host": "localhost", "tls": {"ca_file": str(broker.certs / "ca.crt")}})
+    clock = Clock()
+    rt = Runtime(cfg, clock)
+    async with simulate_devices(cfg.gateways[0].devices, {"rg-a": {"rain_count_mm": Constant(7)}}, clock):
+        agent = asyncio.create_task(serve(rt))
+        try:
+            await wait_for(lambda: any(t == "yujing/readings/gw-a" and b'"rg-a"' in p for t, p in collector.messages)
+                           or agent.done(), 10, "a reading of rg-a through the broker")
+        finally:
+            rt.stop.set()
+            await asyncio.wait_for(agent, 10)
+
+
+async def test_gateway_configured_as_the_readme_says_delivers_over_tls(broker, collector, tmp_path, monkeypatch):
+    monkeypatch.setenv("MQTT_PASSWORD_GW_A", PASSWORDS["gw-a"])
+    await run_gateway(broker, tmp_path, "gw-a", collector)
+    assert any(t == "yujing/readings/gw-a" and b'"rg-a"' in p for t, p in collector.messages)
+    status = [json.loads(p) for t, p in collector.messages if t == "yujing/status/gw-a"]
+    assert status and status[0]["gateway"] == "gw-a"
