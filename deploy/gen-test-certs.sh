@@ -8,8 +8,8 @@
 #   DIR/<cn>.crt <cn>.key                   one client cert per CLIENT_CN (a gateway id: its MQTT identity
 #                                           on a `use_identity_as_username` listener)
 #
-# BROKER_NAME defaults to localhost; CLIENT_CN defaults to gw-test-01. Re-running reuses an existing CA, so new
-# gateways can be added later:  deploy/gen-test-certs.sh /root/yujing-ca mqtt.example.org gw-new-07
+# BROKER_NAME defaults to localhost; CLIENT_CN defaults to gw-test-01. Re-running reuses an existing CA and broker
+# certificate (same name), so new gateways can be added later:  deploy/gen-test-certs.sh /root/yujing-ca mqtt.example.org gw-new-07
 # Production: the same commands with a CA kept off the broker, or your organisation's PKI.
 set -euo pipefail
 dir=${1:?usage: gen-test-certs.sh DIR [BROKER_NAME [CLIENT_CN ...]]}
@@ -43,7 +43,12 @@ case $broker in
 esac
 printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=%s\n' \
   "$san" > broker.ext
-sign broker "$broker" broker.ext
+# Keep an existing broker certificate for the same name (adding gateways later must not re-key the broker).
+if [ -f broker.crt ] && openssl x509 -in broker.crt -noout -subject 2>/dev/null | grep -q "CN *= *$broker\$"; then
+  rm -f broker.ext
+else
+  sign broker "$broker" broker.ext
+fi
 
 for cn in "${clients[@]}"; do
   printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' \
