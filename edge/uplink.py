@@ -104,8 +104,9 @@ class Uplink:
             await client.publish(topics.status(self.prefix, self.gw.id), json.dumps(self.heartbeat(True)),
                                  qos=1, retain=True)
             self.status_changed.clear()
-            try:  # beat on schedule, or at once when a device changes state
+            try:  # beat on schedule, or soon after a device changes state
                 await asyncio.wait_for(self.status_changed.wait(), self.rt.clock.real_seconds(self.gw.heartbeat_s))
+                await asyncio.sleep(0.2)  # let a burst of changes (a bus going down) make one beat, not many
             except TimeoutError:
                 pass
 

@@ -133,3 +133,19 @@ async def test_garbled_and_foreign_frames_are_counted_and_logged_and_the_link_ke
     assert REJECTED.labels("sl-1", "crc")._value.get() == before + 1
     assert reader.rejected >= 3  # crc, junk, station
     assert "SL651 frame rejected" in caplog.text
+
+
+async def test_several_rtus_dialling_in_to_one_port_each_reach_their_own_device(tmp_path):
+    port = free_port()
+    devs = [Sl651Device.model_validate({"id": f"sl-{i}", "type": "sl651", "site": "S", "station": f"00123456{i:02d}",
+                                        "transport": "tcp", "listen_port": port, "interval_s": 0.1})
+            for i in (1, 2)]
+    clock, ctx = Clock(), ReaderContext(Clock())
+    readers = [make_reader(d, ctx) for d in devs]
+    async with contextlib.AsyncExitStack() as stack:
+        for r in readers:
+            await stack.enter_async_context(r)
+        for i, d in enumerate(devs, 1):
+            await stack.enter_async_context(simulate_device(d, {"level_m": Constant(float(i))}, clock))
+        firsts = [await asyncio.wait_for(anext(r.samples()), 5) for r in readers]
+    assert [[s.value for s in f] for f in firsts] == [[1.0], [2.0]]

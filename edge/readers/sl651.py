@@ -29,6 +29,52 @@ log = logging.getLogger("yujing.edge.sl651")
 FRAMES = Counter("yujing_edge_sl651_frames_total", "SL651 frames accepted", ["device", "function"])
 
 
+class Listener:
+    """One TCP port RTUs dial in to; each frame goes to the reader of its station (many RTUs, one port)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.readers: dict[str, Sl651Reader] = {}
+        self.server: asyncio.AbstractServer | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
+        self.limiter = Limiter(60.0)
+
+    async def attach(self, reader: Sl651Reader) -> None:
+        self.readers[reader.device.station] = reader
+        if self.server is None:
+            self.server = await asyncio.start_server(self._dial_in, self.host, self.port)
+
+    def detach(self, reader: Sl651Reader) -> None:
+        self.readers.pop(reader.device.station, None)
+        if not self.readers and self.server is not None:
+            self.server.close()
+            for w in list(self.writers):
+                w.close()
+            self.server = None
+
+    async def _dial_in(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        self.writers.add(w)
+        deframer = Deframer()
+        try:
+            while data := await r.read(4096):
+                for item in deframer.feed(data):
+                    reader = None if isinstance(item, FrameError) else self.readers.get(item.station)
+                    if reader is not None:
+                        await reader.frame(item, w)
+                        continue
+                    reason = item.reason if isinstance(item, FrameError) else "station"
+                    REJECTED.labels(f"sl651:{self.port}", reason).inc()
+                    if self.limiter.allow(reason):
+                        log.warning("SL651 frame rejected", extra={"kv": {
+                            "port": self.port, "reason": reason, "error": str(item)[:120],
+                            "suppressed": self.limiter.take_suppressed(reason)}})
+        except (OSError, ConnectionError):
+            pass  # the RTU's 4G link dropped: it dials again, and each device's silence is watched
+        finally:
+            self.writers.discard(w)
+            w.close()
+
+
 @register("sl651")
 class Sl651Reader:
     def __init__(self, device: Sl651Device, ctx: ReaderContext) -> None:
@@ -36,19 +82,21 @@ class Sl651Reader:
         self.clock = ctx.clock
         self.queue: asyncio.Queue[list[Sample] | Exception] = asyncio.Queue()
         self.limiter = Limiter(60.0)
-        self._server: asyncio.AbstractServer | None = None
-        self._task: asyncio.Task | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
         self.rejected = 0
+        self._task: asyncio.Task | None = None
+        self._listener: Listener | None = None
+        if device.transport == "tcp":
+            key = ("sl651", device.listen_host, device.listen_port)
+            self._listener = ctx.shared.setdefault(key, Listener(device.listen_host, device.listen_port))
 
-    async def __aenter__(self) -> "Sl651Reader":
+    async def __aenter__(self) -> Sl651Reader:
         dev = self.device
         try:
-            if dev.transport == "serial":
+            if self._listener is None:
                 r, w = await serial_asyncio.open_serial_connection(url=dev.port, baudrate=dev.baudrate)
-                self._task = asyncio.create_task(self._link(r, w, dev.port))
+                self._task = asyncio.create_task(self._serial(r, w))
             else:
-                self._server = await asyncio.start_server(self._dial_in, dev.listen_host, dev.listen_port)
+                await self._listener.attach(self)
         except OSError as exc:
             raise DeviceError(dev.id, f"cannot open {dev.transport} link: {exc}") from None
         return self
@@ -58,10 +106,8 @@ class Sl651Reader:
             self._task.cancel()
             with contextlib.suppress(BaseException):
                 await self._task
-        if self._server is not None:
-            self._server.close()
-            for w in list(self._writers):
-                w.close()
+        if self._listener is not None:
+            self._listener.detach(self)
 
     async def samples(self) -> AsyncIterator[list[Sample]]:
         while True:
@@ -70,32 +116,25 @@ class Sl651Reader:
                 raise item
             yield item
 
-    async def _dial_in(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        peer = "%s:%s" % w.get_extra_info("peername")[:2]
-        with contextlib.suppress(Exception):
-            await self._link(r, w, peer, fatal=False)
-
-    async def _link(self, r: asyncio.StreamReader, w: asyncio.StreamWriter, where: str, fatal: bool = True) -> None:
-        self._writers.add(w)
+    async def _serial(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         deframer = Deframer()
         try:
             while True:
                 data = await r.read(4096)
                 if not data:
-                    raise ConnectionError(f"{where} closed")
+                    raise ConnectionError(f"{self.device.port} closed")
                 for item in deframer.feed(data):
                     if isinstance(item, FrameError):
                         self._reject(item.reason, str(item))
                     else:
-                        await self._frame(item, w)
-        except (OSError, ConnectionError) as exc:
-            if fatal:  # the serial line itself failed: the poller reopens it with backoff
-                await self.queue.put(DeviceError(self.device.id, str(exc)))
+                        await self.frame(item, w)
+        except (OSError, ConnectionError) as exc:  # the line itself failed: the poller reopens it with backoff
+            await self.queue.put(DeviceError(self.device.id, str(exc)))
         finally:
-            self._writers.discard(w)
             w.close()
 
-    async def _frame(self, frame: Frame, w: asyncio.StreamWriter) -> None:
+    async def frame(self, frame: Frame, w: asyncio.StreamWriter) -> None:
+        """One checked frame on this device's link: parse, answer, queue its samples."""
         dev = self.device
         if not frame.upward:
             return self._reject("direction", "a downstream frame on the upstream link")
