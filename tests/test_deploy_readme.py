@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from yujing.config import load_config
+from yujing.config import MqttConfig, load_config
 
 README = (ROOT / "deploy" / "README.md").read_text()
 
@@ -20,7 +20,7 @@ def blocks(lang: str) -> list[str]:
 
 
 def test_readme_yaml_is_a_valid_configuration_with_the_example_areas_and_sites(tmp_path):
-    yaml_blocks = blocks("yaml")
+    yaml_blocks = [b for b in blocks("yaml") if b.startswith("# /etc/yujing/")]
     assert len(yaml_blocks) >= 3
     for i, text in enumerate(yaml_blocks):
         (tmp_path / f"readme-{i}.yaml").write_text(text)
@@ -56,3 +56,11 @@ def test_readme_shell_steps_are_valid_bash(i):
     r = subprocess.run(["bash", "-n"], input=blocks("sh")[i].replace("<the Yujing repository URL>", "URL"),
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_readme_alternative_mqtt_sections_are_valid():
+    alternatives = [b for b in blocks("yaml") if b.startswith("# alternative")]
+    assert alternatives
+    for text in alternatives:
+        cfg = MqttConfig.model_validate(yaml.safe_load(text)["mqtt"])
+        assert cfg.tls is not None and cfg.username is None
