@@ -97,7 +97,10 @@ class Outbox:
         if not readings:
             return 0
         rows = [(r.id, r.model_dump_json()) for r in readings]
-        kept, dropped = await self._run(self._put, rows)
+        try:
+            kept, dropped = await self._run(self._put, rows)
+        except sqlite3.Error as exc:
+            raise StoreError(f"outbox {self.path}: {exc}") from exc
         self.depth += kept - (dropped if self.when_full == "drop_oldest" else 0)
         if dropped:
             self.dropped += dropped
@@ -186,10 +189,15 @@ class GroupCommit:
             batch, self._pending = self._pending, []
             try:
                 await self.outbox.put([r for rs, _ in batch for r in rs])
-            except BaseException as exc:
+            except StoreError as exc:  # each waiting poller hears of it; the writer carries on
                 for _, fut in batch:
                     if not fut.done():
-                        fut.set_exception(exc if isinstance(exc, Exception) else StoreError("outbox closed"))
+                        fut.set_exception(exc)
+                continue
+            except BaseException:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(StoreError("outbox closed"))
                 raise
             for _, fut in batch:
                 if not fut.done():

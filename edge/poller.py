@@ -19,7 +19,7 @@ from prometheus_client import Counter
 from edge.quality import QualityChecker
 from edge.readers import PolledReader, ReaderContext, Sample, make_reader
 from edge.status import DeviceState, DeviceStatus
-from yujing.errors import DeviceError, PayloadError
+from yujing.errors import DeviceError, PayloadError, StoreError
 from yujing.log import Limiter
 from yujing.model import Quality, Reading, new_id
 from yujing.runtime import Runtime
@@ -27,6 +27,8 @@ from yujing.runtime import Runtime
 log = logging.getLogger("yujing.edge.poller")
 POLLS = Counter("yujing_edge_polls_total", "Device polls", ["device", "result"])
 READINGS = Counter("yujing_edge_readings_total", "Readings produced", ["device", "quality"])
+LOST = Counter("yujing_edge_readings_lost_total", "Readings the outbox could not store (disk full, I/O error)",
+               ["device"])
 
 Sink = Callable[[list[Reading]], Awaitable[Any]]
 
@@ -57,12 +59,46 @@ class DevicePoller:
         return out
 
     async def run(self) -> None:
-        reader = make_reader(self.device, self.ctx)
-        if isinstance(reader, PolledReader):
-            async with reader:
-                await self._poll_loop(reader)
-        else:
-            await self._push_loop(reader)
+        """Poll or listen until stop. A bug in a reader is logged and the device restarted with backoff:
+        it never takes the gateway (or the other devices) down."""
+        delay = 1.0
+        while not self.rt.stop.is_set():
+            try:
+                reader = make_reader(self.device, self.ctx)
+                if isinstance(reader, PolledReader):
+                    async with reader:
+                        await self._poll_loop(reader)
+                else:
+                    await self._push_loop(reader)
+                return
+            except (DeviceError, OSError) as exc:  # a reader that cannot even open: like a failed poll
+                self._failed(str(exc))
+            except Exception as exc:  # noqa: BLE001 — the isolation boundary of one device
+                self._failed(f"reader crashed: {type(exc).__name__}: {exc}")
+                if self.limiter.allow("crash"):
+                    log.exception("device reader crashed; restarting it", extra={"kv": {"device": self.device.id}})
+            if await self.rt.sleep(delay):
+                return
+            delay = min(delay * 2, 60.0)
+
+    def _failed(self, error: str) -> None:
+        st = self.status
+        st.failures += 1
+        st.errors += 1
+        st.set(DeviceState.OFFLINE if st.failures >= self.device.offline_after else DeviceState.DEGRADED,
+               self.rt.clock.now(), error)
+
+    async def _emit(self, samples: list[Sample], now: datetime) -> None:
+        """Hand readings to the outbox; if the outbox cannot take them (disk full), count, log, go on."""
+        readings = self.readings(samples, now)
+        try:
+            await self.sink(readings)
+        except StoreError as exc:
+            LOST.labels(self.device.id).inc(len(readings))
+            if self.limiter.allow("store"):
+                log.error("readings lost: the outbox refused them", extra={"kv": {
+                    "device": self.device.id, "error": str(exc), "lost": len(readings),
+                    "suppressed": self.limiter.take_suppressed("store")}})
 
     # --- polled devices ----------------------------------------------------------------------------
 
@@ -74,7 +110,7 @@ class DevicePoller:
             now = clock.now()
             samples = await self._poll_once(reader, now)
             if samples:
-                await self.sink(self.readings(samples, now))
+                await self._emit(samples, now)
             k = max(k + 1, math.floor((clock.timestamp() - start) / interval) + 1)  # skip missed slots
             if await self.rt.sleep(start + k * interval - clock.timestamp()):
                 return
@@ -99,10 +135,7 @@ class DevicePoller:
             st.set(DeviceState.OK if clean else DeviceState.DEGRADED, st.last_ok, "" if clean else error)
             return samples
         POLLS.labels(dev.id, "failed").inc()
-        st.failures += 1
-        st.errors += 1
-        st.set(DeviceState.OFFLINE if st.failures >= dev.offline_after else DeviceState.DEGRADED,
-               self.rt.clock.now(), error)
+        self._failed(error)
         if self.limiter.allow("fail"):
             log.warning("device poll failed", extra={"kv": {
                 "device": dev.id, "error": error, "failures": st.failures, "state": st.state.value,
@@ -131,12 +164,9 @@ class DevicePoller:
                             st.set(DeviceState.OK, now)
                             backoff = dev.backoff_s or 0.5
                             if samples:
-                                await self.sink(self.readings(samples, now))
+                                await self._emit(samples, now)
                 except (DeviceError, OSError) as exc:
-                    st.errors += 1
-                    st.failures += 1
-                    st.set(DeviceState.OFFLINE if st.failures >= dev.offline_after else DeviceState.DEGRADED,
-                           self.rt.clock.now(), str(exc))
+                    self._failed(str(exc))
                     if self.limiter.allow("fail"):
                         log.warning("device link failed", extra={"kv": {"device": dev.id, "error": str(exc)}})
                 if self.rt.stop.is_set() or await self.rt.sleep(backoff):

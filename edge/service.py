@@ -86,20 +86,10 @@ async def serve_gateway(rt: Runtime, gw: GatewayConfig) -> None:
             async with asyncio.TaskGroup() as pollers:
                 relay = pollers.create_task(relay_status_changes())
                 for dev in gw.devices:
-                    pollers.create_task(
-                        _guarded(DevicePoller(rt, gw.id, dev, ctx, sink, statuses[dev.id]).run(), dev.id))
+                    pollers.create_task(DevicePoller(rt, gw.id, dev, ctx, sink, statuses[dev.id]).run())
                 await rt.stop.wait()
                 relay.cancel()
             writer.cancel()  # the pollers are done, so nothing is pending in it
             uplink.finish.set()  # every reading is committed now: flush them before leaving
     log.info("gateway stopped", extra={"kv": {"gateway": gw.id}})
 
-
-async def _guarded(coro, device_id: str) -> None:
-    """A bug in one reader must not take the gateway down: log it and leave the others running."""
-    try:
-        await coro
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("device task crashed", extra={"kv": {"device": device_id}})
