@@ -104,3 +104,9 @@ def test_a_crash_traceback_is_redacted_too(tmp_path):
     assert r.returncode == 1
     assert "RuntimeError: refused: [REDACTED]" in r.stderr
     assert "crash-token-5e6f7a8b" not in r.stderr
+
+
+def test_short_flag_values_of_secret_named_vars_do_not_blank_out_words(log_output, monkeypatch):
+    monkeypatch.setenv("TWILIO_TOKEN_CHECK", "true")  # a flag, not a secret
+    logging.getLogger("yujing.test").info("retry is true")
+    assert "retry is true" in log_output.getvalue()

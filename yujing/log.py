@@ -50,7 +50,7 @@ def setup(level: str = "INFO", as_json: bool = False) -> None:
 
 
 _SECRET_ENV = re.compile(r"TOKEN|PASSWORD|PASSWD|SECRET|CREDENTIAL|API_?KEY", re.IGNORECASE)
-_MIN_SECRET_LEN = 4  # shorter values would blank out ordinary words; no real secret is that short
+_MIN_SECRET_LEN = 6  # shorter values ("true", "1") would blank out ordinary words; no real secret is that short
 _known_secrets: set[str] = set()
 REDACTED = "[REDACTED]"
 
