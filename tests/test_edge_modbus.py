@@ -6,6 +6,8 @@ import math
 from itertools import product
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from servers import free_port
 
 from edge.config import ModbusRegister, ModbusRtuDevice, ModbusTcpDevice
@@ -133,3 +135,16 @@ async def test_a_hung_or_garbling_slave_raises_a_device_error_and_the_reader_rec
 def test_nan_from_a_float_register_passes_through_for_flagging():
     reg = ModbusRegister(quantity="x", address=0, type="float32", scale=2)
     assert math.isnan(decode(reg, encode(math.nan, "float32")))
+
+
+@given(st.sampled_from(TYPES), st.sampled_from(ORDERS), st.data())
+def test_any_value_a_type_holds_round_trips_through_every_order(type_, order, data):
+    bits = {"int16": 16, "uint16": 16, "int32": 32, "uint32": 32}.get(type_)
+    if bits is None:
+        value = data.draw(st.floats(allow_nan=False, allow_infinity=False, width=32 if type_ == "float32" else 64))
+    elif type_.startswith("u"):
+        value = data.draw(st.integers(0, 2 ** bits - 1))
+    else:
+        value = data.draw(st.integers(-(2 ** (bits - 1)), 2 ** (bits - 1) - 1))
+    reg = ModbusRegister(quantity="x", address=0, type=type_, order=order)
+    assert decode(reg, encode(value, type_, order)) == value

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import statistics
 from pathlib import Path
 
 import aiomqtt
@@ -108,7 +109,9 @@ async def test_a_device_that_stops_answering_leaves_the_other_devices_poll_inter
     for sensor in ("rg-002", "rg-003"):
         ts = sorted(r.ts for r in got.readings(sensor) if r.ts > hung_at)
         gaps = [(b - a).total_seconds() for a, b in zip(ts, ts[1:])]
-        assert gaps and all(abs(g - interval) < 0.06 for g in gaps), f"{sensor} gaps {gaps}"
+        # on schedule, and never a gap near the hung device's 0.5 s timeout (a blocked poll would show one)
+        assert gaps and abs(statistics.median(gaps) - interval) < 0.02, f"{sensor} gaps {gaps}"
+        assert max(gaps) < interval + 0.15, f"{sensor} gaps {gaps}"
         assert all(r.quality == "ok" for r in got.readings(sensor))
     failed = [r for r in got.readings("rg-001") if r.ts > hung_at]
     assert failed and all(r.quality == "comm-error" and math.isnan(r.value) for r in failed)

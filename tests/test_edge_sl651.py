@@ -7,6 +7,8 @@ import contextlib
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from conftest import wait_for
 from servers import free_port
 
@@ -149,3 +151,30 @@ async def test_several_rtus_dialling_in_to_one_port_each_reach_their_own_device(
             await stack.enter_async_context(simulate_device(d, {"level_m": Constant(float(i))}, clock))
         firsts = [await asyncio.wait_for(anext(r.samples()), 5) for r in readers]
     assert [[s.value for s in f] for f in firsts] == [[1.0], [2.0]]
+
+
+@given(st.binary(max_size=300), st.integers(min_value=1, max_value=40))
+@settings(max_examples=300, deadline=None)
+def test_random_bytes_never_crash_the_deframer_and_a_following_good_frame_still_parses(junk, chunk):
+    good = Frame("0012345678", TIMED, report_body(9, T, "0012345678", 0x50, T, [element(0x39, 1.5, 4, 3)])).encode()
+    d = Deframer()
+    stream = junk + good + good
+    out = [x for i in range(0, len(stream), chunk) for x in d.feed(stream[i:i + chunk])]
+    assert all(isinstance(x, (Frame, FrameError)) for x in out)
+    assert any(isinstance(x, Frame) and x.body == decode(good).body for x in out)
+
+
+@given(st.binary(max_size=120))
+@settings(max_examples=300, deadline=None)
+def test_random_report_bodies_raise_only_frame_errors(body):
+    try:
+        parse_report(body)
+    except FrameError:
+        pass
+
+
+@given(st.floats(min_value=-9999.999, max_value=99999.999, allow_nan=False), st.integers(min_value=0, max_value=3))
+def test_element_values_round_trip_through_bcd(value, decimals):
+    v = round(value, decimals)
+    rep = parse_report(report_body(1, T, "0012345678", 0x50, T, [element(0x39, v, 5, decimals)]))
+    assert rep.elements[0x39] == pytest.approx(v, abs=10 ** -decimals / 2)
