@@ -13,12 +13,12 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from conftest import ROOT
+
 from yujing import systemd
 
 UNITS = ROOT / "deploy" / "systemd"
@@ -40,7 +40,7 @@ class NotifySocket:
         while True:
             try:
                 data = self.sock.recv(4096)
-            except (socket.timeout, BlockingIOError):
+            except (TimeoutError, BlockingIOError):
                 return self.states
             self.states.extend(data.decode().split("\n"))
 
@@ -202,7 +202,7 @@ def test_systemd_rates_every_service_well_confined(name, tmp_path):
     assert float(m.group(1)) <= 2.0, f"{name}: exposure {m.group(1)} (0 = locked down, 10 = exposed)"
 
 
-async def test_edge_unit_command_line_notifies_ready_pings_watchdog_and_stops_cleanly(tmp_path, mosquitto):
+def test_edge_unit_command_line_notifies_ready_pings_watchdog_and_stops_cleanly(tmp_path, mosquitto):
     """Run the edge unit's ExecStart (only paths swapped) with the environment systemd would give it."""
     conf = tmp_path / "etc-yujing"
     conf.mkdir()

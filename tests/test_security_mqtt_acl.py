@@ -13,14 +13,14 @@ import shutil
 import ssl
 import subprocess
 import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import AsyncIterator, Iterator
 
 import aiomqtt
 import pytest
-
 from conftest import ROOT, wait_for
 from servers import Mosquitto, free_port
+
 from yujing.config.mqtt import MqttConfig, Tls
 from yujing.config.secrets import Secret
 from yujing.mqtt import client as yujing_client
@@ -48,7 +48,7 @@ def shipped_conf(tmp: Path, ports: dict[int, int]) -> str:
     def listener(m: re.Match[str]) -> str:
         return f"listener {ports[int(m.group(1))]} 127.0.0.1"
 
-    text, n = re.subn(r"^listener (\d+)(?: \S+)?$", listener, text, flags=re.M)
+    text, n = re.subn(r"^listener (\d+)(?: \S+)?$", listener, text, flags=re.MULTILINE)
     assert n == len(ports), f"expected listeners {sorted(ports)} in yujing.conf, found {n}"
     return text
 
@@ -67,10 +67,10 @@ def debian_main_conf(tmp: Path) -> str:
     """The distribution's main config (the installed one if present), its paths moved under ``tmp``."""
     installed = Path("/etc/mosquitto/mosquitto.conf")
     text = installed.read_text() if installed.exists() else DEBIAN_MAIN_CONF
-    text = re.sub(r"^pid_file .*$", f"pid_file {tmp}/mosquitto.pid", text, flags=re.M)
-    text = re.sub(r"^persistence_location .*$", f"persistence_location {tmp}/", text, flags=re.M)
-    text = re.sub(r"^log_dest .*$", f"log_dest file {tmp}/mosquitto.log", text, flags=re.M)
-    text = re.sub(r"^include_dir .*$", f"include_dir {tmp}/conf.d", text, flags=re.M)
+    text = re.sub(r"^pid_file .*$", f"pid_file {tmp}/mosquitto.pid", text, flags=re.MULTILINE)
+    text = re.sub(r"^persistence_location .*$", f"persistence_location {tmp}/", text, flags=re.MULTILINE)
+    text = re.sub(r"^log_dest .*$", f"log_dest file {tmp}/mosquitto.log", text, flags=re.MULTILINE)
+    text = re.sub(r"^include_dir .*$", f"include_dir {tmp}/conf.d", text, flags=re.MULTILINE)
     return text + "user root\n"  # run as whoever runs pytest: the temporary files are theirs
 
 
@@ -291,9 +291,9 @@ def test_shipped_acl_confines_every_gateway_to_its_own_topics():
     acl = (DEPLOY / "mosquitto" / "acl").read_text()
     patterns = [line.split(None, 2)[1:] for line in acl.splitlines() if line.startswith("pattern ")]
     assert patterns == [["write", "yujing/readings/%u"], ["readwrite", "yujing/status/%u"]]
-    assert not re.search(r"^topic\s+(read)?write\s+yujing/readings", acl, re.M), "nobody else writes readings"
+    assert not re.search(r"^topic\s+(read)?write\s+yujing/readings", acl, re.MULTILINE), "nobody else writes readings"
     conf = (DEPLOY / "mosquitto" / "yujing.conf").read_text()
-    assert re.search(r"^allow_anonymous false$", conf, re.M)
+    assert re.search(r"^allow_anonymous false$", conf, re.MULTILINE)
     assert json.dumps(conf).count("require_certificate true") == 1
 
 
