@@ -117,9 +117,13 @@ async def test_every_type_and_byte_order_decodes_over_modbus_rtu_on_a_pty_with_t
                 check_every_value(await r.read())
 
 
-async def test_a_hung_or_garbling_slave_raises_a_device_error_and_the_reader_recovers(tmp_path):
-    dev = ModbusTcpDevice.model_validate({"id": "g", "type": "modbus_tcp", "site": "S", "port": free_port(),
-                                          "timeout_s": 0.3, "registers": [{"quantity": "v", "address": 0}]})
+@pytest.mark.parametrize("transport", ["tcp", "rtu"])
+async def test_a_hung_garbling_or_vanished_slave_raises_a_device_error_and_the_reader_recovers(tmp_path, transport):
+    common = {"id": "g", "site": "S", "timeout_s": 0.3, "registers": [{"quantity": "v", "address": 0}]}
+    if transport == "tcp":
+        dev = ModbusTcpDevice.model_validate(common | {"type": "modbus_tcp", "port": free_port()})
+    else:
+        dev = ModbusRtuDevice.model_validate(common | {"type": "modbus_rtu", "port": str(tmp_path / "ttyS9")})
     clock = Clock()
     async with simulate_devices([dev], {"g": {"v": Constant(7)}}, clock) as sims:
         async with make_reader(dev, ReaderContext(clock)) as reader:

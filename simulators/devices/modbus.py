@@ -157,7 +157,7 @@ class ModbusSimServer:
                     continue
                 resp = self.slaves[unit].answer(pdu)
                 if fault is Fault.GARBLED:
-                    resp = _garble(resp)
+                    resp = _garble(resp, rtu=False)
                 writer.write(struct.pack(">HHHB", tid, 0, len(resp) + 1, unit) + resp)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -188,18 +188,19 @@ class ModbusSimServer:
             resp = bytes([unit]) + self.slaves[unit].answer(frame[1:6])
             resp += crc16(resp).to_bytes(2, "little")
             if fault is Fault.GARBLED:
-                resp = _garble(resp)
+                resp = _garble(resp, rtu=True)
             self._pty.write(resp)
 
 
-def _garble(resp: bytes) -> bytes:
-    """Corrupt a response the way a noisy line does: flipped bits (bad CRC) or a wrong byte count."""
+def _garble(resp: bytes, rtu: bool) -> bytes:
+    """Corrupt a response so that a careful master must notice: on RTU a flipped bit (the CRC no longer
+    matches) or a wrong byte count; on TCP (whose own checksums hide line noise) a wrong byte count."""
     b = bytearray(resp)
-    if random.random() < 0.5 and len(b) > 3:
-        b[-1] ^= 0x5A
-        b[2] ^= 0x01
-    else:
-        b[1 if len(b) > 1 else 0] = 0x7F
+    count_at = 2 if rtu else 1  # RTU responses start with the slave id
+    if rtu and random.random() < 0.5 and len(b) > 4:
+        b[3] ^= 0x10
+    elif len(b) > count_at:
+        b[count_at] = (b[count_at] + 2) & 0xFF
     return bytes(b)
 
 
