@@ -1,10 +1,32 @@
-"""Who is told what, how, and through which provider."""
+"""Who is told what, how, and through which provider: the ``alerts:`` section.
+
+    alerts:
+      twilio: {account_sid: AC…, auth_token: {env: TWILIO_AUTH_TOKEN}, from_number: '+8610…', base_url: …}
+      webhook: {host: 0.0.0.0, port: 8089, public_url: 'https://yujing.example.cn'}
+      households: households.csv          # 户: group,id,name,phone[,channels]
+      policy:                              # overrides of the default chain, per hazard and level
+        landslide:
+          red: [{scope: site}, {scope: village, roles: [responsible], channels: [sms, voice], ack: true}, …]
+      ack: {timeout_s: 300, steps: [recall, deputy, up]}
+      rates: {sms: {per_s: 50}, voice: {per_s: 10}}
+      silences: [{site: LS-01, hazard: landslide, starts: …, ends: …, comment: 监测仪维护}]
+      drill: {recipients: [{name: 演练联络员, role: duty, phone: '+86…'}]}
+      templates: {landslide.red: '…{site_name}…'}
+
+The default policy (:mod:`alerts.policy`) is the issue's chain; YAML only states what differs.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import enum
+from datetime import datetime
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from yujing.config.areas import Tier
+from yujing.config.people import Channel, Person, Role
 from yujing.config.secrets import Secret
+from yujing.model import AwareUTC, Hazard, Level
 
 
 class TwilioConfig(BaseModel):
@@ -14,6 +36,105 @@ class TwilioConfig(BaseModel):
     auth_token: Secret | None = None
     from_number: str = Field(default="+15005550006", pattern=r"^\+[1-9][0-9]{6,14}$")
     base_url: str | None = None  # None: Twilio's cloud; a URL: a stand-in of its REST API
+    timeout_s: float = Field(default=10.0, gt=0)
+    retries: int = Field(default=6, ge=0)  # per request, on 429/5xx/network, with exponential backoff
+    backoff_s: float = Field(default=0.5, gt=0)  # first backoff (real seconds), doubling, capped at 30 s
+    configure_number: bool = True  # point the from_number's inbound-SMS webhook at us at startup
+
+
+class WebhookConfig(BaseModel):
+    """The HTTP server Twilio calls back (status, <Gather>, inbound SMS) and that serves CAP documents."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8089, ge=0, le=65535)  # 0: any free port (tests)
+    public_url: str = ""  # how Twilio reaches us; signatures are checked against it. "": http://host:port
+
+
+class Scope(enum.StrEnum):
+    """Where a target's people sit, relative to the warned site."""
+
+    SITE = "site"  # the site's own people: monitor 监测员, responsible 责任人
+    CITY = "city"
+    COUNTY = "county"
+    TOWNSHIP = "township"
+    VILLAGE = "village"
+    GROUP = "group"  # every group (组) under the site's village (or under `within`)
+    HOUSEHOLD = "household"  # every household (户) under the site's village (or under `within`)
+
+    @property
+    def tier(self) -> Tier | None:
+        return None if self is Scope.SITE else Tier(self.value)
+
+
+class Target(BaseModel):
+    """One line of a routing policy: these people, over these channels, asked to confirm or not."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    scope: Scope
+    roles: list[Role] = Field(default_factory=list)  # empty: everyone at that node
+    within: Tier = Tier.VILLAGE  # for group/household scopes: under the site's ancestor of this tier
+    channels: list[Channel] = Field(default_factory=lambda: [Channel.SMS])
+    ack: bool = False  # ask for 叫应 confirmation and escalate when none comes
+
+
+class AckConfig(BaseModel):
+    """叫应: how long to wait for a confirmation, and what to do then, step by step."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    timeout_s: dict[Level, float] = Field(default_factory=lambda: {Level.ORANGE: 600.0, Level.RED: 300.0})
+    steps: list["EscalationStep"] = Field(default_factory=lambda: [EscalationStep.RECALL, EscalationStep.DEPUTY,
+                                                                   EscalationStep.UP])
+    confirm_words: list[str] = Field(default_factory=lambda: ["1", "收到", "确认", "已收到", "好", "ok", "yes"])
+    digits: str = "1"  # the key that confirms on a call
+
+
+class EscalationStep(enum.StrEnum):
+    RECALL = "recall"  # call the same person again
+    DEPUTY = "deputy"  # their deputy (副责任人 / AB角) at the same node
+    UP = "up"  # the responsible person and duty office one level up
+
+
+AckConfig.model_rebuild()
+
+
+class RateConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    per_s: float = Field(default=50.0, gt=0)  # requests per real second to the provider
+    burst: int = Field(default=20, ge=1)
+    concurrency: int = Field(default=16, ge=1)  # requests in flight at once
+
+
+class Silence(BaseModel):
+    """A maintenance window: matching warnings are logged but nobody is told."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    site: str | None = None
+    hazard: Hazard | None = None
+    starts: AwareUTC
+    ends: AwareUTC
+    comment: str = ""
+
+    def matches(self, site: str, hazard: Hazard, at: datetime) -> bool:
+        return (self.site in (None, site) and self.hazard in (None, hazard) and self.starts <= at < self.ends)
+
+
+class DrillConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    recipients: list[Person] = Field(default_factory=list)  # the ONLY people a drill warning reaches
+    log: str = ""  # drill notification log; default: <data_dir>/alerts-drill.sqlite
+
+
+class GroupingConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    wait_s: float = Field(default=5.0, ge=0)  # hold a new (hazard, site) group this long to gather its sensors
 
 
 class AlertsConfig(BaseModel):
@@ -21,3 +142,25 @@ class AlertsConfig(BaseModel):
 
     twilio: TwilioConfig = Field(default_factory=TwilioConfig)
     log: str = ""  # notification log; default: <data_dir>/alerts.sqlite
+    client_id: str = "yujing-alerts"  # MQTT persistent session
+    webhook: WebhookConfig = Field(default_factory=WebhookConfig)
+    households: str = ""  # CSV of households (group,id,name,phone[,channels]); "": households.csv if present
+    policy: dict[Hazard, dict[Level, list[Target]]] = Field(default_factory=dict)
+    ack: AckConfig = Field(default_factory=AckConfig)
+    rates: dict[Channel, RateConfig] = Field(default_factory=lambda: {
+        Channel.SMS: RateConfig(per_s=100.0, burst=50, concurrency=32),
+        Channel.VOICE: RateConfig(per_s=20.0, burst=10, concurrency=16)})
+    grouping: GroupingConfig = Field(default_factory=GroupingConfig)
+    silences: list[Silence] = Field(default_factory=list)
+    drill: DrillConfig = Field(default_factory=DrillConfig)
+    templates: dict[str, str] = Field(default_factory=dict)  # "landslide.red", "landslide.lift", "*.red"…
+    voice_language: str = "cmn-CN"  # <Say language=…>: Mandarin
+    voice: str = "Polly.Zhiyu"
+
+    @field_validator("templates")
+    @classmethod
+    def _templates_valid(cls, v: dict[str, str]) -> dict[str, str]:
+        from alerts.render import check_templates
+
+        check_templates(v)
+        return v

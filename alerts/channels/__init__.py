@@ -1,0 +1,49 @@
+"""Channels: how a rendered notification reaches a phone. One module per channel, one small interface.
+
+    sender = CHANNELS[Channel.SMS](provider, urls, cfg)
+    sid = await sender.send(notification, since, drill)  # since: wall time the send was claimed
+    sid = await sender.find(notification, since)        # after a crash: did the provider get it?
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+from urllib.parse import urlencode
+
+from alerts.config import AlertsConfig
+from alerts.nflog import Notification
+from alerts.provider import Provider
+from yujing.config.people import Channel
+
+
+@dataclass(frozen=True)
+class CallbackUrls:
+    """Where Twilio calls us back. ``base`` is the public URL signatures are computed against."""
+
+    base: str
+
+    def status(self, key: str, drill: bool = False) -> str:
+        return f"{self.base}/twilio/status?{urlencode({'n': key, 'k': 'drill' if drill else 'real'})}"
+
+    def gather(self, key: str, drill: bool = False) -> str:
+        return f"{self.base}/twilio/gather?{urlencode({'n': key, 'k': 'drill' if drill else 'real'})}"
+
+    def sms(self) -> str:
+        return f"{self.base}/twilio/sms"
+
+
+class Sender(Protocol):
+    channel: Channel
+
+    async def send(self, n: Notification, since: datetime, drill: bool) -> str: ...
+
+    async def find(self, n: Notification, since: datetime) -> str | None: ...
+
+
+def senders(provider: Provider, urls: CallbackUrls, cfg: AlertsConfig) -> dict[str, Sender]:
+    from alerts.channels.sms import SmsSender
+    from alerts.channels.voice import VoiceSender
+
+    return {c.channel.value: c for c in (SmsSender(provider, urls, cfg), VoiceSender(provider, urls, cfg))}

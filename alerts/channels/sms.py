@@ -1,0 +1,25 @@
+"""SMS: the body as rendered; the reply (叫应) arrives at the inbound-SMS webhook."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from alerts.channels import CallbackUrls
+from alerts.config import AlertsConfig
+from alerts.nflog import Notification
+from alerts.provider import Provider
+from yujing.config.people import Channel
+
+
+class SmsSender:
+    channel = Channel.SMS
+
+    def __init__(self, provider: Provider, urls: CallbackUrls, cfg: AlertsConfig) -> None:
+        self.provider = provider
+        self.urls = urls
+
+    async def send(self, n: Notification, since: datetime, drill: bool) -> str:
+        return await self.provider.send_sms(n.phone, n.body, self.urls.status(n.key, drill), since)
+
+    async def find(self, n: Notification, since: datetime) -> str | None:
+        return await self.provider.find_sms(n.phone, n.body, since)

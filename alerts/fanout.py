@@ -1,0 +1,161 @@
+"""Send: fan-out to the provider, ordered by priority (red before blue), rate-limited per channel.
+
+Each channel has a priority queue and a pool of workers; a token bucket per channel keeps the request
+rate at what the provider allows. Before each request the notification is claimed in the log
+('queued' → 'sending', durable), after it the provider's sid is recorded. :meth:`recover` runs once
+at start: 'queued' rows are queued again, 'sending' rows are looked up at the provider first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Awaitable, Callable
+
+from prometheus_client import Counter
+
+from alerts.channels import Sender
+from alerts.config import RateConfig
+from alerts.nflog import Notification, NotificationLog
+from alerts.provider import ProviderError
+from yujing.clock import Clock
+
+log = logging.getLogger("yujing.alerts.send")
+
+SENT = Counter("yujing_alerts_notifications_total", "Notifications by outcome", ["channel", "outcome"])
+
+
+class TokenBucket:
+    """``per_s`` requests per real second with bursts of ``burst``: the provider's limit is in real time."""
+
+    def __init__(self, per_s: float, burst: int) -> None:
+        self.per_s = per_s
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def take(self) -> None:
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.per_s)
+                self.stamp = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                await asyncio.sleep((1 - self.tokens) / self.per_s)
+
+
+@dataclass
+class Outcome:
+    notification: Notification
+    sid: str | None
+    error: ProviderError | None = None
+
+
+Hook = Callable[[NotificationLog, Outcome], Awaitable[None]]
+
+
+class Dispatcher:
+    """Per-channel queues and workers. ``submit`` from any pipeline; each item carries the log it belongs to."""
+
+    def __init__(self, senders: dict[str, Sender], rates: dict[str, RateConfig], clock: Clock,
+                 on_done: Hook | None = None) -> None:
+        self.senders = senders
+        self.rates = rates
+        self.clock = clock
+        self.on_done = on_done
+        self._queues: dict[str, asyncio.PriorityQueue] = {c: asyncio.PriorityQueue() for c in senders}
+        self._buckets = {c: TokenBucket(rates[c].per_s, rates[c].burst) if c in rates else TokenBucket(50, 20)
+                         for c in senders}
+        self._order = itertools.count()
+        self.in_flight = 0
+
+    def submit(self, nflog: NotificationLog, items: list[Notification]) -> None:
+        for n in items:
+            q = self._queues.get(n.channel)
+            if q is None:
+                log.error("no sender for channel", extra={"kv": {"channel": n.channel, "key": n.key}})
+                continue
+            q.put_nowait((-n.priority, n.seq, next(self._order), nflog, n))
+
+    @property
+    def backlog(self) -> int:
+        return sum(q.qsize() for q in self._queues.values()) + self.in_flight
+
+    async def recover(self, nflog: NotificationLog) -> tuple[int, int]:
+        """Re-queue what a crash left: ('queued' re-queued, 'sending' found at the provider)."""
+        requeue: list[Notification] = []
+        found = 0
+        for n in nflog.pending():
+            if n.status == "sending":
+                since = datetime.fromisoformat(n.sending_at) if n.sending_at else datetime.now(timezone.utc)
+                sid = await self.senders[n.channel].find(n, since)
+                if sid is not None:
+                    nflog.sent(n.key, sid, self.clock.now())
+                    nflog.event(self.clock.now(), n.warning_id, n.phone, "reconciled", {"key": n.key, "sid": sid})
+                    found += 1
+                    continue
+                nflog.requeue(n.key, self.clock.now())
+            requeue.append(n)
+        self.submit(nflog, requeue)
+        return len(requeue), found
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as tg:
+            for channel, q in self._queues.items():
+                rate = self.rates.get(channel)
+                for _ in range(rate.concurrency if rate else 4):
+                    tg.create_task(self._worker(channel, q, stop))
+            await stop.wait()
+            raise _Stop
+
+    async def _worker(self, channel: str, q: asyncio.PriorityQueue, stop: asyncio.Event) -> None:
+        sender = self.senders[channel]
+        bucket = self._buckets[channel]
+        while True:
+            *_, nflog, n = await q.get()
+            self.in_flight += 1
+            try:
+                await self._send_one(sender, bucket, nflog, n)
+            finally:
+                self.in_flight -= 1
+                q.task_done()
+
+    async def _send_one(self, sender: Sender, bucket: TokenBucket, nflog: NotificationLog, n: Notification) -> None:
+        await bucket.take()
+        wall = datetime.now(timezone.utc)
+        if not nflog.claim(n.key, wall):
+            return  # already sending or sent: the log has the one answer
+        try:
+            sid = await sender.send(n, wall, nflog.drill)
+        except ProviderError as exc:
+            nflog.failed(n.key, str(exc), self.clock.now())
+            nflog.event(self.clock.now(), n.warning_id, n.phone, f"{n.channel}-failed", str(exc))
+            SENT.labels(channel=n.channel, outcome="failed").inc()
+            log.warning("notification failed", extra={"kv": {"key": n.key, "error": str(exc)}})
+            if self.on_done:
+                await self.on_done(nflog, Outcome(n, None, exc))
+            return
+        nflog.sent(n.key, sid, self.clock.now())
+        nflog.event(self.clock.now(), n.warning_id, n.phone, f"{n.channel}-sent", {"sid": sid, "attempt": n.attempt})
+        SENT.labels(channel=n.channel, outcome="sent").inc()
+        if self.on_done:
+            await self.on_done(nflog, Outcome(n, sid))
+
+
+class _Stop(Exception):
+    pass
+
+
+async def run_until(dispatcher: Dispatcher, stop: asyncio.Event) -> None:
+    """Run the workers until ``stop``; work in flight is abandoned in 'sending' and reconciled at next start."""
+    try:
+        await dispatcher.run(stop)
+    except* _Stop:
+        pass

@@ -1,0 +1,224 @@
+"""The notification pipeline, in one visible order:
+
+    record (nflog) → group / inhibit / silence → route → render → enqueue (nflog) → fan-out → confirm / escalate
+
+One :class:`Pipeline` per kind of warning: real, or drill. Each has its own notification log, so a drill
+can never reach a real recipient nor be promoted to a real warning; they share the provider and its
+rate limits (one :class:`~alerts.fanout.Dispatcher`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Awaitable, Callable
+
+from prometheus_client import Counter
+
+from alerts.config import AlertsConfig
+from alerts.directory import Directory
+from alerts.escalate import Escalator
+from alerts.fanout import Dispatcher, Outcome
+from alerts.group import Decision, Grouper, Verdict
+from alerts.nflog import Notification, NotificationLog
+from alerts.render import Renderer
+from alerts.route import Recipient, drill_recipients, route
+from yujing.clock import Clock
+from yujing.config.people import Channel, Person, Role
+from yujing.log import Limiter
+from yujing.model import HazardWarning, Level, WarningState
+
+log = logging.getLogger("yujing.alerts")
+DECISIONS = Counter("yujing_alerts_warnings_total", "Warnings by what was decided", ["verdict", "kind"])
+PROBLEMS = Counter("yujing_alerts_routing_problems_total", "Warnings that could not be fully routed", ["reason"])
+_limiter = Limiter(60.0)
+
+Publish = Callable[[HazardWarning, str], Awaitable[None]]  # (warning as sent, its text) → CAP etc.
+
+
+@dataclass
+class Pipeline:
+    cfg: AlertsConfig
+    directory: Directory
+    nflog: NotificationLog
+    dispatcher: Dispatcher
+    clock: Clock
+    drill: bool = False
+    drill_people: list[Person] = field(default_factory=list)
+    publish: Publish | None = None
+
+    def __post_init__(self) -> None:
+        self.renderer = Renderer(self.cfg.templates, self.cfg.ack.digits)
+        self.grouper = Grouper(self.cfg.grouping.wait_s, self.cfg.silences)
+        self.escalator = Escalator(self.cfg, self.directory)
+        self.kind = "drill" if self.drill else "real"
+
+    # ---- in ---------------------------------------------------------------------------------------
+    async def handle(self, w: HazardWarning) -> None:
+        """One warning from the rules: recorded first, then decided on."""
+        if w.drill != self.drill:
+            raise ValueError(f"a {'drill' if w.drill else 'real'} warning reached the {self.kind} pipeline")
+        now = self.clock.now()
+        if not self.nflog.record_warning(w, now):
+            return  # a re-delivery (QoS 1, persistent session): already recorded, already acted on
+        self.nflog.event(now, w.id, "", "received", {"level": w.level.value, "state": w.state.value})
+        await self._decide(self.grouper.offer(w, now))
+
+    async def tick(self) -> None:
+        """Flush held groups and run due escalation steps; call whenever :meth:`next_due` passes."""
+        now = self.clock.now()
+        await self._decide(self.grouper.due(now))
+        for wid, origin, step, due in list(self.nflog.due_escalations()):
+            if due > now:
+                break
+            esc = self.escalator.step(self.nflog, wid, origin, step, now)
+            w = self.nflog.warning(wid)
+            if esc is not None and w is not None:
+                await self._notify(w, esc.recipients, attempt=esc.attempt, escalation=True)
+
+    def next_due(self) -> datetime | None:
+        times = [t for t in (self.grouper.next_due(), self.escalator.next_due(self.nflog)) if t is not None]
+        return min(times) if times else None
+
+    async def restore(self) -> None:
+        """After a (re)start: rebuild group state from the log, finish warnings caught mid-way."""
+        now = self.clock.now()
+        for state in ("routed", "grouped", "inhibited", "silenced"):
+            for w in self.nflog.warnings_in(state):
+                self.grouper.restore(w, state == "routed", now)
+        for w in self.nflog.warnings_in("received"):
+            await self._decide(self.grouper.offer(w, now))
+        queued, found = await self.dispatcher.recover(self.nflog)
+        if queued or found:
+            log.info("notification log recovered", extra={"kv": {"kind": self.kind, "requeued": queued,
+                                                                   "found_sent": found}})
+
+    # ---- decide -----------------------------------------------------------------------------------
+    async def _decide(self, decisions: list[Decision]) -> None:
+        now = self.clock.now()
+        for d in decisions:
+            DECISIONS.labels(verdict=d.verdict.value, kind=self.kind).inc()
+            w = d.warning
+            if d.verdict is Verdict.HOLD:
+                continue
+            if d.verdict is not Verdict.SEND:
+                if d.verdict is not Verdict.DUPLICATE:
+                    self.nflog.set_warning_state(w.id, d.verdict.value)
+                    self.nflog.event(now, w.id, "", d.verdict.value, {"by": d.by})
+                continue
+            sent = w.model_copy(update={"evidence": list(d.evidence)}) if d.evidence else w
+            if w.state is WarningState.LIFTED:
+                recipients = self._lift_recipients(d.keys)
+            elif self.drill:
+                recipients = drill_recipients(self.drill_people, ack=w.level >= Level.ORANGE)
+            else:
+                routed = route(w, self.directory, self.cfg)
+                for p in routed.problems:
+                    PROBLEMS.labels(reason=p.split(" ")[0]).inc()
+                    if _limiter.allow(("route", p)):
+                        log.warning("routing problem", extra={"kv": {"warning": w.id, "problem": p}})
+                recipients = routed.recipients
+            self.escalator.supersede(self.nflog, w.key, w.id, now)
+            await self._notify(sent, recipients, attempt=1)
+            self.nflog.set_warning_state(w.id, "routed")
+            if self.publish is not None:
+                try:
+                    await self.publish(sent, self._text(sent, ack=False, channel="sms"))
+                except Exception:  # publishing CAP must never stop the phones
+                    log.exception("publishing the CAP document failed", extra={"kv": {"warning": w.id}})
+
+    # ---- route → render → enqueue ----------------------------------------------------------------
+    def _text(self, w: HazardWarning, ack: bool, channel: str) -> str:
+        site = self.directory.site(w.site)
+        area = w.area or (site.area if site else "")
+        lineage = [(a.tier, a.name) for a in self.directory.config.lineage(area)] if self.directory.area(area) else []
+        return self.renderer.text(w, site.name if site else w.site, lineage, ack=ack, channel=channel)
+
+    async def _notify(self, w: HazardWarning, recipients: list[Recipient], attempt: int,
+                      escalation: bool = False) -> list[Notification]:
+        now = self.clock.now()
+        lift = w.state is WarningState.LIFTED
+        texts: dict[tuple[bool, str], str] = {}
+        items: list[Notification] = []
+        for r in recipients:
+            ack = r.ack and not lift
+            for ch in r.channels:
+                body = texts.get((ack, ch.value))
+                if body is None:
+                    body = texts[(ack, ch.value)] = self._text(w, ack, ch.value)
+                priority = w.level.severity * 10 + (5 if ack else 0) + (20 if escalation else 0)
+                items.append(Notification(
+                    key=Notification.make_key(w.id, r.phone, ch.value, attempt), warning_id=w.id,
+                    warning_key=w.key, phone=r.phone, channel=ch.value, attempt=attempt, priority=priority,
+                    body=body, ack=ack, node=r.node, tier=r.tier, name=r.person.name, reason=r.reason))
+        fresh = self.nflog.enqueue(items, now)
+        self.nflog.event(now, w.id, "", "escalation-queued" if escalation else "queued",
+                         {"recipients": len(recipients), "notifications": len(fresh), "attempt": attempt})
+        self.dispatcher.submit(self.nflog, fresh)
+        if not escalation:
+            self.escalator.open(self.nflog, w, sorted({n.phone for n in fresh if n.ack}), now)
+        log.info("warning routed", extra={"kv": {"kind": self.kind, "warning": w.id, "level": w.level.value,
+                                                 "state": w.state.value, "recipients": len(recipients),
+                                                 "notifications": len(fresh)}})
+        return fresh
+
+    def _lift_recipients(self, keys: tuple[str, ...]) -> list[Recipient]:
+        """Everyone the warning reached (any version, any member of its group), by SMS where they had it."""
+        seen: dict[str, tuple[Notification, set[str]]] = {}
+        for key in keys:
+            for n in self.nflog.for_warning_key(key):
+                if n.status == "failed":
+                    continue
+                entry = seen.setdefault(n.phone, (n, set()))
+                entry[1].add(n.channel)
+        out = []
+        for phone, (n, chans) in seen.items():
+            ch = Channel.SMS if Channel.SMS.value in chans or not chans else Channel.VOICE
+            person = Person(name=n.name, role=Role.HOUSEHOLD if n.tier == "household" else Role.RESPONSIBLE,
+                            phone=phone, channels=[ch])
+            out.append(Recipient(person, n.node, n.tier, (ch,), False, "lift"))
+        return out
+
+    # ---- callbacks from the provider -------------------------------------------------------------
+    async def on_outcome(self, outcome: Outcome) -> None:
+        if outcome.error is not None and outcome.notification.channel == Channel.SMS.value:
+            await self._fallback(outcome.notification, f"provider: {outcome.error}")
+
+    async def on_status(self, sid: str, status: str, error: str) -> Notification | None:
+        now = self.clock.now()
+        n = self.nflog.provider_status(sid, status, error, now)
+        if n is None:
+            return None
+        self.nflog.event(now, n.warning_id, n.phone, f"{n.channel}-{status}", {"sid": sid, "error": error})
+        if n.channel == Channel.SMS.value and status in ("undelivered", "failed"):
+            await self._fallback(n, f"status {status} {error}".strip())
+        return n
+
+    async def _fallback(self, n: Notification, why: str) -> None:
+        """A failed SMS is followed by a voice call with the same words (once per SMS)."""
+        w = self.nflog.warning(n.warning_id)
+        if w is None:
+            return
+        now = self.clock.now()
+        voice = Notification(key=Notification.make_key(n.warning_id, n.phone, Channel.VOICE.value, n.attempt),
+                             warning_id=n.warning_id, warning_key=n.warning_key, phone=n.phone,
+                             channel=Channel.VOICE.value, attempt=n.attempt, priority=n.priority + 1,
+                             body=self._text(w, n.ack, Channel.VOICE.value), ack=n.ack, node=n.node, tier=n.tier,
+                             name=n.name, reason=n.reason)
+        fresh = self.nflog.enqueue([voice], now)
+        if fresh:
+            self.nflog.event(now, n.warning_id, n.phone, "sms-fallback-to-voice", why)
+            self.dispatcher.submit(self.nflog, fresh)
+
+    def confirm(self, n: Notification, via: str) -> bool:
+        return self.escalator.confirm(self.nflog, n, via, self.clock.now())
+
+    def confirm_reply(self, phone: str, via: str) -> list[str]:
+        """An SMS reply from ``phone`` confirms every warning it was asked to confirm and has not yet."""
+        done: list[str] = []
+        for n in self.nflog.awaiting_confirmation(phone):
+            if n.warning_id not in done:
+                self.confirm(n, via)
+                done.append(n.warning_id)
+        return done

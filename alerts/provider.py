@@ -1,0 +1,160 @@
+"""The provider: the real ``twilio`` client (async), pointed at Twilio or at a stand-in, with retries.
+
+    async with twilio_provider(cfg.twilio) as tw:
+        sid = await tw.send_sms(to, body, status_callback=url)
+
+Retry policy: 429 and 5xx mean Twilio did not create the resource, so the request is simply repeated
+after a backoff. A network error or timeout is ambiguous (the request may have arrived), so before
+repeating, the provider is asked whether a matching message/call exists (same ``to``, same body,
+created after we started): that is how a retry never sends twice. Twilio has no idempotency header
+for Messages; the notification log's 'sending' rows are reconciled the same way after a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import AsyncIterator, Awaitable, Callable, TypeVar
+
+import aiohttp
+from prometheus_client import Counter
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.rest import Client
+
+from alerts.config import TwilioConfig
+
+log = logging.getLogger("yujing.alerts.provider")
+T = TypeVar("T")
+
+TWILIO_API = "https://api.twilio.com"
+PROVIDER_ERRORS = Counter("yujing_alerts_provider_errors_total", "Failed provider requests", ["reason"])
+
+
+class ProviderError(Exception):
+    """The provider refused a request for good (4xx other than 429), or retries ran out."""
+
+    def __init__(self, message: str, status: int | None = None, code: int | None = None, retryable: bool = False):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.retryable = retryable
+
+
+class RedirectedHttpClient(AsyncTwilioHttpClient):
+    """The twilio library's own async HTTP client, with https://api.twilio.com replaced by ``base_url``."""
+
+    def __init__(self, base_url: str, timeout: float | None = None) -> None:
+        super().__init__(timeout=timeout)
+        self.base_url = base_url.rstrip("/")
+
+    async def request(self, method: str, url: str, *args, **kwargs):  # type: ignore[override]
+        if url.startswith(TWILIO_API):
+            url = self.base_url + url[len(TWILIO_API):]
+        return await super().request(method, url, *args, **kwargs)
+
+
+class Provider:
+    def __init__(self, cfg: TwilioConfig, client: Client) -> None:
+        self.cfg = cfg
+        self.client = client
+
+    async def _retrying(self, what: str, op: Callable[[], Awaitable[T]],
+                        already: Callable[[], Awaitable[T | None]] | None = None) -> T:
+        delay = self.cfg.backoff_s
+        ambiguous = False
+        for attempt in range(self.cfg.retries + 1):
+            if ambiguous and already is not None:
+                found = await self._quiet(already)
+                if found is not None:
+                    return found
+            try:
+                return await op()
+            except TwilioRestException as exc:
+                if exc.status != 429 and exc.status < 500:
+                    PROVIDER_ERRORS.labels(reason=f"http-{exc.status}").inc()
+                    raise ProviderError(f"{what}: Twilio refused ({exc.status} {exc.code}): {exc.msg}",
+                                        exc.status, exc.code) from None
+                PROVIDER_ERRORS.labels(reason="rate-limited" if exc.status == 429 else "server-error").inc()
+                reason = f"HTTP {exc.status}"
+            except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
+                PROVIDER_ERRORS.labels(reason="network").inc()
+                ambiguous = True
+                reason = f"network: {exc!r}"
+            if attempt < self.cfg.retries:
+                log.info("provider request failed, retrying", extra={"kv": {"what": what, "reason": reason,
+                                                                            "retry_in_s": round(delay, 2)}})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        raise ProviderError(f"{what}: gave up after {self.cfg.retries + 1} attempts ({reason})", retryable=True)
+
+    async def _quiet(self, fn: Callable[[], Awaitable[T | None]]) -> T | None:
+        try:
+            return await fn()
+        except (TwilioRestException, aiohttp.ClientError, asyncio.TimeoutError, ConnectionError):
+            return None
+
+    async def send_sms(self, to: str, body: str, status_callback: str | None, since: datetime) -> str:
+        async def op() -> str:
+            kw = {"status_callback": status_callback} if status_callback else {}
+            msg = await self.client.messages.create_async(to=to, from_=self.cfg.from_number, body=body, **kw)
+            return str(msg.sid)
+
+        return await self._retrying(f"SMS to {to}", op, lambda: self.find_sms(to, body, since))
+
+    async def call(self, to: str, twiml: str, status_callback: str | None, since: datetime) -> str:
+        async def op() -> str:
+            kw = {"status_callback": status_callback, "status_callback_event": ["completed"]} if status_callback else {}
+            call = await self.client.calls.create_async(to=to, from_=self.cfg.from_number, twiml=twiml, **kw)
+            return str(call.sid)
+
+        return await self._retrying(f"call to {to}", op, lambda: self.find_call(to, since))
+
+    async def find_sms(self, to: str, body: str, since: datetime) -> str | None:
+        """The sid of a message to ``to`` with ``body`` created at or after ``since`` (clock skew allowed)."""
+        floor = since - timedelta(seconds=60)
+        for m in await self.client.messages.list_async(to=to, limit=50):
+            if m.body == body and _after(m.date_created, floor):
+                return str(m.sid)
+        return None
+
+    async def find_call(self, to: str, since: datetime) -> str | None:
+        floor = since - timedelta(seconds=60)
+        for c in await self.client.calls.list_async(to=to, limit=20):
+            if _after(c.date_created, floor):
+                return str(c.sid)
+        return None
+
+    async def set_sms_webhook(self, url: str) -> bool:
+        """Point our number's inbound-SMS webhook at ``url`` (what the Twilio console does). False if not found."""
+        numbers = await self.client.incoming_phone_numbers.list_async(phone_number=self.cfg.from_number, limit=1)
+        if not numbers:
+            return False
+        await self.client.incoming_phone_numbers(numbers[0].sid).update_async(sms_url=url, sms_method="POST")
+        return True
+
+
+def _after(value: object, floor: datetime) -> bool:
+    """Created at or after ``floor``; unknown or unparseable dates count as after (better a false match than twice)."""
+    if isinstance(value, str):
+        try:
+            value = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return True
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value >= floor
+    return True
+
+
+@contextlib.asynccontextmanager
+async def twilio_provider(cfg: TwilioConfig, auth_token: str | None = None) -> AsyncIterator[Provider]:
+    token = auth_token if auth_token is not None else (cfg.auth_token.get() if cfg.auth_token else "")
+    http = RedirectedHttpClient(cfg.base_url or TWILIO_API, timeout=cfg.timeout_s)
+    client = Client(cfg.account_sid, token, http_client=http)
+    try:
+        yield Provider(cfg, client)
+    finally:
+        await http.close()

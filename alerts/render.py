@@ -1,0 +1,109 @@
+"""Render: a warning into the words people read and hear. Chinese by default, one template per hazard and level.
+
+Templates are ``str.format`` strings over the variables in :data:`VARIABLES`; every template (built in or
+from YAML) is checked at load, so a typo fails ``yujing check``, not the first flood. Lookup order for a
+(hazard, level, kind): ``hazard.level[.kind]``, ``*.level[.kind]``, ``hazard.kind``, the built-in default.
+``kind`` is ``''`` for a warning, ``lift`` for 解除.
+"""
+
+from __future__ import annotations
+
+import string
+
+from yujing.config.areas import Tier
+from yujing.model import Hazard, HazardWarning, Level, WarningState, local_time
+
+DRILL_MARK = "【演练】"
+
+VARIABLES = {
+    "area_name", "level_cn", "level_roman", "hazard_cn", "state_cn", "site_name", "site", "title", "evidence",
+    "time", "advice", "confirm", "township_name", "village_name",
+}
+
+ADVICE: dict[Hazard, dict[Level, str]] = {
+    Hazard.LANDSLIDE: {
+        Level.BLUE: "请监测员加密巡查，注意裂缝和变形。",
+        Level.YELLOW: "请加密监测，做好撤离准备。",
+        Level.ORANGE: "请立即组织危险区群众撤离准备，禁止人员进入危险区。",
+        Level.RED: "请立即撤离至安全避险点，严禁返回！",
+    },
+    Hazard.TORRENT: {
+        Level.BLUE: "请注意沟道水位变化。", Level.YELLOW: "请做好转移准备，远离河沟。",
+        Level.ORANGE: "请立即组织低洼区群众转移。", Level.RED: "请立即转移至高处安全地带！",
+    },
+    Hazard.RAINSTORM: {
+        Level.BLUE: "请注意防范强降雨。", Level.YELLOW: "请做好防御准备，注意山洪和地质灾害。",
+        Level.ORANGE: "请停止户外作业，危险区群众做好转移。", Level.RED: "请立即转移危险区群众，停止一切户外活动！",
+    },
+    Hazard.RESERVOIR: {
+        Level.BLUE: "请加强大坝巡查。", Level.YELLOW: "请加密巡查，做好泄洪准备。",
+        Level.ORANGE: "请组织下游群众做好转移准备。", Level.RED: "请立即组织下游群众转移！",
+    },
+    Hazard.RIVER: {
+        Level.BLUE: "请注意河道水位。", Level.YELLOW: "请远离河道，做好防汛准备。",
+        Level.ORANGE: "请组织沿河群众做好转移准备。", Level.RED: "请立即组织沿河群众转移！",
+    },
+    Hazard.FIRE: {
+        Level.BLUE: "请加强巡山护林。", Level.YELLOW: "请严控野外用火，加强巡查。",
+        Level.ORANGE: "请扑火队伍集结待命。", Level.RED: "请立即组织扑救和人员疏散！",
+    },
+    Hazard.EQUIPMENT: {lvl: "请运维人员尽快检修。" for lvl in Level},
+}
+
+DEFAULT_WARNING = ("{area_name}{hazard_cn}{level_cn}预警({level_roman}级){state_cn}：{site_name}，{title}{evidence}"
+                   "（{time}）{advice}{confirm}")
+DEFAULT_LIFT = "{area_name}{site_name}{hazard_cn}{level_cn}预警已解除（{time}）。"
+
+
+def check_templates(templates: dict[str, str]) -> None:
+    """Raise ``ValueError`` naming the template and the unknown variable or bad syntax."""
+    for name, text in templates.items():
+        parts = name.split(".")
+        if not 1 <= len(parts) <= 3:
+            raise ValueError(f"template {name!r}: name it hazard.level, hazard.level.lift or hazard.lift")
+        try:
+            fields = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
+        except ValueError as exc:
+            raise ValueError(f"template {name!r}: {exc}") from None
+        unknown = {f.split(".")[0].split("[")[0] for f in fields} - VARIABLES
+        if "" in unknown or unknown:
+            raise ValueError(f"template {name!r}: unknown variable(s) {sorted(unknown)}; known: {sorted(VARIABLES)}")
+
+
+class Renderer:
+    def __init__(self, templates: dict[str, str], confirm_digit: str = "1") -> None:
+        check_templates(templates)
+        self.templates = templates
+        self.confirm_digit = confirm_digit
+
+    def template(self, hazard: Hazard, level: Level, lift: bool) -> str:
+        kind = ".lift" if lift else ""
+        for name in (f"{hazard}.{level}{kind}", f"*.{level}{kind}", f"{hazard}{kind or '.warning'}", f"*{kind or '.warning'}"):
+            if name in self.templates:
+                return self.templates[name]
+        return DEFAULT_LIFT if lift else DEFAULT_WARNING
+
+    def variables(self, w: HazardWarning, site_name: str, lineage: list[tuple[Tier, str]], ack: bool,
+                  channel: str) -> dict[str, str]:
+        names = dict(lineage)
+        area = "".join(n for t, n in reversed(lineage) if t in (Tier.TOWNSHIP, Tier.VILLAGE))
+        if ack:
+            confirm = (f"收到请按{self.confirm_digit}确认。" if channel == "voice"
+                       else f"收到请回复{self.confirm_digit}确认。")
+        else:
+            confirm = ""
+        return {
+            "area_name": area, "level_cn": w.level.chinese, "level_roman": w.level.roman,
+            "hazard_cn": w.hazard.chinese, "state_cn": w.state.chinese, "site_name": site_name or w.site,
+            "site": w.site, "title": (w.title + "。") if w.title and not w.title.endswith("。") else w.title,
+            "evidence": "；".join(w.evidence) + ("。" if w.evidence else ""),
+            "time": local_time(w.updated_at), "advice": ADVICE.get(w.hazard, {}).get(w.level, ""),
+            "confirm": confirm, "township_name": names.get(Tier.TOWNSHIP, ""), "village_name": names.get(Tier.VILLAGE, ""),
+        }
+
+    def text(self, w: HazardWarning, site_name: str, lineage: list[tuple[Tier, str]], *, ack: bool = False,
+             channel: str = "sms") -> str:
+        lift = w.state is WarningState.LIFTED
+        body = self.template(w.hazard, w.level, lift).format(
+            **self.variables(w, site_name, lineage, ack and not lift, channel))
+        return (DRILL_MARK + body) if w.drill else body

@@ -1,0 +1,95 @@
+"""Route: who is told of a warning, by the six-level chain and the policy. Pure: (warning, directory) → recipients."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from alerts.config import AlertsConfig, Scope, Target
+from alerts.directory import Directory
+from alerts.policy import targets
+from yujing.config.areas import Tier
+from yujing.config.people import Channel, Person
+from yujing.model import HazardWarning
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One person to tell, where they sit (``node``: an area id, or ``site:<id>``), how, and whether to confirm."""
+
+    person: Person
+    node: str
+    tier: str  # 'site' or a Tier value: for the text ("村责任人") and for escalation ("next level up")
+    channels: tuple[Channel, ...]
+    ack: bool = False
+    reason: str = ""  # '' for the policy; 'deputy of …' / 'escalated from …' for escalation
+
+    @property
+    def phone(self) -> str:
+        return self.person.phone
+
+
+@dataclass
+class Routed:
+    recipients: list[Recipient] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # unknown site/area, empty levels: logged, counted
+
+
+def _channels(target: Target, person: Person) -> tuple[Channel, ...]:
+    """The target's channels the person can use; their preferred one if none overlap."""
+    usable = [c for c in target.channels if c in person.channels]
+    return tuple(usable) if usable else (person.channels[0] if person.channels else Channel.SMS,)
+
+
+def route(warning: HazardWarning, directory: Directory, cfg: AlertsConfig) -> Routed:
+    out = Routed()
+    site = directory.site(warning.site)
+    area_id = warning.area or (site.area if site else "")
+    if site is None:
+        out.problems.append(f"site {warning.site!r} is not configured")
+    if directory.area(area_id) is None:
+        out.problems.append(f"area {area_id!r} is not configured")
+    found: list[Recipient] = []
+    for target in targets(cfg, warning.hazard, warning.level):
+        if target.scope is Scope.SITE:
+            if site is not None:
+                found += [Recipient(p, f"site:{site.id}", "site", _channels(target, p), target.ack)
+                          for p in site.people if not target.roles or p.role in target.roles]
+            continue
+        tier = target.scope.tier
+        assert tier is not None
+        if tier in (Tier.GROUP, Tier.HOUSEHOLD):
+            root = directory.ancestor(area_id, target.within) or directory.area(area_id)
+            if root is None:
+                continue
+            if tier is Tier.HOUSEHOLD:
+                found += [Recipient(p, g.id, Tier.HOUSEHOLD.value, _channels(target, p), target.ack)
+                          for g, p in directory.households_under(root.id)]
+                continue
+            for group in directory.under(root.id, Tier.GROUP):
+                found += [Recipient(p, group.id, tier.value, _channels(target, p), target.ack)
+                          for p in directory.people(group.id, target.roles)]
+            continue
+        node = directory.ancestor(area_id, tier)
+        if node is not None:
+            found += [Recipient(p, node.id, tier.value, _channels(target, p), target.ack)
+                      for p in directory.people(node.id, target.roles)]
+    out.recipients = merge(found)
+    return out
+
+
+def merge(found: list[Recipient]) -> list[Recipient]:
+    """One recipient per phone: the first place they were found, every channel asked for, confirm if any asks."""
+    by_phone: dict[str, Recipient] = {}
+    for r in found:
+        seen = by_phone.get(r.phone)
+        if seen is None:
+            by_phone[r.phone] = r
+            continue
+        channels = tuple(dict.fromkeys(seen.channels + r.channels))
+        by_phone[r.phone] = Recipient(seen.person, seen.node, seen.tier, channels, seen.ack or r.ack, seen.reason)
+    return list(by_phone.values())
+
+
+def drill_recipients(people: list[Person], ack: bool) -> list[Recipient]:
+    """A drill reaches only its own list, on every channel each person has."""
+    return merge([Recipient(p, "drill", "drill", tuple(p.channels) or (Channel.SMS,), ack) for p in people])

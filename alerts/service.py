@@ -1,0 +1,190 @@
+"""The alerts service: warnings from MQTT in, SMS and calls out, confirmations and escalations, CAP.
+
+    await serve(rt)                                   # until rt.stop
+    await serve(rt, drill_recipients=[Person(...)])   # a drill that brings its own list
+
+It subscribes ``{prefix}/warnings/+/+`` (QoS 1) on a persistent session (fixed client id, clean_session
+False) and acknowledges each message only after the warning is in the notification log, so a crash
+never loses one. The webhook server takes Twilio's signed callbacks and serves CAP documents, which
+are also published on ``{prefix}/cap/{hazard}/{site}`` (QoS 1, retained). Timers run on ``rt.clock``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import aiomqtt
+from prometheus_client import Counter
+from pydantic import ValidationError
+
+from alerts.cap import CapBook, build
+from alerts.channels import CallbackUrls, senders
+from alerts.directory import Directory
+from alerts.fanout import Dispatcher, Outcome, run_until
+from alerts.nflog import NotificationLog
+from alerts.pipeline import Pipeline
+from alerts.provider import twilio_provider
+from alerts.webhooks import Webhooks
+from yujing import topics
+from yujing.config.people import Person
+from yujing.log import Limiter
+from yujing.model import HazardWarning
+from yujing.mqtt import client as mqtt_client
+from yujing.runtime import Runtime
+
+log = logging.getLogger("yujing.alerts")
+REJECTED = Counter("yujing_alerts_rejected_warnings_total", "Warning messages that could not be read", ["reason"])
+_limiter = Limiter(60.0)
+
+
+async def serve(rt: Runtime, *, drill_recipients: list[Person] | None = None, auth_token: str | None = None,
+                ready: asyncio.Event | None = None, state: dict[str, Any] | None = None) -> None:
+    """Run until ``rt.stop``. ``state`` (optional) receives the live parts, for tests and drills."""
+    cfg = rt.config.alerts
+    directory = Directory.load(rt.config)
+    token = auth_token if auth_token is not None else (cfg.twilio.auth_token.get() if cfg.twilio.auth_token else "")
+    caps = CapBook()
+    with contextlib.ExitStack() as files:
+        real = files.enter_context(NotificationLog(rt.config.path(cfg.log, "alerts.sqlite"), drill=False))
+        drill = files.enter_context(NotificationLog(rt.config.path(cfg.drill.log, "alerts-drill.sqlite"), drill=True))
+        pipelines: dict[str, Pipeline] = {}
+        webhooks = Webhooks(cfg, token, pipelines, caps)
+        async with webhooks.serving(), twilio_provider(cfg.twilio, token) as provider:
+            urls = CallbackUrls(webhooks.base_url)
+
+            async def on_done(nflog: NotificationLog, outcome: Outcome) -> None:
+                await pipelines["drill" if nflog.drill else "real"].on_outcome(outcome)
+
+            dispatcher = Dispatcher(senders(provider, urls, cfg), {c.value: r for c, r in cfg.rates.items()},
+                                    rt.clock, on_done)
+            publisher = _CapPublisher(rt, caps, directory)
+            common = dict(cfg=cfg, directory=directory, dispatcher=dispatcher, clock=rt.clock,
+                          publish=publisher.publish)
+            pipelines["real"] = Pipeline(nflog=real, drill=False, **common)  # type: ignore[arg-type]
+            pipelines["drill"] = Pipeline(nflog=drill, drill=True,  # type: ignore[arg-type]
+                                          drill_people=list(cfg.drill.recipients) + list(drill_recipients or []),
+                                          **common)
+            if state is not None:
+                state.update(pipelines=pipelines, webhooks=webhooks, dispatcher=dispatcher, caps=caps,
+                             provider=provider)
+            if cfg.twilio.configure_number:
+                await _configure_number(provider, urls)
+            for p in pipelines.values():
+                await p.restore()
+            wake = asyncio.Event()
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(run_until(dispatcher, rt.stop))
+                tg.create_task(_timers(rt, list(pipelines.values()), wake))
+                tg.create_task(_subscribe(rt, pipelines, publisher, wake, ready))
+                await rt.stop.wait()
+                wake.set()
+
+
+async def _configure_number(provider: Any, urls: CallbackUrls) -> None:
+    try:
+        ok = await provider.set_sms_webhook(urls.sms())
+    except Exception as exc:  # not fatal: the webhook may be configured by hand in the Twilio console
+        log.warning("could not set the number's inbound SMS webhook", extra={"kv": {"error": repr(exc)[:200]}})
+        return
+    if not ok:
+        log.warning("the from_number is not a number of this account; set its SMS webhook by hand",
+                    extra={"kv": {"url": urls.sms()}})
+
+
+async def _timers(rt: Runtime, pipelines: list[Pipeline], wake: asyncio.Event) -> None:
+    """Held groups and escalation steps, on the scenario clock; woken early when something new is due."""
+    while not rt.stop.is_set():
+        for p in pipelines:
+            try:
+                await p.tick()
+            except Exception:
+                log.exception("alerts timer step failed")
+        dues = [d for d in (p.next_due() for p in pipelines) if d is not None]
+        wait_s = max(0.0, (min(dues) - rt.clock.now()).total_seconds()) if dues else 3600.0
+        wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), rt.clock.real_seconds(wait_s) + 0.005)
+
+
+class _CapPublisher:
+    def __init__(self, rt: Runtime, caps: CapBook, directory: Directory) -> None:
+        self.rt = rt
+        self.caps = caps
+        self.directory = directory
+        self.mqtt: aiomqtt.Client | None = None
+        self.previous: dict[str, HazardWarning] = {}
+
+    async def publish(self, w: HazardWarning, text: str) -> None:
+        site = self.directory.site(w.site)
+        area = self.directory.area(w.area or (site.area if site else ""))
+        desc = "".join(a.name for a in reversed(self.rt.config.lineage(area.id))) if area else w.site
+        xml = build(w, text, desc + (site.name if site else ""), self.previous.get(w.key),
+                    lat=site.lat if site else None, lon=site.lon if site else None)
+        self.previous[w.key] = w
+        self.caps.add(w, xml)
+        if self.mqtt is not None:
+            topic = topics.cap(self.rt.config.mqtt.topic_prefix, w.hazard.value, w.site)
+            await self.mqtt.publish(topic, xml.encode(), qos=1, retain=True)
+
+
+async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _CapPublisher, wake: asyncio.Event,
+                     ready: asyncio.Event | None) -> None:
+    cfg = rt.config
+    topic = topics.warnings(cfg.mqtt.topic_prefix, "+", "+")
+    backoff = 0.5
+    while not rt.stop.is_set():
+        try:
+            async with mqtt_client(cfg.mqtt, cfg.alerts.client_id, clean_session=False) as client:
+                paho = client._client  # noqa: SLF001  acknowledge QoS 1 only once the warning is on disk
+                paho.manual_ack_set(True)
+                await client.subscribe(topic, qos=1)
+                publisher.mqtt = client
+                backoff = 0.5
+                log.info("alerts subscribed", extra={"kv": {"topic": topic}})
+                if ready is not None:
+                    ready.set()
+                stopper = asyncio.ensure_future(rt.stop.wait())
+                try:
+                    messages = aiter(client.messages)
+                    while True:
+                        nxt = asyncio.ensure_future(anext(messages))
+                        await asyncio.wait({nxt, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                        if not nxt.done():
+                            nxt.cancel()
+                            return
+                        msg = nxt.result()
+                        await _on_message(rt, pipelines, msg.payload)
+                        if msg.qos > 0:
+                            paho.ack(msg.mid, msg.qos)
+                        wake.set()
+                finally:
+                    stopper.cancel()
+                    publisher.mqtt = None
+        except aiomqtt.MqttError as exc:
+            if _limiter.allow("mqtt"):
+                log.warning("alerts lost the broker; reconnecting", extra={"kv": {"error": str(exc)}})
+            if await rt.sleep(0) or rt.stop.is_set():
+                return
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
+
+
+async def _on_message(rt: Runtime, pipelines: dict[str, Pipeline], payload: Any) -> None:
+    try:
+        w = HazardWarning.model_validate_json(payload)
+    except ValidationError as exc:
+        REJECTED.labels(reason="invalid").inc()
+        if _limiter.allow("invalid"):
+            log.warning("ignoring a message that is not a HazardWarning",
+                        extra={"kv": {"error": str(exc).splitlines()[0], "bytes": len(payload or b"")}})
+        return
+    if rt.drill and not w.drill:  # a drill run marks everything it makes
+        w = w.model_copy(update={"drill": True})
+    try:
+        await pipelines["drill" if w.drill else "real"].handle(w)
+    except Exception:
+        REJECTED.labels(reason="failed").inc()
+        log.exception("handling a warning failed", extra={"kv": {"warning": w.id}})

@@ -1,0 +1,38 @@
+"""The alerts service end to end: MQTT warning in, SMS and calls out at the Twilio stand-in (real twilio client)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from alerts.harness import running_alerts
+from yujing.model import Hazard, HazardWarning, Level, WarningState, utcnow
+
+MONITOR, SITE_RESP = "+8613911000050", "+8613911000051"
+VILLAGE_RESP, VILLAGE_DEPUTY = "+8613911000020", "+8613911000021"
+TOWN_RESP, TOWN_DUTY = "+8613911000011", "+8613911000010"
+
+
+def warning(level: Level = Level.BLUE, version: int = 1, state: WarningState = WarningState.ISSUED, key: str = "",
+            site: str = "LS-GONGHE-01", hazard: Hazard = Hazard.LANDSLIDE, drill: bool = False,
+            evidence: list[str] | None = None) -> HazardWarning:
+    now = utcnow()
+    return HazardWarning(key=key or f"{hazard}:{site}", version=version, hazard=hazard, level=level, state=state,
+                         site=site, area="shibao.gonghe.g1" if site == "LS-GONGHE-01" else "shibao.xinle",
+                         title="裂缝位移速率超阈值", evidence=evidence or ["裂缝计1 24小时位移 12.5 mm"],
+                         values={"displacement_mm": 12.5}, issued_at=now - timedelta(minutes=5), updated_at=now,
+                         drill=drill)
+
+
+async def test_blue_landslide_warning_reaches_the_site_monitor_and_the_village_responsible_person_by_sms(
+        mosquitto, prefix, tmp_path):
+    async with running_alerts(tmp_path, mqtt_port=mosquitto.port, prefix=prefix,
+                              alerts={"grouping": {"wait_s": 0}}) as rig:
+        await rig.publish(warning(Level.BLUE))
+        tw = rig.twilio
+        await tw.wait_until(lambda: tw.messages_to(MONITOR) and tw.messages_to(SITE_RESP)
+                            and tw.messages_to(VILLAGE_RESP), 10, "blue SMS")
+        await tw.wait_until(lambda: all(m.status == "delivered" for m in tw.messages), 10, "delivery")
+        assert {m.to for m in tw.messages} == {MONITOR, SITE_RESP, VILLAGE_RESP}
+        assert tw.calls == []
+        body = tw.messages_to(VILLAGE_RESP)[0].body
+        assert "蓝色预警" in body and "共和村大岩口滑坡隐患点" in body and "确认" not in body
