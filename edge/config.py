@@ -57,10 +57,24 @@ class ModbusRegister(_Checks):
         return self
 
 
+class ModbusClock(_Strict):
+    """Where a logger keeps the time of its values: Unix seconds (uint32) in two registers."""
+
+    table: Literal["holding", "input"] = "holding"
+    address: int = Field(ge=0, le=65534)
+    order: Literal["ABCD", "DCBA", "BADC", "CDAB"] = "ABCD"
+    max_skew_s: float = Field(default=86400.0, gt=0)  # further from the gateway's clock: not trusted
+
+    def register(self) -> ModbusRegister:
+        return ModbusRegister(quantity="device_time", table=self.table, address=self.address, type="uint32",
+                              order=self.order)
+
+
 class _Modbus(_Device):
     slave: int = Field(default=1, ge=0, le=247)
     registers: list[ModbusRegister] = Field(min_length=1)
     max_gap: int = Field(default=0, ge=0, le=100)  # read across gaps of up to this many unused registers
+    timestamp: ModbusClock | None = None  # the device's own time for its values; else the gateway's poll time
 
 
 class ModbusTcpDevice(_Modbus):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime, timezone
 from itertools import product
 
 import pytest
@@ -15,7 +16,7 @@ from edge.readers import ReaderContext, make_reader
 from edge.readers.modbus_map import decode, encode, plan
 from simulators.devices import Fault, simulate_devices
 from simulators.devices.faults import source_key
-from simulators.devices.values import Constant
+from simulators.devices.values import Constant, Manual
 from yujing.clock import Clock
 from yujing.errors import DeviceError
 
@@ -152,3 +153,18 @@ def test_any_value_a_type_holds_round_trips_through_every_order(type_, order, da
         value = data.draw(st.integers(-(2 ** (bits - 1)), 2 ** (bits - 1) - 1))
     reg = ModbusRegister(quantity="x", address=0, type=type_, order=order)
     assert decode(reg, encode(value, type_, order)) == value
+
+
+async def test_a_logger_clock_register_stamps_its_values_unless_the_clock_is_far_off():
+    dev = ModbusTcpDevice.model_validate({"id": "lg", "type": "modbus_tcp", "site": "S", "port": free_port(),
+                                          "registers": [{"quantity": "v", "address": 0}],
+                                          "timestamp": {"address": 10, "order": "CDAB", "max_skew_s": 3600}})
+    clock = Clock(speed=60, start=datetime(2026, 7, 14, 3, 0, tzinfo=timezone.utc))
+    logger_time = Manual(datetime(2026, 7, 14, 2, 55, tzinfo=timezone.utc).timestamp())
+    async with simulate_devices([dev], {"lg": {"v": Constant(7), "device_time": logger_time}}, clock):
+        async with make_reader(dev, ReaderContext(clock)) as reader:
+            [s] = await reader.read()
+            assert s.ts == datetime(2026, 7, 14, 2, 55, tzinfo=timezone.utc)  # five minutes old: its own time
+            logger_time.set(0)  # a logger after a flat battery, back in 1970
+            [s] = await reader.read()
+            assert s.ts is None  # the poller stamps it with the gateway's time

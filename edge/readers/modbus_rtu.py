@@ -35,6 +35,7 @@ class Bus:
 class ModbusRtuReader:
     def __init__(self, device: ModbusRtuDevice, ctx: ReaderContext) -> None:
         self.device = device
+        self.clock = ctx.clock
         key = ("modbus_rtu", device.port)
         if key not in ctx.shared:
             ctx.shared[key] = Bus(device)
@@ -55,4 +56,4 @@ class ModbusRtuReader:
     async def read(self) -> list[Sample]:
         async with self.bus.lock:
             await self.bus.ensure_open(self.device.id)
-        return await read_map(self.bus.client, self.device, self.bus.lock)
+        return await read_map(self.bus.client, self.device, self.clock, self.bus.lock)

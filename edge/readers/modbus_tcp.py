@@ -17,6 +17,7 @@ from yujing.errors import DeviceError
 class ModbusTcpReader:
     def __init__(self, device: ModbusTcpDevice, ctx: ReaderContext) -> None:
         self.device = device
+        self.clock = ctx.clock
         self.client = AsyncModbusTcpClient(
             device.host, port=device.port, timeout=device.timeout_s, retries=0, reconnect_delay=0,
         )
@@ -35,7 +36,7 @@ class ModbusTcpReader:
             if not await self.client.connect():
                 raise DeviceError(self.device.id, f"cannot connect to {self.device.host}:{self.device.port}")
         try:
-            return await read_map(self.client, self.device)
+            return await read_map(self.client, self.device, self.clock)
         except DeviceError:
             self.client.close()  # drop a connection that may carry a late answer into the next request
             raise

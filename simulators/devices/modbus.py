@@ -56,14 +56,19 @@ class SimSlave:
     def words(self, table: str, address: int, count: int) -> list[int] | None:
         """The table's content at address..address+count, or None if any address is unmapped."""
         cells: dict[int, int] = {}
-        for reg in self.device.registers:
+        regs = list(self.device.registers)
+        if self.device.timestamp is not None:  # a logger's clock: the scenario time, or a source "device_time"
+            regs.append(self.device.timestamp.register())
+        for reg in regs:
             if reg.table != table:
                 continue
-            for i, w in enumerate(encode(self._raw(reg), reg.type, reg.order)):
+            raw = self._raw(reg) if reg.quantity != "device_time" or "device_time" in self.sources \
+                else self.clock.now().timestamp()
+            for i, w in enumerate(encode(raw, reg.type, reg.order)):
                 cells[reg.address + i] = w
         if any(a not in cells for a in range(address, address + count)):
             # a real device answers gaps with zeros only inside its map: outside it, "illegal address"
-            mapped = [r for r in self.device.registers if r.table == table]
+            mapped = [r for r in regs if r.table == table]
             lo = min((r.address for r in mapped), default=0)
             hi = max((r.address + WORDS[r.type] for r in mapped), default=0)
             if address < lo or address + count > hi:
