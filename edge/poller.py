@@ -15,9 +15,10 @@ from datetime import datetime
 from typing import Any, Awaitable, Callable
 
 from prometheus_client import Counter
+from pydantic import ValidationError
 
 from edge.quality import QualityChecker
-from edge.readers import PolledReader, ReaderContext, Sample, make_reader
+from edge.readers import REJECTED, PolledReader, ReaderContext, Sample, make_reader
 from edge.status import DeviceState, DeviceStatus
 from yujing.errors import DeviceError, PayloadError, StoreError
 from yujing.log import Limiter
@@ -50,11 +51,18 @@ class DevicePoller:
         for s in samples:
             sensor = f"{self.device.id}.{s.sensor}" if s.sensor else self.device.id
             quality = self.checker.assess((sensor, s.quantity), s.value, s.checks, s.quality)
-            out.append(Reading(
-                id=new_id(), site=self.device.site, sensor=sensor, quantity=s.quantity, value=s.value,
-                unit=s.unit, ts=s.ts or now, quality=quality, gateway=self.gateway, drill=self.rt.drill,
-                meta=s.meta,
-            ))
+            try:
+                out.append(Reading(
+                    id=new_id(), site=self.device.site, sensor=sensor, quantity=s.quantity, value=s.value,
+                    unit=s.unit, ts=s.ts or now, quality=quality, gateway=self.gateway, drill=self.rt.drill,
+                    meta=s.meta,
+                ))
+            except ValidationError as exc:  # e.g. a source's meta too large for the wire model
+                REJECTED.labels(self.device.id, "reading").inc()
+                if self.limiter.allow("reading"):
+                    log.warning("value does not fit a reading", extra={"kv": {
+                        "device": self.device.id, "quantity": s.quantity, "error": str(exc).replace("\n", " ")}})
+                continue
             READINGS.labels(self.device.id, quality.value).inc()
         return out
 
