@@ -1,31 +1,232 @@
-"""Rule thresholds: national defaults, overridable per site."""
+"""Rule thresholds and mechanics: national defaults in ``rules:``, overridable per site in ``thresholds:``.
+
+Every pack has one model used twice: once under ``rules:`` (the deployment's defaults) and once
+under a site's ``thresholds:`` (only the fields a site sets override; see :func:`effective`).
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from yujing.model import Level
 
 
-class RainThresholds(BaseModel):
-    """Rolling rainfall accumulations (mm) per colour: CMA Order 16 暴雨预警信号 by default."""
-
+class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Mechanics(_Strict):
+    """How a pack's warnings live: Prometheus-style ``for`` and Alertmanager-like hold before lifting."""
+
+    for_s: float = Field(default=0.0, ge=0)  # condition must hold this long before the first issue (pending)
+    clear_after_s: float = Field(default=3600.0, ge=0)  # below the level this long before a downgrade/lift
+
+
+_WINDOWS = (1, 3, 6, 12, 24)
+
+
+def _check_windows(table: dict[int, float], what: str) -> None:
+    for hours, mm in table.items():
+        if hours not in _WINDOWS:
+            raise ValueError(f"{what}: window {hours} h is not one of {list(_WINDOWS)}")
+        if mm <= 0:
+            raise ValueError(f"{what}: threshold for {hours} h must be positive, got {mm}")
+
+
+class RainThresholds(_Strict):
+    """Rolling rainfall accumulations (mm) per colour: CMA Order 16 暴雨预警信号 by default.
+
+    Each colour is a table ``{window hours: mm}``; any window reaching its amount raises that colour.
+    """
 
     blue: dict[int, float] = Field(default_factory=lambda: {12: 50.0})  # window hours -> mm
     yellow: dict[int, float] = Field(default_factory=lambda: {6: 50.0})
     orange: dict[int, float] = Field(default_factory=lambda: {3: 50.0})
     red: dict[int, float] = Field(default_factory=lambda: {3: 100.0})
+    hysteresis_mm: float = Field(default=2.0, ge=0)  # stay at a level until the total falls this far below it
+    counter_max_mm: float | None = Field(default=None, gt=0)  # tipping counter rolls over at this value
+    max_rate_mm_per_h: float = Field(default=250.0, gt=0)  # a counter jump faster than this is not rain
+    gap_s: float = Field(default=900.0, gt=0)  # a longer silence is a gap: its rain is spread over it
+    mechanics: Mechanics = Field(default_factory=lambda: Mechanics(clear_after_s=3600.0))
+
+    @model_validator(mode="after")
+    def _windows(self) -> "RainThresholds":
+        for lv in Level:
+            _check_windows(getattr(self, lv.value), lv.value)
+        return self
+
+    def table(self) -> dict[Level, dict[int, float]]:
+        return {lv: getattr(self, lv.value) for lv in Level}
 
 
-class SiteThresholds(BaseModel):
-    """Per-site overrides of the rule packs' defaults."""
+class TorrentThresholds(_Strict):
+    """Mountain-torrent per-village thresholds (mm per window): 准备转移 and 立即转移. No national default."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    prepare: dict[int, float] = Field(default_factory=dict)  # 准备转移
+    evacuate: dict[int, float] = Field(default_factory=dict)  # 立即转移
+    prepare_level: Level = Level.ORANGE
+    evacuate_level: Level = Level.RED
+    hysteresis_mm: float = Field(default=2.0, ge=0)
+    mechanics: Mechanics = Field(default_factory=lambda: Mechanics(clear_after_s=3600.0))
+
+    @model_validator(mode="after")
+    def _windows(self) -> "TorrentThresholds":
+        _check_windows(self.prepare, "prepare")
+        _check_windows(self.evacuate, "evacuate")
+        if self.prepare_level > self.evacuate_level:
+            raise ValueError("prepare_level (准备转移) cannot be more severe than evacuate_level (立即转移)")
+        return self
+
+    @property
+    def defined(self) -> bool:
+        return bool(self.prepare or self.evacuate)
+
+
+_RES_ORDER = ("flood_limit_m", "flood_control_high_m", "design_flood_m", "check_flood_m", "crest_m")
+
+
+class ReservoirThresholds(_Strict):
+    """A reservoir's characteristic levels (m above datum, from its design documents) and rate of rise."""
+
+    flood_limit_m: float | None = None  # 汛限水位 -> blue
+    flood_control_high_m: float | None = None  # 防洪高水位 -> yellow
+    design_flood_m: float | None = None  # 设计洪水位 -> orange
+    check_flood_m: float | None = None  # 校核洪水位 -> red
+    crest_m: float | None = None  # 坝顶高程
+    crest_margin_m: float = Field(default=0.5, ge=0)  # within this of the crest -> red
+    rise_rate_m_per_h: float | None = Field(default=0.3, gt=0)  # faster while above flood-limit -> orange
+    rise_window_s: float = Field(default=3600.0, gt=0)
+    hysteresis_m: float = Field(default=0.05, ge=0)
+    mechanics: Mechanics = Field(default_factory=lambda: Mechanics(clear_after_s=1800.0))
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ReservoirThresholds":
+        given = [(n, getattr(self, n)) for n in _RES_ORDER if getattr(self, n) is not None]
+        for (a, va), (b, vb) in zip(given, given[1:]):
+            if va > vb:
+                raise ValueError(f"{a} ({va}) must not be above {b} ({vb})")
+        return self
+
+
+class RiverThresholds(_Strict):
+    warning_m: float | None = None  # 警戒水位 -> yellow
+    guarantee_m: float | None = None  # 保证水位 -> red
+    warning_level: Level = Level.YELLOW
+    guarantee_level: Level = Level.RED
+    hysteresis_m: float = Field(default=0.05, ge=0)
+    mechanics: Mechanics = Field(default_factory=lambda: Mechanics(clear_after_s=1800.0))
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "RiverThresholds":
+        if self.warning_m is not None and self.guarantee_m is not None and self.warning_m > self.guarantee_m:
+            raise ValueError(f"warning_m ({self.warning_m}) must not be above guarantee_m ({self.guarantee_m})")
+        return self
+
+
+class LandslideThresholds(_Strict):
+    """Deformation criteria: improved tangent angle (Xu Qiang) with a per-site reference velocity,
+    or simple rate thresholds (mm/day) where no calm-period reference exists."""
+
+    reference_mm_per_day: float | None = Field(default=None, gt=0)  # v of the uniform-velocity stage
+    # tangent angle cut points (degrees); uniform velocity is ≈45°, so blue starts a little below it
+    angle_deg: dict[Level, float] = Field(default_factory=lambda: {
+        Level.BLUE: 40.0, Level.YELLOW: 50.0, Level.ORANGE: 80.0, Level.RED: 85.0})
+    rate_mm_per_day: dict[Level, float] = Field(default_factory=dict)  # fallback: e.g. {blue: 1, red: 20}
+    smoothing_s: float = Field(default=6 * 3600.0, gt=0)  # rate = displacement over this window
+    min_span_s: float = Field(default=3600.0, gt=0)  # no rate before this much data is in the window
+    persist_n: int = Field(default=3, ge=1)  # a level counts after this many consecutive evaluations
+    hysteresis_deg: float = Field(default=2.0, ge=0)
+    hysteresis_frac: float = Field(default=0.1, ge=0, lt=1)  # of a rate threshold
+    failure_window_s: float = Field(default=2 * 86400.0, gt=0)  # inverse-velocity fit over this span
+    rain_sites: list[str] = Field(default_factory=list)  # rain warnings here also raise this site's watch
+    rain_level: Level = Level.YELLOW  # rainstorm/torrent warning at or above this couples in
+    mechanics: Mechanics = Field(default_factory=lambda: Mechanics(clear_after_s=6 * 3600.0))
+
+    @model_validator(mode="after")
+    def _cuts(self) -> "LandslideThresholds":
+        for name in ("angle_deg", "rate_mm_per_day"):
+            table = getattr(self, name)
+            ordered = [table[lv] for lv in Level if lv in table]
+            if ordered != sorted(ordered):
+                raise ValueError(f"{name}: cut points must rise with the level (blue < yellow < orange < red)")
+        if any(not 0 < a < 90 for a in self.angle_deg.values()):
+            raise ValueError("angle_deg: cut points must lie strictly between 0 and 90 degrees")
+        return self
+
+
+class FireThresholds(_Strict):
+    """Camera detections confirmed by persistence or a second camera; the day's danger rating grades them."""
+
+    min_confidence: float = Field(default=0.5, ge=0, le=1)
+    confirm_n: int = Field(default=3, ge=1)  # this many detections by one camera ...
+    confirm_window_s: float = Field(default=300.0, gt=0)  # ... within this window confirm a fire
+    two_cameras: bool = True  # detections by two cameras within the window also confirm
+    unconfirmed_level: Level | None = Level.BLUE  # a lone detection: 疑似火情
+    confirmed_level: dict[int, Level] = Field(default_factory=lambda: {  # by the day's danger rating 1..5
+        1: Level.YELLOW, 2: Level.YELLOW, 3: Level.ORANGE, 4: Level.ORANGE, 5: Level.RED})
+    danger_level: dict[int, Level] = Field(default_factory=lambda: {  # 森林火险预警 by rating alone
+        3: Level.BLUE, 4: Level.ORANGE, 5: Level.RED})
+    default_danger: int = Field(default=3, ge=1, le=5)  # before any rating has been received
+    mechanics: Mechanics = Field(default_factory=lambda: Mechanics(clear_after_s=1800.0))
+
+    @model_validator(mode="after")
+    def _ratings(self) -> "FireThresholds":
+        for name in ("confirmed_level", "danger_level"):
+            bad = [r for r in getattr(self, name) if not 1 <= r <= 5]
+            if bad:
+                raise ValueError(f"{name}: danger ratings are 1..5, got {bad}")
+        return self
+
+
+class EquipmentThresholds(_Strict):
+    """Equipment faults go to maintainers: silence, stuck values, out-of-range values."""
+
+    silence_factor: float = Field(default=3.0, gt=1)  # silent for this many expected intervals
+    min_silence_s: float = Field(default=300.0, ge=0)
+    # a value unchanged this long is stuck (per quantity; rain counters legitimately stand still)
+    stuck_after_s: dict[str, float] = Field(default_factory=lambda: {"level_m": 12 * 3600.0})
+    ranges: dict[str, tuple[float, float]] = Field(default_factory=lambda: {
+        "smoke_confidence": (0.0, 1.0), "flame_confidence": (0.0, 1.0), "fire_danger": (1.0, 5.0),
+        "rain_mm": (0.0, 500.0), "rain_count_mm": (0.0, 1e9)})
+    level: Level = Level.YELLOW  # silence or a gateway offline
+    fault_level: Level = Level.BLUE  # stuck / out of range / comm error
+    mechanics: Mechanics = Field(default_factory=lambda: Mechanics(clear_after_s=0.0))
+
+
+class SiteThresholds(_Strict):
+    """Per-site overrides of the rule packs' defaults: only the fields given here replace the defaults."""
 
     rain: RainThresholds | None = None
+    torrent: TorrentThresholds | None = None
+    reservoir: ReservoirThresholds | None = None
+    river: RiverThresholds | None = None
+    landslide: LandslideThresholds | None = None
+    fire: FireThresholds | None = None
+    equipment: EquipmentThresholds | None = None
 
 
-class RulesConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class RulesConfig(_Strict):
     rain: RainThresholds = Field(default_factory=RainThresholds)
+    torrent: TorrentThresholds = Field(default_factory=TorrentThresholds)
+    reservoir: ReservoirThresholds = Field(default_factory=ReservoirThresholds)
+    river: RiverThresholds = Field(default_factory=RiverThresholds)
+    landslide: LandslideThresholds = Field(default_factory=LandslideThresholds)
+    fire: FireThresholds = Field(default_factory=FireThresholds)
+    equipment: EquipmentThresholds = Field(default_factory=EquipmentThresholds)
     state: str = ""  # default: <data_dir>/rules.state.sqlite
+    tick_s: float = Field(default=10.0, gt=0)  # scenario seconds between time-driven evaluations
+    retain: bool = True  # publish warnings retained: the latest message per site and hazard
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def effective(default: M, override: M | None) -> M:
+    """``default`` with the fields ``override`` set explicitly (in YAML) replaced; validated again."""
+    if override is None:
+        return default
+    merged: dict[str, Any] = default.model_dump()
+    merged.update(override.model_dump(exclude_unset=True))
+    return type(default).model_validate(merged)

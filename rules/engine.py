@@ -1,0 +1,169 @@
+"""The engine: readings and clock ticks in, versioned :class:`HazardWarning` messages out.
+
+    engine = Engine(config, store=StateStore(path))      # state restored from the store
+    warnings = engine.feed(reading)                      # incremental, per reading
+    warnings += engine.tick(now)                         # time-driven: silence, lifts of fire alarms
+    engine.commit(warnings)                              # state + outbox, one transaction
+
+Packs (rules/rain.py, ...) judge conditions; :mod:`rules.lifecycle` decides what is issued; this
+module only routes between them and dresses transitions as messages. No I/O but the optional store.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+# importing the packs registers them
+from rules import equipment, fire, landslide, levels, rain  # noqa: F401
+from rules.lifecycle import Lifecycle
+from rules.pack import REGISTRY, Assessment, Pack
+from rules.store import StateStore
+from yujing.config import Config
+from yujing.model import Hazard, HazardWarning, Level, Quality, Reading, WarningState
+
+log = logging.getLogger("yujing.rules")
+
+
+def _utc(t: float) -> datetime:
+    return datetime.fromtimestamp(t, timezone.utc)
+
+
+class Engine:
+    def __init__(self, config: Config, store: StateStore | None = None, drill: bool = False) -> None:
+        self.config = config
+        self.store = store
+        self.drill = drill
+        self.packs: dict[str, Pack] = {name: make(config) for name, make in REGISTRY.items()}
+        self.by_quantity: dict[str, list[Pack]] = {}
+        self.every: list[Pack] = []
+        for pack in self.packs.values():
+            if "*" in pack.quantities:
+                self.every.append(pack)
+            for q in pack.quantities:
+                self.by_quantity.setdefault(q, []).append(pack)
+        self.lifecycles: dict[str, Lifecycle] = {}
+        self._dirty: set[str] = set()
+        self.sites = {s.id for s in config.sites}
+        if store is not None:
+            self._restore(store)
+
+    # --- what packs may ask --------------------------------------------------------------------
+    def active(self, key: str) -> Level | None:
+        lc = self.lifecycles.get(key)
+        return lc.active if lc else None
+
+    def in_force(self) -> dict[str, Level]:
+        return {k: lc.active for k, lc in self.lifecycles.items() if lc.active is not None}
+
+    def problems(self) -> list[str]:
+        return [p for pack in self.packs.values() for p in pack.problems(self.config)]
+
+    # --- input ---------------------------------------------------------------------------------
+    def feed(self, reading: Reading) -> list[HazardWarning]:
+        """Judge one reading; the warnings it causes (issued, upgraded, downgraded, lifted)."""
+        out: list[Assessment] = []
+        for pack in self.every:
+            out += pack.feed(reading, self)
+        if reading.quality is Quality.OK:
+            for pack in self.by_quantity.get(reading.quantity, ()):
+                if pack not in self.every:
+                    out += pack.feed(reading, self)
+        return self._apply(out)
+
+    def heartbeat(self, gateway: str, online: bool, now: datetime) -> list[HazardWarning]:
+        """A gateway's status message: it is alive (or its last will says it is offline)."""
+        out: list[Assessment] = []
+        for pack in self.every:
+            beat = getattr(pack, "heartbeat", None)
+            if beat is not None:
+                out += beat(gateway, online, now, self)
+        return self._apply(out)
+
+    def tick(self, now: datetime) -> list[HazardWarning]:
+        out: list[Assessment] = []
+        for pack in self.packs.values():
+            out += pack.tick(now, self)
+        return self._apply(out)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def _apply(self, assessments: list[Assessment]) -> list[HazardWarning]:
+        issued: list[HazardWarning] = []
+        while assessments:
+            a = assessments.pop(0)
+            lc = self.lifecycles.get(a.key)
+            if lc is None:
+                if a.level is None:
+                    continue
+                lc = self.lifecycles[a.key] = Lifecycle()
+            before = lc.active
+            state = lc.update(a.level, a.t, a.mechanics)
+            self._dirty.add(a.key)
+            if lc.active is not None or state is not None:
+                lc.drill = lc.drill or a.drill or self.drill
+            if state is None:
+                continue
+            w = self._message(a, lc, state, before)
+            issued.append(w)
+            if state is WarningState.LIFTED:
+                lc.drill = False
+            for pack in self.packs.values():
+                follow = getattr(pack, "on_warning", None)
+                if follow is not None:
+                    assessments += follow(w, self)
+        return issued
+
+    def _message(self, a: Assessment, lc: Lifecycle, state: WarningState, before: Level | None) -> HazardWarning:
+        level = lc.active if lc.active is not None else before
+        assert level is not None
+        title = a.title
+        evidence = list(a.evidence)
+        if state is WarningState.LIFTED:
+            title = f"{self._site_name(a.site)}{a.hazard.chinese}{level.chinese}预警解除"
+            evidence.insert(0, f"持续 {a.mechanics.clear_after_s / 60:.0f} 分钟低于{level.chinese}预警条件")
+        elif state is WarningState.DOWNGRADED:
+            evidence.insert(0, f"由{before.chinese if before else ''}降为{level.chinese}: 持续 "
+                               f"{a.mechanics.clear_after_s / 60:.0f} 分钟低于原级别条件")
+        elif not title:
+            title = f"{self._site_name(a.site)}{a.hazard.chinese}{level.chinese}预警"
+        area = self.config.site(a.site).area if a.site in self.sites else ""
+        return HazardWarning(
+            key=a.key, version=lc.version, hazard=a.hazard, level=level, state=state, site=a.site, area=area,
+            rule=a.rule, title=title, evidence=evidence, values=a.values, issued_at=_utc(lc.issued_at),
+            updated_at=_utc(lc.updated_at), drill=lc.drill)
+
+    def _site_name(self, site: str) -> str:
+        return self.config.site(site).name if site in self.sites else site
+
+    # --- persistence ---------------------------------------------------------------------------
+    def dirty_state(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+        packs = {name: pack.dump() for name, pack in self.packs.items()}
+        lcs = {k: self.lifecycles[k].to_json() for k in self._dirty}
+        self._dirty.clear()
+        return {k: v for k, v in packs.items() if v}, lcs
+
+    def commit(self, warnings: list[HazardWarning]) -> None:
+        """Persist what changed and queue ``warnings`` for publication, in one transaction."""
+        if self.store is None:
+            self.dirty_state()
+            return
+        packs, lcs = self.dirty_state()
+        self.store.save(packs, lcs, warnings)
+
+    def _restore(self, store: StateStore) -> None:
+        n = 0
+        for pack, entity, data in store.pack_states():
+            if pack in self.packs:
+                try:
+                    self.packs[pack].load(entity, data)
+                    n += 1
+                except (TypeError, ValueError) as e:
+                    log.warning("rules state: dropped unreadable %s state of %s: %s", pack, entity, e)
+        for key, data in store.lifecycles():
+            self.lifecycles[key] = Lifecycle.from_json(data)
+        log.info("rules state restored", extra={"kv": {
+            "entities": n, "in_force": len(self.in_force()), "path": str(store.path)}})
+
+
+__all__ = ["Engine", "Hazard"]

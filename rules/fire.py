@@ -1,0 +1,3 @@
+"""Placeholder: filled in after milestone 1."""
+
+from __future__ import annotations

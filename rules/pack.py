@@ -1,0 +1,70 @@
+"""The seam every rule pack shares, and the registry that names them.
+
+A pack is a pure, incremental evaluator: it keeps per-sensor state, takes one reading (or a tick of
+the clock) and says which level each of its conditions now calls for, with the evidence. It never
+issues anything itself: the engine runs every :class:`Assessment` through the shared lifecycle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Protocol
+
+from yujing.model import Hazard, Level, Reading
+
+if TYPE_CHECKING:
+    from rules.config import Mechanics
+    from yujing.config import Config
+
+
+@dataclass
+class Assessment:
+    """What a condition calls for now. ``level=None``: nothing (or no longer)."""
+
+    key: str  # stable per condition, e.g. "rainstorm:RG-ZZ-001"
+    hazard: Hazard
+    site: str
+    level: Level | None
+    mechanics: "Mechanics"
+    rule: str = ""
+    title: str = ""
+    evidence: list[str] = field(default_factory=list)
+    values: dict[str, float] = field(default_factory=dict)
+    t: float = 0.0  # POSIX seconds the assessment holds for
+    drill: bool = False
+
+
+class Context(Protocol):
+    """What a pack may ask of the engine: configuration and the levels in force."""
+
+    config: "Config"
+
+    def active(self, key: str) -> Level | None: ...
+
+
+class Pack(Protocol):
+    name: ClassVar[str]
+    quantities: ClassVar[frozenset[str]]  # readings of these quantities are fed to the pack
+
+    def feed(self, reading: Reading, ctx: Context) -> list[Assessment]: ...
+
+    def tick(self, now: datetime, ctx: Context) -> list[Assessment]: ...
+
+    def dump(self) -> dict[str, Any]:
+        """JSON-ready state, per entity id, for persistence."""
+        ...
+
+    def load(self, state: dict[str, Any]) -> None: ...
+
+    def problems(self, config: "Config") -> Iterable[str]:
+        """Configuration this pack cannot evaluate (e.g. a reservoir without levels): reported, not fatal."""
+        ...
+
+
+REGISTRY: dict[str, Callable[["Config"], Pack]] = {}
+
+
+def register(cls: type) -> type:
+    REGISTRY[cls.name] = cls
+    return cls

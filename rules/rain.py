@@ -1,0 +1,266 @@
+"""Rainstorm (暴雨) and mountain-torrent (山洪) warnings from rolling rainfall accumulations.
+
+Rain arrives as a tipping-bucket counter (``rain_count_mm``: cumulative, rolls over, resets when a
+logger restarts) or as period rainfall (``rain_mm``). Either becomes per-minute bins, from which the
+1, 3, 6, 12 and 24 h totals ending at the gauge's latest reading are summed.
+
+- counter rollover (``counter_max_mm``) adds the wrap; a drop without one is a reset: the new value
+  is the rain since the reset;
+- a jump faster than ``max_rate_mm_per_h`` is not rain (a glitch or a swapped logger) and is dropped;
+- after a silence longer than ``gap_s`` the counter's increase is real rain of unknown timing: it is
+  spread evenly over the gap, and the evidence says so;
+- an older or duplicate counter reading adds nothing; period readings are kept by timestamp, so a
+  duplicate replaces itself and a late one lands in its own minute.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Iterable
+
+from rules.config import RainThresholds, TorrentThresholds, effective
+from rules.lifecycle import max_level
+from rules.pack import Assessment, Context, register
+from rules.state import States
+from yujing.model import Hazard, Level, Q, Reading
+
+WINDOWS_H = (1, 3, 6, 12, 24)
+KEEP_MIN = 24 * 60 + 1
+
+
+@dataclass
+class GaugeState:
+    site: str = ""
+    last_count: float | None = None
+    last_t: float | None = None  # latest reading of the gauge (either quantity)
+    bins: dict[str, float] = field(default_factory=dict)  # epoch minute -> mm (str keys: JSON)
+    period: dict[str, float] = field(default_factory=dict)  # reading ts -> mm, for idempotent re-sends
+    gaps: list[list[float]] = field(default_factory=list)  # [start, end] of spread gaps, last 24 h
+    events: list[list[Any]] = field(default_factory=list)  # [t, text]: resets, rollovers, rejected jumps
+
+
+def _minute(t: float) -> int:
+    return int(math.floor(t / 60.0))
+
+
+def totals(bins: dict[str, float], t: float) -> dict[int, float]:
+    """Rainfall in each window ending at ``t`` (the minute containing ``t`` included)."""
+    end = _minute(t)
+    out = {h: 0.0 for h in WINDOWS_H}
+    for k, mm in bins.items():
+        age = end - int(k)
+        if age < 0:
+            continue
+        for h in WINDOWS_H:
+            if age < h * 60:
+                out[h] += mm
+    return {h: round(v, 3) for h, v in out.items()}
+
+
+def grade_windows(tot: dict[int, float], table: dict[Level, dict[int, float]], current: Level | None,
+                  hysteresis: float) -> tuple[Level | None, list[tuple[Level, int, float, float]]]:
+    """The highest level any window reaches, and every (level, hours, total, threshold) met."""
+    met = []
+    for lv, windows in table.items():
+        for hours, mm in windows.items():
+            reach = mm - hysteresis if current is not None and lv <= current else mm
+            if tot.get(hours, 0.0) >= reach:
+                met.append((lv, hours, tot.get(hours, 0.0), mm))
+    return max_level(*(m[0] for m in met)), met
+
+
+def _fmt(mm: float) -> str:
+    return f"{mm:.1f}"
+
+
+@register
+class RainPack:
+    name: ClassVar[str] = "rain"
+    quantities: ClassVar[frozenset[str]] = frozenset({Q.RAIN_COUNT_MM.value, Q.RAIN_MM.value})
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.gauges: States[GaugeState] = States(GaugeState)
+        self._thr: dict[str, tuple[RainThresholds, TorrentThresholds]] = {}
+        self.rejected: dict[str, int] = {}
+
+    # --- configuration -------------------------------------------------------------------------
+    def thresholds(self, site: str) -> tuple[RainThresholds, TorrentThresholds]:
+        got = self._thr.get(site)
+        if got is None:
+            over = self.config.site(site).thresholds if site in self.config._sites else None
+            got = (effective(self.config.rules.rain, over.rain if over else None),
+                   effective(self.config.rules.torrent, over.torrent if over else None))
+            self._thr[site] = got
+        return got
+
+    def problems(self, config: Any) -> Iterable[str]:
+        return ()
+
+    # --- evaluation ----------------------------------------------------------------------------
+    def feed(self, r: Reading, ctx: Context) -> list[Assessment]:
+        rain, _ = self.thresholds(r.site)
+        st = self.gauges[r.sensor]
+        st.site = r.site
+        t = r.ts.timestamp()
+        if r.quantity == Q.RAIN_COUNT_MM:
+            self._count(st, r.value, t, rain)
+        else:
+            self._period(st, r.value, t)
+        if st.last_t is None or t > st.last_t:
+            st.last_t = t
+        self._trim(st)
+        return self.assess(r.site, ctx, drill=r.drill)
+
+    def tick(self, now: datetime, ctx: Context) -> list[Assessment]:
+        return []  # rain is judged on data only: a silent gauge is an equipment warning, not all clear
+
+    def _reject(self, reason: str) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+    def _count(self, st: GaugeState, value: float, t: float, thr: RainThresholds) -> None:
+        if st.last_count is None or st.last_t is None:
+            st.last_count, st.last_t = value, t
+            return
+        if t <= st.last_t:
+            self._reject("old-or-duplicate")
+            return
+        last, last_t = st.last_count, st.last_t
+        st.last_count = value
+        inc = value - last
+        if inc < 0:
+            if thr.counter_max_mm is not None and last + (thr.counter_max_mm - last) >= last:
+                wrapped = thr.counter_max_mm - last + value
+            else:
+                wrapped = None
+            if wrapped is not None and wrapped <= thr.max_rate_mm_per_h * max((t - last_t) / 3600.0, 1 / 60):
+                inc = wrapped
+                st.events.append([t, f"计数器回绕 ({_fmt(last)} → {_fmt(value)} mm)"])
+            else:
+                inc = value
+                st.events.append([t, f"计数器复位 ({_fmt(last)} → {_fmt(value)} mm), 复位后雨量计入"])
+        span_h = (t - last_t) / 3600.0
+        if inc > thr.max_rate_mm_per_h * max(span_h, 1 / 60):
+            self._reject("implausible-jump")
+            st.events.append([t, f"计数器跳变 {_fmt(inc)} mm 超出可能雨强, 已剔除"])
+            return
+        if inc <= 0:
+            return
+        if t - last_t > thr.gap_s:
+            self._spread(st, inc, last_t, t)
+        else:
+            self._add(st, _minute(t), inc)
+
+    def _period(self, st: GaugeState, mm: float, t: float) -> None:
+        k = repr(t)
+        old = st.period.get(k)
+        if old is not None:
+            self._reject("duplicate")
+            self._add(st, _minute(t), mm - old)
+        else:
+            self._add(st, _minute(t), mm)
+        st.period[k] = mm
+
+    def _add(self, st: GaugeState, minute: int, mm: float) -> None:
+        k = str(minute)
+        st.bins[k] = st.bins.get(k, 0.0) + mm
+
+    def _spread(self, st: GaugeState, mm: float, t0: float, t1: float) -> None:
+        m0, m1 = _minute(t0) + 1, _minute(t1)
+        m0 = max(m0, m1 - KEEP_MIN)
+        n = m1 - m0 + 1
+        for m in range(m0, m1 + 1):
+            self._add(st, m, mm / n)
+        st.gaps.append([t0, t1])
+
+    def _trim(self, st: GaugeState) -> None:
+        if st.last_t is None:
+            return
+        horizon = _minute(st.last_t) - KEEP_MIN
+        if len(st.bins) > KEEP_MIN or (st.bins and int(min(st.bins, key=int)) < horizon):
+            st.bins = {k: v for k, v in st.bins.items() if int(k) >= horizon}
+        cut = st.last_t - 86400.0
+        st.period = {k: v for k, v in st.period.items() if float(k) >= cut} if len(st.period) > 1500 else st.period
+        st.gaps = [g for g in st.gaps if g[1] >= cut]
+        st.events = [e for e in st.events if e[0] >= cut][-10:]
+
+    def assess(self, site: str, ctx: Context, drill: bool = False) -> list[Assessment]:
+        rain, torrent = self.thresholds(site)
+        best: tuple[str, GaugeState, dict[int, float]] | None = None
+        for sensor, st in self.gauges:
+            if st.site != site or st.last_t is None:
+                continue
+            tot = totals(st.bins, st.last_t)
+            if best is None or tot[24] > best[2][24] or (tot[24] == best[2][24] and tot[1] > best[2][1]):
+                best = (sensor, st, tot)
+        if best is None:
+            return []
+        sensor, st, tot = best
+        name = self._site_name(site)
+        values = {f"rain_{h}h_mm": v for h, v in tot.items()}
+        notes = self._notes(st)
+        out = []
+        key = f"{Hazard.RAINSTORM}:{site}"
+        level, met = grade_windows(tot, rain.table(), ctx.active(key), rain.hysteresis_mm)
+        out.append(self._assessment(key, Hazard.RAINSTORM, site, level, met, values, notes, rain, name,
+                                    st.last_t, drill, sensor))
+        if torrent.defined:
+            key = f"{Hazard.TORRENT}:{site}"
+            table: dict[Level, dict[int, float]] = {}
+            if torrent.prepare:
+                table[torrent.prepare_level] = dict(torrent.prepare)
+            if torrent.evacuate:
+                table[torrent.evacuate_level] = {**table.get(torrent.evacuate_level, {}), **torrent.evacuate}
+            level, met = grade_windows(tot, table, ctx.active(key), torrent.hysteresis_mm)
+            out.append(self._assessment(key, Hazard.TORRENT, site, level, met, values, notes, torrent, name,
+                                        st.last_t, drill, sensor))
+        return out
+
+    def _assessment(self, key: str, hazard: Hazard, site: str, level: Level | None,
+                    met: list[tuple[Level, int, float, float]], values: dict[str, float], notes: list[str],
+                    thr: Any, name: str, t: float, drill: bool, sensor: str) -> Assessment:
+        evidence = []
+        if level is not None:
+            for lv, hours, total, mm in sorted(met, key=lambda m: (-m[0].severity, m[1])):
+                if lv == level:
+                    evidence.append(f"{hours}小时累计雨量 {_fmt(total)} mm ≥ {self._label(hazard, lv, thr)}阈值 {_fmt(mm)} mm")
+        else:
+            evidence.append("各时段累计雨量均低于预警阈值: " + ", ".join(
+                f"{h}小时 {_fmt(values[f'rain_{h}h_mm'])} mm" for h in WINDOWS_H))
+        evidence.append(f"雨量计 {sensor}")
+        evidence.extend(notes)
+        title = ""
+        if level is not None:
+            title = (f"{name}{self._label(hazard, level, thr)}预警" if hazard is Hazard.TORRENT
+                     else f"{name}暴雨{level.chinese}预警")
+        return Assessment(key=key, hazard=hazard, site=site, level=level, mechanics=thr.mechanics,
+                          rule=hazard.value, title=title, evidence=evidence, values=dict(values), t=t,
+                          drill=drill)
+
+    @staticmethod
+    def _label(hazard: Hazard, level: Level, thr: Any) -> str:
+        if hazard is Hazard.TORRENT:
+            if level == thr.evacuate_level and thr.evacuate:
+                return f"山洪立即转移({level.chinese})"
+            return f"山洪准备转移({level.chinese})"
+        return level.chinese
+
+    def _notes(self, st: GaugeState) -> list[str]:
+        notes = []
+        if st.gaps and st.last_t is not None:
+            mins = sum(g[1] - g[0] for g in st.gaps) / 60
+            notes.append(f"24小时内有约 {mins:.0f} 分钟缺测, 缺测期间雨量按时均摊")
+        notes.extend(str(e[1]) for e in st.events[-3:])
+        return notes
+
+    def _site_name(self, site: str) -> str:
+        return self.config.site(site).name if site in self.config._sites else site
+
+    # --- persistence ---------------------------------------------------------------------------
+    def dump(self) -> dict[str, Any]:
+        return self.gauges.dump_dirty()
+
+    def load(self, entity: str, data: dict[str, Any]) -> None:
+        self.gauges.load(entity, data)

@@ -1,0 +1,216 @@
+"""The rules service: readings and gateway heartbeats from MQTT, warnings back to MQTT.
+
+- subscribes with a persistent session (clean_session=False, a fixed client id), so readings sent
+  while the service is down wait for it in the broker;
+- de-duplicates readings by id (the edge may re-send after a reconnect);
+- persists state and the warnings it issued in one SQLite transaction *before* publishing them, and
+  publishes from that outbox (QoS 1, deleted on PUBACK): at least once across crashes;
+- ticks on the runtime's clock for time-driven rules (silent devices, fire alarms fading).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+from collections import OrderedDict
+from typing import Any
+
+import aiomqtt
+from prometheus_client import Counter, Gauge
+from pydantic import ValidationError
+
+from rules.engine import Engine
+from rules.store import StateStore
+from yujing import mqtt, topics
+from yujing.log import Limiter
+from yujing.model import HazardWarning, Reading, ReadingBatch
+from yujing.runtime import Runtime
+
+log = logging.getLogger("yujing.rules")
+
+READINGS = Counter("yujing_rules_readings_total", "Readings evaluated by the rules engine")
+REJECTED = Counter("yujing_rules_rejected_total", "Messages or readings the rules engine rejected", ["reason"])
+ISSUED = Counter("yujing_rules_warnings_total", "Warning messages issued", ["hazard", "state"])
+OUTBOX = Gauge("yujing_rules_outbox_depth", "Warnings persisted but not yet acknowledged by the broker")
+
+
+class RecentIds:
+    """A bounded set of recently seen reading ids (oldest forgotten first)."""
+
+    def __init__(self, size: int = 200_000) -> None:
+        self.size = size
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def add(self, rid: str) -> bool:
+        """True if new."""
+        if rid in self._ids:
+            return False
+        self._ids[rid] = None
+        if len(self._ids) > self.size:
+            self._ids.popitem(last=False)
+        return True
+
+
+def client_id(rt: Runtime) -> str:
+    """``yujing-rules-<deployment>``: fixed, so the broker keeps the session while we are away."""
+    name = rt.config.deployment.name
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-").lower()
+    if not slug or slug != name.lower():  # non-ASCII names: keep them apart by a short hash
+        slug = (slug + "-" if slug else "") + hashlib.sha1(name.encode()).hexdigest()[:8]
+    prefix = rt.config.mqtt.topic_prefix
+    if prefix != "yujing":
+        slug += "-" + re.sub(r"[^A-Za-z0-9_-]+", "-", prefix)
+    return f"yujing-rules-{slug}"[:128]
+
+
+def parse_readings(payload: bytes) -> list[Reading]:
+    """A ReadingBatch, a single Reading, or a JSON list of readings. Raises ValueError with a reason."""
+    try:
+        doc = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError("bad-json") from e
+    try:
+        if isinstance(doc, dict) and "readings" in doc:
+            return list(ReadingBatch.model_validate(doc).readings)
+        if isinstance(doc, list):
+            return [Reading.model_validate(d) for d in doc]
+        return [Reading.model_validate(doc)]
+    except ValidationError as e:
+        raise ValueError("invalid-reading") from e
+
+
+class _Stop(Exception):
+    pass
+
+
+class RulesService:
+    def __init__(self, rt: Runtime, ready: asyncio.Event | None = None) -> None:
+        self.rt = rt
+        self.ready = ready or asyncio.Event()  # set once subscribed (tests wait on it)
+        cfg = rt.config
+        self.prefix = cfg.mqtt.topic_prefix
+        self.store = StateStore(cfg.path(cfg.rules.state, "rules.state.sqlite"))
+        self.engine = Engine(cfg, self.store, drill=rt.drill)
+        for p in self.engine.problems():
+            log.warning("rules: %s", p)
+        self.seen = RecentIds()
+        self.limiter = Limiter(60.0)
+        self.work = asyncio.Event()
+        self.work.set()  # the outbox may hold warnings from before a crash
+
+    def commit(self, warnings: list[HazardWarning]) -> None:
+        self.engine.commit(warnings)
+        for w in warnings:
+            ISSUED.labels(w.hazard.value, w.state.value).inc()
+            log.info("warning %s", w.title, extra={"kv": {
+                "key": w.key, "version": w.version, "state": w.state.value, "level": w.level.value,
+                "drill": w.drill}})
+        if warnings:
+            self.work.set()
+
+    def on_readings(self, topic: str, payload: bytes) -> None:
+        try:
+            readings = parse_readings(payload)
+        except ValueError as e:
+            reason = str(e)
+            REJECTED.labels(reason).inc()
+            if self.limiter.allow(("reject", reason, topic)):
+                log.warning("rules: rejected a message on %s: %s (%s)", topic, reason, e.__cause__)
+            return
+        out: list[HazardWarning] = []
+        for r in readings:
+            if not self.seen.add(r.id):
+                REJECTED.labels("duplicate").inc()
+                continue
+            READINGS.inc()
+            out += self.engine.feed(r)
+        self.commit(out)
+
+    def on_status(self, topic: str, payload: bytes) -> None:
+        online = True
+        try:
+            doc: Any = json.loads(payload) if payload else {}
+            if isinstance(doc, dict) and doc.get("online") is False:
+                online = False
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            REJECTED.labels("bad-status").inc()
+        if not payload:  # a cleared retained status: nothing to learn
+            return
+        self.commit(self.engine.heartbeat(topics.gateway_of(topic), online, self.rt.clock.now()))
+
+    async def receive(self, client: aiomqtt.Client) -> None:
+        readings_t, status_t = topics.readings(self.prefix), topics.status(self.prefix)
+        async for msg in client.messages:
+            payload = msg.payload if isinstance(msg.payload, (bytes, bytearray)) else str(msg.payload).encode()
+            if msg.topic.matches(readings_t):
+                self.on_readings(str(msg.topic), bytes(payload))
+            elif msg.topic.matches(status_t):
+                self.on_status(str(msg.topic), bytes(payload))
+
+    async def ticks(self) -> None:
+        while not await self.rt.sleep(self.rt.config.rules.tick_s):
+            self.commit(self.engine.tick(self.rt.clock.now()))
+
+    async def publish(self, client: aiomqtt.Client) -> None:
+        retain = self.rt.config.rules.retain
+        while True:
+            await self.work.wait()
+            self.work.clear()
+            while rows := self.store.outbox(100):
+                for seq, w in rows:
+                    await client.publish(topics.warnings(self.prefix, w.hazard.value, w.site),
+                                         w.model_dump_json(), qos=1, retain=retain)
+                    self.store.published(seq)
+            OUTBOX.set(self.store.outbox_depth)
+
+    async def stopper(self) -> None:
+        await self.rt.stop.wait()
+        raise _Stop
+
+    async def run(self) -> None:
+        backoff = 1.0
+        tick = asyncio.create_task(self.ticks())
+        try:
+            while not self.rt.stop.is_set():
+                try:
+                    async with mqtt.client(self.rt.config.mqtt, client_id(self.rt), clean_session=False) as client:
+                        await client.subscribe([(topics.readings(self.prefix), 1), (topics.status(self.prefix), 1)])
+                        log.info("rules: subscribed", extra={"kv": {"prefix": self.prefix}})
+                        backoff = 1.0
+                        self.work.set()
+                        self.ready.set()
+                        async with asyncio.TaskGroup() as tg:
+                            tg.create_task(self.receive(client))
+                            tg.create_task(self.publish(client))
+                            tg.create_task(self.stopper())
+                except* _Stop:
+                    pass
+                except* aiomqtt.MqttError as eg:
+                    if self.limiter.allow("mqtt-down"):
+                        log.warning("rules: MQTT connection lost: %s; retrying", eg.exceptions[0])
+                if self.rt.stop.is_set() or await self._pause(backoff):
+                    return
+                backoff = min(backoff * 2, 30.0)
+        finally:
+            tick.cancel()
+            await asyncio.gather(tick, return_exceptions=True)
+            self.engine.commit([])
+            self.store.close()
+
+    async def _pause(self, seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(self.rt.stop.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+
+async def serve(rt: Runtime, ready: asyncio.Event | None = None, **_: Any) -> None:
+    """Run the rules engine until ``rt.stop`` is set; state is saved on the way out.
+
+    ``ready`` (optional) is set once the service is subscribed.
+    """
+    await RulesService(rt, ready).run()

@@ -1,0 +1,83 @@
+"""Durable rule state: pack state, warning lifecycles and an outbox of unpublished warnings, in SQLite.
+
+One transaction holds the new state *and* the warnings it produced, so after a crash a warning is
+either unissued (its condition is judged again from the persisted state) or waiting in the outbox to
+be published: at least once, never lost, and never issued twice with different versions.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any, Iterator
+
+from yujing.errors import StoreError
+from yujing.model import HazardWarning
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS pack_state (pack TEXT NOT NULL, entity TEXT NOT NULL, json TEXT NOT NULL,
+                                       PRIMARY KEY (pack, entity));
+CREATE TABLE IF NOT EXISTS lifecycle (key TEXT PRIMARY KEY, json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, warning TEXT NOT NULL);
+"""
+
+
+class StateStore:
+    """``with StateStore(path) as store:``; the engine reads it once at start and writes dirty state."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")  # a warning issued must survive a power cut
+            self.db.executescript(SCHEMA)
+        except sqlite3.Error as e:
+            raise StoreError(f"rules state {self.path}: {e}") from e
+
+    def __enter__(self) -> "StateStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def pack_states(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        for pack, entity, js in self.db.execute("SELECT pack, entity, json FROM pack_state"):
+            yield pack, entity, json.loads(js)
+
+    def lifecycles(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        for key, js in self.db.execute("SELECT key, json FROM lifecycle"):
+            yield key, json.loads(js)
+
+    def save(self, packs: dict[str, dict[str, Any]], lifecycles: dict[str, dict[str, Any]],
+             warnings: list[HazardWarning]) -> None:
+        """Persist changed state and queue ``warnings`` for publication, atomically."""
+        try:
+            with self.db:
+                self.db.execute("BEGIN IMMEDIATE")
+                self.db.executemany(
+                    "INSERT OR REPLACE INTO pack_state (pack, entity, json) VALUES (?, ?, ?)",
+                    [(p, e, json.dumps(s, separators=(",", ":"))) for p, ents in packs.items()
+                     for e, s in ents.items()])
+                self.db.executemany("INSERT OR REPLACE INTO lifecycle (key, json) VALUES (?, ?)",
+                                    [(k, json.dumps(v)) for k, v in lifecycles.items()])
+                self.db.executemany("INSERT INTO outbox (warning) VALUES (?)",
+                                    [(w.model_dump_json(),) for w in warnings])
+        except sqlite3.Error as e:
+            raise StoreError(f"rules state {self.path}: saving: {e}") from e
+
+    def outbox(self, limit: int = 1000) -> list[tuple[int, HazardWarning]]:
+        rows = self.db.execute("SELECT seq, warning FROM outbox ORDER BY seq LIMIT ?", (limit,)).fetchall()
+        return [(seq, HazardWarning.model_validate_json(w)) for seq, w in rows]
+
+    def published(self, seq: int) -> None:
+        self.db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+
+    @property
+    def outbox_depth(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]

@@ -1,0 +1,112 @@
+"""The rules service through the real Mosquitto: readings in, warnings out, state kept across restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import aiomqtt
+from conftest import wait_for
+
+from rules.service import serve
+from yujing import topics
+from yujing.clock import Clock
+from yujing.config import Config, load_config
+from yujing.model import HazardWarning, Level, Q, Reading, ReadingBatch, WarningState, new_id
+from yujing.runtime import Runtime
+
+DEMO = Path(__file__).resolve().parent.parent / "rules" / "examples" / "demo"
+T0 = datetime(2026, 7, 14, 0, 0, tzinfo=timezone.utc)
+
+
+def demo_config(tmp_path: Path, port: int, prefix: str) -> Config:
+    cfg = load_config(DEMO)
+    return cfg.model_copy(update={
+        "mqtt": cfg.mqtt.model_copy(update={"port": port, "topic_prefix": prefix}),
+        "deployment": cfg.deployment.model_copy(update={"data_dir": str(tmp_path / "var"), "name": prefix}),
+    })
+
+
+def counter(value: float, ts: datetime, drill: bool = False) -> Reading:
+    return Reading(id=new_id(), site="RG-SQ-01", sensor="rg-sq-01", quantity=Q.RAIN_COUNT_MM.value,
+                   value=value, unit="mm", ts=ts, gateway="gw-xl", drill=drill)
+
+
+def steady_rain(mm_per_h: float, hours: int, start: float = 100.0, step_min: int = 30) -> list[Reading]:
+    """A counter reading every ``step_min`` minutes from T0 for ``hours`` hours."""
+    n = hours * 60 // step_min
+    return [counter(start + mm_per_h * i * step_min / 60, T0 + timedelta(minutes=i * step_min)) for i in range(n + 1)]
+
+
+class Warnings:
+    def __init__(self) -> None:
+        self.got: list[HazardWarning] = []
+
+    def of(self, key: str) -> list[HazardWarning]:
+        return [w for w in self.got if w.key == key]
+
+
+async def subscribe(port: int, prefix: str, into: Warnings, ready: asyncio.Event) -> None:
+    async with aiomqtt.Client("127.0.0.1", port, identifier=f"w-{prefix}") as c:
+        await c.subscribe(topics.warnings(prefix), qos=1)
+        ready.set()
+        async for msg in c.messages:
+            into.got.append(HazardWarning.model_validate_json(msg.payload))
+
+
+async def publish(port: int, prefix: str, readings: list[Reading], batch: int = 10) -> None:
+    async with aiomqtt.Client("127.0.0.1", port, identifier=f"p-{prefix}") as c:
+        for i in range(0, len(readings), batch):
+            body = ReadingBatch(gateway="gw-xl", readings=readings[i:i + batch]).model_dump_json()
+            await c.publish(topics.readings(prefix, "gw-xl"), body, qos=1)
+
+
+async def test_rain_gauge_reaching_50mm_in_12h_publishes_a_blue_rainstorm_warning(mosquitto, prefix, tmp_path):
+    cfg = demo_config(tmp_path, mosquitto.port, prefix)
+    rt = Runtime(cfg, Clock(start=T0 + timedelta(hours=12)))
+    got, ready = Warnings(), asyncio.Event()
+    sub = asyncio.create_task(subscribe(mosquitto.port, prefix, got, ready))
+    await ready.wait()
+    up = asyncio.Event()
+    svc = asyncio.create_task(serve(rt, ready=up))
+    await asyncio.wait_for(up.wait(), 10)
+    try:
+        await publish(mosquitto.port, prefix, steady_rain(4.5, 12))  # 54 mm in 12 h, 27 mm in 6 h
+        await wait_for(lambda: got.of("rainstorm:RG-SQ-01"), 10, "a rainstorm warning")
+        w = got.of("rainstorm:RG-SQ-01")[0]
+        assert (w.level, w.state, w.version, w.area) == (Level.BLUE, WarningState.ISSUED, 1, "zx.xl.sq")
+        assert w.values["rain_12h_mm"] >= 50.0
+        assert any("12小时累计雨量" in e and "蓝色阈值 50.0 mm" in e for e in w.evidence), w.evidence
+        assert not w.drill
+    finally:
+        rt.stop.set()
+        await asyncio.wait_for(svc, 10)
+        sub.cancel()
+
+
+async def test_garbage_on_the_readings_topic_is_counted_and_does_not_stop_the_service(mosquitto, prefix, tmp_path):
+    from prometheus_client import REGISTRY
+    cfg = demo_config(tmp_path, mosquitto.port, prefix)
+    rt = Runtime(cfg, Clock(start=T0 + timedelta(hours=12)))
+    got, ready = Warnings(), asyncio.Event()
+    sub = asyncio.create_task(subscribe(mosquitto.port, prefix, got, ready))
+    await ready.wait()
+    before = REGISTRY.get_sample_value("yujing_rules_rejected_total", {"reason": "bad-json"}) or 0
+    up = asyncio.Event()
+    svc = asyncio.create_task(serve(rt, ready=up))
+    await asyncio.wait_for(up.wait(), 10)
+    try:
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as c:
+            await c.publish(topics.readings(prefix, "gw-xl"), b"{not json", qos=1)
+            await c.publish(topics.readings(prefix, "gw-xl"), json.dumps({"id": "x"}), qos=1)
+        await publish(mosquitto.port, prefix, steady_rain(20, 3))  # 60 mm in 3 h: orange
+        await wait_for(lambda: got.of("rainstorm:RG-SQ-01"), 10, "a rainstorm warning after garbage")
+        assert got.of("rainstorm:RG-SQ-01")[-1].level == Level.ORANGE
+        after = REGISTRY.get_sample_value("yujing_rules_rejected_total", {"reason": "bad-json"})
+        assert after == before + 1
+    finally:
+        rt.stop.set()
+        await asyncio.wait_for(svc, 10)
+        sub.cancel()
