@@ -13,6 +13,7 @@ opened for one refuses the other, so a drill can never be promoted to a real war
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from dataclasses import dataclass
@@ -35,8 +36,9 @@ CREATE TABLE IF NOT EXISTS notifications (
   channel TEXT NOT NULL, attempt INTEGER NOT NULL, priority INTEGER NOT NULL, seq INTEGER NOT NULL,
   body TEXT NOT NULL, ack INTEGER NOT NULL, node TEXT NOT NULL, tier TEXT NOT NULL, name TEXT NOT NULL,
   reason TEXT NOT NULL DEFAULT '', status TEXT NOT NULL, sid TEXT, error TEXT,
-  created_at TEXT NOT NULL, sending_at TEXT, sent_at TEXT, updated_at TEXT NOT NULL
+  created_at TEXT NOT NULL, sending_at TEXT, sent_at TEXT, updated_at TEXT NOT NULL, ref TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS notifications_ref ON notifications(ref);
 CREATE INDEX IF NOT EXISTS notifications_status ON notifications(status);
 CREATE INDEX IF NOT EXISTS notifications_sid ON notifications(sid);
 CREATE INDEX IF NOT EXISTS notifications_wkey ON notifications(warning_key, phone);
@@ -54,6 +56,11 @@ CREATE TABLE IF NOT EXISTS events (
   what TEXT NOT NULL, detail TEXT NOT NULL DEFAULT ''
 );
 """
+
+def ref(key: str) -> str:
+    """A notification's key as 20 hex digits: what callback URLs carry."""
+    return hashlib.sha1(key.encode()).hexdigest()[:20]
+
 
 # 'sending' is the dangerous window: the request may or may not have reached the provider.
 PENDING = ("queued", "sending")
@@ -168,10 +175,10 @@ class NotificationLog:
                 self._seq += 1
                 cur = self.db.execute(
                     "INSERT OR IGNORE INTO notifications(key, warning_id, warning_key, phone, channel, attempt, priority,"
-                    " seq, body, ack, node, tier, name, reason, status, created_at, updated_at)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,'queued',?,?)",
+                    " seq, body, ack, node, tier, name, reason, status, created_at, updated_at, ref)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,'queued',?,?,?)",
                     (n.key, n.warning_id, n.warning_key, n.phone, n.channel, n.attempt, n.priority, self._seq,
-                     n.body, int(n.ack), n.node, n.tier, n.name, n.reason, ts, ts))
+                     n.body, int(n.ack), n.node, n.tier, n.name, n.reason, ts, ts, ref(n.key)))
                 if cur.rowcount == 1:
                     fresh.append(_replace(n, seq=self._seq, created_at=ts))
         return fresh
@@ -203,6 +210,9 @@ class NotificationLog:
 
     def get(self, key: str) -> Notification | None:
         return self._one("key=?", (key,))
+
+    def by_ref(self, reference: str) -> Notification | None:
+        return self._one("ref=?", (reference,))
 
     def status(self, key: str) -> str | None:
         row = self.db.execute("SELECT status FROM notifications WHERE key=?", (key,)).fetchone()

@@ -1,7 +1,7 @@
 """The HTTP side: Twilio's callbacks in (signed), CAP documents out.
 
-    POST /twilio/status?n=KEY&k=real|drill    delivery / call status callback
-    POST /twilio/gather?n=KEY&k=real|drill    the <Gather> action: Digits=1 confirms (叫应)
+    POST /twilio/status?n=REF&k=real|drill    delivery / call status callback (REF = nflog.ref(key))
+    POST /twilio/gather?n=REF&k=real|drill    the <Gather> action: Digits=1 confirms (叫应)
     POST /twilio/sms                          an inbound SMS: a reply of "1"/"收到"… confirms
     GET  /cap                                 index of CAP documents (JSON)
     GET  /cap/{identifier}.xml                one CAP 1.2 document
@@ -58,7 +58,7 @@ class Webhooks:
 
     async def _verified(self, request: web.Request) -> dict[str, str] | None:
         form = {k: str(v) for k, v in (await request.post()).items()}
-        url = self.base_url + request.path_qs
+        url = self.base_url + request.raw_path  # as sent: re-encoding would break the signature
         signature = request.headers.get("X-Twilio-Signature", "")
         if signature and self.validator.validate(url, form, signature):
             return form
@@ -89,7 +89,7 @@ class Webhooks:
         if form is None:
             return web.Response(status=403, text="invalid signature")
         p = self._pipeline(request)
-        n = p.nflog.get(request.query.get("n", "")) if p is not None else None
+        n = p.nflog.by_ref(request.query.get("n", "")) if p is not None else None
         r = VoiceResponse()
         lang, voice = self.cfg.voice_language, self.cfg.voice
         if p is not None and n is not None and form.get("Digits", "") == self.cfg.ack.digits:

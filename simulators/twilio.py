@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
 
 import aiohttp
+import yarl
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
@@ -436,7 +437,7 @@ class TwilioStandIn:
     async def _fetch_twiml(self, url: str, params: dict[str, str], rec: Record) -> str:
         assert self._session is not None
         headers = {"X-Twilio-Signature": self._validator.compute_signature(url, params)}
-        async with self._session.post(url, data=params, headers=headers) as resp:
+        async with self._session.post(yarl.URL(url, encoded=True), data=params, headers=headers) as resp:
             text = await resp.text()
             self.callbacks.append((url, params, resp.status))
             return text if resp.status == 200 else ""
@@ -446,7 +447,8 @@ class TwilioStandIn:
         assert self._session is not None
         sig = signature if signature is not None else self._validator.compute_signature(url, params)
         try:
-            async with self._session.post(url, data=params, headers={"X-Twilio-Signature": sig}) as resp:
+            async with self._session.post(yarl.URL(url, encoded=True), data=params,  # the URL exactly as signed
+                                          headers={"X-Twilio-Signature": sig}) as resp:
                 await resp.read()
                 status = resp.status
         except aiohttp.ClientError as exc:

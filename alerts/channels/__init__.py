@@ -10,25 +10,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
-from urllib.parse import urlencode
 
 from alerts.config import AlertsConfig
-from alerts.nflog import Notification
+from alerts.nflog import Notification, ref
 from alerts.provider import Provider
 from yujing.config.people import Channel
 
 
 @dataclass(frozen=True)
 class CallbackUrls:
-    """Where Twilio calls us back. ``base`` is the public URL signatures are computed against."""
+    """Where Twilio calls us back. ``base`` is the public URL signatures are computed against.
+
+    The notification travels as its ``ref`` (hex): nothing in our URLs needs percent-encoding, so no
+    proxy or client can re-encode them into something the signature no longer matches.
+    """
 
     base: str
 
     def status(self, key: str, drill: bool = False) -> str:
-        return f"{self.base}/twilio/status?{urlencode({'n': key, 'k': 'drill' if drill else 'real'})}"
+        return f"{self.base}/twilio/status?n={ref(key)}&k={'drill' if drill else 'real'}"
 
     def gather(self, key: str, drill: bool = False) -> str:
-        return f"{self.base}/twilio/gather?{urlencode({'n': key, 'k': 'drill' if drill else 'real'})}"
+        return f"{self.base}/twilio/gather?n={ref(key)}&k={'drill' if drill else 'real'}"
 
     def sms(self) -> str:
         return f"{self.base}/twilio/sms"
