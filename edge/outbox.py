@@ -60,7 +60,7 @@ class Outbox:
         self._lock = asyncio.Lock()
         self._limiter = Limiter(60.0)
         self.changed = asyncio.Event()  # set when rows are added
-        self.depth = 0
+        self.depth = 0  # rows held; kept exact by the statements themselves (no COUNT(*) per commit)
         self.dropped = 0
 
     async def __aenter__(self) -> "Outbox":
@@ -101,7 +101,6 @@ class Outbox:
             kept, dropped = await self._run(self._put, rows)
         except sqlite3.Error as exc:
             raise StoreError(f"outbox {self.path}: {exc}") from exc
-        self.depth += kept - (dropped if self.when_full == "drop_oldest" else 0)
         if dropped:
             self.dropped += dropped
             DROPPED.labels(self.gateway, self.when_full).inc(dropped)
@@ -115,8 +114,7 @@ class Outbox:
         return kept
 
     def _put(self, db: sqlite3.Connection, rows: list[tuple[str, str]]) -> tuple[int, int]:
-        depth = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
-        over = depth + len(rows) - self.limit
+        over = self.depth + len(rows) - self.limit
         dropped = 0
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -125,7 +123,8 @@ class Outbox:
                 rows = rows[: len(rows) - dropped]
             elif over > 0:
                 dropped = over
-                db.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)", (over,))
+                dropped = db.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)",
+                                     (over,)).rowcount
             db.executemany("INSERT INTO outbox (id, body) VALUES (?, ?)", rows)
             if dropped:
                 db.execute("INSERT INTO counters VALUES ('dropped', ?) "
@@ -134,6 +133,7 @@ class Outbox:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        self.depth += len(rows) - (dropped if self.when_full == "drop_oldest" else 0)
         return len(rows), dropped
 
     async def peek(self, after_seq: int, limit: int) -> list[Row]:
@@ -155,12 +155,12 @@ class Outbox:
         def _ack(db: sqlite3.Connection) -> int:
             db.execute("PRAGMA synchronous=NORMAL")
             try:
-                return db.execute("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", (lo, hi)).rowcount
+                removed = db.execute("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", (lo, hi)).rowcount
             finally:
                 db.execute("PRAGMA synchronous=FULL")
+            self.depth -= removed
 
-        removed = await self._run(_ack)
-        self.depth = max(0, self.depth - removed)
+        await self._run(_ack)
         DEPTH.labels(self.gateway).set(self.depth)
 
     async def count(self) -> int:
