@@ -8,7 +8,8 @@ edge``, so its RSS is its own), and a subscriber counting reading ids at the
 broker. Offered load = devices × registers / interval readings/s. Also
 measures, in the same run, the raw rate at which one aiomqtt client
 publishes QoS 1 messages of the same size to the same broker: the ceiling
-the uplink works under. Prints one JSON document.
+the uplink works under, and how fast a backlog of ``--backlog`` readings
+(a long outage) drains. Prints one JSON document.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,12 +31,15 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import aiomqtt  # noqa: E402
 from servers import Mosquitto, free_port  # noqa: E402
 
+from edge.outbox import Outbox  # noqa: E402
+from edge.service import serve  # noqa: E402
 from simulators.devices import simulate_devices  # noqa: E402
 from simulators.devices.rig import deployment  # noqa: E402
 from simulators.devices.values import Ramp  # noqa: E402
 from yujing import topics  # noqa: E402
 from yujing.clock import Clock  # noqa: E402
-from yujing.model import ReadingBatch  # noqa: E402
+from yujing.model import Reading, ReadingBatch, new_id  # noqa: E402
+from yujing.runtime import Runtime  # noqa: E402
 
 
 def rss_mb(pid: int) -> float:
@@ -69,6 +74,44 @@ async def raw_publish_rate(port: int, payload: bytes, seconds: float, inflight: 
                 await sem.acquire()
                 tg.create_task(one())
         return done / (time.monotonic() - t0)
+
+
+async def backlog_drain(port: int, directory: Path, n: int, batch: int, inflight: int) -> dict:
+    """What a gateway does after a long outage: ``n`` readings already in the outbox, drained unthrottled."""
+    cfg = deployment(directory, [{"id": "gw-backlog", "devices": [],
+                                  "uplink": {"batch": batch, "rate_per_s": 1e9, "inflight": inflight}}],
+                     mqtt_port=port, prefix="bench-backlog")
+    t = datetime.now(timezone.utc)
+    async with Outbox(cfg.path("", "edge-gw-backlog.outbox"), "gw-backlog") as ob:
+        for start in range(0, n, 10_000):
+            await ob.put([Reading(id=new_id(), site="S", sensor="d", quantity="level_m", value=i, unit="m", ts=t)
+                          for i in range(start, min(n, start + 10_000))])
+    seen = 0
+    done = asyncio.Event()
+
+    async def count(ready: asyncio.Event) -> None:
+        nonlocal seen
+        async with aiomqtt.Client("127.0.0.1", port, identifier="bench-backlog-sub") as c:
+            await c.subscribe(topics.readings("bench-backlog"), qos=1)
+            ready.set()
+            async for msg in c.messages:
+                seen += ReadingBatch.model_validate_json(msg.payload).readings.__len__()
+                if seen >= n:
+                    done.set()
+
+    ready = asyncio.Event()
+    sub = asyncio.create_task(count(ready))
+    await ready.wait()
+    rt = Runtime(cfg, Clock())
+    t0 = time.monotonic()
+    agent = asyncio.create_task(serve(rt))
+    await asyncio.wait_for(done.wait(), 600)
+    elapsed = time.monotonic() - t0
+    rt.stop.set()
+    await agent
+    sub.cancel()
+    return {"readings": n, "seconds": round(elapsed, 2), "readings_per_s": round(n / elapsed, 1),
+            "note": "agent in the benchmark process here (no devices polled)"}
 
 
 async def main(args: argparse.Namespace) -> dict:
@@ -134,6 +177,7 @@ async def main(args: argparse.Namespace) -> dict:
         "mean_readings_per_message": round(sum(sizes) / max(1, len(sizes)), 1),
         "duplicates_seen": arrivals - len(ids),
     }
+    out["backlog_drain"] = await backlog_drain(broker.port, tmp / "backlog", args.backlog, args.batch, args.inflight)
     payload_readings = max(1, round(out["mean_readings_per_message"]))
     sample = ('{"gateway":"gw-bench","readings":[' + ",".join(['{"id":"0123456789abcdef0123456789abcdef",'
               '"site":"S","sensor":"d0001.s0","quantity":"level_m","value":1.234,"unit":"m",'
@@ -155,4 +199,5 @@ if __name__ == "__main__":
     p.add_argument("--warmup", type=float, default=3)
     p.add_argument("--batch", type=int, default=500)
     p.add_argument("--inflight", type=int, default=8)
+    p.add_argument("--backlog", type=int, default=100_000, help="readings in the outbox for the drain figure")
     print(json.dumps(asyncio.run(main(p.parse_args())), indent=2))
