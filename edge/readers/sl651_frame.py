@@ -11,7 +11,9 @@ CRC is CRC-16/MODBUS (init 0xFFFF, reflected poly 0xA001) over every byte
 before it. Report body: serial (2) · send time (6 BCD, YYMMDDhhmmss) ·
 ``F1 F1`` station (5) + station type (1) · ``F0 F0`` observation time (5 BCD,
 YYMMDDhhmm) · elements: id, definition (high 5 bits = bytes, low 3 bits =
-decimals), BCD value (all ``FF`` = no data; a leading ``FF`` byte = negative).
+decimals), BCD value (all ``FF`` = no data; a leading ``FF`` sign byte, counted in the length, = negative).
+The reply layout and end codes (``EOT``: done, the RTU may hang up; ``ESC``: stay online) follow what RTU
+firmware in the field expects.
 Times on the wire are Beijing time (UTC+8).
 """
 
@@ -227,14 +229,13 @@ def _value(raw: bytes, decimals: int) -> float | None:
 
 
 def element(ident: int, value: float | None, n_bytes: int, decimals: int) -> bytes:
-    """One element as an RTU sends it."""
-    head = bytes([ident, (n_bytes << 3) | decimals])
+    """One element as an RTU sends it: a negative value gains a leading ``FF`` sign byte (length + 1)."""
     if value is None:
-        return head + b"\xff" * n_bytes
-    iv = round(abs(value) * 10 ** decimals)
+        return bytes([ident, (n_bytes << 3) | decimals]) + b"\xff" * n_bytes
+    digits = bcd(f"{round(abs(value) * 10 ** decimals):0{2 * n_bytes}d}")
     if value < 0:
-        return head + b"\xff" + bcd(f"{iv:0{2 * (n_bytes - 1)}d}")
-    return head + bcd(f"{iv:0{2 * n_bytes}d}")
+        return bytes([ident, ((n_bytes + 1) << 3) | decimals]) + b"\xff" + digits
+    return bytes([ident, (n_bytes << 3) | decimals]) + digits
 
 
 def report_body(serial: int, sent_at: datetime, station: str, station_type: int, observed_at: datetime,
