@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import warnings
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import AsyncIterator, Awaitable, Callable, TypeVar
@@ -28,6 +29,9 @@ from twilio.rest import Client
 from alerts.config import TwilioConfig
 
 log = logging.getLogger("yujing.alerts.provider")
+logging.getLogger("twilio.async_http_client").setLevel(logging.WARNING)  # it logs every request at INFO
+for _msg in ("BasicAuth is deprecated", "The 'auth' parameter is deprecated"):  # inside twilio 9.13 + aiohttp 3.14
+    warnings.filterwarnings("ignore", message=_msg, category=DeprecationWarning)
 T = TypeVar("T")
 
 TWILIO_API = "https://api.twilio.com"

@@ -120,7 +120,7 @@ class TwilioStandIn:
     def __init__(self, auth_token: str = "standin-token", account_sid: str = "AC" + "0" * 32,
                  host: str = "127.0.0.1", port: int = 0, behaviours: dict[str, Behaviour] | None = None,
                  default: Behaviour | None = None, sms_webhook: str | None = None, clock: Any = None,
-                 verbose: bool = True) -> None:
+                 verbose: bool = True, latency_s: float = 0.0) -> None:
         self.auth_token = auth_token
         self.account_sid = account_sid
         self.host = host
@@ -130,6 +130,7 @@ class TwilioStandIn:
         self.sms_webhook = sms_webhook  # where inbound SMS go (a number's "A message comes in" URL)
         self.clock = clock  # anything with async sleep(scenario_seconds); None: real time
         self.verbose = verbose
+        self.latency_s = latency_s  # real seconds between recording a create request and answering it
         self.messages: list[Record] = []
         self.calls: list[Record] = []
         self.requests: list[tuple[float, str, str, dict[str, str]]] = []  # (time, method, path, form)
@@ -267,6 +268,8 @@ class TwilioStandIn:
             log.info("收到短信发送请求：发往 %s，内容：%s", rec.to, rec.body)
         self._spawn(self._play_sms(rec))
         await self._notify()
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
         return web.json_response(rec.as_json(self.account_sid), status=201)
 
     async def _create_call(self, request: web.Request) -> web.StreamResponse:
@@ -288,6 +291,8 @@ class TwilioStandIn:
             log.info("收到语音电话请求：呼叫 %s", rec.to)
         self._spawn(self._play_call(rec))
         await self._notify()
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
         return web.json_response(rec.as_json(self.account_sid), status=201)
 
     def _add(self, rec: Record) -> None:
@@ -352,11 +357,13 @@ class TwilioStandIn:
         if refused:
             return refused
         form = {k: str(v) for k, v in (await request.post()).items()}
+        self.requests.append((time.time(), "POST", request.path, form))
         if form.get("SmsUrl"):
             self.sms_webhook = form["SmsUrl"]
             log.info("stand-in: inbound SMS now go to %s", self.sms_webhook)
         doc = self._number("")
         doc["sid"] = request.match_info["sid"]
+        await self._notify()
         return web.json_response(doc)
 
     # ---- the far end ----------------------------------------------------------------------------
