@@ -98,7 +98,24 @@ class LandslideCurve:
         return min(s.stop_at_mm, s.start_mm + self.v0 * ta + accel)
 
     def value(self, now: datetime) -> float:
-        return round(self.at((now - self.t0).total_seconds()), 2)
+        return round(self.at((now - self.t0).total_seconds()), 3)
+
+
+class Calm:
+    """A quiet reading with a small daily swing (inflow against outflow): real gauges never read flat."""
+
+    def __init__(self, base: float, swing: float, phase_s: float, t0: datetime) -> None:
+        self.base, self.swing, self.phase_s, self.t0 = base, swing, phase_s, t0
+
+    def value(self, now: datetime) -> float:
+        t = (now - self.t0).total_seconds() + self.phase_s
+        return round(self.base + self.swing * math.sin(2 * math.pi * t / 86400.0), 3)
+
+
+def calm_creep(site: Any) -> float:
+    """A hazard point between events creeps at a fifth of its reference rate: far below any warning."""
+    ref = getattr(getattr(getattr(site, "thresholds", None), "landslide", None), "reference_mm_per_day", None)
+    return 0.2 * ref if ref else 0.1
 
 
 def calm_level(site: Any, reg: Any) -> float:
@@ -162,9 +179,10 @@ def build_plan(cfg: Any, scn: Scenario | None, t0: datetime, devices: list[Any] 
                 srcs[key] = RainSincePrevious(rates.get(dev.site, Constant(0.0)))
             elif q == "level_m":
                 lv = levels.get(dev.site)
-                srcs[key] = PiecewiseLinear(lv.level_m, t0) if lv else Constant(calm_level(site, v))
+                phase = zlib.crc32(dev.id.encode()) % 86400
+                srcs[key] = PiecewiseLinear(lv.level_m, t0) if lv else Calm(calm_level(site, v), 0.03, phase, t0)
             elif q == "displacement_mm":
-                spec = slides.get(dev.site) or Landslide(site=dev.site)
+                spec = slides.get(dev.site) or Landslide(site=dev.site, creep_mm_d=calm_creep(site))
                 srcs[key] = LandslideCurve(spec, t0)
             elif q in ("smoke_confidence", "flame_confidence"):
                 f = cams.get(dev.id)

@@ -197,6 +197,9 @@ class Expect(_Strict):
 
 
 class Scenario(_Strict):
+    """A drill script; see the module docstring. ``participants`` selects who the drill's warnings reach
+    (alerts sends drill warnings only to its drill recipients: ``alerts.drill.recipients`` plus these)."""
+
     name: str
     description: str = ""
     hazard: Hazard | None = None  # the scenario's main hazard, for the report's title
@@ -210,11 +213,15 @@ class Scenario(_Strict):
     faults: list[FaultEvent] = Field(default_factory=list)
     calls: Calls = Field(default_factory=Calls)
     expect: Expect = Field(default_factory=Expect)
+    participants: list[Who] = Field(default_factory=list)
     scope: list[str] = Field(default_factory=list)  # extra site ids to simulate in a drill (beyond the scripted)
+    # 加密监测: in a drill these sites' devices report every N scenario seconds, as stations do once
+    # deformation or water rises (an RTU's added reports); site id -> interval_s
+    intensive: dict[str, Seconds] = Field(default_factory=dict)
 
     def scripted_sites(self) -> set[str]:
         out = {s for r in self.rain for s in r.sites} | {lv.site for lv in self.levels}
-        return out | {ls.site for ls in self.landslides} | set(self.scope)
+        return out | {ls.site for ls in self.landslides} | set(self.scope) | set(self.intensive)
 
     def scripted_devices(self) -> set[str]:
         return {c for f in self.fire for c in f.cameras} | {f.device for f in self.faults if f.device}

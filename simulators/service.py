@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, AsyncIterator
@@ -139,22 +140,18 @@ async def _twilio(rt: Runtime, port: int | None) -> AsyncIterator[Any]:
         return
     simcfg = rt.config.simulation
     port = port if port is not None else (simcfg.twilio_port if simcfg else 0)
-    async with mod.TwilioStandIn(**_standin_kwargs(mod.TwilioStandIn, rt, port)) as standin:
-        yield standin
-
-
-def _standin_kwargs(cls: Any, rt: Runtime, port: int) -> dict[str, Any]:
-    import inspect
-    params = inspect.signature(cls).parameters
-    kw: dict[str, Any] = {}
-    candidates = {"port": port, "clock": rt.clock, "host": "127.0.0.1", "verbose": True, "echo": True,
-                  "print_messages": True}
     twcfg = rt.config.alerts.twilio
-    if twcfg.auth_token is not None:
+    token = "standin-token"
+    secret = twcfg.auth_token
+    if secret is not None and secret.env and secret.env not in os.environ:
+        # the demo: alerts talks to this stand-in, which accepts its own token; say so once
+        os.environ[secret.env] = token
+        log.info("Twilio stand-in: using its own auth token", extra={"kv": {"variable": secret.env}})
+    if secret is not None:
         with contextlib.suppress(LookupError):
-            candidates["auth_token"] = twcfg.auth_token.get()
-    candidates["account_sid"] = twcfg.account_sid
-    for name, value in candidates.items():
-        if name in params:
-            kw[name] = value
-    return kw
+            token = secret.get()
+    hook = rt.config.alerts.webhook
+    replies = f"{hook.public_url or f'http://{hook.host}:{hook.port}'}/twilio/sms" if hook.port else None
+    async with mod.TwilioStandIn(auth_token=token, account_sid=twcfg.account_sid, port=port, clock=rt.clock,
+                                 verbose=True, sms_webhook=replies) as standin:
+        yield standin

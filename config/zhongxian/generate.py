@@ -72,7 +72,12 @@ class Gen:
 
     # --- the administrative tree -------------------------------------------------------------------
 
+    def stream(self, name: str) -> None:
+        """Each section draws from its own seeded stream, so changing one leaves the others as they were."""
+        self.rnd = random.Random(f"{SEED}-{name}")
+
     def tree(self) -> None:
+        self.stream("tree")
         self.areas.append({"id": "chongqing", "name": "重庆市", "tier": "city",
                            "people": [self.person("duty", "市应急管理局值班室")]})
         self.areas.append({"id": "zhongxian", "name": "忠县", "tier": "county", "parent": "chongqing",
@@ -137,17 +142,23 @@ class Gen:
                                   "registers": [register]})
 
     def rain_gauges(self) -> None:
+        self.stream("rain_gauges")
         for tid, tname, _lat, _lon, kind in TOWNSHIPS:
             n = {"street": 2, "town": self.rnd.randint(3, 5), "xiang": 3}[kind]
             for i in range(1, n + 1):
                 village, _g = self.a_group(tid)
                 sid = f"RG-{tid.upper()}-{i:02d}"
-                self.site(sid, f"{village['name']}雨量站", "rain", tid, village["id"], spread=0.05)
+                th = None
+                if kind != "street" and self.rnd.random() < 0.4:  # a mountain-torrent village (山洪危险区)
+                    p1, p3 = self.rnd.choice((25, 30, 35)), self.rnd.choice((45, 50, 60))
+                    th = {"torrent": {"prepare": {1: p1, 3: p3}, "evacuate": {1: p1 + 15, 3: p3 + 25}}}
+                self.site(sid, f"{village['name']}雨量站", "rain", tid, village["id"], thresholds=th, spread=0.05)
                 self.modbus(tid, sid.lower(), sid, "rain", {
                     "quantity": "rain_count_mm", "unit": "mm", "table": "input", "address": 0, "type": "uint16",
                     "scale": 0.5})  # 0.5 mm per tip; the 16-bit counter rolls over
 
     def reservoirs(self) -> None:
+        self.stream("reservoirs")
         words = list(RESERVOIR_WORDS)
         self.rnd.shuffle(words)
         rural = [t[0] for t in TOWNSHIPS if t[4] != "street"]
@@ -168,13 +179,16 @@ class Gen:
                 "check_flood_m": round(crest - 0.06 * height, 2),
                 "crest_m": crest,
             }
-            site = self.site(sid, f"{word}水库" + ("(中型)" if medium else ""), "reservoir", tid, village["id"])
-            site["design"] = levels  # kept for scenarios; moved under thresholds when rules read them
+            # small reservoirs fill fast: a 0.3 m/h default rate-of-rise would call every shower orange
+            levels["rise_rate_m_per_h"] = 0.6 if medium else 1.0
+            self.site(sid, f"{word}水库" + ("(中型)" if medium else ""), "reservoir", tid, village["id"],
+                      thresholds={"reservoir": levels})
             self.modbus(tid, sid.lower(), sid, "reservoir", {
                 "quantity": "level_m", "unit": "m", "table": "input", "address": 0, "type": "float32",
                 "min": round(crest - height - 5, 1), "max": crest + 3})
 
     def landslide_points(self) -> None:
+        self.stream("landslide_points")
         kinds = [("滑坡", "HP"), ("危岩", "WY"), ("不稳定斜坡", "XP")]
         total = sum(LANDSLIDE_MIX)
         quota = [round(self.landslides * k / total) for k in LANDSLIDE_MIX]
@@ -188,12 +202,16 @@ class Gen:
                 village, group = self.a_group(tid)
                 place = self.rnd.choice(SURNAMES) + "家" + self.rnd.choice(TERRAIN)
                 sid = f"{code}-{tid.upper()}-{counter[tid]:03d}"
-                self.site(sid, f"{village['name']}{place}{suffix}", "landslide", tid, group)
-                self.modbus(tid, sid.lower(), sid, "landslide", {
+                # v of the uniform-velocity stage, from the point's calm-period record (mm/day)
+                ref = round(self.rnd.choice((0.5, 1.0, 2.0, 3.0, 5.0)) * self.rnd.uniform(0.8, 1.2), 2)
+                self.site(sid, f"{village['name']}{place}{suffix}", "landslide", tid, group,
+                          thresholds={"landslide": {"reference_mm_per_day": ref}})
+                self.modbus(tid, sid.lower(), sid, "landslide", {  # a calm slope stands still: no stuck check
                     "quantity": "displacement_mm", "unit": "mm", "table": "input", "address": 0,
-                    "type": "float32", "min": -50, "max": 5000, "stuck_after": 48})
+                    "type": "float32", "min": -50, "max": 5000})
 
     def forest(self) -> None:
+        self.stream("forest")
         blocks = FIRE_CAMERAS // 2
         words = list(FOREST_WORDS)
         for i in range(blocks):
@@ -255,7 +273,7 @@ def build(landslides: int) -> dict[str, str]:
     g.landslide_points()
     g.forest()
     head = HEADER.format(seed=SEED)
-    sites = [{k: v for k, v in s.items() if k != "design"} for s in g.sites]
+    sites = g.sites
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=["group", "id", "name", "phone"], lineterminator="\n")
     w.writeheader()

@@ -1,0 +1,364 @@
+"""``yujing drill CONFIG SCENARIO --speed N --report DIR``: a scenario replayed through the real chain.
+
+The real edge agents, broker, collector, rules and alerts run on an accelerated clock, drill-marked
+(``Runtime(drill=True)``) and on their own topic prefix (``<prefix>-drill``) with their own state
+directory, so a drill never mixes with live warnings. The simulated devices play the scenario; each
+gateway reaches the broker through a :class:`~simulators.link.LinkRelay` so a 4G link can drop and a
+gateway can go dark; the Twilio stand-in answers calls as the scenario says. The recorder writes down
+everything it sees and the report is written from that timeline.
+
+Scope: a drill simulates the devices the scenario scripts (and the gateways it faults), not the whole
+county, so hours of weather replay in seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import socket
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from simulators.config import SimulationConfig
+from simulators.link import LinkRelay
+from simulators.playback import StormRain
+from simulators.recorder import Recorder
+from simulators.report import Kind, Timeline, write_report
+from simulators.report.timeline import check_expectations, figures
+from simulators.scenario import FaultEvent, FaultKind, Scenario, check_against, load_scenario
+from simulators.service import _twilio, running
+from yujing.clock import Clock
+from yujing.config import Config
+from yujing.errors import ConfigError
+from yujing.runtime import Runtime
+
+log = logging.getLogger("yujing.drill")
+SERVICES = ("collector", "rules", "alerts")
+
+
+def storm_sites(cfg: Config, scn: Scenario, min_mm_h: float = 5.0) -> set[str]:
+    """Rain stations a storm of the scenario rains on (peak rate at least ``min_mm_h``)."""
+    t0 = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    out = set()
+    for site in cfg.sites:
+        if site.kind.value != "rain" or site.lat is None or site.lon is None:
+            continue
+        for storm in scn.storms:
+            src = StormRain(storm, site.lat, site.lon, t0)
+            steps = int(scn.duration // 600) + 1
+            if any(src.value(t0 + timedelta(seconds=600 * i)) >= min_mm_h for i in range(steps)):
+                out.add(site.id)
+                break
+    return out
+
+
+def drill_scope(cfg: Config, scn: Scenario) -> list[Any]:
+    """The gateways a drill runs, each with only the devices the scenario scripts (or faults)."""
+    sites, devices = scn.scripted_sites() | storm_sites(cfg, scn), scn.scripted_devices()
+    faulted = {f.gateway for f in scn.faults if f.gateway}
+    out = []
+    for gw in cfg.gateways:
+        keep = [d for d in gw.devices if d.site in sites or d.id in devices]
+        if not keep and gw.id in faulted and gw.devices:
+            keep = [gw.devices[0]]
+        if keep:
+            out.append(gw.model_copy(update={"devices": keep}))
+    return out
+
+
+def drill_config(cfg: Config, scn: Scenario, *, state_dir: Path, mqtt: Any = None,
+                 twilio_url: str | None = None, speed: float) -> Config:
+    """The deployment as a drill runs it: drill prefix, scoped gateways, its own state, the stand-in."""
+    m = mqtt or cfg.mqtt
+    prefix = f"{m.topic_prefix}-drill"
+    m = m.model_copy(update={"topic_prefix": prefix})
+    gateways = []
+    endpoints: dict[tuple, Any] = {}
+    for gw in drill_scope(cfg, scn):
+        devs = []
+        for d in gw.devices:
+            if d.type == "mqtt":
+                d = d.model_copy(update={"topic": f"{prefix}/{d.topic}"})
+            if d.site in scn.intensive:
+                d = d.model_copy(update={"interval_s": scn.intensive[d.site]})
+            devs.append(_relocate(d, state_dir, endpoints))
+        gateways.append(gw.model_copy(update={"devices": devs, "outbox": ""}))
+    update: dict[str, Any] = {
+        "mqtt": m,
+        "gateways": gateways,
+        "deployment": cfg.deployment.model_copy(update={"data_dir": str(state_dir)}),
+        "simulation": SimulationConfig(devices=True, twilio=True, speed=speed),
+    }
+    store = cfg.collector.store
+    if getattr(store, "path", None):
+        update["collector"] = cfg.collector.model_copy(update={"store": store.model_copy(update={"path": ""})})
+    if getattr(cfg.rules, "state", None):
+        update["rules"] = cfg.rules.model_copy(update={"state": ""})
+    alerts = cfg.alerts
+    if getattr(alerts, "log", None):
+        alerts = alerts.model_copy(update={"log": ""})
+    if twilio_url:
+        alerts = alerts.model_copy(update={"twilio": alerts.twilio.model_copy(update={"base_url": twilio_url})})
+    if hasattr(alerts, "webhook"):  # its own callback server, on a free port, beside any live one
+        alerts = alerts.model_copy(update={"webhook": alerts.webhook.model_copy(update={"port": 0,
+                                                                                          "public_url": ""})})
+    if hasattr(alerts, "rates"):  # provider rates are per real second: scale them to the drill's clock
+        alerts = alerts.model_copy(update={"rates": {c: r.model_copy(update={
+            "per_s": r.per_s * speed, "burst": int(min(r.burst * speed, 10_000))}) for c, r in alerts.rates.items()}})
+    update["alerts"] = alerts
+    out = cfg.model_copy(update=update)
+    out._base_dir = cfg.base_dir
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _relocate(dev: Any, state_dir: Path, endpoints: dict[tuple, Any]) -> Any:
+    """Simulated devices answer on loopback ports and ptys of the drill's own: never where a live system's
+    devices are (a drill may run beside production, and a pty would replace a real /dev/tty node)."""
+    if dev.type == "modbus_tcp":
+        port = endpoints.setdefault(("tcp", dev.host, dev.port), _free_port())
+        return dev.model_copy(update={"host": "127.0.0.1", "port": port})
+    if dev.type in ("modbus_rtu", "serial_ascii") or (dev.type == "sl651" and dev.transport == "serial"):
+        path = endpoints.setdefault(("tty", dev.port), str(state_dir / f"tty-{len(endpoints)}"))
+        return dev.model_copy(update={"port": path})
+    if dev.type == "sl651" and dev.transport == "tcp":
+        port = endpoints.setdefault(("sl651", dev.listen_host, dev.listen_port), _free_port())
+        return dev.model_copy(update={"listen_host": "127.0.0.1", "listen_port": port})
+    return dev
+
+
+def _service(part: str) -> Any | None:
+    try:
+        return importlib.import_module(f"{part}.service").serve
+    except ImportError:
+        return None
+
+
+class Progress:
+    """One line on stderr, redrawn: ``[#####-----] 52% 3.1/6.0 h · 4 warnings · 37 notified``."""
+
+    def __init__(self, enabled: bool, total_s: float) -> None:
+        self.enabled, self.total_s = enabled, total_s
+        self.tty = sys.stderr.isatty()
+        self._last = -1
+
+    def show(self, t: float, tl: Timeline, done: bool = False) -> None:
+        if not self.enabled:
+            return
+        frac = max(0.0, min(1.0, t / self.total_s))
+        pct = int(frac * 100)
+        if not self.tty and not done and pct // 10 == self._last // 10:
+            return  # a log file gets a line per 10 %, a terminal a live bar
+        self._last = pct
+        bar = "#" * int(frac * 30) + "-" * (30 - int(frac * 30))
+        warnings = sum(1 for e in tl.events if e.kind is Kind.WARNING)
+        told = sum(1 for r in tl.recipients.values() if r.first_told_t is not None)
+        line = (f"drill [{bar}] {pct:3d}% {t / 3600:5.1f}/{self.total_s / 3600:.1f} h · {warnings} warnings · "
+                f"{told} notified")
+        print(("\r" + line) if self.tty else line, end="\n" if (done or not self.tty) else "", file=sys.stderr,
+              flush=True)
+
+
+async def run_drill(cfg: Config, scn: Scenario, *, speed: float | None = None, report: str | Path | None = None,
+                    progress: bool = False, mqtt: Any = None, start: datetime | None = None,
+                    settle_s: float = 0.0) -> dict[str, Any]:
+    """Run ``scn`` against ``cfg``; returns the report document (and writes the files if ``report``)."""
+    problems = check_against(scn, cfg)
+    if problems:
+        raise ConfigError([f"scenario {scn.name}: {p}" for p in problems])
+    speed = speed or scn.speed
+    start = start or datetime.now(timezone.utc).replace(microsecond=0)
+    broker = mqtt or cfg.mqtt
+    tl = Timeline(scenario={"name": scn.name, "description": scn.description, "duration_s": scn.duration,
+                            "hazard": scn.hazard.value if scn.hazard else None},
+                  started_at=start, speed=speed, deployment=cfg.deployment.name)
+    with tempfile.TemporaryDirectory(prefix="yujing-drill-") as state:
+        async with contextlib.AsyncExitStack() as stack:
+            if broker.embedded:
+                from yujing.mqtt import embedded_broker
+                await stack.enter_async_context(embedded_broker(broker.host, broker.port))
+            clock = Clock(speed, start=start)
+            boot = Runtime(cfg, clock, drill=True)
+            standin = await stack.enter_async_context(_twilio(boot, 0))
+            url = getattr(standin, "base_url", None)
+            dcfg = drill_config(cfg, scn, state_dir=Path(state), mqtt=broker, twilio_url=url, speed=speed)
+            rt = Runtime(dcfg, clock, drill=True)
+            rec = Recorder(tl, dcfg)
+            rec.clock = clock
+            _describe_sites(tl, dcfg, scn)
+            for ev in scn.faults:
+                _mark_fault(tl, ev)
+            if standin is None:
+                tl.notes.append("The Twilio stand-in is not available: no notification could be observed.")
+            else:
+                from simulators.calls import configure
+                configure(standin, scn.calls, rec.people)
+            missing = [p for p in ("edge",) + SERVICES if _service(p) is None]
+            if missing:
+                tl.notes.append(f"Not run (not available in this build): {', '.join(missing)}. "
+                                "The timeline shows only what the parts that ran produced.")
+            await _run(rt, scn, rec, stack, progress, standin, settle_s)
+    tl.ended_t = max(tl.ended_t, scn.duration)
+    if report:
+        return write_report(tl, scn.expect, report)
+    doc = tl.to_json()
+    doc["expectations"] = check_expectations(tl, scn.expect)
+    doc["passed"] = all(e["met"] for e in doc["expectations"])
+    return doc
+
+
+def _describe_sites(tl: Timeline, cfg: Config, scn: Scenario) -> None:
+    scripted = {d.site for g in cfg.gateways for d in g.devices}
+    for s in cfg.sites:
+        tl.sites[s.id] = {"name": s.name, "kind": s.kind.value, "area": s.area,
+                          "lineage": [a.id for a in cfg.lineage(s.area)], "scripted": s.id in scripted,
+                          "thresholds": s.thresholds.model_dump(mode="json", exclude_none=True)}
+
+
+def _mark_fault(tl: Timeline, ev: FaultEvent) -> None:
+    target = ev.gateway or ev.device
+    names = {FaultKind.LINK_DOWN: "4G link drops", FaultKind.DARK: "goes dark (power lost)",
+             FaultKind.OFFLINE: "goes offline", FaultKind.HANG: "hangs", FaultKind.GARBLED: "sends garbage"}
+    tl.add(ev.at, Kind.FAULT, f"{target} {names[ev.fault]}", target=target, fault=ev.fault.value, starting=True)
+    if ev.until is not None:
+        tl.add(ev.until, Kind.FAULT, f"{target} restored", target=target, fault=ev.fault.value, starting=False)
+
+
+async def _run(rt: Runtime, scn: Scenario, rec: Recorder, stack: contextlib.AsyncExitStack, progress: bool,
+               standin: Any, settle_s: float) -> None:
+    cfg = rt.config
+    edge = _service("edge")
+    links: dict[str, LinkRelay] = {}
+    gw_tasks: dict[str, asyncio.Task] = {}
+    gw_stops: dict[str, asyncio.Event] = {}
+    async with asyncio.TaskGroup() as tg:
+        listener = tg.create_task(rec.listen())
+        deadline = time.monotonic() + 10
+        while not rec.subscribed and time.monotonic() < deadline and not listener.done():
+            await asyncio.sleep(0.01)
+
+        for gw in cfg.gateways:
+            links[gw.id] = await stack.enter_async_context(LinkRelay(cfg.mqtt.host, cfg.mqtt.port))
+
+        def start_gateway(gw_id: str) -> None:
+            if edge is None:
+                return
+            gw_cfg = cfg.model_copy(update={"mqtt": cfg.mqtt.model_copy(update={"host": "127.0.0.1",
+                                                                                "port": links[gw_id].port})})
+            gw_cfg._base_dir = cfg.base_dir
+            gw_stops[gw_id] = asyncio.Event()
+            gw_rt = Runtime(gw_cfg, rt.clock, gw_stops[gw_id], drill=True)
+            gw_tasks[gw_id] = asyncio.create_task(edge(gw_rt, gateways=[gw_id]), name=f"edge-{gw_id}")
+
+        async def gateway_action(ev: FaultEvent, starting: bool) -> None:
+            link = links.get(ev.gateway or "")
+            if link is None:
+                return
+            if starting:
+                await link.down()
+                if ev.fault is FaultKind.DARK and ev.gateway in gw_tasks:
+                    gw_tasks[ev.gateway].cancel()  # power lost: no goodbye, the broker's will speaks
+                    with contextlib.suppress(BaseException):
+                        await gw_tasks.pop(ev.gateway)
+            else:
+                await link.up()
+                if ev.fault is FaultKind.DARK and ev.gateway not in gw_tasks:
+                    start_gateway(ev.gateway)
+
+        alerts_state: dict[str, Any] = {}
+        services = []
+        for part in SERVICES:
+            fn = _service(part)
+            if fn is None:
+                continue
+            kw: dict[str, Any] = {}
+            if part == "alerts":
+                from simulators.calls import participants
+                people = participants(cfg, scn.participants, rec.people)
+                if not people:
+                    rec.tl.notes.append("Nobody takes part: the scenario names no participants and "
+                                        "alerts.drill.recipients is empty, so no drill warning is sent.")
+                kw = {"drill_recipients": people, "state": alerts_state}
+                if standin is not None:
+                    kw["auth_token"] = standin.auth_token
+            services.append(tg.create_task(fn(rt, **kw), name=part))
+        if standin is not None:
+            tg.create_task(_point_replies_at_alerts(standin, alerts_state, rt))
+        call_log = None
+        if standin is not None:
+            from simulators.calls import CallLog
+            call_log = CallLog(standin, rec, rt.clock)
+        async with running(rt, scn, devices=[d for g in cfg.gateways for d in g.devices],
+                           gateway_action=gateway_action, twilio=False) as sim:
+            rec.tl.started_at = sim.t0  # scenario offsets count from here
+            for gw in cfg.gateways:
+                start_gateway(gw.id)
+            bar = Progress(progress, scn.duration)
+            while True:
+                t = sim.offset(rt.clock.now())
+                if call_log is not None:
+                    call_log.update()
+                bar.show(t, rec.tl)
+                if t >= scn.duration + settle_s:
+                    break
+                await asyncio.sleep(min(0.25, rt.clock.real_seconds(scn.duration + settle_s - t) + 0.01))
+            bar.show(scn.duration, rec.tl, done=True)
+            rec.tl.ended_t = sim.offset(rt.clock.now())
+            rec.active = False
+            for stop in gw_stops.values():
+                stop.set()
+            for task in list(gw_tasks.values()):
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(task, 10)
+        rt.stop.set()
+        for s in services:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(s), 15)
+        await asyncio.sleep(0.3)  # the recorder takes the last messages off the broker
+        if call_log is not None:
+            call_log.update()
+        listener.cancel()
+
+
+async def _point_replies_at_alerts(standin: Any, state: dict[str, Any], rt: Runtime) -> None:
+    """Inbound SMS (replies such as 收到) go where the alerts service listens, once it does."""
+    while "webhooks" not in state and not rt.stop.is_set():
+        await asyncio.sleep(0.02)
+    if "webhooks" in state:
+        standin.sms_webhook = f"{state['webhooks'].base_url}/twilio/sms"
+
+
+async def main(cfg: Config, scenario_path: str, speed: float | None = None, report: str | None = None,
+               progress: bool = True) -> int:
+    """The ``yujing drill`` command: 0 when every expectation of the scenario is met, 1 when not, 2 on bad input."""
+    try:
+        scn = load_scenario(scenario_path)
+        doc = await run_drill(cfg, scn, speed=speed, report=report, progress=progress)
+    except ConfigError as exc:
+        print(f"yujing drill: {exc}", file=sys.stderr)
+        return 2
+    f = doc["figures"]
+    print(f"drill: {scn.name}: {'PASSED' if doc['passed'] else 'FAILED'} — {f['warnings_issued']} warnings "
+          f"(highest {f['highest_level'] or 'none'}), {f['people_told']} people told, "
+          f"first notification {f['trigger_to_first_notification_s']} s after the trigger")
+    for e in doc["expectations"]:
+        print(f"  [{'x' if e['met'] else ' '}] {e['expect']}: {e['detail']}")
+    for n in doc.get("notes", []):
+        print(f"  note: {n}")
+    if report:
+        print(f"report: {Path(report) / 'report.html'}")
+    return 0 if doc["passed"] else 1
+
+
+__all__ = ["drill_config", "drill_scope", "figures", "main", "run_drill"]

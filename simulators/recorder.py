@@ -1,0 +1,164 @@
+"""What a drill sees, written down: readings, gateway status, warnings off the broker; messages and calls
+off the Twilio stand-in. Everything lands in a :class:`~simulators.report.Timeline`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from simulators.report.timeline import Kind, Recipient, Timeline
+from yujing import topics
+from yujing.config.areas import load_households
+from yujing.mqtt import client as mqtt_client
+from yujing.model import HazardWarning, Reading, ReadingBatch
+
+log = logging.getLogger("yujing.drill.recorder")
+
+
+@dataclass(frozen=True)
+class Person:
+    phone: str
+    name: str
+    role: str
+    area: str
+    tier: str
+    person: Any = None  # the configured yujing Person
+
+
+def directory(cfg: Any) -> dict[str, Person]:
+    """Everyone the deployment knows, by phone: area people, site people, and households.csv if present."""
+    out: dict[str, Person] = {}
+    for a in cfg.areas:
+        for p in a.people:
+            out.setdefault(p.phone, Person(p.phone, p.name, p.role.value, a.id, a.tier.value, p))
+    for s in cfg.sites:
+        for p in s.people:
+            out.setdefault(p.phone, Person(p.phone, p.name, p.role.value, s.area, "site", p))
+    path = getattr(cfg.alerts, "households", "")
+    if path:
+        for group, people in load_households(cfg.path(path, "")).items():
+            for p in people:
+                out.setdefault(p.phone, Person(p.phone, p.name, "household", group, "household", p))
+    return out
+
+
+class Recorder:
+    def __init__(self, tl: Timeline, cfg: Any) -> None:
+        self.tl = tl
+        self.cfg = cfg
+        self.people = directory(cfg)
+        self.prefix = cfg.mqtt.topic_prefix
+        self.readings = 0
+        self.warnings: list[HazardWarning] = []
+        self._gateway_online: dict[str, bool] = {}
+        self._device_state: dict[str, str] = {}
+        self.subscribed = False
+        self.clock: Any = None  # the drill's clock, for arrival times
+        self.active = True  # status changes count only while the drill runs (not its own shutdown)
+
+    # --- the broker --------------------------------------------------------------------------------
+
+    async def listen(self) -> None:
+        async with mqtt_client(self.cfg.mqtt, f"yujing-drill-recorder-{self.prefix}") as c:
+            for topic in (topics.readings(self.prefix), topics.status(self.prefix), topics.warnings(self.prefix)):
+                await c.subscribe(topic, qos=1)
+            self.subscribed = True
+            async for msg in c.messages:
+                if msg.retain:
+                    continue  # left over from an earlier run
+                try:
+                    self.on_message(str(msg.topic), bytes(msg.payload))
+                except (ValidationError, ValueError, KeyError) as exc:
+                    log.warning("drill recorder: unreadable message", extra={"kv": {"topic": str(msg.topic),
+                                                                                    "error": str(exc)[:200]}})
+
+    def on_message(self, topic: str, payload: bytes) -> None:
+        kind = topic[len(self.prefix) + 1:].split("/", 1)[0]
+        if kind == "readings":
+            doc = json.loads(payload)
+            batch = ReadingBatch.model_validate(doc) if "readings" in doc else None
+            for r in batch.readings if batch else [Reading.model_validate(doc)]:
+                self.readings += 1
+                self.tl.point(r.sensor, r.site, r.quantity, self.tl.offset(r.ts), r.value)
+        elif kind == "warnings":
+            self.on_warning(HazardWarning.model_validate_json(payload))
+        elif kind == "status" and payload and self.active:
+            self.on_status(json.loads(payload))
+
+    def on_warning(self, w: HazardWarning) -> None:
+        self.warnings.append(w)
+        site = self.tl.sites.get(w.site, {}).get("name", w.site)
+        summary = f"{w.hazard.chinese}{w.level.chinese}预警 {w.state.chinese} · {site} ({w.site})"
+        if w.title:
+            summary += f" · {w.title}"
+        self.tl.add(self.tl.offset(w.updated_at), Kind.WARNING, summary, key=w.key, version=w.version,
+                    hazard=w.hazard.value, level=w.level.value, state=w.state.value, site=w.site, area=w.area,
+                    rule=w.rule, evidence=list(w.evidence), drill=w.drill)
+
+    def on_status(self, doc: dict[str, Any]) -> None:
+        gw = doc.get("gateway", "")
+        # arrival time: a last will carries the timestamp of the connection that registered it
+        t = self.tl.offset(self.clock.now()) if self.clock is not None else self.tl.offset(_ts(doc.get("ts")))
+        online = bool(doc.get("online"))
+        if gw in self._gateway_online and self._gateway_online[gw] != online:
+            self.tl.add(t, Kind.STATUS, f"gateway {gw} {'back online' if online else 'OFFLINE'}", gateway=gw,
+                        online=online)
+        self._gateway_online[gw] = online
+        for dev, st in (doc.get("devices") or {}).items():
+            state = st.get("state", "")
+            before = self._device_state.get(dev)
+            if before is not None and before != state and "offline" in (before, state):
+                since = _ts(st.get("since"))
+                self.tl.add(self.tl.offset(since) if since else t, Kind.STATUS, f"device {dev} {state}",
+                            device=dev, gateway=gw, state=state, error=st.get("error", ""))
+            self._device_state[dev] = state
+
+    # --- people ------------------------------------------------------------------------------------
+
+    def recipient(self, phone: str) -> Recipient:
+        r = self.tl.recipients.get(phone)
+        if r is None:
+            p = self.people.get(phone)
+            r = Recipient(phone, p.name if p else "(unknown)", p.role if p else "", p.area if p else "",
+                          p.tier if p else "")
+            self.tl.recipients[phone] = r
+        return r
+
+    def notified(self, t: float, phone: str, channel: str, body: str = "", warning: str = "") -> None:
+        r = self.recipient(phone)
+        if r.first_told_t is None or t < r.first_told_t:
+            r.first_told_t = t
+        if channel == "voice":
+            r.calls += 1
+        else:
+            r.messages += 1
+        if warning and warning not in r.warnings:
+            r.warnings.append(warning)
+        what = "call" if channel == "voice" else "SMS"
+        self.tl.add(t, Kind.NOTIFICATION, f"{what} to {r.name} ({r.role}, {r.area}){': ' + body[:80] if body else ''}",
+                    phone=phone, channel=channel, role=r.role, area=r.area, tier=r.tier, warning=warning)
+
+    def confirmed(self, t: float, phone: str, via: str) -> None:
+        r = self.recipient(phone)
+        if r.confirmed_t is None or t < r.confirmed_t:
+            r.confirmed_t, r.confirmed_via = t, via
+        self.tl.add(t, Kind.CONFIRMATION, f"{r.name} ({r.role}) confirmed: {via}", phone=phone, via=via)
+
+    def unanswered(self, t: float, phone: str, outcome: str) -> None:
+        r = self.recipient(phone)
+        self.tl.add(t, Kind.UNANSWERED, f"call to {r.name} ({r.role}) {outcome}", phone=phone, outcome=outcome)
+
+
+def _ts(v: Any) -> datetime | None:
+    if not v:
+        return None
+    try:
+        return datetime.fromisoformat(v)
+    except (TypeError, ValueError):
+        return None
