@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
+from conftest import wait_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from conftest import wait_for
 from servers import free_port
 
 from edge.config import Sl651Device
@@ -17,6 +17,7 @@ from edge.readers import REJECTED, ReaderContext, make_reader
 from edge.readers.sl651_frame import (
     ADDED,
     EOT,
+    HOURLY,
     TIMED,
     Deframer,
     Frame,
@@ -27,6 +28,7 @@ from edge.readers.sl651_frame import (
     parse_report,
     reply_to,
     report_body,
+    series,
 )
 from simulators.devices import Fault, simulate_device
 from simulators.devices.values import Constant, Manual
@@ -178,3 +180,18 @@ def test_element_values_round_trip_through_bcd(value, decimals):
     v = round(value, decimals)
     rep = parse_report(report_body(1, T, "0012345678", 0x50, T, [element(0x39, v, 5, decimals)]))
     assert rep.elements[0x39] == pytest.approx(v, abs=10 ** -decimals / 2)
+
+
+async def test_an_hourly_reports_five_minute_rainfalls_become_twelve_readings_ending_at_the_observation(tmp_path):
+    dev = rtu("serial", tmp_path, interval_s=3600,
+              elements={"F4": {"quantity": "rain_mm", "unit": "mm"}, "26": {"quantity": "rain_count_mm"}})
+    clock = Clock()
+    fives = [0.0, 0.5, 1.0, None, 2.5, 0, 0, 0, 0, 0, 0, 12.5]
+    body = report_body(3, T, "0012345678", 0x50, T, [series(0xF4, fives), element(0x26, 101.5, 3, 1)])
+    async with simulate_device(dev, {}, clock) as sims:
+        async with make_reader(dev, ReaderContext(clock)) as reader:
+            await sims.sim().send(Frame("0012345678", HOURLY, body).encode())
+            samples = await asyncio.wait_for(anext(reader.samples()), 5)
+    rain = [(s.ts, s.value) for s in samples if s.quantity == "rain_mm"]
+    assert len(rain) == 11 and rain[-1] == (T, 12.5) and rain[0] == (T - timedelta(minutes=55), 0.0)
+    assert [s.value for s in samples if s.quantity == "rain_count_mm"] == [101.5]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import timedelta
 from typing import AsyncIterator
 
 import serial_asyncio
@@ -160,6 +161,15 @@ class Sl651Reader:
                 continue
             samples.append(Sample(el.quantity, value, el.unit, ts=report.observed_at, checks=el,
                                   meta={"serial": str(report.serial), "function": f"{frame.function:02X}"}))
+        for ident, values in report.series.items():  # F4/F5: the hour's twelve 5-minute values, oldest first
+            el = dev.elements.get(f"{ident:02X}")
+            if el is None:
+                continue
+            for i, value in enumerate(values):
+                if value is not None:  # each stamped at the end of its 5 minutes
+                    ts = report.observed_at - timedelta(minutes=5 * (len(values) - 1 - i))
+                    samples.append(Sample(el.quantity, value, el.unit, ts=ts, checks=el,
+                                          meta={"serial": str(report.serial), "function": f"{frame.function:02X}"}))
         await self.queue.put(samples)
 
     def _reject(self, reason: str, message: str) -> None:

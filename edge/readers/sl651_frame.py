@@ -238,6 +238,12 @@ def element(ident: int, value: float | None, n_bytes: int, decimals: int) -> byt
     return bytes([ident, (n_bytes << 3) | decimals]) + digits
 
 
+def series(ident: int, values: list[float | None]) -> bytes:
+    """An F4 (rain, 0.1 mm) or F5 (relative level, 0.01 m) element: twelve one-byte 5-minute values."""
+    scale = 10 if ident == 0xF4 else 100
+    return bytes([ident, 0x60]) + bytes(0xFF if v is None else min(0xFE, round(v * scale)) for v in values)
+
+
 def report_body(serial: int, sent_at: datetime, station: str, station_type: int, observed_at: datetime,
                 elements: list[bytes]) -> bytes:
     return (serial.to_bytes(2, "big") + _bcd_time(sent_at, True) + b"\xf1\xf1" + bcd(station)
