@@ -45,8 +45,8 @@ def build(w: HazardWarning, text: str, area_desc: str, previous: HazardWarning |
     sub(alert, "sent", _ts(w.updated_at))
     sub(alert, "status", "Exercise" if w.drill else "Actual")
     msg_type = {WarningState.ISSUED: "Alert", WarningState.LIFTED: "Cancel"}.get(w.state, "Update")
-    if msg_type != "Alert" and w.version == 1:
-        msg_type = "Alert" if w.state is not WarningState.LIFTED else "Cancel"
+    if msg_type == "Update" and previous is None:
+        msg_type = "Alert"  # nothing to update: the first message we send about it
     sub(alert, "msgType", msg_type)
     sub(alert, "scope", "Public")
     if w.drill:

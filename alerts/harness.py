@@ -79,6 +79,17 @@ class Rig:
     def pipeline(self, kind: str = "real") -> Any:
         return self.state["pipelines"][kind]
 
+    async def settled(self, timeout_s: float = 15.0) -> None:
+        """Wait until nothing is queued or in flight (every notification decided so far was sent or failed)."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            busy = self.state["dispatcher"].backlog + sum(len(p.nflog.pending()) for p in self.state["pipelines"].values())
+            if busy == 0:
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"alerts still busy after {timeout_s} s ({busy} notifications)")
+            await asyncio.sleep(0.02)
+
     def events(self, kind: str = "real", what: str | None = None) -> list[tuple[str, str, str, str, str]]:
         return [e for e in self.pipeline(kind).nflog.events() if what is None or e[3] == what]
 

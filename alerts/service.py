@@ -115,15 +115,16 @@ class _CapPublisher:
         self.caps = caps
         self.directory = directory
         self.mqtt: aiomqtt.Client | None = None
-        self.previous: dict[str, HazardWarning] = {}
+        self.previous: dict[tuple[str, str], HazardWarning] = {}  # (hazard, site): the CAP message before
 
     async def publish(self, w: HazardWarning, text: str) -> None:
         site = self.directory.site(w.site)
         area = self.directory.area(w.area or (site.area if site else ""))
         desc = "".join(a.name for a in reversed(self.rt.config.lineage(area.id))) if area else w.site
-        xml = build(w, text, desc + (site.name if site else ""), self.previous.get(w.key),
+        group = (w.hazard.value, w.site)
+        xml = build(w, text, desc + (site.name if site else ""), self.previous.get(group),
                     lat=site.lat if site else None, lon=site.lon if site else None)
-        self.previous[w.key] = w
+        self.previous[group] = w
         self.caps.add(w, xml)
         if self.mqtt is not None:
             topic = topics.cap(self.rt.config.mqtt.topic_prefix, w.hazard.value, w.site)

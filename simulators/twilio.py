@@ -459,7 +459,7 @@ class TwilioStandIn:
                 await resp.read()
                 status = resp.status
         except aiohttp.ClientError as exc:
-            log.warning("stand-in: callback failed", extra={"kv": {"url": url, "error": repr(exc)}})
+            log.info("stand-in: callback failed", extra={"kv": {"url": url, "error": repr(exc)}})
             status = 0
         self.callbacks.append((url, params, status))
         await self._notify()
