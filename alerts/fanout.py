@@ -119,16 +119,19 @@ class Dispatcher:
         sender = self.senders[channel]
         bucket = self._buckets[channel]
         while True:
-            *_, nflog, n = await q.get()
+            item = await q.get()
             self.in_flight += 1
             try:
-                await self._send_one(sender, bucket, nflog, n)
+                await bucket.take()
+                if not q.empty() and q._queue[0] < item:  # noqa: SLF001  something more urgent came meanwhile
+                    q.put_nowait(item)
+                    item = q.get_nowait()
+                *_, nflog, n = item
+                await self._send_one(sender, nflog, n)
             finally:
                 self.in_flight -= 1
-                q.task_done()
 
-    async def _send_one(self, sender: Sender, bucket: TokenBucket, nflog: NotificationLog, n: Notification) -> None:
-        await bucket.take()
+    async def _send_one(self, sender: Sender, nflog: NotificationLog, n: Notification) -> None:
         wall = datetime.now(timezone.utc)
         if not nflog.claim(n.key, wall):
             return  # already sending or sent: the log has the one answer

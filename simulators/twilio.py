@@ -112,6 +112,7 @@ class Injection:
     remaining: int
     status: int  # HTTP status, or 0 for a dropped connection
     kinds: frozenset[str]  # which endpoints: 'sms', 'call'
+    after_create: bool = False  # drop the connection only after the message/call was created (lost answer)
 
 
 class TwilioStandIn:
@@ -187,9 +188,14 @@ class TwilioStandIn:
     def behaviour(self, phone: str) -> Behaviour:
         return self.behaviours.get(phone, self.default)
 
-    def fail_next(self, n: int, status: int = 503, kinds: tuple[str, ...] = ("sms", "call")) -> None:
-        """Answer the next ``n`` create requests with ``status`` (429, 500, 503…; 0 = drop the connection)."""
-        self._injections.append(Injection(n, status, frozenset(kinds)))
+    def fail_next(self, n: int, status: int = 503, kinds: tuple[str, ...] = ("sms", "call"),
+                  after_create: bool = False) -> None:
+        """Answer the next ``n`` create requests with ``status`` (429, 500, 503…; 0 = drop the connection).
+
+        ``after_create`` (with status 0): the message or call IS created, but the answer is lost — the
+        ambiguous failure a client must not answer by sending twice.
+        """
+        self._injections.append(Injection(n, status, frozenset(kinds), after_create))
 
     def messages_to(self, phone: str) -> list[Record]:
         return [m for m in self.messages if m.to == phone]
@@ -237,9 +243,9 @@ class TwilioStandIn:
             return _error(401, 20003, "Authenticate")
         return None
 
-    async def _injected(self, request: web.Request, kind: str) -> web.StreamResponse | None:
+    async def _injected(self, request: web.Request, kind: str, created: bool = False) -> web.StreamResponse | None:
         for inj in self._injections:
-            if inj.remaining > 0 and kind in inj.kinds:
+            if inj.remaining > 0 and kind in inj.kinds and inj.after_create == created:
                 inj.remaining -= 1
                 if inj.status == 0:  # a network failure: the connection drops without an answer
                     assert request.transport is not None
@@ -270,6 +276,9 @@ class TwilioStandIn:
         await self._notify()
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
+        lost = await self._injected(request, "sms", created=True)
+        if lost:
+            return lost
         return web.json_response(rec.as_json(self.account_sid), status=201)
 
     async def _create_call(self, request: web.Request) -> web.StreamResponse:
@@ -293,6 +302,9 @@ class TwilioStandIn:
         await self._notify()
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
+        lost = await self._injected(request, "call", created=True)
+        if lost:
+            return lost
         return web.json_response(rec.as_json(self.account_sid), status=201)
 
     def _add(self, rec: Record) -> None:
