@@ -228,5 +228,26 @@ def effective(default: M, override: M | None) -> M:
     if override is None:
         return default
     merged: dict[str, Any] = default.model_dump()
-    merged.update(override.model_dump(exclude_unset=True))
+    for name, value in override.model_dump(exclude_unset=True).items():
+        if isinstance(getattr(default, name), BaseModel) and isinstance(value, dict):
+            merged[name] = {**merged[name], **value}  # e.g. mechanics: {clear_after_s: 600} keeps for_s
+        else:
+            merged[name] = value
     return type(default).model_validate(merged)
+
+
+class Resolver:
+    """Effective thresholds per (pack section, site), computed once: ``resolver.get("rain", "RG-1")``."""
+
+    def __init__(self, rules: RulesConfig, sites: dict[str, Any]) -> None:
+        self.rules = rules
+        self.sites = sites  # site id -> Site
+        self._cache: dict[tuple[str, str], Any] = {}
+
+    def get(self, section: str, site: str) -> Any:
+        got = self._cache.get((section, site))
+        if got is None:
+            s = self.sites.get(site)
+            over = getattr(s.thresholds, section) if s is not None else None
+            got = self._cache[(section, site)] = effective(getattr(self.rules, section), over)
+        return got

@@ -117,21 +117,25 @@ class Engine:
     def _message(self, a: Assessment, lc: Lifecycle, state: WarningState, before: Level | None) -> HazardWarning:
         level = lc.active if lc.active is not None else before
         assert level is not None
-        title = a.title
+        title = a.title if a.title and a.level == level else self._title(a, level)
         evidence = list(a.evidence)
+        held = (f"持续 {a.mechanics.clear_after_s / 60:.0f} 分钟" if a.mechanics.clear_after_s >= 60
+                else "已")
         if state is WarningState.LIFTED:
-            title = f"{self._site_name(a.site)}{a.hazard.chinese}{level.chinese}预警解除"
-            evidence.insert(0, f"持续 {a.mechanics.clear_after_s / 60:.0f} 分钟低于{level.chinese}预警条件")
+            title = f"{self._title(a, level)}解除"
+            evidence.insert(0, f"{held}低于{level.chinese}预警条件, 预警解除")
         elif state is WarningState.DOWNGRADED:
-            evidence.insert(0, f"由{before.chinese if before else ''}降为{level.chinese}: 持续 "
-                               f"{a.mechanics.clear_after_s / 60:.0f} 分钟低于原级别条件")
-        elif not title:
-            title = f"{self._site_name(a.site)}{a.hazard.chinese}{level.chinese}预警"
+            evidence.insert(0, f"由{before.chinese if before else ''}降为{level.chinese}: {held}低于原级别条件")
         area = self.config.site(a.site).area if a.site in self.sites else ""
         return HazardWarning(
             key=a.key, version=lc.version, hazard=a.hazard, level=level, state=state, site=a.site, area=area,
             rule=a.rule, title=title, evidence=evidence, values=a.values, issued_at=_utc(lc.issued_at),
             updated_at=_utc(lc.updated_at), drill=lc.drill)
+
+    def _title(self, a: Assessment, level: Level) -> str:
+        name = self._site_name(a.site)
+        what = a.hazard.chinese
+        return f"{name}{what if not name.endswith(what) else ''}{level.chinese}预警"
 
     def _site_name(self, site: str) -> str:
         return self.config.site(site).name if site in self.sites else site

@@ -1,3 +1,224 @@
-"""Placeholder: filled in after milestone 1."""
+"""Equipment (监测设备) warnings, for maintainers: silence, stuck values, out-of-range values.
+
+A silent sensor is never "all clear": the hazard packs judge only data they have, and this pack
+says loudly that data is missing. It watches:
+
+- every configured device (``gateways[*].devices[*]``): silent for ``silence_factor`` × its
+  ``interval_s`` (at least ``min_silence_s``) → key ``equipment:<device>``;
+- every gateway: its heartbeat (``status`` topic) or readings silent for ``silence_factor`` ×
+  ``heartbeat_s``, or its last will saying offline → key ``equipment:gateway:<gateway>``; while a
+  gateway is down its devices' silences are not raised separately (inhibited, as in Alertmanager);
+- every sensor's readings: quality flags from the edge (stuck, out-of-range, comm-error), values
+  outside ``ranges``, and values unchanged for ``stuck_after_s`` → key ``equipment:<sensor>:fault``.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar, Iterable
+
+from rules.config import EquipmentThresholds, Resolver
+from rules.pack import Assessment, Context, register
+from rules.state import States
+from yujing.model import Hazard, Quality, Reading
+
+_QUALITY = {Quality.STUCK: "数值卡死", Quality.OUT_OF_RANGE: "数值超出量程", Quality.COMM_ERROR: "通信故障"}
+
+
+@dataclass
+class DeviceState:
+    last_t: float | None = None  # latest reading (device) or heartbeat/reading (gateway)
+    online: bool = True  # gateways: what their status says
+    heard: bool = False  # gateways: a heartbeat has been seen (only then is their silence judged)
+    drill: bool = False
+
+
+@dataclass
+class SensorState:
+    value: float | None = None
+    since: float = 0.0  # the value has been unchanged since
+    last_t: float = 0.0
+
+
+@dataclass
+class Device:
+    id: str
+    gateway: str
+    site: str
+    interval_s: float
+
+
+def _minutes(s: float) -> str:
+    return f"{s / 60:.0f} 分钟" if s < 7200 else f"{s / 3600:.1f} 小时"
+
+
+@register
+class EquipmentPack:
+    name: ClassVar[str] = "equipment"
+    quantities: ClassVar[frozenset[str]] = frozenset({"*"})
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.sites = {s.id: s for s in config.sites}
+        self.resolver = Resolver(config.rules, self.sites)
+        self.devices: dict[str, Device] = {}
+        self.gateways: dict[str, tuple[float, str]] = {}  # id -> (heartbeat_s, a site for the area)
+        for gw in config.gateways:
+            for d in gw.devices:
+                self.devices[d.id] = Device(d.id, gw.id, d.site, d.interval_s)
+            self.gateways[gw.id] = (gw.heartbeat_s, gw.devices[0].site if gw.devices else gw.id)
+        self.state: States[DeviceState] = States(DeviceState)  # device ids and "gateway:<id>"
+        self.sensors: States[SensorState] = States(SensorState)
+        self.started: float | None = None  # silence is measured from here for never-heard devices
+        self.watched: set[str] | None = None  # None: every configured device
+
+    def watch_only(self, sensors: Iterable[str]) -> None:
+        """Judge the silence of these sensors' devices only (a backtest replays a slice of the data)."""
+        self.watched = {d.id for d in map(self.device_of, sensors) if d is not None}
+
+    def thr(self, site: str) -> EquipmentThresholds:
+        return self.resolver.get("equipment", site)
+
+    def problems(self, config: Any) -> Iterable[str]:
+        return ()
+
+    def device_of(self, sensor: str) -> Device | None:
+        d = self.devices.get(sensor)
+        if d is None and "." in sensor:
+            d = self.devices.get(sensor.split(".", 1)[0])
+        return d
+
+    # --- readings ------------------------------------------------------------------------------
+    def feed(self, r: Reading, ctx: Context) -> list[Assessment]:
+        t = r.ts.timestamp()
+        out = []
+        dev = self.device_of(r.sensor)
+        if dev is not None:
+            st = self.state[dev.id]
+            st.last_t = t if st.last_t is None else max(st.last_t, t)
+            st.drill = r.drill
+            if ctx.active(f"{Hazard.EQUIPMENT}:{dev.id}") is not None:
+                out.append(self._silence_of(dev, t, ctx))
+        if dev is not None and dev.gateway in self.gateways:
+            gst = self.state[f"gateway:{dev.gateway}"]
+            gst.last_t = t if gst.last_t is None else max(gst.last_t, t)
+            gst.online = True
+        elif r.gateway in self.gateways:
+            gst = self.state[f"gateway:{r.gateway}"]
+            gst.last_t = t if gst.last_t is None else max(gst.last_t, t)
+        fault = self._fault(r, t)
+        key = f"{Hazard.EQUIPMENT}:{r.sensor}:fault"
+        if fault is not None or ctx.active(key) is not None:
+            thr = self.thr(r.site)
+            level = thr.fault_level if fault else None
+            evidence = [fault] if fault else [f"{r.sensor} 数值恢复正常: {r.value:g} {r.unit}"]
+            out.append(Assessment(
+                key=key, hazard=Hazard.EQUIPMENT, site=r.site, level=level, mechanics=thr.mechanics,
+                rule="equipment-fault", title=f"{self._name(r.site)}监测设备 {r.sensor} 故障" if fault else "",
+                evidence=evidence, values={"value": r.value} if r.value == r.value else {}, t=t, drill=r.drill))
+        return out
+
+    def _fault(self, r: Reading, t: float) -> str | None:
+        """What is wrong with this reading, in words, or None."""
+        if r.quality is not Quality.OK:
+            return f"{r.sensor} ({r.quantity}) {_QUALITY.get(r.quality, r.quality.value)}, 边缘网关已标记"
+        thr = self.thr(r.site)
+        rng = thr.ranges.get(r.quantity)
+        if rng is not None and not rng[0] <= r.value <= rng[1]:
+            return f"{r.sensor} ({r.quantity}) 数值 {r.value:g} 超出合理范围 [{rng[0]:g}, {rng[1]:g}]"
+        stuck_s = thr.stuck_after_s.get(r.quantity)
+        if stuck_s is None:
+            return None
+        st = self.sensors[r.sensor]
+        if t < st.last_t:
+            return None  # a late reading says nothing about now
+        if st.value != r.value:
+            st.value, st.since = r.value, t
+        st.last_t = t
+        if t - st.since >= stuck_s:
+            return f"{r.sensor} ({r.quantity}) 数值 {r.value:g} 已 {_minutes(t - st.since)}未变化, 疑似卡死"
+        return None
+
+    # --- gateways and the clock ----------------------------------------------------------------
+    def heartbeat(self, gateway: str, online: bool, now: datetime, ctx: Context) -> list[Assessment]:
+        if gateway not in self.gateways:
+            return []
+        st = self.state[f"gateway:{gateway}"]
+        t = now.timestamp()
+        st.last_t = t if st.last_t is None else max(st.last_t, t)
+        st.online = online
+        st.heard = True
+        return [self._gateway(gateway, t, ctx)]
+
+    def tick(self, now: datetime, ctx: Context) -> list[Assessment]:
+        t = now.timestamp()
+        if self.started is None:
+            self.started = t
+        out = [self._gateway(gw, t, ctx) for gw in self.gateways]
+        out += [self._silence_of(dev, t, ctx) for dev in self.devices.values()
+                if self.watched is None or dev.id in self.watched]
+        return [a for a in out if a.level is not None or ctx.active(a.key) is not None]
+
+    def _gateway_down(self, gateway: str, t: float) -> tuple[bool, str]:
+        hb, site = self.gateways[gateway]
+        st = self.state.get(f"gateway:{gateway}")
+        if st is None or not st.heard:
+            return False, ""  # never heard a heartbeat (e.g. a backtest): its devices' silence speaks
+        last = st.last_t
+        limit = max(self.thr(site).silence_factor * hb, self.thr(site).min_silence_s)
+        if not st.online:
+            return True, f"网关 {gateway} 已离线 (遗嘱消息)"
+        if last is not None and t - last > limit:
+            return True, f"网关 {gateway} 已 {_minutes(t - last)}无心跳和数据 (预期每 {hb:.0f} 秒一次心跳)"
+        return False, ""
+
+    def _gateway(self, gateway: str, t: float, ctx: Context) -> Assessment:
+        _, site = self.gateways[gateway]
+        thr = self.thr(site)
+        down, why = self._gateway_down(gateway, t)
+        st = self.state.get(f"gateway:{gateway}")
+        devs = sorted(d.id for d in self.devices.values() if d.gateway == gateway)
+        evidence = [why, f"该网关下设备: {', '.join(devs)}"] if down else [f"网关 {gateway} 恢复在线"]
+        return Assessment(
+            key=f"{Hazard.EQUIPMENT}:gateway:{gateway}", hazard=Hazard.EQUIPMENT, site=site,
+            level=thr.level if down else None, mechanics=thr.mechanics, rule="gateway-silent",
+            title=f"监测网关 {gateway} 离线" if down else "", evidence=evidence, t=t,
+            drill=bool(st and st.drill))
+
+    def _silence_of(self, dev: Device, t: float, ctx: Context) -> Assessment:
+        thr = self.thr(dev.site)
+        st = self.state.get(dev.id)
+        key = f"{Hazard.EQUIPMENT}:{dev.id}"
+        last = st.last_t if st and st.last_t is not None else self.started
+        limit = max(thr.silence_factor * dev.interval_s, thr.min_silence_s)
+        silent = last is not None and t - last > limit
+        evidence: list[str] = []
+        level = None
+        if silent:
+            if dev.gateway in self.gateways and self._gateway_down(dev.gateway, t)[0] and ctx.active(key) is None:
+                silent = False  # inhibited: the gateway's own warning covers it
+            else:
+                level = thr.level
+                heard = "从未收到数据" if st is None or st.last_t is None else f"已 {_minutes(t - last)}无数据"
+                evidence = [f"设备 {dev.id} {heard} (预期每 {dev.interval_s:.0f} 秒一次, 超过 {_minutes(limit)}即告警)",
+                            "该设备所在站点的预警判断缺少数据, 不代表平安无事"]
+        if not silent:
+            evidence = [f"设备 {dev.id} 恢复上报"]
+        return Assessment(key=key, hazard=Hazard.EQUIPMENT, site=dev.site, level=level, mechanics=thr.mechanics,
+                          rule="device-silent", title=f"{self._name(dev.site)}监测设备 {dev.id} 无数据" if level else "",
+                          evidence=evidence, values={"silent_s": round(t - last, 1)} if last is not None else {},
+                          t=t, drill=bool(st and st.drill))
+
+    def _name(self, site: str) -> str:
+        return self.sites[site].name if site in self.sites else site
+
+    # --- persistence ---------------------------------------------------------------------------
+    def dump(self) -> dict[str, Any]:
+        out = {f"d/{k}": v for k, v in self.state.dump_dirty().items()}
+        out.update({f"s/{k}": v for k, v in self.sensors.dump_dirty().items()})
+        return out
+
+    def load(self, entity: str, data: dict[str, Any]) -> None:
+        kind, _, key = entity.partition("/")
+        (self.state if kind == "d" else self.sensors).load(key, data)

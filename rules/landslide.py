@@ -1,3 +1,221 @@
-"""Placeholder: filled in after milestone 1."""
+"""Landslide (滑坡) deformation: rate, acceleration, improved tangent angle, inverse velocity, rain.
+
+Per displacement sensor (crack meter, GNSS, inclinometer; cumulative mm):
+
+- the rate v (mm/day) is the least-squares slope over ``smoothing_s``, so one noisy sample does not
+  make a landslide accelerate; acceleration is the change of v over the same span;
+- with a reference velocity v₀ (the site's uniform-velocity stage) the improved tangent angle
+  α = arctan(v / v₀) grades the stage (Xu Qiang): ≈45° uniform → blue, then yellow, orange (80°),
+  red (85°); without v₀ the site's ``rate_mm_per_day`` cut points grade it;
+- a level counts only after ``persist_n`` consecutive evaluations reach it;
+- the inverse-velocity method (Fukuzono 1985) fits 1/v against time over ``failure_window_s`` while
+  the slope accelerates and carries the extrapolated time of failure in the evidence, not the level;
+- a rainstorm or torrent warning at the site or at its ``rain_sites`` raises the watch: blue when
+  the slope is quiet, one level up (at most orange) when it is already moving.
+"""
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Iterable
+
+from rules.config import LandslideThresholds, Resolver
+from rules.lifecycle import grade, max_level, step
+from rules.pack import Assessment, Context, register
+from rules.state import States
+from yujing.model import Hazard, HazardWarning, Level, Q, Reading, WarningState
+
+DAY = 86400.0
+
+
+@dataclass
+class SensorState:
+    site: str = ""
+    samples: list[list[float]] = field(default_factory=list)  # [t, mm] over the smoothing window
+    rates: list[list[float]] = field(default_factory=list)  # [t, mm/day] over the failure window
+    raw: list[int] = field(default_factory=list)  # last persist_n raw severities (0: none)
+    level: str | None = None  # the persistent deformation level
+    last: dict[str, float] = field(default_factory=dict)  # latest figures, for evidence
+
+
+def slope(points: list[list[float]]) -> float:
+    """Least-squares slope of y over t (units of y per second)."""
+    n = len(points)
+    mt = sum(p[0] for p in points) / n
+    my = sum(p[1] for p in points) / n
+    var = sum((p[0] - mt) ** 2 for p in points)
+    if var == 0:
+        return 0.0
+    return sum((p[0] - mt) * (p[1] - my) for p in points) / var
+
+
+def time_to_failure(rates: list[list[float]], now: float) -> tuple[float, int, float] | None:
+    """Fukuzono: fit 1/v = a + b·t over positive rates; (hours until 1/v reaches 0, points, R²)."""
+    pts = [[t, 1.0 / v] for t, v in rates if v > 0]
+    if len(pts) < 3:
+        return None
+    b = slope(pts)
+    if b >= 0:
+        return None
+    n = len(pts)
+    mt = sum(p[0] for p in pts) / n
+    my = sum(p[1] for p in pts) / n
+    a = my - b * mt
+    ss_tot = sum((p[1] - my) ** 2 for p in pts)
+    ss_res = sum((p[1] - (a + b * p[0])) ** 2 for p in pts)
+    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else 0.0
+    tf = -a / b
+    return max(0.0, (tf - now) / 3600.0), n, r2
+
+
+@register
+class LandslidePack:
+    name: ClassVar[str] = "landslide"
+    quantities: ClassVar[frozenset[str]] = frozenset({Q.DISPLACEMENT_MM.value})
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.sensors: States[SensorState] = States(SensorState)
+        self.sites = {s.id: s for s in config.sites}
+        self.resolver = Resolver(config.rules, self.sites)
+        self.by_site: dict[str, set[str]] = {}
+        # rain site -> landslide sites whose watch its rain warnings raise
+        self.coupled: dict[str, set[str]] = {}
+        for s in config.sites:
+            if s.kind == "landslide":
+                for rs in [s.id, *self.thr(s.id).rain_sites]:
+                    self.coupled.setdefault(rs, set()).add(s.id)
+
+    def thr(self, site: str) -> LandslideThresholds:
+        return self.resolver.get("landslide", site)
+
+    def problems(self, config: Any) -> Iterable[str]:
+        for s in config.sites:
+            if s.kind != "landslide":
+                continue
+            thr = self.thr(s.id)
+            if thr.reference_mm_per_day is None and not thr.rate_mm_per_day:
+                yield (f"landslide site {s.id}: neither reference_mm_per_day (tangent angle) nor "
+                       "rate_mm_per_day cut points: deformation is not graded (rain coupling still works)")
+            for rs in thr.rain_sites:
+                if rs not in self.sites:
+                    yield f"landslide site {s.id}: rain_sites names unknown site {rs!r}"
+
+    # --- evaluation ----------------------------------------------------------------------------
+    def feed(self, r: Reading, ctx: Context) -> list[Assessment]:
+        thr = self.thr(r.site)
+        st = self.sensors[r.sensor]
+        st.site = r.site
+        self.by_site.setdefault(r.site, set()).add(r.sensor)
+        t = r.ts.timestamp()
+        if st.samples and t <= st.samples[-1][0]:
+            if all(s[0] != t for s in st.samples):
+                st.samples.append([t, r.value])
+                st.samples.sort()
+            return []  # duplicates add nothing; a late sample refines the next rate
+        st.samples.append([t, r.value])
+        st.samples = [s for s in st.samples if s[0] >= t - thr.smoothing_s]
+        span = t - st.samples[0][0]
+        if len(st.samples) < 3 or span < thr.min_span_s:
+            st.last = {"displacement_mm": r.value}
+            return [self.assess(r.site, t, ctx, r.drill)]
+        v = slope(st.samples) * DAY
+        prev = next((p for p in st.rates if p[0] >= t - thr.smoothing_s), None)
+        accel = (v - prev[1]) / ((t - prev[0]) / DAY) if prev is not None and t > prev[0] else 0.0
+        st.rates.append([t, v])
+        st.rates = [p for p in st.rates if p[0] >= t - thr.failure_window_s]
+        st.last = {"displacement_mm": r.value, "rate_mm_per_day": round(v, 4),
+                   "accel_mm_per_day2": round(accel, 4)}
+        current = None if st.level is None else Level(st.level)
+        raw: Level | None = None
+        if thr.reference_mm_per_day is not None:
+            alpha = math.degrees(math.atan2(v, thr.reference_mm_per_day))
+            st.last["tangent_angle_deg"] = round(alpha, 2)
+            raw = grade(alpha, thr.angle_deg, current, thr.hysteresis_deg)
+        elif thr.rate_mm_per_day:
+            raw = grade(v, thr.rate_mm_per_day, current, thr.hysteresis_frac, relative=True)
+        st.raw = (st.raw + [raw.severity if raw else 0])[-thr.persist_n:]
+        if len(st.raw) >= thr.persist_n:
+            sev = min(st.raw)
+            st.level = next((lv.value for lv in Level if lv.severity == sev), None)
+        accelerating = accel > 0 and raw is not None and raw >= Level.YELLOW
+        if accelerating:
+            ttf = time_to_failure(st.rates, t)
+            if ttf is not None:
+                st.last["failure_in_h"], st.last["failure_fit_n"], st.last["failure_fit_r2"] = (
+                    round(ttf[0], 1), ttf[1], round(ttf[2], 3))
+        return [self.assess(r.site, t, ctx, r.drill)]
+
+    def tick(self, now: datetime, ctx: Context) -> list[Assessment]:
+        return []  # judged on data only: a silent sensor is an equipment warning
+
+    def on_warning(self, w: HazardWarning, ctx: Context) -> list[Assessment]:
+        """A rain warning changed: re-judge the landslide sites it is coupled to."""
+        if w.hazard not in (Hazard.RAINSTORM, Hazard.TORRENT):
+            return []
+        return [self.assess(site, w.updated_at.timestamp(), ctx, w.drill)
+                for site in sorted(self.coupled.get(w.site, ()))]
+
+    def assess(self, site: str, t: float, ctx: Context, drill: bool) -> Assessment:
+        thr = self.thr(site)
+        name = self.sites[site].name if site in self.sites else site
+        worst: tuple[Level | None, str, SensorState] | None = None
+        for sensor in sorted(self.by_site.get(site, ())):
+            st = self.sensors.items[sensor]
+            lv = None if st.level is None else Level(st.level)
+            if worst is None or (lv is not None and (worst[0] is None or lv > worst[0])):
+                worst = (lv, sensor, st)
+        deform = worst[0] if worst else None
+        evidence: list[str] = []
+        values: dict[str, float] = {}
+        if worst is not None:
+            evidence += self._describe(worst[2], thr, deform)
+            evidence.append(f"监测点 {worst[1]}")
+            values.update(worst[2].last)
+        rain = max_level(*(ctx.active(f"{h}:{rs}") for rs in [site, *thr.rain_sites]
+                           for h in (Hazard.RAINSTORM, Hazard.TORRENT)))
+        level = deform
+        if rain is not None and rain >= thr.rain_level:
+            level = Level.BLUE if deform is None else max(deform, step(deform, 1, cap=Level.ORANGE))
+            evidence.append(f"关联雨量站正处于暴雨/山洪{rain.chinese}预警: 滑坡预警级别提升为{level.chinese}")
+            values["rain_level"] = float(rain.severity)
+        elif deform is None:
+            evidence.append("关联雨量站无暴雨/山洪预警" if rain is None else
+                            f"关联雨量站暴雨/山洪预警为{rain.chinese}, 低于联动级别{thr.rain_level.chinese}")
+        title = f"{name}{'' if name.endswith('滑坡') else '滑坡'}{level.chinese}预警" if level else ""
+        return Assessment(key=f"{Hazard.LANDSLIDE}:{site}", hazard=Hazard.LANDSLIDE, site=site, level=level,
+                          mechanics=thr.mechanics, rule="landslide-deformation", title=title, evidence=evidence,
+                          values=values, t=t, drill=drill)
+
+    @staticmethod
+    def _describe(st: SensorState, thr: LandslideThresholds, level: Level | None) -> list[str]:
+        last = st.last
+        out = []
+        if "rate_mm_per_day" not in last:
+            return [f"累计位移 {last.get('displacement_mm', float('nan')):.1f} mm, 数据不足以计算速率"]
+        out.append(f"累计位移 {last['displacement_mm']:.1f} mm, 近 {thr.smoothing_s / 3600:.0f} 小时平均速率 "
+                   f"{last['rate_mm_per_day']:.2f} mm/d, 加速度 {last['accel_mm_per_day2']:+.2f} mm/d²")
+        if "tangent_angle_deg" in last:
+            cut = thr.angle_deg.get(level) if level else None
+            out.append(f"改进切线角 {last['tangent_angle_deg']:.1f}°" +
+                       (f" ≥ {level.chinese}阈值 {cut:.0f}°" if cut is not None else
+                        f" (参考速率 {thr.reference_mm_per_day:.2f} mm/d)") +
+                       (f", 已连续 {thr.persist_n} 次" if level else ""))
+        elif level is not None and level in thr.rate_mm_per_day:
+            out.append(f"位移速率 ≥ {level.chinese}阈值 {thr.rate_mm_per_day[level]:.2f} mm/d, 已连续 {thr.persist_n} 次")
+        if "failure_in_h" in last:
+            out.append(f"按反速度法(Fukuzono)估计约 {last['failure_in_h']:.0f} 小时后可能失稳 "
+                       f"(拟合 {last['failure_fit_n']:.0f} 点, R²={last['failure_fit_r2']:.2f}), 仅供参考")
+        return out
+
+    def dump(self) -> dict[str, Any]:
+        return self.sensors.dump_dirty()
+
+    def load(self, entity: str, data: dict[str, Any]) -> None:
+        self.sensors.load(entity, data)
+        self.by_site.setdefault(self.sensors.items[entity].site, set()).add(entity)
+
+
+__all__ = ["LandslidePack", "WarningState"]

@@ -115,12 +115,15 @@ class Lifecycle:
         return max(_sev(v) for _, v in self.history)
 
 
-def grade(value: float, cuts: dict[Level, float], current: Level | None, hysteresis: float) -> Level | None:
+def grade(value: float, cuts: dict[Level, float], current: Level | None, hysteresis: float,
+          relative: bool = False) -> Level | None:
     """The highest level whose cut ``value`` reaches. A level at or below ``current`` is kept until
-    ``value`` falls ``hysteresis`` below its cut, so noise at a threshold does not flap."""
+    ``value`` falls ``hysteresis`` below its cut (a fraction of the cut if ``relative``), so noise at
+    a threshold does not flap."""
     best: Level | None = None
     for lv, cut in cuts.items():
-        reach = cut - hysteresis if current is not None and lv <= current else cut
+        margin = abs(cut) * hysteresis if relative else hysteresis
+        reach = cut - margin if current is not None and lv <= current else cut
         if value >= reach and (best is None or lv > best):
             best = lv
     return best

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Iterable
 
-from rules.config import RainThresholds, TorrentThresholds, effective
+from rules.config import RainThresholds, Resolver, TorrentThresholds
 from rules.lifecycle import max_level
 from rules.pack import Assessment, Context, register
 from rules.state import States
@@ -83,18 +83,14 @@ class RainPack:
     def __init__(self, config: Any) -> None:
         self.config = config
         self.gauges: States[GaugeState] = States(GaugeState)
-        self._thr: dict[str, tuple[RainThresholds, TorrentThresholds]] = {}
+        self.sites = {s.id: s for s in config.sites}
+        self.resolver = Resolver(config.rules, self.sites)
         self.rejected: dict[str, int] = {}
+        self.by_site: dict[str, set[str]] = {}
 
     # --- configuration -------------------------------------------------------------------------
     def thresholds(self, site: str) -> tuple[RainThresholds, TorrentThresholds]:
-        got = self._thr.get(site)
-        if got is None:
-            over = self.config.site(site).thresholds if site in self.config._sites else None
-            got = (effective(self.config.rules.rain, over.rain if over else None),
-                   effective(self.config.rules.torrent, over.torrent if over else None))
-            self._thr[site] = got
-        return got
+        return self.resolver.get("rain", site), self.resolver.get("torrent", site)
 
     def problems(self, config: Any) -> Iterable[str]:
         return ()
@@ -104,6 +100,7 @@ class RainPack:
         rain, _ = self.thresholds(r.site)
         st = self.gauges[r.sensor]
         st.site = r.site
+        self.by_site.setdefault(r.site, set()).add(r.sensor)
         t = r.ts.timestamp()
         if r.quantity == Q.RAIN_COUNT_MM:
             self._count(st, r.value, t, rain)
@@ -131,14 +128,12 @@ class RainPack:
         st.last_count = value
         inc = value - last
         if inc < 0:
-            if thr.counter_max_mm is not None and last + (thr.counter_max_mm - last) >= last:
-                wrapped = thr.counter_max_mm - last + value
-            else:
-                wrapped = None
-            if wrapped is not None and wrapped <= thr.max_rate_mm_per_h * max((t - last_t) / 3600.0, 1 / 60):
+            wrapped = None if thr.counter_max_mm is None else thr.counter_max_mm - last + value
+            limit = thr.max_rate_mm_per_h * max((t - last_t) / 3600.0, 1 / 60)
+            if wrapped is not None and 0 <= wrapped <= limit:
                 inc = wrapped
                 st.events.append([t, f"计数器回绕 ({_fmt(last)} → {_fmt(value)} mm)"])
-            else:
+            else:  # the logger restarted counting from zero: what it shows now fell since the reset
                 inc = value
                 st.events.append([t, f"计数器复位 ({_fmt(last)} → {_fmt(value)} mm), 复位后雨量计入"])
         span_h = (t - last_t) / 3600.0
@@ -189,8 +184,9 @@ class RainPack:
     def assess(self, site: str, ctx: Context, drill: bool = False) -> list[Assessment]:
         rain, torrent = self.thresholds(site)
         best: tuple[str, GaugeState, dict[int, float]] | None = None
-        for sensor, st in self.gauges:
-            if st.site != site or st.last_t is None:
+        for sensor in sorted(self.by_site.get(site, ())):
+            st = self.gauges.items[sensor]
+            if st.last_t is None:
                 continue
             tot = totals(st.bins, st.last_t)
             if best is None or tot[24] > best[2][24] or (tot[24] == best[2][24] and tot[1] > best[2][1]):
@@ -252,11 +248,11 @@ class RainPack:
         if st.gaps and st.last_t is not None:
             mins = sum(g[1] - g[0] for g in st.gaps) / 60
             notes.append(f"24小时内有约 {mins:.0f} 分钟缺测, 缺测期间雨量按时均摊")
-        notes.extend(str(e[1]) for e in st.events[-3:])
+        notes.extend(str(e[1]) for e in st.events[-2:])
         return notes
 
     def _site_name(self, site: str) -> str:
-        return self.config.site(site).name if site in self.config._sites else site
+        return self.sites[site].name if site in self.sites else site
 
     # --- persistence ---------------------------------------------------------------------------
     def dump(self) -> dict[str, Any]:
@@ -264,3 +260,4 @@ class RainPack:
 
     def load(self, entity: str, data: dict[str, Any]) -> None:
         self.gauges.load(entity, data)
+        self.by_site.setdefault(self.gauges.items[entity].site, set()).add(entity)
