@@ -136,6 +136,8 @@ class Recorder:
             r.first_told_t = t
         if channel == "voice":
             r.calls += 1
+            if r.asked_t is None or t < r.asked_t:
+                r.asked_t = t
         else:
             r.messages += 1
         if warning and warning not in r.warnings:
@@ -148,6 +150,8 @@ class Recorder:
         r = self.recipient(phone)
         if r.confirmed_t is None or t < r.confirmed_t:
             r.confirmed_t, r.confirmed_via = t, via
+        if r.asked_t is None:  # confirmed an SMS (a reply): the ask was the message
+            r.asked_t = r.first_told_t
         self.tl.add(t, Kind.CONFIRMATION, f"{r.name} ({r.role}) confirmed: {via}", phone=phone, via=via)
 
     def unanswered(self, t: float, phone: str, outcome: str) -> None:

@@ -40,12 +40,13 @@ def a_drill_timeline() -> Timeline:
     tl.add(9100, Kind.NOTIFICATION, "SMS to 李户", phone="+8613900005000", channel="sms")
     tl.add(9400, Kind.NOTIFICATION, "call to 陈组长", phone="+8613900001000", channel="voice")
     tl.add(9700, Kind.ESCALATION, "陈组长 unanswered: deputy called", phone="+8613900001000")
-    tl.recipients["+8613900000100"] = Recipient("+8613900000100", "王建国", "responsible", "shibao.longjing",
-                                                "village", 9030, 1, 1, 9120, "voice key 1", ["reservoir:SK-1#1"])
+    tl.recipients["+8613900000100"] = Recipient(
+        "+8613900000100", "王建国", "responsible", "shibao.longjing", "village", first_told_t=9030, asked_t=9060,
+        messages=1, calls=1, confirmed_t=9120, confirmed_via="call, pressed 1", warnings=["reservoir:SK-1#1"])
     tl.recipients["+8613900005000"] = Recipient("+8613900005000", "李户", "household", "shibao.longjing.g1",
-                                                "household", 9100, 1, 0)
+                                                "household", first_told_t=9100, messages=1)
     tl.recipients["+8613900001000"] = Recipient("+8613900001000", "陈组长", "group_leader", "shibao.longjing.g1",
-                                                "group", 9400, 0, 1)
+                                                "group", first_told_t=9400, asked_t=9400, calls=1)
     tl.ended_t = 21600
     return tl
 

@@ -88,7 +88,8 @@ def render(tl: Timeline, figs: dict[str, Any], expectations: list[dict[str, Any]
         if r.first_told_t is None:
             continue
         if r.confirmed_t is not None:
-            conf = f"<span class='ok'>{_fmt_s(r.confirmed_t - r.first_told_t)} after ({escape(r.confirmed_via)})</span>"
+            asked = r.asked_t if r.asked_t is not None else r.first_told_t
+            conf = f"<span class='ok'>{_fmt_s(r.confirmed_t - asked)} after the ask ({escape(r.confirmed_via)})</span>"
         elif r.asked_to_confirm:
             conf = "<span class='bad'>never</span>"
         else:

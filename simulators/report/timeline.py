@@ -42,6 +42,7 @@ class Recipient:
     area: str = ""
     tier: str = ""
     first_told_t: float | None = None
+    asked_t: float | None = None  # first call (the 叫应 ask); confirmations are timed from here
     messages: int = 0
     calls: int = 0
     confirmed_t: float | None = None
@@ -127,7 +128,8 @@ def figures(tl: Timeline) -> dict[str, Any]:
     def within(limit_s: float) -> float | None:
         if not askable:
             return None
-        ok = [r for r in askable if r.confirmed_t is not None and r.confirmed_t - r.first_told_t <= limit_s]
+        ok = [r for r in askable if r.confirmed_t is not None
+              and r.confirmed_t - (r.asked_t if r.asked_t is not None else r.first_told_t) <= limit_s]
         return round(len(ok) / len(askable), 4)
 
     def since(t: float | None) -> float | None:
