@@ -87,6 +87,7 @@ class Record:
     date_created: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     digits: str | None = None  # keys pressed on this call
     events: list[tuple[float, str]] = field(default_factory=list)  # (wall time, status or event)
+    callback_events: frozenset[str] = frozenset({"completed"})  # a call's StatusCallbackEvent (Twilio's default)
 
     def as_json(self, account: str) -> dict[str, Any]:
         base = f"{API.format(account=account)}/{'Messages' if self.kind == 'sms' else 'Calls'}/{self.sid}.json"
@@ -285,7 +286,8 @@ class TwilioStandIn:
         refused = self._refuse(request)
         if refused:
             return refused
-        form = {k: str(v) for k, v in (await request.post()).items()}
+        posted = await request.post()
+        form = {k: str(v) for k, v in posted.items()}
         self.requests.append((time.time(), "POST", request.path, form))
         injected = await self._injected(request, "call")
         if injected:
@@ -294,7 +296,9 @@ class TwilioStandIn:
             return _error(400, 21205, "Url or Twiml is required.")
         rec = Record(sid="CA" + uuid.uuid4().hex, kind="call", to=form["To"], from_=form.get("From", ""),
                      url=form.get("Url", ""), twiml=form.get("Twiml", ""),
-                     status_callback=form.get("StatusCallback", ""), params=form)
+                     status_callback=form.get("StatusCallback", ""), params=form,
+                     callback_events=frozenset(" ".join(map(str, posted.getall("StatusCallbackEvent", []))).split())
+                     or frozenset({"completed"}))
         self._add(rec)
         if self.verbose:
             log.info("收到语音电话请求：呼叫 %s", rec.to)
@@ -383,6 +387,10 @@ class TwilioStandIn:
         rec.status = status
         rec.events.append((time.time(), status))
         await self._notify()
+        event = "completed" if status in ("completed", "no-answer", "busy", "failed", "canceled") else \
+            {"in-progress": "answered"}.get(status, status)
+        if rec.kind == "call" and event not in rec.callback_events:
+            return
         if rec.status_callback:
             params = {"AccountSid": self.account_sid, "To": rec.to, "From": rec.from_, **extra}
             if rec.kind == "sms":
