@@ -46,7 +46,7 @@ class RainThresholds(_Strict):
     orange: dict[int, float] = Field(default_factory=lambda: {3: 50.0})
     red: dict[int, float] = Field(default_factory=lambda: {3: 100.0})
     hysteresis_mm: float = Field(default=2.0, ge=0)  # stay at a level until the total falls this far below it
-    counter_max_mm: float | None = Field(default=None, gt=0)  # tipping counter rolls over at this value
+    counter_max_mm: float | None = Field(default=None, gt=0)  # the counter wraps to 0 on reaching this (65536 × 0.1 mm)
     max_rate_mm_per_h: float = Field(default=250.0, gt=0)  # a counter jump faster than this is not rain
     gap_s: float = Field(default=900.0, gt=0)  # a longer silence is a gap: its rain is spread over it
     mechanics: Mechanics = Field(default_factory=lambda: Mechanics(clear_after_s=3600.0))
