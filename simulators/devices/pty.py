@@ -16,6 +16,7 @@ class PtyLine:
 
     def __init__(self, path: str) -> None:
         self.path = Path(path)
+        self.lost = 0  # bytes the line could not take
         self.master, self._slave = os.openpty()
         tty.setraw(self._slave)
         tty.setraw(self.master)
@@ -38,11 +39,12 @@ class PtyLine:
         except OSError:
             pass
 
-    def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            try:
-                n = os.write(self.master, view)
-            except BlockingIOError:
-                continue
-            view = view[n:]
+    def write(self, data: bytes) -> int:
+        """Put bytes on the line; what the line cannot take now is lost, as on a real wire with nobody
+        listening (never block or spin: the simulator shares the event loop). Returns bytes written."""
+        try:
+            n = os.write(self.master, data)
+        except (BlockingIOError, OSError):
+            n = 0
+        self.lost += len(data) - n
+        return n
