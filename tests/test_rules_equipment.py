@@ -1,0 +1,122 @@
+"""Equipment warnings: silent devices and gateways, stuck and out-of-range values — never "all clear"."""
+
+from __future__ import annotations
+
+import pytest
+
+from rules.engine import Engine
+from rules.testkit import at, deployment, device, reading, site
+from yujing.model import Hazard, Level, Q, Quality, WarningState
+
+
+def engine(min_silence_s: float = 0.0) -> Engine:
+    return Engine(deployment(
+        [site("SK-1", "reservoir", name="观音水库", reservoir={"flood_limit_m": 312.0}), site("RG-1", "rain")],
+        rules={"equipment": {"min_silence_s": min_silence_s}},
+        gateways=[{"id": "gw-1", "heartbeat_s": 60, "devices": [device("sk-1", "SK-1", 60),
+                                                                device("rg-1", "RG-1", 300, "rain_count_mm")]}]))
+
+
+def level_m(value: float, seconds: float, sensor: str = "sk-1", **kw):
+    return reading("SK-1", sensor, Q.LEVEL_M, value, at(seconds=seconds), **kw)
+
+
+@pytest.mark.parametrize("silent_s, expected", [(179, None), (180, None), (181, Level.YELLOW)])
+def test_a_device_silent_beyond_three_intervals_is_an_equipment_warning(silent_s, expected):
+    eng = engine()
+    eng.tick(at(seconds=0))
+    eng.feed(level_m(300.0, 0))
+    eng.tick(at(seconds=silent_s))
+    assert eng.active("equipment:sk-1") == expected
+
+
+def test_the_silence_warning_reads_as_missing_data_and_lifts_when_data_returns():
+    eng = engine()
+    eng.feed(level_m(300.0, 0))
+    [w] = eng.tick(at(seconds=200))
+    assert (w.hazard, w.level, w.site, w.area) == (Hazard.EQUIPMENT, Level.YELLOW, "SK-1", "v1")
+    assert "无数据" in w.title and any("不代表平安无事" in e for e in w.evidence)
+    [lift] = eng.feed(level_m(300.0, 230))
+    assert (lift.key, lift.state, lift.version) == ("equipment:sk-1", WarningState.LIFTED, 2)
+
+
+def test_a_device_never_heard_from_is_silent_counted_from_start():
+    eng = engine()
+    eng.tick(at(seconds=0))
+    ws = eng.tick(at(seconds=301 * 3))  # rg-1 reports every 300 s
+    keys = {w.key for w in ws}
+    assert "equipment:rg-1" in keys and "equipment:sk-1" in keys
+    assert any("从未收到数据" in e for w in ws for e in w.evidence)
+
+
+def test_min_silence_keeps_fast_devices_from_alarming_on_a_short_hiccup():
+    eng = engine(min_silence_s=300)
+    eng.feed(level_m(300.0, 0))
+    assert eng.tick(at(seconds=299)) == []
+    assert [w.key for w in eng.tick(at(seconds=301))] == ["equipment:sk-1"]
+
+
+def test_a_gateway_offline_by_its_last_will_warns_at_once_and_inhibits_its_devices():
+    eng = engine()
+    eng.tick(at(seconds=0))
+    eng.feed(level_m(300.0, 0))
+    eng.heartbeat("gw-1", True, at(seconds=0))
+    ws = eng.heartbeat("gw-1", False, at(seconds=30))
+    assert [(w.key, w.level) for w in ws] == [("equipment:gateway:gw-1", Level.YELLOW)]
+    assert any("离线" in e for e in ws[0].evidence)
+    ws = eng.tick(at(seconds=1000))  # its devices are silent too: the gateway's warning covers them
+    assert ws == []
+    [up] = eng.heartbeat("gw-1", True, at(seconds=1010))
+    assert up.state is WarningState.LIFTED
+
+
+def test_a_gateway_with_no_heartbeat_for_three_periods_is_offline():
+    eng = engine(min_silence_s=0)
+    eng.heartbeat("gw-1", True, at(seconds=0))
+    assert all(w.key != "equipment:gateway:gw-1" for w in eng.tick(at(seconds=180)))
+    ws = eng.tick(at(seconds=181))
+    assert "equipment:gateway:gw-1" in {w.key for w in ws}
+
+
+@pytest.mark.parametrize("quality", [Quality.STUCK, Quality.OUT_OF_RANGE, Quality.COMM_ERROR])
+def test_a_reading_the_edge_flagged_is_a_fault_warning_and_not_data(quality):
+    eng = engine()
+    ws = eng.feed(level_m(float("nan") if quality is Quality.COMM_ERROR else 999.0, 0, quality=quality))
+    assert [(w.key, w.level) for w in ws] == [("equipment:sk-1:fault", Level.BLUE)]
+    assert eng.active("reservoir:SK-1") is None  # 999 m was not taken as a flood
+    [lift] = eng.feed(level_m(300.0, 60))
+    assert lift.state is WarningState.LIFTED
+
+
+@pytest.mark.parametrize("value, fault", [(-0.01, True), (0.0, False), (1.0, False), (1.01, True)])
+def test_values_outside_their_physical_range_are_faults(value, fault):
+    eng = Engine(deployment([site("LQ-1", "forest")]))
+    eng.feed(reading("LQ-1", "cam-1", Q.SMOKE, value, at()))
+    assert (eng.active("equipment:cam-1:fault") is not None) == fault
+
+
+@pytest.mark.parametrize("hours, stuck", [(11.9, False), (12.0, True)])
+def test_a_level_unchanged_for_twelve_hours_is_stuck(hours, stuck):
+    eng = engine()
+    n = int(hours * 6)
+    for i in range(n + 1):
+        eng.feed(level_m(300.0, i * 600 if i < n else hours * 3600))
+    assert (eng.active("equipment:sk-1:fault") is not None) == stuck
+
+
+def test_a_rain_counter_standing_still_in_dry_weather_is_not_stuck():
+    eng = engine()
+    for i in range(200):
+        eng.feed(reading("RG-1", "rg-1", Q.RAIN_COUNT_MM, 12.0, at(minutes=5 * i)))
+    assert eng.active("equipment:rg-1:fault") is None
+
+
+def test_a_silent_gauge_during_a_rainstorm_keeps_the_rainstorm_warning_and_adds_an_equipment_one():
+    eng = engine()
+    eng.tick(at(seconds=0))
+    eng.feed(reading("RG-1", "rg-1", Q.RAIN_MM, 60.0, at(seconds=0)))
+    assert eng.active("rainstorm:RG-1") == Level.ORANGE
+    for s in range(10, 6 * 3600, 10):
+        eng.tick(at(seconds=s))
+    assert eng.active("rainstorm:RG-1") == Level.ORANGE  # silence is not all clear
+    assert eng.active("equipment:rg-1") == Level.YELLOW
