@@ -222,6 +222,9 @@ class NotificationLog:
         """The one answer: has the provider accepted (or possibly accepted) this notification?"""
         return self.status(key) not in (None, "queued")
 
+    def pending_count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM notifications WHERE status IN ('queued', 'sending')").fetchone()[0]
+
     def pending(self) -> list[Notification]:
         return self._many("status IN ('queued', 'sending') ORDER BY priority DESC, seq", ())
 

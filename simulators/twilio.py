@@ -38,6 +38,7 @@ from twilio.request_validator import RequestValidator
 log = logging.getLogger("yujing.sim.twilio")
 
 API = "/2010-04-01/Accounts/{account}"
+DEFAULT_TOKEN = "standin-token"  # the auth token the stand-in uses (and lends the demo) when none is given
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ class Injection:
 class TwilioStandIn:
     """The stand-in server; use as ``async with``. Records go to :attr:`messages` and :attr:`calls`."""
 
-    def __init__(self, auth_token: str = "standin-token", account_sid: str = "AC" + "0" * 32,
+    def __init__(self, auth_token: str = DEFAULT_TOKEN, account_sid: str = "AC" + "0" * 32,
                  host: str = "127.0.0.1", port: int = 0, behaviours: dict[str, Behaviour] | None = None,
                  default: Behaviour | None = None, sms_webhook: str | None = None, clock: Any = None,
                  verbose: bool = True, latency_s: float = 0.0) -> None:
@@ -515,7 +516,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="A local stand-in for Twilio's SMS and voice REST API.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=18832)
-    parser.add_argument("--auth-token", default="standin-token")
+    parser.add_argument("--auth-token", default=DEFAULT_TOKEN)
     parser.add_argument("--account-sid", default="AC" + "0" * 32)
     parser.add_argument("--sms-webhook", default=None, help="URL that inbound SMS replies are posted to")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
