@@ -22,7 +22,7 @@ import logging
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 from prometheus_client import Counter, Gauge
 
@@ -31,6 +31,7 @@ from yujing.log import Limiter
 from yujing.model import Reading
 
 log = logging.getLogger("yujing.edge.outbox")
+T = TypeVar("T")
 DROPPED = Counter("yujing_edge_outbox_dropped_total", "Readings dropped because the outbox was full",
                   ["gateway", "policy"])
 DEPTH = Gauge("yujing_edge_outbox_depth", "Readings waiting in the outbox", ["gateway"])
@@ -87,10 +88,15 @@ class Outbox:
                 self._db.close()
                 self._db = None
 
-    async def _run(self, fn, *args):
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         async with self._lock:  # one statement stream; fsync happens off the event loop
             assert self._db is not None, "outbox is closed"
-            return await asyncio.to_thread(fn, self._db, *args)
+            work = asyncio.ensure_future(asyncio.to_thread(fn, self._db, *args))
+            try:
+                return await asyncio.shield(work)
+            except asyncio.CancelledError:
+                await asyncio.wait([work])  # a cancelled caller must not leave the connection mid-statement
+                raise
 
     async def put(self, readings: Sequence[Reading]) -> int:
         """Commit ``readings`` (ids already assigned) in one transaction; returns how many were kept."""

@@ -105,8 +105,7 @@ class Sl651Reader:
     async def __aexit__(self, *exc: object) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
+            await asyncio.wait([self._task])  # let it finish; our own cancellation still propagates
         if self._listener is not None:
             self._listener.detach(self)
 

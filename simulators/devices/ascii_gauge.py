@@ -90,8 +90,7 @@ class AsciiGaugeSim:
     async def _stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
+            await asyncio.wait([self._task])  # let it finish; our own cancellation still propagates
             self._task = None
         if self._pty is not None:
             with contextlib.suppress(Exception):
