@@ -98,8 +98,9 @@ class Rig:
 async def running_alerts(directory: Path, *, mqtt_port: int, prefix: str, alerts: dict[str, Any] | None = None,
                          speed: float = 1.0, behaviours: dict[str, Behaviour] | None = None,
                          default: Behaviour | None = None, drill_recipients: list[Person] | None = None,
-                         twilio: TwilioStandIn | None = None, verbose: bool = False) -> AsyncIterator[Rig]:
-    clock = Clock(speed)
+                         twilio: TwilioStandIn | None = None, verbose: bool = False,
+                         clock: Clock | None = None) -> AsyncIterator[Rig]:
+    clock = clock or Clock(speed)
     async with contextlib.AsyncExitStack() as stack:
         if twilio is None:
             twilio = await stack.enter_async_context(TwilioStandIn(

@@ -94,3 +94,31 @@ async def test_sigkill_during_fan_out_then_restart_delivers_each_notification_ex
                     await asyncio.wait_for(proc.wait(), 10)
                 except TimeoutError:
                     proc.kill()
+
+
+async def test_a_pending_escalation_resumes_on_time_after_a_restart_and_nothing_is_sent_twice(
+        mosquitto, prefix, tmp_path):
+    from alerts.harness import running_alerts
+    from yujing.clock import Clock
+    from datetime import datetime
+    vil_resp = "+8613911000020"
+    clock = Clock(150.0)
+    async with TwilioStandIn(auth_token=TOKEN, account_sid=ACCOUNT, verbose=False, clock=clock,
+                             default=Behaviour.answers_and_presses("1", after_s=20),
+                             behaviours={vil_resp: Behaviour.never_answers()}) as tw:
+        kw = dict(mqtt_port=mosquitto.port, prefix=prefix, twilio=tw, alerts={"grouping": {"wait_s": 0}})
+        async with running_alerts(tmp_path, clock=clock, **kw) as rig:
+            await rig.publish(warning(Level.RED))
+            await tw.wait_until(lambda: tw.calls_to(vil_resp), 10, "the first call")
+            await rig.settled()
+            start = next(datetime.fromisoformat(e[0]) for e in rig.events(what="awaiting-confirmation")
+                         if e[2] == vil_resp)
+            sent_before = Counter(m.to for m in tw.messages)
+        assert len(tw.calls_to(vil_resp)) == 1  # stopped before the 300 s timeout
+        await asyncio.sleep(0.5)  # 75 scenario seconds with nobody running
+        async with running_alerts(tmp_path, clock=Clock(150.0, start=clock.now()), **kw) as rig:
+            await tw.wait_until(lambda: len(tw.calls_to(vil_resp)) >= 2, 10, "the recall after the restart")
+            recall = next(datetime.fromisoformat(e[0]) for e in rig.events(what="escalate-recall") if e[2] == vil_resp)
+            assert 295 <= (recall - start).total_seconds() <= 345
+            await rig.settled()
+            assert Counter(m.to for m in tw.messages) == sent_before  # the restart re-sent nothing
