@@ -16,6 +16,10 @@ class States(Generic[S]):
         self.items: dict[str, S] = {}
         self.dirty: set[str] = set()
         self._names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        blank = cls()
+        # container fields must come back as containers, or evaluation fails later, far from the cause
+        self._shapes = {n: type(getattr(blank, n)) for n in self._names
+                        if isinstance(getattr(blank, n), (dict, list))}
 
     def __getitem__(self, key: str) -> S:
         st = self.items.get(key)
@@ -40,4 +44,8 @@ class States(Generic[S]):
 
     def load(self, key: str, data: dict[str, Any]) -> None:
         # fields added since the state was saved take their defaults; removed ones are dropped
-        self.items[key] = self.cls(**{k: v for k, v in data.items() if k in self._names})
+        kept = {k: v for k, v in data.items() if k in self._names}
+        for name, shape in self._shapes.items():
+            if name in kept and not isinstance(kept[name], shape):
+                raise ValueError(f"field {name!r} should be a {shape.__name__}, found {type(kept[name]).__name__}")
+        self.items[key] = self.cls(**kept)
