@@ -78,7 +78,7 @@ async def test_killing_the_broker_mid_stream_loses_no_reading_and_the_backlog_dr
     sub = Durable(broker.port, prefix)
     async with simulate_devices(cfg.gateways[0].devices, sources(n), clock):
         sub_task = asyncio.create_task(sub.run())
-        await sub.subscribed.wait()
+        await asyncio.wait_for(sub.subscribed.wait(), 10)
         agent = asyncio.create_task(serve(rt))
         await wait_for(lambda: len(sub.arrivals) >= 120, 20, "1.5 s of readings (the broker has autosaved)")
         await asyncio.to_thread(broker.stop, True)  # SIGKILL
@@ -112,7 +112,7 @@ async def test_sigkill_of_the_agent_loses_no_committed_reading_and_only_unacked_
     cmd = [sys.executable, "-m", "edge", str(tmp_path), "--log-level", "WARNING"]
     async with simulate_devices(cfg.gateways[0].devices, sources(n), clock):
         sub_task = asyncio.create_task(sub.run())
-        await sub.subscribed.wait()
+        await asyncio.wait_for(sub.subscribed.wait(), 10)
         agent = subprocess.Popen(cmd, env=env, cwd=ROOT)
         try:
             await wait_for(lambda: len(sub.arrivals) >= 100, 20, "readings from the first agent")

@@ -83,7 +83,7 @@ async def test_every_example_device_delivers_each_configured_quantity_through_th
                                     or [e for k, e in d.elements.items() if k in ("20", "26", "39")])}}
     sources = {d.id: in_range_sources(d) for d in cfg.gateways[0].devices}
     sub = asyncio.create_task(collect(mosquitto.port, prefix, got, ready))
-    await ready.wait()
+    await asyncio.wait_for(ready.wait(), 10)
     async with simulate_devices(cfg.gateways[0].devices, sources, clock, cfg.mqtt):
         agent = asyncio.create_task(serve(rt))
 

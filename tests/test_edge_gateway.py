@@ -50,7 +50,7 @@ async def test_values_out_of_range_nan_or_frozen_are_flagged_not_dropped_and_dri
     rt = Runtime(cfg, clock, drill=True)
     got, ready = Collected(), asyncio.Event()
     sub = asyncio.create_task(collect(mosquitto.port, prefix, got, ready))
-    await ready.wait()
+    await asyncio.wait_for(ready.wait(), 10)
 
     def qualities() -> list[str]:
         return [r.quality.value for r in got.readings()]
@@ -84,7 +84,7 @@ async def test_the_backlog_drains_oldest_first_at_the_configured_rate(mosquitto,
         await ob.put(backlog)
     got, ready = Collected(), asyncio.Event()
     sub = asyncio.create_task(collect(mosquitto.port, prefix, got, ready))
-    await ready.wait()
+    await asyncio.wait_for(ready.wait(), 10)
     start = asyncio.get_running_loop().time()
     arrived_at: list[float] = []
 
@@ -131,7 +131,7 @@ async def test_per_gateway_credentials_are_used_and_a_wrong_password_keeps_readi
                     got.ids.extend(r.id for r in ReadingBatch.model_validate_json(m.payload).readings)
 
         task = asyncio.create_task(sub())
-        await ready.wait()
+        await asyncio.wait_for(ready.wait(), 10)
         held = _depth(outbox)
         await run_until(Runtime(cfg, clock), lambda: len(got.ids) >= held + 5, "the held readings and new ones")
         task.cancel()
@@ -178,7 +178,7 @@ async def test_a_gateway_with_its_own_client_certificate_publishes_over_mutual_t
         clock = Clock()
         got, ready = Collected(), asyncio.Event()
         sub = asyncio.create_task(collect(broker.port, prefix, got, ready))  # the plain listener, to watch
-        await ready.wait()
+        await asyncio.wait_for(ready.wait(), 10)
         async with simulate_devices(cfg.gateways[0].devices, {"lv-1": {"level_m": Constant(170)}}, clock):
             await run_until(Runtime(cfg, clock), lambda: len(got.readings()) >= 3, "readings over TLS")
         sub.cancel()

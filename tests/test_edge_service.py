@@ -65,7 +65,7 @@ async def test_rain_gauge_readings_reach_the_broker_with_scaled_counter_and_stab
     sources = {"rg-001": {Q.RAIN_COUNT_MM: TippingCounter(Constant(0), mm_per_tip=0.5, start_tips=41)}}
     async with simulate_devices(cfg.gateways[0].devices, sources, clock):
         sub = asyncio.create_task(collect(mosquitto.port, prefix, got, ready))
-        await ready.wait()
+        await asyncio.wait_for(ready.wait(), 10)
         agent = asyncio.create_task(serve(rt))
         await wait_for(lambda: len(got.readings()) >= 3, 10, "three readings")
         await wait_for(lambda: got.status.get("gw1", {}).get("devices", {}).get("rg-001", {}).get("state") == "ok",
@@ -94,7 +94,7 @@ async def test_a_device_that_stops_answering_leaves_the_other_devices_poll_inter
     sources = {f"rg-00{i}": {Q.RAIN_COUNT_MM: Constant(i)} for i in (1, 2, 3)}
     async with simulate_devices(cfg.gateways[0].devices, sources, clock) as sims:
         sub = asyncio.create_task(collect(mosquitto.port, prefix, got, ready))
-        await ready.wait()
+        await asyncio.wait_for(ready.wait(), 10)
         agent = asyncio.create_task(serve(rt))
         await wait_for(lambda: len(got.readings("rg-001")) >= 2, 10, "rg-001 answering")
         await sims.fault(Fault.HANG, "rg-001")
@@ -133,7 +133,7 @@ async def test_on_an_rs485_bus_a_silent_slave_costs_the_others_at_most_its_timeo
     sources = {f"rtu-{i}": {"level_m": Constant(i)} for i in (1, 2, 3)}
     async with simulate_devices(cfg.gateways[0].devices, sources, clock) as sims:
         sub = asyncio.create_task(collect(mosquitto.port, prefix, got, ready))
-        await ready.wait()
+        await asyncio.wait_for(ready.wait(), 10)
         agent = asyncio.create_task(serve(rt))
         await wait_for(lambda: len(got.readings("rtu-2")) >= 2, 10, "rtu-2 answering")
         await sims.fault(Fault.HANG, "rtu-2")
