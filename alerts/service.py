@@ -184,9 +184,8 @@ async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _Ca
         except aiomqtt.MqttError as exc:
             if _limiter.allow("mqtt"):
                 log.warning("alerts lost the broker; reconnecting", extra={"kv": {"error": str(exc)}})
-            if await rt.sleep(0) or rt.stop.is_set():
-                return
-            await asyncio.sleep(backoff)
+            with contextlib.suppress(TimeoutError):  # real-time backoff, cut short by stop
+                await asyncio.wait_for(rt.stop.wait(), backoff)
             backoff = min(backoff * 2, 10.0)
 
 
