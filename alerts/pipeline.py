@@ -124,12 +124,12 @@ class Pipeline:
             self.nflog.set_warning_state(w.id, "routed")
             if self.publish is not None:
                 try:
-                    await self.publish(sent, self._text(sent, ack=False, channel="sms"))
+                    await self.publish(sent, self.text(sent, ack=False, channel="sms"))
                 except Exception:  # publishing CAP must never stop the phones
                     log.exception("publishing the CAP document failed", extra={"kv": {"warning": w.id}})
 
     # ---- route → render → enqueue ----------------------------------------------------------------
-    def _text(self, w: HazardWarning, ack: bool, channel: str) -> str:
+    def text(self, w: HazardWarning, ack: bool = False, channel: str = "sms") -> str:
         site = self.directory.site(w.site)
         area = w.area or (site.area if site else "")
         lineage = [(a.tier, a.name) for a in self.directory.config.lineage(area)] if self.directory.area(area) else []
@@ -146,7 +146,7 @@ class Pipeline:
             for ch in r.channels:
                 body = texts.get((ack, ch.value))
                 if body is None:
-                    body = texts[(ack, ch.value)] = self._text(w, ack, ch.value)
+                    body = texts[(ack, ch.value)] = self.text(w, ack, ch.value)
                 priority = w.level.severity * 10 + (5 if ack else 0) + (20 if escalation else 0)
                 items.append(Notification(
                     key=Notification.make_key(w.id, r.phone, ch.value, attempt), warning_id=w.id,
@@ -204,7 +204,7 @@ class Pipeline:
         voice = Notification(key=Notification.make_key(n.warning_id, n.phone, Channel.VOICE.value, n.attempt),
                              warning_id=n.warning_id, warning_key=n.warning_key, phone=n.phone,
                              channel=Channel.VOICE.value, attempt=n.attempt, priority=n.priority + 1,
-                             body=self._text(w, n.ack, Channel.VOICE.value), ack=n.ack, node=n.node, tier=n.tier,
+                             body=self.text(w, n.ack, Channel.VOICE.value), ack=n.ack, node=n.node, tier=n.tier,
                              name=n.name, reason=n.reason)
         fresh = self.nflog.enqueue([voice], now)
         if fresh:

@@ -74,6 +74,8 @@ async def serve(rt: Runtime, *, drill_recipients: list[Person] | None = None, au
                 await _configure_number(provider, urls)
             for p in pipelines.values():
                 await p.restore()
+                for w in p.nflog.warnings_in("routed"):  # the CAP endpoint serves what was sent before, too
+                    publisher.remember(w, p.text(w))
             wake = asyncio.Event()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(run_until(dispatcher, rt.stop))
@@ -135,6 +137,12 @@ class _CapPublisher:
         self.previous: dict[tuple[str, str], HazardWarning] = {}  # (hazard, site): the CAP message before
 
     async def publish(self, w: HazardWarning, text: str) -> None:
+        xml = self.remember(w, text)
+        if self.mqtt is not None:
+            topic = topics.cap(self.rt.config.mqtt.topic_prefix, w.hazard.value, w.site)
+            await self.mqtt.publish(topic, xml.encode(), qos=1, retain=True)
+
+    def remember(self, w: HazardWarning, text: str) -> str:
         site = self.directory.site(w.site)
         area = self.directory.area(w.area or (site.area if site else ""))
         desc = "".join(a.name for a in reversed(self.rt.config.lineage(area.id))) if area else w.site
@@ -143,9 +151,7 @@ class _CapPublisher:
                     lat=site.lat if site else None, lon=site.lon if site else None)
         self.previous[group] = w
         self.caps.add(w, xml)
-        if self.mqtt is not None:
-            topic = topics.cap(self.rt.config.mqtt.topic_prefix, w.hazard.value, w.site)
-            await self.mqtt.publish(topic, xml.encode(), qos=1, retain=True)
+        return xml
 
 
 async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _CapPublisher, wake: asyncio.Event,
