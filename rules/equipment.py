@@ -191,6 +191,10 @@ class EquipmentPack:
         st = self.state.get(dev.id)
         key = f"{Hazard.EQUIPMENT}:{dev.id}"
         last = st.last_t if st and st.last_t is not None else self.started
+        if last is not None and self.started is not None and ctx.active(key) is None:
+            # after a (re)start every device gets a full silence period to report: the broker may
+            # still be delivering the backlog it kept for us
+            last = max(last, self.started)
         limit = max(thr.silence_factor * dev.interval_s, thr.min_silence_s)
         silent = last is not None and t - last > limit
         evidence: list[str] = []

@@ -52,14 +52,19 @@ class Pack(Protocol):
     def tick(self, now: datetime, ctx: Context) -> list[Assessment]: ...
 
     def dump(self) -> dict[str, Any]:
-        """JSON-ready state, per entity id, for persistence."""
+        """JSON-ready state of the entities changed since the last dump, by entity id."""
         ...
 
-    def load(self, state: dict[str, Any]) -> None: ...
+    def load(self, entity: str, state: dict[str, Any]) -> None:
+        """Restore one entity's state; raise TypeError/ValueError if it does not fit (it is dropped)."""
+        ...
 
     def problems(self, config: "Config") -> Iterable[str]:
         """Configuration this pack cannot evaluate (e.g. a reservoir without levels): reported, not fatal."""
         ...
+
+    # optional: heartbeat(gateway, online, now, ctx) for gateway status (equipment);
+    # on_warning(warning, ctx) -> list[Assessment] to follow another pack's warnings (landslide ← rain)
 
 
 REGISTRY: dict[str, Callable[["Config"], Pack]] = {}

@@ -27,8 +27,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 def timeline(path: Path) -> list[tuple[str, str, str, str]]:
     ws = replay(load_config(DEMO), load_series(path))
-    return [(w.updated_at.astimezone().strftime("%H:%M") and
-             w.updated_at.strftime("%d %H:%M"), w.key, w.state.value, w.level.value) for w in ws]
+    return [(w.updated_at.strftime("%d %H:%M"), w.key, w.state.value, w.level.value) for w in ws]
 
 
 def test_the_rainstorm_series_replays_to_the_expected_timeline():

@@ -32,6 +32,7 @@ def test_a_device_silent_beyond_three_intervals_is_an_equipment_warning(silent_s
 
 def test_the_silence_warning_reads_as_missing_data_and_lifts_when_data_returns():
     eng = engine()
+    eng.tick(at(seconds=0))
     eng.feed(level_m(300.0, 0))
     [w] = eng.tick(at(seconds=200))
     assert (w.hazard, w.level, w.site, w.area) == (Hazard.EQUIPMENT, Level.YELLOW, "SK-1", "v1")
@@ -51,6 +52,7 @@ def test_a_device_never_heard_from_is_silent_counted_from_start():
 
 def test_min_silence_keeps_fast_devices_from_alarming_on_a_short_hiccup():
     eng = engine(min_silence_s=300)
+    eng.tick(at(seconds=0))
     eng.feed(level_m(300.0, 0))
     assert eng.tick(at(seconds=299)) == []
     assert [w.key for w in eng.tick(at(seconds=301))] == ["equipment:sk-1"]
@@ -120,3 +122,21 @@ def test_a_silent_gauge_during_a_rainstorm_keeps_the_rainstorm_warning_and_adds_
         eng.tick(at(seconds=s))
     assert eng.active("rainstorm:RG-1") == Level.ORANGE  # silence is not all clear
     assert eng.active("equipment:rg-1") == Level.YELLOW
+
+
+def test_after_a_restart_devices_get_a_full_silence_period_but_active_silences_stay(tmp_path):
+    from rules.store import StateStore
+    path = tmp_path / "s.sqlite"
+    cfg = engine().config
+    with StateStore(path) as store:
+        eng = Engine(cfg, store)
+        eng.tick(at(seconds=0))
+        eng.feed(level_m(300.0, 0))
+        eng.feed(reading("RG-1", "rg-1", Q.RAIN_COUNT_MM, 1.0, at(seconds=0)))
+        eng.commit(eng.tick(at(seconds=200)))  # sk-1 silent (60 s device); rg-1 not yet (300 s device)
+        assert eng.active("equipment:sk-1") and not eng.active("equipment:rg-1")
+    with StateStore(path) as store:  # back after an hour down: the backlog is still arriving
+        eng = Engine(cfg, store)
+        ws = eng.tick(at(seconds=3600))
+        assert ws == [] and eng.active("equipment:sk-1") == Level.YELLOW
+        assert [w.key for w in eng.tick(at(seconds=3600 + 901))] == ["equipment:rg-1"]

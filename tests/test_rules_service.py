@@ -49,7 +49,7 @@ class Warnings:
 
 
 async def subscribe(port: int, prefix: str, into: Warnings, ready: asyncio.Event) -> None:
-    async with aiomqtt.Client("127.0.0.1", port, identifier=f"w-{prefix}") as c:
+    async with aiomqtt.Client("127.0.0.1", port, identifier=f"w-{prefix}-{id(into)}") as c:
         await c.subscribe(topics.warnings(prefix), qos=1)
         ready.set()
         async for msg in c.messages:
@@ -110,3 +110,125 @@ async def test_garbage_on_the_readings_topic_is_counted_and_does_not_stop_the_se
         rt.stop.set()
         await asyncio.wait_for(svc, 10)
         sub.cancel()
+
+
+class Service:
+    """The rules service running on a runtime, stoppable and restartable."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.task: asyncio.Task | None = None
+
+    async def __aenter__(self) -> "Service":
+        up = asyncio.Event()
+        self.task = asyncio.create_task(serve(self.rt, ready=up))
+        await asyncio.wait_for(up.wait(), 10)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.rt.stop.set()
+        await asyncio.wait_for(self.task, 10)
+
+
+def rain_mm(mm: float, minutes: float, rid: str | None = None, drill: bool = False) -> Reading:
+    return Reading(id=rid or new_id(), site="RG-SQ-01", sensor="rg-sq-01", quantity=Q.RAIN_MM.value, value=mm,
+                   unit="mm", ts=T0 + timedelta(minutes=minutes), gateway="gw-xl", drill=drill)
+
+
+async def test_readings_sent_while_the_service_is_down_are_judged_when_it_returns_without_refiring(
+        mosquitto, prefix, tmp_path):
+    cfg = demo_config(tmp_path, mosquitto.port, prefix)
+    got, ready = Warnings(), asyncio.Event()
+    sub = asyncio.create_task(subscribe(mosquitto.port, prefix, got, ready))
+    await ready.wait()
+    try:
+        async with Service(Runtime(cfg, Clock(start=T0))):
+            await publish(mosquitto.port, prefix, [rain_mm(25.0, 10), rain_mm(25.0, 20)])  # 50 mm: orange
+            await wait_for(lambda: got.of("rainstorm:RG-SQ-01"), 10, "the orange warning")
+        # down: the persistent session keeps what the gateway sends meanwhile
+        await publish(mosquitto.port, prefix, [rain_mm(25.0, 30), rain_mm(25.0, 40)])  # 100 mm in 3 h: red
+        async with Service(Runtime(cfg, Clock(start=T0))):
+            await wait_for(lambda: len(got.of("rainstorm:RG-SQ-01")) >= 2, 10, "the upgrade after restart")
+            await asyncio.sleep(0.3)  # nothing else may follow
+        assert [(w.version, w.state, w.level) for w in got.of("rainstorm:RG-SQ-01")] == [
+            (1, WarningState.ISSUED, Level.ORANGE), (2, WarningState.UPGRADED, Level.RED)]
+    finally:
+        sub.cancel()
+
+
+async def test_a_reading_sent_twice_is_counted_once(mosquitto, prefix, tmp_path):
+    cfg = demo_config(tmp_path, mosquitto.port, prefix)
+    got, ready = Warnings(), asyncio.Event()
+    sub = asyncio.create_task(subscribe(mosquitto.port, prefix, got, ready))
+    await ready.wait()
+    try:
+        async with Service(Runtime(cfg, Clock(start=T0))):
+            r = rain_mm(30.0, 10, rid="same-id")
+            await publish(mosquitto.port, prefix, [r])
+            await publish(mosquitto.port, prefix, [r])  # the edge outbox re-sent it
+            await publish(mosquitto.port, prefix, [rain_mm(20.0, 20)])  # 50 mm: orange (60 if double-counted)
+            await wait_for(lambda: got.of("rainstorm:RG-SQ-01"), 10, "the orange warning")
+        assert got.of("rainstorm:RG-SQ-01")[0].values["rain_3h_mm"] == 50.0
+    finally:
+        sub.cancel()
+
+
+async def test_warnings_left_in_the_outbox_by_a_crash_are_published_on_start(mosquitto, prefix, tmp_path):
+    from rules.store import StateStore
+    from yujing.model import Hazard
+    cfg = demo_config(tmp_path, mosquitto.port, prefix)
+    left = HazardWarning(key="rainstorm:RG-SQ-01", version=7, hazard=Hazard.RAINSTORM, level=Level.RED,
+                         state=WarningState.UPGRADED, site="RG-SQ-01", area="zx.xl.sq", issued_at=T0, updated_at=T0)
+    with StateStore(cfg.path(cfg.rules.state, "rules.state.sqlite")) as store:
+        store.save({}, {}, [left])
+    got, ready = Warnings(), asyncio.Event()
+    sub = asyncio.create_task(subscribe(mosquitto.port, prefix, got, ready))
+    await ready.wait()
+    try:
+        async with Service(Runtime(cfg, Clock(start=T0))):
+            await wait_for(lambda: got.of("rainstorm:RG-SQ-01"), 10, "the warning from the outbox")
+        assert got.got == [left]
+        with StateStore(cfg.path(cfg.rules.state, "rules.state.sqlite")) as store:
+            assert store.outbox_depth == 0
+    finally:
+        sub.cancel()
+
+
+async def test_a_gateway_last_will_publishes_an_equipment_warning_for_maintainers(mosquitto, prefix, tmp_path):
+    cfg = demo_config(tmp_path, mosquitto.port, prefix)
+    got, ready = Warnings(), asyncio.Event()
+    sub = asyncio.create_task(subscribe(mosquitto.port, prefix, got, ready))
+    await ready.wait()
+    try:
+        async with Service(Runtime(cfg, Clock(start=T0))):
+            async with aiomqtt.Client("127.0.0.1", mosquitto.port) as c:
+                await c.publish(topics.status(prefix, "gw-xl"), json.dumps({"gateway": "gw-xl", "online": True}), qos=1)
+                await c.publish(topics.status(prefix, "gw-xl"), json.dumps({"gateway": "gw-xl", "online": False}),
+                                qos=1)
+            await wait_for(lambda: got.of("equipment:gateway:gw-xl"), 10, "the gateway warning")
+        w = got.of("equipment:gateway:gw-xl")[0]
+        assert w.hazard.value == "equipment" and w.state is WarningState.ISSUED and "gw-xl" in w.title
+    finally:
+        sub.cancel()
+
+
+async def test_a_drill_run_publishes_drill_warnings_retained_for_dashboards(mosquitto, prefix, tmp_path):
+    cfg = demo_config(tmp_path, mosquitto.port, prefix)
+    live, ready = Warnings(), asyncio.Event()
+    sub = asyncio.create_task(subscribe(mosquitto.port, prefix, live, ready))
+    await ready.wait()
+    try:
+        async with Service(Runtime(cfg, Clock(start=T0), drill=True)):
+            await publish(mosquitto.port, prefix, [rain_mm(60.0, 10)])
+            await wait_for(lambda: live.of("rainstorm:RG-SQ-01"), 10, "the drill warning")
+    finally:
+        sub.cancel()
+    assert live.of("rainstorm:RG-SQ-01")[0].drill
+    late, ready = Warnings(), asyncio.Event()  # a dashboard connecting afterwards gets the latest state
+    sub = asyncio.create_task(subscribe(mosquitto.port, prefix + "", late, ready))
+    try:
+        await wait_for(lambda: late.of("rainstorm:RG-SQ-01"), 10, "the retained warning")
+    finally:
+        sub.cancel()
+    w = late.of("rainstorm:RG-SQ-01")[-1]
+    assert w.drill and w.level == Level.ORANGE
