@@ -98,7 +98,7 @@ class Rig:
 async def running_alerts(directory: Path, *, mqtt_port: int, prefix: str, alerts: dict[str, Any] | None = None,
                          speed: float = 1.0, behaviours: dict[str, Behaviour] | None = None,
                          default: Behaviour | None = None, drill_recipients: list[Person] | None = None,
-                         twilio: TwilioStandIn | None = None, verbose: bool = False,
+                         twilio: TwilioStandIn | str | None = None, verbose: bool = False,
                          clock: Clock | None = None) -> AsyncIterator[Rig]:
     clock = clock or Clock(speed)
     async with contextlib.AsyncExitStack() as stack:
@@ -106,9 +106,10 @@ async def running_alerts(directory: Path, *, mqtt_port: int, prefix: str, alerts
             twilio = await stack.enter_async_context(TwilioStandIn(
                 auth_token=TOKEN, account_sid=ACCOUNT, behaviours=behaviours, default=default, clock=clock,
                 verbose=verbose))
-        write_config(directory, mqtt_port=mqtt_port, prefix=prefix, twilio_url=twilio.base_url, alerts=alerts)
+        url = twilio if isinstance(twilio, str) else twilio.base_url  # a str: a stand-in in another process
+        write_config(directory, mqtt_port=mqtt_port, prefix=prefix, twilio_url=url, alerts=alerts)
         rt = Runtime(load_config(directory), clock)
-        rig = Rig(twilio, rt, directory)
+        rig = Rig(twilio if isinstance(twilio, TwilioStandIn) else None, rt, directory)  # type: ignore[arg-type]
         ready = asyncio.Event()
         from alerts.service import serve
 

@@ -68,7 +68,7 @@ DONE = ("sent", "queued-at-provider", "delivered", "undelivered", "failed", "rej
         "completed", "busy", "no-answer", "canceled")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Notification:
     key: str
     warning_id: str
@@ -167,20 +167,27 @@ class NotificationLog:
     # ---- notifications --------------------------------------------------------------------------
     def enqueue(self, items: list[Notification], at: datetime) -> list[Notification]:
         """Write ``items`` as 'queued' in one transaction; returns those that were new (keys are idempotent)."""
-        fresh: list[Notification] = []
         ts = at.isoformat()
+        fresh: list[Notification] = []
+        rows: list[tuple] = []
         with self.db:
             self.db.execute("BEGIN")
+            wids = sorted({n.warning_id for n in items})
+            marks = ",".join("?" * len(wids))
+            seen = {k for (k,) in self.db.execute(f"SELECT key FROM notifications WHERE warning_id IN ({marks})", wids)}
             for n in items:
+                if n.key in seen:
+                    continue
+                seen.add(n.key)
                 self._seq += 1
-                cur = self.db.execute(
-                    "INSERT OR IGNORE INTO notifications(key, warning_id, warning_key, phone, channel, attempt, priority,"
-                    " seq, body, ack, node, tier, name, reason, status, created_at, updated_at, ref)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,'queued',?,?,?)",
-                    (n.key, n.warning_id, n.warning_key, n.phone, n.channel, n.attempt, n.priority, self._seq,
-                     n.body, int(n.ack), n.node, n.tier, n.name, n.reason, ts, ts, ref(n.key)))
-                if cur.rowcount == 1:
-                    fresh.append(_replace(n, seq=self._seq, created_at=ts))
+                n.seq, n.created_at = self._seq, ts
+                fresh.append(n)
+                rows.append((n.key, n.warning_id, n.warning_key, n.phone, n.channel, n.attempt, n.priority, self._seq,
+                             n.body, int(n.ack), n.node, n.tier, n.name, n.reason, ts, ts, ref(n.key)))
+            self.db.executemany(
+                "INSERT INTO notifications(key, warning_id, warning_key, phone, channel, attempt, priority,"
+                " seq, body, ack, node, tier, name, reason, status, created_at, updated_at, ref)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,'queued',?,?,?)", rows)
         return fresh
 
     def claim(self, key: str, at: datetime) -> bool:
@@ -291,9 +298,3 @@ class NotificationLog:
             return list(self.db.execute("SELECT at, warning_id, phone, what, detail FROM events ORDER BY seq"))
         return list(self.db.execute("SELECT at, warning_id, phone, what, detail FROM events WHERE warning_id=? "
                                     "ORDER BY seq", (warning_id,)))
-
-
-def _replace(n: Notification, **kw: object) -> Notification:
-    from dataclasses import replace
-
-    return replace(n, **kw)

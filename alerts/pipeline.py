@@ -9,6 +9,7 @@ rate limits (one :class:`~alerts.fanout.Dispatcher`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,6 +34,9 @@ log = logging.getLogger("yujing.alerts")
 DECISIONS = Counter("yujing_alerts_warnings_total", "Warnings by what was decided", ["verdict", "kind"])
 PROBLEMS = Counter("yujing_alerts_routing_problems_total", "Warnings that could not be fully routed", ["reason"])
 _limiter = Limiter(60.0)
+
+_VALUE = {c: c.value for c in Channel}
+CHUNK = 250  # recipients written (and handed to the senders) per transaction
 
 Publish = Callable[[HazardWarning, str], Awaitable[None]]  # (warning as sent, its text) → CAP etc.
 
@@ -140,22 +144,34 @@ class Pipeline:
         now = self.clock.now()
         lift = w.state is WarningState.LIFTED
         texts: dict[tuple[bool, str], str] = {}
-        items: list[Notification] = []
-        for r in recipients:
-            ack = r.ack and not lift
-            for ch in r.channels:
-                body = texts.get((ack, ch.value))
-                if body is None:
-                    body = texts[(ack, ch.value)] = self.text(w, ack, ch.value)
-                priority = w.level.severity * 10 + (5 if ack else 0) + (20 if escalation else 0)
-                items.append(Notification(
-                    key=Notification.make_key(w.id, r.phone, ch.value, attempt), warning_id=w.id,
-                    warning_key=w.key, phone=r.phone, channel=ch.value, attempt=attempt, priority=priority,
-                    body=body, ack=ack, node=r.node, tier=r.tier, name=r.person.name, reason=r.reason))
-        fresh = self.nflog.enqueue(items, now)
+        priority_base = w.level.severity * 10 + (20 if escalation else 0)
+
+        def items(part: list[Recipient]) -> list[Notification]:
+            out = []
+            for r in part:
+                ack = r.ack and not lift
+                for channel in r.channels:
+                    ch = _VALUE[channel]  # Enum.value is slow, and this runs 10,000 times for a red
+                    body = texts.get((ack, ch))
+                    if body is None:
+                        body = texts[(ack, ch)] = self.text(w, ack, ch)
+                    out.append(Notification(
+                        key=Notification.make_key(w.id, r.phone, ch, attempt), warning_id=w.id,
+                        warning_key=w.key, phone=r.phone, channel=ch, attempt=attempt,
+                        priority=priority_base + (5 if ack else 0), body=body, ack=ack, node=r.node, tier=r.tier,
+                        name=r.person.name, reason=r.reason))
+            return out
+
+        fresh: list[Notification] = []
+        # in chunks: the first recipients (the officials) are on their way while the households are written
+        for i in range(0, len(recipients), CHUNK):
+            chunk = self.nflog.enqueue(items(recipients[i:i + CHUNK]), now)
+            self.dispatcher.submit(self.nflog, chunk)
+            fresh += chunk
+            if i + CHUNK < len(recipients):
+                await asyncio.sleep(0)
         self.nflog.event(now, w.id, "", "escalation-queued" if escalation else "queued",
                          {"recipients": len(recipients), "notifications": len(fresh), "attempt": attempt})
-        self.dispatcher.submit(self.nflog, fresh)
         if not escalation:
             self.escalator.open(self.nflog, w, sorted({n.phone for n in fresh if n.ack}), now)
         log.info("warning routed", extra={"kv": {"kind": self.kind, "warning": w.id, "level": w.level.value,

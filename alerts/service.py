@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from typing import Any
 
@@ -45,6 +46,7 @@ async def serve(rt: Runtime, *, drill_recipients: list[Person] | None = None, au
     """Run until ``rt.stop``. ``state`` (optional) receives the live parts, for tests and drills."""
     cfg = rt.config.alerts
     directory = Directory.load(rt.config)
+    gc.freeze()  # the chain (thousands of households) never changes: keep it out of every later collection
     token = auth_token if auth_token is not None else _auth_token(cfg.twilio)
     caps = CapBook()
     with contextlib.ExitStack() as files:

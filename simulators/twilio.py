@@ -159,6 +159,7 @@ class TwilioStandIn:
         app.router.add_get(acct + "/Calls/{sid}.json", self._fetch)
         app.router.add_get(acct + "/IncomingPhoneNumbers.json", self._list_numbers)
         app.router.add_post(acct + "/IncomingPhoneNumbers/{sid}.json", self._update_number)
+        app.router.add_get("/_standin/records", self._records)  # not Twilio's: for benches and other processes
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -350,6 +351,15 @@ class TwilioStandIn:
             return _error(404, 20404, "The requested resource was not found")
         return web.json_response(rec.as_json(self.account_sid))
 
+    async def _records(self, request: web.Request) -> web.Response:
+        """What was received, for a caller in another process: ``?sms=N&calls=M`` skips the first N/M."""
+        sms, calls = int(request.query.get("sms", "0")), int(request.query.get("calls", "0"))
+
+        def row(r: Record) -> dict[str, Any]:
+            return {"sid": r.sid, "to": r.to, "created": r.created, "status": r.status, "body": r.body}
+        return web.json_response({"messages": [row(r) for r in self.messages[sms:]],
+                                  "calls": [row(r) for r in self.calls[calls:]]})
+
     def _number(self, phone: str) -> dict[str, Any]:
         sid = "PN" + uuid.uuid5(uuid.NAMESPACE_URL, phone).hex
         return {"sid": sid, "account_sid": self.account_sid, "phone_number": phone, "friendly_name": phone,
@@ -507,7 +517,7 @@ def _error(status: int, code: int, message: str) -> web.Response:
 
 async def _main(args: argparse.Namespace) -> None:
     async with TwilioStandIn(auth_token=args.auth_token, account_sid=args.account_sid, host=args.host,
-                             port=args.port, sms_webhook=args.sms_webhook) as standin:
+                             port=args.port, sms_webhook=args.sms_webhook, verbose=not args.quiet) as standin:
         print(f"Twilio stand-in on {standin.base_url} (account {standin.account_sid})", flush=True)
         await asyncio.Event().wait()
 
@@ -519,6 +529,7 @@ if __name__ == "__main__":
     parser.add_argument("--auth-token", default=DEFAULT_TOKEN)
     parser.add_argument("--account-sid", default="AC" + "0" * 32)
     parser.add_argument("--sms-webhook", default=None, help="URL that inbound SMS replies are posted to")
+    parser.add_argument("--quiet", action="store_true", help="do not log each SMS and call")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_main(parser.parse_args()))
