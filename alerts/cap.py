@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from yujing.model import Hazard, HazardWarning, Level, WarningState
 
@@ -26,13 +26,13 @@ def identifier(w: HazardWarning) -> str:
 
 
 def _ts(t: datetime) -> str:
-    return t.astimezone(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "-00:00")
+    return t.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "-00:00")
 
 
 def build(w: HazardWarning, text: str, area_desc: str, previous: HazardWarning | None = None,
           sender: str = SENDER, lat: float | None = None, lon: float | None = None) -> str:
     ET.register_namespace("", NS)
-    q = lambda tag: f"{{{NS}}}{tag}"  # noqa: E731
+    q = lambda tag: f"{{{NS}}}{tag}"
     alert = ET.Element(q("alert"))
 
     def sub(parent: ET.Element, tag: str, value: str) -> ET.Element:

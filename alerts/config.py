@@ -86,7 +86,7 @@ class AckConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     timeout_s: dict[Level, float] = Field(default_factory=lambda: {Level.ORANGE: 600.0, Level.RED: 300.0})
-    steps: list["EscalationStep"] = Field(default_factory=lambda: [EscalationStep.RECALL, EscalationStep.DEPUTY,
+    steps: list[EscalationStep] = Field(default_factory=lambda: [EscalationStep.RECALL, EscalationStep.DEPUTY,
                                                                    EscalationStep.UP])
     confirm_words: list[str] = Field(default_factory=lambda: ["1", "收到", "确认", "已收到", "好", "ok", "yes"])
     digits: str = "1"  # the key that confirms on a call

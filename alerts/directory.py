@@ -16,7 +16,7 @@ class Directory:
     households: dict[str, list[Person]] = field(default_factory=dict)  # group area id -> households
 
     @classmethod
-    def load(cls, config: Config) -> "Directory":
+    def load(cls, config: Config) -> Directory:
         """The chain of ``config``; households from ``alerts.households``, else ``households.csv`` if present."""
         path = config.alerts.households
         if path:

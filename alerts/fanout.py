@@ -12,9 +12,9 @@ import asyncio
 import itertools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Awaitable, Callable
+from datetime import UTC, datetime
 
 from prometheus_client import Counter
 
@@ -94,7 +94,7 @@ class Dispatcher:
         found = 0
         for n in nflog.pending():
             if n.status == "sending":
-                since = datetime.fromisoformat(n.sending_at) if n.sending_at else datetime.now(timezone.utc)
+                since = datetime.fromisoformat(n.sending_at) if n.sending_at else datetime.now(UTC)
                 sid = await self.senders[n.channel].find(n, since)
                 if sid is not None:
                     nflog.sent(n.key, sid, self.clock.now())
@@ -123,7 +123,7 @@ class Dispatcher:
             self.in_flight += 1
             try:
                 await bucket.take()
-                if not q.empty() and q._queue[0] < item:  # noqa: SLF001  something more urgent came meanwhile
+                if not q.empty() and q._queue[0] < item:
                     q.put_nowait(item)
                     item = q.get_nowait()
                 *_, nflog, n = item
@@ -132,7 +132,7 @@ class Dispatcher:
                 self.in_flight -= 1
 
     async def _send_one(self, sender: Sender, nflog: NotificationLog, n: Notification) -> None:
-        wall = datetime.now(timezone.utc)
+        wall = datetime.now(UTC)
         if not nflog.claim(n.key, wall):
             return  # already sending or sent: the log has the one answer
         try:

@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import aiomqtt
 import yaml
@@ -99,7 +100,7 @@ async def running_alerts(directory: Path, *, mqtt_port: int, prefix: str, alerts
                          speed: float = 1.0, behaviours: dict[str, Behaviour] | None = None,
                          default: Behaviour | None = None, drill_recipients: list[Person] | None = None,
                          twilio: TwilioStandIn | str | None = None, verbose: bool = False,
-                         clock: Clock | None = None) -> AsyncIterator[Rig]:
+                         clock: Clock | None = None, drill: bool = False) -> AsyncIterator[Rig]:
     clock = clock or Clock(speed)
     async with contextlib.AsyncExitStack() as stack:
         if twilio is None:
@@ -108,7 +109,7 @@ async def running_alerts(directory: Path, *, mqtt_port: int, prefix: str, alerts
                 verbose=verbose))
         url = twilio if isinstance(twilio, str) else twilio.base_url  # a str: a stand-in in another process
         write_config(directory, mqtt_port=mqtt_port, prefix=prefix, twilio_url=url, alerts=alerts)
-        rt = Runtime(load_config(directory), clock)
+        rt = Runtime(load_config(directory), clock, drill=drill)
         rig = Rig(twilio if isinstance(twilio, TwilioStandIn) else None, rt, directory)  # type: ignore[arg-type]
         ready = asyncio.Event()
         from alerts.service import serve

@@ -16,10 +16,10 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator
 
 from yujing.errors import StoreError
 from yujing.model import HazardWarning
@@ -107,7 +107,7 @@ class NotificationLog:
         self._db: sqlite3.Connection | None = None
         self._seq = 0
 
-    def __enter__(self) -> "NotificationLog":
+    def __enter__(self) -> NotificationLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)

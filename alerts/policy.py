@@ -2,8 +2,8 @@
 
     blue   → the site's monitor and responsible person, the village responsible person
     yellow → + the township (responsible, duty office)
-    orange → + the county duty office, voice calls to every group leader; responsible persons must confirm
-    red    → + the city duty office, every household (SMS and voice)
+    orange → + the county and city duty offices, voice calls to every group leader; officials must confirm
+    red    → + every household (SMS and voice)
 
 Reports go up the chain: county and city duty offices see every orange and red. Equipment faults go to
 maintainers and the county duty office, never to households. YAML overrides a (hazard, level) whole.
@@ -35,12 +35,10 @@ def _chain(level: Level) -> list[Target]:
             Target(scope=Scope.VILLAGE, roles=[Role.GRID], channels=SMS),
             Target(scope=Scope.GROUP, roles=[Role.GROUP_LEADER], channels=BOTH, ack=True),
             Target(scope=Scope.COUNTY, roles=[Role.DUTY], channels=BOTH, ack=True),
+            Target(scope=Scope.CITY, roles=[Role.DUTY], channels=SMS),  # reports go up: the city sees it too
         ]
     if level >= Level.RED:
-        out += [
-            Target(scope=Scope.CITY, roles=[Role.DUTY], channels=SMS),
-            Target(scope=Scope.HOUSEHOLD, roles=[], channels=BOTH),
-        ]
+        out.append(Target(scope=Scope.HOUSEHOLD, roles=[], channels=BOTH))
     return out
 
 
@@ -59,4 +57,4 @@ def targets(cfg: AlertsConfig, hazard: Hazard, level: Level) -> list[Target]:
     return _equipment(level) if hazard is Hazard.EQUIPMENT else _chain(level)
 
 
-__all__ = ["targets", "Tier"]
+__all__ = ["Tier", "targets"]

@@ -16,9 +16,10 @@ import asyncio
 import contextlib
 import logging
 import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import AsyncIterator, Awaitable, Callable, TypeVar
+from typing import TypeVar
 
 import aiohttp
 from prometheus_client import Counter
@@ -84,7 +85,7 @@ class Provider:
                                         exc.status, exc.code) from None
                 PROVIDER_ERRORS.labels(reason="rate-limited" if exc.status == 429 else "server-error").inc()
                 reason = f"HTTP {exc.status}"
-            except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
+            except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
                 PROVIDER_ERRORS.labels(reason="network").inc()
                 ambiguous = True
                 reason = f"network: {exc!r}"
@@ -98,7 +99,7 @@ class Provider:
     async def _quiet(self, fn: Callable[[], Awaitable[T | None]]) -> T | None:
         try:
             return await fn()
-        except (TwilioRestException, aiohttp.ClientError, asyncio.TimeoutError, ConnectionError):
+        except (TimeoutError, TwilioRestException, aiohttp.ClientError, ConnectionError):
             return None
 
     async def send_sms(self, to: str, body: str, status_callback: str | None, since: datetime) -> str:

@@ -164,7 +164,7 @@ async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _Ca
     while not rt.stop.is_set():
         try:
             async with mqtt_client(cfg.mqtt, cfg.alerts.client_id, clean_session=False) as client:
-                paho = client._client  # noqa: SLF001  acknowledge QoS 1 only once the warning is on disk
+                paho = client._client
                 paho.manual_ack_set(True)
                 await client.subscribe(topic, qos=1)
                 publisher.mqtt = client

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 from prometheus_client import Counter
@@ -132,7 +132,7 @@ class Webhooks:
         return web.Response(text=xml, content_type="application/xml", charset="utf-8")
 
     @contextlib.asynccontextmanager
-    async def serving(self) -> AsyncIterator["Webhooks"]:
+    async def serving(self) -> AsyncIterator[Webhooks]:
         runner = web.AppRunner(self.app(), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.cfg.webhook.host, self.cfg.webhook.port)

@@ -33,11 +33,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-import aiohttp  # noqa: E402
-from servers import Mosquitto, free_port  # noqa: E402
+import aiohttp
+from servers import Mosquitto, free_port
 
-from alerts.harness import ACCOUNT, TOKEN, running_alerts  # noqa: E402
-from yujing.model import Hazard, HazardWarning, Level, WarningState, utcnow  # noqa: E402
+from alerts.harness import ACCOUNT, TOKEN, running_alerts
+from yujing.model import Hazard, HazardWarning, Level, WarningState, utcnow
 
 
 def households_csv(path: Path, n: int, voice_share: float) -> None:

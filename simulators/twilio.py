@@ -25,10 +25,11 @@ import logging
 import time
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.utils import format_datetime
-from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import yarl
@@ -54,19 +55,19 @@ class Behaviour:
     ring_s: float = 3.0  # rings before answering, or before giving up
 
     @classmethod
-    def answers_and_presses(cls, digits: str = "1", after_s: float = 5.0) -> "Behaviour":
+    def answers_and_presses(cls, digits: str = "1", after_s: float = 5.0) -> Behaviour:
         return cls(answer=True, digits=digits, press_after_s=after_s)
 
     @classmethod
-    def never_answers(cls) -> "Behaviour":
+    def never_answers(cls) -> Behaviour:
         return cls(answer=False)
 
     @classmethod
-    def replies(cls, text: str = "1", after_s: float = 5.0) -> "Behaviour":
+    def replies(cls, text: str = "1", after_s: float = 5.0) -> Behaviour:
         return cls(sms_reply=text, reply_after_s=after_s)
 
     @classmethod
-    def unreachable(cls) -> "Behaviour":
+    def unreachable(cls) -> Behaviour:
         return cls(sms_delivered=False, answer=False)
 
 
@@ -85,7 +86,7 @@ class Record:
     status_callback: str = ""
     params: dict[str, str] = field(default_factory=dict)
     created: float = field(default_factory=time.time)  # wall time, for latency measurements
-    date_created: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    date_created: datetime = field(default_factory=lambda: datetime.now(UTC))
     digits: str | None = None  # keys pressed on this call
     events: list[tuple[float, str]] = field(default_factory=list)  # (wall time, status or event)
     callback_events: frozenset[str] = frozenset({"completed"})  # a call's StatusCallbackEvent (Twilio's default)
@@ -148,7 +149,7 @@ class TwilioStandIn:
         self._by_sid: dict[str, Record] = {}
 
     # ---- lifecycle ------------------------------------------------------------------------------
-    async def __aenter__(self) -> "TwilioStandIn":
+    async def __aenter__(self) -> TwilioStandIn:
         app = web.Application()
         acct = "/2010-04-01/Accounts/{account}"
         app.router.add_post(acct + "/Messages.json", self._create_message)

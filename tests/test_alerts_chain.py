@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from test_alerts_service import warning
+
 from alerts.harness import running_alerts
 from simulators.twilio import Behaviour
-from test_alerts_service import warning
 from yujing.model import Level
 
 SPEED = 150.0  # 300 scenario seconds = 2 real seconds

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from test_alerts_service import warning
 
 from alerts.directory import Directory
 from alerts.harness import EXAMPLE, write_config
 from alerts.render import DRILL_MARK, Renderer
 from alerts.route import route
-from test_alerts_service import warning
 from yujing.config import ConfigError, load_config
 from yujing.config.areas import load_households
 from yujing.model import Hazard, Level
@@ -38,7 +38,7 @@ def test_a_household_csv_with_a_bad_phone_names_its_line(tmp_path):
 @pytest.mark.parametrize("level, tiers", [
     (Level.BLUE, {"site": 2, "village": 1}),
     (Level.YELLOW, {"site": 2, "village": 1, "township": 2}),
-    (Level.ORANGE, {"site": 2, "village": 2, "township": 2, "group": 2, "county": 1}),
+    (Level.ORANGE, {"site": 2, "village": 2, "township": 2, "group": 2, "county": 1, "city": 1}),
     (Level.RED, {"site": 2, "village": 2, "township": 2, "group": 2, "county": 1, "city": 1, "household": 11}),
 ])
 def test_each_level_reaches_further_down_and_up_the_chain(tmp_path, level, tiers):
@@ -61,7 +61,7 @@ def test_a_policy_override_replaces_one_hazard_and_level_only(tmp_path):
     d = Directory.load(cfg)
     red = route(warning(Level.RED), d, cfg.alerts).recipients
     assert len(red) == 14 and {r.tier for r in red} == {"household"}  # both villages' households
-    assert len(route(warning(Level.ORANGE), d, cfg.alerts).recipients) == 9
+    assert len(route(warning(Level.ORANGE), d, cfg.alerts).recipients) == 10
 
 
 def test_the_zhongxian_deployment_routes_a_red_landslide_to_its_households():

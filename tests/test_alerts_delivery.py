@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 
+from test_alerts_service import warning
+
 from alerts.harness import running_alerts
 from alerts.provider import PROVIDER_ERRORS
-from test_alerts_service import warning
 from yujing.model import Hazard, Level
 
 SLOW = {"sms": {"per_s": 8, "burst": 1, "concurrency": 1}, "voice": {"per_s": 25, "burst": 1, "concurrency": 1}}

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from test_alerts_service import warning
 
 from alerts.harness import running_alerts
 from alerts.nflog import NotificationLog
 from simulators.twilio import Behaviour
-from test_alerts_service import warning
 from yujing.config.people import Person, Role
 from yujing.errors import StoreError
 from yujing.model import Level
@@ -48,6 +48,16 @@ async def test_the_drill_log_refuses_real_warnings_and_the_real_log_drills(tmp_p
     with pytest.raises(StoreError, match="holds drill warnings"):
         with NotificationLog(tmp_path / "drill.sqlite", drill=False):
             pass
-    with NotificationLog(tmp_path / "real.sqlite") as real_log:
-        with pytest.raises(StoreError, match="drill warning"):
-            real_log.record_warning(warning(Level.RED, drill=True), warning().updated_at)
+    with NotificationLog(tmp_path / "real.sqlite") as real_log, pytest.raises(StoreError, match="drill warning"):
+        real_log.record_warning(warning(Level.RED, drill=True), warning().updated_at)
+
+
+async def test_in_a_drill_run_even_an_unmarked_warning_is_treated_as_a_drill(mosquitto, prefix, tmp_path):
+    async with running_alerts(tmp_path, mqtt_port=mosquitto.port, prefix=prefix, drill=True,
+                              alerts={"grouping": {"wait_s": 0}, "drill": {"recipients": [DRILL_HOME]}}) as rig:
+        tw = rig.twilio
+        await rig.publish(warning(Level.BLUE, drill=False))
+        await tw.wait_until(lambda: tw.messages, 10, "the drill SMS")
+        await rig.settled()
+        assert [(m.to, m.body[:4]) for m in tw.messages] == [("+8613911900002", "【演练】")]
+        assert rig.pipeline("real").nflog.events() == []

@@ -14,10 +14,11 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from alerts.harness import ACCOUNT, TOKEN, write_config
 from conftest import wait_for
-from simulators.twilio import Behaviour, TwilioStandIn
 from test_alerts_service import warning
+
+from alerts.harness import ACCOUNT, TOKEN, write_config
+from simulators.twilio import Behaviour, TwilioStandIn
 from yujing.model import Level
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,9 +99,10 @@ async def test_sigkill_during_fan_out_then_restart_delivers_each_notification_ex
 
 async def test_a_pending_escalation_resumes_on_time_after_a_restart_and_nothing_is_sent_twice(
         mosquitto, prefix, tmp_path):
+    from datetime import datetime
+
     from alerts.harness import running_alerts
     from yujing.clock import Clock
-    from datetime import datetime
     vil_resp = "+8613911000020"
     clock = Clock(150.0)
     async with TwilioStandIn(auth_token=TOKEN, account_sid=ACCOUNT, verbose=False, clock=clock,

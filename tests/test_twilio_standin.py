@@ -38,7 +38,7 @@ class Receiver:
                                 content_type="application/xml")
         return web.Response(status=204)
 
-    async def __aenter__(self) -> "Receiver":
+    async def __aenter__(self) -> Receiver:
         app = web.Application()
         app.router.add_post("/{tail:.*}", self.handle)
         self.runner = web.AppRunner(app)

@@ -43,7 +43,7 @@ class Area(BaseModel):
     people: list[Person] = Field(default_factory=list)
 
 
-def load_households(path: "str | Path") -> dict[str, list[Person]]:
+def load_households(path: str | Path) -> dict[str, list[Person]]:
     """Households (户) from a CSV ``group,id,name,phone[,channels]``, keyed by the group (组) they hang under.
 
     ``channels`` is optional, ``sms`` or ``sms voice`` (space- or ``|``-separated). Errors name the
