@@ -217,6 +217,7 @@ class RulesConfig(_Strict):
     equipment: EquipmentThresholds = Field(default_factory=EquipmentThresholds)
     state: str = ""  # default: <data_dir>/rules.state.sqlite
     tick_s: float = Field(default=10.0, gt=0)  # scenario seconds between time-driven evaluations
+    state_flush_s: float = Field(default=10.0, ge=0)  # real seconds between writes of evaluation state
     retain: bool = True  # publish warnings retained: the latest message per site and hazard
 
 

@@ -141,19 +141,28 @@ class Engine:
         return self.config.site(site).name if site in self.sites else site
 
     # --- persistence ---------------------------------------------------------------------------
-    def dirty_state(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-        packs = {name: pack.dump() for name, pack in self.packs.items()}
+    def dirty_state(self, packs_too: bool = True) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+        packs = {name: pack.dump() for name, pack in self.packs.items()} if packs_too else {}
         lcs = {k: self.lifecycles[k].to_json() for k in self._dirty}
         self._dirty.clear()
         return {k: v for k, v in packs.items() if v}, lcs
 
-    def commit(self, warnings: list[HazardWarning]) -> None:
-        """Persist what changed and queue ``warnings`` for publication, in one transaction."""
+    def commit(self, warnings: list[HazardWarning], packs_too: bool = True) -> None:
+        """Persist what changed and queue ``warnings`` for publication, in one transaction.
+
+        Warning lifecycles and the outbox are always written. ``packs_too=False`` leaves the packs'
+        evaluation state (rain windows, displacement samples) for a later commit: the service
+        writes it every ``rules.state_flush_s`` and on stop, so a crash loses at most that much of
+        it (and tipping counters recover the rain anyway: they are cumulative).
+        """
         if self.store is None:
-            self.dirty_state()
+            for pack in self.packs.values():
+                pack.dump()  # nothing to write to: just forget what changed
+            self._dirty.clear()
             return
-        packs, lcs = self.dirty_state()
-        self.store.save(packs, lcs, warnings)
+        packs, lcs = self.dirty_state(packs_too)
+        if packs or lcs or warnings:
+            self.store.save(packs, lcs, warnings)
 
     def _restore(self, store: StateStore) -> None:
         n = 0

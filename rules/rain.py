@@ -35,7 +35,9 @@ class GaugeState:
     site: str = ""
     last_count: float | None = None
     last_t: float | None = None  # latest reading of the gauge (either quantity)
-    bins: dict[str, float] = field(default_factory=dict)  # epoch minute -> mm (str keys: JSON)
+    bins: dict[int, float] = field(default_factory=dict)  # epoch minute -> mm, the last 24 h
+    end: int | None = None  # the minute the window sums end at (the gauge's latest reading)
+    sums: dict[int, float] = field(default_factory=dict)  # window hours -> mm, kept incrementally
     period: dict[str, float] = field(default_factory=dict)  # reading ts -> mm, for idempotent re-sends
     gaps: list[list[float]] = field(default_factory=list)  # [start, end] of spread gaps, last 24 h
     events: list[list[Any]] = field(default_factory=list)  # [t, text]: resets, rollovers, rejected jumps
@@ -45,18 +47,50 @@ def _minute(t: float) -> int:
     return int(math.floor(t / 60.0))
 
 
-def totals(bins: dict[str, float], t: float) -> dict[int, float]:
-    """Rainfall in each window ending at ``t`` (the minute containing ``t`` included)."""
-    end = _minute(t)
-    out = {h: 0.0 for h in WINDOWS_H}
-    for k, mm in bins.items():
-        age = end - int(k)
-        if age < 0:
-            continue
-        for h in WINDOWS_H:
-            if age < h * 60:
-                out[h] += mm
-    return {h: round(v, 3) for h, v in out.items()}
+def add(st: GaugeState, minute: int, mm: float) -> None:
+    """Add ``mm`` at ``minute``, moving the windows' end forward first if it is newer."""
+    if st.end is None:
+        st.end = minute
+        st.sums = {h: 0.0 for h in WINDOWS_H}
+    if minute > st.end:
+        advance(st, minute)
+    st.bins[minute] = st.bins.get(minute, 0.0) + mm
+    for h in WINDOWS_H:
+        if minute > st.end - h * 60:
+            st.sums[h] += mm
+
+
+def advance(st: GaugeState, end: int) -> None:
+    """Move the windows' end to ``end``: what leaves a window is subtracted, what leaves 24 h is dropped."""
+    old = st.end
+    if old is None or end <= old:
+        return
+    for h in WINDOWS_H:
+        w = h * 60
+        if end - old >= w:
+            st.sums[h] = sum(mm for m, mm in st.bins.items() if end - w < m <= end)
+        else:
+            st.sums[h] -= sum(st.bins.get(m, 0.0) for m in range(old - w + 1, end - w + 1))
+    if end - old >= KEEP_MIN:
+        st.bins = {m: mm for m, mm in st.bins.items() if m > end - KEEP_MIN}
+    else:
+        for m in range(old - KEEP_MIN + 1, end - KEEP_MIN + 1):
+            st.bins.pop(m, None)
+    st.end = end
+
+
+def totals(st: GaugeState) -> dict[int, float]:
+    """Rainfall in each window ending at the gauge's latest minute (that minute included)."""
+    return {h: round(max(st.sums.get(h, 0.0), 0.0), 3) for h in WINDOWS_H}
+
+
+def recount(st: GaugeState) -> None:
+    """Sums from the bins (after loading state, whose JSON keys are strings)."""
+    st.bins = {int(m): float(mm) for m, mm in st.bins.items()}
+    if st.end is None:
+        st.sums = {}
+        return
+    st.sums = {h: sum(mm for m, mm in st.bins.items() if st.end - h * 60 < m <= st.end) for h in WINDOWS_H}
 
 
 def grade_windows(tot: dict[int, float], table: dict[Level, dict[int, float]], current: Level | None,
@@ -108,6 +142,7 @@ class RainPack:
             self._period(st, r.value, t)
         if st.last_t is None or t > st.last_t:
             st.last_t = t
+        advance(st, _minute(st.last_t))
         self._trim(st)
         return self.assess(r.site, ctx, drill=r.drill)
 
@@ -159,8 +194,9 @@ class RainPack:
         st.period[k] = mm
 
     def _add(self, st: GaugeState, minute: int, mm: float) -> None:
-        k = str(minute)
-        st.bins[k] = st.bins.get(k, 0.0) + mm
+        if st.end is not None and minute <= st.end - KEEP_MIN:
+            return  # older than every window
+        add(st, minute, mm)
 
     def _spread(self, st: GaugeState, mm: float, t0: float, t1: float) -> None:
         m0, m1 = _minute(t0) + 1, _minute(t1)
@@ -173,13 +209,12 @@ class RainPack:
     def _trim(self, st: GaugeState) -> None:
         if st.last_t is None:
             return
-        horizon = _minute(st.last_t) - KEEP_MIN
-        if len(st.bins) > KEEP_MIN or (st.bins and int(min(st.bins, key=int)) < horizon):
-            st.bins = {k: v for k, v in st.bins.items() if int(k) >= horizon}
         cut = st.last_t - 86400.0
         st.period = {k: v for k, v in st.period.items() if float(k) >= cut} if len(st.period) > 1500 else st.period
-        st.gaps = [g for g in st.gaps if g[1] >= cut]
-        st.events = [e for e in st.events if e[0] >= cut][-10:]
+        if st.gaps and st.gaps[0][1] < cut:
+            st.gaps = [g for g in st.gaps if g[1] >= cut]
+        if st.events and (st.events[0][0] < cut or len(st.events) > 10):
+            st.events = [e for e in st.events if e[0] >= cut][-10:]
 
     def assess(self, site: str, ctx: Context, drill: bool = False) -> list[Assessment]:
         rain, torrent = self.thresholds(site)
@@ -188,7 +223,7 @@ class RainPack:
             st = self.gauges.items[sensor]
             if st.last_t is None:
                 continue
-            tot = totals(st.bins, st.last_t)
+            tot = totals(st)
             if best is None or tot[24] > best[2][24] or (tot[24] == best[2][24] and tot[1] > best[2][1]):
                 best = (sensor, st, tot)
         if best is None:
@@ -260,4 +295,5 @@ class RainPack:
 
     def load(self, entity: str, data: dict[str, Any]) -> None:
         self.gauges.load(entity, data)
+        recount(self.gauges.items[entity])
         self.by_site.setdefault(self.gauges.items[entity].site, set()).add(entity)

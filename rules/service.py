@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import re
+import time
 from collections import OrderedDict
 from typing import Any
 
@@ -100,9 +101,14 @@ class RulesService:
         self.limiter = Limiter(60.0)
         self.work = asyncio.Event()
         self.work.set()  # the outbox may hold warnings from before a crash
+        self._flushed = 0.0
 
     def commit(self, warnings: list[HazardWarning]) -> None:
-        self.engine.commit(warnings)
+        now = time.monotonic()  # I/O pacing, not scenario time
+        flush = now - self._flushed >= self.rt.config.rules.state_flush_s
+        if flush:
+            self._flushed = now
+        self.engine.commit(warnings, packs_too=flush)
         for w in warnings:
             ISSUED.labels(w.hazard.value, w.state.value).inc()
             log.info("warning %s", w.title, extra={"kv": {
