@@ -52,6 +52,7 @@ ADVICE: dict[Hazard, dict[Level, str]] = {
 
 DEFAULT_WARNING = ("{area_name}{hazard_cn}{level_cn}预警({level_roman}级){state_cn}：{site_name}，{title}{evidence}"
                    "（{time}）{advice}{confirm}")
+DEFAULT_EQUIPMENT = "{area_name}{site_name}监测设备告警({level_cn})：{title}{evidence}（{time}）{advice}"
 DEFAULT_LIFT = "{area_name}{site_name}{hazard_cn}{level_cn}预警已解除（{time}）。"
 
 
@@ -81,7 +82,9 @@ class Renderer:
         for name in (f"{hazard}.{level}{kind}", f"*.{level}{kind}", f"{hazard}{kind or '.warning'}", f"*{kind or '.warning'}"):
             if name in self.templates:
                 return self.templates[name]
-        return DEFAULT_LIFT if lift else DEFAULT_WARNING
+        if lift:
+            return DEFAULT_LIFT
+        return DEFAULT_EQUIPMENT if hazard is Hazard.EQUIPMENT else DEFAULT_WARNING
 
     def variables(self, w: HazardWarning, site_name: str, lineage: list[tuple[Tier, str]], ack: bool,
                   channel: str) -> dict[str, str]:

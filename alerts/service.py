@@ -182,7 +182,10 @@ async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _Ca
                             nxt.cancel()
                             return
                         msg = nxt.result()
-                        await _on_message(rt, pipelines, msg.payload)
+                        if msg.topic.matches(topic):  # the embedded demo broker sometimes sends retained strays
+                            await _on_message(rt, pipelines, msg.payload, str(msg.topic))
+                        else:
+                            REJECTED.labels(reason="wrong-topic").inc()
                         if msg.qos > 0:
                             paho.ack(msg.mid, msg.qos)
                         wake.set()
@@ -197,14 +200,15 @@ async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _Ca
             backoff = min(backoff * 2, 10.0)
 
 
-async def _on_message(rt: Runtime, pipelines: dict[str, Pipeline], payload: Any) -> None:
+async def _on_message(rt: Runtime, pipelines: dict[str, Pipeline], payload: Any, topic: str = "") -> None:
     try:
         w = HazardWarning.model_validate_json(payload)
     except ValidationError as exc:
         REJECTED.labels(reason="invalid").inc()
         if _limiter.allow("invalid"):
             log.warning("ignoring a message that is not a HazardWarning",
-                        extra={"kv": {"error": str(exc).splitlines()[0], "bytes": len(payload or b"")}})
+                        extra={"kv": {"topic": topic, "error": str(exc).splitlines()[0],
+                                      "bytes": len(payload or b""), "start": bytes(payload or b"")[:80]}})
         return
     if rt.drill and not w.drill:  # a drill run marks everything it makes
         w = w.model_copy(update={"drill": True})
