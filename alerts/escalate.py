@@ -79,8 +79,7 @@ class Escalator:
         confirmed = nflog.confirmed(warning_id)
         if origin in confirmed:
             return True
-        members = {n.phone for n in nflog.for_warning(warning_id) if chain_of(n) == origin}
-        return bool(members & confirmed)
+        return bool(nflog.chain_members(warning_id, origin) & confirmed)
 
     def step(self, nflog: NotificationLog, warning_id: str, origin: str, step_no: int,
              now: datetime) -> Escalation | None:
@@ -88,7 +87,7 @@ class Escalator:
         nflog.close_escalation(warning_id, origin, step_no)
         if self.chain_confirmed(nflog, warning_id, origin):
             return None
-        first = next((n for n in nflog.for_warning(warning_id) if n.phone == origin), None)
+        first = nflog.first_to(warning_id, origin)
         w = nflog.warning(warning_id)
         if first is None or w is None:
             return None

@@ -42,6 +42,7 @@ CREATE INDEX IF NOT EXISTS notifications_ref ON notifications(ref);
 CREATE INDEX IF NOT EXISTS notifications_status ON notifications(status);
 CREATE INDEX IF NOT EXISTS notifications_sid ON notifications(sid);
 CREATE INDEX IF NOT EXISTS notifications_wkey ON notifications(warning_key, phone);
+CREATE INDEX IF NOT EXISTS notifications_wid ON notifications(warning_id, phone);
 CREATE TABLE IF NOT EXISTS confirmations (
   warning_id TEXT NOT NULL, phone TEXT NOT NULL, via TEXT NOT NULL, at TEXT NOT NULL,
   PRIMARY KEY (warning_id, phone)
@@ -237,6 +238,15 @@ class NotificationLog:
 
     def for_warning_key(self, warning_key: str) -> list[Notification]:
         return self._many("warning_key=? ORDER BY seq", (warning_key,))
+
+    def first_to(self, warning_id: str, phone: str) -> Notification | None:
+        return self._one("warning_id=? AND phone=? ORDER BY seq", (warning_id, phone))
+
+    def chain_members(self, warning_id: str, origin: str) -> set[str]:
+        """Phones told as part of ``origin``'s escalation chain (``reason`` ends with ``:origin``)."""
+        rows = self.db.execute("SELECT DISTINCT phone FROM notifications WHERE warning_id=? AND reason LIKE ?",
+                               (warning_id, "%:" + origin))
+        return {p for (p,) in rows} | {origin}
 
     def for_warning(self, warning_id: str) -> list[Notification]:
         return self._many("warning_id=? ORDER BY seq", (warning_id,))
