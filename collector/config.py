@@ -1,7 +1,8 @@
-"""Where readings are stored and how the collector batches them."""
+"""Where readings are stored and how the collector batches, spools, retries and reports them."""
 
 from __future__ import annotations
 
+import enum
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,6 +27,7 @@ class InfluxV1Store(BaseModel):
     database: str = "yujing"
     username: str | None = None
     password: Secret | None = None
+    timeout_s: float = Field(default=10.0, gt=0)
 
 
 class InfluxV2Store(BaseModel):
@@ -38,9 +40,24 @@ class InfluxV2Store(BaseModel):
     org: str = "yujing"
     bucket: str = "yujing"
     token: Secret | None = None
+    timeout_s: float = Field(default=10.0, gt=0)
 
 
 StoreConfig = Annotated[Union[SqliteStore, InfluxV1Store, InfluxV2Store], Field(discriminator="type")]
+
+
+class SpoolFull(enum.StrEnum):
+    """What happens when the on-disk spool reaches ``spool_max_readings``."""
+
+    BLOCK = "block"  # stop acknowledging: the broker keeps the rest (nothing lost, intake pauses)
+    DROP_OLDEST = "drop_oldest"  # discard the oldest spooled readings, counted and logged
+
+
+class Handoff(enum.StrEnum):
+    """How accepted readings reach the rules engine."""
+
+    MQTT = "mqtt"  # the rules engine subscribes to the readings topics itself (default)
+    INPROCESS = "inprocess"  # serve(on_accepted=...) is called with every accepted batch
 
 
 class CollectorConfig(BaseModel):
@@ -49,5 +66,19 @@ class CollectorConfig(BaseModel):
     store: StoreConfig = Field(default_factory=lambda: SqliteStore(type="sqlite"))
     batch_size: int = Field(default=5000, ge=1)
     flush_interval_s: float = Field(default=0.05, gt=0)
-    spool: str = ""  # default: <data_dir>/collector.spool
+    spool: str = ""  # default: <data_dir>/collector.spool (SQLite: spooled batches + recently seen ids)
+    spool_max_readings: int = Field(default=5_000_000, ge=1)
+    spool_full: SpoolFull = SpoolFull.BLOCK
+    client_id: str = Field(default="yujing-collector", min_length=1)  # fixed: the broker keeps our session
+    share_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_\-]+$")  # $share/<group>/...: split load
+    receive_maximum: int = Field(default=20_000, ge=1, le=65535)  # unacked messages in flight (MQTT 5 flow control)
+    deadletter: bool = True  # publish rejected payloads to {prefix}/deadletter/{reason}
+    max_payload_bytes: int = Field(default=1_048_576, ge=64)
+    dedup_window_s: float = Field(default=3600.0, gt=0)  # ids remembered this long (scenario seconds)
+    dedup_max_ids: int = Field(default=2_000_000, ge=1)
+    retry_initial_s: float = Field(default=0.5, gt=0)
+    retry_max_s: float = Field(default=30.0, gt=0)
+    replay_chunk: int = Field(default=20_000, ge=1)  # readings per write when draining the spool
+    handoff: Handoff = Handoff.MQTT
+    metrics_host: str = "127.0.0.1"
     metrics_port: int | None = Field(default=None, ge=0, le=65535)

@@ -1,0 +1,209 @@
+"""The collector: MQTT readings in → validate → de-duplicate → batch → store (or spool), ack when durable.
+
+    await serve(rt)                          # until rt.stop; flushes what it holds
+    await serve(rt, on_accepted=engine.feed) # also hand each accepted batch to the rules engine in-process
+
+MQTT 5 with a persistent session (fixed client id, session expiry) and manual acknowledgements:
+a message is PUBACKed only once its readings are in the database or the spool, so after a
+SIGKILL the broker redelivers whatever was not yet durable; ``receive_maximum`` caps the
+unacknowledged messages in flight, which is the backpressure (the broker stops sending).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Callable
+
+import aiomqtt
+import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from collector import metrics as m
+from collector.config import CollectorConfig
+from collector.decode import decode
+from collector.sink import Batch, Sink
+from collector.spool import Dedup, Spool
+from collector.stores import open_store
+from yujing import metrics as http_metrics
+from yujing import topics
+from yujing.errors import PayloadError
+from yujing.log import Limiter
+from yujing.model import Reading
+from yujing.mqtt import tls_context
+from yujing.runtime import Runtime
+
+log = logging.getLogger("yujing.collector")
+
+OnAccepted = Callable[[list[Reading]], None]
+_DEADLETTER_SAMPLE = 65_536
+
+
+class Intake:
+    """The paho message callback: decode, de-duplicate, gather into batches for the sink.
+
+    It runs inside the event loop (aiomqtt drives paho's socket from loop readers), so it is plain
+    synchronous code; a batch is closed at ``batch_size`` readings or ``flush_interval_s`` after it opened.
+    """
+
+    def __init__(self, cfg: CollectorConfig, prefix: str, sink: Sink, dedup: Dedup, rt: Runtime,
+                 on_accepted: OnAccepted | None) -> None:
+        self.cfg, self.prefix, self.sink, self.dedup, self.rt = cfg, prefix, sink, dedup, rt
+        self.on_accepted = on_accepted
+        self.batch = Batch()
+        self.generation = 0
+        self.mqtt: paho.Client | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._limiter = Limiter(60.0)
+
+    def on_message(self, _client: paho.Client, _userdata: object, msg: paho.MQTTMessage) -> None:
+        m.MESSAGES.inc()
+        batch = self.batch
+        if msg.qos:
+            batch.acks.append((self.generation, msg.mid, msg.qos))
+        try:
+            readings = decode(msg.payload, msg.topic, self.cfg.max_payload_bytes)
+        except PayloadError as e:
+            self._reject(e, msg)
+            readings = []
+        if readings:
+            fresh = self.dedup.fresh(readings, self.rt.clock.timestamp())
+            if len(fresh) < len(readings):
+                m.DUPLICATES.inc(len(readings) - len(fresh))
+            if fresh:
+                m.READINGS_IN.inc(len(fresh))
+                batch.readings.extend(fresh)
+                if self.on_accepted is not None:
+                    try:
+                        self.on_accepted(fresh)
+                    except Exception:  # the rules engine's failure must not stop intake
+                        if self._limiter.allow("on_accepted"):
+                            log.exception("on_accepted hook failed")
+        if len(batch.readings) >= self.cfg.batch_size:
+            self.close_batch()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.cfg.flush_interval_s, self.close_batch)
+
+    def close_batch(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.batch.readings or self.batch.acks:
+            self.sink.queue.put_nowait(self.batch)
+            self.batch = Batch()
+
+    def ack(self, acks: list[object]) -> None:
+        """PUBACK messages whose readings are durable; ids from an earlier connection are void (redelivered)."""
+        client = self.mqtt
+        if client is None:
+            return
+        for gen, mid, qos in acks:  # type: ignore[misc]
+            if gen == self.generation:
+                client.ack(mid, qos)
+
+    def _reject(self, e: PayloadError, msg: paho.MQTTMessage) -> None:
+        m.REJECTED.labels(e.reason).inc()
+        if self._limiter.allow((e.reason, msg.topic)):
+            suppressed = self._limiter.take_suppressed((e.reason, msg.topic))
+            log.warning("rejected message", extra={"kv": {"reason": e.reason, "topic": msg.topic, "error": str(e),
+                                                          "sample": msg.payload[:200], "suppressed": suppressed}})
+        if self.cfg.deadletter and self.mqtt is not None:
+            self.mqtt.publish(topics.deadletter(self.prefix, e.reason), msg.payload[:_DEADLETTER_SAMPLE], qos=0)
+
+
+def _mqtt_client(rt: Runtime, cfg: CollectorConfig) -> aiomqtt.Client:
+    mq = rt.config.mqtt
+    v5 = not mq.embedded  # the embedded demo broker (amqtt) speaks 3.1.1 only
+    props = None
+    if v5:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 7 * 86_400  # the broker keeps our unacknowledged messages across restarts
+        props.ReceiveMaximum = cfg.receive_maximum
+    return aiomqtt.Client(
+        mq.host, mq.port, identifier=cfg.client_id,
+        username=mq.username, password=mq.password.get() if mq.password else None,
+        tls_context=tls_context(mq), keepalive=mq.keepalive_s,
+        protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+        clean_session=None if v5 else False, clean_start=False, properties=props,
+    )
+
+
+def subscription(cfg: CollectorConfig, prefix: str) -> str:
+    topic = topics.readings(prefix, "+")
+    return f"$share/{cfg.share_group}/{topic}" if cfg.share_group else topic
+
+
+async def _connected(rt: Runtime, cfg: CollectorConfig, intake: Intake) -> None:
+    """One MQTT connection: subscribe and let paho's callback feed the intake until stop or a broken link."""
+    client = _mqtt_client(rt, cfg)
+    client._client.manual_ack_set(True)  # noqa: SLF001  aiomqtt exposes no manual-ack switch
+    client._client.on_message = intake.on_message  # noqa: SLF001  straight from paho: no per-message queue hop
+    async with client:
+        intake.generation += 1
+        intake.mqtt = client._client  # noqa: SLF001
+        try:
+            await client.subscribe(subscription(cfg, rt.config.mqtt.topic_prefix), qos=1)
+            log.info("collector subscribed", extra={"kv": {"topic": subscription(cfg, rt.config.mqtt.topic_prefix)}})
+            stop = asyncio.ensure_future(rt.stop.wait())
+            lost = client._disconnected  # noqa: SLF001
+            await asyncio.wait({stop, lost}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            if not rt.stop.is_set():
+                raise aiomqtt.MqttError("connection lost")
+            intake.close_batch()
+            # Acknowledge what the sink makes durable before we disconnect (bounded wait).
+            try:
+                await asyncio.wait_for(intake.sink.queue.join(), timeout=10.0)
+            except TimeoutError:
+                log.warning("stopping with batches not yet durable; the broker will redeliver them")
+        finally:
+            intake.mqtt = None
+
+
+async def serve(rt: Runtime, on_accepted: OnAccepted | None = None) -> None:
+    cfg = rt.config.collector
+    spool = Spool(rt.config.path(cfg.spool, "collector.spool"))
+    dedup = Dedup(cfg.dedup_window_s, cfg.dedup_max_ids)
+    dedup.load(spool.seen_since(rt.clock.timestamp() - cfg.dedup_window_s))
+    try:
+        async with open_store(cfg.store, rt.config) as store:
+            intake: Intake
+            sink = Sink(cfg, store, spool, rt.clock, lambda acks: intake.ack(acks))
+            intake = Intake(cfg, rt.config.mqtt.topic_prefix, sink, dedup, rt, on_accepted)
+            draining = asyncio.Event()
+            sink_task = asyncio.create_task(sink.run(draining))
+            health = lambda: {"ok": True, "db_up": sink.db_up, "spool_readings": spool.depth,  # noqa: E731
+                              "connected": intake.mqtt is not None}
+            async with _metrics(cfg, health):
+                try:
+                    await _mqtt_loop(rt, cfg, intake)
+                finally:
+                    intake.close_batch()
+                    draining.set()
+                    await sink_task
+    finally:
+        spool.close()
+
+
+def _metrics(cfg: CollectorConfig, health: Callable[[], dict[str, object]]):
+    if cfg.metrics_port is None:
+        import contextlib
+
+        return contextlib.nullcontext()
+    return http_metrics.serve(cfg.metrics_host, cfg.metrics_port, health)
+
+
+async def _mqtt_loop(rt: Runtime, cfg: CollectorConfig, intake: Intake) -> None:
+    delay = 0.5
+    while not rt.stop.is_set():
+        try:
+            await _connected(rt, cfg, intake)
+            delay = 0.5
+        except aiomqtt.MqttError as e:
+            if intake._limiter.allow("mqtt"):  # noqa: SLF001
+                log.warning("MQTT connection failed; retrying", extra={"kv": {"error": str(e), "retry_s": delay}})
+            intake.close_batch()
+            if await rt.sleep(delay):
+                return
+            delay = min(30.0, delay * 2)
