@@ -36,3 +36,23 @@ async def test_blue_landslide_warning_reaches_the_site_monitor_and_the_village_r
         assert tw.calls == []
         body = tw.messages_to(VILLAGE_RESP)[0].body
         assert "蓝色预警" in body and "共和村大岩口滑坡隐患点" in body and "确认" not in body
+
+
+async def test_garbage_on_the_warnings_topic_is_counted_and_logged_once_and_the_next_warning_still_goes_out(
+        mosquitto, prefix, tmp_path, caplog):
+    import aiomqtt
+
+    from alerts.service import REJECTED
+    from yujing import topics
+
+    before = REJECTED.labels(reason="invalid")._value.get()
+    async with running_alerts(tmp_path, mqtt_port=mosquitto.port, prefix=prefix,
+                              alerts={"grouping": {"wait_s": 0}}) as rig:
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"junk-{prefix}") as c:
+            for junk in (b"not json", b'{"key": "x"}', b"\xff\xfe", b"[]"):
+                await c.publish(topics.warnings(prefix, "landslide", "LS-GONGHE-01"), junk, qos=1)
+        await rig.publish(warning(Level.BLUE))
+        await rig.twilio.wait_until(lambda: rig.twilio.messages_to(MONITOR), 10, "the valid warning after junk")
+        assert REJECTED.labels(reason="invalid")._value.get() - before == 4
+        assert len([r for r in caplog.records if "not a HazardWarning" in r.getMessage()]) <= 1  # not four
+        assert not rig.task.done()
