@@ -56,3 +56,23 @@ async def test_garbage_on_the_warnings_topic_is_counted_and_logged_once_and_the_
         assert REJECTED.labels(reason="invalid")._value.get() - before == 4
         assert len([r for r in caplog.records if "not a HazardWarning" in r.getMessage()]) <= 1  # not four
         assert not rig.task.done()
+
+
+async def test_after_a_broker_restart_the_service_resubscribes_and_warnings_flow_again(
+        private_server, prefix, tmp_path, caplog):
+    import logging
+
+    from conftest import wait_for
+    from servers import Mosquitto
+
+    caplog.set_level(logging.INFO, logger="yujing.alerts")
+    broker = private_server(Mosquitto)
+    async with running_alerts(tmp_path, mqtt_port=broker.port, prefix=prefix,
+                              alerts={"grouping": {"wait_s": 0}}) as rig:
+        broker.stop(kill=True)
+        broker.start()
+        await wait_for(lambda: sum("alerts subscribed" in r.getMessage() for r in caplog.records) >= 2, 20,
+                       "the service to resubscribe")
+        await rig.publish(warning(Level.BLUE))
+        await rig.twilio.wait_until(lambda: rig.twilio.messages_to(VILLAGE_RESP), 10, "a warning after the restart")
+        assert not rig.task.done()
