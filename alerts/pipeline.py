@@ -133,17 +133,18 @@ class Pipeline:
                     log.exception("publishing the CAP document failed", extra={"kv": {"warning": w.id}})
 
     # ---- route → render → enqueue ----------------------------------------------------------------
-    def text(self, w: HazardWarning, ack: bool = False, channel: str = "sms") -> str:
+    def text(self, w: HazardWarning, ack: bool = False, channel: str = "sms", language: str = "zh") -> str:
         site = self.directory.site(w.site)
         area = w.area or (site.area if site else "")
         lineage = [(a.tier, a.name) for a in self.directory.config.lineage(area)] if self.directory.area(area) else []
-        return self.renderer.text(w, site.name if site else w.site, lineage, ack=ack, channel=channel)
+        return self.renderer.text(w, site.name if site else w.site, lineage, ack=ack, channel=channel,
+                                  language=language)
 
     async def _notify(self, w: HazardWarning, recipients: list[Recipient], attempt: int,
                       escalation: bool = False) -> list[Notification]:
         now = self.clock.now()
         lift = w.state is WarningState.LIFTED
-        texts: dict[tuple[bool, str], str] = {}
+        texts: dict[tuple[bool, str, str], str] = {}
         priority_base = w.level.severity * 10 + (20 if escalation else 0)
 
         def items(part: list[Recipient]) -> list[Notification]:
@@ -152,9 +153,10 @@ class Pipeline:
                 ack = r.ack and not lift
                 for channel in r.channels:
                     ch = _VALUE[channel]  # Enum.value is slow, and this runs 10,000 times for a red
-                    body = texts.get((ack, ch))
+                    lang = r.person.language
+                    body = texts.get((ack, ch, lang))
                     if body is None:
-                        body = texts[(ack, ch)] = self.text(w, ack, ch)
+                        body = texts[(ack, ch, lang)] = self.text(w, ack, ch, lang)
                     out.append(Notification(
                         key=Notification.make_key(w.id, r.phone, ch, attempt), warning_id=w.id,
                         warning_key=w.key, phone=r.phone, channel=ch, attempt=attempt,

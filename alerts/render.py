@@ -3,7 +3,8 @@
 Templates are ``str.format`` strings over the variables in :data:`VARIABLES`; every template (built in or
 from YAML) is checked at load, so a typo fails ``yujing check``, not the first flood. Lookup order for a
 (hazard, level, kind): ``hazard.level[.kind]``, ``*.level[.kind]``, ``hazard.kind``, the built-in default.
-``kind`` is ``''`` for a warning, ``lift`` for 解除.
+``kind`` is ``''`` for a warning, ``lift`` for 解除. A person whose ``language`` is not ``zh`` gets the
+``<language>:``-prefixed template if there is one (``en:*.red``), else the Chinese text.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ DEFAULT_LIFT = "{area_name}{site_name}{hazard_cn}{level_cn}预警已解除（{ti
 def check_templates(templates: dict[str, str]) -> None:
     """Raise ``ValueError`` naming the template and the unknown variable or bad syntax."""
     for name, text in templates.items():
-        parts = name.split(".")
+        parts = name.split(":", 1)[-1].split(".")  # an optional language prefix: "en:landslide.red"
         if not 1 <= len(parts) <= 3:
             raise ValueError(f"template {name!r}: name it hazard.level, hazard.level.lift or hazard.lift")
         try:
@@ -77,11 +78,16 @@ class Renderer:
         self.templates = templates
         self.confirm_digit = confirm_digit
 
-    def template(self, hazard: Hazard, level: Level, lift: bool) -> str:
+    def template(self, hazard: Hazard, level: Level, lift: bool, language: str = "zh") -> str:
+        """The template for a person's language (``en:landslide.red``…), else the Chinese one."""
         kind = ".lift" if lift else ""
-        for name in (f"{hazard}.{level}{kind}", f"*.{level}{kind}", f"{hazard}{kind or '.warning'}", f"*{kind or '.warning'}"):
-            if name in self.templates:
-                return self.templates[name]
+        names = (f"{hazard}.{level}{kind}", f"*.{level}{kind}", f"{hazard}{kind or '.warning'}",
+                 f"*{kind or '.warning'}")
+        prefixes = ([f"{language}:"] if language and language != "zh" else []) + [""]
+        for prefix in prefixes:
+            for name in names:
+                if prefix + name in self.templates:
+                    return self.templates[prefix + name]
         if lift:
             return DEFAULT_LIFT
         return DEFAULT_EQUIPMENT if hazard is Hazard.EQUIPMENT else DEFAULT_WARNING
@@ -105,8 +111,8 @@ class Renderer:
         }
 
     def text(self, w: HazardWarning, site_name: str, lineage: list[tuple[Tier, str]], *, ack: bool = False,
-             channel: str = "sms") -> str:
+             channel: str = "sms", language: str = "zh") -> str:
         lift = w.state is WarningState.LIFTED
-        body = self.template(w.hazard, w.level, lift).format(
+        body = self.template(w.hazard, w.level, lift, language).format(
             **self.variables(w, site_name, lineage, ack and not lift, channel))
         return (DRILL_MARK + body) if w.drill else body

@@ -78,3 +78,12 @@ def test_drill_texts_start_with_the_drill_mark_and_lifts_ask_for_nothing():
     assert r.text(warning(Level.RED, drill=True), "某隐患点", [], ack=True).startswith(DRILL_MARK)
     lift = warning(Level.RED, version=2, state=__import__("yujing.model").model.WarningState.LIFTED)
     assert "解除" in r.text(lift, "某隐患点", [], ack=True) and "确认" not in r.text(lift, "某隐患点", [], ack=True)
+
+
+def test_a_person_with_another_language_gets_that_template_and_everyone_else_chinese():
+    r = Renderer({"en:*.red": "RED {hazard_cn} warning at {site_name}. {confirm}"})
+    assert r.text(warning(Level.RED), "Site A", [], language="en").startswith("RED 滑坡 warning at Site A")
+    assert r.text(warning(Level.RED), "Site A", [], language="zh").startswith("滑坡红色预警")
+    assert r.text(warning(Level.ORANGE), "Site A", [], language="en").startswith("滑坡橙色预警")  # no en orange
+    with pytest.raises(ValueError, match="unknown variable"):
+        Renderer({"en:*.red": "{nope}"})
