@@ -17,3 +17,4 @@ SPOOL_DEPTH = Gauge("yujing_collector_spool_readings", "Readings waiting in the 
 SPOOLED = Counter("yujing_collector_spooled_total", "Readings spooled because the database was away")
 SPOOL_DROPPED = Counter("yujing_collector_spool_dropped_total", "Readings dropped from a full spool (drop_oldest)")
 DB_UP = Gauge("yujing_collector_db_up", "1 when the last database write succeeded")
+CONNECTED = Gauge("yujing_collector_mqtt_subscribed", "1 while subscribed to the readings topics", ["client_id"])

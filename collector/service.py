@@ -144,6 +144,7 @@ async def _connected(rt: Runtime, cfg: CollectorConfig, intake: Intake) -> None:
         intake.mqtt = client._client  # noqa: SLF001
         try:
             await client.subscribe(subscription(cfg, rt.config.mqtt.topic_prefix), qos=1)
+            m.CONNECTED.labels(cfg.client_id).set(1)
             log.info("collector subscribed", extra={"kv": {"topic": subscription(cfg, rt.config.mqtt.topic_prefix)}})
             stop = asyncio.ensure_future(rt.stop.wait())
             lost = client._disconnected  # noqa: SLF001
@@ -159,6 +160,7 @@ async def _connected(rt: Runtime, cfg: CollectorConfig, intake: Intake) -> None:
                 log.warning("stopping with batches not yet durable; the broker will redeliver them")
         finally:
             intake.mqtt = None
+            m.CONNECTED.labels(cfg.client_id).set(0)
 
 
 async def serve(rt: Runtime, on_accepted: OnAccepted | None = None) -> None:

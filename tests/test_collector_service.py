@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import AsyncIterator
 
 import aiomqtt
-import pytest
+from prometheus_client import REGISTRY
 from conftest import wait_for
 
 from yujing.config import Config  # noqa: I001  (first: collector.config is imported through it)
@@ -23,7 +23,7 @@ from yujing import topics
 from yujing.model import Quality, Reading, ReadingBatch, new_id
 from yujing.runtime import Runtime
 
-T0 = datetime(2026, 7, 14, 0, 0, tzinfo=timezone.utc)
+T0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=3)  # within VictoriaMetrics retention
 
 
 def make_config(tmp_path: Path, port: int, prefix: str, store, **collector) -> Config:
@@ -69,25 +69,7 @@ async def running(cfg: Config, **kw) -> AsyncIterator[Runtime]:
 
 
 def _subscribed(cfg: Config) -> bool:
-    from collector import metrics  # noqa: F401
-    return _state.get(cfg.collector.client_id, False)
-
-
-_state: dict[str, bool] = {}
-
-
-@pytest.fixture(autouse=True)
-def _track_subscriptions(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Know when serve() has subscribed (so published messages are not lost to a missing subscription)."""
-    import collector.service as svc
-
-    orig = svc.subscription
-
-    def spy(c: CollectorConfig, prefix: str) -> str:
-        _state[c.client_id] = True
-        return orig(c, prefix)
-
-    monkeypatch.setattr(svc, "subscription", spy)
+    return REGISTRY.get_sample_value("yujing_collector_mqtt_subscribed", {"client_id": cfg.collector.client_id}) == 1
 
 
 def influx_count(influxdb, db: str, measurement: str = "rain_mm") -> int:
