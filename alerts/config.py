@@ -39,6 +39,8 @@ class TwilioConfig(BaseModel):
     timeout_s: float = Field(default=10.0, gt=0)
     retries: int = Field(default=6, ge=0)  # per request, on 429/5xx/network, with exponential backoff
     backoff_s: float = Field(default=0.5, gt=0)  # first backoff (real seconds), doubling, capped at 30 s
+    outage_retry_s: float = Field(default=15.0, gt=0)  # retries used up: look again after this, doubling to 300 s
+    outage_retries: int = Field(default=8, ge=0)  # … this many times (≈ 25 min) before a notification fails
     configure_number: bool = True  # point the from_number's inbound-SMS webhook at us at startup
 
 

@@ -65,7 +65,7 @@ class Dispatcher:
     """Per-channel queues and workers. ``submit`` from any pipeline; each item carries the log it belongs to."""
 
     def __init__(self, senders: dict[str, Sender], rates: dict[str, RateConfig], clock: Clock,
-                 on_done: Hook | None = None) -> None:
+                 on_done: Hook | None = None, outage_retry_s: float = 15.0, outage_retries: int = 8) -> None:
         self.senders = senders
         self.rates = rates
         self.clock = clock
@@ -75,6 +75,10 @@ class Dispatcher:
                          for c in senders}
         self._order = itertools.count()
         self.in_flight = 0
+        self.outage_retry_s = outage_retry_s
+        self.outage_retries = outage_retries
+        self._deferred: dict[str, int] = {}  # key -> times deferred through a provider outage
+        self._later: set[asyncio.Task] = set()
 
     def submit(self, nflog: NotificationLog, items: list[Notification]) -> None:
         for n in items:
@@ -86,7 +90,7 @@ class Dispatcher:
 
     @property
     def backlog(self) -> int:
-        return sum(q.qsize() for q in self._queues.values()) + self.in_flight
+        return sum(q.qsize() for q in self._queues.values()) + self.in_flight + len(self._later)
 
     async def recover(self, nflog: NotificationLog) -> tuple[int, int]:
         """Re-queue what a crash left: ('queued' re-queued, 'sending' found at the provider)."""
@@ -138,6 +142,17 @@ class Dispatcher:
         try:
             sid = await sender.send(n, wall, nflog.drill)
         except ProviderError as exc:
+            tries = self._deferred.get(n.key, 0)
+            if exc.retryable and tries < self.outage_retries:  # an outage, not a refusal: keep it, look later
+                self._deferred[n.key] = tries + 1
+                delay = min(300.0, self.outage_retry_s * 2 ** tries)
+                nflog.event(self.clock.now(), n.warning_id, n.phone, f"{n.channel}-deferred",
+                            {"error": str(exc), "retry_in_s": delay})
+                SENT.labels(channel=n.channel, outcome="deferred").inc()
+                task = asyncio.create_task(self._retry_later(sender, nflog, n, wall, delay))
+                self._later.add(task)
+                task.add_done_callback(self._later.discard)
+                return
             nflog.failed(n.key, str(exc), self.clock.now())
             nflog.event(self.clock.now(), n.warning_id, n.phone, f"{n.channel}-failed", str(exc))
             SENT.labels(channel=n.channel, outcome="failed").inc()
@@ -150,6 +165,29 @@ class Dispatcher:
         SENT.labels(channel=n.channel, outcome="sent").inc()
         if self.on_done:
             await self.on_done(nflog, Outcome(n, sid))
+
+
+    async def _retry_later(self, sender: Sender, nflog: NotificationLog, n: Notification, since: datetime,
+                           delay: float) -> None:
+        """After an outage: if the provider has it after all, it was sent; else queue it again. Until the provider
+        can answer that question it is not sent again (it may have arrived); if we stop meanwhile it stays
+        'sending' and is reconciled at the next start."""
+        for _ in range(self.outage_retries + 1):
+            await asyncio.sleep(delay)
+            try:
+                sid = await sender.find(n, since)
+            except Exception:  # noqa: BLE001  still unreachable, whatever the library raises: ask again later
+                delay = min(300.0, delay * 2)
+                continue
+            if sid is not None:
+                nflog.sent(n.key, sid, self.clock.now())
+                nflog.event(self.clock.now(), n.warning_id, n.phone, "reconciled", {"key": n.key, "sid": sid})
+            else:
+                nflog.requeue(n.key, self.clock.now())
+                self.submit(nflog, [n])
+            return
+        nflog.failed(n.key, "provider unreachable: could not tell whether it was sent", self.clock.now())
+        SENT.labels(channel=n.channel, outcome="failed").inc()
 
 
 class _Stop(Exception):

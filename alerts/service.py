@@ -61,7 +61,7 @@ async def serve(rt: Runtime, *, drill_recipients: list[Person] | None = None, au
                 await pipelines["drill" if nflog.drill else "real"].on_outcome(outcome)
 
             dispatcher = Dispatcher(senders(provider, urls, cfg), {c.value: r for c, r in cfg.rates.items()},
-                                    rt.clock, on_done)
+                                    rt.clock, on_done, cfg.twilio.outage_retry_s, cfg.twilio.outage_retries)
             publisher = _CapPublisher(rt, caps, directory)
             common = dict(cfg=cfg, directory=directory, dispatcher=dispatcher, clock=rt.clock,
                           publish=publisher.publish)

@@ -7,6 +7,7 @@ from collections import Counter
 from test_alerts_service import warning
 
 from alerts.harness import running_alerts
+from conftest import wait_for
 from alerts.provider import PROVIDER_ERRORS
 from yujing.model import Hazard, Level
 
@@ -53,3 +54,19 @@ async def test_red_goes_out_before_blue_and_each_channel_keeps_its_rate(mosquitt
         sms = sorted(m.created for m in tw.messages)
         span = sms[-1] - sms[0]
         assert span >= (len(sms) - 1) / 8 * 0.9, (len(sms), span)  # 8 per second, no faster
+
+
+async def test_a_provider_outage_longer_than_the_retries_defers_notifications_instead_of_losing_them(
+        mosquitto, prefix, tmp_path):
+    async with running_alerts(tmp_path, mqtt_port=mosquitto.port, prefix=prefix,
+                              alerts={"grouping": {"wait_s": 0},
+                                      "twilio": {"retries": 1, "backoff_s": 0.02, "outage_retry_s": 0.3}}) as rig:
+        tw = rig.twilio
+        tw.fail_next(12, 503, kinds=("sms",))  # each of the 3 SMS: 2 attempts per round, twice over
+        await rig.publish(warning(Level.BLUE))
+        await wait_for(lambda: any(e[3] == "sms-deferred" for e in rig.events()), 10, "deferral")
+        expected = {"+8613911000050", "+8613911000051", "+8613911000020"}
+        await tw.wait_until(lambda: {m.to for m in tw.messages} == expected, 20, "delivery once Twilio is back")
+        await rig.settled()
+        assert Counter(m.to for m in tw.messages) == Counter(expected)
+        assert not [n for n in rig.pipeline().nflog.for_warning_key(warning().key) if n.status == "failed"]
