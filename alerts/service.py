@@ -46,6 +46,7 @@ async def serve(rt: Runtime, *, drill_recipients: list[Person] | None = None, au
     """Run until ``rt.stop``. ``state`` (optional) receives the live parts, for tests and drills."""
     cfg = rt.config.alerts
     directory = Directory.load(rt.config)
+    gc.collect()
     gc.freeze()  # the chain (thousands of households) never changes: keep it out of every later collection
     token = auth_token if auth_token is not None else _auth_token(cfg.twilio)
     caps = CapBook()
