@@ -32,7 +32,9 @@ def _ts(t: datetime) -> str:
 def build(w: HazardWarning, text: str, area_desc: str, previous: HazardWarning | None = None,
           sender: str = SENDER, lat: float | None = None, lon: float | None = None) -> str:
     ET.register_namespace("", NS)
-    q = lambda tag: f"{{{NS}}}{tag}"
+    def q(tag: str) -> str:
+        return f"{{{NS}}}{tag}"
+
     alert = ET.Element(q("alert"))
 
     def sub(parent: ET.Element, tag: str, value: str) -> ET.Element:

@@ -84,7 +84,8 @@ class Rig:
         """Wait until nothing is queued or in flight (every notification decided so far was sent or failed)."""
         deadline = asyncio.get_running_loop().time() + timeout_s
         while True:
-            busy = self.state["dispatcher"].backlog + sum(p.nflog.pending_count() for p in self.state["pipelines"].values())
+            logs = [p.nflog for p in self.state["pipelines"].values()]
+            busy = self.state["dispatcher"].backlog + sum(n.pending_count() for n in logs)
             if busy == 0:
                 return
             if asyncio.get_running_loop().time() > deadline:

@@ -146,7 +146,8 @@ class NotificationLog:
     def record_warning(self, w: HazardWarning, at: datetime) -> bool:
         """Remember ``w`` before acting on it. False if this key#version was already recorded."""
         self._check(w)
-        cur = self.db.execute("INSERT OR IGNORE INTO warnings(id, key, version, payload, received_at) VALUES (?,?,?,?,?)",
+        cur = self.db.execute("INSERT OR IGNORE INTO warnings(id, key, version, payload, received_at)"
+                              " VALUES (?,?,?,?,?)",
                               (w.id, w.key, w.version, w.model_dump_json(), at.isoformat()))
         return cur.rowcount == 1
 
@@ -158,7 +159,8 @@ class NotificationLog:
         return [HazardWarning.model_validate_json(p) for (p,) in rows]
 
     def latest(self, key: str) -> HazardWarning | None:
-        row = self.db.execute("SELECT payload FROM warnings WHERE key=? ORDER BY version DESC LIMIT 1", (key,)).fetchone()
+        row = self.db.execute("SELECT payload FROM warnings WHERE key=? ORDER BY version DESC LIMIT 1",
+                              (key,)).fetchone()
         return HazardWarning.model_validate_json(row[0]) if row else None
 
     def warning(self, warning_id: str) -> HazardWarning | None:
@@ -263,11 +265,12 @@ class NotificationLog:
 
     def _many(self, where: str, args: tuple) -> list[Notification]:
         rows = self.db.execute(f"SELECT {', '.join(_COLS)} FROM notifications WHERE {where}", args)
-        return [Notification(**dict(zip(_COLS, r))) for r in rows]
+        return [Notification(**dict(zip(_COLS, r, strict=True))) for r in rows]
 
     # ---- 叫应 and escalation --------------------------------------------------------------------
     def confirm(self, warning_id: str, phone: str, via: str, at: datetime) -> bool:
-        cur = self.db.execute("INSERT OR IGNORE INTO confirmations VALUES (?,?,?,?)", (warning_id, phone, via, at.isoformat()))
+        cur = self.db.execute("INSERT OR IGNORE INTO confirmations VALUES (?,?,?,?)",
+                              (warning_id, phone, via, at.isoformat()))
         return cur.rowcount == 1
 
     def confirmed(self, warning_id: str, phones: list[str] | None = None) -> set[str]:
@@ -280,7 +283,8 @@ class NotificationLog:
                         (warning_id, phone, step, due.isoformat()))
 
     def due_escalations(self) -> Iterator[tuple[str, str, int, datetime]]:
-        rows = self.db.execute("SELECT warning_id, phone, step, due_at FROM escalations WHERE state='pending' ORDER BY due_at")
+        rows = self.db.execute("SELECT warning_id, phone, step, due_at FROM escalations WHERE state='pending'"
+                               " ORDER BY due_at")
         for wid, phone, step, due in rows.fetchall():
             yield wid, phone, step, datetime.fromisoformat(due)
 

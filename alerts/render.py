@@ -107,7 +107,8 @@ class Renderer:
             "site": w.site, "title": (w.title + "。") if w.title and not w.title.endswith("。") else w.title,
             "evidence": "；".join(w.evidence) + ("。" if w.evidence else ""),
             "time": local_time(w.updated_at), "advice": ADVICE.get(w.hazard, {}).get(w.level, ""),
-            "confirm": confirm, "township_name": names.get(Tier.TOWNSHIP, ""), "village_name": names.get(Tier.VILLAGE, ""),
+            "confirm": confirm, "township_name": names.get(Tier.TOWNSHIP, ""),
+            "village_name": names.get(Tier.VILLAGE, ""),
         }
 
     def text(self, w: HazardWarning, site_name: str, lineage: list[tuple[Tier, str]], *, ack: bool = False,

@@ -114,7 +114,7 @@ class Webhooks:
                     CONFIRMED.labels(via="sms", kind=p.kind).inc()
         else:
             log.info("inbound SMS is not a confirmation", extra={"kv": {"from": phone, "body": body[:40]}})
-        return web.Response(text="<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>", content_type="application/xml")
+        return web.Response(text='<?xml version="1.0" encoding="UTF-8"?><Response/>', content_type="application/xml")
 
     async def _cap_index(self, request: web.Request) -> web.Response:
         return web.json_response([{"identifier": i, "url": f"/cap/{i}.xml"} for i in self.caps.order])
