@@ -213,7 +213,7 @@ class TwilioStandIn:
             try:
                 return await asyncio.wait_for(self._changed.wait_for(predicate), timeout_s)
             except TimeoutError:
-                raise AssertionError(f"stand-in: timed out after {timeout_s} s waiting for {what or predicate}")
+                raise AssertionError(f"stand-in: timed out after {timeout_s} s waiting for {what or predicate}") from None
 
     async def _notify(self) -> None:
         async with self._changed:
@@ -326,7 +326,8 @@ class TwilioStandIn:
                 return refused
             q = request.query
             items = self.messages if kind == "sms" else self.calls
-            chosen = [r for r in items if ("To" not in q or r.to == q["To"]) and ("From" not in q or r.from_ == q["From"])]
+            chosen = [r for r in items
+                      if ("To" not in q or r.to == q["To"]) and ("From" not in q or r.from_ == q["From"])]
             chosen.sort(key=lambda r: r.date_created, reverse=True)  # Twilio lists newest first
             key = "messages" if kind == "sms" else "calls"
             size = int(q.get("PageSize", "50"))
