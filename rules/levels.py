@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Iterable
 
 from rules.config import Resolver, ReservoirThresholds, RiverThresholds
 from rules.lifecycle import grade
-from rules.pack import Assessment, Context, register
+from rules.pack import Assessment, Context, ignored, register
 from rules.state import States
 from yujing.model import Hazard, Level, Q, Reading
 
@@ -54,7 +54,6 @@ class LevelsPack:
         self.config = config
         self.gauges: States[GaugeState] = States(GaugeState)
         self.sites = {s.id: s for s in config.sites}
-        self.rejected: dict[str, int] = {}
         self.resolver = Resolver(config.rules, self.sites)
 
     def reservoir(self, site: str) -> ReservoirThresholds:
@@ -73,14 +72,15 @@ class LevelsPack:
     def feed(self, r: Reading, ctx: Context) -> list[Assessment]:
         site = self.sites.get(r.site)
         if site is None or site.kind not in ("reservoir", "river"):
-            self.rejected["not-a-water-site"] = self.rejected.get("not-a-water-site", 0) + 1
+            ignored(self.name, "not-a-water-site")
             return []
         st = self.gauges[r.sensor]
         st.site = r.site
         t = r.ts.timestamp()
         if st.samples and t <= st.samples[-1][0]:
             if any(s[0] == t for s in st.samples):
-                return []  # a duplicate
+                ignored(self.name, "duplicate")
+                return []
             st.samples.append([t, r.value])
             st.samples.sort()
             return []  # a late reading refines the rate but does not speak for now

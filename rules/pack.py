@@ -11,7 +11,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Protocol
 
+from prometheus_client import Counter
+
 from yujing.model import Hazard, Level, Reading
+
+IGNORED = Counter("yujing_rules_ignored_total", "Readings a rule pack set aside (late, duplicate, implausible)",
+                  ["pack", "reason"])
+
+
+def ignored(pack: str, reason: str) -> None:
+    """Count a reading a pack did not use, by reason (exported as a Prometheus counter)."""
+    IGNORED.labels(pack, reason).inc()
 
 if TYPE_CHECKING:
     from rules.config import Mechanics

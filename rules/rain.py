@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Iterable
 
 from rules.config import RainThresholds, Resolver, TorrentThresholds
 from rules.lifecycle import max_level
-from rules.pack import Assessment, Context, register
+from rules.pack import Assessment, Context, ignored, register
 from rules.state import States
 from yujing.model import Hazard, Level, Q, Reading
 
@@ -151,6 +151,7 @@ class RainPack:
 
     def _reject(self, reason: str) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        ignored(self.name, reason)
 
     def _count(self, st: GaugeState, value: float, t: float, thr: RainThresholds) -> None:
         if st.last_count is None or st.last_t is None:

@@ -17,6 +17,7 @@ import logging
 import re
 import time
 from collections import OrderedDict
+from datetime import datetime
 from typing import Any
 
 import aiomqtt
@@ -83,10 +84,6 @@ def parse_readings(payload: bytes) -> list[Reading]:
         raise ValueError("invalid-reading") from e
 
 
-class _Stop(Exception):
-    pass
-
-
 class RulesService:
     def __init__(self, rt: Runtime, ready: asyncio.Event | None = None) -> None:
         self.rt = rt
@@ -136,16 +133,23 @@ class RulesService:
         self.commit(out)
 
     def on_status(self, topic: str, payload: bytes) -> None:
-        online = True
-        try:
-            doc: Any = json.loads(payload) if payload else {}
-            if isinstance(doc, dict) and doc.get("online") is False:
-                online = False
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            REJECTED.labels("bad-status").inc()
+        """A gateway heartbeat (its shape taken loosely: its arrival alone means the gateway is alive)."""
         if not payload:  # a cleared retained status: nothing to learn
             return
-        self.commit(self.engine.heartbeat(topics.gateway_of(topic), online, self.rt.clock.now()))
+        online, now = True, self.rt.clock.now()
+        when = now
+        try:
+            doc: Any = json.loads(payload)
+            if isinstance(doc, dict):
+                online = doc.get("online") is not False
+                ts = doc.get("ts")
+                if isinstance(ts, str):  # a retained status may be old: count silence from when it was sent
+                    sent = datetime.fromisoformat(ts)
+                    if sent.tzinfo is not None:
+                        when = min(sent, now)
+        except (UnicodeDecodeError, json.JSONDecodeError, ValueError):
+            REJECTED.labels("bad-status").inc()
+        self.commit(self.engine.heartbeat(topics.gateway_of(topic), online, when))
 
     async def receive(self, client: aiomqtt.Client) -> None:
         readings_t, status_t = topics.readings(self.prefix), topics.status(self.prefix)
@@ -172,9 +176,23 @@ class RulesService:
                     self.store.published(seq)
             OUTBOX.set(self.store.outbox_depth)
 
-    async def stopper(self) -> None:
-        await self.rt.stop.wait()
-        raise _Stop
+    async def session(self, client: aiomqtt.Client) -> None:
+        """Receive and publish until stopping or the connection fails (MqttError propagates)."""
+        tasks = [asyncio.create_task(self.receive(client), name="rules-receive"),
+                 asyncio.create_task(self.publish(client), name="rules-publish"),
+                 asyncio.create_task(self.rt.stop.wait(), name="rules-stop")]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in tasks:
+                t.cancel()
+            _, stuck = await asyncio.wait(tasks, timeout=5.0)
+            for t in stuck:
+                log.error("rules: task %s did not stop", t.get_name())
+                t.print_stack()
+        for t in done:
+            if not t.cancelled() and t.exception() is not None:
+                raise t.exception()  # type: ignore[misc]
 
     async def run(self) -> None:
         backoff = 1.0
@@ -188,15 +206,10 @@ class RulesService:
                         backoff = 1.0
                         self.work.set()
                         self.ready.set()
-                        async with asyncio.TaskGroup() as tg:
-                            tg.create_task(self.receive(client))
-                            tg.create_task(self.publish(client))
-                            tg.create_task(self.stopper())
-                except* _Stop:
-                    pass
-                except* aiomqtt.MqttError as eg:
+                        await self.session(client)
+                except aiomqtt.MqttError as e:
                     if self.limiter.allow("mqtt-down"):
-                        log.warning("rules: MQTT connection lost: %s; retrying", eg.exceptions[0])
+                        log.warning("rules: MQTT connection lost: %s; retrying", e)
                 if self.rt.stop.is_set() or await self._pause(backoff):
                     return
                 backoff = min(backoff * 2, 30.0)
