@@ -69,6 +69,7 @@ class CallLog:
         self._seen: set[str] = set()
         self._events: dict[str, int] = {}
         self._unanswered: list[tuple[float, Any]] = []  # (t, person) of calls that rang out
+        self._escalated: set[tuple[str, str]] = set()  # (missed phone, called phone), each counted once
 
     def t_of(self, wall: float) -> float:
         """A wall-clock time of the stand-in as scenario seconds since the drill's start."""
@@ -114,7 +115,8 @@ class CallLog:
             deputy = person.role == "deputy" and person.area == missed.area
             above = _TIER_DEPTH.get(person.tier, 9) < _TIER_DEPTH.get(missed.tier, 9) and \
                 (missed.area == person.area or missed.area.startswith(person.area + "."))
-            if deputy or above:
+            if (deputy or above) and (missed.phone, person.phone) not in self._escalated:
+                self._escalated.add((missed.phone, person.phone))
                 self.rec.tl.add(t, Kind.ESCALATION, f"{missed.name} ({missed.role}) did not answer: "
                                 f"call passed to {person.name} ({person.role}, {person.area})",
                                 phone=r.to, missed=missed.phone)

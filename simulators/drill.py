@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import secrets
 import socket
 import sys
 import tempfile
@@ -73,10 +74,14 @@ def drill_scope(cfg: Config, scn: Scenario) -> list[Any]:
 
 
 def drill_config(cfg: Config, scn: Scenario, *, state_dir: Path, mqtt: Any = None,
-                 twilio_url: str | None = None, speed: float) -> Config:
-    """The deployment as a drill runs it: drill prefix, scoped gateways, its own state, the stand-in."""
+                 twilio_url: str | None = None, speed: float, run: str = "") -> Config:
+    """The deployment as a drill runs it: drill prefix, scoped gateways, its own state, the stand-in.
+
+    ``run`` names this drill: its topics are ``<prefix>-drill-<run>`` and its MQTT sessions its own, so
+    nothing retained or queued by an earlier drill (or by the live system) reaches it.
+    """
     m = mqtt or cfg.mqtt
-    prefix = f"{m.topic_prefix}-drill"
+    prefix = f"{m.topic_prefix}-drill" + (f"-{run}" if run else "")
     m = m.model_copy(update={"topic_prefix": prefix})
     gateways = []
     endpoints: dict[tuple, Any] = {}
@@ -92,7 +97,8 @@ def drill_config(cfg: Config, scn: Scenario, *, state_dir: Path, mqtt: Any = Non
     update: dict[str, Any] = {
         "mqtt": m,
         "gateways": gateways,
-        "deployment": cfg.deployment.model_copy(update={"data_dir": str(state_dir)}),
+        "deployment": cfg.deployment.model_copy(update={
+            "data_dir": str(state_dir), "name": f"{cfg.deployment.name} drill {run}".strip()}),
         "simulation": SimulationConfig(devices=True, twilio=True, speed=speed),
     }
     store = cfg.collector.store
@@ -105,6 +111,8 @@ def drill_config(cfg: Config, scn: Scenario, *, state_dir: Path, mqtt: Any = Non
         alerts = alerts.model_copy(update={"log": ""})
     if twilio_url:
         alerts = alerts.model_copy(update={"twilio": alerts.twilio.model_copy(update={"base_url": twilio_url})})
+    if hasattr(alerts, "client_id"):
+        alerts = alerts.model_copy(update={"client_id": f"{alerts.client_id}-drill-{run or 'x'}"})
     if hasattr(alerts, "webhook"):  # its own callback server, on a free port, beside any live one
         alerts = alerts.model_copy(update={"webhook": alerts.webhook.model_copy(update={"port": 0,
                                                                                           "public_url": ""})})
@@ -190,7 +198,8 @@ async def run_drill(cfg: Config, scn: Scenario, *, speed: float | None = None, r
             boot = Runtime(cfg, clock, drill=True)
             standin = await stack.enter_async_context(_twilio(boot, 0, verbose=False))
             url = getattr(standin, "base_url", None)
-            dcfg = drill_config(cfg, scn, state_dir=Path(state), mqtt=broker, twilio_url=url, speed=speed)
+            run = f"{start:%Y%m%d%H%M%S}{secrets.token_hex(2)}"
+            dcfg = drill_config(cfg, scn, state_dir=Path(state), mqtt=broker, twilio_url=url, speed=speed, run=run)
             rt = Runtime(dcfg, clock, drill=True)
             rec = Recorder(tl, dcfg)
             rec.clock = clock
@@ -209,7 +218,10 @@ async def run_drill(cfg: Config, scn: Scenario, *, speed: float | None = None, r
             if missing:
                 tl.notes.append(f"Not run (not available in this build): {', '.join(missing)}. "
                                 "The timeline shows only what the parts that ran produced.")
-            await _run(rt, scn, rec, stack, progress, standin, settle_s)
+            try:
+                await _run(rt, scn, rec, stack, progress, standin, settle_s)
+            finally:
+                await _clean_broker(dcfg, rec)
     tl.ended_t = max(tl.ended_t, scn.duration)
     if report:
         return write_report(tl, scn.expect, report)
@@ -323,13 +335,34 @@ async def _run(rt: Runtime, scn: Scenario, rec: Recorder, stack: contextlib.Asyn
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(task, 10)
         rt.stop.set()
-        for s in services:
+        for s in services:  # each part flushes and returns; one that does not is stopped, and said so
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(s), 15)
+            if not s.done():
+                rec.tl.notes.append(f"{s.get_name()} did not stop within 15 s of the drill's end; it was cancelled.")
+                s.cancel()
         await asyncio.sleep(0.3)  # the recorder takes the last messages off the broker
         if call_log is not None:
             call_log.update()
         listener.cancel()
+
+
+async def _clean_broker(cfg: Config, rec: Recorder) -> None:
+    """Leave nothing behind: clear the drill's retained messages and the persistent sessions of its parts."""
+    from yujing.mqtt import client as mqtt_client
+    try:
+        async with mqtt_client(cfg.mqtt, f"yujing-drill-cleanup-{cfg.mqtt.topic_prefix}") as c:
+            for topic in sorted(rec.retained_topics):
+                await c.publish(topic, b"", qos=1, retain=True)
+        ids = [getattr(cfg.alerts, "client_id", "")]
+        with contextlib.suppress(ImportError):
+            from rules.service import client_id
+            ids.append(client_id(Runtime(cfg)))
+        for cid in filter(None, ids):
+            async with mqtt_client(cfg.mqtt, cid, clean_session=True):
+                pass
+    except Exception as exc:  # a drill's result stands even if the broker went away at the end
+        log.warning("drill: could not clean up the broker", extra={"kv": {"error": repr(exc)[:200]}})
 
 
 async def _point_replies_at_alerts(standin: Any, state: dict[str, Any], rt: Runtime) -> None:

@@ -40,6 +40,8 @@ def directory(cfg: Any) -> dict[str, Person]:
     for s in cfg.sites:
         for p in s.people:
             out.setdefault(p.phone, Person(p.phone, p.name, p.role.value, s.area, "site", p))
+    for p in cfg.alerts.drill.recipients:
+        out.setdefault(p.phone, Person(p.phone, p.name, p.role.value, "drill", "drill", p))
     path = getattr(cfg.alerts, "households", "")
     if path:
         for group, people in load_households(cfg.path(path, "")).items():
@@ -59,6 +61,7 @@ class Recorder:
         self._gateway_online: dict[str, bool] = {}
         self._device_state: dict[str, str] = {}
         self.subscribed = False
+        self.retained_topics: set[str] = set()
         self.clock: Any = None  # the drill's clock, for arrival times
         self.active = True  # status changes count only while the drill runs (not its own shutdown)
 
@@ -66,12 +69,16 @@ class Recorder:
 
     async def listen(self) -> None:
         async with mqtt_client(self.cfg.mqtt, f"yujing-drill-recorder-{self.prefix}") as c:
-            for topic in (topics.readings(self.prefix), topics.status(self.prefix), topics.warnings(self.prefix)):
+            for topic in (topics.readings(self.prefix), topics.status(self.prefix), topics.warnings(self.prefix),
+                          topics.cap(self.prefix)):
                 await c.subscribe(topic, qos=1)
             self.subscribed = True
             async for msg in c.messages:
-                if msg.retain:
-                    continue  # left over from an earlier run
+                kind = str(msg.topic)[len(self.prefix) + 1:].split("/", 1)[0]
+                if kind in ("warnings", "status", "cap"):
+                    self.retained_topics.add(str(msg.topic))  # the drill clears these when it ends
+                if msg.retain or kind == "cap":
+                    continue
                 try:
                     self.on_message(str(msg.topic), bytes(msg.payload))
                 except (ValidationError, ValueError, KeyError) as exc:

@@ -37,7 +37,7 @@ def test_a_drill_runs_only_what_its_scenario_touches_on_its_own_ports_and_prefix
     devices = {d.id for g in scope for d in g.devices}
     assert {"sk-huangjin-01", "sk-mozi-01"} <= devices and len(devices) < 60  # of 575
     d = drill_config(cfg, scn, state_dir=tmp_path, speed=600)
-    assert d.mqtt.topic_prefix == "yujing-drill"
+    assert d.mqtt.topic_prefix == "yujing-drill"  # with run="": a run adds its own suffix
     assert d.deployment.data_dir == str(tmp_path)
     live_ports = {dev.port for g in cfg.gateways for dev in g.devices if dev.type == "modbus_tcp"}
     assert not live_ports & {dev.port for g in d.gateways for dev in g.devices if dev.type == "modbus_tcp"}

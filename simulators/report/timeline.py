@@ -118,11 +118,16 @@ def _recipient_order(r: Recipient) -> tuple:
 def figures(tl: Timeline) -> dict[str, Any]:
     """The numbers a drill is judged by (None where the drill gave nothing to measure)."""
     issued = [e for e in tl.warnings() if e.data.get("state") == "issued"]
-    trigger = issued[0].t if issued else None
-    notes = [e for e in tl.sorted_events() if e.kind is Kind.NOTIFICATION]
-    first_note = next((e.t for e in notes if trigger is None or e.t >= trigger), None)
+    hazards = [e for e in issued if e.data.get("hazard") != "equipment"]  # equipment faults are not the trigger
+    trigger = (hazards or issued)[0].t if issued else None
+    notes = [e for e in tl.sorted_events() if e.kind is Kind.NOTIFICATION and (trigger is None or e.t >= trigger)]
+    first_note = notes[0].t if notes else None
     told = [r for r in tl.recipients.values() if r.first_told_t is not None]
-    households = [r for r in told if r.tier == "household" or r.role == "household"]
+    households = {r.phone for r in told if r.tier == "household" or r.role == "household"}
+    first_after: dict[str, float] = {}
+    for e in notes:
+        first_after.setdefault(e.data.get("phone", ""), e.t)
+    reached = [t for p, t in first_after.items() if p in households]
     askable = [r for r in told if r.asked_to_confirm]
 
     def within(limit_s: float) -> float | None:
@@ -141,7 +146,7 @@ def figures(tl: Timeline) -> dict[str, Any]:
         "highest_level": max(levels).value if levels else None,
         "trigger_t": trigger,
         "trigger_to_first_notification_s": since(first_note),
-        "trigger_to_every_household_s": since(max((r.first_told_t for r in households), default=None)),
+        "trigger_to_every_household_s": since(max(reached)) if len(reached) == len(households) and reached else None,
         "households_told": len(households),
         "people_told": len(told),
         "asked_to_confirm": len(askable),
