@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rules.engine import Engine  # noqa: E402
-from rules.store import StateStore  # noqa: E402
-from rules.testkit import at, deployment, reading, site  # noqa: E402
-from yujing.model import Q  # noqa: E402
+from rules.engine import Engine
+from rules.store import StateStore
+from rules.testkit import at, deployment, reading, site
+from yujing.model import Q
 
 
 def build(n: int):

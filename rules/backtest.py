@@ -38,8 +38,7 @@ def replay(cfg: Config, readings: list[Reading], tick_s: float | None = None) ->
             clock += step
             n += 1
             out += engine.tick(clock)
-        if r.ts > clock:
-            clock = r.ts
+        clock = max(clock, r.ts)
         out += engine.feed(r)
     return out
 
@@ -75,7 +74,11 @@ def main(cfg: Config, readings_path: str, as_json: bool = False) -> int:
         zone = cfg.deployment.timezone
         print(f"{readings_path}: {len(readings)} readings, {local_time(min(r.ts for r in readings))} .. "
               f"{local_time(max(r.ts for r in readings))} ({zone}); {len(warnings)} warning messages")
-        timeline(warnings, zone, sys.stdout)
+        try:
+            timeline(warnings, zone, sys.stdout)
+        except BrokenPipeError:  # piped into head: fine
+            import os
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     else:
         print(f"{readings_path}: no readings")
     return 0

@@ -52,7 +52,7 @@ class RainThresholds(_Strict):
     mechanics: Mechanics = Field(default_factory=lambda: Mechanics(clear_after_s=3600.0))
 
     @model_validator(mode="after")
-    def _windows(self) -> "RainThresholds":
+    def _windows(self) -> RainThresholds:
         for lv in Level:
             _check_windows(getattr(self, lv.value), lv.value)
         return self
@@ -72,7 +72,7 @@ class TorrentThresholds(_Strict):
     mechanics: Mechanics = Field(default_factory=lambda: Mechanics(clear_after_s=3600.0))
 
     @model_validator(mode="after")
-    def _windows(self) -> "TorrentThresholds":
+    def _windows(self) -> TorrentThresholds:
         _check_windows(self.prepare, "prepare")
         _check_windows(self.evacuate, "evacuate")
         if self.prepare_level > self.evacuate_level:
@@ -102,7 +102,7 @@ class ReservoirThresholds(_Strict):
     mechanics: Mechanics = Field(default_factory=lambda: Mechanics(clear_after_s=1800.0))
 
     @model_validator(mode="after")
-    def _ordered(self) -> "ReservoirThresholds":
+    def _ordered(self) -> ReservoirThresholds:
         given = [(n, getattr(self, n)) for n in _RES_ORDER if getattr(self, n) is not None]
         for (a, va), (b, vb) in zip(given, given[1:]):
             if va > vb:
@@ -119,7 +119,7 @@ class RiverThresholds(_Strict):
     mechanics: Mechanics = Field(default_factory=lambda: Mechanics(clear_after_s=1800.0))
 
     @model_validator(mode="after")
-    def _ordered(self) -> "RiverThresholds":
+    def _ordered(self) -> RiverThresholds:
         if self.warning_m is not None and self.guarantee_m is not None and self.warning_m > self.guarantee_m:
             raise ValueError(f"warning_m ({self.warning_m}) must not be above guarantee_m ({self.guarantee_m})")
         return self
@@ -145,7 +145,7 @@ class LandslideThresholds(_Strict):
     mechanics: Mechanics = Field(default_factory=lambda: Mechanics(clear_after_s=6 * 3600.0))
 
     @model_validator(mode="after")
-    def _cuts(self) -> "LandslideThresholds":
+    def _cuts(self) -> LandslideThresholds:
         for name in ("angle_deg", "rate_mm_per_day"):
             table = getattr(self, name)
             ordered = [table[lv] for lv in Level if lv in table]
@@ -172,7 +172,7 @@ class FireThresholds(_Strict):
     mechanics: Mechanics = Field(default_factory=lambda: Mechanics(clear_after_s=1800.0))
 
     @model_validator(mode="after")
-    def _ratings(self) -> "FireThresholds":
+    def _ratings(self) -> FireThresholds:
         for name in ("confirmed_level", "danger_level"):
             bad = [r for r in getattr(self, name) if not 1 <= r <= 5]
             if bad:

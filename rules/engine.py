@@ -12,7 +12,7 @@ module only routes between them and dresses transitions as messages. No I/O but 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 # importing the packs registers them
@@ -27,7 +27,7 @@ log = logging.getLogger("yujing.rules")
 
 
 def _utc(t: float) -> datetime:
-    return datetime.fromtimestamp(t, timezone.utc)
+    return datetime.fromtimestamp(t, UTC)
 
 
 class Engine:

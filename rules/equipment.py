@@ -14,9 +14,10 @@ says loudly that data is missing. It watches:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Iterable
+from typing import Any, ClassVar
 
 from rules.config import EquipmentThresholds, Resolver
 from rules.pack import Assessment, Context, register

@@ -10,9 +10,10 @@ When detections stop, the alarm fades on the clock (:meth:`FirePack.tick`), then
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Iterable
+from typing import Any, ClassVar
 
 from rules.config import FireThresholds, Resolver
 from rules.pack import Assessment, Context, register

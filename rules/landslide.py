@@ -17,9 +17,10 @@ Per displacement sensor (crack meter, GNSS, inclinometer; cumulative mm):
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Iterable
+from typing import Any, ClassVar
 
 from rules.config import LandslideThresholds, Resolver
 from rules.lifecycle import grade, max_level, step

@@ -8,11 +8,12 @@ Levels come from each site's design documents (``thresholds.reservoir`` / ``thre
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Iterable
+from typing import Any, ClassVar
 
-from rules.config import Resolver, ReservoirThresholds, RiverThresholds
+from rules.config import ReservoirThresholds, Resolver, RiverThresholds
 from rules.lifecycle import grade
 from rules.pack import Assessment, Context, ignored, register
 from rules.state import States

@@ -51,7 +51,7 @@ class Lifecycle:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "Lifecycle":
+    def from_json(cls, d: dict[str, Any]) -> Lifecycle:
         return cls(**d)
 
     def update(self, want: Level | None, t: float, mech: Mechanics) -> WarningState | None:

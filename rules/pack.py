@@ -7,9 +7,10 @@ issues anything itself: the engine runs every :class:`Assessment` through the sh
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from prometheus_client import Counter
 
@@ -36,7 +37,7 @@ class Assessment:
     hazard: Hazard
     site: str
     level: Level | None
-    mechanics: "Mechanics"
+    mechanics: Mechanics
     rule: str = ""
     title: str = ""
     evidence: list[str] = field(default_factory=list)
@@ -48,7 +49,7 @@ class Assessment:
 class Context(Protocol):
     """What a pack may ask of the engine: configuration and the levels in force."""
 
-    config: "Config"
+    config: Config
 
     def active(self, key: str) -> Level | None: ...
 
@@ -69,7 +70,7 @@ class Pack(Protocol):
         """Restore one entity's state; raise TypeError/ValueError if it does not fit (it is dropped)."""
         ...
 
-    def problems(self, config: "Config") -> Iterable[str]:
+    def problems(self, config: Config) -> Iterable[str]:
         """Configuration this pack cannot evaluate (e.g. a reservoir without levels): reported, not fatal."""
         ...
 
@@ -77,7 +78,7 @@ class Pack(Protocol):
     # on_warning(warning, ctx) -> list[Assessment] to follow another pack's warnings (landslide ← rain)
 
 
-REGISTRY: dict[str, Callable[["Config"], Pack]] = {}
+REGISTRY: dict[str, Callable[[Config], Pack]] = {}
 
 
 def register(cls: type) -> type:

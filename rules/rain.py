@@ -16,9 +16,10 @@ logger restarts) or as period rainfall (``rain_mm``). Either becomes per-minute 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Iterable
+from typing import Any, ClassVar
 
 from rules.config import RainThresholds, Resolver, TorrentThresholds
 from rules.lifecycle import max_level

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from yujing.errors import StoreError
 from yujing.model import HazardWarning
@@ -37,7 +38,7 @@ class StateStore:
         except sqlite3.Error as e:
             raise StoreError(f"rules state {self.path}: {e}") from e
 
-    def __enter__(self) -> "StateStore":
+    def __enter__(self) -> StateStore:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -7,13 +7,13 @@
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from yujing.config import Config
 from yujing.model import Quality, Reading
 
-T0 = datetime(2026, 7, 14, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 7, 14, 0, 0, tzinfo=UTC)
 _ids = itertools.count(1)
 
 

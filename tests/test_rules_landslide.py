@@ -89,7 +89,7 @@ def test_inverse_velocity_estimates_time_to_failure_in_the_evidence():
     eng = engine()
     # v = 10 / (10 - t) mm/day: 1/v falls linearly and reaches 0 at day 10
     rs = []
-    for i in range(0, int(9.8 * 24) + 1):
+    for i in range(int(9.8 * 24) + 1):
         d = i / 24
         rs.append(reading("HP-1", "hp-1", Q.DISPLACEMENT_MM, 100 - 10 * math.log(1 - d / 10), at(hours=i)))
     ws = feed(eng, rs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiomqtt
@@ -18,7 +18,7 @@ from yujing.model import HazardWarning, Level, Q, Reading, ReadingBatch, Warning
 from yujing.runtime import Runtime
 
 DEMO = Path(__file__).resolve().parent.parent / "rules" / "examples" / "demo"
-T0 = datetime(2026, 7, 14, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 7, 14, 0, 0, tzinfo=UTC)
 
 
 def demo_config(tmp_path: Path, port: int, prefix: str) -> Config:
@@ -119,7 +119,7 @@ class Service:
         self.rt = rt
         self.task: asyncio.Task | None = None
 
-    async def __aenter__(self) -> "Service":
+    async def __aenter__(self) -> Service:
         up = asyncio.Event()
         self.task = asyncio.create_task(serve(self.rt, ready=up))
         await asyncio.wait_for(up.wait(), 10)

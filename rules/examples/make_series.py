@@ -44,7 +44,7 @@ def rainstorm() -> str:
     counter, exact = 6500.0, 6500.0  # near the top of the 16-bit register: it rolls over on day 2
     reset_at, gap = 36.5, (38.0, 39.0)
     late = None
-    for i in range(0, 72 * 12 + 1):
+    for i in range(72 * 12 + 1):
         h = i / 12
         if i:
             exact += rain_rate_mm_per_h(h - 1 / 12) / 12
@@ -70,7 +70,7 @@ def landslide() -> str:
     rnd = random.Random(20260714)
     lines = ["# landslide-acceleration: crack meter hp-gy-01 at HP-GY-01, cumulative mm, hourly; failure near day 10",
              "ts,site,sensor,quantity,value,unit,gateway"]
-    for i in range(0, int(9.8 * 24) + 1):
+    for i in range(int(9.8 * 24) + 1):
         d = i / 24
         s = 0.5 * d if d < 3 else 1.5 + 10 * math.log((10 - 3) / (10 - d))
         s += rnd.gauss(0, 0.03)  # crack-meter noise
