@@ -56,10 +56,16 @@ class Intake:
         self.mqtt: paho.Client | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._limiter = Limiter(60.0)
+        self._now = 0.0
+        self._duplicates = 0
+        self._messages = 0
 
     def on_message(self, _client: paho.Client, _userdata: object, msg: paho.MQTTMessage) -> None:
-        m.MESSAGES.inc()
         batch = self.batch
+        self._messages += 1
+        if self._timer is None:  # a new batch opens: one clock reading serves all its messages
+            self._now = self.rt.clock.timestamp()
+            self._timer = asyncio.get_running_loop().call_later(self.cfg.flush_interval_s, self.close_batch)
         if msg.qos:
             batch.acks.append((self.generation, msg.mid, msg.qos))
         try:
@@ -68,11 +74,9 @@ class Intake:
             self._reject(e, msg)
             readings = []
         if readings:
-            fresh = self.dedup.fresh(readings, self.rt.clock.timestamp())
-            if len(fresh) < len(readings):
-                m.DUPLICATES.inc(len(readings) - len(fresh))
+            fresh = self.dedup.fresh(readings, self._now)
+            self._duplicates += len(readings) - len(fresh)
             if fresh:
-                m.READINGS_IN.inc(len(fresh))
                 batch.readings.extend(fresh)
                 if self.on_accepted is not None:
                     try:
@@ -82,15 +86,21 @@ class Intake:
                             log.exception("on_accepted hook failed")
         if len(batch.readings) >= self.cfg.batch_size:
             self.close_batch()
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.cfg.flush_interval_s, self.close_batch)
 
     def close_batch(self) -> None:
+        """Hand the open batch to the sink (counted here, once per batch, not per message)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self.batch.readings or self.batch.acks:
-            self.sink.queue.put_nowait(self.batch)
+        batch = self.batch
+        if batch.readings or batch.acks:
+            m.MESSAGES.inc(self._messages)
+            self._messages = 0
+            m.READINGS_IN.inc(len(batch.readings))
+            if self._duplicates:
+                m.DUPLICATES.inc(self._duplicates)
+                self._duplicates = 0
+            self.sink.queue.put_nowait(batch)
             self.batch = Batch()
 
     def ack(self, acks: list[object]) -> None:

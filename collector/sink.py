@@ -56,7 +56,10 @@ class Sink:
                 continue
             if self.spool_full and self.cfg.spool_full is SpoolFull.BLOCK:
                 # Intake pauses: nothing is acknowledged, the broker stops sending at receive_maximum.
-                await self._wait(None, stopping)
+                try:  # leave the queue alone: those batches wait, unacknowledged, until the spool drains
+                    await asyncio.wait_for(stopping.wait(), max(0.01, self._retry_at - time.monotonic()))
+                except TimeoutError:
+                    pass
                 if stopping.is_set():
                     return  # unacknowledged batches stay with the broker
                 continue

@@ -1,0 +1,311 @@
+"""Collector ingestion benchmark against real Mosquitto and InfluxDB 1.6.7 (started here). Prints JSON.
+
+    python3 bench/ingest.py [--messages 100000] [--batch-messages 10000] [--per-message 50] [--profile DIR]
+
+(a) raw:      one bare paho subscriber drains a QoS 1 backlog of N messages and does nothing else
+(b) drain:    one collector process drains the same backlog into InfluxDB, one reading per message
+(c) shared:   two collector processes on a shared subscription ($share/...) drain it
+(d) batches:  one collector drains messages carrying the edge agent's batches (readings/s)
+(e) latency:  publish → visible in InfluxDB, p50/p99, with a 1,000 readings/s background stream
+(f) per collector process: peak RSS (VmHWM) and CPU seconds per reading
+
+With --profile DIR, py-spy records each collector process (flame graphs in DIR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+_spec = importlib.util.spec_from_file_location("yujing_test_servers", ROOT / "tests" / "servers.py")
+servers = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(servers)  # type: ignore[union-attr]
+
+from yujing.config import Config  # noqa: E402,I001  (first: collector.config is imported through it)
+from collector.config import CollectorConfig, InfluxV1Store  # noqa: E402
+from yujing.model import Reading, ReadingBatch  # noqa: E402
+
+T0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
+PREFIX = "bench"
+TOPIC = f"{PREFIX}/readings/gw-bench"
+
+RUNNER = """
+import asyncio, sys
+sys.path.insert(0, {root!r})
+from yujing.config import Config
+from collector.service import serve
+from yujing.runtime import Runtime
+import logging; logging.basicConfig(level=logging.WARNING)
+cfg = Config.model_validate_json(open(sys.argv[1]).read())
+asyncio.run(serve(Runtime(cfg)))
+"""
+
+
+def payloads(n: int, per_message: int, tag: str) -> list[bytes]:
+    out = []
+    k = 0
+    for i in range(n):
+        rs = [Reading(id=f"{tag}-{k + j}", site=f"S{(k + j) % 500}", sensor="rg", quantity="rain_mm",
+                      value=float((k + j) % 97) / 10, unit="mm", ts=T0 + timedelta(milliseconds=k + j),
+                      gateway="gw-bench") for j in range(per_message)]
+        k += per_message
+        out.append((rs[0].model_dump_json() if per_message == 1
+                    else ReadingBatch(gateway="gw-bench", readings=rs).model_dump_json()).encode())
+    return out
+
+
+def publish_all(port: int, items: list[bytes]) -> None:
+    """Publish QoS 1 as fast as the broker takes it; returns when every PUBACK is in."""
+    done = threading.Event()
+    left = [len(items)]
+
+    def on_publish(_c, _u, _mid, _rc, _p):
+        left[0] -= 1
+        if left[0] == 0:
+            done.set()
+
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{time.monotonic_ns()}")
+    c.max_inflight_messages_set(2000)
+    c.max_queued_messages_set(0)
+    c.on_publish = on_publish
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    for p in items:
+        c.publish(TOPIC, p, qos=1)
+    done.wait(600)
+    c.loop_stop()
+    c.disconnect()
+
+
+def raw_drain(port: int, items: list[bytes]) -> float:
+    """(a) A bare paho subscriber (persistent session, auto-ack) draining the backlog: messages/s."""
+    cid = f"raw-{time.monotonic_ns()}"
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=cid, clean_session=False)
+    c.connect("127.0.0.1", port)
+    c.subscribe(TOPIC, qos=1)
+    c.loop(1)
+    c.loop(0.2)
+    c.disconnect()
+    publish_all(port, items)
+    got = [0]
+    first = [0.0]
+
+    def on_message(_c, _u, _m):
+        if not got[0]:
+            first[0] = time.perf_counter()
+        got[0] += 1
+
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=cid, clean_session=False)
+    c.on_message = on_message
+    t0 = time.perf_counter()
+    c.connect("127.0.0.1", port)
+    while got[0] < len(items):
+        c.loop(0.1)
+    t1 = time.perf_counter()
+    c.disconnect()
+    return len(items) / (t1 - t0)
+
+
+class Collector:
+    """One collector process with its own metrics port."""
+
+    def __init__(self, work: Path, mqtt_port: int, influx_url: str, db: str, name: str, share_group: str | None,
+                 profile: Path | None) -> None:
+        self.metrics_port = servers.free_port()
+        cfg = Config()
+        cfg = cfg.model_copy(update={
+            "mqtt": cfg.mqtt.model_copy(update={"port": mqtt_port, "topic_prefix": PREFIX}),
+            "deployment": cfg.deployment.model_copy(update={"data_dir": str(work / name)}),
+            "collector": CollectorConfig(store=InfluxV1Store(type="influxdb_v1", url=influx_url, database=db),
+                                         client_id=f"bench-{name}", share_group=share_group,
+                                         metrics_port=self.metrics_port),
+        })
+        (work / f"{name}.json").write_text(cfg.model_dump_json())
+        (work / "run.py").write_text(RUNNER.format(root=str(ROOT)))
+        cmd = [sys.executable, str(work / "run.py"), str(work / f"{name}.json")]
+        if profile is not None:
+            profile.mkdir(parents=True, exist_ok=True)
+            cmd = ["py-spy", "record", "-r", "200", "--format", "raw", "-o", str(profile / f"{name}.txt"), "--"] + cmd
+        self.log = open(work / f"{name}.log", "ab")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        self.pid = self._python_pid(profile is not None)
+
+    def _python_pid(self, profiled: bool) -> int:
+        if not profiled:
+            return self.proc.pid
+        for _ in range(200):
+            kids = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+            if kids:
+                return int(kids[0])
+            time.sleep(0.02)
+        raise RuntimeError("py-spy did not start the collector")
+
+    def metric(self, name: str) -> float:
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).read().decode()
+        except OSError:
+            return -1.0
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name) and not line.startswith("#"):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def wait_subscribed(self) -> None:
+        servers._wait(lambda: self.metric("yujing_collector_mqtt_subscribed") >= 1, "collector subscribed", 30)
+
+    def stats(self) -> dict:
+        status = Path(f"/proc/{self.pid}/status").read_text()
+        hwm_kib = int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1])
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        cpu_s = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return {"peak_rss_mib": round(hwm_kib / 1024, 1), "cpu_s": cpu_s}
+
+    def stop(self) -> None:
+        os.kill(self.pid, signal.SIGTERM)
+        self.proc.wait(60)
+        self.log.close()
+
+
+def drain(work: Path, mq, influx, items: list[bytes], readings: int, name: str, processes: int,
+          profile: Path | None) -> dict:
+    """Start collectors (persistent sessions), stop them, queue the backlog, restart them, time the drain."""
+    db = f"bench_{name}"
+    group = f"g{name}" if processes > 1 else None
+    names = [f"{name}{i}" for i in range(processes)]
+    first = [Collector(work, mq.port, influx.url, db, n, group, None) for n in names]
+    for c in first:
+        c.wait_subscribed()
+    for c in first:
+        c.stop()
+    publish_all(mq.port, items)
+    cols = [Collector(work, mq.port, influx.url, db, n, group, profile) for n in names]
+    t0 = None
+    while True:
+        msgs = sum(max(0.0, c.metric("yujing_collector_messages_total")) for c in cols)
+        if t0 is None and msgs > 0:
+            t0 = time.perf_counter()
+        out = sum(max(0.0, c.metric("yujing_collector_readings_out_total")) for c in cols)
+        if out >= readings:
+            break
+        time.sleep(0.1)  # scraping /metrics costs the collector CPU: poll gently (±0.1 s on the timing)
+    elapsed = time.perf_counter() - t0
+    per = []
+    for c in cols:
+        s = c.stats()
+        s["readings"] = c.metric("yujing_collector_readings_out_total")
+        s["cpu_us_per_reading"] = round(s.pop("cpu_s") / max(1.0, s["readings"]) * 1e6, 1)
+        per.append(s)
+        c.stop()
+    return {"rate": round(readings / elapsed), "seconds": round(elapsed, 2), "processes": per}
+
+
+def latency(work: Path, mq, influx, seconds: float, profile: Path | None) -> dict:
+    """(e) Probes published one at a time in a 1,000 readings/s stream; each timed until InfluxDB returns it."""
+    db = "bench_latency"
+    col = Collector(work, mq.port, influx.url, db, "lat", None, profile)
+    col.wait_subscribed()
+    stop = threading.Event()
+
+    def background() -> None:
+        c = paho.Client(CallbackAPIVersion.VERSION2, client_id="bg")
+        c.connect("127.0.0.1", mq.port)
+        c.loop_start()
+        k, t = 0, time.perf_counter()
+        while not stop.is_set():
+            for p in payloads(10, 1, f"bg{k}"):
+                c.publish(TOPIC, p, qos=1)
+            k += 1
+            t += 0.01
+            time.sleep(max(0.0, t - time.perf_counter()))
+        c.loop_stop()
+        c.disconnect()
+
+    bg = threading.Thread(target=background, daemon=True)
+    bg.start()
+    pub = paho.Client(CallbackAPIVersion.VERSION2, client_id="probe")
+    pub.connect("127.0.0.1", mq.port)
+    pub.loop_start()
+    lat = []
+    end = time.monotonic() + seconds
+    i = 0
+    while time.monotonic() < end:
+        i += 1
+        r = Reading(id=f"probe-{i}", site=f"probe-{i}", sensor="p", quantity="probe", value=1.0, unit="",
+                    ts=datetime.now(timezone.utc))
+        t0 = time.perf_counter()
+        pub.publish(TOPIC, r.model_dump_json(), qos=1)
+        while True:
+            res = influx.query(f"SELECT value FROM probe WHERE site='probe-{i}'", db=db)["results"][0]
+            if res.get("series"):
+                break
+            time.sleep(0.002)
+        lat.append((time.perf_counter() - t0) * 1000)
+        time.sleep(0.05)
+    stop.set()
+    bg.join()
+    pub.loop_stop()
+    stats = col.stats()
+    col.stop()
+    q = statistics.quantiles(lat, n=100)
+    return {"p50_ms": round(statistics.median(lat), 1), "p99_ms": round(q[98], 1), "probes": len(lat),
+            "peak_rss_mib": stats["peak_rss_mib"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--messages", type=int, default=100_000)
+    ap.add_argument("--batch-messages", type=int, default=10_000)
+    ap.add_argument("--per-message", type=int, default=50)
+    ap.add_argument("--latency-s", type=float, default=15.0)
+    ap.add_argument("--profile", type=Path, default=None)
+    ap.add_argument("--only", default="abcde")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="yujing-bench-ingest-"))
+    mq = servers.Mosquitto().start()
+    influx = servers.InfluxDB1().start()
+    out: dict = {"messages": args.messages, "cpus": os.cpu_count()}
+    try:
+        singles = payloads(args.messages, 1, "r")
+        if "a" in args.only:
+            out["a_raw_paho_msgs_per_s"] = round(raw_drain(mq.port, singles))
+        if "b" in args.only:
+            out["b_collector"] = drain(work, mq, influx, singles, args.messages, "b", 1, args.profile)
+        if "c" in args.only:
+            out["c_two_collectors_shared"] = drain(work, mq, influx, singles, args.messages, "c", 2, args.profile)
+        if "d" in args.only:
+            batched = payloads(args.batch_messages, args.per_message, "d")
+            out["d_batched"] = drain(work, mq, influx, batched, args.batch_messages * args.per_message, "d", 1,
+                                     args.profile)
+            out["d_batched"]["readings_per_message"] = args.per_message
+        if "e" in args.only:
+            out["e_latency"] = latency(work, mq, influx, args.latency_s, args.profile)
+        a = out.get("a_raw_paho_msgs_per_s")
+        if a:
+            out["ratios"] = {k: round(out[f][("rate")] / a, 2) for k, f in
+                             (("b/a", "b_collector"), ("c/a", "c_two_collectors_shared")) if f in out}
+    finally:
+        mq.cleanup()
+        influx.cleanup()
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
