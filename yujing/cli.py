@@ -23,7 +23,7 @@ from yujing import log as ylog
 from yujing import systemd
 from yujing.clock import Clock
 from yujing.config import Config, load_config
-from yujing.errors import ConfigError
+from yujing.errors import ConfigError, YujingError
 
 if TYPE_CHECKING:
     from yujing.runtime import Runtime
@@ -62,12 +62,25 @@ async def run_parts(cfg: Config, parts: tuple[str, ...], *, speed: float | None 
         if sim is not None:
             simulators = importlib.import_module("simulators.service")
             await stack.enter_async_context(simulators.running(rt))
+        failed: list[str] = []
         async with asyncio.TaskGroup() as tg:
             for part in parts:
                 kwargs = {"gateways": gateways} if part == "edge" and gateways else {}
-                tg.create_task(_service(part)(rt, **kwargs), name=part)
+                tg.create_task(_supervised(part, _service(part)(rt, **kwargs), rt, failed), name=part)
             tg.create_task(systemd.supervise(rt.stop, "running " + " ".join(parts)), name="systemd")
+    if failed:
+        raise YujingError(f"stopped because {', '.join(failed)} failed (see the log above)")
     log.info("stopped")
+
+
+async def _supervised(part: str, work: Awaitable[None], rt: "Runtime", failed: list[str]) -> None:
+    """Run one part; if it fails, log it at once and stop the others gracefully (they flush what they hold)."""
+    try:
+        await work
+    except Exception:
+        log.exception("%s failed; stopping every part", part)
+        failed.append(part)
+        rt.stop.set()
 
 
 def _load(path: str) -> Config:
@@ -136,8 +149,12 @@ def main(argv: list[str] | None = None) -> int:
         p.error("usage: yujing rules CONFIG")
     cfg = _load(config_path)
     parts = PARTS if args.cmd == "run" else (args.cmd,)
-    asyncio.run(run_parts(cfg, parts, speed=getattr(args, "speed", None), duration_s=args.duration,
-                          gateways=getattr(args, "gateway", None)))
+    try:
+        asyncio.run(run_parts(cfg, parts, speed=getattr(args, "speed", None), duration_s=args.duration,
+                              gateways=getattr(args, "gateway", None)))
+    except YujingError as exc:
+        print(f"yujing: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
