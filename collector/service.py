@@ -135,7 +135,8 @@ def _mqtt_client(rt: Runtime, cfg: CollectorConfig) -> aiomqtt.Client:
         username=mq.username, password=mq.password.get() if mq.password else None,
         tls_context=tls_context(mq), keepalive=mq.keepalive_s,
         protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
-        clean_session=None if v5 else False, clean_start=False, properties=props,
+        clean_session=None if v5 else False, properties=props,
+        **({"clean_start": False} if v5 else {}),  # paho refuses clean_start on 3.1.1
     )
 
 
