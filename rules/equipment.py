@@ -48,6 +48,7 @@ class Device:
     gateway: str
     site: str
     interval_s: float
+    event_driven: bool = False  # reports only when it sees something (an MQTT camera): its silence is no fault
 
 
 def _minutes(s: float) -> str:
@@ -67,7 +68,7 @@ class EquipmentPack:
         self.gateways: dict[str, tuple[float, str]] = {}  # id -> (heartbeat_s, a site for the area)
         for gw in config.gateways:
             for d in gw.devices:
-                self.devices[d.id] = Device(d.id, gw.id, d.site, d.interval_s)
+                self.devices[d.id] = Device(d.id, gw.id, d.site, d.interval_s, event_driven=d.type == "mqtt")
             self.gateways[gw.id] = (gw.heartbeat_s, gw.devices[0].site if gw.devices else gw.id)
         self.state: States[DeviceState] = States(DeviceState)  # device ids and "gateway:<id>"
         self.sensors: States[SensorState] = States(SensorState)
@@ -158,7 +159,7 @@ class EquipmentPack:
             self.started = t
         out = [self._gateway(gw, t, ctx) for gw in self.gateways]
         out += [self._silence_of(dev, t, ctx) for dev in self.devices.values()
-                if self.watched is None or dev.id in self.watched]
+                if not dev.event_driven and (self.watched is None or dev.id in self.watched)]
         return [a for a in out if a.level is not None or ctx.active(a.key) is not None]
 
     def _gateway_down(self, gateway: str, t: float) -> tuple[bool, str]:
