@@ -531,7 +531,7 @@ def warnings_(draw) -> HazardWarning:
                          issued_at=T0, updated_at=T0 + timedelta(minutes=draw(st.integers(0, 10**5))))
 
 
-@FUZZ
+@settings(max_examples=120, deadline=None)
 @given(warnings_(), hostile, hostile, st.booleans())
 def test_cap_document_is_well_formed_and_carries_hostile_text_verbatim(w: HazardWarning, text: str, area: str,
                                                                       with_previous: bool):
