@@ -72,7 +72,7 @@ def parse_readings(payload: bytes) -> list[Reading]:
     """A ReadingBatch, a single Reading, or a JSON list of readings. Raises ValueError with a reason."""
     try:
         doc = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (ValueError, RecursionError) as e:  # bad UTF-8 or JSON, a 5,000-digit integer, [[[[... nesting
         raise ValueError("bad-json") from e
     try:
         if isinstance(doc, dict) and "readings" in doc:

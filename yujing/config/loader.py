@@ -54,20 +54,33 @@ def _fmt(part: str | int) -> str:
     return f"[{part}]" if isinstance(part, int) else f".{part}"
 
 
-def _build(node: yaml.Node, loc: Loc, file: str, marks: _Marks, ctor: yaml.constructor.SafeConstructor) -> Any:
-    marks.at[loc] = (file, node.start_mark.line + 1)
+def _build(node: yaml.Node, loc: Loc, file: str, marks: _Marks, ctor: yaml.constructor.SafeConstructor,
+           depth: int = 0) -> Any:
+    line = node.start_mark.line + 1
+    if depth > 64:  # a self-referencing alias (name: &a [*a]) would recurse for ever
+        raise ConfigError([f"{file}:{line}: {_path(loc)}: nested too deeply (a self-referencing alias?)"])
+    marks.at[loc] = (file, line)
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         ctor.flatten_mapping(node)
         for key_node, value_node in node.value:
-            key = ctor.construct_object(key_node, deep=True)
+            key = _scalar(key_node, loc, file, ctor)
             if key in out:
                 raise ConfigError([f"{file}:{key_node.start_mark.line + 1}: {_path(loc + (key,))}: duplicate key"])
-            out[key] = _build(value_node, loc + (key,), file, marks, ctor)
+            out[key] = _build(value_node, loc + (key,), file, marks, ctor, depth + 1)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_build(item, loc + (i,), file, marks, ctor) for i, item in enumerate(node.value)]
-    return ctor.construct_object(node, deep=True)
+        return [_build(item, loc + (i,), file, marks, ctor, depth + 1) for i, item in enumerate(node.value)]
+    return _scalar(node, loc, file, ctor)
+
+
+def _scalar(node: yaml.Node, loc: Loc, file: str, ctor: yaml.constructor.SafeConstructor) -> Any:
+    """A scalar as the safe loader builds it; an unknown tag or an impossible date is a ConfigError."""
+    try:
+        return ctor.construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, TypeError, AttributeError) as exc:
+        what = getattr(exc, "problem", None) or str(exc) or type(exc).__name__
+        raise ConfigError([f"{file}:{node.start_mark.line + 1}: {_path(loc)}: cannot read {node.value!r}: {what}"]) from None
 
 
 def _path(loc: Loc) -> str:
@@ -79,11 +92,15 @@ def _read_yaml(path: Path, marks: _Marks) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not UTF-8 (byte {exc.start}): save the file as UTF-8"]) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else 0
         raise ConfigError([f"{path}:{line}: not valid YAML: {exc.problem}"]) from None
+    except yaml.YAMLError as exc:  # e.g. a control character (ReaderError carries no mark)
+        raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
     if node is None:
         return {}
     if not isinstance(node, yaml.MappingNode):
