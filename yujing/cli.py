@@ -64,13 +64,31 @@ async def run_parts(cfg: Config, parts: tuple[str, ...], *, speed: float | None 
             await stack.enter_async_context(simulators.running(rt))
         failed: list[str] = []
         async with asyncio.TaskGroup() as tg:
+            running = []
             for part in parts:
                 kwargs = {"gateways": gateways} if part == "edge" and gateways else {}
-                tg.create_task(_supervised(part, _service(part)(rt, **kwargs), rt, failed), name=part)
+                running.append(tg.create_task(_supervised(part, _service(part)(rt, **kwargs), rt, failed), name=part))
             tg.create_task(systemd.supervise(rt.stop, "running " + " ".join(parts)), name="systemd")
+            tg.create_task(_stop_deadline(rt, running), name="stop-deadline")
     if failed:
         raise YujingError(f"stopped because {', '.join(failed)} failed (see the log above)")
     log.info("stopped")
+
+
+STOP_GRACE_S = 30.0
+
+
+async def _stop_deadline(rt: "Runtime", running: list["asyncio.Task[None]"]) -> None:
+    """After stop, give the parts STOP_GRACE_S real seconds to flush; then cancel the stragglers, loudly.
+
+    What they hold is durable already (outbox, spool, state, notification log), so a forced stop loses
+    nothing; a stop that never ends would leave systemd or the shell waiting for ever.
+    """
+    await rt.stop.wait()
+    _, pending = await asyncio.wait(running, timeout=STOP_GRACE_S)
+    for task in pending:
+        log.error("%s did not stop within %.0f s: cancelling it", task.get_name(), STOP_GRACE_S)
+        task.cancel()
 
 
 async def _supervised(part: str, work: Awaitable[None], rt: "Runtime", failed: list[str]) -> None:
