@@ -19,6 +19,7 @@ import struct
 from typing import Any, AsyncIterator
 
 from edge.readers.modbus_map import WORDS, encode
+from edge.readers.sl651_frame import crc16  # the same CRC-16 (Modbus polynomial 0xA001) as RTU frames
 from simulators.devices.faults import Fault, source_key
 from simulators.devices.pty import PtyLine
 from simulators.devices.values import ValueSource
@@ -27,13 +28,6 @@ log = logging.getLogger("yujing.sim.modbus")
 _TABLE_OF_FC = {1: "coil", 2: "discrete", 3: "holding", 4: "input"}
 
 
-def crc16(data: bytes) -> int:
-    crc = 0xFFFF
-    for b in data:
-        crc ^= b
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-    return crc
 
 
 class SimSlave:
