@@ -101,3 +101,14 @@ def test_check_command_exits_non_zero_on_error(deployment: Path, capsys):
         main(["check", str(deployment)])
     assert exc.value.code == 2
     assert "mqtt.embedded" in capsys.readouterr().err
+
+
+def test_gateway_username_must_be_its_id_or_the_acl_would_drop_its_readings_silently(tmp_path: Path):
+    f = tmp_path / "a.yaml"
+    f.write_text("areas:\n  - {id: c, name: C, tier: county}\n"
+                 "gateways:\n  - id: gw-a\n    uplink:\n      username: gw-b\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(f)
+    assert exc.value.problems[0].startswith(f"{f}:6: gateways[0].uplink.username: must equal the gateway id")
+    f.write_text(f.read_text().replace("gw-b", "gw-a"))
+    assert load_config(f).gateways[0].uplink.username == "gw-a"

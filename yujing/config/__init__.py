@@ -118,6 +118,12 @@ class Config(BaseModel):
                 yield ("sites", i, "area"), f"no area with id {s.area!r}"
         device_ids: dict[str, Loc] = {}
         for g, gw in enumerate(self.gateways):
+            if gw.uplink.username is not None and gw.uplink.username != gw.id:
+                # The broker's ACL (deploy/mosquitto/acl: yujing/readings/%u) lets a gateway publish only
+                # under its own username; MQTT 3.1.1 cannot refuse a denied publish, so a mismatch would
+                # drop every reading silently while the outbox believed them delivered.
+                yield ("gateways", g, "uplink", "username"), (
+                    f"must equal the gateway id {gw.id!r}: the broker ACL lets a gateway publish only its own topics")
             for d, dev in enumerate(gw.devices):
                 loc: Loc = ("gateways", g, "devices", d)
                 if dev.site not in self._sites:
