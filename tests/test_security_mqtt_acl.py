@@ -330,9 +330,9 @@ W, R = "yujing/warnings/rainstorm/RG-1", "yujing/readings/gw-a"
 CAP, DL = "yujing/cap/rainstorm/RG-1", "yujing/deadletter/bad_json"
 # Who can read each kind of topic (to observe a publish) and who may legitimately publish a marker there.
 OBSERVER = {"readings": ("yujing-collector", "gw-a", R), "status": ("yujing-collector", "gw-a", "yujing/status/gw-a"),
-            "warnings": ("yujing-alerts", "yujing-rules", W), "cap": ("yujing-alerts", "yujing-rules", CAP),
+            "warnings": ("yujing-alerts", "yujing-rules", W), "cap": ("yujing-viewer", "yujing-alerts", CAP),
             "deadletter": ("yujing-viewer", "yujing-collector", DL)}
-LEGIT_WRITER = {"readings": "gw-a", "status": "gw-a", "warnings": "yujing-rules", "cap": "yujing-rules",
+LEGIT_WRITER = {"readings": "gw-a", "status": "gw-a", "warnings": "yujing-rules", "cap": "yujing-alerts",
                 "deadletter": "yujing-collector"}
 
 
@@ -366,9 +366,9 @@ async def delivered(broker, reader: str, topic: str, writer: str, marker: tuple[
     ("gw-a", R, True), ("gw-a", "yujing/status/gw-a", True), ("gw-a", "yujing/readings/gw-b", False),
     ("gw-a", "yujing/status/gw-b", False), ("gw-a", W, False), ("gw-a", CAP, False), ("gw-a", DL, False),
     ("yujing-collector", DL, True), ("yujing-collector", W, False), ("yujing-collector", R, False),
-    ("yujing-rules", W, True), ("yujing-rules", CAP, True), ("yujing-rules", R, False),
+    ("yujing-rules", W, True), ("yujing-rules", CAP, False), ("yujing-rules", R, False),
     ("yujing-rules", "yujing/status/gw-a", False),
-    ("yujing-alerts", W, False), ("yujing-alerts", CAP, False), ("yujing-alerts", R, False),
+    ("yujing-alerts", W, False), ("yujing-alerts", CAP, True), ("yujing-alerts", R, False),
     ("yujing-viewer", W, False), ("yujing-viewer", DL, False),
     ("yujing-central", W, True), ("yujing-central", CAP, True), ("yujing-central", DL, True),
     ("yujing-central", R, False),
@@ -383,7 +383,7 @@ async def test_acl_who_may_publish(broker, account, topic, allowed):
     ("gw-a", "yujing/status/gw-b", False), ("gw-a", W, False), ("gw-a", CAP, False),
     ("yujing-collector", R, True), ("yujing-collector", "yujing/status/gw-b", True),
     ("yujing-collector", W, False), ("yujing-collector", DL, False),
-    ("yujing-rules", R, True), ("yujing-rules", W, True), ("yujing-rules", CAP, True),
+    ("yujing-rules", R, True), ("yujing-rules", W, True), ("yujing-rules", CAP, False),
     ("yujing-alerts", W, True), ("yujing-alerts", CAP, True), ("yujing-alerts", "yujing/status/gw-b", True),
     ("yujing-alerts", R, False),
     ("yujing-viewer", W, True), ("yujing-viewer", DL, True), ("yujing-viewer", R, False),
