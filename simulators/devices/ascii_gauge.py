@@ -8,7 +8,7 @@ import os
 import re
 from typing import Any
 
-from simulators.devices.faults import Fault, source_key
+from simulators.devices.faults import Fault, GoesOffline, source_key
 from simulators.devices.pty import PtyLine
 from simulators.devices.values import ValueSource
 
@@ -32,7 +32,7 @@ def template_from(device: Any) -> str:
     return re.sub(r"\\(.)", r"\1", t)
 
 
-class AsciiGaugeSim:
+class AsciiGaugeSim(GoesOffline):
     def __init__(self, device: Any, sources: dict[str, ValueSource], clock: Any) -> None:
         self.device = device
         self.sources = sources
@@ -97,13 +97,6 @@ class AsciiGaugeSim:
                 asyncio.get_running_loop().remove_reader(self._pty.master)
             self._pty.close()
             self._pty = None
-
-    async def set_fault(self, device_id: str, fault: Fault) -> None:
-        was, self.fault = self.fault, fault
-        if fault is Fault.OFFLINE and was is not Fault.OFFLINE:
-            await self._stop()
-        elif was is Fault.OFFLINE and fault is not Fault.OFFLINE:
-            await self._start()
 
     async def __aenter__(self) -> "AsciiGaugeSim":
         await self._start()

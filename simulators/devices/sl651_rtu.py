@@ -8,7 +8,7 @@ import os
 from typing import Any
 
 from edge.readers.sl651_frame import TIMED, Deframer, Frame, FrameError, element, report_body
-from simulators.devices.faults import Fault
+from simulators.devices.faults import Fault, GoesOffline
 from simulators.devices.pty import PtyLine
 from simulators.devices.values import ValueSource
 
@@ -16,7 +16,7 @@ from simulators.devices.values import ValueSource
 ELEMENTS = {"rain_mm": (0x20, 3, 1), "rain_count_mm": (0x26, 3, 1), "level_m": (0x39, 4, 3)}
 
 
-class Sl651RtuSim:
+class Sl651RtuSim(GoesOffline):
     def __init__(self, device: Any, sources: dict[str, ValueSource], clock: Any) -> None:
         self.device = device
         self.sources = sources
@@ -102,13 +102,6 @@ class Sl651RtuSim:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-
-    async def set_fault(self, device_id: str, fault: Fault) -> None:
-        was, self.fault = self.fault, fault
-        if fault is Fault.OFFLINE and was is not Fault.OFFLINE:
-            await self._stop()
-        elif was is Fault.OFFLINE and fault is not Fault.OFFLINE:
-            await self._start()
 
     async def __aenter__(self) -> "Sl651RtuSim":
         if self.device.transport == "serial":
