@@ -1,0 +1,118 @@
+"""Fault injection on the gateway's link: a flapping 4G link between the edge agent and the broker.
+
+A small TCP proxy stands in for the 4G link: while "down" it abruptly closes every live connection and
+refuses new ones. Nothing the agent produced may be lost, and after de-duplication by id nothing is doubled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from conftest import wait_for
+from servers import Mosquitto, free_port
+from test_edge_durability import Durable, gauges, outbox_ids, sources
+
+from edge.service import serve
+from simulators.devices import simulate_devices
+from simulators.devices.rig import deployment
+from yujing.clock import Clock
+from yujing.runtime import Runtime
+
+
+class Link:
+    """A TCP proxy to ``target_port`` that can be cut (live connections reset, new ones refused) and restored."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self.accepted = 0  # connections accepted while up: each is one (re)connect of the agent
+        self.up = True
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def __aenter__(self) -> Link:
+        await self._listen()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.cut()
+
+    async def _listen(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.up:
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        self.accepted += 1
+        self._writers |= {writer, up_writer}
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+        self._writers -= {writer, up_writer}
+
+    async def cut(self) -> None:
+        """The link drops: stop listening (new connections refused) and reset every live connection."""
+        self.up = False
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for w in list(self._writers):
+            w.transport.abort()
+        self._writers.clear()
+
+    async def restore(self) -> None:
+        self.up = True
+        if self._server is None:
+            await self._listen()
+
+
+async def test_a_link_flapping_every_second_for_10_s_loses_no_reading_and_doubles_none_by_id(
+        private_server, prefix, tmp_path):
+    broker = private_server(Mosquitto)
+    port, n = free_port(), 3
+    async with Link(broker.port) as link:
+        cfg = deployment(tmp_path, [{"id": "gwf", "heartbeat_s": 2, "devices": gauges(port, n, 0.05),
+                                     "uplink": {"reconnect_s": 0.1, "reconnect_max_s": 0.3, "publish_timeout_s": 1}}],
+                         mqtt_port=link.port, prefix=prefix, mqtt={"keepalive_s": 5})
+        outbox = cfg.path("", "edge-gwf.outbox")
+        clock = Clock()
+        rt = Runtime(cfg, clock)
+        sub = Durable(broker.port, prefix)  # downstream, on the broker's side of the link
+        async with simulate_devices(cfg.gateways[0].devices, sources(n), clock):
+            sub_task = asyncio.create_task(sub.run())
+            await asyncio.wait_for(sub.subscribed.wait(), 10)
+            agent = asyncio.create_task(serve(rt))
+            await wait_for(lambda: len(sub.arrivals) >= 50, 15, "the stream under way before the flapping")
+            for i in range(8):  # ~10 s: down 0.6–0.9 s, up 0.6–0.9 s
+                await link.cut()
+                await asyncio.sleep(0.6 + 0.1 * (i % 4))  # the fault's schedule, not a wait for an outcome
+                await link.restore()
+                await asyncio.sleep(0.6 + 0.1 * ((i + 2) % 4))
+            reconnects = link.accepted
+            count = len(sub.arrivals)
+            await wait_for(lambda: len(sub.arrivals) >= count + 100, 20, "the stream after the link settles")
+            rt.stop.set()
+            await asyncio.wait_for(agent, 15)
+            left = outbox_ids(outbox)
+            produced = set(sub.arrivals) | set(left)
+            await wait_for(lambda: produced <= set(sub.arrivals), 10, "every produced reading downstream")
+            sub_task.cancel()
+    assert reconnects > 3, f"the agent reconnected through the flapping link ({reconnects} connections)"
+    assert not left, "a clean stop with the link up flushes the outbox"
+    assert len(produced) >= 300
+    assert set(sub.arrivals) == produced
+    dup = len(sub.arrivals) - len(set(sub.arrivals))
+    assert dup < len(produced) // 10, f"re-sends are limited to in-flight batches ({dup} duplicates)"
