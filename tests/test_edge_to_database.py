@@ -35,7 +35,6 @@ from yujing.clock import Clock
 from yujing.config import Config
 from yujing.runtime import Runtime
 
-
 # As root, Mosquitto drops to user "mosquitto", which cannot write the private (0700) temp dir: every autosave
 # fails ("unable to remove mosquitto.db.new: Permission denied") and a restart forgets every session.
 # (Until tests/servers.py says so itself.)
