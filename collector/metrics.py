@@ -18,3 +18,5 @@ SPOOLED = Counter("yujing_collector_spooled_total", "Readings spooled because th
 SPOOL_DROPPED = Counter("yujing_collector_spool_dropped_total", "Readings dropped from a full spool (drop_oldest)")
 DB_UP = Gauge("yujing_collector_db_up", "1 when the last database write succeeded")
 CONNECTED = Gauge("yujing_collector_mqtt_subscribed", "1 while subscribed to the readings topics", ["client_id"])
+SESSION_LOST = Counter("yujing_collector_mqtt_session_lost_total",
+                       "Reconnects on which the broker had forgotten our session (messages queued for us are gone)")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import aiomqtt
 import paho.mqtt.client as paho
@@ -140,6 +140,27 @@ def _mqtt_client(rt: Runtime, cfg: CollectorConfig) -> aiomqtt.Client:
     )
 
 
+def _watch_session(client: paho.Client) -> dict[str, bool]:
+    """Record CONNACK's session-present flag (aiomqtt drops it) beside aiomqtt's own on_connect."""
+    seen = {"present": False}
+    chained = client.on_connect
+
+    def on_connect(c: paho.Client, userdata: object, flags: paho.ConnectFlags, *rest: object) -> None:
+        seen["present"] = flags.session_present
+        chained(c, userdata, flags, *rest)
+
+    client.on_connect = on_connect
+    return seen
+
+
+def _check_session(session: dict[str, bool], *, had_session: bool, client_id: str) -> None:
+    """A persistent session the broker forgot means the messages it held for us are gone: say so, loudly."""
+    if had_session and not session["present"]:
+        m.SESSION_LOST.inc()
+        log.error("the broker has forgotten the collector's session: readings published while we were away are "
+                  "lost (is broker persistence on and its directory writable?)", extra={"kv": {"client_id": client_id}})
+
+
 def subscription(cfg: CollectorConfig, prefix: str) -> str:
     topic = topics.readings(prefix, "+")
     return f"$share/{cfg.share_group}/{topic}" if cfg.share_group else topic
@@ -148,17 +169,19 @@ def subscription(cfg: CollectorConfig, prefix: str) -> str:
 async def _connected(rt: Runtime, cfg: CollectorConfig, intake: Intake) -> None:
     """One MQTT connection: subscribe and let paho's callback feed the intake until stop or a broken link."""
     client = _mqtt_client(rt, cfg)
-    client._client.manual_ack_set(True)  # noqa: SLF001  aiomqtt exposes no manual-ack switch
-    client._client.on_message = intake.on_message  # noqa: SLF001  straight from paho: no per-message queue hop
+    client._client.manual_ack_set(True)
+    client._client.on_message = intake.on_message
+    session = _watch_session(client._client)
     async with client:
+        _check_session(session, had_session=intake.generation > 0 or len(intake.dedup) > 0, client_id=cfg.client_id)
         intake.generation += 1
-        intake.mqtt = client._client  # noqa: SLF001
+        intake.mqtt = client._client
         try:
             await client.subscribe(subscription(cfg, rt.config.mqtt.topic_prefix), qos=1)
             m.CONNECTED.labels(cfg.client_id).set(1)
             log.info("collector subscribed", extra={"kv": {"topic": subscription(cfg, rt.config.mqtt.topic_prefix)}})
             stop = asyncio.ensure_future(rt.stop.wait())
-            lost = client._disconnected  # noqa: SLF001
+            lost = client._disconnected
             await asyncio.wait({stop, lost}, return_when=asyncio.FIRST_COMPLETED)
             stop.cancel()
             if not rt.stop.is_set():
@@ -186,7 +209,7 @@ async def serve(rt: Runtime, on_accepted: OnAccepted | None = None) -> None:
             intake = Intake(cfg, rt.config.mqtt.topic_prefix, sink, dedup, rt, on_accepted)
             draining = asyncio.Event()
             sink_task = asyncio.create_task(sink.run(draining))
-            health = lambda: {"ok": True, "db_up": sink.db_up, "spool_readings": spool.depth,  # noqa: E731
+            health = lambda: {"ok": True, "db_up": sink.db_up, "spool_readings": spool.depth,
                               "connected": intake.mqtt is not None}
             async with _metrics(cfg, health):
                 try:
@@ -214,7 +237,7 @@ async def _mqtt_loop(rt: Runtime, cfg: CollectorConfig, intake: Intake) -> None:
             await _connected(rt, cfg, intake)
             delay = 0.5
         except aiomqtt.MqttError as e:
-            if intake._limiter.allow("mqtt"):  # noqa: SLF001
+            if intake._limiter.allow("mqtt"):
                 log.warning("MQTT connection failed; retrying", extra={"kv": {"error": str(e), "retry_s": delay}})
             intake.close_batch()
             if await rt.sleep(delay):

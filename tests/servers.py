@@ -7,6 +7,7 @@ installs the packages (``tests/install-servers.sh``); this module starts them.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -117,6 +118,9 @@ class Mosquitto(Server):
             "max_queued_messages 0\n"  # unbounded: benchmarks queue a 100,000-message backlog
             "max_inflight_messages 0\n"
             "max_keepalive 65535\n"
+            # as root, mosquitto drops to user "mosquitto", which cannot write the 0700 temp dir: persistence
+            # would fail and a restart would lose every session and the messages queued for it
+            + ("user root\n" if os.geteuid() == 0 else "")
             + self.extra_conf
         )
         return [self.binary, "-c", str(conf)]
