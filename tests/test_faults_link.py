@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import Self
@@ -27,11 +26,6 @@ from simulators.devices.rig import deployment
 from yujing.clock import Clock
 from yujing.model import Q
 from yujing.runtime import Runtime
-
-# Run as root, mosquitto drops to user "mosquitto", which cannot write the fixture's 0700 temp dir: persistence
-# then fails silently ("Error saving in-memory database ... Permission denied" in its log) and a restart loses
-# every persistent session and queued message. Staying root keeps the restart a restart (see the report).
-PERSISTENT = "user root\n" if os.geteuid() == 0 else ""
 
 
 class Link:
@@ -95,7 +89,7 @@ class Link:
 
 async def test_a_link_flapping_every_second_for_10_s_loses_no_reading_and_doubles_none_by_id(
         private_server, prefix, tmp_path):
-    broker = private_server(Mosquitto, extra_conf=PERSISTENT)
+    broker = private_server(Mosquitto)
     port, n = free_port(), 3
     async with Link(broker.port) as link:
         cfg = deployment(tmp_path, [{"id": "gwf", "heartbeat_s": 2, "devices": gauges(port, n, 0.05),
@@ -188,7 +182,7 @@ def _stored(path) -> list[tuple[str, str]]:
 
 async def test_a_5_s_broker_outage_with_three_gateways_streaming_loses_and_doubles_nothing_in_the_database(
         private_server, prefix, tmp_path):
-    broker = private_server(Mosquitto, extra_conf=PERSISTENT)
+    broker = private_server(Mosquitto)
     names, n = ["gwa", "gwb", "gwc"], 2
     gws, srcs = [], {}
     for g in names:
