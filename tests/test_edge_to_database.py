@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import os
 import signal
 import sqlite3
@@ -34,11 +33,6 @@ from simulators.devices.rig import deployment
 from yujing.clock import Clock
 from yujing.config import Config
 from yujing.runtime import Runtime
-
-# As root, Mosquitto drops to user "mosquitto", which cannot write the private (0700) temp dir: every autosave
-# fails ("unable to remove mosquitto.db.new: Permission denied") and a restart forgets every session.
-# (Until tests/servers.py says so itself.)
-AS_ROOT = "user root\n" if os.geteuid() == 0 and "user root" not in inspect.getsource(Mosquitto) else ""
 
 
 def with_collector(cfg: Config, influx_url: str, db: str, prefix: str) -> Config:
@@ -127,7 +121,7 @@ def check(ids: Counter[str], total: int, outbox: Path, witness: Durable, in0: fl
 
 async def test_sigkill_of_the_broker_mid_stream_stores_every_reading_exactly_once_in_influxdb(
         private_server, influxdb, prefix, tmp_path):
-    broker = private_server(Mosquitto, extra_conf=AS_ROOT)
+    broker = private_server(Mosquitto)
     port, n = free_port(), 4
     cfg = deployment(tmp_path, [{"id": "gwb", "heartbeat_s": 2, "devices": gauges(port, n, 0.05),
                                  "uplink": {"reconnect_s": 0.2, "reconnect_max_s": 0.5, "publish_timeout_s": 2}}],
