@@ -173,7 +173,9 @@ async def _connected(rt: Runtime, cfg: CollectorConfig, intake: Intake) -> None:
     client._client.on_message = intake.on_message
     session = _watch_session(client._client)
     async with client:
-        _check_session(session, had_session=intake.generation > 0 or len(intake.dedup) > 0, client_id=cfg.client_id)
+        if not rt.config.mqtt.embedded:  # the demo's in-process broker starts and ends with us: no session to keep
+            _check_session(session, had_session=intake.generation > 0 or len(intake.dedup) > 0,
+                           client_id=cfg.client_id)
         intake.generation += 1
         intake.mqtt = client._client
         try:
