@@ -169,6 +169,7 @@ def subscription(cfg: CollectorConfig, prefix: str) -> str:
 async def _connected(rt: Runtime, cfg: CollectorConfig, intake: Intake) -> None:
     """One MQTT connection: subscribe and let paho's callback feed the intake until stop or a broken link."""
     client = _mqtt_client(rt, cfg)
+    # aiomqtt exposes no manual-ack switch, and its message queue would add a hop per message: use paho's directly
     client._client.manual_ack_set(True)
     client._client.on_message = intake.on_message
     session = _watch_session(client._client)

@@ -8,6 +8,7 @@ import logging
 from conftest import wait_for
 from prometheus_client import REGISTRY
 from servers import Mosquitto
+from test_collector_service import _subscribed as reconnected
 from test_collector_service import make_config, publish, readings, running
 
 from collector.config import SqliteStore
@@ -17,10 +18,6 @@ LOST = "yujing_collector_mqtt_session_lost_total"
 
 def lost() -> float:
     return REGISTRY.get_sample_value(LOST) or 0.0
-
-
-def reconnected(cfg) -> bool:
-    return REGISTRY.get_sample_value("yujing_collector_mqtt_subscribed", {"client_id": cfg.collector.client_id}) == 1
 
 
 async def test_a_broker_restarted_without_our_session_is_reported_and_counted(private_server, prefix, tmp_path, caplog):

@@ -9,7 +9,6 @@ and an independent persistent-session subscriber records every id that crossed t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import sqlite3
@@ -17,16 +16,15 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 from conftest import ROOT, wait_for
 from prometheus_client import REGISTRY
 from servers import Mosquitto, free_port
+from test_collector_service import running
 from test_edge_durability import Durable, gauges, outbox_ids, sources
 
 from collector.config import CollectorConfig, InfluxV1Store
-from collector.service import serve as collect
 from edge.service import serve as edge
 from simulators.devices import simulate_devices
 from simulators.devices.rig import deployment
@@ -74,21 +72,6 @@ def stored_ids(influx, db: str) -> Counter[str]:
     return out
 
 
-@contextlib.asynccontextmanager
-async def collector(cfg: Config) -> AsyncIterator[Runtime]:
-    rt = Runtime(cfg)
-    task = asyncio.create_task(collect(rt))
-    sub = {"client_id": cfg.collector.client_id}
-    try:
-        await wait_for(lambda: task.done() or REGISTRY.get_sample_value("yujing_collector_mqtt_subscribed", sub) == 1,
-                       10, "collector subscribed")
-        assert not task.done(), task
-        yield rt
-    finally:
-        rt.stop.set()
-        await asyncio.wait_for(task, 30)
-
-
 async def settled(influx, db: str, outbox: Path, witness: Durable) -> tuple[Counter[str], int]:
     """Wait until the database holds as many distinct ids as the agent produced; return (ids, produced)."""
     total = produced(outbox)
@@ -132,7 +115,7 @@ async def test_sigkill_of_the_broker_mid_stream_stores_every_reading_exactly_onc
     clock = Clock()
     witness = Durable(broker.port, prefix)
     in0, dup0 = accepted(), duplicates()
-    async with simulate_devices(cfg.gateways[0].devices, sources(n), clock), collector(cfg):
+    async with simulate_devices(cfg.gateways[0].devices, sources(n), clock), running(cfg):
         watch = asyncio.create_task(witness.run())
         await asyncio.wait_for(witness.subscribed.wait(), 10)
         subscribed_at = time.time()
@@ -169,7 +152,7 @@ async def test_sigkill_of_the_agent_mid_stream_stores_every_reading_exactly_once
     env = os.environ | {"PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "edge", str(tmp_path), "--log-level", "WARNING"]
     in0, dup0 = accepted(), duplicates()
-    async with simulate_devices(cfg.gateways[0].devices, sources(n), Clock()), collector(ccfg):
+    async with simulate_devices(cfg.gateways[0].devices, sources(n), Clock()), running(ccfg):
         watch = asyncio.create_task(witness.run())
         await asyncio.wait_for(witness.subscribed.wait(), 10)
         agent = subprocess.Popen(cmd, env=env, cwd=ROOT)
