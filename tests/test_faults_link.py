@@ -2,7 +2,9 @@
 a broker outage with three gateways streaming into the collector.
 
 A small TCP proxy stands in for the 4G link: while "down" it abruptly closes every live connection and
-refuses new ones. Nothing the agent produced may be lost, and after de-duplication by id nothing is doubled.
+refuses new ones. Nothing the agent produced may be lost, and after de-duplication by id nothing is doubled:
+on the broker (an independent subscriber) and in the database (a real collector into InfluxDB 1.6.7).
+The long outages (60 s broker, broker SIGKILL, 5 min database) are in test_faults_outages.py.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ from conftest import wait_for
 from servers import Mosquitto, free_port
 from test_collector_service import make_config, running
 from test_edge_durability import Durable, gauges, outbox_ids, sources
+from test_edge_to_database import accepted, stored_ids
 
 from collector.config import InfluxV1Store, SqliteStore
 from edge.service import serve
 from simulators.devices import simulate_devices
 from simulators.devices.rig import deployment
 from yujing.clock import Clock
+from yujing.config import Config
 from yujing.model import Q
 from yujing.runtime import Runtime
 
@@ -88,9 +92,13 @@ class Link:
 
 
 async def test_a_link_flapping_every_second_for_10_s_loses_no_reading_and_doubles_none_by_id(
-        private_server, prefix, tmp_path):
+        private_server, influxdb, prefix, tmp_path):
     broker = private_server(Mosquitto)
-    port, n = free_port(), 3
+    port, n, db = free_port(), 3, f"flap_{prefix}"
+    # the collector sits on the broker's side of the link, as in a deployment (the 4G link is the gateway's)
+    ccfg = make_config(tmp_path / "col", broker.port, prefix,
+                       InfluxV1Store(type="influxdb_v1", url=influxdb.url, database=db, timeout_s=5))
+    in0 = accepted()
     async with Link(broker.port) as link:
         cfg = deployment(tmp_path, [{"id": "gwf", "heartbeat_s": 2, "devices": gauges(port, n, 0.05),
                                      "uplink": {"reconnect_s": 0.1, "reconnect_max_s": 0.3, "publish_timeout_s": 1}}],
@@ -99,7 +107,7 @@ async def test_a_link_flapping_every_second_for_10_s_loses_no_reading_and_double
         clock = Clock()
         rt = Runtime(cfg, clock)
         sub = Durable(broker.port, prefix)  # downstream, on the broker's side of the link
-        async with simulate_devices(cfg.gateways[0].devices, sources(n), clock):
+        async with simulate_devices(cfg.gateways[0].devices, sources(n), clock), running(ccfg):
             sub_task = asyncio.create_task(sub.run())
             await asyncio.wait_for(sub.subscribed.wait(), 10)
             agent = asyncio.create_task(serve(rt))
@@ -117,6 +125,11 @@ async def test_a_link_flapping_every_second_for_10_s_loses_no_reading_and_double
             left = outbox_ids(outbox)
             produced = set(sub.arrivals) | set(left)
             await wait_for(lambda: produced <= set(sub.arrivals), 10, "every produced reading downstream")
+
+            async def all_stored() -> bool:
+                return set(await asyncio.to_thread(stored_ids, influxdb, db)) >= produced
+
+            await wait_for(all_stored, 20, "every produced reading in InfluxDB", interval_s=0.2)
             sub_task.cancel()
     assert reconnects > 3, f"the agent reconnected through the flapping link ({reconnects} connections)"
     assert not left, "a clean stop with the link up flushes the outbox"
@@ -124,6 +137,13 @@ async def test_a_link_flapping_every_second_for_10_s_loses_no_reading_and_double
     assert set(sub.arrivals) == produced
     dup = len(sub.arrivals) - len(set(sub.arrivals))
     assert dup < len(produced) // 10, f"re-sends are limited to in-flight batches ({dup} duplicates)"
+    ids = stored_ids(influxdb, db)
+    assert set(ids) == produced, "the database holds exactly the readings the gateway produced"
+    twice = {i: k for i, k in ids.items() if k > 1}
+    assert not twice, f"readings stored in more than one row: {list(twice.items())[:5]}"
+    # an identical point overwrites itself in InfluxDB, so rows alone cannot show a double write: the collector
+    # accepted (wrote) each reading once and skipped every re-send the flapping caused
+    assert accepted() - in0 == len(produced), (accepted() - in0, len(produced))
 
 
 def _influx_rows(influx, db: str) -> list[tuple[datetime, str]]:
@@ -169,6 +189,23 @@ async def test_a_gateway_clock_10_minutes_off_is_stored_once_per_id_at_the_gatew
         assert abs((t - now) - skew) < timedelta(seconds=60), "the stamp carries the gateway's skew"
 
 
+GATEWAYS = ["gwa", "gwb", "gwc"]
+
+
+def three_gateways(directory, broker_port: int, prefix: str, n: int, interval_s: float) -> tuple[Config, dict]:
+    """Three gateways of ``n`` gauges each (device and site ids unique across them) that reconnect quickly,
+    and the simulated devices' value sources."""
+    gws, srcs = [], {}
+    for g in GATEWAYS:
+        devices = gauges(free_port(), n, interval_s)
+        for d in devices:
+            d["id"], d["site"] = f"{g}-{d['id']}", f"{g}-{d['site']}"
+        gws.append({"id": g, "heartbeat_s": 2, "devices": devices,
+                    "uplink": {"reconnect_s": 0.2, "reconnect_max_s": 0.5, "publish_timeout_s": 2}})
+        srcs |= {f"{g}-{k}": v for k, v in sources(n).items()}
+    return deployment(directory, gws, mqtt_port=broker_port, prefix=prefix), srcs
+
+
 def _stored(path) -> list[tuple[str, str]]:
     """(id, gateway) of every row the collector stored in SQLite."""
     if not path.exists():
@@ -183,16 +220,8 @@ def _stored(path) -> list[tuple[str, str]]:
 async def test_a_5_s_broker_outage_with_three_gateways_streaming_loses_and_doubles_nothing_in_the_database(
         private_server, prefix, tmp_path):
     broker = private_server(Mosquitto)
-    names, n = ["gwa", "gwb", "gwc"], 2
-    gws, srcs = [], {}
-    for g in names:
-        devices = gauges(free_port(), n, 0.1)
-        for d in devices:  # device and site ids unique across gateways
-            d["id"], d["site"] = f"{g}-{d['id']}", f"{g}-{d['site']}"
-        gws.append({"id": g, "heartbeat_s": 2, "devices": devices,
-                    "uplink": {"reconnect_s": 0.2, "reconnect_max_s": 0.5, "publish_timeout_s": 2}})
-        srcs |= {f"{g}-{k}": v for k, v in sources(n).items()}
-    cfg = deployment(tmp_path / "edge", gws, mqtt_port=broker.port, prefix=prefix)
+    names = GATEWAYS
+    cfg, srcs = three_gateways(tmp_path / "edge", broker.port, prefix, n=2, interval_s=0.1)
     db_path = tmp_path / "store.sqlite"
     ccfg = make_config(tmp_path / "col", broker.port, prefix, SqliteStore(type="sqlite", path=str(db_path)))
     clock = Clock()
