@@ -1,7 +1,7 @@
 """The engine: readings and clock ticks in, versioned :class:`HazardWarning` messages out.
 
     engine = Engine(config, store=StateStore(path))      # state restored from the store
-    warnings = engine.feed(reading)                      # incremental, per reading
+    warnings = engine.feed(reading, now)                 # incremental, per reading (now: when it arrived)
     warnings += engine.tick(now)                         # time-driven: silence, lifts of fire alarms
     engine.commit(warnings)                              # state + outbox, one transaction
 
@@ -44,6 +44,7 @@ class Engine:
             for q in pack.quantities:
                 self.by_quantity.setdefault(q, []).append(pack)
         self.lifecycles: dict[str, Lifecycle] = {}
+        self.arrived: float | None = None  # while feeding: when the reading arrived (None: at its own time)
         self._dirty: set[str] = set()
         self.sites = {s.id for s in config.sites}
         if store is not None:
@@ -61,15 +62,24 @@ class Engine:
         return [p for pack in self.packs.values() for p in pack.problems(self.config)]
 
     # --- input ---------------------------------------------------------------------------------
-    def feed(self, reading: Reading) -> list[HazardWarning]:
-        """Judge one reading; the warnings it causes (issued, upgraded, downgraded, lifted)."""
+    def feed(self, reading: Reading, now: datetime | None = None) -> list[HazardWarning]:
+        """Judge one reading; the warnings it causes (issued, upgraded, downgraded, lifted).
+
+        ``now``: when it arrived, on the clock :meth:`tick` is given. Hazards are judged on the
+        reading's own time; a device's silence is counted from arrival, so a gateway whose clock is
+        behind does not look silent. A backtest leaves it out: the reading's time is then now.
+        """
+        self.arrived = None if now is None else now.timestamp()
         out: list[Assessment] = []
-        for pack in self.every:
-            out += pack.feed(reading, self)
-        if reading.quality is Quality.OK:
-            for pack in self.by_quantity.get(reading.quantity, ()):
-                if pack not in self.every:
-                    out += pack.feed(reading, self)
+        try:
+            for pack in self.every:
+                out += pack.feed(reading, self)
+            if reading.quality is Quality.OK:
+                for pack in self.by_quantity.get(reading.quantity, ()):
+                    if pack not in self.every:
+                        out += pack.feed(reading, self)
+        finally:
+            self.arrived = None
         return self._apply(out)
 
     def heartbeat(self, gateway: str, online: bool, now: datetime) -> list[HazardWarning]:

@@ -29,7 +29,7 @@ _QUALITY = {Quality.STUCK: "数值卡死", Quality.OUT_OF_RANGE: "数值超出�
 
 @dataclass
 class DeviceState:
-    last_t: float | None = None  # latest reading (device) or heartbeat/reading (gateway)
+    last_t: float | None = None  # latest arrival of a reading (device) or heartbeat/reading (gateway)
     online: bool = True  # gateways: what their status says
     heard: bool = False  # gateways: a heartbeat has been seen (only then is their silence judged)
     drill: bool = False
@@ -94,21 +94,24 @@ class EquipmentPack:
     # --- readings ------------------------------------------------------------------------------
     def feed(self, r: Reading, ctx: Context) -> list[Assessment]:
         t = r.ts.timestamp()
+        # silence is judged on the clock tick() runs on: count from arrival, not from the gateway's clock
+        arrived = getattr(ctx, "arrived", None)
+        heard = t if arrived is None else arrived
         out = []
         dev = self.device_of(r.sensor)
         if dev is not None:
             st = self.state[dev.id]
-            st.last_t = t if st.last_t is None else max(st.last_t, t)
+            st.last_t = heard if st.last_t is None else max(st.last_t, heard)
             st.drill = r.drill
             if ctx.active(f"{Hazard.EQUIPMENT}:{dev.id}") is not None:
-                out.append(self._silence_of(dev, t, ctx))
+                out.append(self._silence_of(dev, heard, ctx))
         if dev is not None and dev.gateway in self.gateways:
             gst = self.state[f"gateway:{dev.gateway}"]
-            gst.last_t = t if gst.last_t is None else max(gst.last_t, t)
+            gst.last_t = heard if gst.last_t is None else max(gst.last_t, heard)
             gst.online = True
         elif r.gateway in self.gateways:
             gst = self.state[f"gateway:{r.gateway}"]
-            gst.last_t = t if gst.last_t is None else max(gst.last_t, t)
+            gst.last_t = heard if gst.last_t is None else max(gst.last_t, heard)
         fault = self._fault(r, t)
         key = f"{Hazard.EQUIPMENT}:{r.sensor}:fault"
         if fault is not None or ctx.active(key) is not None:

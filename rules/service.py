@@ -1,8 +1,12 @@
 """The rules service: readings and gateway heartbeats from MQTT, warnings back to MQTT.
 
-- subscribes with a persistent session (clean_session=False, a fixed client id), so readings sent
+- subscribes with a persistent session (a fixed client id, MQTT 5 session expiry), so readings sent
   while the service is down wait for it in the broker;
-- de-duplicates readings by id (the edge may re-send after a reconnect);
+- acknowledges a message only once the state it changed is saved (manual PUBACKs, released by each
+  save: at once when warnings are issued, else every ``rules.state_flush_s`` or ``ACK_WINDOW / 2``
+  messages), so after a SIGKILL the broker redelivers exactly what the saved state lacks;
+- de-duplicates readings by id (the edge may re-send after a reconnect); the ids the saved state
+  covers are saved with it, so a reading redelivered after a crash between save and PUBACK counts once;
 - persists state and the warnings it issued in one SQLite transaction *before* publishing them, and
   publishes from that outbox (QoS 1, deleted on PUBACK): at least once across crashes;
 - ticks on the runtime's clock for time-driven rules (silent devices, fire alarms fading).
@@ -21,6 +25,9 @@ from datetime import datetime
 from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
@@ -37,6 +44,10 @@ READINGS = Counter("yujing_rules_readings_total", "Readings evaluated by the rul
 REJECTED = Counter("yujing_rules_rejected_total", "Messages or readings the rules engine rejected", ["reason"])
 ISSUED = Counter("yujing_rules_warnings_total", "Warning messages issued", ["hazard", "state"])
 OUTBOX = Gauge("yujing_rules_outbox_depth", "Warnings persisted but not yet acknowledged by the broker")
+
+# MQTT 5 receive maximum: messages the broker may send us before we acknowledge any. A save is
+# forced at half of it, so the window never closes while state waits for its time to be saved.
+ACK_WINDOW = 1000
 
 
 class RecentIds:
@@ -95,17 +106,42 @@ class RulesService:
         for p in self.engine.problems():
             log.warning("rules: %s", p)
         self.seen = RecentIds()
+        for rid in self.store.seen_ids(self.seen.size):
+            self.seen.add(rid)
+        self.fresh: list[str] = []  # ids of the readings fed since the last save
+        self.acks: list[tuple[int, int]] = []  # (mid, qos) of the messages received since the last save
+        self.mqtt: paho.Client | None = None  # the connection those acks belong to (None: they are void)
         self.limiter = Limiter(60.0)
         self.work = asyncio.Event()
         self.work.set()  # the outbox may hold warnings from before a crash
-        self._flushed = 0.0
+        self._flushed = time.monotonic()
+        self._timer: asyncio.TimerHandle | None = None
 
     def commit(self, warnings: list[HazardWarning]) -> None:
-        now = time.monotonic()  # I/O pacing, not scenario time
-        flush = now - self._flushed >= self.rt.config.rules.state_flush_s
-        if flush:
-            self._flushed = now
-        self.engine.commit(warnings, packs_too=flush)
+        """Save state now if warnings were issued or a save is due; else make sure one follows soon."""
+        flush_s = self.rt.config.rules.state_flush_s
+        if warnings or len(self.acks) >= ACK_WINDOW // 2 or time.monotonic() - self._flushed >= flush_s:
+            self.save(warnings)
+        elif self.acks and self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(flush_s, self.save)
+
+    def save(self, warnings: list[HazardWarning] | None = None) -> None:
+        """State, warnings and the ids of the readings they cover in one transaction; then PUBACK what
+        it covers. Warnings are saved with the state that issued them, so a restart never judges
+        again what it already announced."""
+        warnings = warnings or []
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._flushed = time.monotonic()  # I/O pacing, not scenario time
+        packs, lcs = self.engine.dirty_state()
+        if packs or lcs or warnings or self.fresh:
+            self.store.save(packs, lcs, warnings, seen=self.fresh, keep_seen=self.seen.size)
+        self.fresh = []
+        acks, self.acks = self.acks, []
+        if self.mqtt is not None:
+            for mid, qos in acks:
+                self.mqtt.ack(mid, qos)
         for w in warnings:
             ISSUED.labels(w.hazard.value, w.state.value).inc()
             log.info("warning %s", w.title, extra={"kv": {
@@ -114,7 +150,7 @@ class RulesService:
         if warnings:
             self.work.set()
 
-    def on_readings(self, topic: str, payload: bytes) -> None:
+    def on_readings(self, topic: str, payload: bytes) -> list[HazardWarning]:
         try:
             readings = parse_readings(payload)
         except ValueError as e:
@@ -122,20 +158,22 @@ class RulesService:
             REJECTED.labels(reason).inc()
             if self.limiter.allow(("reject", reason, topic)):
                 log.warning("rules: rejected a message on %s: %s (%s)", topic, reason, e.__cause__)
-            return
+            return []
         out: list[HazardWarning] = []
+        now = self.rt.clock.now()
         for r in readings:
             if not self.seen.add(r.id):
                 REJECTED.labels("duplicate").inc()
                 continue
             READINGS.inc()
-            out += self.engine.feed(r)
-        self.commit(out)
+            self.fresh.append(r.id)
+            out += self.engine.feed(r, now)
+        return out
 
-    def on_status(self, topic: str, payload: bytes) -> None:
+    def on_status(self, topic: str, payload: bytes, retained: bool = False) -> list[HazardWarning]:
         """A gateway heartbeat (its shape taken loosely: its arrival alone means the gateway is alive)."""
         if not payload:  # a cleared retained status: nothing to learn
-            return
+            return []
         online, now = True, self.rt.clock.now()
         when = now
         try:
@@ -143,22 +181,28 @@ class RulesService:
             if isinstance(doc, dict):
                 online = doc.get("online") is not False
                 ts = doc.get("ts")
-                if isinstance(ts, str):  # a retained status may be old: count silence from when it was sent
+                # a retained status may be old: count silence from when it was sent (a live one counts
+                # from now, whatever the gateway's clock says)
+                if retained and isinstance(ts, str):
                     sent = datetime.fromisoformat(ts)
                     if sent.tzinfo is not None:
                         when = min(sent, now)
         except (UnicodeDecodeError, json.JSONDecodeError, ValueError):
             REJECTED.labels("bad-status").inc()
-        self.commit(self.engine.heartbeat(topics.gateway_of(topic), online, when))
+        return self.engine.heartbeat(topics.gateway_of(topic), online, when)
 
     async def receive(self, client: aiomqtt.Client) -> None:
         readings_t, status_t = topics.readings(self.prefix), topics.status(self.prefix)
         async for msg in client.messages:
+            if msg.qos:
+                self.acks.append((msg.mid, msg.qos))  # released by the save that covers what it changes
             payload = msg.payload if isinstance(msg.payload, (bytes, bytearray)) else str(msg.payload).encode()
+            out: list[HazardWarning] = []
             if msg.topic.matches(readings_t):
-                self.on_readings(str(msg.topic), bytes(payload))
+                out = self.on_readings(str(msg.topic), bytes(payload))
             elif msg.topic.matches(status_t):
-                self.on_status(str(msg.topic), bytes(payload))
+                out = self.on_status(str(msg.topic), bytes(payload), msg.retain)
+            self.commit(out)
 
     async def ticks(self) -> None:
         while not await self.rt.sleep(self.rt.config.rules.tick_s):
@@ -190,6 +234,7 @@ class RulesService:
             for t in stuck:
                 log.error("rules: task %s did not stop", t.get_name())
                 t.print_stack()
+            self.save()  # and acknowledge, while the connection may still carry it
         for t in done:
             if not t.cancelled() and t.exception() is not None:
                 raise t.exception()  # type: ignore[misc]
@@ -200,13 +245,20 @@ class RulesService:
         try:
             while not self.rt.stop.is_set():
                 try:
-                    async with mqtt.client(self.rt.config.mqtt, client_id(self.rt), clean_session=False) as client:
+                    client = self._client()
+                    client._client.manual_ack_set(True)  # aiomqtt has no switch for it (2.5)
+                    async with client:
+                        self.acks.clear()  # message ids of an earlier connection are void: redelivered
+                        self.mqtt = client._client
                         await client.subscribe([(topics.readings(self.prefix), 1), (topics.status(self.prefix), 1)])
                         log.info("rules: subscribed", extra={"kv": {"prefix": self.prefix}})
                         backoff = 1.0
                         self.work.set()
                         self.ready.set()
-                        await self.session(client)
+                        try:
+                            await self.session(client)
+                        finally:
+                            self.mqtt = None
                 except aiomqtt.MqttError as e:
                     if self.limiter.allow("mqtt-down"):
                         log.warning("rules: MQTT connection lost: %s; retrying", e)
@@ -216,8 +268,18 @@ class RulesService:
         finally:
             tick.cancel()
             await asyncio.gather(tick, return_exceptions=True)
-            self.engine.commit([])
+            self.save()
             self.store.close()
+
+    def _client(self) -> aiomqtt.Client:
+        mq, cid = self.rt.config.mqtt, client_id(self.rt)
+        if mq.embedded:  # the demo's in-process broker (amqtt) speaks 3.1.1 only
+            return mqtt.client(mq, cid, clean_session=False)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 7 * 86_400  # the broker keeps what we have not acknowledged
+        props.ReceiveMaximum = ACK_WINDOW
+        return mqtt.client(mq, cid, clean_session=None, protocol=aiomqtt.ProtocolVersion.V5, clean_start=False,
+                           properties=props)
 
     async def _pause(self, seconds: float) -> bool:
         try:

@@ -1,4 +1,5 @@
-"""Durable rule state: pack state, warning lifecycles and an outbox of unpublished warnings, in SQLite.
+"""Durable rule state: pack state, warning lifecycles, an outbox of unpublished warnings and the ids of
+the readings the state covers, in SQLite.
 
 One transaction holds the new state *and* the warnings it produced, so after a crash a warning is
 either unissued (its condition is judged again from the persisted state) or waiting in the outbox to
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ CREATE TABLE IF NOT EXISTS pack_state (pack TEXT NOT NULL, entity TEXT NOT NULL,
                                        PRIMARY KEY (pack, entity));
 CREATE TABLE IF NOT EXISTS lifecycle (key TEXT PRIMARY KEY, json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, warning TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS seen (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL);
 """
 
 
@@ -55,9 +57,18 @@ class StateStore:
         for key, js in self.db.execute("SELECT key, json FROM lifecycle"):
             yield key, json.loads(js)
 
+    def seen_ids(self, limit: int) -> list[str]:
+        """The ids of the last ``limit`` readings the saved state covers, oldest first."""
+        rows = self.db.execute("SELECT id FROM seen ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
+        return [r[0] for r in reversed(rows)]
+
     def save(self, packs: dict[str, dict[str, Any]], lifecycles: dict[str, dict[str, Any]],
-             warnings: list[HazardWarning]) -> None:
-        """Persist changed state and queue ``warnings`` for publication, atomically."""
+             warnings: list[HazardWarning], seen: Sequence[str] = (), keep_seen: int = 200_000) -> None:
+        """Persist changed state and queue ``warnings`` for publication, atomically.
+
+        ``seen``: ids of the readings this state now covers (the last ``keep_seen`` are kept), so a
+        reading redelivered after a crash between this commit and its acknowledgement counts once.
+        """
         try:
             with self.db:
                 self.db.execute("BEGIN IMMEDIATE")
@@ -69,6 +80,9 @@ class StateStore:
                                     [(k, json.dumps(v)) for k, v in lifecycles.items()])
                 self.db.executemany("INSERT INTO outbox (warning) VALUES (?)",
                                     [(w.model_dump_json(),) for w in warnings])
+                if seen:
+                    self.db.executemany("INSERT INTO seen (id) VALUES (?)", [(i,) for i in seen])
+                    self.db.execute("DELETE FROM seen WHERE seq <= (SELECT MAX(seq) FROM seen) - ?", (keep_seen,))
         except sqlite3.Error as e:
             raise StoreError(f"rules state {self.path}: saving: {e}") from e
 

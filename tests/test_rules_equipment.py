@@ -140,3 +140,16 @@ def test_after_a_restart_devices_get_a_full_silence_period_but_active_silences_s
         ws = eng.tick(at(seconds=3600))
         assert ws == [] and eng.active("equipment:sk-1") == Level.YELLOW
         assert [w.key for w in eng.tick(at(seconds=3600 + 901))] == ["equipment:rg-1"]
+
+
+def test_readings_from_a_gateway_whose_clock_is_ten_minutes_behind_do_not_look_silent():
+    eng = engine(min_silence_s=300)
+    eng.tick(at(seconds=0))
+    eng.heartbeat("gw-1", True, at(seconds=0))
+    for s in range(0, 1800, 60):  # live: each arrives at s, stamped s - 600 by the gateway's clock
+        ws = eng.feed(level_m(300.0 + s / 1e4, s - 600, gateway="gw-1"), now=at(seconds=s))
+        ws += eng.tick(at(seconds=s + 30))
+        assert {"equipment:sk-1", "equipment:gateway:gw-1"}.isdisjoint(w.key for w in ws), ws
+    assert eng.active("equipment:sk-1") is None and eng.active("equipment:gateway:gw-1") is None
+    ws = eng.tick(at(seconds=1800 + 301))  # and silence is still seen, counted from the last arrival
+    assert [w.key for w in ws] == ["equipment:gateway:gw-1"]  # (its devices' silence is inhibited)
