@@ -1,0 +1,256 @@
+"""Field hardening (issue 8): the alerts process SIGKILLed at seeded-random points of a stream of warnings.
+
+Two alerts services get the same stream at the same moments: a *reference* (in this process, never
+interrupted) and the *victim* (``python -m yujing alerts DIR``, SIGKILLed three times and restarted each
+time), each against its own Twilio stand-in. The stream has a new blue, its upgrade to orange (叫应 with
+escalation chains nobody answers), a second site going blue then orange, a drill warning that must stay
+apart, and the lift (解除) of the first site. The three kills:
+
+1. somewhere in the first seconds of the stream (often inside the orange fan-out); the victim stays down
+   until a warning has been published, so one reaches it only through its persistent MQTT session;
+2. around the first escalation step's due time (pending escalations must run after the restart, when due);
+3. in the middle of the lift's fan-out.
+
+At the end each notification — the stand-ins see its notification key (warning key#version, phone,
+channel, attempt) as the ``n=`` ref of its status callback — must have reached the victim's stand-in
+exactly once, and the set must be the reference's. ``YUJING_KILL_SEED=N`` replays a seed (it is printed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import signal
+import sqlite3
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import aiomqtt
+import pytest
+from conftest import wait_for
+from test_alerts_restart import start, subscribed
+from test_alerts_service import warning
+
+from alerts.harness import ACCOUNT, TOKEN, running_alerts, write_config
+from alerts.nflog import ref
+from simulators.twilio import Behaviour, Record, TwilioStandIn
+from yujing import topics
+from yujing.model import Hazard, HazardWarning, Level, WarningState
+
+RG = "RG-XINLE-01"
+DRILL_PHONE = "+8613900009999"
+TIMEOUT_S = 2.0  # 叫应 timeout (orange): chains step every 2 s
+ALERTS = {
+    "grouping": {"wait_s": 0},
+    "ack": {"timeout_s": {"orange": TIMEOUT_S, "red": TIMEOUT_S}},
+    "rates": {"sms": {"per_s": 40, "burst": 4, "concurrency": 4}, "voice": {"per_s": 20, "burst": 4, "concurrency": 4}},
+    "drill": {"recipients": [{"name": "演练联络员", "role": "duty", "phone": DRILL_PHONE, "channels": ["sms"]}]},
+}
+NOBODY_ANSWERS = Behaviour(answer=False, ring_s=0.5)  # no confirmation ever: every chain runs to its end
+SLACK_S = 1.5  # how late a due escalation step may run on a loaded 2-core box
+
+
+def stream() -> list[tuple[float, HazardWarning]]:
+    """(seconds from the start, warning). The lift comes later, once every chain has run (see below)."""
+    up = WarningState.UPGRADED
+    return [
+        (0.0, warning(Level.BLUE)),
+        (1.0, warning(Level.BLUE, site=RG, hazard=Hazard.RAINSTORM)),
+        (2.0, warning(Level.ORANGE, version=2, state=up)),
+        (3.0, warning(Level.BLUE, drill=True)),
+        (4.0, warning(Level.ORANGE, version=2, state=up, site=RG, hazard=Hazard.RAINSTORM)),
+    ]
+
+
+def lift() -> HazardWarning:
+    return warning(Level.ORANGE, version=3, state=WarningState.LIFTED)
+
+
+def refs(tw: TwilioStandIn) -> Counter[str]:
+    """Each message and call the stand-in received, as the ref of the notification key it carried."""
+    def one(r: Record) -> str:
+        return parse_qs(urlsplit(r.status_callback).query).get("n", ["?"])[0]
+    return Counter(one(r) for r in tw.messages + tw.calls)
+
+
+class Log:
+    """The victim's notification log, read from this process while it runs (SQLite WAL allows a reader)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def rows(self, sql: str, args: tuple = ()) -> list[tuple]:
+        if not self.path.exists():
+            return []
+        db = sqlite3.connect(self.path, timeout=5)
+        try:
+            return db.execute(sql, args).fetchall()
+        except sqlite3.OperationalError:  # not created yet
+            return []
+        finally:
+            db.close()
+
+    def pending_escalations(self) -> list[tuple[str, str, int, str]]:
+        return self.rows("SELECT warning_id, phone, step, due_at FROM escalations WHERE state='pending'")
+
+    def idle(self) -> bool:
+        busy = self.rows("SELECT COUNT(*) FROM notifications WHERE status IN ('queued', 'sending')")
+        return bool(busy) and busy[0][0] == 0 and not self.pending_escalations()
+
+    def keys(self) -> dict[str, str]:
+        return {ref(k): k for (k,) in self.rows("SELECT key FROM notifications")}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@pytest.mark.timeout(120)
+async def test_sigkill_at_random_points_of_a_stream_loses_nothing_and_sends_nothing_twice(
+        mosquitto, prefix, tmp_path):
+    seed = int(os.environ.get("YUJING_KILL_SEED", random.randrange(1 << 30)))
+    print(f"YUJING_KILL_SEED={seed}")
+    rng = random.Random(seed)
+    began = time.monotonic()
+    ref_dir, vic_dir = tmp_path / "reference", tmp_path / "victim"
+    ref_prefix, vic_prefix = prefix + "_ref", prefix + "_vic"
+    async with contextlib.AsyncExitStack() as stack:
+        tw_ref = await stack.enter_async_context(TwilioStandIn(
+            auth_token=TOKEN, account_sid=ACCOUNT, verbose=False, default=NOBODY_ANSWERS))
+        tw = await stack.enter_async_context(TwilioStandIn(
+            auth_token=TOKEN, account_sid=ACCOUNT, verbose=False, default=NOBODY_ANSWERS, latency_s=0.05))
+        reference = await stack.enter_async_context(running_alerts(
+            ref_dir, mqtt_port=mosquitto.port, prefix=ref_prefix, alerts=ALERTS, twilio=tw_ref))
+        ref_log = reference.pipeline().nflog
+        write_config(vic_dir, mqtt_port=mosquitto.port, prefix=vic_prefix, twilio_url=tw.base_url, alerts=ALERTS)
+        victim = Log(vic_dir / "var" / "alerts.sqlite")
+        proc = await start(vic_dir)
+        starts = 1
+        down: list[tuple[datetime, datetime]] = []  # (killed, subscribed again)
+        published: list[tuple[datetime, str]] = []
+        pub = await stack.enter_async_context(aiomqtt.Client("127.0.0.1", mosquitto.port,
+                                                             identifier=f"pub-{prefix}"))
+
+        async def publish(w: HazardWarning, *prefixes: str) -> None:
+            for p in prefixes:
+                await pub.publish(topics.warnings(p, w.hazard.value, w.site), w.model_dump_json(), qos=1)
+            published.append((_now(), w.id + (" drill" if w.drill else "")))
+
+        async def kill() -> datetime:
+            proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+            return _now()
+
+        async def restart(killed: datetime) -> None:
+            nonlocal proc, starts
+            proc = await start(vic_dir)
+            starts += 1
+            await subscribed(vic_dir, times=starts)
+            down.append((killed, _now()))
+
+        try:
+            await subscribed(vic_dir)
+            t0 = time.monotonic()
+
+            async def play() -> None:
+                for at, w in stream():
+                    await asyncio.sleep(max(0.0, t0 + at - time.monotonic()))
+                    await publish(w, ref_prefix, vic_prefix)
+
+            player = asyncio.create_task(play())
+
+            # kill 1: early in the stream; down until a warning was published (persistent session)
+            await asyncio.sleep(rng.uniform(0.5, 3.0))
+            killed = await kill()
+            await wait_for(lambda: any(t > killed for t, _ in published), 5, "a warning published while down")
+            await restart(killed)
+
+            # kill 2: around the first escalation step's due time
+            await wait_for(lambda: victim.pending_escalations(), 15, "escalation chains to open")
+            first_due = min(datetime.fromisoformat(r[3]) for r in victim.pending_escalations())
+            await asyncio.sleep(max(0.0, (first_due - _now()).total_seconds() + rng.uniform(-0.8, 0.1)))
+            pending_at_kill = {r[:3] for r in victim.pending_escalations()}
+            killed = await kill()
+            await restart(killed)
+            await player
+
+            # the lift, to each once all its chains have run (so both send it to the same people)
+            await wait_for(lambda: not list(ref_log.due_escalations()), 30, "the reference's chains to end")
+            await publish(lift(), ref_prefix)
+            await wait_for(lambda: not victim.pending_escalations(), 30, "the victim's chains to end")
+            lift_sms = rng.randint(1, 4)
+            n_lift = len([m for m in tw.messages if "解除" in m.body])
+            await publish(lift(), vic_prefix)
+
+            # kill 3: in the middle of the lift's fan-out
+            await tw.wait_until(lambda: len([m for m in tw.messages if "解除" in m.body]) >= n_lift + lift_sms,
+                                10, "the lift fan-out to start")
+            killed = await kill()
+            await restart(killed)
+
+            # the end: both idle, and the victim's stand-in has everything the reference's has
+            await reference.settled()
+            expected = refs(tw_ref)
+            await wait_for(lambda: victim.idle() and set(refs(tw)) >= set(expected), 30,
+                           "the victim to send everything the reference sent")
+        finally:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(proc.wait(), 10)
+                except TimeoutError:
+                    proc.kill()
+        got = refs(tw)
+        names = {**{ref(k): k for p in ("real", "drill")
+                    for (k,) in reference.pipeline(p).nflog.db.execute("SELECT key FROM notifications")},
+                 **victim.keys(), **Log(vic_dir / "var" / "alerts-drill.sqlite").keys()}  # ref → key, for messages
+        zero = published[0][0]
+        print(f"seed {seed}: {sum(got.values())} notifications; down (s after the first warning) "
+              f"{[(round((a - zero).total_seconds(), 2), round((b - zero).total_seconds(), 2)) for a, b in down]}; "
+              f"{time.monotonic() - began:.1f} s")
+
+        # the reference itself: nothing twice, and it did exercise what the test is about
+        assert max(expected.values()) == 1
+        assert len(expected) > 60
+        # nothing acknowledged is lost, nothing twice
+        assert sorted(names.get(r, r) for r, n in got.items() if n > 1) == []
+        assert sorted(names.get(r, r) for r in set(expected) - set(got)) == []
+        assert sorted(names.get(r, r) for r in set(got) - set(expected)) == []
+
+        # a warning published while the victim was down reached it through its persistent session
+        while_down = [w for t, w in published if any(a < t < b for a, b in down)]
+        assert while_down, (published, down)
+
+        # the drill stayed apart
+        assert {m.to for m in tw.messages if m.body.startswith("【演练】")} == {DRILL_PHONE}
+        assert all(m.body.startswith("【演练】") for m in tw.messages_to(DRILL_PHONE))
+
+        # escalation steps pending at kill 2 each ran once, when due (or as soon as the victim was back)
+        fired: dict[tuple[str, str, int], list[datetime]] = {}
+        nobody: set[tuple[str, str, int]] = set()
+        for at, wid, phone, what, detail in victim.rows(
+                "SELECT at, warning_id, phone, what, detail FROM events WHERE what LIKE 'escalate-%'"):
+            step = json.loads(detail)["step"]
+            fired.setdefault((wid, phone, step), []).append(datetime.fromisoformat(at))
+            if what.endswith("-nobody"):
+                nobody.add((wid, phone, step))
+        assert pending_at_kill
+        rows = {r[:3]: (datetime.fromisoformat(r[3]), r[4]) for r in victim.rows(
+            "SELECT warning_id, phone, step, due_at, state FROM escalations")}
+        for chain in pending_at_kill:
+            due, state = rows[chain]
+            assert state == "done" and len(fired.get(chain, [])) == 1, (chain, state, fired.get(chain))
+            at = fired[chain][0]
+            wid, phone, step = chain
+            if (wid, phone, step - 1) not in nobody:  # else it ran at once with the step before
+                assert at >= due, (chain, at, due)
+            back = next((b for a, b in down if a - timedelta(seconds=SLACK_S) <= due <= b), due)
+            assert at <= back + timedelta(seconds=SLACK_S), (chain, at, due, down)
+        assert time.monotonic() - began < 90
+
