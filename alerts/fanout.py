@@ -99,7 +99,7 @@ class Dispatcher:
         for n in nflog.pending():
             if n.status == "sending":
                 since = datetime.fromisoformat(n.sending_at) if n.sending_at else datetime.now(UTC)
-                sid = await self.senders[n.channel].find(n, since)
+                sid = await self.senders[n.channel].find(n, since, nflog.has_sid)
                 if sid is not None:
                     nflog.sent(n.key, sid, self.clock.now())
                     nflog.event(self.clock.now(), n.warning_id, n.phone, "reconciled", {"key": n.key, "sid": sid})
@@ -140,7 +140,7 @@ class Dispatcher:
         if not nflog.claim(n.key, wall):
             return  # already sending or sent: the log has the one answer
         try:
-            sid = await sender.send(n, wall, nflog.drill)
+            sid = await sender.send(n, wall, nflog.drill, nflog.has_sid)
         except ProviderError as exc:
             tries = self._deferred.get(n.key, 0)
             if exc.retryable and tries < self.outage_retries:  # an outage, not a refusal: keep it, look later
@@ -175,7 +175,7 @@ class Dispatcher:
         for _ in range(self.outage_retries + 1):
             await asyncio.sleep(delay)
             try:
-                sid = await sender.find(n, since)
+                sid = await sender.find(n, since, nflog.has_sid)
             except Exception:  # noqa: BLE001  still unreachable, whatever the library raises: ask again later
                 delay = min(300.0, delay * 2)
                 continue

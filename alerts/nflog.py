@@ -224,6 +224,10 @@ class NotificationLog:
     def by_ref(self, reference: str) -> Notification | None:
         return self._one("ref=?", (reference,))
 
+    def has_sid(self, sid: str) -> bool:
+        """Is ``sid`` already some notification's? (A provider lookup must not hand it to another.)"""
+        return self.db.execute("SELECT 1 FROM notifications WHERE sid=? LIMIT 1", (sid,)).fetchone() is not None
+
     def status(self, key: str) -> str | None:
         row = self.db.execute("SELECT status FROM notifications WHERE key=?", (key,)).fetchone()
         return row[0] if row else None

@@ -7,7 +7,9 @@ Retry policy: 429 and 5xx mean Twilio did not create the resource, so the reques
 after a backoff. A network error or timeout is ambiguous (the request may have arrived), so before
 repeating, the provider is asked whether a matching message/call exists (same ``to``, same body,
 created after we started): that is how a retry never sends twice. Twilio has no idempotency header
-for Messages; the notification log's 'sending' rows are reconciled the same way after a crash.
+for Messages; the notification log's 'sending' rows are reconciled the same way after a crash. A match
+whose sid the log already holds (``taken``) is another notification's — the first call to a person a
+recall is calling again, the SMS an escalation repeats to someone already told — and never this one's.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ logging.getLogger("twilio.async_http_client").setLevel(logging.WARNING)  # it lo
 for _msg in ("BasicAuth is deprecated", "The 'auth' parameter is deprecated"):  # inside twilio 9.13 + aiohttp 3.14
     warnings.filterwarnings("ignore", message=_msg, category=DeprecationWarning)
 T = TypeVar("T")
+Taken = Callable[[str], bool]  # is this sid already another notification's?
 
 TWILIO_API = "https://api.twilio.com"
 PROVIDER_ERRORS = Counter("yujing_alerts_provider_errors_total", "Failed provider requests", ["reason"])
@@ -102,34 +105,37 @@ class Provider:
         except (TimeoutError, TwilioRestException, aiohttp.ClientError, ConnectionError):
             return None
 
-    async def send_sms(self, to: str, body: str, status_callback: str | None, since: datetime) -> str:
+    async def send_sms(self, to: str, body: str, status_callback: str | None, since: datetime,
+                       taken: Taken | None = None) -> str:
         async def op() -> str:
             kw = {"status_callback": status_callback} if status_callback else {}
             msg = await self.client.messages.create_async(to=to, from_=self.cfg.from_number, body=body, **kw)
             return str(msg.sid)
 
-        return await self._retrying(f"SMS to {to}", op, lambda: self.find_sms(to, body, since))
+        return await self._retrying(f"SMS to {to}", op, lambda: self.find_sms(to, body, since, taken))
 
-    async def call(self, to: str, twiml: str, status_callback: str | None, since: datetime) -> str:
+    async def call(self, to: str, twiml: str, status_callback: str | None, since: datetime,
+                   taken: Taken | None = None) -> str:
         async def op() -> str:
             kw = {"status_callback": status_callback, "status_callback_event": ["completed"]} if status_callback else {}
             call = await self.client.calls.create_async(to=to, from_=self.cfg.from_number, twiml=twiml, **kw)
             return str(call.sid)
 
-        return await self._retrying(f"call to {to}", op, lambda: self.find_call(to, since))
+        return await self._retrying(f"call to {to}", op, lambda: self.find_call(to, since, taken))
 
-    async def find_sms(self, to: str, body: str, since: datetime) -> str | None:
-        """The sid of a message to ``to`` with ``body`` created at or after ``since`` (clock skew allowed)."""
+    async def find_sms(self, to: str, body: str, since: datetime, taken: Taken | None = None) -> str | None:
+        """The sid of a message to ``to`` with ``body`` created at or after ``since`` (clock skew allowed)
+        that is not ``taken``; the oldest such, as the one we sent first."""
         floor = since - timedelta(seconds=60)
-        for m in await self.client.messages.list_async(to=to, limit=50):
-            if m.body == body and _after(m.date_created, floor):
+        for m in reversed(await self.client.messages.list_async(to=to, limit=50)):
+            if m.body == body and _after(m.date_created, floor) and not (taken and taken(str(m.sid))):
                 return str(m.sid)
         return None
 
-    async def find_call(self, to: str, since: datetime) -> str | None:
+    async def find_call(self, to: str, since: datetime, taken: Taken | None = None) -> str | None:
         floor = since - timedelta(seconds=60)
-        for c in await self.client.calls.list_async(to=to, limit=20):
-            if _after(c.date_created, floor):
+        for c in reversed(await self.client.calls.list_async(to=to, limit=20)):
+            if _after(c.date_created, floor) and not (taken and taken(str(c.sid))):
                 return str(c.sid)
         return None
 

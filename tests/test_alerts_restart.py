@@ -124,3 +124,26 @@ async def test_a_pending_escalation_resumes_on_time_after_a_restart_and_nothing_
             assert 295 <= (recall - start).total_seconds() <= 345
             await rig.settled()
             assert Counter(m.to for m in tw.messages) == sent_before  # the restart re-sent nothing
+
+
+async def test_an_ambiguous_failure_of_a_recall_is_not_mistaken_for_the_first_call_to_that_phone(
+        mosquitto, prefix, tmp_path):
+    """A recall whose request is lost on the way (network error) is looked up at the provider before it is
+    retried, as a crash's 'sending' rows are after a restart. Twilio's Calls carry nothing of ours, so the
+    lookup is "a call to that number since we claimed it (less 60 s of clock skew)" — which the first call
+    to that same person matches. A sid the log already holds is another notification's: never this one."""
+    from alerts.harness import running_alerts
+    async with TwilioStandIn(auth_token=TOKEN, account_sid=ACCOUNT, verbose=False,
+                             default=Behaviour(answer=False, ring_s=0.2)) as tw:
+        alerts = {"grouping": {"wait_s": 0}, "ack": {"timeout_s": {"orange": 1.0}, "steps": ["recall"]}}
+        async with running_alerts(tmp_path, mqtt_port=mosquitto.port, prefix=prefix, twilio=tw,
+                                  alerts=alerts) as rig:
+            await rig.publish(warning(Level.ORANGE))
+            await tw.wait_until(lambda: len(tw.calls) >= 8, 10, "the first calls")
+            asked = {c.to for c in tw.calls}
+            tw.fail_next(1, status=0, kinds=("call",))  # the first recall's request never arrives
+            await wait_for(lambda: not list(rig.pipeline().nflog.due_escalations()), 10, "every recall")
+            await rig.settled()
+            calls = Counter(c.to for c in tw.calls)
+            assert {p: calls[p] for p in asked if calls[p] != 2} == {}
+            assert len(tw.requests) > len(tw.messages) + len(tw.calls) + 1  # the lost request was retried

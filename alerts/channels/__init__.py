@@ -1,8 +1,10 @@
 """Channels: how a rendered notification reaches a phone. One module per channel, one small interface.
 
     sender = CHANNELS[Channel.SMS](provider, urls, cfg)
-    sid = await sender.send(notification, since, drill)  # since: wall time the send was claimed
-    sid = await sender.find(notification, since)        # after a crash: did the provider get it?
+    sid = await sender.send(notification, since, drill, taken)  # since: wall time the send was claimed
+    sid = await sender.find(notification, since, taken)        # after a crash: did the provider get it?
+
+``taken(sid)`` says a sid is already another notification's (the log's), so a lookup never claims it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Protocol
 
 from alerts.config import AlertsConfig
 from alerts.nflog import Notification, ref
-from alerts.provider import Provider
+from alerts.provider import Provider, Taken
 from yujing.config.people import Channel
 
 
@@ -40,9 +42,9 @@ class CallbackUrls:
 class Sender(Protocol):
     channel: Channel
 
-    async def send(self, n: Notification, since: datetime, drill: bool) -> str: ...
+    async def send(self, n: Notification, since: datetime, drill: bool, taken: Taken | None = None) -> str: ...
 
-    async def find(self, n: Notification, since: datetime) -> str | None: ...
+    async def find(self, n: Notification, since: datetime, taken: Taken | None = None) -> str | None: ...
 
 
 def senders(provider: Provider, urls: CallbackUrls, cfg: AlertsConfig) -> dict[str, Sender]:

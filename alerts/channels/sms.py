@@ -7,7 +7,7 @@ from datetime import datetime
 from alerts.channels import CallbackUrls
 from alerts.config import AlertsConfig
 from alerts.nflog import Notification
-from alerts.provider import Provider
+from alerts.provider import Provider, Taken
 from yujing.config.people import Channel
 
 
@@ -18,8 +18,8 @@ class SmsSender:
         self.provider = provider
         self.urls = urls
 
-    async def send(self, n: Notification, since: datetime, drill: bool) -> str:
-        return await self.provider.send_sms(n.phone, n.body, self.urls.status(n.key, drill), since)
+    async def send(self, n: Notification, since: datetime, drill: bool, taken: Taken | None = None) -> str:
+        return await self.provider.send_sms(n.phone, n.body, self.urls.status(n.key, drill), since, taken)
 
-    async def find(self, n: Notification, since: datetime) -> str | None:
-        return await self.provider.find_sms(n.phone, n.body, since)
+    async def find(self, n: Notification, since: datetime, taken: Taken | None = None) -> str | None:
+        return await self.provider.find_sms(n.phone, n.body, since, taken)

@@ -13,7 +13,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from alerts.channels import CallbackUrls
 from alerts.config import AlertsConfig
 from alerts.nflog import Notification
-from alerts.provider import Provider
+from alerts.provider import Provider, Taken
 from yujing.config.people import Channel
 
 
@@ -39,9 +39,9 @@ class VoiceSender:
         self.language = cfg.voice_language
         self.voice = cfg.voice
 
-    async def send(self, n: Notification, since: datetime, drill: bool) -> str:
+    async def send(self, n: Notification, since: datetime, drill: bool, taken: Taken | None = None) -> str:
         return await self.provider.call(n.phone, twiml(n, self.urls, self.language, self.voice, drill),
-                                        self.urls.status(n.key, drill), since)
+                                        self.urls.status(n.key, drill), since, taken)
 
-    async def find(self, n: Notification, since: datetime) -> str | None:
-        return await self.provider.find_call(n.phone, since)
+    async def find(self, n: Notification, since: datetime, taken: Taken | None = None) -> str | None:
+        return await self.provider.find_call(n.phone, since, taken)
