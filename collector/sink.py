@@ -2,6 +2,12 @@
 replay the spool in order with backoff and jitter, and acknowledge each batch only once it is durable.
 
 Pure orchestration over two seams (a Store and a Spool); no MQTT here: ``ack`` is a callback.
+
+When the spool's own disk refuses a write (full, I/O error) while the database is away, the batch is
+held unacknowledged and retried with backoff; the batches behind it wait in the queue, and the broker
+stops sending at ``receive_maximum``: nothing is lost, nothing is acknowledged that is not durable. It
+resumes by itself once the disk has room or the database answers again. Under ``drop_oldest`` a full
+disk frees room by the oldest spooled batches first (counted as lost, reason ``disk-full``).
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ from typing import Callable
 
 from collector import metrics as m
 from collector.config import CollectorConfig, SpoolFull
-from collector.spool import Spool
+from collector.loss import LossReport
+from collector.spool import Spool, SpoolUnwritable
 from collector.stores.base import BatchRejected, Store
 from yujing.clock import Clock
 from yujing.errors import StoreError
@@ -33,16 +40,21 @@ class Batch:
 
 class Sink:
     def __init__(self, cfg: CollectorConfig, store: Store, spool: Spool, clock: Clock,
-                 ack: Callable[[list[object]], None]) -> None:
-        self.cfg, self.store, self.spool, self.clock, self.ack = cfg, store, spool, clock, ack
+                 ack: Callable[[list[object]], None], loss: LossReport | None = None) -> None:
+        self.cfg, self.store, self.spool, self.clock, self.ack, self.loss = cfg, store, spool, clock, ack, loss
         self.queue: asyncio.Queue[Batch] = asyncio.Queue()
         self.db_up = True
         self._backoff_s = 0.0
         self._retry_at = 0.0  # monotonic
         self._limiter = Limiter(30.0)
         self._writes = 0
+        self._held: Batch | None = None  # taken from the queue but not durable (spool unwritable): unacknowledged
+        self.spool_writable = True
+        self._disk_backoff_s = 0.0
+        self._disk_retry_at = 0.0  # monotonic
         m.SPOOL_DEPTH.set(spool.depth)
         m.DB_UP.set(1)
+        m.SPOOL_WRITABLE.set(1)
 
     @property
     def spool_full(self) -> bool:
@@ -50,22 +62,38 @@ class Sink:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Until ``stopping`` is set and the queue is empty: every queued batch ends up stored or spooled."""
-        while not (stopping.is_set() and self.queue.empty()):
+        while not (stopping.is_set() and self.queue.empty() and self._held is None):
+            if self.loss is not None:
+                self.loss.flush()
             if self.spool.depth and time.monotonic() >= self._retry_at:
                 await self._replay()
                 continue
+            if self._held is not None:  # the spool's disk refused it: retry it first, the rest waits behind it
+                if time.monotonic() >= self._disk_retry_at:
+                    batch, self._held = self._held, None
+                    await self.take(batch, retry=True)
+                elif await self._pause(stopping, min(self._disk_retry_at, self._retry_at if self.spool.depth
+                                                     else self._disk_retry_at)):
+                    return  # unacknowledged batches stay with the broker
+                continue
             if self.spool_full and self.cfg.spool_full is SpoolFull.BLOCK:
                 # Intake pauses: nothing is acknowledged, the broker stops sending at receive_maximum.
-                try:  # leave the queue alone: those batches wait, unacknowledged, until the spool drains
-                    await asyncio.wait_for(stopping.wait(), max(0.01, self._retry_at - time.monotonic()))
-                except TimeoutError:
-                    pass
-                if stopping.is_set():
+                # Leave the queue alone: those batches wait, unacknowledged, until the spool drains.
+                if await self._pause(stopping, self._retry_at):
                     return  # unacknowledged batches stay with the broker
                 continue
             batch = await self._wait(self._retry_at - time.monotonic() if self.spool.depth else 0.25, stopping)
             if batch is not None:
                 await self.take(batch)
+
+    @staticmethod
+    async def _pause(stopping: asyncio.Event, until: float) -> bool:
+        """Wait until ``until`` (monotonic) or stop; True when stopping."""
+        try:
+            await asyncio.wait_for(stopping.wait(), max(0.01, until - time.monotonic()))
+        except TimeoutError:
+            pass
+        return stopping.is_set()
 
     async def _wait(self, timeout: float | None, stopping: asyncio.Event) -> Batch | None:
         if not self.queue.empty():
@@ -81,24 +109,39 @@ class Sink:
         get.cancel()
         return None
 
-    async def take(self, batch: Batch) -> None:
-        if batch.readings:
-            if self.spool.depth:
-                self._spool(batch.readings)  # keep order: new readings queue behind the spooled ones
-            else:
-                try:
-                    await self._write(batch.readings, "direct")
-                    self.spool.mark_seen([r.id for r in batch.readings], self.clock.timestamp())
-                except BatchRejected as e:
-                    self._rejected(e, len(batch.readings))
-                except StoreError as e:
-                    self._down(e)
-                    self._spool(batch.readings)
+    async def take(self, batch: Batch, retry: bool = False) -> None:
+        """Store or spool a batch taken from the queue, then acknowledge it; if neither is possible, hold it."""
+        if not await self._durable(batch.readings):
+            self._held = batch  # unacknowledged; task_done waits too, so a stop does not wait for it in vain
+            return
         self.ack(batch.acks)
         self.queue.task_done()
         self._writes += 1
         if self._writes % 200 == 0:
-            self.spool.forget_seen_before(self.clock.timestamp() - self.cfg.dedup_window_s)
+            try:
+                self.spool.forget_seen_before(self.clock.timestamp() - self.cfg.dedup_window_s)
+            except SpoolUnwritable as e:
+                self._unwritable(e)
+
+    async def _durable(self, readings: list[Reading]) -> bool:
+        """Write to the database or to the spool; False when neither took them."""
+        if not readings:
+            return True
+        if self.spool.depth:
+            return self._spool(readings)  # keep order: new readings queue behind the spooled ones
+        try:
+            await self._write(readings, "direct")
+        except BatchRejected as e:
+            self._rejected(e, len(readings))
+            return True
+        except StoreError as e:
+            self._down(e)
+            return self._spool(readings)
+        try:
+            self.spool.mark_seen([r.id for r in readings], self.clock.timestamp())
+        except SpoolUnwritable as e:  # stored; only the restart-proof memory of these ids is missing
+            self._unwritable(e)
+        return True
 
     async def _write(self, readings: list[Reading], path: str) -> None:
         t0 = time.perf_counter()
@@ -111,15 +154,57 @@ class Sink:
         self.db_up = True
         m.DB_UP.set(1)
 
-    def _spool(self, readings: list[Reading]) -> None:
-        if self.spool_full and self.cfg.spool_full is SpoolFull.DROP_OLDEST:
-            dropped = self.spool.remove(self.spool.oldest_seqs(len(readings)))
-            m.SPOOL_DROPPED.inc(dropped)
-            log.error("spool full: dropped oldest readings", extra={"kv": {"dropped": dropped,
-                                                                             "max": self.cfg.spool_max_readings}})
-        self.spool.put(readings, self.clock.timestamp())
+    def _spool(self, readings: list[Reading]) -> bool:
+        """Spool ``readings``; False when the spool's file refused them (they stay unacknowledged)."""
+        drop_oldest = self.cfg.spool_full is SpoolFull.DROP_OLDEST
+        try:
+            if self.spool_full and drop_oldest:
+                self._drop(len(readings), "spool-full")
+            try:
+                self.spool.put(readings, self.clock.timestamp())
+            except SpoolUnwritable:
+                if not (drop_oldest and self._drop(len(readings), "disk-full")):
+                    raise
+                self.spool.put(readings, self.clock.timestamp())  # into the room the dropped batches left
+        except SpoolUnwritable as e:
+            self._unwritable(e)
+            return False
+        if not self.spool_writable:
+            log.info("spool writable again", extra={"kv": {"spool": self.spool.depth}})
+        self.spool_writable = True
+        self._disk_backoff_s = 0.0
+        m.SPOOL_WRITABLE.set(1)
         m.SPOOLED.inc(len(readings))
         m.SPOOL_DEPTH.set(self.spool.depth)
+        return True
+
+    def _drop(self, readings: int, reason: str) -> int:
+        """The when-full policy drop_oldest: discard the oldest spooled readings, counted, logged, reported."""
+        dropped = self.spool.drop_oldest(readings, reason)
+        if dropped:
+            m.SPOOL_DROPPED.inc(dropped)
+            m.SPOOL_DEPTH.set(self.spool.depth)
+            if self._limiter.allow(("dropped", reason)):
+                log.error("spool full: dropped oldest readings" if reason == "spool-full"
+                          else "spool disk full: dropped oldest readings",
+                          extra={"kv": {"dropped": dropped, "dropped_total": self.spool.dropped, "reason": reason,
+                                        "max": self.cfg.spool_max_readings,
+                                        "suppressed": self._limiter.take_suppressed(("dropped", reason))}})
+            if self.loss is not None:
+                self.loss.flush()
+        return dropped
+
+    def _unwritable(self, e: SpoolUnwritable) -> None:
+        """The spool's file refused a write: count it, say so once, retry with backoff."""
+        m.SPOOL_UNWRITABLE.inc()
+        self._disk_backoff_s = min(self.cfg.retry_max_s, max(self.cfg.retry_initial_s, self._disk_backoff_s * 2))
+        self._disk_retry_at = time.monotonic() + self.clock.real_seconds(self._disk_backoff_s)
+        if self._limiter.allow("unwritable") or self.spool_writable:  # once per episode, then rate-limited
+            log.error("spool cannot be written (disk full?): not acknowledging, the broker keeps the readings",
+                      extra={"kv": {"error": str(e), "db_up": self.db_up, "spool": self.spool.depth,
+                                    "suppressed": self._limiter.take_suppressed("unwritable")}})
+        self.spool_writable = False
+        m.SPOOL_WRITABLE.set(0)
 
     async def _replay(self) -> None:
         seqs, readings = self.spool.oldest(self.cfg.replay_chunk)
@@ -130,7 +215,10 @@ class Sink:
         except StoreError as e:
             self._down(e)
             return
-        self.spool.remove(seqs)
+        try:
+            self.spool.remove(seqs)
+        except SpoolUnwritable as e:  # stored; forgotten in memory, the DELETE is retried with the next one
+            self._unwritable(e)
         m.SPOOL_DEPTH.set(self.spool.depth)
         self._backoff_s = 0.0
         if not self.spool.depth:
@@ -141,7 +229,7 @@ class Sink:
         self._backoff_s = min(self.cfg.retry_max_s, max(self.cfg.retry_initial_s, self._backoff_s * 2))
         delay = self.clock.real_seconds(random.uniform(self._backoff_s / 2, self._backoff_s))
         self._retry_at = time.monotonic() + delay
-        if self.db_up or self._limiter.allow("down"):
+        if self._limiter.allow("down") or self.db_up:
             log.warning("database unavailable; spooling", extra={"kv": {"error": str(e), "retry_s": round(delay, 2),
                                                                           "spool": self.spool.depth}})
         self.db_up = False

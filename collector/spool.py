@@ -4,14 +4,23 @@
 - ``seen``: ids of readings already stored or spooled, for ``dedup_window_s`` — so a reading the
   broker redelivers after a crash (stored, but not yet acknowledged) is recognised and skipped.
 
+- ``loss``: how many readings a bound forced out (drop_oldest, or a full disk under drop_oldest) and how
+  many of those the broker has been told about, so the cumulative loss report survives restarts.
+
 Writes go through SQLite's WAL: once a method returns, a SIGKILL of the process loses nothing
 (``synchronous=NORMAL``; a power cut may lose the last transactions, see README).
+
+A write the disk refuses (full, I/O error) raises :class:`SpoolUnwritable` and changes nothing; the
+caller keeps the batch unacknowledged. On a full disk even a DELETE can fail (the WAL must grow):
+batches already replayed are then forgotten in memory and deleted at the next successful removal.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import TypeAdapter
@@ -23,7 +32,13 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY AUTOINCREMENT, n INTEGER NOT NULL, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY, t REAL NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_t ON seen (t);
+CREATE TABLE IF NOT EXISTS loss (one INTEGER PRIMARY KEY CHECK (one = 1), dropped INTEGER NOT NULL,
+                                 reported INTEGER NOT NULL, reason TEXT NOT NULL);
 """
+
+
+class SpoolUnwritable(Exception):
+    """The spool's file refused a write (disk full, I/O error); nothing was changed."""
 
 
 class Spool:
@@ -35,23 +50,37 @@ class Spool:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self.depth = self._db.execute("SELECT COALESCE(SUM(n), 0) FROM batches").fetchone()[0]
+        self._gone: set[int] = set()  # batches removed, but the DELETE could not be written yet
+        row = self._db.execute("SELECT dropped, reported, reason FROM loss").fetchone()
+        self.dropped, self.reported, self.reason = row if row else (0, 0, "")
 
     def close(self) -> None:
         self._db.close()
 
     def put(self, batch: list[Reading], now: float) -> None:
         """Spool a batch and remember its ids as seen, in one transaction."""
-        with self._db:
+        with self._writing():
             self._db.execute("BEGIN")
             self._db.execute("INSERT INTO batches (n, body) VALUES (?, ?)", (len(batch), _READINGS.dump_json(batch)))
             self._db.executemany("INSERT OR REPLACE INTO seen VALUES (?, ?)", [(r.id, now) for r in batch])
         self.depth += len(batch)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One transaction; a refused write (SQLite has rolled it back or we do) becomes SpoolUnwritable."""
+        try:
+            with self._db:
+                yield
+        except sqlite3.Error as e:
+            raise SpoolUnwritable(f"spool {self.path}: {e}") from e
 
     def oldest(self, max_readings: int) -> tuple[list[int], list[Reading]]:
         """The oldest spooled batches, up to about ``max_readings`` readings (at least one batch)."""
         seqs: list[int] = []
         out: list[Reading] = []
         for seq, n, body in self._db.execute("SELECT seq, n, body FROM batches ORDER BY seq"):
+            if seq in self._gone:
+                continue
             if seqs and len(out) + n > max_readings:
                 break
             seqs.append(seq)
@@ -59,29 +88,63 @@ class Spool:
         return seqs, out
 
     def remove(self, seqs: list[int]) -> int:
-        """Forget replayed (or dropped) batches; returns how many readings they held."""
+        """Forget replayed batches; returns how many readings they held.
+
+        If the file refuses the DELETE (disk full), they are forgotten in memory only (so never replayed
+        twice by this process), the DELETE is retried with the next removal, and SpoolUnwritable is raised.
+        """
         if not seqs:
             return 0
         marks = ",".join("?" * len(seqs))
-        with self._db:
-            self._db.execute("BEGIN")
-            n = self._db.execute(f"SELECT COALESCE(SUM(n), 0) FROM batches WHERE seq IN ({marks})", seqs).fetchone()[0]
-            self._db.execute(f"DELETE FROM batches WHERE seq IN ({marks})", seqs)
+        n = self._db.execute(f"SELECT COALESCE(SUM(n), 0) FROM batches WHERE seq IN ({marks})", seqs).fetchone()[0]
         self.depth -= n
+        self._gone.update(seqs)
+        self._flush_gone()
         return n
 
-    def oldest_seqs(self, readings: int) -> list[int]:
-        """Batches to drop to free about ``readings`` places (drop_oldest policy)."""
+    def _flush_gone(self, drop: tuple[int, str] | None = None) -> None:
+        gone = list(self._gone)
+        marks = ",".join("?" * len(gone))
+        with self._writing():
+            self._db.execute("BEGIN")
+            self._db.execute(f"DELETE FROM batches WHERE seq IN ({marks})", gone)
+            if drop:
+                self._db.execute("INSERT INTO loss VALUES (1, ?, 0, ?) ON CONFLICT(one) DO UPDATE SET "
+                                 "dropped = dropped + excluded.dropped, reason = excluded.reason", drop)
+        self._gone.clear()
+
+    def drop_oldest(self, readings: int, reason: str) -> int:
+        """Discard the oldest batches to free about ``readings`` places, counting them as lost for ``reason``
+        in the same transaction; returns how many readings were dropped (0 if the file refused the write)."""
         seqs, total = [], 0
         for seq, n in self._db.execute("SELECT seq, n FROM batches ORDER BY seq"):
             if total >= readings:
                 break
-            seqs.append(seq)
-            total += n
-        return seqs
+            if seq not in self._gone:
+                seqs.append(seq)
+                total += n
+        if not seqs:
+            return 0
+        before = set(self._gone)
+        self._gone.update(seqs)
+        try:
+            self._flush_gone((total, reason))
+        except SpoolUnwritable:
+            self._gone = before  # nothing dropped: the batches stay, the caller holds its batch instead
+            raise
+        self.depth -= total
+        self.dropped += total
+        self.reason = reason
+        return total
+
+    def set_reported(self, dropped: int) -> None:
+        """The broker has the loss report saying ``dropped``: no need to send it again after a restart."""
+        with self._writing():
+            self._db.execute("UPDATE loss SET reported = ? WHERE reported < ?", (dropped, dropped))
+        self.reported = max(self.reported, dropped)
 
     def mark_seen(self, ids: list[str], now: float) -> None:
-        with self._db:
+        with self._writing():
             self._db.execute("BEGIN")
             self._db.executemany("INSERT OR REPLACE INTO seen VALUES (?, ?)", [(i, now) for i in ids])
 
@@ -89,7 +152,8 @@ class Spool:
         return self._db.execute("SELECT id, t FROM seen WHERE t >= ? ORDER BY t", (t,)).fetchall()
 
     def forget_seen_before(self, t: float) -> None:
-        self._db.execute("DELETE FROM seen WHERE t < ?", (t,))
+        with self._writing():
+            self._db.execute("DELETE FROM seen WHERE t < ?", (t,))
 
 
 class Dedup:
