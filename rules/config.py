@@ -192,6 +192,8 @@ class EquipmentThresholds(_Strict):
         "rain_mm": (0.0, 500.0), "rain_count_mm": (0.0, 1e9)})
     level: Level = Level.YELLOW  # silence or a gateway offline
     fault_level: Level = Level.BLUE  # stuck / out of range / comm error
+    loss_level: Level = Level.YELLOW  # a component had to drop readings (full outbox, spool or disk)
+    loss_quiet_s: float = Field(default=3600.0, ge=0)  # lifted once no more were dropped for this long
     mechanics: Mechanics = Field(default_factory=lambda: Mechanics(clear_after_s=0.0))
 
 

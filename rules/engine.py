@@ -91,6 +91,15 @@ class Engine:
                 out += beat(gateway, online, now, self)
         return self._apply(out)
 
+    def loss(self, component: str, dropped: int, reason: str, now: datetime) -> list[HazardWarning]:
+        """A component's cumulative count of readings it had to drop (a gateway, a collector)."""
+        out: list[Assessment] = []
+        for pack in self.every:
+            report = getattr(pack, "loss", None)
+            if report is not None:
+                out += report(component, dropped, reason, now, self)
+        return self._apply(out)
+
     def tick(self, now: datetime) -> list[HazardWarning]:
         out: list[Assessment] = []
         for pack in self.packs.values():

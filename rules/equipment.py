@@ -9,7 +9,12 @@ says loudly that data is missing. It watches:
   ``heartbeat_s``, or its last will saying offline → key ``equipment:gateway:<gateway>``; while a
   gateway is down its devices' silences are not raised separately (inhibited, as in Alertmanager);
 - every sensor's readings: quality flags from the edge (stuck, out-of-range, comm-error), values
-  outside ``ranges``, and values unchanged for ``stuck_after_s`` → key ``equipment:<sensor>:fault``.
+  outside ``ranges``, and values unchanged for ``stuck_after_s`` → key ``equipment:<sensor>:fault``;
+- readings a component had to drop because a bound was reached (a gateway's outbox, a collector's
+  spool, a full disk), reported as a cumulative count → key ``equipment:loss:<component>``, raised
+  when the count rises above the last one known (kept in the state, so a restart does not raise it
+  again) and lifted after ``loss_quiet_s`` without a further loss. A count that falls was reset (the
+  component restarted): what it says then is new.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from rules.state import States
 from yujing.model import Hazard, Quality, Reading
 
 _QUALITY = {Quality.STUCK: "数值卡死", Quality.OUT_OF_RANGE: "数值超出量程", Quality.COMM_ERROR: "通信故障"}
+_LOSS = {"spool-full": "缓存队列已满", "disk-full": "磁盘已满", "outbox-full": "发送缓存已满",
+         "outbox": "边缘网关发送缓存已满或磁盘已满"}
 
 
 @dataclass
@@ -40,6 +47,14 @@ class SensorState:
     value: float | None = None
     since: float = 0.0  # the value has been unchanged since
     last_t: float = 0.0
+
+
+@dataclass
+class LossState:
+    dropped: int = 0  # the component's cumulative count, as last reported
+    lost: int = 0  # dropped since the warning was raised
+    since: float = 0.0  # the count last rose
+    reason: str = ""
 
 
 @dataclass
@@ -72,6 +87,7 @@ class EquipmentPack:
             self.gateways[gw.id] = (gw.heartbeat_s, gw.devices[0].site if gw.devices else gw.id)
         self.state: States[DeviceState] = States(DeviceState)  # device ids and "gateway:<id>"
         self.sensors: States[SensorState] = States(SensorState)
+        self.losses: States[LossState] = States(LossState)  # by component
         self.started: float | None = None  # silence is measured from here for never-heard devices
         self.watched: set[str] | None = None  # None: every configured device
 
@@ -156,11 +172,48 @@ class EquipmentPack:
         st.heard = True
         return [self._gateway(gateway, t, ctx)]
 
+    def loss(self, component: str, dropped: int, reason: str, now: datetime, ctx: Context) -> list[Assessment]:
+        st = self.losses.get(component)
+        known = st.dropped if st is not None else 0
+        if dropped == known:
+            return []  # said again (a retained report, every heartbeat): nothing new
+        st = self.losses[component]
+        st.dropped = dropped
+        if dropped < known:  # the count was reset: what it says now is new
+            known = 0
+            if dropped == 0:
+                return []
+        t = now.timestamp()
+        active = ctx.active(self._loss_key(component)) is not None
+        st.lost = (st.lost if active else 0) + dropped - known
+        st.since, st.reason = t, reason
+        return [self._loss(component, st, t, quiet=False)]
+
+    @staticmethod
+    def _loss_key(component: str) -> str:
+        return f"{Hazard.EQUIPMENT}:loss:{component}"
+
+    def _loss(self, component: str, st: LossState, t: float, quiet: bool | None = None) -> Assessment:
+        site = self.gateways[component][1] if component in self.gateways else component
+        thr = self.thr(site)
+        if quiet is None:
+            quiet = t - st.since >= thr.loss_quiet_s
+        what = f"监测网关 {component}" if component in self.gateways else component
+        why = _LOSS.get(st.reason, st.reason or "原因未报")
+        evidence = ([f"{what} 已 {_minutes(t - st.since)}未再丢弃数据"] if quiet else
+                    [f"{what} 因{why}丢弃了 {st.lost} 条监测数据 (累计 {st.dropped} 条), 这些数据已无法补回",
+                     "相关站点的预警判断缺少这部分数据, 请检查设备存储和网络"])
+        return Assessment(key=self._loss_key(component), hazard=Hazard.EQUIPMENT, site=site,
+                          level=None if quiet else thr.loss_level, mechanics=thr.mechanics, rule="readings-lost",
+                          title="" if quiet else f"{what} 丢失 {st.lost} 条监测数据",
+                          evidence=evidence, values={"lost": float(st.lost), "dropped": float(st.dropped)}, t=t)
+
     def tick(self, now: datetime, ctx: Context) -> list[Assessment]:
         t = now.timestamp()
         if self.started is None:
             self.started = t
         out = [self._gateway(gw, t, ctx) for gw in self.gateways]
+        out += [self._loss(c, st, t) for c, st in self.losses if ctx.active(self._loss_key(c)) is not None]
         out += [self._silence_of(dev, t, ctx) for dev in self.devices.values()
                 if not dev.event_driven and (self.watched is None or dev.id in self.watched)]
         return [a for a in out if a.level is not None or ctx.active(a.key) is not None]
@@ -226,8 +279,9 @@ class EquipmentPack:
     def dump(self) -> dict[str, Any]:
         out = {f"d/{k}": v for k, v in self.state.dump_dirty().items()}
         out.update({f"s/{k}": v for k, v in self.sensors.dump_dirty().items()})
+        out.update({f"l/{k}": v for k, v in self.losses.dump_dirty().items()})
         return out
 
     def load(self, entity: str, data: dict[str, Any]) -> None:
         kind, _, key = entity.partition("/")
-        (self.state if kind == "d" else self.sensors).load(key, data)
+        {"d": self.state, "s": self.sensors, "l": self.losses}.get(kind, self.sensors).load(key, data)

@@ -9,7 +9,9 @@
   covers are saved with it, so a reading redelivered after a crash between save and PUBACK counts once;
 - persists state and the warnings it issued in one SQLite transaction *before* publishing them, and
   publishes from that outbox (QoS 1, deleted on PUBACK): at least once across crashes;
-- ticks on the runtime's clock for time-driven rules (silent devices, fire alarms fading).
+- ticks on the runtime's clock for time-driven rules (silent devices, fire alarms fading);
+- turns the readings other parts had to drop (a gateway heartbeat's ``outbox_dropped``, a collector's
+  report on ``{prefix}/loss/+``) into equipment warnings for maintainers.
 """
 
 from __future__ import annotations
@@ -95,6 +97,11 @@ def parse_readings(payload: bytes) -> list[Reading]:
         raise ValueError("invalid-reading") from e
 
 
+def _count(v: Any) -> int | None:
+    """A cumulative count from JSON: a non-negative integer, else None."""
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+
+
 class RulesService:
     def __init__(self, rt: Runtime, ready: asyncio.Event | None = None) -> None:
         self.rt = rt
@@ -175,11 +182,12 @@ class RulesService:
         if not payload:  # a cleared retained status: nothing to learn
             return []
         online, now = True, self.rt.clock.now()
-        when = now
+        when, dropped = now, None
         try:
             doc: Any = json.loads(payload)
             if isinstance(doc, dict):
                 online = doc.get("online") is not False
+                dropped = _count(doc.get("outbox_dropped"))
                 ts = doc.get("ts")
                 # a retained status may be old: count silence from when it was sent (a live one counts
                 # from now, whatever the gateway's clock says)
@@ -189,10 +197,34 @@ class RulesService:
                         when = min(sent, now)
         except (UnicodeDecodeError, json.JSONDecodeError, ValueError):
             REJECTED.labels("bad-status").inc()
-        return self.engine.heartbeat(topics.gateway_of(topic), online, when)
+        gateway = topics.gateway_of(topic)
+        out = self.engine.heartbeat(gateway, online, when)
+        if dropped is not None:
+            out += self.engine.loss(gateway, dropped, "outbox", now)
+        return out
+
+    def on_loss(self, topic: str, payload: bytes) -> list[HazardWarning]:
+        """A component's cumulative count of readings it had to drop (see :func:`yujing.topics.loss`)."""
+        if not payload:  # a cleared retained report
+            return []
+        try:
+            doc: Any = json.loads(payload)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            doc = None
+        dropped = _count(doc.get("dropped")) if isinstance(doc, dict) else None
+        if dropped is None:
+            REJECTED.labels("bad-loss").inc()
+            if self.limiter.allow(("reject", "bad-loss", topic)):
+                log.warning("rules: rejected a loss report on %s: %r", topic, payload[:200])
+            return []
+        component = doc.get("component")
+        if not isinstance(component, str) or not component:
+            component = topics.gateway_of(topic)  # the topic's last level names it too
+        reason = doc.get("reason") if isinstance(doc.get("reason"), str) else ""
+        return self.engine.loss(component, dropped, reason, self.rt.clock.now())
 
     async def receive(self, client: aiomqtt.Client) -> None:
-        readings_t, status_t = topics.readings(self.prefix), topics.status(self.prefix)
+        readings_t, status_t, loss_t = topics.readings(self.prefix), topics.status(self.prefix), topics.loss(self.prefix)
         async for msg in client.messages:
             if msg.qos:
                 self.acks.append((msg.mid, msg.qos))  # released by the save that covers what it changes
@@ -202,6 +234,8 @@ class RulesService:
                 out = self.on_readings(str(msg.topic), bytes(payload))
             elif msg.topic.matches(status_t):
                 out = self.on_status(str(msg.topic), bytes(payload), msg.retain)
+            elif msg.topic.matches(loss_t):
+                out = self.on_loss(str(msg.topic), bytes(payload))
             self.commit(out)
 
     async def ticks(self) -> None:
@@ -250,7 +284,8 @@ class RulesService:
                     async with client:
                         self.acks.clear()  # message ids of an earlier connection are void: redelivered
                         self.mqtt = client._client
-                        await client.subscribe([(topics.readings(self.prefix), 1), (topics.status(self.prefix), 1)])
+                        await client.subscribe([(topics.readings(self.prefix), 1), (topics.status(self.prefix), 1),
+                                                (topics.loss(self.prefix), 1)])
                         log.info("rules: subscribed", extra={"kv": {"prefix": self.prefix}})
                         backoff = 1.0
                         self.work.set()

@@ -153,3 +153,54 @@ def test_readings_from_a_gateway_whose_clock_is_ten_minutes_behind_do_not_look_s
     assert eng.active("equipment:sk-1") is None and eng.active("equipment:gateway:gw-1") is None
     ws = eng.tick(at(seconds=1800 + 301))  # and silence is still seen, counted from the last arrival
     assert [w.key for w in ws] == ["equipment:gateway:gw-1"]  # (its devices' silence is inhibited)
+
+
+def loss_keys(ws) -> list[tuple[str, object, object]]:
+    return [(w.key, w.state, w.level) for w in ws if w.key.startswith("equipment:loss:")]
+
+
+def test_readings_a_gateway_had_to_drop_raise_a_yellow_warning_once_and_lift_after_a_quiet_hour():
+    eng = engine()
+    assert eng.loss("gw-1", 0, "outbox", at(seconds=0)) == []  # heartbeats saying nothing was lost
+    [w] = eng.loss("gw-1", 40, "outbox", at(seconds=60))
+    assert (w.key, w.state, w.level, w.site) == ("equipment:loss:gw-1", WarningState.ISSUED, Level.YELLOW, "SK-1")
+    assert "40 条" in w.title and "gw-1" in w.title
+    assert any("丢弃了 40 条" in e and "缓存已满" in e for e in w.evidence), w.evidence
+    assert eng.loss("gw-1", 40, "outbox", at(seconds=120)) == []  # every heartbeat repeats the count
+    assert eng.loss("gw-1", 55, "outbox", at(seconds=1800)) == []  # more lost: the warning stands, the hour restarts
+    assert loss_keys(eng.tick(at(seconds=1800 + 3599))) == []
+    [lift] = eng.tick(at(seconds=1800 + 3600))
+    assert (lift.key, lift.state, lift.version) == ("equipment:loss:gw-1", WarningState.LIFTED, 2)
+    assert "解除" in lift.title and any("未再丢弃数据" in e for e in lift.evidence)
+    [again] = eng.loss("gw-1", 56, "outbox", at(seconds=9000))  # one more later: raised again, one counted
+    assert (again.state, again.version, again.values["lost"]) == (WarningState.ISSUED, 3, 1.0)
+
+
+def test_a_first_report_of_loss_raises_and_a_reset_count_is_new_loss():
+    eng = engine()
+    [w] = eng.loss("collector-c1", 7, "spool-full", at(seconds=0))
+    assert (w.key, w.level, w.values["lost"]) == ("equipment:loss:collector-c1", Level.YELLOW, 7.0)
+    assert any("缓存队列已满" in e for e in w.evidence)
+    eng.tick(at(seconds=3600))
+    assert eng.active("equipment:loss:collector-c1") is None
+    assert eng.loss("collector-c1", 0, "", at(seconds=4000)) == []  # it restarted: its count starts again
+    [w] = eng.loss("collector-c1", 3, "disk-full", at(seconds=4100))
+    assert w.values["lost"] == 3.0 and any("磁盘已满" in e for e in w.evidence)
+
+
+def test_a_loss_known_before_a_restart_is_not_raised_again(tmp_path):
+    from rules.store import StateStore
+    path = tmp_path / "s.sqlite"
+    cfg = engine(min_silence_s=10**6).config
+    with StateStore(path) as store:
+        eng = Engine(cfg, store)
+        eng.commit(eng.loss("collector-c1", 12, "spool-full", at(seconds=0)))
+        eng.commit(eng.tick(at(seconds=3600)))
+        assert eng.active("equipment:loss:collector-c1") is None
+        eng.commit(eng.loss("gw-1", 3, "outbox", at(seconds=3600)))
+    with StateStore(path) as store:  # the retained report and the next heartbeat arrive again
+        eng = Engine(cfg, store)
+        assert eng.loss("collector-c1", 12, "spool-full", at(seconds=4000)) == []
+        assert eng.loss("gw-1", 3, "outbox", at(seconds=4000)) == []
+        assert eng.active("equipment:loss:gw-1") == Level.YELLOW
+        assert loss_keys(eng.tick(at(seconds=7200))) == [("equipment:loss:gw-1", WarningState.LIFTED, Level.YELLOW)]

@@ -232,3 +232,42 @@ async def test_a_drill_run_publishes_drill_warnings_retained_for_dashboards(mosq
         sub.cancel()
     w = late.of("rainstorm:RG-SQ-01")[-1]
     assert w.drill and w.level == Level.ORANGE
+
+
+async def test_a_retained_loss_report_raises_an_equipment_warning_once_across_restarts(mosquitto, prefix, tmp_path):
+    from prometheus_client import REGISTRY
+    cfg = demo_config(tmp_path, mosquitto.port, prefix)
+    quick = cfg.rules.model_copy(update={"tick_s": 0.1,
+                                         "equipment": cfg.rules.equipment.model_copy(update={"loss_quiet_s": 0.5})})
+    cfg = cfg.model_copy(update={"rules": quick})
+    got, ready = Warnings(), asyncio.Event()
+    sub = asyncio.create_task(subscribe(mosquitto.port, prefix, got, ready))
+    await ready.wait()
+
+    def rejected() -> float:
+        return REGISTRY.get_sample_value("yujing_rules_rejected_total", {"reason": "bad-loss"}) or 0
+
+    before = rejected()
+    report = {"component": "collector-c1", "dropped": 1200, "reason": "disk-full", "ts": T0.isoformat()}
+    try:
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as c:  # sent while the rules were not running
+            await c.publish(topics.loss(prefix, "collector-c1"), json.dumps(report), qos=1, retain=True)
+            await c.publish(topics.loss(prefix, "collector-c2"), b"{not json", qos=1, retain=True)
+        async with Service(Runtime(cfg, Clock(start=T0))):
+            await wait_for(lambda: len(got.of("equipment:loss:collector-c1")) >= 2, 10, "the loss warning and its lift")
+            await wait_for(lambda: rejected() == before + 1, 10, "the garbage report to be counted")
+            async with aiomqtt.Client("127.0.0.1", mosquitto.port) as c:  # a gateway's outbox overflowed
+                await c.publish(topics.status(prefix, "gw-xl"), json.dumps({"online": True, "outbox_dropped": 9}), qos=1)
+            await wait_for(lambda: got.of("equipment:loss:gw-xl"), 10, "the gateway's loss warning")
+            assert "9 条" in got.of("equipment:loss:gw-xl")[0].title
+        async with Service(Runtime(cfg, Clock(start=T0))):  # the retained report arrives again, on subscribing,
+            async with aiomqtt.Client("127.0.0.1", mosquitto.port) as c:  # so before this one
+                await c.publish(topics.loss(prefix, "collector-c3"), json.dumps({**report, "component": "collector-c3"}),
+                                qos=1)
+            await wait_for(lambda: got.of("equipment:loss:collector-c3"), 10, "the second loss warning")
+        w, lift = got.of("equipment:loss:collector-c1")  # and is known: not raised again
+        assert (w.level, w.state, w.hazard.value) == (Level.YELLOW, WarningState.ISSUED, "equipment")
+        assert "1200 条" in w.title and any("磁盘已满" in e for e in w.evidence), (w.title, w.evidence)
+        assert lift.state is WarningState.LIFTED
+    finally:
+        sub.cancel()

@@ -1,7 +1,8 @@
 """MQTT topic names, in one place. ``prefix`` is ``mqtt.topic_prefix`` (default ``yujing``).
 
     {prefix}/readings/{gateway}        ReadingBatch (or a single Reading) JSON, QoS 1
-    {prefix}/status/{gateway}          gateway heartbeat JSON, retained
+    {prefix}/status/{gateway}          gateway heartbeat JSON, retained (``outbox_dropped``: readings lost, cumulative)
+    {prefix}/loss/{component}          readings a component had to drop (full spool or disk), cumulative JSON, retained
     {prefix}/warnings/{hazard}/{site}  HazardWarning JSON, QoS 1
     {prefix}/cap/{hazard}/{site}       OASIS CAP 1.2 XML of the same warning
     {prefix}/deadletter/{reason}       rejected payloads, for inspection
@@ -16,6 +17,11 @@ def readings(prefix: str, gateway: str = "+") -> str:
 
 def status(prefix: str, gateway: str = "+") -> str:
     return f"{prefix}/status/{gateway}"
+
+
+def loss(prefix: str, component: str = "+") -> str:
+    """``{"component": "collector-<id>", "dropped": <cumulative int>, "reason": "spool-full", "ts": ISO-8601}``."""
+    return f"{prefix}/loss/{component}"
 
 
 def warnings(prefix: str, hazard: str = "+", site: str = "+") -> str:
