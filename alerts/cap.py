@@ -92,9 +92,8 @@ class CapBook:
     by_id: dict[str, str] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
 
-    def add(self, w: HazardWarning, xml: str) -> None:
-        ident = identifier(w)
-        self.latest[(w.hazard.value, w.site)] = xml
+    def add(self, hazard: str, site: str, ident: str, xml: str) -> None:
+        self.latest[(hazard, site)] = xml
         if ident not in self.by_id:
             self.order.append(ident)
         self.by_id[ident] = xml

@@ -5,7 +5,8 @@ deterministic key (``warning#version|phone|channel|attempt``) written ``queued``
 ``sending`` just before the provider is asked, and ``sent`` with the provider's sid after. After a
 crash, ``queued`` rows are sent, ``sending`` rows are reconciled with the provider (did the request
 arrive?) and nothing ``sent`` is sent again. Escalation timers are rows with a due time, so they
-resume after a restart. Every step is an event with a timestamp.
+resume after a restart. Every step is an event with a timestamp. Every CAP document is kept as it was
+built (an Update after a restart still references the message before it) with whether the broker took it.
 
 Real and drill warnings live in separate files (``alerts.sqlite`` and ``alerts-drill.sqlite``); a log
 opened for one refuses the other, so a drill can never be promoted to a real warning.
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Self
 
 from yujing.errors import StoreError
 from yujing.model import HazardWarning
@@ -52,6 +54,11 @@ CREATE TABLE IF NOT EXISTS escalations (
   state TEXT NOT NULL DEFAULT 'pending',   -- pending | done | stopped
   PRIMARY KEY (warning_id, phone, step)
 );
+CREATE TABLE IF NOT EXISTS caps (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, identifier TEXT NOT NULL UNIQUE, warning_id TEXT NOT NULL,
+  hazard TEXT NOT NULL, site TEXT NOT NULL, xml TEXT NOT NULL, published INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS caps_group ON caps(hazard, site);
 CREATE TABLE IF NOT EXISTS events (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, warning_id TEXT NOT NULL, phone TEXT NOT NULL,
   what TEXT NOT NULL, detail TEXT NOT NULL DEFAULT ''
@@ -108,7 +115,7 @@ class NotificationLog:
         self._db: sqlite3.Connection | None = None
         self._seq = 0
 
-    def __enter__(self) -> NotificationLog:
+    def __enter__(self) -> Self:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -304,6 +311,29 @@ class NotificationLog:
             cur = self.db.execute("UPDATE escalations SET state='stopped' WHERE warning_id=? AND phone=? AND "
                                   "state='pending'", (warning_id, phone))
         return cur.rowcount
+
+    # ---- CAP documents ----------------------------------------------------------------------------
+    def record_cap(self, w: HazardWarning, identifier: str, xml: str, published: bool = False) -> None:
+        self.db.execute("INSERT OR IGNORE INTO caps(identifier, warning_id, hazard, site, xml, published)"
+                        " VALUES (?,?,?,?,?,?)", (identifier, w.id, w.hazard.value, w.site, xml, int(published)))
+
+    def cap(self, identifier: str) -> str | None:
+        row = self.db.execute("SELECT xml FROM caps WHERE identifier=?", (identifier,)).fetchone()
+        return row[0] if row else None
+
+    def last_capped(self, hazard: str, site: str) -> HazardWarning | None:
+        """The warning of the latest CAP document for (hazard, site): what the next one references."""
+        row = self.db.execute("SELECT warning_id FROM caps WHERE hazard=? AND site=? ORDER BY seq DESC LIMIT 1",
+                              (hazard, site)).fetchone()
+        return self.warning(row[0]) if row else None
+
+    def caps(self, unpublished: bool = False) -> list[tuple[str, str, str, str]]:
+        """(identifier, hazard, site, xml), oldest first; ``unpublished``: only those the broker has not taken."""
+        where = " WHERE published=0" if unpublished else ""
+        return list(self.db.execute(f"SELECT identifier, hazard, site, xml FROM caps{where} ORDER BY seq"))
+
+    def cap_published(self, identifier: str) -> None:
+        self.db.execute("UPDATE caps SET published=1 WHERE identifier=?", (identifier,))
 
     # ---- the timeline ---------------------------------------------------------------------------
     def event(self, at: datetime, warning_id: str, phone: str, what: str, detail: str | dict = "") -> None:

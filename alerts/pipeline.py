@@ -125,12 +125,12 @@ class Pipeline:
                 recipients = routed.recipients
             self.escalator.supersede(self.nflog, w.key, w.id, now)
             await self._notify(sent, recipients, attempt=1)
-            self.nflog.set_warning_state(w.id, "routed")
-            if self.publish is not None:
+            if self.publish is not None:  # before 'routed': a crash in between re-decides it, CAP included
                 try:
                     await self.publish(sent, self.text(sent, ack=False, channel="sms"))
                 except Exception:  # publishing CAP must never stop the phones
                     log.exception("publishing the CAP document failed", extra={"kv": {"warning": w.id}})
+            self.nflog.set_warning_state(w.id, "routed")
 
     # ---- route → render → enqueue ----------------------------------------------------------------
     def text(self, w: HazardWarning, ack: bool = False, channel: str = "sms", language: str = "zh") -> str:

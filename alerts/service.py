@@ -6,7 +6,10 @@
 It subscribes ``{prefix}/warnings/+/+`` (QoS 1) on a persistent session (fixed client id, clean_session
 False) and acknowledges each message only after the warning is in the notification log, so a crash
 never loses one. The webhook server takes Twilio's signed callbacks and serves CAP documents, which
-are also published on ``{prefix}/cap/{hazard}/{site}`` (QoS 1, retained). Timers run on ``rt.clock``.
+are also published on ``{prefix}/cap/{hazard}/{site}`` (QoS 1, retained). Each CAP document is kept in
+the notification log before the warning counts as routed, and marked once the broker took it; so after a
+crash the next Update still references the message before it, and a document the broker never got is
+published when the broker is next reached. Timers run on ``rt.clock``.
 """
 
 from __future__ import annotations
@@ -15,18 +18,19 @@ import asyncio
 import contextlib
 import gc
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import aiomqtt
 from prometheus_client import Counter
 from pydantic import ValidationError
 
-from alerts.cap import CapBook, build
+from alerts.cap import CapBook, build, identifier
 from alerts.channels import CallbackUrls, senders
 from alerts.directory import Directory
 from alerts.fanout import Dispatcher, Outcome, run_until
 from alerts.nflog import NotificationLog
-from alerts.pipeline import Pipeline
+from alerts.pipeline import Pipeline, Publish
 from alerts.provider import twilio_provider
 from alerts.webhooks import Webhooks
 from yujing import topics
@@ -64,10 +68,9 @@ async def serve(rt: Runtime, *, drill_recipients: list[Person] | None = None, au
             dispatcher = Dispatcher(senders(provider, urls, cfg), {c.value: r for c, r in cfg.rates.items()},
                                     rt.clock, on_done, cfg.twilio.outage_retry_s, cfg.twilio.outage_retries)
             publisher = _CapPublisher(rt, caps, directory)
-            common = dict(cfg=cfg, directory=directory, dispatcher=dispatcher, clock=rt.clock,
-                          publish=publisher.publish)
-            pipelines["real"] = Pipeline(nflog=real, drill=False, **common)  # type: ignore[arg-type]
-            pipelines["drill"] = Pipeline(nflog=drill, drill=True,  # type: ignore[arg-type]
+            common = {"cfg": cfg, "directory": directory, "dispatcher": dispatcher, "clock": rt.clock}
+            pipelines["real"] = Pipeline(nflog=real, drill=False, publish=publisher.to(real), **common)
+            pipelines["drill"] = Pipeline(nflog=drill, drill=True, publish=publisher.to(drill),
                                           drill_people=list(cfg.drill.recipients) + list(drill_recipients or []),
                                           **common)
             if state is not None:
@@ -76,9 +79,8 @@ async def serve(rt: Runtime, *, drill_recipients: list[Person] | None = None, au
             if cfg.twilio.configure_number:
                 await _configure_number(provider, urls)
             for p in pipelines.values():
+                publisher.restore(p.nflog, p.text)
                 await p.restore()
-                for w in p.nflog.warnings_in("routed"):  # the CAP endpoint serves what was sent before, too
-                    publisher.remember(w, p.text(w))
             wake = asyncio.Event()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(run_until(dispatcher, rt.stop))
@@ -108,7 +110,7 @@ def _auth_token(twilio: Any) -> str:
 async def _configure_number(provider: Any, urls: CallbackUrls) -> None:
     try:
         ok = await provider.set_sms_webhook(urls.sms())
-    except Exception as exc:  # not fatal: the webhook may be configured by hand in the Twilio console
+    except Exception as exc:  # noqa: BLE001  not fatal: the webhook may be configured by hand in the Twilio console
         log.warning("could not set the number's inbound SMS webhook", extra={"kv": {"error": repr(exc)[:200]}})
         return
     if not ok:
@@ -132,29 +134,57 @@ async def _timers(rt: Runtime, pipelines: list[Pipeline], wake: asyncio.Event) -
 
 
 class _CapPublisher:
+    """CAP documents: built once, kept in the warning's notification log (real or drill: each references
+    its own kind), served by the webhooks' CapBook and published on MQTT once the broker is there."""
+
     def __init__(self, rt: Runtime, caps: CapBook, directory: Directory) -> None:
         self.rt = rt
         self.caps = caps
         self.directory = directory
         self.mqtt: aiomqtt.Client | None = None
-        self.previous: dict[tuple[str, str], HazardWarning] = {}  # (hazard, site): the CAP message before
+        self.logs: list[NotificationLog] = []
+        self._lock = asyncio.Lock()  # one publisher of a log's backlog at a time: nothing goes out twice
 
-    async def publish(self, w: HazardWarning, text: str) -> None:
-        xml = self.remember(w, text)
-        if self.mqtt is not None:
-            topic = topics.cap(self.rt.config.mqtt.topic_prefix, w.hazard.value, w.site)
-            await self.mqtt.publish(topic, xml.encode(), qos=1, retain=True)
+    def to(self, nflog: NotificationLog) -> Publish:
+        """The pipeline's ``publish`` for warnings of ``nflog``."""
+        self.logs.append(nflog)
 
-    def remember(self, w: HazardWarning, text: str) -> str:
-        site = self.directory.site(w.site)
-        area = self.directory.area(w.area or (site.area if site else ""))
-        desc = "".join(a.name for a in reversed(self.rt.config.lineage(area.id))) if area else w.site
-        group = (w.hazard.value, w.site)
-        xml = build(w, text, desc + (site.name if site else ""), self.previous.get(group),
-                    lat=site.lat if site else None, lon=site.lon if site else None)
-        self.previous[group] = w
-        self.caps.add(w, xml)
-        return xml
+        async def publish(w: HazardWarning, text: str) -> None:
+            self.keep(nflog, w, text)
+            await self.flush()
+        return publish
+
+    def keep(self, nflog: NotificationLog, w: HazardWarning, text: str, published: bool = False) -> None:
+        """Build and record ``w``'s document unless it already is (a warning re-decided after a crash)."""
+        ident = identifier(w)
+        xml = nflog.cap(ident)
+        if xml is None:
+            site = self.directory.site(w.site)
+            area = self.directory.area(w.area or (site.area if site else ""))
+            desc = "".join(a.name for a in reversed(self.rt.config.lineage(area.id))) if area else w.site
+            xml = build(w, text, desc + (site.name if site else ""), nflog.last_capped(w.hazard.value, w.site),
+                        lat=site.lat if site else None, lon=site.lon if site else None)
+            nflog.record_cap(w, ident, xml, published)
+        self.caps.add(w.hazard.value, w.site, ident, xml)
+
+    def restore(self, nflog: NotificationLog, text: Callable[[HazardWarning], str]) -> None:
+        """At start: the CapBook from the log (a log from before CAP documents were kept gets them now)."""
+        if not nflog.caps():
+            for w in nflog.warnings_in("routed"):
+                self.keep(nflog, w, text(w), published=True)
+        for ident, hazard, site, xml in nflog.caps():
+            self.caps.add(hazard, site, ident, xml)
+
+    async def flush(self) -> None:
+        """Publish every document the broker has not taken yet, oldest first (the last one stays retained)."""
+        async with self._lock:
+            for nflog in self.logs:
+                for ident, hazard, site, xml in nflog.caps(unpublished=True):
+                    if self.mqtt is None:
+                        return
+                    topic = topics.cap(self.rt.config.mqtt.topic_prefix, hazard, site)
+                    await self.mqtt.publish(topic, xml.encode(), qos=1, retain=True)
+                    nflog.cap_published(ident)
 
 
 async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _CapPublisher, wake: asyncio.Event,
@@ -171,6 +201,7 @@ async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _Ca
                 publisher.mqtt = client
                 backoff = 0.5
                 log.info("alerts subscribed", extra={"kv": {"topic": topic}})
+                await publisher.flush()  # CAP documents made while the broker was away (or we were down)
                 if ready is not None:
                     ready.set()
                 stopper = asyncio.ensure_future(rt.stop.wait())

@@ -13,6 +13,7 @@ import signal
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import IO
 
 from conftest import wait_for
 from test_alerts_service import warning
@@ -35,11 +36,16 @@ def more_households(directory: Path) -> list[str]:
     return phones
 
 
+def _log(directory: Path) -> IO[bytes]:
+    return open(directory / "alerts.log", "ab")  # appended to by every start: the test counts "subscribed"
+
+
 async def start(directory: Path) -> asyncio.subprocess.Process:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return await asyncio.create_subprocess_exec(sys.executable, "-m", "yujing", "alerts", str(directory), cwd=ROOT,
-                                                env=env, stdout=asyncio.subprocess.DEVNULL,
-                                                stderr=open(directory / "alerts.log", "ab"))
+    with _log(directory) as stderr:  # the child keeps its own copy of the descriptor
+        return await asyncio.create_subprocess_exec(sys.executable, "-m", "yujing", "alerts", str(directory),
+                                                    cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL,
+                                                    stderr=stderr)
 
 
 async def subscribed(directory: Path, times: int = 1) -> None:
@@ -108,7 +114,7 @@ async def test_a_pending_escalation_resumes_on_time_after_a_restart_and_nothing_
     async with TwilioStandIn(auth_token=TOKEN, account_sid=ACCOUNT, verbose=False, clock=clock,
                              default=Behaviour.answers_and_presses("1", after_s=20),
                              behaviours={vil_resp: Behaviour.never_answers()}) as tw:
-        kw = dict(mqtt_port=mosquitto.port, prefix=prefix, twilio=tw, alerts={"grouping": {"wait_s": 0}})
+        kw = {"mqtt_port": mosquitto.port, "prefix": prefix, "twilio": tw, "alerts": {"grouping": {"wait_s": 0}}}
         async with running_alerts(tmp_path, clock=clock, **kw) as rig:
             await rig.publish(warning(Level.RED))
             await tw.wait_until(lambda: tw.calls_to(vil_resp), 10, "the first call")
@@ -147,3 +153,56 @@ async def test_an_ambiguous_failure_of_a_recall_is_not_mistaken_for_the_first_ca
             calls = Counter(c.to for c in tw.calls)
             assert {p: calls[p] for p in asked if calls[p] != 2} == {}
             assert len(tw.requests) > len(tw.messages) + len(tw.calls) + 1  # the lost request was retried
+
+
+async def test_the_first_cap_update_after_a_crash_references_the_message_before_it(mosquitto, prefix, tmp_path):
+    """A crash after an upgrade was recorded but before it was routed: the restart sends it, and its CAP
+    Update (on MQTT, retained, and over HTTP) references the CAP Alert sent before the crash; the Cancel
+    that follows references the Update; the CapBook serves the Alert as it was sent."""
+    import xml.etree.ElementTree as ET
+
+    import aiomqtt
+
+    from alerts.cap import identifier
+    from alerts.harness import running_alerts
+    from alerts.nflog import NotificationLog
+    from yujing import topics
+    from yujing.model import WarningState
+
+    cap = "{urn:oasis:names:tc:emergency:cap:1.2}"
+    kw = {"mqtt_port": mosquitto.port, "prefix": prefix, "alerts": {"grouping": {"wait_s": 0}}}
+    v1 = warning(Level.BLUE)
+    v2 = warning(Level.ORANGE, version=2, state=WarningState.UPGRADED)
+    v3 = warning(Level.ORANGE, version=3, state=WarningState.LIFTED)
+    async with running_alerts(tmp_path, **kw) as rig:
+        await rig.publish(v1)
+        await wait_for(lambda: identifier(v1) in rig.state["caps"].by_id, 10, "the CAP Alert")
+        alert_xml = rig.state["caps"].by_id[identifier(v1)]
+        await rig.settled()
+    with NotificationLog(tmp_path / "var" / "alerts.sqlite") as nflog:  # what a SIGKILL right after
+        assert nflog.record_warning(v2, v2.updated_at)                 # recording v2 leaves behind
+    docs: list[ET.Element] = []
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"cap-{prefix}") as sub:
+        await sub.subscribe(topics.cap(prefix), qos=1)
+
+        async def collect() -> None:
+            async for m in sub.messages:
+                docs.append(ET.fromstring(m.payload))
+        collector = asyncio.create_task(collect())
+        try:
+            async with running_alerts(tmp_path, **kw) as rig:
+                await rig.publish(v3)
+                await wait_for(lambda: len({d.findtext(f"{cap}identifier") for d in docs}) >= 3, 10,
+                               "Alert (retained), Update, Cancel on MQTT")
+                book = rig.state["caps"]
+                assert book.by_id[identifier(v1)] == alert_xml
+        finally:
+            collector.cancel()
+    by_id = {d.findtext(f"{cap}identifier"): d for d in docs}
+    update, cancel = by_id[identifier(v2)], by_id[identifier(v3)]
+    assert update.findtext(f"{cap}msgType") == "Update"
+    assert identifier(v1) in (update.findtext(f"{cap}references") or "")
+    assert cancel.findtext(f"{cap}msgType") == "Cancel"
+    assert identifier(v2) in (cancel.findtext(f"{cap}references") or "")
+    assert ET.fromstring(book.by_id[identifier(v2)]).findtext(f"{cap}references") == \
+        update.findtext(f"{cap}references")

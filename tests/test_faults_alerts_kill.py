@@ -13,7 +13,8 @@ apart, and the lift (解除) of the first site. The three kills:
 
 At the end each notification — the stand-ins see its notification key (warning key#version, phone,
 channel, attempt) as the ``n=`` ref of its status callback — must have reached the victim's stand-in
-exactly once, and the set must be the reference's. ``YUJING_KILL_SEED=N`` replays a seed (it is printed).
+exactly once, and the set must be the reference's; so must the CAP documents on MQTT, each Update and
+Cancel referencing the same message before it. ``YUJING_KILL_SEED=N`` replays a seed (it is printed).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import random
 import signal
 import sqlite3
 import time
+import xml.etree.ElementTree as ET
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,6 +56,7 @@ ALERTS = {
 }
 NOBODY_ANSWERS = Behaviour(answer=False, ring_s=0.5)  # no confirmation ever: every chain runs to its end
 SLACK_S = 1.5  # how late a due escalation step may run on a loaded 2-core box
+CAP = "{urn:oasis:names:tc:emergency:cap:1.2}"
 
 
 def stream() -> list[tuple[float, HazardWarning]]:
@@ -136,6 +139,16 @@ async def test_sigkill_at_random_points_of_a_stream_loses_nothing_and_sends_noth
         published: list[tuple[datetime, str]] = []
         pub = await stack.enter_async_context(aiomqtt.Client("127.0.0.1", mosquitto.port,
                                                              identifier=f"pub-{prefix}"))
+        caps: dict[str, dict[str, tuple[str, str]]] = {ref_prefix: {}, vic_prefix: {}}  # id → (type, references)
+        for p in caps:
+            await pub.subscribe(topics.cap(p), qos=1)
+
+        async def read_caps() -> None:
+            async for m in pub.messages:
+                doc = ET.fromstring(m.payload)
+                caps[str(m.topic).split("/")[0]][doc.findtext(f"{CAP}identifier") or ""] = (
+                    doc.findtext(f"{CAP}msgType") or "", doc.findtext(f"{CAP}references") or "")
+        reader = asyncio.create_task(read_caps())
 
         async def publish(w: HazardWarning, *prefixes: str) -> None:
             for p in prefixes:
@@ -199,7 +212,9 @@ async def test_sigkill_at_random_points_of_a_stream_loses_nothing_and_sends_noth
             expected = refs(tw_ref)
             await wait_for(lambda: victim.idle() and set(refs(tw)) >= set(expected), 30,
                            "the victim to send everything the reference sent")
+            await wait_for(lambda: set(caps[vic_prefix]) >= set(caps[ref_prefix]), 10, "every CAP document")
         finally:
+            reader.cancel()
             if proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)
                 try:
@@ -222,6 +237,10 @@ async def test_sigkill_at_random_points_of_a_stream_loses_nothing_and_sends_noth
         assert sorted(names.get(r, r) for r, n in got.items() if n > 1) == []
         assert sorted(names.get(r, r) for r in set(expected) - set(got)) == []
         assert sorted(names.get(r, r) for r in set(got) - set(expected)) == []
+
+        # the same CAP documents, each Update and Cancel referencing the same message before it
+        assert len(caps[ref_prefix]) == 6  # 2 real Alerts, 2 Updates, 1 Cancel; the drill's Alert
+        assert caps[vic_prefix] == caps[ref_prefix]
 
         # a warning published while the victim was down reached it through its persistent session
         while_down = [w for t, w in published if any(a < t < b for a, b in down)]
