@@ -170,9 +170,9 @@ class Engine:
         """Persist what changed and queue ``warnings`` for publication, in one transaction.
 
         Warning lifecycles and the outbox are always written. ``packs_too=False`` leaves the packs'
-        evaluation state (rain windows, displacement samples) for a later commit: the service
-        writes it every ``rules.state_flush_s`` and on stop, so a crash loses at most that much of
-        it (and tipping counters recover the rain anyway: they are cumulative).
+        evaluation state (rain windows, displacement samples) for a later commit (bench/rules.py
+        measures both). The service saves everything at once instead (:meth:`dirty_state`), and
+        acknowledges the readings only when that is done, so a crash loses none of them.
         """
         if self.store is None:
             for pack in self.packs.values():
