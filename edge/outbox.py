@@ -13,6 +13,15 @@ drains in the order it was committed. When ``limit`` rows are held, the
 ``when_full`` policy drops the oldest rows (keep the present: warnings need
 the latest data) or refuses the newest; every dropped reading is counted and
 logged (rate-limited).
+
+When the file refuses a write (disk full, I/O error) the agent carries on: readings
+are held in memory, in order, up to ``hold_limit``, and committed with the next
+put once a write succeeds again (at most one try a second); beyond the bound the
+same ``when_full`` policy drops, counted in ``dropped`` like any forced loss (the
+count is persisted with the next successful commit). On a full disk even the
+DELETE of an acknowledged row can fail (the WAL must grow): such rows are never
+peeked again and deleted with a later ack. ``lost`` is set on every drop, so the
+heartbeat can report it promptly.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
@@ -34,7 +44,10 @@ log = logging.getLogger("yujing.edge.outbox")
 T = TypeVar("T")
 DROPPED = Counter("yujing_edge_outbox_dropped_total", "Readings dropped because the outbox was full",
                   ["gateway", "policy"])
-DEPTH = Gauge("yujing_edge_outbox_depth", "Readings waiting in the outbox", ["gateway"])
+DEPTH = Gauge("yujing_edge_outbox_depth", "Readings waiting in the outbox (held in memory included)", ["gateway"])
+UNWRITABLE = Counter("yujing_edge_outbox_unwritable_total",
+                     "Outbox writes its file refused (disk full, I/O error); readings held in memory", ["gateway"])
+_RETRY_S = 1.0  # between tries of a file that refused a write
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, body TEXT NOT NULL);
@@ -52,11 +65,18 @@ class Row:
 class Outbox:
     """``async with Outbox(path, gateway) as ob:`` — put(), peek(), ack(); safe to kill at any point."""
 
-    def __init__(self, path: Path, gateway: str, limit: int = 1_000_000, when_full: str = "drop_oldest") -> None:
+    def __init__(self, path: Path, gateway: str, limit: int = 1_000_000, when_full: str = "drop_oldest",
+                 hold_limit: int | None = None) -> None:
         self.path = Path(path)
         self.gateway = gateway
         self.limit = limit
         self.when_full = when_full
+        self.hold_limit = hold_limit if hold_limit is not None else max(10, min(10_000, limit // 10))
+        self._held: list[tuple[str, str]] = []  # (id, body) the file refused, oldest first; bounded by hold_limit
+        self._unsaved_dropped = 0  # counted, not yet in the counters table (the file refused the write)
+        self._gone: list[tuple[int, int]] = []  # acknowledged seq ranges whose DELETE the file refused
+        self._retry_at = 0.0  # monotonic: no write is tried before (the file refused one)
+        self.lost = asyncio.Event()  # set when readings are dropped
         self._db: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
         self._limiter = Limiter(60.0)
@@ -82,7 +102,21 @@ class Outbox:
             self.changed.set()
         return self
 
+    @property
+    def held(self) -> int:
+        """Readings held in memory because the file refused them."""
+        return len(self._held)
+
     async def __aexit__(self, *exc: object) -> None:
+        if self._held or self._unsaved_dropped:
+            self._retry_at = 0.0
+            await self.put([])  # a last try; what still fails is lost, and said so
+            if self._held:
+                self._drop(len(self._held), "disk_full")
+                self._held.clear()
+            if self._unsaved_dropped:
+                log.error("outbox closed with readings it could not store", extra={"kv": {
+                    "gateway": self.gateway, "dropped_total": self.dropped, "not_persisted": self._unsaved_dropped}})
         async with self._lock:
             if self._db is not None:
                 self._db.close()
@@ -99,27 +133,67 @@ class Outbox:
                 raise
 
     async def put(self, readings: Sequence[Reading]) -> int:
-        """Commit ``readings`` (ids already assigned) in one transaction; returns how many were kept."""
-        if not readings:
+        """Commit ``readings`` (ids already assigned), behind any held ones, in one transaction; returns how
+        many rows were committed. If the file refuses, they are held in memory (bounded) instead."""
+        rows = self._held + [(r.id, r.model_dump_json()) for r in readings]
+        self._held = []
+        if not rows and not self._unsaved_dropped:
             return 0
-        rows = [(r.id, r.model_dump_json()) for r in readings]
+        if time.monotonic() < self._retry_at:
+            self._hold(rows)
+            return 0
+        if self._retry_at:
+            await self._run(_reclaim)
         try:
-            kept, dropped = await self._run(self._put, rows)
+            kept, dropped = await self._run(self._put, rows, self._unsaved_dropped)
         except sqlite3.Error as exc:
-            raise StoreError(f"outbox {self.path}: {exc}") from exc
+            self._hold(rows, exc)
+            return 0
+        if self._retry_at:
+            self._retry_at = 0.0
+            log.info("outbox writable again", extra={"kv": {"gateway": self.gateway, "stored": kept}})
+        self._unsaved_dropped = 0
         if dropped:
-            self.dropped += dropped
-            DROPPED.labels(self.gateway, self.when_full).inc(dropped)
+            self._drop(dropped, self.when_full, saved=True)
             if self._limiter.allow("full"):
                 log.warning("outbox full: dropped readings", extra={"kv": {
                     "gateway": self.gateway, "policy": self.when_full, "dropped_total": self.dropped,
                     "limit": self.limit}})
-        DEPTH.labels(self.gateway).set(self.depth)
+        DEPTH.labels(self.gateway).set(self.depth + len(self._held))
         if kept:
             self.changed.set()
         return kept
 
-    def _put(self, db: sqlite3.Connection, rows: list[tuple[str, str]]) -> tuple[int, int]:
+    def _hold(self, rows: list[tuple[str, str]], exc: sqlite3.Error | None = None) -> None:
+        """Keep rows the file refused in memory, in order; beyond ``hold_limit`` the when_full policy drops."""
+        over = len(rows) - self.hold_limit
+        if over > 0:
+            rows = rows[:self.hold_limit] if self.when_full == "drop_newest" else rows[over:]
+            self._drop(over, "disk_full")
+        self._held = rows
+        DEPTH.labels(self.gateway).set(self.depth + len(rows))
+        if exc is None:
+            return
+        UNWRITABLE.labels(self.gateway).inc()
+        self._retry_at = time.monotonic() + _RETRY_S
+        if self._limiter.allow("unwritable"):
+            log.error("outbox cannot be written (disk full?): holding readings in memory", extra={"kv": {
+                "gateway": self.gateway, "error": str(exc), "held": len(rows), "hold_limit": self.hold_limit,
+                "dropped_total": self.dropped, "suppressed": self._limiter.take_suppressed("unwritable")}})
+
+    def _drop(self, n: int, policy: str, saved: bool = False) -> None:
+        """Count ``n`` readings lost (``saved``: already added to the counters table in the same commit)."""
+        self.dropped += n
+        if not saved:
+            self._unsaved_dropped += n
+            if self._limiter.allow("drop-held"):
+                log.error("outbox unwritable and memory bound reached: dropped readings", extra={"kv": {
+                    "gateway": self.gateway, "policy": self.when_full, "dropped_total": self.dropped,
+                    "hold_limit": self.hold_limit}})
+        DROPPED.labels(self.gateway, policy).inc(n)
+        self.lost.set()
+
+    def _put(self, db: sqlite3.Connection, rows: list[tuple[str, str]], unsaved: int) -> tuple[int, int]:
         over = self.depth + len(rows) - self.limit
         dropped = 0
         db.execute("BEGIN IMMEDIATE")
@@ -132,21 +206,26 @@ class Outbox:
                 dropped = db.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)",
                                      (over,)).rowcount
             db.executemany("INSERT INTO outbox (id, body) VALUES (?, ?)", rows)
-            if dropped:
+            if dropped or unsaved:
                 db.execute("INSERT INTO counters VALUES ('dropped', ?) "
-                           "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value", (dropped,))
+                           "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value", (dropped + unsaved,))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL)
+                db.execute("ROLLBACK")
             raise
         self.depth += len(rows) - (dropped if self.when_full == "drop_oldest" else 0)
         return len(rows), dropped
 
     async def peek(self, after_seq: int, limit: int) -> list[Row]:
-        """The oldest rows with ``seq > after_seq``, in order."""
-        rows = await self._run(lambda db: db.execute(
-            "SELECT seq, id, body FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)).fetchall())
-        return [Row(*r) for r in rows]
+        """The oldest rows with ``seq > after_seq``, in order (acknowledged ones never, even if not yet deleted)."""
+        while True:
+            rows = await self._run(lambda db, a=after_seq: db.execute(
+                "SELECT seq, id, body FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (a, limit)).fetchall())
+            kept = [Row(*r) for r in rows if not any(lo <= r[0] <= hi for lo, hi in self._gone)]
+            if kept or len(rows) < limit:
+                return kept
+            after_seq = rows[-1][0]
 
     async def ack(self, seqs: Sequence[int]) -> None:
         """The broker has these (one peeked chunk, so a contiguous seq range): remove them for good.
@@ -156,21 +235,47 @@ class Outbox:
         """
         if not seqs:
             return
-        lo, hi = min(seqs), max(seqs)
+        self._gone.append((min(seqs), max(seqs)))
+        if time.monotonic() < self._retry_at:
+            return  # the file refused a write a moment ago: delete with a later ack
 
-        def _ack(db: sqlite3.Connection) -> int:
+        def _ack(db: sqlite3.Connection, ranges: list[tuple[int, int]]) -> None:
             db.execute("PRAGMA synchronous=NORMAL")
             try:
-                removed = db.execute("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", (lo, hi)).rowcount
+                with db:
+                    db.execute("BEGIN")
+                    removed = sum(db.execute("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", r).rowcount
+                                  for r in ranges)
             finally:
                 db.execute("PRAGMA synchronous=FULL")
             self.depth -= removed
 
-        await self._run(_ack)
-        DEPTH.labels(self.gateway).set(self.depth)
+        gone = list(self._gone)
+        try:
+            await self._run(_ack, gone)
+        except sqlite3.Error as exc:  # the broker has them: never peeked again, deleted with a later ack
+            UNWRITABLE.labels(self.gateway).inc()
+            self._retry_at = time.monotonic() + _RETRY_S
+            if self._limiter.allow("unwritable"):
+                log.error("outbox cannot be written (disk full?): acknowledged readings deleted later",
+                          extra={"kv": {"gateway": self.gateway, "error": str(exc)}})
+            return
+        del self._gone[:len(gone)]
+        DEPTH.labels(self.gateway).set(self.depth + len(self._held))
 
     async def count(self) -> int:
         return await self._run(lambda db: db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+
+def _reclaim(db: sqlite3.Connection) -> None:
+    """After a refused write: fold the WAL into the database and truncate it, if there is room for that now.
+
+    Without it the WAL, checkpointed only at 1000 pages, would keep the space it took while the disk filled.
+    """
+    try:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.Error:
+        pass
 
 
 class GroupCommit:

@@ -6,6 +6,10 @@
 Per gateway: one SQLite outbox at ``config.path(gw.outbox, "edge-<id>.outbox")``,
 one uplink publishing ``ReadingBatch`` JSON to ``{prefix}/readings/{gateway}``
 (QoS 1) and a retained heartbeat on ``{prefix}/status/{gateway}``.
+
+The heartbeat's ``outbox_dropped`` is the cumulative count of readings the gateway had to drop
+(outbox full by policy, or its disk full past the in-memory bound), persisted in the outbox; a
+drop triggers a heartbeat within about a second, so the centre can raise an equipment warning.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ def heartbeat_builder(rt: Runtime, gw: GatewayConfig, outbox: Outbox, statuses: 
             "ts": now.isoformat(),
             "started": started.isoformat(),
             "uptime_s": round((now - started).total_seconds(), 3),
-            "outbox_depth": outbox.depth,
+            "outbox_depth": outbox.depth + outbox.held,
             "outbox_dropped": outbox.dropped,
             "published": uplink_sent[0].sent if uplink_sent else 0,
             "drill": rt.drill,
@@ -78,6 +82,13 @@ async def serve_gateway(rt: Runtime, gw: GatewayConfig) -> None:
                 changed.clear()
                 uplink.status_changed.set()
 
+        async def relay_losses() -> None:
+            while not rt.stop.is_set():
+                await outbox.lost.wait()
+                outbox.lost.clear()
+                uplink.status_changed.set()
+                await asyncio.sleep(1.0)  # a drop per poll makes one heartbeat a second, not one per poll
+
         log.info("gateway starting", extra={"kv": {"gateway": gw.id, "devices": len(gw.devices),
                                                    "outbox": str(path), "backlog": outbox.depth}})
         async with asyncio.TaskGroup() as tg:
@@ -85,10 +96,12 @@ async def serve_gateway(rt: Runtime, gw: GatewayConfig) -> None:
             writer = tg.create_task(commits.run())
             async with asyncio.TaskGroup() as pollers:
                 relay = pollers.create_task(relay_status_changes())
+                losses = pollers.create_task(relay_losses())
                 for dev in gw.devices:
                     pollers.create_task(DevicePoller(rt, gw.id, dev, ctx, sink, statuses[dev.id]).run())
                 await rt.stop.wait()
                 relay.cancel()
+                losses.cancel()
             writer.cancel()  # the pollers are done, so nothing is pending in it
             uplink.finish.set()  # every reading is committed now: flush them before leaving
     log.info("gateway stopped", extra={"kv": {"gateway": gw.id}})

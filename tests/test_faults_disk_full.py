@@ -15,18 +15,28 @@ import asyncio
 import json
 import logging
 import os
+import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import aiomqtt
 import pytest
 from conftest import wait_for
 from prometheus_client import REGISTRY
-from servers import InfluxDB1, free_port
+from servers import InfluxDB1, Mosquitto, free_port
 from test_collector_durability import stream
 from test_collector_service import influx_count, make_config, publish, readings, running
+from test_edge_durability import gauges, outbox_ids, sources
 
 from collector.config import InfluxV1Store
+from edge.service import serve
+from simulators.devices import simulate_devices
+from simulators.devices.rig import deployment
+from yujing import topics
+from yujing.clock import Clock
+from yujing.model import ReadingBatch
+from yujing.runtime import Runtime
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 
@@ -161,3 +171,91 @@ async def test_a_spool_bound_forcing_drops_publishes_a_retained_cumulative_loss_
     assert report["ts"].endswith("+00:00")
     assert total >= 450
     assert caplog.text.count("spool full: dropped oldest readings") <= 2, "logged once per run, not per batch"
+
+
+class Watch:
+    """Every reading id and every heartbeat of one gateway, through broker restarts (persistent session)."""
+
+    def __init__(self, port: int, prefix: str, gateway: str) -> None:
+        self.port, self.prefix, self.gateway = port, prefix, gateway
+        self.ids: list[str] = []
+        self.beats: list[tuple[float, dict]] = []  # (monotonic arrival, heartbeat)
+        self.subscribed = asyncio.Event()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                async with aiomqtt.Client("127.0.0.1", self.port, identifier=f"w-{self.prefix}",
+                                          clean_session=False) as c:
+                    await c.subscribe(topics.readings(self.prefix, self.gateway), qos=1)
+                    await c.subscribe(topics.status(self.prefix, self.gateway), qos=1)
+                    self.subscribed.set()
+                    async for msg in c.messages:
+                        if msg.topic.matches(topics.status(self.prefix, self.gateway)):
+                            self.beats.append((time.monotonic(), json.loads(msg.payload)))
+                        else:
+                            self.ids.extend(r.id for r in ReadingBatch.model_validate_json(msg.payload).readings)
+            except aiomqtt.MqttError:
+                await asyncio.sleep(0.1)
+
+
+def produced(devices: list[str]) -> float:
+    return sum(s.value for fam in REGISTRY.collect() if fam.name == "yujing_edge_readings"
+               for s in fam.samples if s.name.endswith("_total") and s.labels.get("device") in devices)
+
+
+@pytest.mark.timeout(120)
+async def test_a_full_outbox_disk_keeps_the_agent_running_holds_then_drops_counted_and_reports_it_at_once(
+        private_server, prefix, tmp_path, small_disk, caplog):
+    broker = private_server(Mosquitto)
+    watch = Watch(broker.port, prefix, gw := "gwf")
+    watcher = asyncio.create_task(watch.run())
+    await asyncio.wait_for(watch.subscribed.wait(), 10)  # its session keeps what is sent before it reconnects
+    await asyncio.to_thread(broker.stop)  # the uplink is down: the outbox grows until its disk is full
+    # room for about 0.5 MB of outbox; once the filler goes, for SQLite's WAL at full size (1000 pages, 4 MB)
+    disk = small_disk("outbox", "6m")
+    filler = disk / "filler"
+    filler.write_bytes(b"\0" * 5_700_000)
+    port, n = free_port(), 4
+    cfg = deployment(tmp_path / "cfg", [{
+        "id": gw, "heartbeat_s": 3600, "devices": gauges(port, n, 0.05), "outbox": str(disk / "edge.outbox"),
+        "outbox_limit": 1000,  # held in memory when the disk refuses: 100 readings
+        "uplink": {"reconnect_s": 0.2, "reconnect_max_s": 0.5, "publish_timeout_s": 2}}],
+        mqtt_port=broker.port, prefix=prefix)
+    devices = [d.id for d in cfg.gateways[0].devices]
+    produced0 = produced(devices)
+    refused0 = metric("yujing_edge_outbox_unwritable_total", {"gateway": gw})
+    caplog.set_level(logging.INFO, "yujing.edge")
+    clock = Clock()
+    rt = Runtime(cfg, clock)
+    async with simulate_devices(cfg.gateways[0].devices, sources(n), clock):
+        agent = asyncio.create_task(serve(rt))
+        await wait_for(lambda: metric("yujing_edge_outbox_unwritable_total", {"gateway": gw}) > refused0, 30,
+                       "the outbox's disk full")
+        await wait_for(lambda: metric("yujing_edge_outbox_dropped_total", {"gateway": gw, "policy": "disk_full"}) > 0,
+                       15, "the in-memory bound reached: drops")
+        assert caplog.text.count("outbox cannot be written") == 1, "logged once (rate-limited), not per poll"
+        assert "outbox unwritable and memory bound reached" in caplog.text
+        await asyncio.to_thread(broker.start)
+        # drops go on while the disk stays full; each is reported well before the hourly heartbeat
+        await wait_for(lambda: len(watch.beats) >= 3, 15, "heartbeats prompted by drops")
+        counts = [b["outbox_dropped"] for _, b in watch.beats]
+        assert counts == sorted(counts) and counts[-1] > counts[0] > 0, "cumulative, growing"
+        assert not agent.done(), "the agent keeps running"
+        filler.unlink()  # room again: the held readings are stored, the backlog drains
+        await wait_for(lambda: "outbox writable again" in caplog.text, 15, "the outbox writable again")
+        dropped = metric("yujing_edge_outbox_dropped_total", {"gateway": gw, "policy": "disk_full"})
+        await wait_for(lambda: len(set(watch.ids)) > 300, 20, "readings flowing again")
+        rt.stop.set()
+        await asyncio.wait_for(agent, 15)
+        await wait_for(lambda: watch.beats and not watch.beats[-1][1]["online"], 10, "the goodbye heartbeat")
+        watcher.cancel()
+    left = outbox_ids(disk / "edge.outbox")
+    with sqlite3.connect(disk / "edge.outbox") as db:
+        persisted = db.execute("SELECT value FROM counters WHERE name='dropped'").fetchone()[0]
+    final = watch.beats[-1][1]["outbox_dropped"]
+    assert final == persisted == metric("yujing_edge_outbox_dropped_total", {"gateway": gw, "policy": "disk_full"})
+    assert final >= dropped > 0
+    # every reading produced arrived or is still in the outbox, or was dropped and counted: none silently lost
+    assert len(set(watch.ids) | set(left)) + final == produced(devices) - produced0
+    assert not any(metric("yujing_edge_readings_lost_total", {"device": d}) for d in devices)
