@@ -271,3 +271,23 @@ async def test_a_retained_loss_report_raises_an_equipment_warning_once_across_re
         assert lift.state is WarningState.LIFTED
     finally:
         sub.cancel()
+
+
+async def test_reading_ids_are_saved_with_the_state_so_a_redelivery_after_a_restart_is_a_duplicate(
+        mosquitto, prefix, tmp_path):
+    from prometheus_client import REGISTRY
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0
+
+    cfg = demo_config(tmp_path, mosquitto.port, prefix)
+    r = rain_mm(30.0, 10, rid="sent-before-the-restart")
+    fed, dup = sample("yujing_rules_readings_total"), sample("yujing_rules_rejected_total", reason="duplicate")
+    async with Service(Runtime(cfg, Clock(start=T0))):
+        await publish(mosquitto.port, prefix, [r])
+        await wait_for(lambda: sample("yujing_rules_readings_total") == fed + 1, 10, "the reading to be judged")
+    async with Service(Runtime(cfg, Clock(start=T0))):  # as if the PUBACK had been lost in a crash
+        await publish(mosquitto.port, prefix, [r])
+        await wait_for(lambda: sample("yujing_rules_rejected_total", reason="duplicate") == dup + 1, 10,
+                       "the redelivery to be known")
+    assert sample("yujing_rules_readings_total") == fed + 1
