@@ -5,7 +5,8 @@
 
 It subscribes ``{prefix}/warnings/+/+`` (QoS 1) on a persistent session (fixed client id, clean_session
 False) and acknowledges each message only after the warning is in the notification log, so a crash
-never loses one. The webhook server takes Twilio's signed callbacks and serves CAP documents, which
+never loses one. If the log cannot take it (SQLite error: disk full, locked), the message stays
+unacknowledged and the service reconnects (backing off) so that the broker sends it again. The webhook server takes Twilio's signed callbacks and serves CAP documents, which
 are also published on ``{prefix}/cap/{hazard}/{site}`` (QoS 1, retained). Each CAP document is kept in
 the notification log before the warning counts as routed, and marked once the broker took it; so after a
 crash the next Update still references the message before it, and a document the broker never got is
@@ -18,6 +19,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +44,8 @@ from yujing.runtime import Runtime
 
 log = logging.getLogger("yujing.alerts")
 REJECTED = Counter("yujing_alerts_rejected_warnings_total", "Warning messages that could not be read", ["reason"])
+UNLOGGED = Counter("yujing_alerts_unlogged_warnings_total",
+                   "Warnings the notification log could not take (left unacknowledged, received again)")
 _limiter = Limiter(60.0)
 
 
@@ -201,7 +205,10 @@ async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _Ca
                 publisher.mqtt = client
                 backoff = 0.5
                 log.info("alerts subscribed", extra={"kv": {"topic": topic}})
-                await publisher.flush()  # CAP documents made while the broker was away (or we were down)
+                try:
+                    await publisher.flush()  # CAP documents made while the broker was away (or we were down)
+                except sqlite3.Error:  # they stay unpublished until the next connect; the warnings come first
+                    log.exception("publishing the CAP backlog failed")
                 if ready is not None:
                     ready.set()
                 stopper = asyncio.ensure_future(rt.stop.wait())
@@ -215,7 +222,10 @@ async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _Ca
                             return
                         msg = nxt.result()
                         if msg.topic.matches(topic):  # the embedded demo broker sometimes sends retained strays
-                            await _on_message(rt, pipelines, msg.payload, str(msg.topic))
+                            try:
+                                await _on_message(rt, pipelines, msg.payload, str(msg.topic))
+                            except sqlite3.Error as exc:
+                                raise _Unlogged(str(exc)) from exc
                         else:
                             REJECTED.labels(reason="wrong-topic").inc()
                         if msg.qos > 0:
@@ -224,12 +234,21 @@ async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _Ca
                 finally:
                     stopper.cancel()
                     publisher.mqtt = None
-        except aiomqtt.MqttError as exc:
-            if _limiter.allow("mqtt"):
+        except (aiomqtt.MqttError, _Unlogged) as exc:
+            if isinstance(exc, _Unlogged):
+                UNLOGGED.inc()
+                if _limiter.allow("unlogged"):
+                    log.error("the notification log cannot take a warning: leaving it unacknowledged and "
+                              "reconnecting, so that the broker sends it again", extra={"kv": {"error": str(exc)}})
+            elif _limiter.allow("mqtt"):
                 log.warning("alerts lost the broker; reconnecting", extra={"kv": {"error": str(exc)}})
             with contextlib.suppress(TimeoutError):  # real-time backoff, cut short by stop
                 await asyncio.wait_for(rt.stop.wait(), backoff)
             backoff = min(backoff * 2, 10.0)
+
+
+class _Unlogged(Exception):
+    """A warning the notification log could not record: not acknowledged."""
 
 
 async def _on_message(rt: Runtime, pipelines: dict[str, Pipeline], payload: Any, topic: str = "") -> None:
@@ -246,6 +265,8 @@ async def _on_message(rt: Runtime, pipelines: dict[str, Pipeline], payload: Any,
         w = w.model_copy(update={"drill": True})
     try:
         await pipelines["drill" if w.drill else "real"].handle(w)
+    except sqlite3.Error:
+        raise  # not (surely) in the log: the caller leaves it unacknowledged
     except Exception:
         REJECTED.labels(reason="failed").inc()
         log.exception("handling a warning failed", extra={"kv": {"warning": w.id}})

@@ -206,3 +206,32 @@ async def test_the_first_cap_update_after_a_crash_references_the_message_before_
     assert identifier(v2) in (cancel.findtext(f"{cap}references") or "")
     assert ET.fromstring(book.by_id[identifier(v2)]).findtext(f"{cap}references") == \
         update.findtext(f"{cap}references")
+
+
+async def test_a_warning_the_log_cannot_take_is_left_unacknowledged_and_is_sent_once_the_log_can(
+        mosquitto, prefix, tmp_path):
+    """Another writer holds the notification log's lock (as a full disk would, every write fails): the
+    warning must not be acknowledged, or the broker forgets it. Once the log can take it, it is sent."""
+    import sqlite3
+
+    from test_alerts_service import MONITOR
+
+    from alerts.harness import running_alerts
+    from alerts.service import UNLOGGED
+
+    before = UNLOGGED._value.get()
+    async with running_alerts(tmp_path, mqtt_port=mosquitto.port, prefix=prefix,
+                              alerts={"grouping": {"wait_s": 0}}) as rig:
+        blocker = sqlite3.connect(tmp_path / "var" / "alerts.sqlite", isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            await rig.publish(warning(Level.BLUE))
+            await wait_for(lambda: UNLOGGED._value.get() > before, 15, "the log to refuse the warning")
+            assert rig.twilio.messages == []
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        await rig.twilio.wait_until(lambda: rig.twilio.messages_to(MONITOR), 20, "the warning, received again")
+        await rig.settled()
+        assert len(rig.twilio.messages_to(MONITOR)) == 1
+        assert not rig.task.done()
