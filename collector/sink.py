@@ -70,6 +70,7 @@ class Sink:
                 continue
             if self._held is not None:  # the spool's disk refused it: retry it first, the rest waits behind it
                 if time.monotonic() >= self._disk_retry_at:
+                    self.spool.reclaim()
                     batch, self._held = self._held, None
                     await self.take(batch, retry=True)
                 elif await self._pause(stopping, min(self._disk_retry_at, self._retry_at if self.spool.depth

@@ -137,6 +137,16 @@ class Spool:
         self.reason = reason
         return total
 
+    def reclaim(self) -> None:
+        """After a refused write: fold the WAL into the file and truncate it, if there is room for that now.
+
+        Otherwise the WAL, checkpointed only at 1000 pages, would fill the space that came back and keep it.
+        """
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass
+
     def set_reported(self, dropped: int) -> None:
         """The broker has the loss report saying ``dropped``: no need to send it again after a restart."""
         with self._writing():
