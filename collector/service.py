@@ -6,7 +6,10 @@
 MQTT 5 with a persistent session (fixed client id, session expiry) and manual acknowledgements:
 a message is PUBACKed only once its readings are in the database or the spool, so after a
 SIGKILL the broker redelivers whatever was not yet durable; ``receive_maximum`` caps the
-unacknowledged messages in flight, which is the backpressure (the broker stops sending).
+unacknowledged messages in flight (the broker stops sending). Within that window the intake holds
+at most ``_MAX_QUEUED_BATCHES`` closed batches waiting for the database: beyond it, it stops reading
+the socket (:class:`yujing.mqtt.ReadAhead`) until the sink catches up, so memory is bounded by
+readings held, whatever the number of readings per message.
 """
 
 from __future__ import annotations
@@ -31,13 +34,14 @@ from yujing import topics
 from yujing.errors import PayloadError
 from yujing.log import Limiter
 from yujing.model import Reading
-from yujing.mqtt import tls_context
+from yujing.mqtt import ReadAhead, tls_context
 from yujing.runtime import Runtime
 
 log = logging.getLogger("yujing.collector")
 
 OnAccepted = Callable[[list[Reading]], None]
 _DEADLETTER_SAMPLE = 65_536
+_MAX_QUEUED_BATCHES = 4  # closed batches (each up to batch_size readings) waiting for the sink
 
 
 class Intake:
@@ -54,6 +58,7 @@ class Intake:
         self.batch = Batch()
         self.generation = 0
         self.mqtt: paho.Client | None = None
+        self.reader: ReadAhead | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._limiter = Limiter(60.0)
         self._now = 0.0
@@ -102,6 +107,8 @@ class Intake:
                 self._duplicates = 0
             self.sink.queue.put_nowait(batch)
             self.batch = Batch()
+            if self.reader is not None and self.sink.queue.qsize() >= _MAX_QUEUED_BATCHES:
+                self.reader.pause()  # the database is slower than the wire: let the broker hold the rest
 
     def ack(self, acks: list[object]) -> None:
         """PUBACK messages whose readings are durable; ids from an earlier connection are void (redelivered)."""
@@ -111,6 +118,8 @@ class Intake:
         for gen, mid, qos in acks:  # type: ignore[misc]
             if gen == self.generation:
                 client.ack(mid, qos)
+        if self.reader is not None and self.reader.paused and self.sink.queue.qsize() < _MAX_QUEUED_BATCHES // 2:
+            self.reader.resume()
 
     def _reject(self, e: PayloadError, msg: paho.MQTTMessage) -> None:
         m.REJECTED.labels(e.reason).inc()
@@ -172,13 +181,14 @@ async def _connected(rt: Runtime, cfg: CollectorConfig, intake: Intake) -> None:
     # aiomqtt exposes no manual-ack switch, and its message queue would add a hop per message: use paho's directly
     client._client.manual_ack_set(True)
     client._client.on_message = intake.on_message
+    reader = ReadAhead(client)
     session = _watch_session(client._client)
     async with client:
         if not rt.config.mqtt.embedded:  # the demo's in-process broker starts and ends with us: no session to keep
             _check_session(session, had_session=intake.generation > 0 or len(intake.dedup) > 0,
                            client_id=cfg.client_id)
         intake.generation += 1
-        intake.mqtt = client._client
+        intake.mqtt, intake.reader = client._client, reader
         try:
             await client.subscribe(subscription(cfg, rt.config.mqtt.topic_prefix), qos=1)
             m.CONNECTED.labels(cfg.client_id).set(1)
@@ -196,7 +206,7 @@ async def _connected(rt: Runtime, cfg: CollectorConfig, intake: Intake) -> None:
             except TimeoutError:
                 log.warning("stopping with batches not yet durable; the broker will redeliver them")
         finally:
-            intake.mqtt = None
+            intake.mqtt = intake.reader = None
             m.CONNECTED.labels(cfg.client_id).set(0)
 
 

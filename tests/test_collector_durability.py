@@ -12,11 +12,12 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from conftest import wait_for
 from prometheus_client import REGISTRY
-from servers import InfluxDB1, VictoriaMetrics
+from servers import InfluxDB1, VictoriaMetrics, free_port
 from test_collector_service import influx_count, make_config, publish, readings, running
 
 from collector.config import InfluxV1Store, InfluxV2Store
@@ -129,6 +130,15 @@ asyncio.run(serve(Runtime(cfg)))
 """
 
 
+def subscribed(metrics_port: int) -> bool:
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return False
+    return any(line.startswith("yujing_collector_mqtt_subscribed{") and line.endswith(" 1.0")
+               for line in text.splitlines())
+
+
 def start_collector(tmp_path: Path, cfg: Config) -> subprocess.Popen:
     (tmp_path / "cfg.json").write_text(cfg.model_dump_json())
     (tmp_path / "run.py").write_text(RUNNER.format(root=str(ROOT)))
@@ -139,11 +149,14 @@ def start_collector(tmp_path: Path, cfg: Config) -> subprocess.Popen:
 async def test_sigkill_mid_stream_and_restart_loses_nothing_and_stores_nothing_twice(
         mosquitto, victoria, prefix, tmp_path):
     site = f"k-{prefix}"[:60]
-    cfg = make_config(tmp_path, mosquitto.port, prefix, InfluxV2Store(type="influxdb_v2", url=victoria.url))
+    metrics = free_port()
+    cfg = make_config(tmp_path, mosquitto.port, prefix, InfluxV2Store(type="influxdb_v2", url=victoria.url),
+                      metrics_port=metrics)
     sent = readings(6000, site=site)
     proc = start_collector(tmp_path, cfg)
     try:
-        await asyncio.sleep(1.5)  # its persistent session exists once it has subscribed
+        # Its persistent session holds readings for it only once it has subscribed: stream after that.
+        await wait_for(lambda: subscribed(metrics), 30, "the collector subscribed")
         publisher = asyncio.create_task(stream(mosquitto.port, prefix, sent, 1000))
         await wait_for(lambda: len(vm_samples(victoria, site)) > 1000, 20, "stream under way")
         os.kill(proc.pid, signal.SIGKILL)
