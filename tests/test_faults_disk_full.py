@@ -259,3 +259,32 @@ async def test_a_full_outbox_disk_keeps_the_agent_running_holds_then_drops_count
     # every reading produced arrived or is still in the outbox, or was dropped and counted: none silently lost
     assert len(set(watch.ids) | set(left)) + final == produced(devices) - produced0
     assert not any(metric("yujing_edge_readings_lost_total", {"device": d}) for d in devices)
+
+
+@pytest.mark.timeout(60)
+async def test_drops_forced_by_the_outbox_bound_are_reported_by_heartbeat_within_seconds_not_at_the_next_beat(
+        mosquitto, prefix, tmp_path):
+    gw, port, n = "gwp", free_port(), 4
+    cfg = deployment(tmp_path / "cfg", [{
+        "id": gw, "heartbeat_s": 3600, "devices": gauges(port, n, 0.05), "outbox_limit": 10,
+        "uplink": {"rate_per_s": 4, "batch": 2}}],  # drains far slower than 80 readings/s come in: drop_oldest
+        mqtt_port=mosquitto.port, prefix=prefix)
+    watch = Watch(mosquitto.port, prefix, gw)
+    watcher = asyncio.create_task(watch.run())
+    await asyncio.wait_for(watch.subscribed.wait(), 10)
+    clock = Clock()
+    rt = Runtime(cfg, clock)
+    async with simulate_devices(cfg.gateways[0].devices, sources(n), clock):
+        agent = asyncio.create_task(serve(rt))
+        await wait_for(lambda: len(watch.beats) >= 4, 15, "heartbeats prompted by drops (the schedule says hourly)")
+        (t0, first), (t1, last) = watch.beats[1], watch.beats[-1]
+        assert 0 < first["outbox_dropped"] < last["outbox_dropped"]
+        assert (t1 - t0) / (len(watch.beats) - 2) < 2.5, "about one a second while drops go on"
+        rt.stop.set()
+        await asyncio.wait_for(agent, 15)
+        await wait_for(lambda: not watch.beats[-1][1]["online"], 10, "the goodbye heartbeat")
+        watcher.cancel()
+    with sqlite3.connect(cfg.path("", f"edge-{gw}.outbox")) as db:
+        persisted = db.execute("SELECT value FROM counters WHERE name='dropped'").fetchone()[0]
+    assert watch.beats[-1][1]["outbox_dropped"] == persisted
+    assert persisted == metric("yujing_edge_outbox_dropped_total", {"gateway": gw, "policy": "drop_oldest"})
