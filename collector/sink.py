@@ -72,9 +72,9 @@ class Sink:
                 if time.monotonic() >= self._disk_retry_at:
                     self.spool.reclaim()
                     batch, self._held = self._held, None
-                    await self.take(batch, retry=True)
-                elif await self._pause(stopping, min(self._disk_retry_at, self._retry_at if self.spool.depth
-                                                     else self._disk_retry_at)):
+                    await self.take(batch)
+                elif await self._pause(stopping, min(self._disk_retry_at,
+                                                     self._retry_at if self.spool.depth else float("inf"))):
                     return  # unacknowledged batches stay with the broker
                 continue
             if self.spool_full and self.cfg.spool_full is SpoolFull.BLOCK:
@@ -110,10 +110,10 @@ class Sink:
         get.cancel()
         return None
 
-    async def take(self, batch: Batch, retry: bool = False) -> None:
+    async def take(self, batch: Batch) -> None:
         """Store or spool a batch taken from the queue, then acknowledge it; if neither is possible, hold it."""
         if not await self._durable(batch.readings):
-            self._held = batch  # unacknowledged; task_done waits too, so a stop does not wait for it in vain
+            self._held = batch  # unacknowledged, and not task_done: the queue is not done while it is held
             return
         self.ack(batch.acks)
         self.queue.task_done()

@@ -109,7 +109,7 @@ class Outbox:
 
     async def __aexit__(self, *exc: object) -> None:
         if self._held or self._unsaved_dropped:
-            self._retry_at = 0.0
+            self._retry_at = min(self._retry_at, time.monotonic())
             await self.put([])  # a last try; what still fails is lost, and said so
             if self._held:
                 self._drop(len(self._held), "disk_full")
