@@ -245,5 +245,5 @@ async def test_c_a_5_minute_influxdb_outage_spools_then_replays_every_reading_on
     assert spooled() - spooled0 == replayed() - replayed0 >= depth, "every spooled reading was replayed"
     # the retry backoff is capped: the first try after the database is back comes within RETRY_MAX_S (full jitter
     # in [cap/2, cap]), and one replay of a few thousand readings takes well under a second
-    assert drained <= RETRY_MAX_S + 3, f"spool drained {drained:.1f} s after the database returned"
+    assert drained <= RETRY_MAX_S + 5, f"spool drained {drained:.1f} s after the database returned"
     assert max_backlog < 50, "the collector spooled and acknowledged: the gateways built no backlog"
