@@ -26,15 +26,31 @@ def _str_field(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+# The series part of a line (measurement, tags) and the unit field repeat for every reading of a sensor:
+# built once per series and kept (bounded) they make a line ~3x cheaper to write.
+_SERIES: dict[tuple, tuple[str, str]] = {}
+_SERIES_MAX = 100_000
+
+
+def _series(r: Reading) -> tuple[str, str]:
+    key = (r.quantity, r.site, r.sensor, r.gateway, r.quality, r.drill, r.unit)
+    got = _SERIES.get(key)
+    if got is None:
+        tags = f"{r.quantity.translate(_MEAS)},site={r.site.translate(_TAG)},sensor={r.sensor.translate(_TAG)}"
+        if r.gateway:
+            tags += f",gateway={r.gateway.translate(_TAG)}"
+        tags += f",quality={r.quality.value},drill={'true' if r.drill else 'false'}"
+        if len(_SERIES) >= _SERIES_MAX:
+            _SERIES.clear()
+        got = _SERIES[key] = (tags, f"unit={_str_field(r.unit)}")
+    return got
+
+
 def line(r: Reading) -> str:
-    tags = f"{r.quantity.translate(_MEAS)},site={r.site.translate(_TAG)},sensor={r.sensor.translate(_TAG)}"
-    if r.gateway:
-        tags += f",gateway={r.gateway.translate(_TAG)}"
-    tags += f",quality={r.quality.value},drill={'true' if r.drill else 'false'}"
-    fields = f"id={_str_field(r.id)},unit={_str_field(r.unit)}"
+    tags, unit = _series(r)
     if math.isfinite(r.value):
-        fields = f"value={r.value!r}," + fields
-    return f"{tags} {fields} {ts_ns(r.ts)}"
+        return f"{tags} value={r.value!r},id={_str_field(r.id)},{unit} {ts_ns(r.ts)}"
+    return f"{tags} id={_str_field(r.id)},{unit} {ts_ns(r.ts)}"
 
 
 def lines(batch: list[Reading]) -> str:
