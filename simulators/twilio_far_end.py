@@ -1,0 +1,156 @@
+"""The phone network's side of the Twilio stand-in: the far end of each message and call.
+
+Each SMS is sent, then delivered (or not) and perhaps answered; each call rings, is answered (or not),
+its TwiML is heard and a key may be pressed, per the number's :class:`Behaviour`. Everything it posts
+back — status callbacks, the TwiML fetch, the ``<Gather>`` action, inbound SMS to ``sms_webhook`` —
+carries a correct ``X-Twilio-Signature``, as Twilio's do. A mixin of
+:class:`~simulators.twilio.TwilioStandIn`, which holds the records and the HTTP session it uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+import yarl
+from twilio.request_validator import RequestValidator
+
+from simulators.twilio_records import Behaviour, Record, parse_twiml
+
+log = logging.getLogger("yujing.sim.twilio")
+
+
+class FarEnd:
+    """The people at the numbers. The stand-in sets these attributes (see its ``__init__``)."""
+
+    account_sid: str
+    behaviours: dict[str, Behaviour]
+    default: Behaviour
+    sms_webhook: str | None  # where inbound SMS go (a number's "A message comes in" URL)
+    clock: Any  # anything with async sleep(scenario_seconds); None: real time
+    verbose: bool
+    inbound: list[dict[str, str]]  # inbound SMS posted to the webhook
+    callbacks: list[tuple[str, dict[str, str], int]]  # (url, params, HTTP status answered)
+    _validator: RequestValidator
+    _session: aiohttp.ClientSession | None
+
+    def set_behaviour(self, phone: str, behaviour: Behaviour) -> None:
+        self.behaviours[phone] = behaviour
+
+    def behaviour(self, phone: str) -> Behaviour:
+        return self.behaviours.get(phone, self.default)
+
+    async def _notify(self) -> None:
+        """Something changed (the stand-in wakes whoever waits on it)."""
+
+    async def _sleep(self, scenario_s: float) -> None:
+        if self.clock is not None:
+            await self.clock.sleep(scenario_s)
+        else:
+            await asyncio.sleep(scenario_s)
+
+    async def _status(self, rec: Record, status: str, **extra: str) -> None:
+        rec.status = status
+        rec.events.append((time.time(), status))
+        await self._notify()
+        event = "completed" if status in ("completed", "no-answer", "busy", "failed", "canceled") else \
+            {"in-progress": "answered"}.get(status, status)
+        if rec.kind == "call" and event not in rec.callback_events:
+            return
+        if rec.status_callback:
+            params = {"AccountSid": self.account_sid, "To": rec.to, "From": rec.from_, **extra}
+            if rec.kind == "sms":
+                params.update({"MessageSid": rec.sid, "SmsSid": rec.sid, "MessageStatus": status, "SmsStatus": status})
+                if status in ("undelivered", "failed"):
+                    params["ErrorCode"] = "30003"
+            else:
+                params.update({"CallSid": rec.sid, "CallStatus": status})
+            await self.post_signed(rec.status_callback, params)
+
+    async def _play_sms(self, rec: Record) -> None:
+        b = self.behaviour(rec.to)
+        try:
+            await self._sleep(0.2)
+            await self._status(rec, "sent")
+            await self._sleep(0.3)
+            await self._status(rec, "delivered" if b.sms_delivered else "undelivered")
+            if b.sms_delivered and b.sms_reply is not None:
+                await self._sleep(b.reply_after_s)
+                await self.send_inbound_sms(rec.to, b.sms_reply, to=rec.from_)
+        except Exception:
+            log.exception("stand-in: playing an SMS failed", extra={"kv": {"sid": rec.sid}})
+
+    async def send_inbound_sms(self, from_: str, body: str, to: str = "") -> int:
+        """A person texts the service number: POST to :attr:`sms_webhook` like Twilio does. Returns the status."""
+        params = {"MessageSid": "SM" + uuid.uuid4().hex, "AccountSid": self.account_sid, "From": from_,
+                  "To": to, "Body": body, "NumMedia": "0", "SmsStatus": "received"}
+        self.inbound.append(params)
+        if self.verbose:
+            log.info("模拟村民回复短信：%s 回复“%s”", from_, body)
+        await self._notify()
+        if not self.sms_webhook:
+            log.warning("stand-in: an inbound SMS but no sms_webhook is set; dropped")
+            return 0
+        return await self.post_signed(self.sms_webhook, params)
+
+    async def _play_call(self, rec: Record) -> None:
+        b = self.behaviour(rec.to)
+        base = {"CallSid": rec.sid, "AccountSid": self.account_sid, "From": rec.from_, "To": rec.to,
+                "Direction": "outbound-api", "ApiVersion": "2010-04-01"}
+        try:
+            await self._status(rec, "ringing")
+            await self._sleep(b.ring_s)
+            if not b.answer:
+                await self._status(rec, "no-answer")
+                return
+            await self._status(rec, "in-progress")
+            twiml = rec.twiml
+            if rec.url:
+                twiml = await self._fetch_twiml(rec.url, {**base, "CallStatus": "in-progress"}, rec)
+            says, gather = parse_twiml(twiml)
+            rec.twiml = twiml
+            rec.body = "".join(says)
+            if self.verbose and rec.body:
+                log.info("模拟电话接通：%s 听到“%s”", rec.to, rec.body)
+            if gather is not None and b.digits is not None:
+                await self._sleep(b.press_after_s)
+                rec.digits = b.digits
+                rec.events.append((time.time(), f"pressed {b.digits}"))
+                await self._notify()
+                if self.verbose:
+                    log.info("模拟按键确认：%s 按下 %s", rec.to, b.digits)
+                action = gather.get("action") or rec.url
+                if action:
+                    await self.post_signed(action, {**base, "CallStatus": "in-progress", "Digits": b.digits})
+            await self._sleep(1.0)
+            await self._status(rec, "completed", CallDuration="30")
+        except Exception:
+            log.exception("stand-in: playing a call failed", extra={"kv": {"sid": rec.sid}})
+
+    async def _fetch_twiml(self, url: str, params: dict[str, str], rec: Record) -> str:
+        assert self._session is not None
+        headers = {"X-Twilio-Signature": self._validator.compute_signature(url, params)}
+        async with self._session.post(yarl.URL(url, encoded=True), data=params, headers=headers) as resp:
+            text = await resp.text()
+            self.callbacks.append((url, params, resp.status))
+            return text if resp.status == 200 else ""
+
+    async def post_signed(self, url: str, params: dict[str, str], signature: str | None = None) -> int:
+        """POST ``params`` form-encoded to ``url`` signed like Twilio (or with a given, e.g. forged, signature)."""
+        assert self._session is not None
+        sig = signature if signature is not None else self._validator.compute_signature(url, params)
+        try:
+            async with self._session.post(yarl.URL(url, encoded=True), data=params,  # the URL exactly as signed
+                                          headers={"X-Twilio-Signature": sig}) as resp:
+                await resp.read()
+                status = resp.status
+        except aiohttp.ClientError as exc:
+            log.info("stand-in: callback failed", extra={"kv": {"url": url, "error": repr(exc)}})
+            status = 0
+        self.callbacks.append((url, params, status))
+        await self._notify()
+        return status
