@@ -133,8 +133,6 @@ async def test_sigkill_at_random_points_of_a_stream_loses_nothing_and_sends_noth
         ref_log = reference.pipeline().nflog
         write_config(vic_dir, mqtt_port=mosquitto.port, prefix=vic_prefix, twilio_url=tw.base_url, alerts=ALERTS)
         victim = Log(vic_dir / "var" / "alerts.sqlite")
-        proc = await start(vic_dir)
-        starts = 1
         down: list[tuple[datetime, datetime]] = []  # (killed, subscribed again)
         published: list[tuple[datetime, str]] = []
         pub = await stack.enter_async_context(aiomqtt.Client("127.0.0.1", mosquitto.port,
@@ -149,6 +147,8 @@ async def test_sigkill_at_random_points_of_a_stream_loses_nothing_and_sends_noth
                 caps[str(m.topic).split("/")[0]][doc.findtext(f"{CAP}identifier") or ""] = (
                     doc.findtext(f"{CAP}msgType") or "", doc.findtext(f"{CAP}references") or "")
         reader = asyncio.create_task(read_caps())
+        proc = await start(vic_dir)
+        starts = 1
 
         async def publish(w: HazardWarning, *prefixes: str) -> None:
             for p in prefixes:
@@ -167,6 +167,7 @@ async def test_sigkill_at_random_points_of_a_stream_loses_nothing_and_sends_noth
             await subscribed(vic_dir, times=starts)
             down.append((killed, _now()))
 
+        player: asyncio.Task | None = None
         try:
             await subscribed(vic_dir)
             t0 = time.monotonic()
@@ -214,7 +215,9 @@ async def test_sigkill_at_random_points_of_a_stream_loses_nothing_and_sends_noth
                            "the victim to send everything the reference sent")
             await wait_for(lambda: set(caps[vic_prefix]) >= set(caps[ref_prefix]), 10, "every CAP document")
         finally:
-            reader.cancel()
+            for task in (reader, player):
+                if task is not None:
+                    task.cancel()
             if proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)
                 try:
