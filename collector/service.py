@@ -183,13 +183,16 @@ async def _connected(rt: Runtime, cfg: CollectorConfig, intake: Intake) -> None:
     client._client.on_message = intake.on_message
     reader = ReadAhead(client)
     session = _watch_session(client._client)
-    async with client:
-        if not rt.config.mqtt.embedded:  # the demo's in-process broker starts and ends with us: no session to keep
-            _check_session(session, had_session=intake.generation > 0 or len(intake.dedup) > 0,
-                           client_id=cfg.client_id)
-        intake.generation += 1
-        intake.mqtt, intake.reader = client._client, reader
-        try:
+    had_session = intake.generation > 0 or len(intake.dedup) > 0
+    # Set up before connecting: the broker sends a persistent session's queued messages right after
+    # CONNACK, and they are parsed in the same read, before `async with` returns. They must carry this
+    # connection's generation, or their acknowledgements are void and the broker's window fills.
+    intake.generation += 1
+    intake.mqtt, intake.reader = client._client, reader
+    try:
+        async with client:
+            if not rt.config.mqtt.embedded:  # the demo's in-process broker lives and dies with us: no session
+                _check_session(session, had_session=had_session, client_id=cfg.client_id)
             await client.subscribe(subscription(cfg, rt.config.mqtt.topic_prefix), qos=1)
             m.CONNECTED.labels(cfg.client_id).set(1)
             log.info("collector subscribed", extra={"kv": {"topic": subscription(cfg, rt.config.mqtt.topic_prefix)}})
@@ -198,16 +201,18 @@ async def _connected(rt: Runtime, cfg: CollectorConfig, intake: Intake) -> None:
             await asyncio.wait({stop, lost}, return_when=asyncio.FIRST_COMPLETED)
             stop.cancel()
             if not rt.stop.is_set():
-                raise aiomqtt.MqttError("connection lost")
+                # read the future's exception here: aiomqtt's __aexit__ leaves it unread ("never retrieved")
+                cause = lost.exception() if lost.done() and not lost.cancelled() else None
+                raise aiomqtt.MqttError(f"connection lost: {cause}" if cause else "connection lost")
             intake.close_batch()
             # Acknowledge what the sink makes durable before we disconnect (bounded wait).
             try:
                 await asyncio.wait_for(intake.sink.queue.join(), timeout=10.0)
             except TimeoutError:
                 log.warning("stopping with batches not yet durable; the broker will redeliver them")
-        finally:
-            intake.mqtt = intake.reader = None
-            m.CONNECTED.labels(cfg.client_id).set(0)
+    finally:
+        intake.mqtt = intake.reader = None
+        m.CONNECTED.labels(cfg.client_id).set(0)
 
 
 async def serve(rt: Runtime, on_accepted: OnAccepted | None = None) -> None:

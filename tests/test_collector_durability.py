@@ -175,3 +175,17 @@ async def test_sigkill_mid_stream_and_restart_loses_nothing_and_stores_nothing_t
     stamps = vm_samples(victoria, site)
     assert len(stamps) == len(sent)
     assert sorted(stamps) == sorted(int(r.ts.timestamp() * 1000) for r in sent)
+
+
+async def test_a_queued_backlog_many_times_the_receive_window_drains_completely(mosquitto, influxdb, prefix, tmp_path):
+    """The broker sends a session's queued messages right after CONNACK, in the same reads: each must be
+    acknowledged like any other, or the receive window stays full and the rest of the backlog never comes."""
+    db = f"db_{prefix}"
+    cfg = make_config(tmp_path, mosquitto.port, prefix, InfluxV1Store(type="influxdb_v1", url=influxdb.url, database=db),
+                      receive_maximum=5)
+    async with running(cfg):
+        pass  # the persistent session now exists
+    sent = readings(600)
+    await publish(mosquitto.port, prefix, sent)  # queued while the collector is away
+    async with running(cfg):
+        await wait_for(lambda: influx_count(influxdb, db) == len(sent), 30, "the whole backlog stored")
