@@ -198,9 +198,12 @@ async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _Ca
     backoff = 0.5
     while not rt.stop.is_set():
         try:
-            async with mqtt_client(cfg.mqtt, cfg.alerts.client_id, clean_session=False) as client:
-                paho = client._client
-                paho.manual_ack_set(True)
+            client = mqtt_client(cfg.mqtt, cfg.alerts.client_id, clean_session=False)
+            paho = client._client
+            # before connecting: the broker sends our session's queued warnings right after CONNACK, and
+            # paho would acknowledge those on receipt (lost if we died before logging them)
+            paho.manual_ack_set(True)
+            async with client:
                 await client.subscribe(topic, qos=1)
                 publisher.mqtt = client
                 backoff = 0.5
