@@ -23,17 +23,11 @@ from yujing import topics
 from yujing.clock import Clock
 
 
-def loss_topic(prefix: str, component: str) -> str:
-    # yujing.topics.loss once it lands (same name, same shape)
-    make = getattr(topics, "loss", None)
-    return make(prefix, component) if make else f"{prefix}/loss/{component}"
-
-
 class LossReport:
     def __init__(self, prefix: str, client_id: str, spool: Spool, clock: Clock,
                  client: Callable[[], paho.Client | None]) -> None:
         self.component = f"collector-{client_id}"
-        self.topic = loss_topic(prefix, self.component)
+        self.topic = topics.loss(prefix, self.component)
         self.spool, self.clock, self.client = spool, clock, client
         self._acked = spool.reported  # what the broker has (also kept here if the spool cannot record it)
         self._inflight: tuple[paho.Client, paho.MQTTMessageInfo, int] | None = None

@@ -26,6 +26,7 @@ from paho.mqtt.properties import Properties
 from collector import metrics as m
 from collector.config import CollectorConfig
 from collector.decode import decode
+from collector.loss import LossReport
 from collector.sink import Batch, Sink
 from collector.spool import Dedup, Spool
 from collector.stores import open_store
@@ -223,7 +224,8 @@ async def serve(rt: Runtime, on_accepted: OnAccepted | None = None) -> None:
     try:
         async with open_store(cfg.store, rt.config) as store:
             intake: Intake
-            sink = Sink(cfg, store, spool, rt.clock, lambda acks: intake.ack(acks))
+            loss = LossReport(rt.config.mqtt.topic_prefix, cfg.client_id, spool, rt.clock, lambda: intake.mqtt)
+            sink = Sink(cfg, store, spool, rt.clock, lambda acks: intake.ack(acks), loss)
             intake = Intake(cfg, rt.config.mqtt.topic_prefix, sink, dedup, rt, on_accepted)
             draining = asyncio.Event()
             sink_task = asyncio.create_task(sink.run(draining))

@@ -145,7 +145,6 @@ async def retained(port: int, topic: str, pred, timeout_s: float = 15.0) -> dict
 
 
 # Remove this mark with the two LossReport lines in collector/service.py (it publishes over that client).
-@pytest.mark.xfail(strict=True, reason="collector/service.py does not yet pass a LossReport to the Sink")
 @pytest.mark.timeout(90)
 async def test_a_spool_bound_forcing_drops_publishes_a_retained_cumulative_loss_report(
         mosquitto, prefix, tmp_path, caplog):
