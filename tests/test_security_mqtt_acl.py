@@ -328,12 +328,14 @@ async def test_shipped_broker_keeps_a_collectors_queued_readings_across_a_restar
 
 W, R = "yujing/warnings/rainstorm/RG-1", "yujing/readings/gw-a"
 CAP, DL = "yujing/cap/rainstorm/RG-1", "yujing/deadletter/bad_json"
+LOSS = "yujing/loss/collector-yujing-collector"
 # Who can read each kind of topic (to observe a publish) and who may legitimately publish a marker there.
 OBSERVER = {"readings": ("yujing-collector", "gw-a", R), "status": ("yujing-collector", "gw-a", "yujing/status/gw-a"),
             "warnings": ("yujing-alerts", "yujing-rules", W), "cap": ("yujing-viewer", "yujing-alerts", CAP),
-            "deadletter": ("yujing-viewer", "yujing-collector", DL)}
+            "deadletter": ("yujing-viewer", "yujing-collector", DL),
+            "loss": ("yujing-rules", "yujing-collector", LOSS)}
 LEGIT_WRITER = {"readings": "gw-a", "status": "gw-a", "warnings": "yujing-rules", "cap": "yujing-alerts",
-                "deadletter": "yujing-collector"}
+                "deadletter": "yujing-collector", "loss": "yujing-collector"}
 
 
 def kind(topic: str) -> str:
@@ -372,6 +374,8 @@ async def delivered(broker, reader: str, topic: str, writer: str, marker: tuple[
     ("yujing-viewer", W, False), ("yujing-viewer", DL, False),
     ("yujing-central", W, True), ("yujing-central", CAP, True), ("yujing-central", DL, True),
     ("yujing-central", R, False),
+    ("yujing-collector", LOSS, True), ("yujing-central", LOSS, True), ("gw-a", LOSS, False),
+    ("yujing-rules", LOSS, False), ("yujing-alerts", LOSS, False),
 ])
 async def test_acl_who_may_publish(broker, account, topic, allowed):
     observer, marker_by, marker_topic = OBSERVER[kind(topic)]
@@ -388,6 +392,8 @@ async def test_acl_who_may_publish(broker, account, topic, allowed):
     ("yujing-alerts", R, False),
     ("yujing-viewer", W, True), ("yujing-viewer", DL, True), ("yujing-viewer", R, False),
     ("yujing-central", R, True), ("yujing-central", W, True), ("yujing-central", DL, False),
+    ("yujing-rules", LOSS, True), ("yujing-central", LOSS, True), ("yujing-viewer", LOSS, True),
+    ("gw-a", LOSS, False),
 ])
 async def test_acl_who_may_read(broker, account, topic, allowed):
     writer = LEGIT_WRITER[kind(topic)]
