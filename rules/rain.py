@@ -9,8 +9,12 @@ logger restarts) or as period rainfall (``rain_mm``). Either becomes per-minute 
 - a jump faster than ``max_rate_mm_per_h`` is not rain (a glitch or a swapped logger) and is dropped;
 - after a silence longer than ``gap_s`` the counter's increase is real rain of unknown timing: it is
   spread evenly over the gap, and the evidence says so;
-- an older or duplicate counter reading adds nothing; period readings are kept by timestamp, so a
-  duplicate replaces itself and a late one lands in its own minute.
+- an older or duplicate counter reading adds nothing; period readings are kept by timestamp for a
+  day, so a duplicate replaces itself and a late one lands in its own minute (one older than every
+  window is counted as too old and dropped).
+
+Every reading costs the same however many the day holds: a gauge may report every few seconds (a
+tipping bucket in a storm, a backlog replayed after an outage), and this runs in the service's loop.
 """
 
 from __future__ import annotations
@@ -186,6 +190,9 @@ class RainPack:
             self._add(st, _minute(t), inc)
 
     def _period(self, st: GaugeState, mm: float, t: float) -> None:
+        if st.end is not None and _minute(t) <= st.end - KEEP_MIN:
+            self._reject("too-old")  # older than every window: adds nothing, and is not remembered either
+            return
         k = repr(t)
         old = st.period.get(k)
         if old is not None:
@@ -212,7 +219,11 @@ class RainPack:
         if st.last_t is None:
             return
         cut = st.last_t - 86400.0
-        st.period = {k: v for k, v in st.period.items() if float(k) >= cut} if len(st.period) > 1500 else st.period
+        # period readings are remembered for a day (re-sends). Rebuilt only once the first one kept is an
+        # hour past that, so at most once per hour of data: filtering on every reading made a gauge read
+        # every 6 s quadratic (10,000 readings: 22 s, in the event loop)
+        if st.period and float(next(iter(st.period))) < cut - 3600.0:
+            st.period = {k: v for k, v in st.period.items() if float(k) >= cut}
         if st.gaps and st.gaps[0][1] < cut:
             st.gaps = [g for g in st.gaps if g[1] >= cut]
         if st.events and (st.events[0][0] < cut or len(st.events) > 10):

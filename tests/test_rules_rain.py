@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from rules.engine import Engine
+from rules.rain import KEEP_MIN, totals
 from rules.testkit import at, deployment, reading, site
 from yujing.model import Level, Q, WarningState
 
@@ -181,3 +184,49 @@ def test_bad_quality_rain_readings_are_not_rain():
                reading("RG-1", "rg-1", Q.RAIN_COUNT_MM, 500.0, at(minutes=5), quality=Quality.OUT_OF_RANGE)])
     assert level(eng) is None
     assert eng.active("equipment:rg-1:fault") == B
+
+
+def lines_run(eng: Engine, readings) -> int:
+    """How many lines of Python feeding ``readings`` executes: the work, counted rather than timed."""
+    n = 0
+
+    def trace(frame, event, arg):
+        nonlocal n
+        n += event == "line"
+        return trace
+
+    before = sys.gettrace()
+    sys.settrace(trace)
+    try:
+        feed(eng, readings)
+    finally:
+        sys.settrace(before)
+    return n
+
+
+@pytest.mark.timeout(120)
+def test_a_burst_of_readings_costs_the_same_per_reading_however_much_of_the_day_is_remembered():
+    # a day of 5-minute reports, then a storm (or a replayed backlog) of one a second: the 600 readings
+    # after 3,000 must not cost more than the first 600 (rescanning the day's readings made it quadratic)
+    eng = engine()
+    day = [reading("RG-1", "rg-1", Q.RAIN_MM, 0.0, at(minutes=5 * i)) for i in range(26 * 12)]
+    burst = [reading("RG-1", "rg-1", Q.RAIN_MM, 0.01, at(hours=26, seconds=i)) for i in range(3600)]
+    feed(eng, day)
+    first = lines_run(eng, burst[:600])
+    feed(eng, burst[600:3000])
+    last = lines_run(eng, burst[3000:])
+    assert last < 1.3 * first, (first, last)
+    st = eng.packs["rain"].gauges.items["rg-1"]
+    assert len(st.bins) <= KEEP_MIN and len(st.period) <= 25 * 12 + len(burst)  # bounded by 25 h of data
+    assert level(eng) is None and totals(st)[1] == pytest.approx(36.0)
+
+
+def test_a_period_reading_older_than_every_window_is_counted_and_not_remembered():
+    eng = engine()
+    feed(eng, [reading("RG-1", "rg-1", Q.RAIN_MM, 5.0, at(hours=h)) for h in (23, 25)])
+    feed(eng, [reading("RG-1", "rg-1", Q.RAIN_MM, 5.0, at(hours=0)),  # arrives a day late
+               reading("RG-1", "rg-1", Q.RAIN_MM, 5.0, at(hours=23))])  # re-sent within the day
+    st = eng.packs["rain"].gauges.items["rg-1"]
+    assert eng.packs["rain"].rejected == {"too-old": 1, "duplicate": 1}
+    assert list(st.period) == [repr(at(hours=h).timestamp()) for h in (23, 25)]
+    assert totals(st)[24] == pytest.approx(10.0)
