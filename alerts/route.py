@@ -9,7 +9,7 @@ from alerts.directory import Directory
 from alerts.policy import targets
 from yujing.config.areas import Tier
 from yujing.config.people import Channel, Person
-from yujing.model import HazardWarning
+from yujing.model import Hazard, HazardWarning
 
 
 @dataclass(frozen=True)
@@ -44,9 +44,12 @@ def route(warning: HazardWarning, directory: Directory, cfg: AlertsConfig) -> Ro
     out = Routed()
     site = directory.site(warning.site)
     area_id = warning.area or (site.area if site else "")
-    if site is None:
+    # an equipment warning may have no place in the chain: a central component (the collector) is no site.
+    # It goes to the offices over every place (county, city), never to nobody
+    central = warning.hazard is Hazard.EQUIPMENT and site is None and not warning.area
+    if site is None and not central:
         out.problems.append(f"site {warning.site!r} is not configured")
-    if directory.area(area_id) is None:
+    if directory.area(area_id) is None and not central:
         out.problems.append(f"area {area_id!r} is not configured")
     found: list[Recipient] = []
     for target in targets(cfg, warning.hazard, warning.level):
@@ -70,10 +73,15 @@ def route(warning: HazardWarning, directory: Directory, cfg: AlertsConfig) -> Ro
                           for p in directory.people(group.id, target.roles)]
             continue
         node = directory.ancestor(area_id, tier)
-        if node is not None:
+        nodes = [node] if node is not None else []
+        if central and tier.depth <= Tier.COUNTY.depth:
+            nodes = [a for a in directory.config.areas if a.tier is tier]
+        for node in nodes:
             found += [Recipient(p, node.id, tier.value, _channels(target, p), target.ack)
                       for p in directory.people(node.id, target.roles)]
     out.recipients = merge(found)
+    if not out.recipients:
+        out.problems.append(f"nobody to tell of {warning.key} (level {warning.level.value}): check the policy and the chain")
     return out
 
 
