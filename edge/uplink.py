@@ -6,6 +6,11 @@ carrying it (aiomqtt's QoS 1 ``publish`` returns on PUBACK: paho's
 connection a row is sent once (``sent_upto``); after a reconnect everything
 still in the outbox is sent again from the oldest, so a reading whose PUBACK
 was lost arrives twice with the same ``id`` — never zero times.
+
+An outage is logged once, not once per reconnect attempt (a 60 s broker outage made hundreds of
+lines): its first failure, then at most one line a minute with the count of the rest, and one line
+when the uplink is back, saying how long it was down. Every failure is counted in
+``yujing_edge_link_failures_total``.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from prometheus_client import Counter
 from edge.config import GatewayConfig
 from edge.outbox import Outbox, Row
 from yujing import topics
+from yujing.log import Limiter
 from yujing.mqtt import client as mqtt_client
 from yujing.runtime import Runtime
 
@@ -46,6 +52,10 @@ class Uplink:
         self.connected = asyncio.Event()
         self.status_changed = asyncio.Event()
         self.finish = asyncio.Event()  # set once the pollers have stopped: flush, say goodbye, return
+        self.limiter = Limiter(60.0)
+        self.down_since: float | None = None  # monotonic time of the current outage's first failure
+        self.failures = 0  # failed attempts in the current outage
+        self.down_logged = False  # whether this outage made a line (if not, its end makes none either)
 
     def _client(self) -> aiomqtt.Client:
         up = self.gw.uplink
@@ -66,15 +76,11 @@ class Uplink:
                 async with self._client() as client:
                     self.connected.set()
                     delay = up.reconnect_s
-                    log.info("uplink connected", extra={"kv": {"gateway": self.gw.id,
-                                                                "backlog": self.outbox.depth}})
+                    self._up()
                     await self._connected(client)
                     return
             except* (aiomqtt.MqttError, OSError) as group:
-                exc = group.exceptions[0]
-                LINK.labels(self.gw.id).inc()
-                log.warning("uplink down", extra={"kv": {"gateway": self.gw.id, "error": str(exc),
-                                                          "retry_s": delay}})
+                self._down(group.exceptions[0], delay)
             finally:
                 self.connected.clear()
             try:
@@ -83,6 +89,27 @@ class Uplink:
             except TimeoutError:
                 pass
             delay = min(delay * 2, up.reconnect_max_s)
+
+    def _down(self, exc: BaseException, retry_s: float) -> None:
+        LINK.labels(self.gw.id).inc()
+        if self.down_since is None:
+            self.down_since, self.failures, self.down_logged = time.monotonic(), 0, False
+        self.failures += 1
+        if self.limiter.allow("down"):
+            self.down_logged = True
+            log.warning("uplink down", extra={"kv": {
+                "gateway": self.gw.id, "error": str(exc) or type(exc).__name__, "retry_s": retry_s,
+                "down_s": round(time.monotonic() - self.down_since, 1),
+                "suppressed": self.limiter.take_suppressed("down")}})
+
+    def _up(self) -> None:
+        kv = {"gateway": self.gw.id, "backlog": self.outbox.depth}
+        if self.down_since is None:
+            log.info("uplink connected", extra={"kv": kv})
+        elif self.down_logged:
+            log.info("uplink back", extra={"kv": {
+                **kv, "down_s": round(time.monotonic() - self.down_since, 1), "failures": self.failures}})
+        self.down_since = None
 
     async def _connected(self, client: aiomqtt.Client) -> None:
         async with asyncio.TaskGroup() as tg:

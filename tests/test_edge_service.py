@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import statistics
 from pathlib import Path
 
 import aiomqtt
+import pytest
 from conftest import wait_for
-from servers import free_port
+from prometheus_client import REGISTRY
+from servers import Mosquitto, free_port
 
 from edge.service import serve
 from simulators.devices import Fault, simulate_devices
@@ -150,3 +153,40 @@ async def test_on_an_rs485_bus_a_silent_slave_costs_the_others_at_most_its_timeo
         gaps = [(b - a).total_seconds() for a, b in zip(ts, ts[1:])]
         assert max(gaps) < interval + timeout + 0.15, f"{sensor} gaps {gaps}"
     assert got.status["gw1"]["devices"]["rtu-2"]["state"] == "offline"
+
+
+@pytest.mark.timeout(90)
+async def test_a_broker_outage_makes_one_line_per_gateway_not_one_per_reconnect(private_server, prefix, tmp_path,
+                                                                               caplog):
+    # was: a line per failed reconnect (387 in a 60 s outage with three gateways retrying every 0.5 s)
+    broker = private_server(Mosquitto)
+    names = ("gw1", "gw2", "gw3")
+    cfg = deployment(tmp_path, [{"id": g, "heartbeat_s": 5, "uplink": {"reconnect_s": 0.02, "reconnect_max_s": 0.05}}
+                                for g in names], mqtt_port=broker.port, prefix=prefix)
+    caplog.set_level(logging.INFO, logger="yujing.edge.uplink")
+    rt = Runtime(cfg, Clock())
+
+    def lines(msg: str) -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name == "yujing.edge.uplink" and r.getMessage() == msg]
+
+    def failures(gw: str) -> float:
+        return REGISTRY.get_sample_value("yujing_edge_link_failures_total", {"gateway": gw}) or 0.0
+
+    agent = asyncio.create_task(serve(rt))
+    try:
+        await wait_for(lambda: len(lines("uplink connected")) == 3, 10, "three gateways connected")
+        before = {g: failures(g) for g in names}
+        await asyncio.to_thread(broker.stop)
+        await wait_for(lambda: all(failures(g) >= before[g] + 20 for g in names), 30, "20 failed reconnects each")
+        down = lines("uplink down")
+        assert sorted(r.kv["gateway"] for r in down) == list(names)  # one each: the first failure
+        await asyncio.to_thread(broker.start)
+        await wait_for(lambda: len(lines("uplink back")) == 3, 20, "three gateways back")
+    finally:
+        rt.stop.set()
+        await asyncio.wait_for(agent, 10)
+    back = {r.kv["gateway"]: r.kv for r in lines("uplink back")}
+    assert sorted(back) == list(names)
+    for g in names:
+        assert back[g]["failures"] >= 20 and back[g]["down_s"] > 0
+    assert len(lines("uplink down")) == 3 and len(lines("uplink connected")) == 3
