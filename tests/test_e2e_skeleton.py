@@ -18,7 +18,7 @@ from servers import free_port
 from simulators.devices import simulate_device
 from simulators.devices.values import Manual, TippingCounter
 from simulators.twilio import TwilioStandIn
-from yujing.cli import PARTS, run_parts
+from yujing.cli import PARTS, STOP_GRACE_S, run_parts
 from yujing.clock import Clock
 from yujing.config import load_config
 from yujing.runtime import Runtime
@@ -59,7 +59,7 @@ def write_deployment(directory: Path, *, mqtt_port: int, prefix: str, influx_url
 
 
 async def test_rain_gauge_reading_reaches_influxdb_and_blue_warning_sms_reaches_the_village(
-        tmp_path, mosquitto, influxdb, prefix, monkeypatch):
+        tmp_path, mosquitto, influxdb, prefix, monkeypatch, caplog):
     db = f"e2e_{prefix}"[:60]
     influxdb.create_db(db)
     monkeypatch.setenv("E2E_TWILIO_TOKEN", "e2e-token-0123456789")
@@ -85,7 +85,10 @@ async def test_rain_gauge_reading_reaches_influxdb_and_blue_warning_sms_reaches_
                 await standin.wait_until(lambda: standin.messages_to(MONITOR), 60, "the monitor's SMS")
             finally:
                 rt.stop.set()
-                await asyncio.wait_for(daemon, 30)
+                # past the CLI's own stop deadline, so a part that hangs is named in the log (and fails below)
+                await asyncio.wait_for(daemon, STOP_GRACE_S + 15)
+    stragglers = [r.getMessage() for r in caplog.records if "did not stop" in r.getMessage()]
+    assert not stragglers, stragglers
 
     (sms,) = standin.messages_to(MONITOR)
     assert "暴雨蓝色预警" in sms.body and "双水村雨量站" in sms.body, sms.body
