@@ -1,0 +1,36 @@
+"""The spool's memory of seen reading ids: one row per batch, restart-proof, and read from older files too."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import yujing.config  # noqa: F401  first: collector.config is imported through it
+from collector.spool import Spool
+from test_collector_service import readings
+
+
+def test_seen_ids_survive_a_reopen_and_are_forgotten_by_age(tmp_path):
+    path = tmp_path / "collector.spool"
+    spool = Spool(path)
+    spool.mark_seen(["a", "b"], 100.0)
+    spool.put(readings(2, site="S"), 200.0)  # spooled readings count as seen too
+    spool.close()
+    spool = Spool(path)
+    assert spool.seen_since(0) == [("a", 100.0), ("b", 100.0), ("S-0", 200.0), ("S-1", 200.0)]
+    spool.forget_seen_before(150.0)
+    assert spool.seen_since(0) == [("S-0", 200.0), ("S-1", 200.0)]
+    assert spool.depth == 2
+    spool.close()
+
+
+def test_a_spool_written_with_a_row_per_id_is_read_and_converted(tmp_path):
+    path = tmp_path / "collector.spool"
+    db = sqlite3.connect(path)
+    db.executescript("CREATE TABLE seen (id TEXT PRIMARY KEY, t REAL NOT NULL) WITHOUT ROWID;"
+                     "INSERT INTO seen VALUES ('x', 10.0), ('y', 10.0), ('z', 20.0);")
+    db.commit()
+    db.close()
+    spool = Spool(path)
+    assert sorted(spool.seen_since(0)) == [("x", 10.0), ("y", 10.0), ("z", 20.0)]
+    assert spool._db.execute("SELECT name FROM sqlite_master WHERE name = 'seen'").fetchone() is None
+    spool.close()
