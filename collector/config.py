@@ -64,7 +64,7 @@ class CollectorConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     store: StoreConfig = Field(default_factory=lambda: SqliteStore(type="sqlite"))
-    batch_size: int = Field(default=5000, ge=1)
+    batch_size: int = Field(default=2000, ge=1)  # with 4 batches queued at most: memory < 100 MiB at full rate
     flush_interval_s: float = Field(default=0.05, gt=0)
     spool: str = ""  # default: <data_dir>/collector.spool (SQLite: spooled batches + recently seen ids)
     spool_max_readings: int = Field(default=5_000_000, ge=1)

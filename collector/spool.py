@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -172,38 +172,57 @@ class Spool:
 
 
 class Dedup:
-    """Reading ids seen within a time window (bounded: ``window_s`` and ``max_ids``), oldest evicted first."""
+    """Reading ids seen within a time window (bounded: ``window_s`` and ``max_ids``), oldest evicted first.
+
+    A set for lookups and the ids in arrival order, with one (time, count) mark per batch for ageing:
+    about half the memory per id of an OrderedDict of id -> time (9.6 vs 17.4 MiB for 200,000 ids, strings
+    aside): on a busy collector the dedup window is a large part of the heap.
+    """
 
     def __init__(self, window_s: float, max_ids: int) -> None:
         self.window_s = window_s
         self.max_ids = max_ids
-        self._ids: OrderedDict[str, float] = OrderedDict()
+        self._set: set[str] = set()
+        self._order: deque[str] = deque()
+        self._marks: deque[list] = deque()  # [time, ids still in _order from that time], oldest first
+
+    def _add(self, rid: str, now: float) -> None:
+        self._set.add(rid)
+        self._order.append(rid)
+        if self._marks and self._marks[-1][0] == now:
+            self._marks[-1][1] += 1
+        else:
+            self._marks.append([now, 1])
 
     def load(self, rows: list[tuple[str, float]]) -> None:
         for i, t in rows:
-            self._ids[i] = t
+            if i not in self._set:
+                self._add(i, t)
         self._trim(rows[-1][1] if rows else 0.0)
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._set)
 
     def fresh(self, readings: list[Reading], now: float) -> list[Reading]:
         """The readings not seen before; remembers them."""
         out = []
-        ids = self._ids
+        seen = self._set
         for r in readings:
-            if r.id in ids:
+            if r.id in seen:
                 continue
-            ids[r.id] = now
+            self._add(r.id, now)
             out.append(r)
-        if len(ids) > self.max_ids:
+        if len(seen) > self.max_ids:
             self._trim(now)
         return out
 
     def _trim(self, now: float) -> None:
-        ids, horizon = self._ids, now - self.window_s
-        while ids and (len(ids) > self.max_ids or next(iter(ids.values())) < horizon):
-            ids.popitem(last=False)
+        horizon, marks = now - self.window_s, self._marks
+        while marks and (len(self._set) > self.max_ids or marks[0][0] < horizon):
+            self._set.discard(self._order.popleft())
+            marks[0][1] -= 1
+            if not marks[0][1]:
+                marks.popleft()
 
     def expire(self, now: float) -> None:
         self._trim(now)

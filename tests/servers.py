@@ -104,9 +104,10 @@ class Mosquitto(Server):
     binary = "mosquitto"
     name = "mosquitto"
 
-    def __init__(self, port: int | None = None, workdir: Path | None = None, extra_conf: str = "") -> None:
+    def __init__(self, port: int | None = None, workdir: Path | None = None, extra_conf: str = "",
+                 autosave_s: int = 1) -> None:
         super().__init__(port, workdir)
-        self.extra_conf = extra_conf
+        self.extra_conf, self.autosave_s = extra_conf, autosave_s
 
     def command(self) -> list[str]:
         conf = self.dir / "mosquitto.conf"
@@ -114,7 +115,7 @@ class Mosquitto(Server):
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
             f"persistence true\npersistence_location {self.dir}/\n"
-            "autosave_interval 1\n"
+            f"autosave_interval {self.autosave_s}\n"  # tests: sessions on disk within a second
             "max_queued_messages 0\n"  # unbounded: benchmarks queue a 100,000-message backlog
             "max_inflight_messages 0\n"
             "max_keepalive 65535\n"

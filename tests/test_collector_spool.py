@@ -34,3 +34,17 @@ def test_a_spool_written_with_a_row_per_id_is_read_and_converted(tmp_path):
     assert sorted(spool.seen_since(0)) == [("x", 10.0), ("y", 10.0), ("z", 20.0)]
     assert spool._db.execute("SELECT name FROM sqlite_master WHERE name = 'seen'").fetchone() is None
     spool.close()
+
+
+def test_dedup_forgets_by_age_and_by_count_oldest_first():
+    from collector.spool import Dedup
+
+    d = Dedup(window_s=10, max_ids=5)
+    ids = lambda rs: [r.id for r in rs]  # noqa: E731
+    r = {k: readings(1, site=k)[0] for k in "abcdefgh"}
+    assert ids(d.fresh([r["a"], r["b"], r["a"]], 0)) == ["a-0", "b-0"]
+    assert ids(d.fresh([r["a"], r["c"]], 5)) == ["c-0"]
+    d.expire(10.5)  # a and b (seen at 0) are older than the window now
+    assert len(d) == 1 and ids(d.fresh([r["a"]], 11)) == ["a-0"]
+    d.fresh([r[k] for k in "defgh"], 12)  # 7 ids > max 5: the two oldest (c, then a) go
+    assert len(d) == 5 and ids(d.fresh([r["c"]], 12)) == ["c-0"]
