@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 import time
 from pathlib import Path
@@ -61,6 +62,16 @@ def prefix(request: pytest.FixtureRequest) -> str:
     """A topic prefix unique to the test, so tests sharing the session broker never see each other."""
     name = "".join(c if c.isalnum() else "_" for c in request.node.name)[:40]
     return f"t{int(time.monotonic_ns() % 10**9)}_{name}"
+
+
+async def terminate(proc: asyncio.subprocess.Process, timeout_s: float = 10.0) -> None:
+    """SIGTERM a service started with asyncio.create_subprocess_exec; SIGKILL it if it has not exited in time."""
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), timeout_s)
+        except TimeoutError:
+            proc.kill()
 
 
 async def wait_for(cond: Callable[[], bool | Awaitable[bool]], timeout_s: float = 10.0, what: str = "condition",

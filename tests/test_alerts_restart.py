@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import IO
 
-from conftest import wait_for
+from conftest import terminate, wait_for
 from test_alerts_service import warning
 
 from alerts.harness import ACCOUNT, TOKEN, write_config
@@ -95,12 +95,7 @@ async def test_sigkill_during_fan_out_then_restart_delivers_each_notification_ex
             recovered = [line for line in (tmp_path / "alerts.log").read_text().splitlines() if "recovered" in line]
             assert recovered and "found_sent=0" not in recovered[0], recovered  # in-flight ones were found, not re-sent
         finally:
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(proc.wait(), 10)
-                except TimeoutError:
-                    proc.kill()
+            await terminate(proc)
 
 
 async def test_a_pending_escalation_resumes_on_time_after_a_restart_and_nothing_is_sent_twice(

@@ -35,7 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiomqtt
 import pytest
-from conftest import wait_for
+from conftest import terminate, wait_for
 from test_alerts_restart import start, subscribed
 from test_alerts_service import warning
 
@@ -218,12 +218,7 @@ async def test_sigkill_at_random_points_of_a_stream_loses_nothing_and_sends_noth
             for task in (reader, player):
                 if task is not None:
                     task.cancel()
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(proc.wait(), 10)
-                except TimeoutError:
-                    proc.kill()
+            await terminate(proc)
         got = refs(tw)
         names = {**{ref(k): k for p in ("real", "drill")
                     for (k,) in reference.pipeline(p).nflog.db.execute("SELECT key FROM notifications")},

@@ -25,7 +25,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 import yaml
-from conftest import wait_for
+from conftest import terminate, wait_for
 
 from rules.engine import Engine
 from yujing import topics
@@ -140,12 +140,7 @@ async def test_sigkill_at_random_points_of_a_stream_loses_and_duplicates_nothing
     finally:
         if publisher is not None:
             publisher.cancel()
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
+        await terminate(proc)
         listener.cancel()
     assert subscriptions(log) == KILLS + 1
     twice = {k: v for k, v in got.items() if len(v) > 1}
