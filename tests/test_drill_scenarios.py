@@ -81,8 +81,13 @@ async def test_a_dark_gateway_goes_offline_by_its_last_will_and_its_polls_are_mi
     assert went and 3600 <= went[0] <= 3600 + 3 * 900
 
 
+# The two longest drills (~40 s of CPU each) run in tests/run.sh's second lane, beside the mostly idle outages.
+LONGEST = {"demo", "rainstorm-torrent"}
+
+
 @pytest.mark.skipif(bool(CHAIN_MISSING), reason=f"the chain is not complete yet: {CHAIN_MISSING} missing")
-@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.long) if p.stem in LONGEST else p
+                                  for p in SCENARIOS], ids=lambda p: p.stem)
 async def test_each_shipped_scenario_produces_its_expected_warnings(cfg, mosquitto, prefix, tmp_path, path):
     scn = load_scenario(path)
     doc = await run_drill(cfg, scn, mqtt=broker(mosquitto, prefix), report=tmp_path / "report")
