@@ -1,6 +1,8 @@
 """Group, inhibit, silence: which warnings become messages. Pure state; no I/O, no clock of its own.
 
-- Grouping: the warnings of one (hazard, site) — several sensors, several rules — form one group. A new
+- Grouping: the warnings of one (hazard, site) — several sensors, several rules — form one group (a data-loss
+  warning, ``equipment:loss:*``, is a group of its own: it is news about the data, not about the site's devices,
+  and must not be inhibited by a silent sensor's warning at the same site). A new
   group is held ``wait_s`` so that what arrives together goes out as one message: the most severe
   member, with every member's evidence.
 - Inhibition: once a group has spoken at a level, other members at that level or below are inhibited
@@ -40,7 +42,7 @@ class Decision:
 @dataclass
 class Group:
     hazard: Hazard
-    site: str
+    site: str  # the site, or the key of a warning grouped alone (see group_of)
     opened: datetime
     members: dict[str, HazardWarning] = field(default_factory=dict)
     flushed: bool = False
@@ -49,6 +51,12 @@ class Group:
 
     def active(self) -> list[HazardWarning]:
         return [m for m in self.members.values() if m.state is not WarningState.LIFTED]
+
+
+def group_of(w: HazardWarning) -> tuple[Hazard, str]:
+    if w.hazard is Hazard.EQUIPMENT and w.key.startswith("equipment:loss:"):
+        return (w.hazard, w.key)
+    return (w.hazard, w.site)
 
 
 def silenced(silences: list[Silence], w: HazardWarning, at: datetime) -> Silence | None:
@@ -67,7 +75,7 @@ class Grouper:
 
     def offer(self, w: HazardWarning, now: datetime) -> list[Decision]:
         """Decide about one incoming warning (``now``: scenario time)."""
-        gid = (w.hazard, w.site)
+        gid = group_of(w)
         g = self.groups.get(gid)
         if g is not None:
             prior = g.members.get(w.key)
@@ -79,7 +87,7 @@ class Grouper:
         if g is None:
             if w.state is WarningState.LIFTED:  # a lift for a group we never held: tell whoever its key reached
                 return [Decision(Verdict.SEND, w, tuple(w.evidence), (w.key,))]
-            g = self.groups[gid] = Group(w.hazard, w.site, now)
+            g = self.groups[gid] = Group(w.hazard, gid[1], now)
             g.members[w.key] = w
             if self.wait.total_seconds() > 0:
                 return [Decision(Verdict.HOLD, w)]
@@ -128,12 +136,12 @@ class Grouper:
 
     def restore(self, w: HazardWarning, spoke: bool, at: datetime) -> None:
         """Rebuild state after a restart from the log: ``w`` was already decided (``spoke``: it was sent)."""
-        gid = (w.hazard, w.site)
+        gid = group_of(w)
         g = self.groups.get(gid)
         if g is None:
             if w.state is WarningState.LIFTED:
                 return
-            g = self.groups[gid] = Group(w.hazard, w.site, at, flushed=True)
+            g = self.groups[gid] = Group(w.hazard, gid[1], at, flushed=True)
         g.members[w.key] = w
         if spoke:
             g.spoken, g.lead = w.level, w.id

@@ -36,6 +36,12 @@ def gnss(level: Level, version: int = 1, state: WarningState = WarningState.ISSU
     (crack(Level.RED), crack(Level.ORANGE, 2, WarningState.DOWNGRADED), Verdict.SEND),  # the lead's own downgrade
     (crack(Level.RED), crack(Level.RED), Verdict.DUPLICATE),
     (crack(Level.RED), warning(Level.YELLOW, hazard=Hazard.RAINSTORM), Verdict.SEND),  # another hazard: own group
+    # a data-loss warning is its own group: a silent sensor's yellow at the same site does not inhibit it ...
+    (warning(Level.YELLOW, hazard=Hazard.EQUIPMENT, key="equipment:rg-1"),
+     warning(Level.YELLOW, hazard=Hazard.EQUIPMENT, key="equipment:loss:gw-1"), Verdict.SEND),
+    # ... while two device faults at one site still speak once
+    (warning(Level.YELLOW, hazard=Hazard.EQUIPMENT, key="equipment:rg-1"),
+     warning(Level.YELLOW, hazard=Hazard.EQUIPMENT, key="equipment:rg-2"), Verdict.INHIBITED),
 ])
 def test_after_a_group_has_spoken(first, second, verdict):
     g = Grouper(wait_s=0)
