@@ -159,11 +159,12 @@ async def test_a_spool_bound_forcing_drops_publishes_a_retained_cumulative_loss_
         async with running(cfg):
             await publish(mosquitto.port, prefix, readings(n, start=run * 1000), per_message=10)
             published += n
-            # every reading is now spooled or dropped; the spool holds about its bound
+            # every reading is now spooled or dropped; the spool holds its bound within one batch (20): whole
+            # batches are dropped to make room, so a 10-reading batch may push out a 20-reading one
             await wait_for(lambda s0=spooled0, k=n: metric("yujing_collector_spooled_total") - s0 >= k, 15,
                            "all readings taken")
             depth = metric("yujing_collector_spool_readings")
-            assert 100 <= depth <= 120
+            assert 80 <= depth <= 120
             total = int(metric("yujing_collector_spool_dropped_total") - dropped0)
             assert total == published - depth
             report = await retained(mosquitto.port, topic, lambda p, t=total: p["dropped"] == t)
