@@ -280,7 +280,9 @@ class RulesService:
             while not self.rt.stop.is_set():
                 try:
                     client = self._client()
-                    client._client.manual_ack_set(True)  # aiomqtt has no switch for it (2.5)
+                    # aiomqtt has no switch for it (2.5). Not on the demo's embedded broker: it lives and dies with
+                    # us (nothing to redeliver), and amqtt gives up on a PUBACK held until our next save, loudly.
+                    client._client.manual_ack_set(not self.rt.config.mqtt.embedded)
                     async with client:
                         self.acks.clear()  # message ids of an earlier connection are void: redelivered
                         self.mqtt = client._client
