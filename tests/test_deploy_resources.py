@@ -32,7 +32,7 @@ def rss_bytes(pid: int) -> int:
 
 def write_config(directory: Path, mqtt_port: int, devices: int, speed: float) -> None:
     """A gateway of ``devices`` Modbus rain gauges polled every 10 scenario-seconds, devices simulated."""
-    base = free_port()
+    base = free_port(devices)
     gauges = [{"id": f"rg-{i:03d}", "type": "modbus_tcp", "site": f"RG-{i:03d}", "host": "127.0.0.1",
                "port": base + i, "slave": 1, "interval_s": 10, "timeout_s": 2, "retries": 0,
                "registers": [{"quantity": "rain_count_mm", "unit": "mm", "table": "input", "address": 0,
