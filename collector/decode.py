@@ -2,16 +2,32 @@
 
 Validation runs in pydantic-core (Rust) straight from bytes; a rejected payload raises
 :class:`yujing.errors.PayloadError` whose ``reason`` is one of :class:`Reject` (a metric label).
+
+Two decoders accept exactly the same payloads:
+
+- :func:`decode_rows`, the intake's: each reading a plain dict of ``Reading``'s fields (a *row*, what
+  ``vars(reading)`` holds), built by a pydantic-core schema derived from ``Reading``'s own. Building a
+  frozen ``Reading`` per reading (its ``model_post_init`` NaN check and ``_utc`` conversion call back
+  into Python for every reading) was ~45 % of the collector's CPU on batched uplinks; rows cost a
+  third of that. A row's ``ts`` is aware but keeps the payload's offset (the stores write it as ns since
+  the epoch; ``Reading`` converts it to UTC); ``value`` is finite unless ``quality`` is not ok.
+- :func:`decode`, the reference: ``Reading`` objects. Any payload the row schema refuses, or that
+  carries a non-finite value, is handed to it, so rejects keep exactly its reasons and messages.
 """
 
 from __future__ import annotations
 
 import enum
+import math
+from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
+from pydantic_core import SchemaSerializer, SchemaValidator, core_schema
 
 from yujing.errors import PayloadError
-from yujing.model import Reading, ReadingBatch
+from yujing.model import Quality, Reading, ReadingBatch
+
+Row = dict[str, Any]  # a Reading's fields by name (see the module docstring)
 
 
 class Reject(enum.StrEnum):
@@ -27,6 +43,84 @@ _BATCH = TypeAdapter(ReadingBatch)
 _READING = TypeAdapter(Reading)
 _TYPE_ERRORS = {"float_parsing", "float_type", "string_type", "bool_parsing", "bool_type", "dict_type",
                 "list_type", "int_parsing", "int_type", "model_type", "model_attributes_type"}
+
+
+def _row_schema(*, finite: bool) -> core_schema.TypedDictSchema:
+    """Reading's fields as a typed dict: the same field schemas, without the two Python callbacks
+    (``ts`` not converted to UTC; the NaN check is the caller's). ``finite``: refuse NaN/inf outright."""
+    fields = {}
+    for name, field in Reading.__pydantic_core_schema__["schema"]["fields"].items():
+        schema = field["schema"]
+        if name == "ts":
+            assert schema["type"] == "function-after", "Reading.ts changed: revisit the row schema"
+            schema = schema["schema"]
+        elif name == "value" and finite:
+            schema = core_schema.float_schema(allow_inf_nan=False)
+        fields[name] = core_schema.typed_dict_field(schema, required=schema["type"] != "default")
+    return core_schema.typed_dict_schema(fields, extra_behavior="forbid")
+
+
+def _batch_schema(row: core_schema.TypedDictSchema) -> core_schema.TypedDictSchema:
+    gateway = ReadingBatch.__pydantic_core_schema__["schema"]["fields"]["gateway"]["schema"]
+    return core_schema.typed_dict_schema({"gateway": core_schema.typed_dict_field(gateway),
+                                          "readings": core_schema.typed_dict_field(core_schema.list_schema(row))},
+                                         extra_behavior="forbid")
+
+
+_FINITE, _ANY = _row_schema(finite=True), _row_schema(finite=False)
+_ROW = SchemaValidator(_FINITE), SchemaValidator(_ANY)
+_ROW_BATCH = SchemaValidator(_batch_schema(_FINITE)), SchemaValidator(_batch_schema(_ANY))
+_ROWS = SchemaValidator(core_schema.list_schema(_ANY))  # spooled batches, validated once already
+_ROWS_JSON = SchemaSerializer(core_schema.list_schema(_ANY), config={"ser_json_inf_nan": "strings"})
+
+
+def decode_rows(payload: bytes, topic: str, max_bytes: int) -> list[Row]:
+    """The readings in one message as rows; ``gateway`` filled from the batch or the topic when a reading lacks it."""
+    if len(payload) > max_bytes:
+        raise PayloadError(Reject.OVERSIZE, f"{len(payload)} bytes > {max_bytes}", topic=topic)
+    batched = b'"readings"' in payload
+    rows = _rows(payload, 0, batched)  # the common case: every value finite
+    if rows is None:
+        rows = _rows(payload, 1, batched)
+        if rows is None or any(not math.isfinite(r["value"]) and r["quality"] is Quality.OK for r in rows[0]):
+            return [vars(r) for r in decode(payload, topic, max_bytes)]  # raises with the reference's reason
+    rows, gateway = rows if batched else (rows[0], topic.rsplit("/", 1)[-1])
+    if not rows:
+        raise PayloadError(Reject.EMPTY, "batch carries no readings", topic=topic)
+    for r in rows:
+        if not r["gateway"]:
+            r["gateway"] = gateway
+    return rows
+
+
+def _rows(payload: bytes, which: int, batched: bool) -> tuple[list[Row], str] | None:
+    try:
+        if batched:
+            batch = _ROW_BATCH[which].validate_json(payload)
+            return batch["readings"], batch["gateway"]
+        return [_ROW[which].validate_json(payload)], ""
+    except ValidationError:
+        return None
+
+
+def as_rows(batch: list[Reading] | list[Row]) -> list[Row]:
+    """Rows for readings or rows (a list holds one kind)."""
+    return batch if not batch or isinstance(batch[0], dict) else [vars(r) for r in batch]  # type: ignore[misc]
+
+
+def to_readings(rows: list[Row]) -> list[Reading]:
+    """``Reading`` objects for rows (for in-process consumers; ``ts`` becomes UTC)."""
+    return [Reading.model_validate(r) for r in rows]
+
+
+def rows_json(rows: list[Row]) -> bytes:
+    """A JSON array of readings, as ``TypeAdapter(list[Reading]).dump_json`` writes it; :func:`rows_from_json` reads
+    either back."""
+    return _ROWS_JSON.to_json(rows)
+
+
+def rows_from_json(body: bytes) -> list[Row]:
+    return _ROWS.validate_json(body)
 
 
 def decode(payload: bytes, topic: str, max_bytes: int) -> list[Reading]:

@@ -1,7 +1,7 @@
 """The collector: MQTT readings in → validate → de-duplicate → batch → store (or spool), ack when durable.
 
     await serve(rt)                          # until rt.stop; flushes what it holds
-    await serve(rt, on_accepted=engine.feed) # also hand each accepted batch to the rules engine in-process
+    await serve(rt, on_accepted=engine.feed) # also hand each accepted batch (list[Reading]) to the rules engine in-process
 
 MQTT 5 with a persistent session (fixed client id, session expiry) and manual acknowledgements:
 a message is PUBACKed only once its readings are in the database or the spool, so after a
@@ -25,7 +25,7 @@ from paho.mqtt.properties import Properties
 
 from collector import metrics as m
 from collector.config import CollectorConfig
-from collector.decode import decode
+from collector.decode import decode_rows, to_readings
 from collector.loss import LossReport
 from collector.sink import Batch, Sink
 from collector.spool import Dedup, Spool
@@ -75,7 +75,7 @@ class Intake:
         if msg.qos:
             batch.acks.append((self.generation, msg.mid, msg.qos))
         try:
-            readings = decode(msg.payload, msg.topic, self.cfg.max_payload_bytes)
+            readings = decode_rows(msg.payload, msg.topic, self.cfg.max_payload_bytes)
         except PayloadError as e:
             self._reject(e, msg)
             readings = []
@@ -86,7 +86,7 @@ class Intake:
                 batch.readings.extend(fresh)
                 if self.on_accepted is not None:
                     try:
-                        self.on_accepted(fresh)
+                        self.on_accepted(to_readings(fresh))  # built only for this hook
                     except Exception:  # the rules engine's failure must not stop intake
                         if self._limiter.allow("on_accepted"):
                             log.exception("on_accepted hook failed")

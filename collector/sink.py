@@ -21,20 +21,20 @@ from typing import Callable
 
 from collector import metrics as m
 from collector.config import CollectorConfig, SpoolFull
+from collector.decode import Row
 from collector.loss import LossReport
 from collector.spool import Spool, SpoolUnwritable
 from collector.stores.base import BatchRejected, Store
 from yujing.clock import Clock
 from yujing.errors import StoreError
 from yujing.log import Limiter
-from yujing.model import Reading
 
 log = logging.getLogger("yujing.collector")
 
 
 @dataclass
 class Batch:
-    readings: list[Reading] = field(default_factory=list)
+    readings: list[Row] = field(default_factory=list)  # see collector.decode
     acks: list[object] = field(default_factory=list)  # opaque message handles, acknowledged when durable
 
 
@@ -124,7 +124,7 @@ class Sink:
             except SpoolUnwritable as e:
                 self._unwritable(e)
 
-    async def _durable(self, readings: list[Reading]) -> bool:
+    async def _durable(self, readings: list[Row]) -> bool:
         """Write to the database or to the spool; False when neither took them."""
         if not readings:
             return True
@@ -139,12 +139,12 @@ class Sink:
             self._down(e)
             return self._spool(readings)
         try:
-            self.spool.mark_seen([r.id for r in readings], self.clock.timestamp())
+            self.spool.mark_seen([r["id"] for r in readings], self.clock.timestamp())
         except SpoolUnwritable as e:  # stored; only the restart-proof memory of these ids is missing
             self._unwritable(e)
         return True
 
-    async def _write(self, readings: list[Reading], path: str) -> None:
+    async def _write(self, readings: list[Row], path: str) -> None:
         t0 = time.perf_counter()
         await self.store.write(readings)
         m.WRITE_SECONDS.observe(time.perf_counter() - t0)
@@ -155,7 +155,7 @@ class Sink:
         self.db_up = True
         m.DB_UP.set(1)
 
-    def _spool(self, readings: list[Reading]) -> bool:
+    def _spool(self, readings: list[Row]) -> bool:
         """Spool ``readings``; False when the spool's file refused them (they stay unacknowledged)."""
         drop_oldest = self.cfg.spool_full is SpoolFull.DROP_OLDEST
         try:

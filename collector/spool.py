@@ -25,11 +25,9 @@ from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
-from pydantic import TypeAdapter
-
+from collector.decode import Row, as_rows, rows_from_json, rows_json
 from yujing.model import Reading
 
-_READINGS = TypeAdapter(list[Reading])
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY AUTOINCREMENT, n INTEGER NOT NULL, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS seen_ids (t REAL NOT NULL, ids TEXT NOT NULL);
@@ -62,12 +60,13 @@ class Spool:
     def close(self) -> None:
         self._db.close()
 
-    def put(self, batch: list[Reading], now: float) -> None:
-        """Spool a batch and remember its ids as seen, in one transaction."""
+    def put(self, batch: list[Reading] | list[Row], now: float) -> None:
+        """Spool a batch (a JSON array of readings) and remember its ids as seen, in one transaction."""
+        batch = as_rows(batch)
         with self._writing():
             self._db.execute("BEGIN")
-            self._db.execute("INSERT INTO batches (n, body) VALUES (?, ?)", (len(batch), _READINGS.dump_json(batch)))
-            self._db.execute("INSERT INTO seen_ids VALUES (?, ?)", (now, json.dumps([r.id for r in batch])))
+            self._db.execute("INSERT INTO batches (n, body) VALUES (?, ?)", (len(batch), rows_json(batch)))
+            self._db.execute("INSERT INTO seen_ids VALUES (?, ?)", (now, json.dumps([r["id"] for r in batch])))
         self.depth += len(batch)
 
     @contextlib.contextmanager
@@ -79,17 +78,17 @@ class Spool:
         except sqlite3.Error as e:
             raise SpoolUnwritable(f"spool {self.path}: {e}") from e
 
-    def oldest(self, max_readings: int) -> tuple[list[int], list[Reading]]:
-        """The oldest spooled batches, up to about ``max_readings`` readings (at least one batch)."""
+    def oldest(self, max_readings: int) -> tuple[list[int], list[Row]]:
+        """The oldest spooled batches as rows, up to about ``max_readings`` readings (at least one batch)."""
         seqs: list[int] = []
-        out: list[Reading] = []
+        out: list[Row] = []
         for seq, n, body in self._db.execute("SELECT seq, n, body FROM batches ORDER BY seq"):
             if seq in self._gone:
                 continue
             if seqs and len(out) + n > max_readings:
                 break
             seqs.append(seq)
-            out.extend(_READINGS.validate_json(body))
+            out.extend(rows_from_json(body))
         return seqs, out
 
     def remove(self, seqs: list[int]) -> int:
@@ -203,14 +202,16 @@ class Dedup:
     def __len__(self) -> int:
         return len(self._set)
 
-    def fresh(self, readings: list[Reading], now: float) -> list[Reading]:
-        """The readings not seen before; remembers them."""
+    def fresh(self, readings: list[Row], now: float) -> list[Row]:
+        """The readings (rows or ``Reading`` objects) not seen before; remembers them."""
         out = []
         seen = self._set
+        rows = readings and isinstance(readings[0], dict)
         for r in readings:
-            if r.id in seen:
+            rid = r["id"] if rows else r.id
+            if rid in seen:
                 continue
-            self._add(r.id, now)
+            self._add(rid, now)
             out.append(r)
         if len(seen) > self.max_ids:
             self._trim(now)

@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 
 from collector.config import InfluxV1Store
+from collector.decode import Row
 from collector.stores.base import BatchRejected, register
 from collector.stores.lineproto import lines, reading_from_row, ts_ns
 from yujing.errors import StoreError
@@ -49,7 +50,7 @@ class InfluxV1:
             raise StoreError(f"influxdb {self.cfg.url}: CREATE DATABASE: HTTP {status} {text[:200]}")
         self._db_ready = True
 
-    async def write(self, batch: list[Reading]) -> None:
+    async def write(self, batch: list[Reading] | list[Row]) -> None:
         if not batch:
             return
         if not self._db_ready:

@@ -11,8 +11,9 @@ from datetime import datetime
 from typing import Any
 
 from collector.config import InfluxV2Store
+from collector.decode import Row
 from collector.stores.base import BatchRejected, register
-from collector.stores.lineproto import line
+from collector.stores.lineproto import lines
 from yujing.errors import StoreError
 from yujing.model import Reading
 
@@ -36,13 +37,13 @@ class InfluxV2:
         if self._client is not None:
             await self._client.close()
 
-    async def write(self, batch: list[Reading]) -> None:
+    async def write(self, batch: list[Reading] | list[Row]) -> None:
         if not batch:
             return
         from influxdb_client.rest import ApiException
 
         try:
-            await self._api.write(bucket=self.cfg.bucket, org=self.cfg.org, record=[line(r) for r in batch],
+            await self._api.write(bucket=self.cfg.bucket, org=self.cfg.org, record=lines(batch),
                                   write_precision="ns")
         except ApiException as e:
             if e.status == 400:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timezone
 
+from collector.decode import Row, as_rows
 from yujing.model import Quality, Reading
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -18,8 +19,27 @@ _MEAS = str.maketrans({",": r"\,", " ": r"\ "})
 
 
 def ts_ns(ts: datetime) -> int:
+    off = _OFFSET_NS.get(ts.tzinfo)
+    if off is None:
+        return _ts_ns(ts)
+    return ((ts.toordinal() - _ORDINAL_1970) * 86_400 + ts.hour * 3_600 + ts.minute * 60 + ts.second) * 1_000_000_000 \
+        + ts.microsecond * 1000 - off
+
+
+# Aware datetimes parsed by pydantic-core carry a tzinfo object of their own each (TzInfo), so ``ts - _EPOCH``
+# asks both for their offsets, which cost more than the rest of a line: the offsets of fixed-offset zones
+# are kept here (keyed by zone: TzInfo objects of one offset are equal) and the time computed from fields.
+_OFFSET_NS: dict[object, int] = {}
+_ORDINAL_1970 = _EPOCH.toordinal()
+
+
+def _ts_ns(ts: datetime) -> int:
     d = ts - _EPOCH
-    return (d.days * 86_400 + d.seconds) * 1_000_000_000 + d.microseconds * 1000
+    ns = (d.days * 86_400 + d.seconds) * 1_000_000_000 + d.microseconds * 1000
+    off = ts.tzinfo.utcoffset(None) if ts.tzinfo is not None else None
+    if off is not None and len(_OFFSET_NS) < 1000:  # a fixed offset (not a zone with summer time)
+        _OFFSET_NS[ts.tzinfo] = (off.days * 86_400 + off.seconds) * 1_000_000_000 + off.microseconds * 1000
+    return ns
 
 
 def _str_field(s: str) -> str:
@@ -32,29 +52,43 @@ _SERIES: dict[tuple, tuple[str, str]] = {}
 _SERIES_MAX = 100_000
 
 
-def _series(r: Reading) -> tuple[str, str]:
-    key = (r.quantity, r.site, r.sensor, r.gateway, r.quality, r.drill, r.unit)
-    got = _SERIES.get(key)
-    if got is None:
-        tags = f"{r.quantity.translate(_MEAS)},site={r.site.translate(_TAG)},sensor={r.sensor.translate(_TAG)}"
-        if r.gateway:
-            tags += f",gateway={r.gateway.translate(_TAG)}"
-        tags += f",quality={r.quality.value},drill={'true' if r.drill else 'false'}"
-        if len(_SERIES) >= _SERIES_MAX:
-            _SERIES.clear()
-        got = _SERIES[key] = (tags, f"unit={_str_field(r.unit)}")
+def _series(key: tuple) -> tuple[str, str]:
+    quantity, site, sensor, gateway, quality, drill, unit = key
+    tags = f"{quantity.translate(_MEAS)},site={site.translate(_TAG)},sensor={sensor.translate(_TAG)}"
+    if gateway:
+        tags += f",gateway={gateway.translate(_TAG)}"
+    tags += f",quality={quality.value},drill={'true' if drill else 'false'}"
+    if len(_SERIES) >= _SERIES_MAX:
+        _SERIES.clear()
+    got = _SERIES[key] = (tags, f"unit={_str_field(unit)}")
     return got
 
 
-def line(r: Reading) -> str:
-    tags, unit = _series(r)
-    if math.isfinite(r.value):
-        return f"{tags} value={r.value!r},id={_str_field(r.id)},{unit} {ts_ns(r.ts)}"
-    return f"{tags} id={_str_field(r.id)},{unit} {ts_ns(r.ts)}"
+def line(r: Reading | Row) -> str:
+    return lines([r])
 
 
-def lines(batch: list[Reading]) -> str:
-    return "\n".join(map(line, batch))
+def lines(batch: list[Reading] | list[Row]) -> str:
+    """One line per reading (rows or readings, see :mod:`collector.decode`), newline-separated."""
+    out = []
+    series, offsets, isfinite = _SERIES, _OFFSET_NS, math.isfinite
+    for r in as_rows(batch):
+        key = (r["quantity"], r["site"], r["sensor"], r["gateway"], r["quality"], r["drill"], r["unit"])
+        tags, unit = series.get(key) or _series(key)
+        rid, v, ts = r["id"], r["value"], r["ts"]
+        if '"' in rid or "\\" in rid:
+            rid = rid.replace("\\", "\\\\").replace('"', '\\"')
+        off = offsets.get(ts.tzinfo)
+        if off is None:
+            ns = _ts_ns(ts)
+        else:  # ts_ns(ts), inline
+            ns = ((ts.toordinal() - _ORDINAL_1970) * 86_400 + ts.hour * 3_600 + ts.minute * 60 + ts.second) \
+                * 1_000_000_000 + ts.microsecond * 1000 - off
+        if isfinite(v):
+            out.append(f'{tags} value={v!r},id="{rid}",{unit} {ns}')
+        else:
+            out.append(f'{tags} id="{rid}",{unit} {ns}')
+    return "\n".join(out)
 
 
 def reading_from_row(measurement: str, row: dict) -> Reading:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.config import SqliteStore
+from collector.decode import Row, as_rows
 from collector.stores.base import register
 from collector.stores.lineproto import ts_ns
 from yujing.errors import StoreError
@@ -51,9 +52,10 @@ class Sqlite:
             self._db.execute("BEGIN")
             self._db.executemany("INSERT OR IGNORE INTO readings VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
 
-    async def write(self, batch: list[Reading]) -> None:
-        rows = [(r.id, r.site, r.sensor, r.quantity, r.value if r.value == r.value else None, r.unit, ts_ns(r.ts),
-                 r.quality.value, r.gateway, int(r.drill), json.dumps(r.meta) if r.meta else "{}") for r in batch]
+    async def write(self, batch: list[Reading] | list[Row]) -> None:
+        rows = [(r["id"], r["site"], r["sensor"], r["quantity"], r["value"] if r["value"] == r["value"] else None,
+                 r["unit"], ts_ns(r["ts"]), r["quality"].value, r["gateway"], int(r["drill"]),
+                 json.dumps(r["meta"]) if r["meta"] else "{}") for r in as_rows(batch)]
         async with self._lock:
             try:
                 await asyncio.to_thread(self._insert, rows)
