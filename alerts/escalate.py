@@ -46,13 +46,14 @@ class Escalator:
         return self.cfg.ack.timeout_s.get(w.level)
 
     def open(self, nflog: NotificationLog, w: HazardWarning, phones: list[str], now: datetime) -> None:
-        """Start a chain for each phone asked to confirm ``w``."""
+        """Start a chain for each phone asked to confirm ``w`` that has none yet (a re-decision after a
+        crash opens the chains the crash cut off, and no other)."""
         timeout = self.timeout_s(w)
         if timeout is None or not self.cfg.ack.steps:
             return
         for phone in phones:
-            nflog.schedule(w.id, phone, 1, now + timedelta(seconds=timeout))
-            nflog.event(now, w.id, phone, "awaiting-confirmation", {"timeout_s": timeout})
+            if nflog.schedule(w.id, phone, 1, now + timedelta(seconds=timeout)):
+                nflog.event(now, w.id, phone, "awaiting-confirmation", {"timeout_s": timeout})
 
     def supersede(self, nflog: NotificationLog, key: str, keep: str, now: datetime) -> None:
         """A newer version (or the lift) of ``key`` replaces older chains."""

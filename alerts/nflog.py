@@ -14,6 +14,7 @@ opened for one refuses the other, so a drill can never be promoted to a real war
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sqlite3
@@ -144,6 +145,24 @@ class NotificationLog:
         assert self._db is not None, "notification log is not open"
         return self._db
 
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Everything inside commits together or not at all; inside another transaction it joins that one.
+
+        For steps whose parts must not be split by a crash: an escalation step is closed, the next one
+        scheduled and its notifications queued in one transaction, or the step is still due after a restart.
+        """
+        if self.db.in_transaction:
+            yield
+            return
+        self.db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self.db.rollback()
+            raise
+        self.db.commit()
+
     def _check(self, w: HazardWarning) -> None:
         if w.drill != self.drill:
             raise StoreError(f"{'a drill' if w.drill else 'a real'} warning {w.id} cannot enter the "
@@ -180,8 +199,7 @@ class NotificationLog:
         ts = at.isoformat()
         fresh: list[Notification] = []
         rows: list[tuple] = []
-        with self.db:
-            self.db.execute("BEGIN")
+        with self.transaction():
             wids = sorted({n.warning_id for n in items})
             marks = ",".join("?" * len(wids))
             seen = {k for (k,) in self.db.execute(f"SELECT key FROM notifications WHERE warning_id IN ({marks})", wids)}
@@ -289,9 +307,11 @@ class NotificationLog:
         got = {p for (p,) in rows}
         return got if phones is None else got & set(phones)
 
-    def schedule(self, warning_id: str, phone: str, step: int, due: datetime) -> None:
-        self.db.execute("INSERT OR IGNORE INTO escalations VALUES (?,?,?,?, 'pending')",
-                        (warning_id, phone, step, due.isoformat()))
+    def schedule(self, warning_id: str, phone: str, step: int, due: datetime) -> bool:
+        """False if that step of that chain already exists (whatever its state): scheduling is idempotent."""
+        cur = self.db.execute("INSERT OR IGNORE INTO escalations VALUES (?,?,?,?, 'pending')",
+                              (warning_id, phone, step, due.isoformat()))
+        return cur.rowcount == 1
 
     def due_escalations(self) -> Iterator[tuple[str, str, int, datetime]]:
         rows = self.db.execute("SELECT warning_id, phone, step, due_at FROM escalations WHERE state='pending'"

@@ -76,10 +76,18 @@ class Pipeline:
         for wid, origin, step, due in list(self.nflog.due_escalations()):
             if due > now:
                 break
-            esc = self.escalator.step(self.nflog, wid, origin, step, now)
-            w = self.nflog.warning(wid)
-            if esc is not None and w is not None:
-                await self._notify(w, esc.recipients, attempt=esc.attempt, escalation=True)
+            # one transaction: a crash leaves the step either due (it runs again) or done with its calls queued
+            with self.nflog.transaction():
+                esc = self.escalator.step(self.nflog, wid, origin, step, now)
+                w = self.nflog.warning(wid)
+                if esc is None or w is None:
+                    continue
+                fresh = self.nflog.enqueue(self._items(w, esc.recipients, esc.attempt, escalation=True), now)
+                self.nflog.event(now, w.id, "", "escalation-queued", {"recipients": len(esc.recipients),
+                                                                       "notifications": len(fresh),
+                                                                       "attempt": esc.attempt})
+            self.dispatcher.submit(self.nflog, fresh)
+            self._routed(w, len(esc.recipients), len(fresh))
 
     def next_due(self) -> datetime | None:
         times = [t for t in (self.grouper.next_due(), self.escalator.next_due(self.nflog)) if t is not None]
@@ -140,46 +148,53 @@ class Pipeline:
         return self.renderer.text(w, site.name if site else w.site, lineage, ack=ack, channel=channel,
                                   language=language)
 
-    async def _notify(self, w: HazardWarning, recipients: list[Recipient], attempt: int,
-                      escalation: bool = False) -> list[Notification]:
-        now = self.clock.now()
+    def _items(self, w: HazardWarning, recipients: list[Recipient], attempt: int,
+               escalation: bool = False) -> list[Notification]:
+        """The notifications that tell ``recipients`` about ``w``: one per channel, rendered once per text."""
         lift = w.state is WarningState.LIFTED
         texts: dict[tuple[bool, str, str], str] = {}
         priority_base = w.level.severity * 10 + (20 if escalation else 0)
+        out = []
+        for r in recipients:
+            ack = r.ack and not lift
+            for channel in r.channels:
+                ch = _VALUE[channel]  # Enum.value is slow, and this runs 10,000 times for a red
+                lang = r.person.language
+                body = texts.get((ack, ch, lang))
+                if body is None:
+                    body = texts[(ack, ch, lang)] = self.text(w, ack, ch, lang)
+                out.append(Notification(
+                    key=Notification.make_key(w.id, r.phone, ch, attempt), warning_id=w.id,
+                    warning_key=w.key, phone=r.phone, channel=ch, attempt=attempt,
+                    priority=priority_base + (5 if ack else 0), body=body, ack=ack, node=r.node, tier=r.tier,
+                    name=r.person.name, reason=r.reason))
+        return out
 
-        def items(part: list[Recipient]) -> list[Notification]:
-            out = []
-            for r in part:
-                ack = r.ack and not lift
-                for channel in r.channels:
-                    ch = _VALUE[channel]  # Enum.value is slow, and this runs 10,000 times for a red
-                    lang = r.person.language
-                    body = texts.get((ack, ch, lang))
-                    if body is None:
-                        body = texts[(ack, ch, lang)] = self.text(w, ack, ch, lang)
-                    out.append(Notification(
-                        key=Notification.make_key(w.id, r.phone, ch, attempt), warning_id=w.id,
-                        warning_key=w.key, phone=r.phone, channel=ch, attempt=attempt,
-                        priority=priority_base + (5 if ack else 0), body=body, ack=ack, node=r.node, tier=r.tier,
-                        name=r.person.name, reason=r.reason))
-            return out
-
+    async def _notify(self, w: HazardWarning, recipients: list[Recipient], attempt: int) -> list[Notification]:
+        """Queue and hand on the first notifications of ``w``, and open a 叫应 chain for each asked to confirm."""
+        now = self.clock.now()
         fresh: list[Notification] = []
+        asked: set[str] = set()
         # in chunks: the first recipients (the officials) are on their way while the households are written
         for i in range(0, len(recipients), CHUNK):
-            chunk = self.nflog.enqueue(items(recipients[i:i + CHUNK]), now)
+            items = self._items(w, recipients[i:i + CHUNK], attempt)
+            asked.update(n.phone for n in items if n.ack)
+            chunk = self.nflog.enqueue(items, now)
             self.dispatcher.submit(self.nflog, chunk)
             fresh += chunk
             if i + CHUNK < len(recipients):
                 await asyncio.sleep(0)
-        self.nflog.event(now, w.id, "", "escalation-queued" if escalation else "queued",
+        self.nflog.event(now, w.id, "", "queued",
                          {"recipients": len(recipients), "notifications": len(fresh), "attempt": attempt})
-        if not escalation:
-            self.escalator.open(self.nflog, w, sorted({n.phone for n in fresh if n.ack}), now)
-        log.info("warning routed", extra={"kv": {"kind": self.kind, "warning": w.id, "level": w.level.value,
-                                                 "state": w.state.value, "recipients": len(recipients),
-                                                 "notifications": len(fresh)}})
+        # everyone asked, not only the fresh: after a crash mid fan-out the re-decision opens the missing chains
+        self.escalator.open(self.nflog, w, sorted(asked), now)
+        self._routed(w, len(recipients), len(fresh))
         return fresh
+
+    def _routed(self, w: HazardWarning, recipients: int, notifications: int) -> None:
+        log.info("warning routed", extra={"kv": {"kind": self.kind, "warning": w.id, "level": w.level.value,
+                                                 "state": w.state.value, "recipients": recipients,
+                                                 "notifications": notifications}})
 
     def _lift_recipients(self, keys: tuple[str, ...]) -> list[Recipient]:
         """Everyone the warning reached (any version, any member of its group), by SMS where they had it."""

@@ -46,6 +46,8 @@ log = logging.getLogger("yujing.alerts")
 REJECTED = Counter("yujing_alerts_rejected_warnings_total", "Warning messages that could not be read", ["reason"])
 UNLOGGED = Counter("yujing_alerts_unlogged_warnings_total",
                    "Warnings the notification log could not take (left unacknowledged, received again)")
+TIMER_FAILURES = Counter("yujing_alerts_timer_failures_total",
+                         "Escalation/group timer passes that failed (the step stays due and is retried)")
 _limiter = Limiter(60.0)
 
 
@@ -125,16 +127,21 @@ async def _configure_number(provider: Any, urls: CallbackUrls) -> None:
 async def _timers(rt: Runtime, pipelines: list[Pipeline], wake: asyncio.Event) -> None:
     """Held groups and escalation steps, on the scenario clock; woken early when something new is due."""
     while not rt.stop.is_set():
+        failed = False
         for p in pipelines:
             try:
                 await p.tick()
-            except Exception:
-                log.exception("alerts timer step failed")
+            except Exception:  # e.g. the log's disk: the step stays due (one transaction) and is retried
+                failed = True
+                TIMER_FAILURES.inc()
+                if _limiter.allow("timer"):
+                    log.exception("alerts timer step failed; retrying every second")
         dues = [d for d in (p.next_due() for p in pipelines) if d is not None]
         wait_s = max(0.0, (min(dues) - rt.clock.now()).total_seconds()) if dues else 3600.0
+        real_s = max(rt.clock.real_seconds(wait_s) + 0.005, 1.0 if failed else 0.0)
         wake.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), rt.clock.real_seconds(wait_s) + 0.005)
+            await asyncio.wait_for(wake.wait(), real_s)
 
 
 class _CapPublisher:

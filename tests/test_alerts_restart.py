@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import sys
 from collections import Counter
 from pathlib import Path
@@ -230,3 +231,36 @@ async def test_a_warning_the_log_cannot_take_is_left_unacknowledged_and_is_sent_
         await rig.settled()
         assert len(rig.twilio.messages_to(MONITOR)) == 1
         assert not rig.task.done()
+
+
+async def test_an_escalation_step_whose_calls_cannot_be_written_stays_due_and_runs_once_they_can(
+        mosquitto, prefix, tmp_path, caplog):
+    """A step is closed, the next one scheduled and its calls queued in one transaction. A SQLite trigger
+    refuses new notification rows (as a full disk would) while the recalls fall due: the steps must stay
+    due, not be marked done without their calls, and each recall is made once the log takes rows again.
+    (A SIGKILL between those writes is the same window: seed 611517716 of test_faults_alerts_kill found it.)"""
+    from alerts.harness import running_alerts
+    async with TwilioStandIn(auth_token=TOKEN, account_sid=ACCOUNT, verbose=False,
+                             default=Behaviour(answer=False, ring_s=0.2)) as tw:
+        alerts = {"grouping": {"wait_s": 0}, "ack": {"timeout_s": {"orange": 1.0}, "steps": ["recall"]}}
+        async with running_alerts(tmp_path, mqtt_port=mosquitto.port, prefix=prefix, twilio=tw,
+                                  alerts=alerts) as rig:
+            nflog = rig.pipeline().nflog
+            await rig.publish(warning(Level.ORANGE))
+            await wait_for(lambda: list(nflog.due_escalations()), 10, "the 叫应 chains to open")
+            chains = {(wid, phone) for wid, phone, _, _ in nflog.due_escalations()}
+            db = sqlite3.connect(nflog.path)
+            db.executescript("CREATE TABLE refuse(x); INSERT INTO refuse VALUES (1);"
+                             "CREATE TRIGGER refuse_rows BEFORE INSERT ON notifications WHEN EXISTS "
+                             "(SELECT 1 FROM refuse) BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;")
+            await wait_for(lambda: "alerts timer step failed" in caplog.text, 10, "a recall to fall due and fail")
+            assert {(wid, phone) for wid, phone, _, _ in nflog.due_escalations()} == chains  # all still due
+            assert not rig.events(what="escalate-recall")
+            db.execute("DELETE FROM refuse")
+            db.commit()
+            db.close()
+            await wait_for(lambda: not list(nflog.due_escalations()), 10, "every recall")
+            await rig.settled()
+            assert len(rig.events(what="escalate-recall")) == len(chains)
+        calls = Counter(c.to for c in tw.calls)
+        assert {phone: calls[phone] for _, phone in chains if calls[phone] != 2} == {}  # first call + one recall
