@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
+import gc
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Awaitable, Callable, Iterator
@@ -16,6 +19,35 @@ sys.path.insert(0, str(Path(__file__).parent))
 from servers import InfluxDB1, Mosquitto, Server, VictoriaMetrics  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _dump_everything(name: str) -> None:
+    """What a test about to hit its timeout is waiting on: every thread's stack, and every asyncio task's
+    (the main thread of an async test only shows the event loop's select)."""
+    print(f"\n==== {name} is near its timeout: threads and asyncio tasks ====", file=sys.stderr, flush=True)
+    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    for loop in [o for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop) and o.is_running()]:
+        def tasks(loop: asyncio.AbstractEventLoop = loop) -> None:
+            for task in asyncio.all_tasks(loop):
+                print(f"---- {task!r}", file=sys.stderr)
+                task.print_stack(limit=12, file=sys.stderr)
+            sys.stderr.flush()
+        loop.call_soon_threadsafe(tasks)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    marker = item.get_closest_marker("timeout")
+    timeout = float(marker.args[0]) if marker and marker.args else float(item.config.getini("timeout") or 0)
+    timer = threading.Timer(max(timeout - 15, timeout * 0.9), _dump_everything, (item.nodeid,)) if timeout else None
+    if timer:
+        timer.daemon = True
+        timer.start()
+    try:
+        yield
+    finally:
+        if timer:
+            timer.cancel()
 
 
 @pytest.fixture(scope="session")
