@@ -225,7 +225,7 @@ async def test_a_collector_spool_overflow_with_the_database_down_is_raised_and_r
 
 
 
-def test_in_the_shipped_zhongxian_chain_a_loss_with_no_site_reaches_the_county_duty_office_and_nobody_below():
+def test_in_the_shipped_zhongxian_chain_a_loss_with_no_site_reaches_the_county_maintainers_and_nobody_below():
     cfg = load_config(ZHONGXIAN)
     directory, now = Directory(cfg), utcnow()
     gateway = cfg.gateways[0]
@@ -238,9 +238,9 @@ def test_in_the_shipped_zhongxian_chain_a_loss_with_no_site_reaches_the_county_d
     central = route(loss("collector-yujing-collector", "collector-yujing-collector", ""), directory, cfg.alerts)
     site = cfg.site(gateway.devices[0].site)
     placed = route(loss(gateway.id, site.id, site.area), directory, cfg.alerts)
-    # the county's duty office (the chain has no maintainers yet): the same people as for a gateway's loss
-    assert [(r.person.name, r.node, r.channels) for r in central.recipients] == [("县应急管理局值班室", "zhongxian",
-                                                                                  ("sms",))]
+    # the county's maintainers and duty office: the same people as for a gateway's loss
+    assert sorted((r.person.name, r.node, r.channels) for r in central.recipients) == [
+        ("县应急管理局值班室", "zhongxian", ("sms",)), ("县监测预警平台运维值班", "zhongxian", ("sms",))]
     assert [r.phone for r in central.recipients] == [r.phone for r in placed.recipients]
     assert not central.problems and not placed.problems
     # a hazard warning at an unknown place is still a configuration problem, said so, and sent to nobody

@@ -115,6 +115,12 @@ class Gen:
                 self.households.append({"group": gid, "id": f"{gid}.h{h}", "name": self.name() + "户",
                                         "phone": self.phones.next()})
 
+    def maintainers(self) -> None:
+        """The county's equipment maintainers (设备运维): silent gauges, broken links and data loss go to them.
+        Numbered after everyone else, so adding them left every other number as it was."""
+        county = next(a for a in self.areas if a["id"] == "zhongxian")
+        county["people"].append(self.person("maintainer", "县监测预警平台运维值班", voice=False))
+
     # --- sites and their devices ---------------------------------------------------------------------
 
     def place(self, tid: str, spread: float = 0.04) -> tuple[float, float]:
@@ -272,6 +278,7 @@ def build(landslides: int) -> dict[str, str]:
     g.reservoirs()
     g.landslide_points()
     g.forest()
+    g.maintainers()
     head = HEADER.format(seed=SEED)
     sites = g.sites
     buf = io.StringIO()
