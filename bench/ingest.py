@@ -1,11 +1,17 @@
 """Collector ingestion benchmark against real Mosquitto and InfluxDB 1.6.7 (started here). Prints JSON.
 
     python3 bench/ingest.py [--messages 100000] [--batch-messages 10000] [--per-message 50] [--profile DIR]
+                            [--only a,b,c,d,d2,dv,e]
 
 (a) raw:      one bare paho subscriber drains a QoS 1 backlog of N messages and does nothing else
 (b) drain:    one collector process drains the same backlog into InfluxDB, one reading per message
 (c) shared:   two collector processes on a shared subscription ($share/...) drain it
-(d) batches:  one collector drains messages carrying the edge agent's batches (readings/s)
+(d) batches:  one collector drains messages carrying the edge agent's batches (readings/s); beside it, in the
+              same run, the InfluxDB ceiling: the same readings as pre-built line protocol POSTed straight to the
+              same InfluxDB (batch_size points per POST, one connection as the collector's writer, and two)
+(d2)          d with two collector processes on a shared subscription (how the collector scales)
+(dv)          d into VictoriaMetrics through the influxdb_v2 writer: the collector's own ceiling when the
+              database is not the bound (not the InfluxDB figure)
 (e) latency:  publish → visible in InfluxDB, p50/p99, with a 1,000 readings/s background stream
               (its own fresh InfluxDB; the collector's write-latency histogram shows the database's share)
 (f) per collector process: peak RSS (VmHWM) and CPU seconds per reading
@@ -40,7 +46,9 @@ servers = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(servers)  # type: ignore[union-attr]
 
 from yujing.config import Config  # noqa: E402,I001  (first: collector.config is imported through it)
-from collector.config import CollectorConfig, InfluxV1Store  # noqa: E402
+from collector.config import CollectorConfig, InfluxV1Store, InfluxV2Store  # noqa: E402
+from collector.decode import decode_rows  # noqa: E402
+from collector.stores.lineproto import lines  # noqa: E402
 from yujing.model import Reading, ReadingBatch  # noqa: E402
 
 T0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
@@ -143,14 +151,14 @@ def raw_drain(port: int, items: list[bytes]) -> float:
 class Collector:
     """One collector process with its own metrics port."""
 
-    def __init__(self, work: Path, mqtt_port: int, influx_url: str, db: str, name: str, share_group: str | None,
-                 profile: Path | None) -> None:
+    def __init__(self, work: Path, mqtt_port: int, store: InfluxV1Store | InfluxV2Store, name: str,
+                 share_group: str | None, profile: Path | None) -> None:
         self.metrics_port = servers.free_port()
         cfg = Config()
         cfg = cfg.model_copy(update={
             "mqtt": cfg.mqtt.model_copy(update={"port": mqtt_port, "topic_prefix": PREFIX}),
             "deployment": cfg.deployment.model_copy(update={"data_dir": str(work / name)}),
-            "collector": CollectorConfig(store=InfluxV1Store(type="influxdb_v1", url=influx_url, database=db),
+            "collector": CollectorConfig(store=store,
                                          client_id=f"bench-{name}", share_group=share_group,
                                          metrics_port=self.metrics_port, **TUNING),
         })
@@ -159,7 +167,9 @@ class Collector:
         cmd = [sys.executable, str(work / "run.py"), str(work / f"{name}.json")]
         if profile is not None:
             profile.mkdir(parents=True, exist_ok=True)
-            cmd = ["py-spy", "record", "-r", "200", "--format", "raw", "-o", str(profile / f"{name}.txt"), "--"] + cmd
+            # --nonblocking: sampling does not stop the process (stopping it 200 times a second slowed the drain)
+            cmd = ["py-spy", "record", "-r", "200", "--nonblocking", "--format", "raw",
+                   "-o", str(profile / f"{name}.txt"), "--"] + cmd
         self.log = open(work / f"{name}.log", "ab")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
         self.pid = self._python_pid(profile is not None)
@@ -211,20 +221,25 @@ class Collector:
         self.log.close()
 
 
-def drain(work: Path, mq, influx, items: list[bytes], readings: int, name: str, processes: int,
+def drain(work: Path, mq, db, items: list[bytes], readings: int, name: str, processes: int,
           profile: Path | None) -> dict:
-    """Start collectors (persistent sessions), stop them, queue the backlog, restart them, time the drain."""
-    db = f"bench_{name}"
+    """Start collectors (persistent sessions), stop them, queue the backlog, restart them, time the drain.
+
+    ``db``: an InfluxDB1 (database bench_<name>) or a VictoriaMetrics (written through the influxdb_v2 writer)."""
+    if isinstance(db, servers.InfluxDB1):
+        store = InfluxV1Store(type="influxdb_v1", url=db.url, database=f"bench_{name}")
+    else:
+        store = InfluxV2Store(type="influxdb_v2", url=db.url, bucket=f"bench_{name}")
     group = f"g{name}" if processes > 1 else None
     names = [f"{name}{i}" for i in range(processes)]
-    first = [Collector(work, mq.port, influx.url, db, n, group, None) for n in names]
+    first = [Collector(work, mq.port, store, n, group, None) for n in names]
     for c in first:
         c.wait_subscribed()
     startup_cpu_s = max(c.stats()["cpu_s"] for c in first)  # imports and connecting: not per-reading work
     for c in first:
         c.stop()
     publish_all(mq.port, items)
-    cols = [Collector(work, mq.port, influx.url, db, n, group, profile) for n in names]
+    cols = [Collector(work, mq.port, store, n, group, profile) for n in names]
     t0 = None
     while True:
         msgs = sum(max(0.0, c.metric("yujing_collector_messages_total")) for c in cols)
@@ -247,10 +262,40 @@ def drain(work: Path, mq, influx, items: list[bytes], readings: int, name: str, 
     return {"rate": round(readings / elapsed), "seconds": round(elapsed, 2), "processes": per}
 
 
+def influx_raw(influx, items: list[bytes], batch_size: int, connections: int) -> float:
+    """The InfluxDB ceiling for (d): the same readings as pre-built line protocol, ``batch_size`` points per POST
+    (as the collector writes them), from ``connections`` keep-alive connections at once: points/s."""
+    import http.client
+
+    rows = [r for p in items for r in decode_rows(p, TOPIC, 1 << 30)]
+    bodies = [lines(rows[i:i + batch_size]).encode() for i in range(0, len(rows), batch_size)]
+    db = f"bench_raw{connections}"
+    influx.create_db(db)
+
+    def post(mine: list[bytes]) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", influx.port, timeout=60)
+        for body in mine:
+            conn.request("POST", f"/write?db={db}&precision=ns", body)
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status != 204:
+                raise RuntimeError(f"influxdb: HTTP {resp.status}")
+        conn.close()
+
+    threads = [threading.Thread(target=post, args=(bodies[i::connections],)) for i in range(connections)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return len(rows) / (time.perf_counter() - t0)
+
+
 def latency(work: Path, mq, influx, seconds: float, profile: Path | None) -> dict:
     """(e) Probes published one at a time in a 1,000 readings/s stream; each timed until InfluxDB returns it."""
     db = "bench_latency"
-    col = Collector(work, mq.port, influx.url, db, "lat", None, profile)
+    col = Collector(work, mq.port, InfluxV1Store(type="influxdb_v1", url=influx.url, database=db), "lat", None,
+                    profile)
     col.wait_subscribed()
     stop = threading.Event()
 
@@ -309,10 +354,11 @@ def main() -> None:
     ap.add_argument("--per-message", type=int, default=50)
     ap.add_argument("--latency-s", type=float, default=15.0)
     ap.add_argument("--profile", type=Path, default=None)
-    ap.add_argument("--only", default="abcde")
+    ap.add_argument("--only", default="a,b,c,d,d2,dv,e", help="comma-separated figures to run")
     ap.add_argument("--collector", action="append", default=[], metavar="KEY=VALUE",
                     help="a CollectorConfig field for every collector (repeatable), e.g. receive_maximum=2000")
     args = ap.parse_args()
+    only = set(args.only.split(",")) if "," in args.only or args.only in ("d2", "dv") else set(args.only)
     for kv in args.collector:
         key, _, value = kv.partition("=")
         TUNING[key] = json.loads(value) if value[:1].isdigit() or value in ("true", "false") else value
@@ -324,18 +370,30 @@ def main() -> None:
     out: dict = {"messages": args.messages, "cpus": os.cpu_count(), "collector": TUNING}
     try:
         singles = payloads(args.messages, 1, "r")
-        if "a" in args.only:
+        if "a" in only:
             out["a_raw_paho_msgs_per_s"] = round(raw_drain(mq.port, singles))
-        if "b" in args.only:
+        if "b" in only:
             out["b_collector"] = drain(work, mq, influx, singles, args.messages, "b", 1, args.profile)
-        if "c" in args.only:
+        if "c" in only:
             out["c_two_collectors_shared"] = drain(work, mq, influx, singles, args.messages, "c", 2, args.profile)
-        if "d" in args.only:
-            batched = payloads(args.batch_messages, args.per_message, "d")
-            out["d_batched"] = drain(work, mq, influx, batched, args.batch_messages * args.per_message, "d", 1,
-                                     args.profile)
+        n_batched = args.batch_messages * args.per_message
+        batched = payloads(args.batch_messages, args.per_message, "d") if only & {"d", "d2", "dv"} else []
+        if "d" in only:
+            out["d_batched"] = drain(work, mq, influx, batched, n_batched, "d", 1, args.profile)
             out["d_batched"]["readings_per_message"] = args.per_message
-        if "e" in args.only:
+            size = CollectorConfig(**TUNING).batch_size
+            out["d_influx_raw_points_per_s"] = {f"{n}_connection{'s' if n > 1 else ''}": round(
+                influx_raw(influx, batched, size, n)) for n in (1, 2)}
+            out["d_influx_raw_points_per_s"]["points_per_post"] = size
+        if "d2" in only:
+            out["d2_two_collectors_shared"] = drain(work, mq, influx, batched, n_batched, "dd", 2, args.profile)
+        if "dv" in only:
+            vm = servers.VictoriaMetrics().start()
+            try:
+                out["dv_victoriametrics_not_influxdb"] = drain(work, mq, vm, batched, n_batched, "dv", 1, args.profile)
+            finally:
+                vm.cleanup()
+        if "e" in only:
             # Its own InfluxDB, so (e) does not depend on what (b)-(d) left behind. (The p99 of 430-890 ms seen
             # before was the broker: a 1 s autosave of sessions holding 300,000 messages, fixed above.)
             fresh = servers.InfluxDB1().start()
@@ -343,10 +401,16 @@ def main() -> None:
                 out["e_latency"] = latency(work, mq, fresh, args.latency_s, args.profile)
             finally:
                 fresh.stop()
-        a = out.get("a_raw_paho_msgs_per_s")
+        a, raw = out.get("a_raw_paho_msgs_per_s"), out.get("d_influx_raw_points_per_s", {}).get("1_connection")
+        ratios = {}
         if a:
-            out["ratios"] = {k: round(out[f][("rate")] / a, 2) for k, f in
-                             (("b/a", "b_collector"), ("c/a", "c_two_collectors_shared")) if f in out}
+            ratios = {k: round(out[f]["rate"] / a, 2) for k, f in
+                      (("b/a", "b_collector"), ("c/a", "c_two_collectors_shared")) if f in out}
+        if raw:  # (d) against what this InfluxDB takes at all from one writer
+            ratios.update({k: round(out[f]["rate"] / raw, 2) for k, f in
+                           (("d/influx_raw", "d_batched"), ("d2/influx_raw", "d2_two_collectors_shared")) if f in out})
+        if ratios:
+            out["ratios"] = ratios
     finally:
         mq.cleanup()
         influx.cleanup()

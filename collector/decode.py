@@ -10,7 +10,8 @@ Two decoders accept exactly the same payloads:
   frozen ``Reading`` per reading (its ``model_post_init`` NaN check and ``_utc`` conversion call back
   into Python for every reading) was ~45 % of the collector's CPU on batched uplinks; rows cost a
   third of that. A row's ``ts`` is aware but keeps the payload's offset (the stores write it as ns since
-  the epoch; ``Reading`` converts it to UTC); ``value`` is finite unless ``quality`` is not ok.
+  the epoch; ``Reading`` converts it to UTC); ``value`` is finite unless ``quality`` is not ok; ``quality``
+  is a plain string and ``meta`` may be absent (decoded rows), or a ``Quality`` and a dict (``vars(reading)``).
 - :func:`decode`, the reference: ``Reading`` objects. Any payload the row schema refuses, or that
   carries a non-finite value, is handed to it, so rejects keep exactly its reasons and messages.
 """
@@ -27,7 +28,7 @@ from pydantic_core import SchemaSerializer, SchemaValidator, core_schema
 from yujing.errors import PayloadError
 from yujing.model import Quality, Reading, ReadingBatch
 
-Row = dict[str, Any]  # a Reading's fields by name (see the module docstring)
+Row = dict[str, Any]  # a Reading's fields by name (see the module docstring and _row_schema)
 
 
 class Reject(enum.StrEnum):
@@ -47,16 +48,28 @@ _TYPE_ERRORS = {"float_parsing", "float_type", "string_type", "bool_parsing", "b
 
 def _row_schema(*, finite: bool) -> core_schema.TypedDictSchema:
     """Reading's fields as a typed dict: the same field schemas, without the two Python callbacks
-    (``ts`` not converted to UTC; the NaN check is the caller's). ``finite``: refuse NaN/inf outright."""
+    (``ts`` not converted to UTC; the NaN check is the caller's). ``finite``: refuse NaN/inf outright.
+
+    Every value of a row is an atomic object (str, float, bool, datetime), so CPython's garbage collector
+    need not track a row: ``quality`` is its plain string (an enum member is a tracked object) and ``meta``
+    is there only when the payload has one (no empty dict per reading). A row that does hold ``meta``
+    (every serialised Reading carries ``{}``) is tracked: see ``collector.service._tune_gc``.
+    """
     fields = {}
     for name, field in Reading.__pydantic_core_schema__["schema"]["fields"].items():
-        schema = field["schema"]
+        schema, required = field["schema"], field["schema"]["type"] != "default"
         if name == "ts":
             assert schema["type"] == "function-after", "Reading.ts changed: revisit the row schema"
             schema = schema["schema"]
         elif name == "value" and finite:
             schema = core_schema.float_schema(allow_inf_nan=False)
-        fields[name] = core_schema.typed_dict_field(schema, required=schema["type"] != "default")
+        elif name == "quality":
+            assert schema["schema"]["cls"] is Quality, "Reading.quality changed: revisit the row schema"
+            schema = core_schema.with_default_schema(core_schema.literal_schema([q.value for q in Quality]),
+                                                     default=schema["default"].value)
+        elif name == "meta":
+            schema = schema["schema"]  # without its default_factory: absent when the payload has none
+        fields[name] = core_schema.typed_dict_field(schema, required=required)
     return core_schema.typed_dict_schema(fields, extra_behavior="forbid")
 
 
@@ -82,7 +95,7 @@ def decode_rows(payload: bytes, topic: str, max_bytes: int) -> list[Row]:
     rows = _rows(payload, 0, batched)  # the common case: every value finite
     if rows is None:
         rows = _rows(payload, 1, batched)
-        if rows is None or any(not math.isfinite(r["value"]) and r["quality"] is Quality.OK for r in rows[0]):
+        if rows is None or any(not math.isfinite(r["value"]) and r["quality"] == Quality.OK for r in rows[0]):
             return [vars(r) for r in decode(payload, topic, max_bytes)]  # raises with the reference's reason
     rows, gateway = rows if batched else (rows[0], topic.rsplit("/", 1)[-1])
     if not rows:

@@ -4,6 +4,7 @@ write the same line protocol and spool the same JSON; the in-process hand-off st
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 from datetime import datetime, timedelta, timezone
@@ -90,7 +91,7 @@ def test_oversize_is_rejected_before_parsing():
 def test_a_non_finite_value_with_quality_not_ok_is_accepted_and_written_without_value(value):
     raw = json.dumps({"gateway": "gw", "readings": [body(), body(id="r2", value=value, quality="comm-error")]}).encode()
     ok, bad = decode_rows(raw, TOPIC, MAX)
-    assert math.isfinite(ok["value"]) and not math.isfinite(bad["value"]) and bad["quality"] is Quality.COMM_ERROR
+    assert math.isfinite(ok["value"]) and not math.isfinite(bad["value"]) and bad["quality"] == Quality.COMM_ERROR
     assert " value=" not in lines([bad]).split(" ", 1)[1].split(" ", 1)[0]
     same(raw)
 
@@ -103,6 +104,14 @@ def test_gateway_is_kept_or_filled_from_the_batch_or_the_topic():
     assert [r["gateway"] for r in decode_rows(json.dumps(body()).encode(), TOPIC, MAX)] == ["gw-topic"]
     assert [r["gateway"] for r in decode_rows(json.dumps(body(gateway="g")).encode(), TOPIC, MAX)] == ["g"]
     same(json.dumps(batch).encode())
+
+
+def test_rows_without_meta_are_invisible_to_the_garbage_collector():
+    """A row of atomic values is never tracked: the young collections a busy intake triggers do not walk it."""
+    raw = json.dumps({"gateway": "gw", "readings": [body(id="a", quality="stuck"), body(id="b")]}).encode()
+    assert not any(gc.is_tracked(r) for r in decode_rows(raw, TOPIC, MAX))
+    (with_meta,) = decode_rows(json.dumps(body(meta={"bearing": "90"})).encode(), TOPIC, MAX)
+    assert with_meta["meta"] == {"bearing": "90"}
 
 
 def test_a_timestamp_with_an_offset_is_the_same_instant_everywhere():

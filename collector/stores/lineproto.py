@@ -57,7 +57,7 @@ def _series(key: tuple) -> tuple[str, str]:
     tags = f"{quantity.translate(_MEAS)},site={site.translate(_TAG)},sensor={sensor.translate(_TAG)}"
     if gateway:
         tags += f",gateway={gateway.translate(_TAG)}"
-    tags += f",quality={quality.value},drill={'true' if drill else 'false'}"
+    tags += f",quality={quality},drill={'true' if drill else 'false'}"  # a Quality or its string
     if len(_SERIES) >= _SERIES_MAX:
         _SERIES.clear()
     got = _SERIES[key] = (tags, f"unit={_str_field(unit)}")

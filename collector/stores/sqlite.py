@@ -54,8 +54,8 @@ class Sqlite:
 
     async def write(self, batch: list[Reading] | list[Row]) -> None:
         rows = [(r["id"], r["site"], r["sensor"], r["quantity"], r["value"] if r["value"] == r["value"] else None,
-                 r["unit"], ts_ns(r["ts"]), r["quality"].value, r["gateway"], int(r["drill"]),
-                 json.dumps(r["meta"]) if r["meta"] else "{}") for r in as_rows(batch)]
+                 r["unit"], ts_ns(r["ts"]), str(r["quality"]), r["gateway"], int(r["drill"]),
+                 json.dumps(r["meta"]) if r.get("meta") else "{}") for r in as_rows(batch)]
         async with self._lock:
             try:
                 await asyncio.to_thread(self._insert, rows)
