@@ -3,7 +3,7 @@
     await serve(rt)                                   # until rt.stop
     await serve(rt, drill_recipients=[Person(...)])   # a drill that brings its own list
 
-It subscribes ``{prefix}/warnings/+/+`` (QoS 1) on a persistent session (fixed client id, clean_session
+It subscribes ``{prefix}/warnings/#`` (QoS 1) on a persistent session (fixed client id, clean_session
 False) and acknowledges each message only after the warning is in the notification log, so a crash
 never loses one. If the log cannot take it (SQLite error: disk full, locked), the message stays
 unacknowledged and the service reconnects (backing off) so that the broker sends it again. The webhook server takes Twilio's signed callbacks and serves CAP documents, which
@@ -201,7 +201,7 @@ class _CapPublisher:
 async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _CapPublisher, wake: asyncio.Event,
                      ready: asyncio.Event | None) -> None:
     cfg = rt.config
-    topic = topics.warnings(cfg.mqtt.topic_prefix, "+", "+")
+    topic = topics.warnings(cfg.mqtt.topic_prefix)
     backoff = 0.5
     while not rt.stop.is_set():
         try:

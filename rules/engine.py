@@ -31,11 +31,14 @@ def _utc(t: float) -> datetime:
 
 
 class Engine:
-    def __init__(self, config: Config, store: StateStore | None = None, drill: bool = False) -> None:
+    def __init__(self, config: Config, store: StateStore | None = None, drill: bool = False,
+                 packs: list[str] | None = None) -> None:
         self.config = config
         self.store = store
         self.drill = drill
-        self.packs: dict[str, Pack] = {name: make(config) for name, make in REGISTRY.items()}
+        self.packs: dict[str, Pack] = {name: make(config) for name, make in REGISTRY.items()
+                                       if packs is None or name in packs}
+        self._drills: Engine | None = None  # drill-marked readings on a live system: see feed()
         self.by_quantity: dict[str, list[Pack]] = {}
         self.every: list[Pack] = []
         for pack in self.packs.values():
@@ -69,6 +72,8 @@ class Engine:
         reading's own time; a device's silence is counted from arrival, so a gateway whose clock is
         behind does not look silent. A backtest leaves it out: the reading's time is then now.
         """
+        if reading.drill and not self.drill:
+            return self.drills().feed(reading, now)
         self.arrived = None if now is None else now.timestamp()
         out: list[Assessment] = []
         try:
@@ -81,6 +86,18 @@ class Engine:
         finally:
             self.arrived = None
         return self._apply(out)
+
+    def drills(self) -> Engine:
+        """Where drill-marked readings on a live system go (a gateway put in drill mode for a field exercise).
+
+        An engine of their own, so a drill never adds to a real accumulation, never turns a real episode into
+        a drill one (its warnings would then go to the drill's recipients only) and is never lifted by real
+        readings. It judges hazards only (the equipment pack would call every device it never heard from
+        silent) and keeps its state in memory: a restart forgets a drill in progress, never a real warning.
+        """
+        if self._drills is None:
+            self._drills = Engine(self.config, drill=True, packs=[n for n in self.packs if n != "equipment"])
+        return self._drills
 
     def heartbeat(self, gateway: str, online: bool, now: datetime) -> list[HazardWarning]:
         """A gateway's status message: it is alive (or its last will says it is offline)."""
@@ -104,7 +121,7 @@ class Engine:
         out: list[Assessment] = []
         for pack in self.packs.values():
             out += pack.tick(now, self)
-        return self._apply(out)
+        return self._apply(out) + (self._drills.tick(now) if self._drills is not None else [])
 
     # --- lifecycle -----------------------------------------------------------------------------
     def _apply(self, assessments: list[Assessment]) -> list[HazardWarning]:
@@ -120,13 +137,15 @@ class Engine:
             state = lc.update(a.level, a.t, a.mechanics)
             self._dirty.add(a.key)
             if lc.active is not None or state is not None:
-                lc.drill = lc.drill or a.drill or self.drill
+                # a live engine sees no drill reading (feed sends them to drills()); an episode restored from
+                # before that stays a drill one until its lift
+                lc.drill = lc.drill or self.drill
             if state is None:
                 continue
             w = self._message(a, lc, state, before)
             issued.append(w)
             if state is WarningState.LIFTED:
-                lc.drill = False
+                lc.drill = self.drill
             for pack in self.packs.values():
                 follow = getattr(pack, "on_warning", None)
                 if follow is not None:

@@ -249,8 +249,9 @@ class RulesService:
             self.work.clear()
             while rows := self.store.outbox(100):
                 for seq, w in rows:
-                    await client.publish(topics.warnings(self.prefix, w.hazard.value, w.site),
-                                         w.model_dump_json(), qos=1, retain=retain)
+                    # a drill's warning on a live system is never retained: the retained slot is the real state
+                    await client.publish(topics.warning(self.prefix, w.hazard.value, w.site, w.key),
+                                         w.model_dump_json(), qos=1, retain=retain and w.drill == self.rt.drill)
                     self.store.published(seq)
             OUTBOX.set(self.store.outbox_depth)
 

@@ -171,6 +171,21 @@ def test_a_drill_reading_makes_a_drill_warning():
     assert ws and all(w.drill for w in ws) and ws[-1].level == O
 
 
+def test_drill_readings_on_a_live_system_never_touch_a_real_episode():
+    """A gateway put in drill mode beside real ones: its readings make drill warnings of their own, never add to
+    the real accumulation, and never turn a real warning into a drill one (it would reach the drill's people)."""
+    eng = engine()
+    real = feed(eng, steady(60.0, 12))  # blue: 60 mm in 12 h
+    assert real and not any(w.drill for w in real) and level(eng) == B
+    # a drill counter at the same gauge, racing up by 200 mm in 3 h over the same hours (red, were it real)
+    drill = feed(eng, [r.model_copy(update={"id": r.id + "-d", "drill": True})
+                       for r in steady(200.0, 3, start=5000.0, t0_h=9.0)])
+    assert drill and all(w.drill for w in drill) and drill[-1].level == R
+    assert level(eng) == B and eng.drills().active("rainstorm:RG-1") == R  # apart, each at its own level
+    more = feed(eng, steady(60.0, 1, start=160.0, t0_h=12.0))  # real rain goes on: 60 mm more in 1 h
+    assert more and not any(w.drill for w in more) and level(eng) == O
+
+
 def test_every_warning_of_a_drill_run_is_a_drill_warning():
     eng = Engine(deployment([site("RG-1", "rain")]), drill=True)
     ws = feed(eng, steady(60.0, 3))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -291,3 +292,50 @@ async def test_reading_ids_are_saved_with_the_state_so_a_redelivery_after_a_rest
         await wait_for(lambda: sample("yujing_rules_rejected_total", reason="duplicate") == dup + 1, 10,
                        "the redelivery to be known")
     assert sample("yujing_rules_readings_total") == fed + 1
+
+
+async def test_each_warning_key_keeps_its_own_retained_slot_and_a_drill_never_takes_the_real_one(
+        mosquitto, prefix, tmp_path):
+    """Real rain (orange) then a drill-mode gauge's readings at the same site (red, were it real): a subscriber
+    connecting afterwards gets the real orange as the retained warning, and the drill's red went out unretained
+    as a drill warning. Device silence warnings of the same site sit on topics of their own."""
+    cfg = demo_config(tmp_path, mosquitto.port, prefix)
+    rt = Runtime(cfg, Clock(start=T0 + timedelta(hours=3)))
+    live, ready = Warnings(), asyncio.Event()
+    sub = asyncio.create_task(subscribe(mosquitto.port, prefix, live, ready))
+    await ready.wait()
+    up = asyncio.Event()
+    svc = asyncio.create_task(serve(rt, ready=up))
+    await asyncio.wait_for(up.wait(), 10)
+    try:
+        await publish(mosquitto.port, prefix, steady_rain(20, 3))  # 60 mm in 3 h: orange
+        await wait_for(lambda: live.of("rainstorm:RG-SQ-01"), 10, "the real orange")
+        drill = [counter(9000 + 40 * i, T0 + timedelta(minutes=30 * i), drill=True) for i in range(7)]  # 240 mm
+        await publish(mosquitto.port, prefix, drill)
+        await wait_for(lambda: any(w.drill and w.level == Level.RED for w in live.of("rainstorm:RG-SQ-01")), 10,
+                       "the drill's red")
+        assert [w.level for w in live.of("rainstorm:RG-SQ-01") if not w.drill] == [Level.ORANGE]
+    finally:
+        rt.stop.set()
+        await asyncio.wait_for(svc, 10)
+        sub.cancel()
+    retained: dict[str, HazardWarning] = {}
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"late-{prefix}") as c:
+        await c.subscribe(topics.warnings(prefix), qos=1)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2):  # retained messages come at once; 2 s of nothing more ends it
+                async for msg in c.messages:
+                    retained[str(msg.topic)] = HazardWarning.model_validate_json(msg.payload)
+    main = retained[topics.warnings(prefix, "rainstorm", "RG-SQ-01")]
+    assert (main.level, main.drill) == (Level.ORANGE, False)
+    assert not any(w.drill for w in retained.values())
+    assert all(t == topics.warning(prefix, w.hazard.value, w.site, w.key) for t, w in retained.items())
+    assert len({w.key for w in retained.values()}) == len(retained)
+
+
+def test_warning_topics_give_each_key_its_own_level():
+    assert topics.warning("p", "fire", "S1", "fire:S1") == "p/warnings/fire/S1"
+    assert topics.warning("p", "fire", "S1", "fire:S1:danger") == "p/warnings/fire/S1/danger"
+    assert topics.warning("p", "equipment", "S1", "equipment:rg-1") == "p/warnings/equipment/S1/rg-1"
+    assert topics.warning("p", "equipment", "S1", "equipment:a/b+#:fault") == "p/warnings/equipment/S1/a_b__:fault"
+    assert topics.warnings("p") == "p/warnings/#"
