@@ -168,7 +168,10 @@ class FireThresholds(_Strict):
         1: Level.YELLOW, 2: Level.YELLOW, 3: Level.ORANGE, 4: Level.ORANGE, 5: Level.RED})
     danger_level: dict[int, Level] = Field(default_factory=lambda: {  # 森林火险预警 by rating alone
         3: Level.BLUE, 4: Level.ORANGE, 5: Level.RED})
-    default_danger: int = Field(default=3, ge=1, le=5)  # before any rating has been received
+    default_danger: int = Field(default=3, ge=1, le=5)  # before any rating has been received, or once it expired
+    # a rating is a daily forecast: with none newer after this long, the danger warning lifts and fires are
+    # graded by default_danger again (a red rating must not stand for ever when its feed stops)
+    danger_valid_s: float = Field(default=36 * 3600.0, gt=0)
     mechanics: Mechanics = Field(default_factory=lambda: Mechanics(clear_after_s=1800.0))
 
     @model_validator(mode="after")

@@ -74,8 +74,14 @@ class FirePack:
         out = []
         t = now.timestamp()
         for site, st in self.sites.items.items():
+            thr = self.thr(site)
+            if st.danger is not None and t - st.danger_t > thr.danger_valid_s:
+                st.danger = None  # expired: the danger warning lifts (below), fires get default_danger
+                self.sites.touch(site)
+            if st.danger is None and ctx.active(f"{Hazard.FIRE}:{site}:danger") is not None:
+                out.append(self._danger(site, st, thr, t, expired=True))
             if st.detections or ctx.active(f"{Hazard.FIRE}:{site}") is not None:
-                out += self._fire(site, st, self.thr(site), max(t, st.last_t), ctx, touch=True)
+                out += self._fire(site, st, thr, max(t, st.last_t), ctx, touch=True)
         return out
 
     def _fire(self, site: str, st: SiteState, thr: FireThresholds, t: float, ctx: Context,
@@ -119,15 +125,17 @@ class FirePack:
                            rule="fire-detection", title=title, evidence=evidence, values=values, t=t,
                            drill=st.drill)]
 
-    def _danger(self, site: str, st: SiteState, thr: FireThresholds, t: float) -> Assessment:
+    def _danger(self, site: str, st: SiteState, thr: FireThresholds, t: float, expired: bool = False) -> Assessment:
         rating = st.danger or thr.default_danger
-        level = thr.danger_level.get(rating)
+        level = None if expired else thr.danger_level.get(rating)
         name = self.sites_cfg[site].name if site in self.sites_cfg else site
+        evidence = ([f"{(t - st.danger_t) / 3600:.0f} 小时未收到新的森林火险等级预报, 原等级已过期"] if expired else
+                    [f"森林火险等级 {rating} 级 ({_DANGER[rating]})"])
         return Assessment(key=f"{Hazard.FIRE}:{site}:danger", hazard=Hazard.FIRE, site=site, level=level,
                           mechanics=thr.mechanics, rule="fire-danger",
                           title=f"{name}森林火险{level.chinese}预警" if level else "",
-                          evidence=[f"森林火险等级 {rating} 级 ({_DANGER[rating]})"],
-                          values={"fire_danger": float(rating)}, t=t, drill=st.drill)
+                          evidence=evidence, values={} if expired else {"fire_danger": float(rating)}, t=t,
+                          drill=st.drill)
 
     def dump(self) -> dict[str, Any]:
         return self.sites.dump_dirty()

@@ -99,3 +99,23 @@ def test_a_flame_detection_counts_like_smoke():
     eng = engine()
     ws = feed(eng, [smoke(0, quantity=Q.FLAME, confidence=0.95)])
     assert ws[0].level == B and any("明火" in e for e in ws[0].evidence)
+
+
+def test_a_danger_rating_expires_when_no_newer_one_comes_and_the_danger_warning_lifts():
+    eng = engine()  # ratings valid 36 h; hold 1800 s
+    feed(eng, [danger(5, 0)])
+    assert eng.active("fire:LQ-1:danger") == R
+    assert eng.tick(at(hours=35)) == []  # still valid
+    assert eng.tick(at(hours=36, seconds=1)) == []  # expired: the hold starts
+    ws = eng.tick(at(hours=36, seconds=1801))
+    assert [(w.key, w.state, w.level) for w in ws] == [("fire:LQ-1:danger", WarningState.LIFTED, R)]
+    assert any("过期" in e for e in ws[0].evidence), ws[0].evidence
+    # a fire confirmed now is graded by the default rating (3: orange), not the expired 5 (red)
+    feed(eng, [smoke(36 * 3600 + 1900 + s) for s in (0, 10, 20)])
+    assert eng.active(KEY) == O
+
+
+def test_a_fresh_rating_keeps_the_danger_warning_in_force():
+    eng = engine()
+    feed(eng, [danger(5, 0), danger(5, 30 * 3600)])
+    assert eng.tick(at(hours=60)) == [] and eng.active("fire:LQ-1:danger") == R
