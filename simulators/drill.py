@@ -18,7 +18,6 @@ import contextlib
 import importlib
 import logging
 import secrets
-import socket
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ from typing import Any
 from simulators.config import SimulationConfig
 from simulators.link import LinkRelay
 from simulators.playback import StormRain
+from simulators.ports import free_port
 from simulators.recorder import Recorder
 from simulators.report import Kind, Timeline, write_report
 from simulators.report.timeline import check_expectations, figures
@@ -123,23 +123,17 @@ def drill_config(cfg: Config, scn: Scenario, *, state_dir: Path, mqtt: Any = Non
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _relocate(dev: Any, state_dir: Path, endpoints: dict[tuple, Any]) -> Any:
     """Simulated devices answer on loopback ports and ptys of the drill's own: never where a live system's
     devices are (a drill may run beside production, and a pty would replace a real /dev/tty node)."""
     if dev.type == "modbus_tcp":
-        port = endpoints.setdefault(("tcp", dev.host, dev.port), _free_port())
+        port = endpoints.setdefault(("tcp", dev.host, dev.port), free_port())
         return dev.model_copy(update={"host": "127.0.0.1", "port": port})
     if dev.type in ("modbus_rtu", "serial_ascii") or (dev.type == "sl651" and dev.transport == "serial"):
         path = endpoints.setdefault(("tty", dev.port), str(state_dir / f"tty-{len(endpoints)}"))
         return dev.model_copy(update={"port": path})
     if dev.type == "sl651" and dev.transport == "tcp":
-        port = endpoints.setdefault(("sl651", dev.listen_host, dev.listen_port), _free_port())
+        port = endpoints.setdefault(("sl651", dev.listen_host, dev.listen_port), free_port())
         return dev.model_copy(update={"listen_host": "127.0.0.1", "listen_port": port})
     return dev
 
