@@ -7,7 +7,7 @@ It subscribes ``{prefix}/warnings/#`` (QoS 1) on a persistent session (fixed cli
 False) and acknowledges each message only after the warning is in the notification log, so a crash
 never loses one. If the log cannot take it (SQLite error: disk full, locked), the message stays
 unacknowledged and the service reconnects (backing off) so that the broker sends it again. The webhook server takes Twilio's signed callbacks and serves CAP documents, which
-are also published on ``{prefix}/cap/{hazard}/{site}`` (QoS 1, retained). Each CAP document is kept in
+are also published on ``{prefix}/cap/{hazard}/{site}`` (QoS 1, retained; one thread per group, see below). Each CAP document is kept in
 the notification log before the warning counts as routed, and marked once the broker took it; so after a
 crash the next Update still references the message before it, and a document the broker never got is
 published when the broker is next reached. Timers run on ``rt.clock``.
@@ -187,14 +187,16 @@ class _CapPublisher:
             self.caps.add(hazard, site, ident, xml)
 
     async def flush(self) -> None:
-        """Publish every document the broker has not taken yet, oldest first (the last one stays retained)."""
+        """Publish every document the broker has not taken yet, oldest first (the last one stays retained; a
+        drill's document on a live system is not retained: the slot is the real state's)."""
         async with self._lock:
             for nflog in self.logs:
+                retain = nflog.drill == self.rt.drill
                 for ident, hazard, site, xml in nflog.caps(unpublished=True):
                     if self.mqtt is None:
                         return
                     topic = topics.cap(self.rt.config.mqtt.topic_prefix, hazard, site)
-                    await self.mqtt.publish(topic, xml.encode(), qos=1, retain=True)
+                    await self.mqtt.publish(topic, xml.encode(), qos=1, retain=retain)
                     nflog.cap_published(ident)
 
 

@@ -4,7 +4,7 @@
     {prefix}/status/{gateway}          gateway heartbeat JSON, retained (``outbox_dropped``: readings lost, cumulative)
     {prefix}/loss/{component}          readings a component had to drop (full spool or disk), cumulative JSON, retained
     {prefix}/warnings/{hazard}/{site}[/{rest}]  HazardWarning JSON, QoS 1, retained: one topic per warning key
-    {prefix}/cap/{hazard}/{site}       OASIS CAP 1.2 XML of the same warning
+    {prefix}/cap/{hazard}/{site}       OASIS CAP 1.2 XML of the warnings of (hazard, site) as grouped, retained
     {prefix}/deadletter/{reason}       rejected payloads, for inspection
 """
 
@@ -48,7 +48,10 @@ def warning(prefix: str, hazard: str, site: str, key: str) -> str:
 _NOT_IN_A_LEVEL = str.maketrans({"/": "_", "+": "_", "#": "_"})
 
 
-def cap(prefix: str, hazard: str = "+", site: str = "+") -> str:
+def cap(prefix: str, hazard: str | None = None, site: str = "+") -> str:
+    """The topic of a (hazard, site)'s CAP documents; without a hazard, the filter for every one."""
+    if hazard is None:
+        return f"{prefix}/cap/#"
     return f"{prefix}/cap/{hazard}/{site}"
 
 
