@@ -204,15 +204,23 @@ class Dedup:
 
     def fresh(self, readings: list[Row], now: float) -> list[Row]:
         """The readings (rows or ``Reading`` objects) not seen before; remembers them."""
-        out = []
         seen = self._set
-        rows = readings and isinstance(readings[0], dict)
-        for r in readings:
-            rid = r["id"] if rows else r.id
-            if rid in seen:
-                continue
-            self._add(rid, now)
-            out.append(r)
+        ids = [r["id"] for r in readings] if readings and isinstance(readings[0], dict) else [r.id for r in readings]
+        if seen.isdisjoint(ids) and len(set(ids)) == len(ids):  # the usual case: set operations, not a loop
+            out = list(readings)
+            seen.update(ids)
+            self._order.extend(ids)
+            if self._marks and self._marks[-1][0] == now:
+                self._marks[-1][1] += len(ids)
+            elif ids:
+                self._marks.append([now, len(ids)])
+        else:  # some seen before, or one id twice in this message
+            out = []
+            for r, rid in zip(readings, ids):
+                if rid in seen:
+                    continue
+                self._add(rid, now)
+                out.append(r)
         if len(seen) > self.max_ids:
             self._trim(now)
         return out

@@ -48,3 +48,16 @@ def test_dedup_forgets_by_age_and_by_count_oldest_first():
     assert len(d) == 1 and ids(d.fresh([r["a"]], 11)) == ["a-0"]
     d.fresh([r[k] for k in "defgh"], 12)  # 7 ids > max 5: the two oldest (c, then a) go
     assert len(d) == 5 and ids(d.fresh([r["c"]], 12)) == ["c-0"]
+
+
+def test_dedup_of_rows_takes_whole_new_messages_at_once_and_still_forgets_oldest_first():
+    from collector.spool import Dedup
+
+    d = Dedup(window_s=10, max_ids=4)
+    row = lambda i: {"id": i}  # noqa: E731  (Dedup reads only the id)
+    assert [r["id"] for r in d.fresh([row("a"), row("b"), row("c")], 0)] == ["a", "b", "c"]
+    assert [r["id"] for r in d.fresh([row("d"), row("d"), row("b")], 1)] == ["d"]  # twice in one, one seen
+    assert [r["id"] for r in d.fresh([row("e"), row("f")], 2)] == ["e", "f"]  # 6 > 4: a and b go
+    assert len(d) == 4 and [r["id"] for r in d.fresh([row("a"), row("c")], 3)] == ["a"]
+    d.expire(12.5)  # all but those of t=3 (a) are older than the window
+    assert len(d) == 1 and d.fresh([row("a")], 13) == []
