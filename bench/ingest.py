@@ -255,6 +255,11 @@ def drain(work: Path, mq, db, items: list[bytes], readings: int, name: str, proc
         s = c.stats()
         s["readings"] = c.metric("yujing_collector_readings_out_total")
         s["cpu_us_per_reading"] = round(max(0.0, s.pop("cpu_s") - startup_cpu_s) / max(1.0, s["readings"]) * 1e6, 1)
+        # How long the sink waited on the database (one write at a time): near 1, the database is the bound
+        writes = c.metric("yujing_collector_write_seconds_count")
+        waited = c.metric("yujing_collector_write_seconds_sum")
+        s["db_write_ms_mean"] = round(waited / max(1.0, writes) * 1000, 1)
+        s["db_wait_share"] = round(waited / elapsed, 2)
         per.append(s)
         c.stop()
     for n in names:
