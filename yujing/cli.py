@@ -86,9 +86,24 @@ async def _stop_deadline(rt: "Runtime", running: list["asyncio.Task[None]"]) -> 
     """
     await rt.stop.wait()
     _, pending = await asyncio.wait(running, timeout=STOP_GRACE_S)
+    if pending:  # say where they wait: the one clue to a stop that hangs
+        me = asyncio.current_task()
+        for task in sorted(asyncio.all_tasks() - {me}, key=lambda t: t.get_name()):
+            log.error("still running at the stop deadline: %s waits in %s", task.get_name(), _where(task))
     for task in pending:
         log.error("%s did not stop within %.0f s: cancelling it", task.get_name(), STOP_GRACE_S)
         task.cancel()
+
+
+def _where(task: "asyncio.Task[object]") -> str:
+    """The await chain a task is suspended in, innermost last (its last three frames)."""
+    frames, coro = [], task.get_coro()
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            frames.append(f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno} {frame.f_code.co_name}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return " > ".join(frames[-3:]) or "?"
 
 
 async def _supervised(part: str, work: Awaitable[None], rt: "Runtime", failed: list[str]) -> None:
