@@ -141,7 +141,8 @@ async def _timers(rt: Runtime, pipelines: list[Pipeline], wake: asyncio.Event) -
         real_s = max(rt.clock.real_seconds(wait_s) + 0.005, 1.0 if failed else 0.0)
         wake.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), real_s)
+            async with asyncio.timeout(real_s):
+                await wake.wait()
 
 
 class _CapPublisher:
@@ -255,7 +256,8 @@ async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _Ca
             elif _limiter.allow("mqtt"):
                 log.warning("alerts lost the broker; reconnecting", extra={"kv": {"error": str(exc)}})
             with contextlib.suppress(TimeoutError):  # real-time backoff, cut short by stop
-                await asyncio.wait_for(rt.stop.wait(), backoff)
+                async with asyncio.timeout(backoff):
+                    await rt.stop.wait()
             backoff = min(backoff * 2, 10.0)
 
 

@@ -209,7 +209,8 @@ async def _connected(rt: Runtime, cfg: CollectorConfig, intake: Intake) -> None:
             intake.close_batch()
             # Acknowledge what the sink makes durable before we disconnect (bounded wait).
             try:
-                await asyncio.wait_for(intake.sink.queue.join(), timeout=10.0)
+                async with asyncio.timeout(10.0):
+                    await intake.sink.queue.join()
             except TimeoutError:
                 log.warning("stopping with batches not yet durable; the broker will redeliver them")
     finally:

@@ -91,7 +91,8 @@ class Sink:
     async def _pause(stopping: asyncio.Event, until: float) -> bool:
         """Wait until ``until`` (monotonic) or stop; True when stopping."""
         try:
-            await asyncio.wait_for(stopping.wait(), max(0.01, until - time.monotonic()))
+            async with asyncio.timeout(max(0.01, until - time.monotonic())):
+                await stopping.wait()
         except TimeoutError:
             pass
         return stopping.is_set()

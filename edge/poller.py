@@ -130,7 +130,8 @@ class DevicePoller:
         for attempt in range(dev.retries + 1):
             try:
                 # the reader has its own per-request timeouts; this bounds a reader that forgets them
-                samples = await asyncio.wait_for(reader.read(), dev.timeout_s * 8 + 1)
+                async with asyncio.timeout(dev.timeout_s * 8 + 1):
+                    samples = await reader.read()
             except (DeviceError, PayloadError, OSError, TimeoutError) as exc:
                 error = str(exc) or type(exc).__name__
                 if attempt < dev.retries and await self.rt.sleep(dev.backoff_s * 2 ** attempt):

@@ -84,7 +84,8 @@ class Uplink:
             finally:
                 self.connected.clear()
             try:
-                await asyncio.wait_for(self.finish.wait(), self.rt.clock.real_seconds(delay))
+                async with asyncio.timeout(self.rt.clock.real_seconds(delay)):
+                    await self.finish.wait()
                 return
             except TimeoutError:
                 pass
@@ -120,19 +121,24 @@ class Uplink:
             drain.cancel()
         # stopping: a short grace to flush what is already committed, then say goodbye
         try:
-            await asyncio.wait_for(self._drain(client, until_empty=True), 2.0)
+            async with asyncio.timeout(2.0):
+                await self._drain(client, until_empty=True)
         except (TimeoutError, aiomqtt.MqttError):
             pass
         await client.publish(topics.status(self.prefix, self.gw.id), json.dumps(self.heartbeat(False)),
                              qos=1, retain=True)
 
     async def _heartbeats(self, client: aiomqtt.Client) -> None:
-        while True:
+        while not self.finish.is_set():
             await client.publish(topics.status(self.prefix, self.gw.id), json.dumps(self.heartbeat(True)),
                                  qos=1, retain=True)
             self.status_changed.clear()
-            try:  # beat on schedule, or soon after a device changes state
-                await asyncio.wait_for(self.status_changed.wait(), self.rt.clock.real_seconds(self.gw.heartbeat_s))
+            # beat on schedule, or soon after a device changes state. Not asyncio.wait_for: on Python 3.11 it
+            # swallows a cancel that comes as the event is set (every device changes state at stop), and this
+            # loop then beat on for ever, holding the gateway's stop until the 30 s deadline.
+            try:
+                async with asyncio.timeout(self.rt.clock.real_seconds(self.gw.heartbeat_s)):
+                    await self.status_changed.wait()
                 await asyncio.sleep(0.2)  # let a burst of changes (a bus going down) make one beat, not many
             except TimeoutError:
                 pass

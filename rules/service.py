@@ -321,7 +321,8 @@ class RulesService:
 
     async def _pause(self, seconds: float) -> bool:
         try:
-            await asyncio.wait_for(self.rt.stop.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self.rt.stop.wait()
         except TimeoutError:
             return False
         return True

@@ -18,8 +18,9 @@ class Runtime:
 
     async def sleep(self, scenario_seconds: float) -> bool:
         """Sleep on the clock, waking early on stop. Returns True if stopping."""
-        try:
-            await asyncio.wait_for(self.stop.wait(), self.clock.real_seconds(scenario_seconds))
+        try:  # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel (see edge/uplink.py)
+            async with asyncio.timeout(self.clock.real_seconds(scenario_seconds)):
+                await self.stop.wait()
         except TimeoutError:
             return False
         return True

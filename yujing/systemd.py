@@ -75,7 +75,8 @@ async def supervise(stop: asyncio.Event, status: str = "") -> None:
                 break
             notify("WATCHDOG=1")
             try:
-                await asyncio.wait_for(stop.wait(), interval)
+                async with asyncio.timeout(interval):
+                    await stop.wait()
             except TimeoutError:
                 pass
     finally:

@@ -37,12 +37,11 @@ async def read_map(client: Any, device: Any, clock: Any, lock: asyncio.Lock | No
         }[req.table]
         try:
             if lock is None:
-                resp = await asyncio.wait_for(call(req.address, count=req.count, device_id=device.slave),
-                                              device.timeout_s + 0.5)
+                async with asyncio.timeout(device.timeout_s + 0.5):
+                    resp = await call(req.address, count=req.count, device_id=device.slave)
             else:
-                async with lock:  # one request at a time on an RS-485 bus
-                    resp = await asyncio.wait_for(call(req.address, count=req.count, device_id=device.slave),
-                                                  device.timeout_s + 0.5)
+                async with lock, asyncio.timeout(device.timeout_s + 0.5):  # one request at a time on RS-485
+                    resp = await call(req.address, count=req.count, device_id=device.slave)
         except (ModbusException, TimeoutError, OSError) as exc:
             raise DeviceError(device.id, f"{req.table} {req.address}+{req.count}: {exc}") from None
         if resp.isError():

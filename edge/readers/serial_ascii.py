@@ -95,7 +95,8 @@ class AsciiPolledReader(_AsciiLine):
             self._r._buffer.clear()
         self._w.write(self.device.request.encode(self.device.encoding))
         try:
-            line = await asyncio.wait_for(self._line(), self.device.timeout_s)
+            async with asyncio.timeout(self.device.timeout_s):
+                line = await self._line()
         except TimeoutError:
             raise DeviceError(self.device.id, f"no answer within {self.device.timeout_s} s") from None
         try:
