@@ -79,6 +79,7 @@ class CollectorConfig(BaseModel):
     retry_initial_s: float = Field(default=0.5, gt=0)
     retry_max_s: float = Field(default=30.0, gt=0)
     replay_chunk: int = Field(default=20_000, ge=1)  # readings per write when draining the spool
+    writes_in_flight: int = Field(default=2, ge=1, le=16)  # direct writes at once (finished in arrival order)
     handoff: Handoff = Handoff.MQTT
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
