@@ -15,6 +15,7 @@ readings held, whatever the number of readings per message.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 from collections.abc import Callable
@@ -183,6 +184,10 @@ async def _connected(rt: Runtime, cfg: CollectorConfig, intake: Intake) -> None:
     # aiomqtt exposes no manual-ack switch, and its message queue would add a hop per message: use paho's directly
     client._client.manual_ack_set(True)
     client._client.on_message = intake.on_message
+    # ... and straight to it: paho's _handle_on_message matches every message's topic against a tree of filtered
+    # callbacks (none here) under two locks. Bench (b), one reading per message: 126-130 → 97-109 µs CPU per
+    # reading, b/a 0.77 → 0.89-0.95. (Should paho rename the method, this line is inert, not wrong.)
+    client._client._handle_on_message = functools.partial(intake.on_message, client._client, None)
     reader = ReadAhead(client)
     session = _watch_session(client._client)
     had_session = intake.generation > 0 or len(intake.dedup) > 0
