@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -63,17 +64,28 @@ async def publish(port: int, prefix: str, readings: list[Reading], batch: int = 
             body = ReadingBatch(gateway="gw-xl", readings=readings[i:i + batch]).model_dump_json()
             await c.publish(topics.readings(prefix, "gw-xl"), body, qos=1)
 
-
-async def test_rain_gauge_reaching_50mm_in_12h_publishes_a_blue_rainstorm_warning(mosquitto, prefix, tmp_path):
-    cfg = demo_config(tmp_path, mosquitto.port, prefix)
-    rt = Runtime(cfg, Clock(start=T0 + timedelta(hours=12)))
+@contextlib.asynccontextmanager
+async def serving(rt: Runtime, port: int, prefix: str) -> AsyncIterator[Warnings]:
+    """The rules service running on ``rt``, and the warnings a subscriber (subscribed before it) receives."""
     got, ready = Warnings(), asyncio.Event()
-    sub = asyncio.create_task(subscribe(mosquitto.port, prefix, got, ready))
+    sub = asyncio.create_task(subscribe(port, prefix, got, ready))
     await ready.wait()
     up = asyncio.Event()
     svc = asyncio.create_task(serve(rt, ready=up))
     await asyncio.wait_for(up.wait(), 10)
     try:
+        yield got
+    finally:
+        rt.stop.set()
+        await asyncio.wait_for(svc, 10)
+        sub.cancel()
+
+
+
+async def test_rain_gauge_reaching_50mm_in_12h_publishes_a_blue_rainstorm_warning(mosquitto, prefix, tmp_path):
+    cfg = demo_config(tmp_path, mosquitto.port, prefix)
+    rt = Runtime(cfg, Clock(start=T0 + timedelta(hours=12)))
+    async with serving(rt, mosquitto.port, prefix) as got:
         await publish(mosquitto.port, prefix, steady_rain(4.5, 12))  # 54 mm in 12 h, 27 mm in 6 h
         await wait_for(lambda: got.of("rainstorm:RG-SQ-01"), 10, "a rainstorm warning")
         w = got.of("rainstorm:RG-SQ-01")[0]
@@ -81,24 +93,14 @@ async def test_rain_gauge_reaching_50mm_in_12h_publishes_a_blue_rainstorm_warnin
         assert w.values["rain_12h_mm"] >= 50.0
         assert any("12小时累计雨量" in e and "蓝色阈值 50.0 mm" in e for e in w.evidence), w.evidence
         assert not w.drill
-    finally:
-        rt.stop.set()
-        await asyncio.wait_for(svc, 10)
-        sub.cancel()
 
 
 async def test_garbage_on_the_readings_topic_is_counted_and_does_not_stop_the_service(mosquitto, prefix, tmp_path):
     from prometheus_client import REGISTRY
     cfg = demo_config(tmp_path, mosquitto.port, prefix)
     rt = Runtime(cfg, Clock(start=T0 + timedelta(hours=12)))
-    got, ready = Warnings(), asyncio.Event()
-    sub = asyncio.create_task(subscribe(mosquitto.port, prefix, got, ready))
-    await ready.wait()
     before = REGISTRY.get_sample_value("yujing_rules_rejected_total", {"reason": "bad-json"}) or 0
-    up = asyncio.Event()
-    svc = asyncio.create_task(serve(rt, ready=up))
-    await asyncio.wait_for(up.wait(), 10)
-    try:
+    async with serving(rt, mosquitto.port, prefix) as got:
         async with aiomqtt.Client("127.0.0.1", mosquitto.port) as c:
             await c.publish(topics.readings(prefix, "gw-xl"), b"{not json", qos=1)
             await c.publish(topics.readings(prefix, "gw-xl"), json.dumps({"id": "x"}), qos=1)
@@ -107,10 +109,6 @@ async def test_garbage_on_the_readings_topic_is_counted_and_does_not_stop_the_se
         assert got.of("rainstorm:RG-SQ-01")[-1].level == Level.ORANGE
         after = REGISTRY.get_sample_value("yujing_rules_rejected_total", {"reason": "bad-json"})
         assert after == before + 1
-    finally:
-        rt.stop.set()
-        await asyncio.wait_for(svc, 10)
-        sub.cancel()
 
 
 class Service:
@@ -301,13 +299,7 @@ async def test_each_warning_key_keeps_its_own_retained_slot_and_a_drill_never_ta
     as a drill warning. Device silence warnings of the same site sit on topics of their own."""
     cfg = demo_config(tmp_path, mosquitto.port, prefix)
     rt = Runtime(cfg, Clock(start=T0 + timedelta(hours=3)))
-    live, ready = Warnings(), asyncio.Event()
-    sub = asyncio.create_task(subscribe(mosquitto.port, prefix, live, ready))
-    await ready.wait()
-    up = asyncio.Event()
-    svc = asyncio.create_task(serve(rt, ready=up))
-    await asyncio.wait_for(up.wait(), 10)
-    try:
+    async with serving(rt, mosquitto.port, prefix) as live:
         await publish(mosquitto.port, prefix, steady_rain(20, 3))  # 60 mm in 3 h: orange
         await wait_for(lambda: live.of("rainstorm:RG-SQ-01"), 10, "the real orange")
         drill = [counter(9000 + 40 * i, T0 + timedelta(minutes=30 * i), drill=True) for i in range(7)]  # 240 mm
@@ -315,17 +307,16 @@ async def test_each_warning_key_keeps_its_own_retained_slot_and_a_drill_never_ta
         await wait_for(lambda: any(w.drill and w.level == Level.RED for w in live.of("rainstorm:RG-SQ-01")), 10,
                        "the drill's red")
         assert [w.level for w in live.of("rainstorm:RG-SQ-01") if not w.drill] == [Level.ORANGE]
-    finally:
-        rt.stop.set()
-        await asyncio.wait_for(svc, 10)
-        sub.cancel()
     retained: dict[str, HazardWarning] = {}
+    end = f"{prefix}/warnings/end/of-retained"  # Mosquitto sends retained messages on SUBACK, before this
     async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"late-{prefix}") as c:
         await c.subscribe(topics.warnings(prefix), qos=1)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(2):  # retained messages come at once; 2 s of nothing more ends it
-                async for msg in c.messages:
-                    retained[str(msg.topic)] = HazardWarning.model_validate_json(msg.payload)
+        await c.publish(end, b"", qos=1)
+        async with asyncio.timeout(10):
+            async for msg in c.messages:
+                if str(msg.topic) == end:
+                    break
+                retained[str(msg.topic)] = HazardWarning.model_validate_json(msg.payload)
     main = retained[topics.warnings(prefix, "rainstorm", "RG-SQ-01")]
     assert (main.level, main.drill) == (Level.ORANGE, False)
     assert not any(w.drill for w in retained.values())
