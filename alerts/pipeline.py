@@ -148,11 +148,12 @@ class Pipeline:
         return self.renderer.text(w, site.name if site else w.site, lineage, ack=ack, channel=channel,
                                   language=language)
 
-    def _items(self, w: HazardWarning, recipients: list[Recipient], attempt: int,
-               escalation: bool = False) -> list[Notification]:
-        """The notifications that tell ``recipients`` about ``w``: one per channel, rendered once per text."""
+    def _items(self, w: HazardWarning, recipients: list[Recipient], attempt: int, escalation: bool = False,
+               texts: dict[tuple[bool, str, str], str] | None = None) -> list[Notification]:
+        """The notifications that tell ``recipients`` about ``w``: one per channel, each text rendered once
+        (``texts`` carries the rendered ones across the chunks of one fan-out)."""
         lift = w.state is WarningState.LIFTED
-        texts: dict[tuple[bool, str, str], str] = {}
+        texts = {} if texts is None else texts
         priority_base = w.level.severity * 10 + (20 if escalation else 0)
         out = []
         for r in recipients:
@@ -175,9 +176,10 @@ class Pipeline:
         now = self.clock.now()
         fresh: list[Notification] = []
         asked: set[str] = set()
+        texts: dict[tuple[bool, str, str], str] = {}
         # in chunks: the first recipients (the officials) are on their way while the households are written
         for i in range(0, len(recipients), CHUNK):
-            items = self._items(w, recipients[i:i + CHUNK], attempt)
+            items = self._items(w, recipients[i:i + CHUNK], attempt, texts=texts)
             asked.update(n.phone for n in items if n.ack)
             chunk = self.nflog.enqueue(items, now)
             self.dispatcher.submit(self.nflog, chunk)
