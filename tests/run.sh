@@ -17,7 +17,7 @@ if [ "${YUJING_ONE_LANE:-}" = 1 ]; then
 fi
 
 log=$(mktemp /tmp/yujing-long-lane.XXXXXX)
-# Disjoint port ranges (tests/servers.py free_port), so the lanes never race for one.
+# Disjoint port ranges (simulators/ports.py free_port), so the lanes never race for one.
 YUJING_FREE_PORTS=27000-32767 python3 -m pytest -m "long and not soak" "$@" >"$log" 2>&1 &
 long_pid=$!
 YUJING_FREE_PORTS=20000-26999 python3 -m pytest -m "not long and not soak" "$@"
