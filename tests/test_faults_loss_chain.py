@@ -22,7 +22,6 @@ import asyncio
 import json
 import sqlite3
 from pathlib import Path
-from typing import Self
 
 import aiomqtt
 import pytest
@@ -32,14 +31,13 @@ from servers import InfluxDB1
 from test_collector_service import influx_count, make_config, publish, readings, running
 from test_faults_disk_full import Watch, retained
 from test_faults_link import Link
-from test_rules_service import Warnings, subscribe
+from test_rules_service import Service, Warnings, subscribe
 
 from alerts.directory import Directory
 from alerts.harness import running_alerts, write_config
 from alerts.route import route
 from collector.config import InfluxV1Store
 from edge.service import serve as serve_edge
-from rules.service import serve as serve_rules
 from yujing import topics
 from yujing.clock import Clock
 from yujing.config import Config, load_config
@@ -61,24 +59,6 @@ def central(directory: Path, port: int, prefix: str, gateways: list[dict] | None
     """The chain of alerts/example, with these gateways: what the rules (and the edge) load."""
     return load_config(write_config(directory, mqtt_port=port, prefix=prefix, twilio_url="http://127.0.0.1:9",
                                     extra={"gateways": gateways or []}))
-
-
-class Rules:
-    """The rules service in-process: ``async with Rules(cfg):``."""
-
-    def __init__(self, cfg: Config) -> None:
-        self.rt = Runtime(cfg, Clock())
-        self.task: asyncio.Task | None = None
-
-    async def __aenter__(self) -> Self:
-        ready = asyncio.Event()
-        self.task = asyncio.create_task(serve_rules(self.rt, ready=ready))
-        await asyncio.wait_for(ready.wait(), 10)
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        self.rt.stop.set()
-        await asyncio.wait_for(self.task, 10)
 
 
 def sms(twilio, phone: str, words: str) -> list:
@@ -120,7 +100,7 @@ async def test_an_outbox_overflow_behind_a_cut_link_is_counted_raised_and_sent_t
             edge_cfg = cfg.model_copy(update={"mqtt": cfg.mqtt.model_copy(update={"port": link.port})})
             edge_rt = Runtime(edge_cfg, Clock())
             async with (running_alerts(tmp_path / "alerts", mqtt_port=mosquitto.port, prefix=prefix,
-                                       alerts={"grouping": {"wait_s": 0}}) as rig, Rules(cfg)):
+                                       alerts={"grouping": {"wait_s": 0}}) as rig, Service(Runtime(cfg, Clock()))):
                 agent = asyncio.create_task(serve_edge(edge_rt))
                 await wait_for(lambda: watch.beats, 10, "the gateway's first heartbeat")
                 await report(sensor, 5)
@@ -206,7 +186,7 @@ async def test_a_collector_spool_overflow_with_the_database_down_is_raised_and_r
     await asyncio.wait_for(ready.wait(), 10)
     try:
         async with (running_alerts(tmp_path / "alerts", mqtt_port=mosquitto.port, prefix=prefix,
-                                   alerts={"grouping": {"wait_s": 0}}) as rig, Rules(cfg)):
+                                   alerts={"grouping": {"wait_s": 0}}) as rig, Service(Runtime(cfg, Clock()))):
             await wait_for(lambda: got.of(f"equipment:loss:{component}"), 10, "the collector's loss warning")
             tw = rig.twilio
             await tw.wait_until(lambda: sms(tw, COUNTY_DUTY, str(dropped)) and sms(tw, COUNTY_MAINT, str(dropped)),

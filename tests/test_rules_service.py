@@ -70,14 +70,10 @@ async def serving(rt: Runtime, port: int, prefix: str) -> AsyncIterator[Warnings
     got, ready = Warnings(), asyncio.Event()
     sub = asyncio.create_task(subscribe(port, prefix, got, ready))
     await ready.wait()
-    up = asyncio.Event()
-    svc = asyncio.create_task(serve(rt, ready=up))
-    await asyncio.wait_for(up.wait(), 10)
     try:
-        yield got
+        async with Service(rt):
+            yield got
     finally:
-        rt.stop.set()
-        await asyncio.wait_for(svc, 10)
         sub.cancel()
 
 
