@@ -38,6 +38,7 @@ from rules.store import StateStore
 from yujing import mqtt, topics
 from yujing.log import Limiter
 from yujing.model import HazardWarning, Reading, ReadingBatch
+from yujing.provenance import Refusal, Senders
 from yujing.runtime import Runtime
 
 log = logging.getLogger("yujing.rules")
@@ -89,7 +90,8 @@ def parse_readings(payload: bytes) -> list[Reading]:
         raise ValueError("bad-json") from e
     try:
         if isinstance(doc, dict) and "readings" in doc:
-            return list(ReadingBatch.model_validate(doc).readings)
+            batch = ReadingBatch.model_validate(doc)  # a reading that names no gateway claims its batch's
+            return [r if r.gateway else r.model_copy(update={"gateway": batch.gateway}) for r in batch.readings]
         if isinstance(doc, list):
             return [Reading.model_validate(d) for d in doc]
         return [Reading.model_validate(doc)]
@@ -112,6 +114,9 @@ class RulesService:
         self.engine = Engine(cfg, self.store, drill=rt.drill)
         for p in self.engine.problems():
             log.warning("rules: %s", p)
+        self.senders = Senders(cfg.gateways)
+        if not self.senders.enforced:
+            log.warning("rules: no gateways configured: any authenticated publisher's readings are judged for any site")
         self.seen = RecentIds()
         for rid in self.store.seen_ids(self.seen.size):
             self.seen.add(rid)
@@ -166,6 +171,8 @@ class RulesService:
             if self.limiter.allow(("reject", reason, topic)):
                 log.warning("rules: rejected a message on %s: %s (%s)", topic, reason, e.__cause__)
             return []
+        if self.senders.enforced:
+            readings = self._screen(topic, payload, readings)
         out: list[HazardWarning] = []
         now = self.rt.clock.now()
         for r in readings:
@@ -176,6 +183,31 @@ class RulesService:
             self.fresh.append(r.id)
             out += self.engine.feed(r, now)
         return out
+
+    def _screen(self, topic: str, payload: bytes, readings: list[Reading]) -> list[Reading]:
+        """Only readings the topic's gateway may publish (:mod:`yujing.provenance`): the topic is what the broker's ACL
+        authenticated, the payload's ``gateway`` a claim. The others are counted, logged once per (reason, gateway)
+        a minute, and the message dead-lettered once per reason."""
+        gateway = topics.gateway_of(topic)
+        kept: list[Reading] = []
+        refused: dict[Refusal, list[Reading]] = {}
+        for r in readings:
+            why = self.senders.refusal(gateway, r.gateway, r.site, r.sensor)
+            if why is None:
+                kept.append(r if r.gateway else r.model_copy(update={"gateway": gateway}))
+            else:
+                refused.setdefault(why, []).append(r)
+        for why, bad in refused.items():
+            REJECTED.labels(why.value).inc(len(bad))
+            key = ("refused", why, gateway)
+            if self.limiter.allow(key):
+                log.warning("rules: refused readings a gateway may not publish", extra={"kv": {
+                    "reason": why.value, "topic": topic, "gateway": gateway, "claimed": bad[0].gateway,
+                    "site": bad[0].site, "sensor": bad[0].sensor, "readings": len(bad),
+                    "suppressed": self.limiter.take_suppressed(key)}})
+            if self.mqtt is not None:
+                self.mqtt.publish(topics.deadletter(self.prefix, why.value), payload[:65_536], qos=0)
+        return kept
 
     def on_status(self, topic: str, payload: bytes, retained: bool = False) -> list[HazardWarning]:
         """A gateway heartbeat (its shape taken loosely: its arrival alone means the gateway is alive)."""
