@@ -141,7 +141,8 @@ class Dispatcher:
             return  # already sending or sent: the log has the one answer
         try:
             sid = await sender.send(n, wall, nflog.drill, nflog.has_sid)
-        except ProviderError as exc:
+        except Exception as raised:  # noqa: BLE001  a worker that died would take every channel's workers with it
+            exc = raised if isinstance(raised, ProviderError) else _unexpected(raised, n)
             tries = self._deferred.get(n.key, 0)
             if exc.retryable and tries < self.outage_retries:  # an outage, not a refusal: keep it, look later
                 self._deferred[n.key] = tries + 1
@@ -188,6 +189,14 @@ class Dispatcher:
             return
         nflog.failed(n.key, "provider unreachable: could not tell whether it was sent", self.clock.now())
         SENT.labels(channel=n.channel, outcome="failed").inc()
+
+
+def _unexpected(exc: Exception, n: Notification) -> ProviderError:
+    """An error no sender should raise (a bug, a library's surprise): the request may have gone, so it is treated
+    as an outage — looked up at the provider later, never simply sent again."""
+    log.error("sending raised an unexpected error; treating it as an outage", exc_info=exc,
+              extra={"kv": {"key": n.key}})
+    return ProviderError(f"{type(exc).__name__}: {exc}"[:300], retryable=True)
 
 
 class _Stop(Exception):

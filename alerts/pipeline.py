@@ -10,7 +10,9 @@ rate limits (one :class:`~alerts.fanout.Dispatcher`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,11 +26,12 @@ from alerts.fanout import Dispatcher, Outcome
 from alerts.group import Decision, Grouper, Verdict
 from alerts.nflog import Notification, NotificationLog
 from alerts.render import Renderer
+from alerts.retry import FAILURES, Failed, Retries, Stage, alarm, duty_office
 from alerts.route import Recipient, drill_recipients, route
 from yujing.clock import Clock
 from yujing.config.people import Channel, Person, Role
 from yujing.log import Limiter
-from yujing.model import HazardWarning, Level, WarningState
+from yujing.model import Hazard, HazardWarning, Level, WarningState
 
 log = logging.getLogger("yujing.alerts")
 DECISIONS = Counter("yujing_alerts_warnings_total", "Warnings by what was decided", ["verdict", "kind"])
@@ -57,6 +60,8 @@ class Pipeline:
         self.grouper = Grouper(self.cfg.grouping.wait_s, self.cfg.silences)
         self.escalator = Escalator(self.cfg, self.directory)
         self.kind = "drill" if self.drill else "real"
+        self.retries = Retries(self.kind, self.clock)
+        self._stage = Stage.GROUP  # the stage _decide_one is in (what a failure is counted under)
 
     # ---- in ---------------------------------------------------------------------------------------
     async def handle(self, w: HazardWarning) -> None:
@@ -65,14 +70,37 @@ class Pipeline:
             raise ValueError(f"a {'drill' if w.drill else 'real'} warning reached the {self.kind} pipeline")
         now = self.clock.now()
         if not self.nflog.record_warning(w, now):
-            return  # a re-delivery (QoS 1, persistent session): already recorded, already acted on
-        self.nflog.event(now, w.id, "", "received", {"level": w.level.value, "state": w.state.value})
-        await self._decide(self.grouper.offer(w, now))
+            return  # a re-delivery (QoS 1, persistent session): already recorded, already acted on (or retried)
+        # From here on the warning is in the log: whatever fails is retried from it, never dropped (alerts/retry.py)
+        await self._offer(w)
+
+    async def _offer(self, w: HazardWarning) -> None:
+        now = self.clock.now()
+        try:
+            self.nflog.event(now, w.id, "", "received", {"level": w.level.value, "state": w.state.value})
+            decisions = self.grouper.offer(w, now)
+        except Exception as exc:  # noqa: BLE001  a bug or a full disk must not lose the warning: retried
+            await self._failed(w, Stage.GROUP, exc)
+            return
+        if w.id in self.retries:
+            self._recovered(w.id)
+        await self._decide(decisions)
 
     async def tick(self) -> None:
         """Flush held groups and run due escalation steps; call whenever :meth:`next_due` passes."""
         now = self.clock.now()
         await self._decide(self.grouper.due(now))
+        for f in self.retries.due(now):
+            latest = self.nflog.latest(f.warning.key)
+            if latest is not None and latest.version > f.warning.version:  # a newer version speaks instead
+                self.retries.recovered(f.warning.id)
+                self.nflog.set_warning_state(f.warning.id, "superseded")
+                self.nflog.event(now, f.warning.id, "", "handling-superseded", {"by": latest.id})
+                continue
+            if isinstance(f.item, Decision):
+                await self._decide([f.item])
+            else:
+                await self._offer(f.item)
         for wid, origin, step, due in list(self.nflog.due_escalations()):
             if due > now:
                 break
@@ -90,7 +118,8 @@ class Pipeline:
             self._routed(w, len(esc.recipients), len(fresh))
 
     def next_due(self) -> datetime | None:
-        times = [t for t in (self.grouper.next_due(), self.escalator.next_due(self.nflog)) if t is not None]
+        times = [t for t in (self.grouper.next_due(), self.escalator.next_due(self.nflog), self.retries.next_due())
+                 if t is not None]
         return min(times) if times else None
 
     async def restore(self) -> None:
@@ -99,8 +128,8 @@ class Pipeline:
         for state in ("routed", "grouped", "inhibited", "silenced"):
             for w in self.nflog.warnings_in(state):
                 self.grouper.restore(w, state == "routed", now)
-        for w in self.nflog.warnings_in("received"):
-            await self._decide(self.grouper.offer(w, now))
+        for w in self.nflog.warnings_in("received") + self.nflog.warnings_in("failed"):
+            await self._offer(w)
         queued, found = await self.dispatcher.recover(self.nflog)
         if queued or found:
             log.info("notification log recovered", extra={"kv": {"kind": self.kind, "requeued": queued,
@@ -108,37 +137,95 @@ class Pipeline:
 
     # ---- decide -----------------------------------------------------------------------------------
     async def _decide(self, decisions: list[Decision]) -> None:
-        now = self.clock.now()
+        """Carry out each decision; one that fails is retried (alerts/retry.py) and the others go on."""
         for d in decisions:
-            DECISIONS.labels(verdict=d.verdict.value, kind=self.kind).inc()
-            w = d.warning
-            if d.verdict is Verdict.HOLD:
-                continue
-            if d.verdict is not Verdict.SEND:
-                if d.verdict is not Verdict.DUPLICATE:
-                    self.nflog.set_warning_state(w.id, d.verdict.value)
-                    self.nflog.event(now, w.id, "", d.verdict.value, {"by": d.by})
-                continue
-            sent = w.model_copy(update={"evidence": list(d.evidence)}) if d.evidence else w
-            if w.state is WarningState.LIFTED:
-                recipients = self._lift_recipients(d.keys)
-            elif self.drill:
-                recipients = drill_recipients(self.drill_people, ack=w.level >= Level.ORANGE)
+            self._stage = Stage.GROUP
+            try:
+                await self._decide_one(d)
+            except Exception as exc:  # noqa: BLE001  never swallowed: counted, alarmed and retried
+                await self._failed(d, Stage.LOG if isinstance(exc, sqlite3.Error) else self._stage, exc)
             else:
-                routed = route(w, self.directory, self.cfg)
-                for p in routed.problems:
-                    PROBLEMS.labels(reason=p.split(" ")[0]).inc()
-                    if _limiter.allow(("route", p)):
-                        log.warning("routing problem", extra={"kv": {"warning": w.id, "problem": p}})
-                recipients = routed.recipients
-            self.escalator.supersede(self.nflog, w.key, w.id, now)
-            await self._notify(sent, recipients, attempt=1)
-            if self.publish is not None:  # before 'routed': a crash in between re-decides it, CAP included
-                try:
-                    await self.publish(sent, self.text(sent, ack=False, channel="sms"))
-                except Exception:  # publishing CAP must never stop the phones
-                    log.exception("publishing the CAP document failed", extra={"kv": {"warning": w.id}})
-            self.nflog.set_warning_state(w.id, "routed")
+                if d.warning.id in self.retries:
+                    self._recovered(d.warning.id)
+
+    async def _decide_one(self, d: Decision) -> None:
+        now = self.clock.now()
+        if d.warning.id not in self.retries:
+            DECISIONS.labels(verdict=d.verdict.value, kind=self.kind).inc()
+        w = d.warning
+        if d.verdict is Verdict.HOLD:
+            return
+        if d.verdict is not Verdict.SEND:
+            if d.verdict is not Verdict.DUPLICATE:
+                self.nflog.set_warning_state(w.id, d.verdict.value)
+                self.nflog.event(now, w.id, "", d.verdict.value, {"by": d.by})
+            return
+        sent = w.model_copy(update={"evidence": list(d.evidence)}) if d.evidence else w
+        self._stage = Stage.ROUTE
+        if w.state is WarningState.LIFTED:
+            recipients = self._lift_recipients(d.keys)
+        elif self.drill:
+            recipients = drill_recipients(self.drill_people, ack=w.level >= Level.ORANGE)
+        else:
+            routed = route(w, self.directory, self.cfg)
+            for p in routed.problems:
+                PROBLEMS.labels(reason=p.split(" ")[0]).inc()
+                if _limiter.allow(("route", p)):
+                    log.warning("routing problem", extra={"kv": {"warning": w.id, "problem": p}})
+            recipients = routed.recipients
+        self._stage = Stage.RENDER
+        self.escalator.supersede(self.nflog, w.key, w.id, now)
+        await self._notify(sent, recipients, attempt=1)
+        if self.publish is not None:  # before 'routed': a crash in between re-decides it, CAP included
+            try:
+                await self.publish(sent, self.text(sent, ack=False, channel="sms"))
+            except Exception:  # publishing CAP must never stop the phones
+                log.exception("publishing the CAP document failed", extra={"kv": {"warning": w.id}})
+        self.nflog.set_warning_state(w.id, "routed")
+
+    # ---- when a stage fails -----------------------------------------------------------------------
+    async def _failed(self, item: Decision | HazardWarning, stage: Stage, exc: BaseException) -> None:
+        """Keep ``item`` for a retry with backoff, mark it failed in the log, and tell the county duty office."""
+        f = self.retries.failed(item, stage, exc)
+        now = self.clock.now()
+        with contextlib.suppress(sqlite3.Error):  # the log may be what failed: the retry is in memory, 'received' on disk
+            self.nflog.set_warning_state(f.warning.id, "failed")
+            self.nflog.event(now, f.warning.id, "", "handling-failed", {
+                "stage": stage.value, "error": f.error, "attempt": f.attempts})
+        if not f.alarmed:  # an alarm the log refused is tried again at the next failure, or at recovery
+            f.alarmed = self._alarm(f.warning, f)
+
+    def _recovered(self, warning_id: str) -> None:
+        f = self.retries.recovered(warning_id)
+        if f is None:
+            return
+        with contextlib.suppress(sqlite3.Error):
+            self.nflog.event(self.clock.now(), warning_id, "", "handling-recovered", {"attempts": f.attempts})
+        if not f.alarmed:  # late is still worth the duty office's knowing
+            self._alarm(f.warning, f)
+
+    def _alarm(self, w: HazardWarning, f: Failed) -> bool:
+        """The equipment-style alarm to the county duty office (drill participants, in a drill): once per warning."""
+        now = self.clock.now()
+        to = ([("drill", "drill", p) for p in self.drill_people] if self.drill
+              else duty_office(self.directory, w))
+        a, items = alarm(w, f, to, self.drill, now)
+        try:
+            if not self.nflog.record_warning(a, now):
+                return True  # already raised for this warning
+            with self.nflog.transaction():
+                fresh = self.nflog.enqueue(items, now)
+                self.nflog.set_warning_state(a.id, "internal-alarm")  # not 'routed': no group, no CAP, not restored
+                self.nflog.event(now, w.id, "", "internal-alarm", {"alarm": a.id, "to": [n.phone for n in fresh]})
+        except sqlite3.Error:
+            log.exception("could not queue the internal alarm", extra={"kv": {"warning": w.id}})
+            with contextlib.suppress(sqlite3.Error):  # not raised yet: the next failure tries again
+                self.nflog.db.execute("DELETE FROM warnings WHERE id=? AND state='received'", (a.id,))
+            return False
+        if not to:
+            log.error("no county duty office to alarm", extra={"kv": {"warning": w.id}})
+        self.dispatcher.submit(self.nflog, fresh)
+        return True
 
     # ---- route → render → enqueue ----------------------------------------------------------------
     def text(self, w: HazardWarning, ack: bool = False, channel: str = "sms", language: str = "zh") -> str:
@@ -217,8 +304,17 @@ class Pipeline:
 
     # ---- callbacks from the provider -------------------------------------------------------------
     async def on_outcome(self, outcome: Outcome) -> None:
-        if outcome.error is not None and outcome.notification.channel == Channel.SMS.value:
-            await self._fallback(outcome.notification, f"provider: {outcome.error}")
+        if outcome.error is None:
+            return
+        n = outcome.notification
+        if n.channel == Channel.SMS.value:
+            await self._fallback(n, f"provider: {outcome.error}")
+        w = self.nflog.warning(n.warning_id)
+        if w is not None and n.reason != "alerts-failure":  # an alarm that failed cannot be alarmed about
+            # refused for good: that person may not be reached at all (the SMS's call fallback and 叫应 carry on);
+            # the duty office hears of it, once per warning
+            FAILURES.labels(stage=Stage.SEND.value, kind=self.kind).inc()
+            self._alarm(w, Failed(w, Stage.SEND, f"{n.phone} {n.channel}: {outcome.error}"[:300], 1, self.clock.now()))
 
     async def on_status(self, sid: str, status: str, error: str) -> Notification | None:
         now = self.clock.now()
