@@ -345,10 +345,12 @@ class Pipeline:
     def confirm(self, n: Notification, via: str) -> bool:
         return self.escalator.confirm(self.nflog, n, via, self.clock.now())
 
-    def confirm_reply(self, phone: str, via: str) -> list[str]:
-        """An SMS reply from ``phone`` confirms every warning it was asked to confirm and has not yet."""
+    def confirm_reply(self, phone: str, via: str, received_at: datetime) -> list[str]:
+        """An SMS reply from ``phone`` that the provider received at ``received_at`` (wall clock) confirms every
+        warning it was asked to confirm, by a request made by then, and has not confirmed yet; not one asked
+        later (the reply cannot be about it)."""
         done: list[str] = []
-        for n in self.nflog.awaiting_confirmation(phone):
+        for n in self.nflog.awaiting_confirmation(phone, asked_by=received_at):
             if n.warning_id not in done:
                 self.confirm(n, via)
                 done.append(n.warning_id)
