@@ -296,8 +296,8 @@ class NotificationLog:
 
     def was_asked(self, phone: str, asked_by: datetime) -> bool:
         """Was ``phone`` ever asked to confirm anything, by a request made by ``asked_by``?"""
-        rows = self.db.execute("SELECT sending_at FROM notifications WHERE phone=? AND ack=1 AND sending_at IS NOT NULL",
-                               (phone,))
+        rows = self.db.execute("SELECT sending_at FROM notifications WHERE phone=? AND ack=1 AND "
+                               "sending_at IS NOT NULL", (phone,))
         return any(_by(at, asked_by) for (at,) in rows)
 
     def _one(self, where: str, args: tuple) -> Notification | None:

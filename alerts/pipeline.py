@@ -31,7 +31,7 @@ from alerts.route import Recipient, drill_recipients, route
 from yujing.clock import Clock
 from yujing.config.people import Channel, Person, Role
 from yujing.log import Limiter
-from yujing.model import Hazard, HazardWarning, Level, WarningState
+from yujing.model import HazardWarning, Level, WarningState
 
 log = logging.getLogger("yujing.alerts")
 DECISIONS = Counter("yujing_alerts_warnings_total", "Warnings by what was decided", ["verdict", "kind"])
@@ -77,10 +77,11 @@ class Pipeline:
     async def _offer(self, w: HazardWarning) -> None:
         now = self.clock.now()
         try:
-            self.nflog.event(now, w.id, "", "received", {"level": w.level.value, "state": w.state.value})
+            if w.id not in self.retries:
+                self.nflog.event(now, w.id, "", "received", {"level": w.level.value, "state": w.state.value})
             decisions = self.grouper.offer(w, now)
         except Exception as exc:  # noqa: BLE001  a bug or a full disk must not lose the warning: retried
-            await self._failed(w, Stage.GROUP, exc)
+            self._failed(w, Stage.GROUP, exc)
             return
         if w.id in self.retries:
             self._recovered(w.id)
@@ -143,7 +144,7 @@ class Pipeline:
             try:
                 await self._decide_one(d)
             except Exception as exc:  # noqa: BLE001  never swallowed: counted, alarmed and retried
-                await self._failed(d, Stage.LOG if isinstance(exc, sqlite3.Error) else self._stage, exc)
+                self._failed(d, Stage.LOG if isinstance(exc, sqlite3.Error) else self._stage, exc)
             else:
                 if d.warning.id in self.retries:
                     self._recovered(d.warning.id)
@@ -184,11 +185,12 @@ class Pipeline:
         self.nflog.set_warning_state(w.id, "routed")
 
     # ---- when a stage fails -----------------------------------------------------------------------
-    async def _failed(self, item: Decision | HazardWarning, stage: Stage, exc: BaseException) -> None:
+    def _failed(self, item: Decision | HazardWarning, stage: Stage, exc: BaseException) -> None:
         """Keep ``item`` for a retry with backoff, mark it failed in the log, and tell the county duty office."""
         f = self.retries.failed(item, stage, exc)
         now = self.clock.now()
-        with contextlib.suppress(sqlite3.Error):  # the log may be what failed: the retry is in memory, 'received' on disk
+        # the log may be what failed: then the retry is in memory, and the warning 'received' on disk
+        with contextlib.suppress(sqlite3.Error):
             self.nflog.set_warning_state(f.warning.id, "failed")
             self.nflog.event(now, f.warning.id, "", "handling-failed", {
                 "stage": stage.value, "error": f.error, "attempt": f.attempts})

@@ -34,7 +34,8 @@ class ProviderEvents:
 
     def seen(self, provider: str, event_id: str, at: datetime) -> bool:
         """True if ``event_id`` of ``provider`` was seen before; else remember it (durably, at once) and say False."""
-        cur = self.db.execute("INSERT OR IGNORE INTO provider_events VALUES (?,?,?)", (provider, event_id, at.isoformat()))
+        cur = self.db.execute("INSERT OR IGNORE INTO provider_events VALUES (?,?,?)",
+                              (provider, event_id, at.isoformat()))
         return cur.rowcount == 0
 
     def forget(self, provider: str, event_id: str) -> None:

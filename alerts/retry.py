@@ -81,8 +81,8 @@ class Retries:
         before = self._failed.get(w.id)
         attempts = before.attempts + 1 if before else 1
         delay_s = min(MAX_S, FIRST_S * 2 ** (attempts - 1))
-        f = Failed(item, stage, f"{type(exc).__name__}: {exc}"[:300], attempts,
-                   self.clock.now() + timedelta(seconds=delay_s * self.clock.speed), before is not None and before.alarmed)
+        due = self.clock.now() + timedelta(seconds=delay_s * self.clock.speed)
+        f = Failed(item, stage, f"{type(exc).__name__}: {exc}"[:300], attempts, due, bool(before and before.alarmed))
         self._failed[w.id] = f
         FAILURES.labels(stage=stage.value, kind=self.kind).inc()
         FAILING.labels(kind=self.kind).set(len(self._failed))

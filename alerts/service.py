@@ -9,9 +9,11 @@ never loses one. If the log cannot take it (SQLite error: disk full, locked; or 
 is recorded), the message stays unacknowledged and the service reconnects (backing off) so that the broker
 sends it again. Once it is in the log, a stage that fails (route, render, the log refusing its notifications)
 no longer concerns the broker: the warning is retried from the log with backoff, visible as failed, and the
-county duty office is alarmed (alerts/retry.py). The webhook server takes Twilio's signed callbacks and serves CAP documents, which
-are also published on ``{prefix}/cap/{hazard}/{site}`` (QoS 1, retained; one thread per group, see below). Each CAP document is kept in
-the notification log before the warning counts as routed, and marked once the broker took it; so after a
+county duty office is alarmed (alerts/retry.py).
+
+The webhook server takes Twilio's signed callbacks and serves CAP documents, which are also published on
+``{prefix}/cap/{hazard}/{site}`` (QoS 1, retained; one thread per group, see below). Each CAP document is kept
+in the notification log before the warning counts as routed, and marked once the broker took it; so after a
 crash the next Update still references the message before it, and a document the broker never got is
 published when the broker is next reached. Timers run on ``rt.clock``.
 """
