@@ -18,11 +18,10 @@ from datetime import datetime
 
 from alerts.nflog import NotificationLog
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS provider_events (
+# One statement, run with execute(): executescript() would first commit whatever transaction is open.
+SCHEMA = """CREATE TABLE IF NOT EXISTS provider_events (
   provider TEXT NOT NULL, event_id TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (provider, event_id)
-) WITHOUT ROWID;
-"""
+) WITHOUT ROWID"""
 
 
 class ProviderEvents:
@@ -30,7 +29,7 @@ class ProviderEvents:
 
     def __init__(self, nflog: NotificationLog) -> None:
         self.db = nflog.db
-        self.db.executescript(SCHEMA)
+        self.db.execute(SCHEMA)
 
     def seen(self, provider: str, event_id: str, at: datetime) -> bool:
         """True if ``event_id`` of ``provider`` was seen before; else remember it (durably, at once) and say False."""
