@@ -1,9 +1,10 @@
 """A warning whose handling fails is never acknowledged and forgotten: it is retried with backoff, counted, logged,
 and the county duty office is alarmed — whatever stage failed (route, render, the log, the provider).
 
-Failures are injected through real mechanisms where there is one: a template that passes the load check and fails
-when rendered, SQLite triggers refusing the log's rows, the Twilio stand-in refusing a request. A routing bug has
-no such door, so the one test of that stage makes ``route`` raise, as a bug in it would.
+Failures are injected through real mechanisms where there is one: SQLite triggers refusing the log's rows, the
+Twilio stand-in refusing a request. A bug in routing or rendering has no such door (a template that cannot be
+rendered is refused at load), so the tests of those stages make ``route`` or ``Renderer.text`` raise, as a bug
+in them would.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from test_alerts_service import MONITOR, SITE_RESP, VILLAGE_RESP, warning
 
 from alerts import pipeline as pipeline_module
 from alerts.harness import running_alerts
+from alerts.render import Renderer
 from yujing.model import Hazard, Level
 
 COUNTY_DUTY = "+8613911000002"
@@ -64,14 +66,21 @@ async def test_a_routing_bug_hit_by_a_red_warning_is_retried_until_it_goes_out_a
 
 
 async def test_a_warning_that_can_never_be_rendered_stays_failed_is_retried_and_does_not_hold_up_the_others(
-        mosquitto, prefix, tmp_path):
-    """'{site_name:d}' names a known variable (the load check passes) but cannot format a name: every red landslide
-    fails to render. It must be alarmed once, retried with growing delays, counted while failing — and a blue
-    warning after it still goes out."""
+        mosquitto, prefix, tmp_path, monkeypatch):
+    """A rendering bug that bites every red landslide (templates that cannot format are refused at load, see
+    test_alerts_config, so this is a bug in the code): the warning must be alarmed once, retried with growing
+    delays, counted while failing — and a blue warning after it still goes out."""
+    real_text = Renderer.text
+
+    def text(self, w, *args, **kw):
+        if w.hazard is Hazard.LANDSLIDE and w.level is Level.RED:
+            raise ValueError("injected rendering bug")
+        return real_text(self, w, *args, **kw)
+
+    monkeypatch.setattr(Renderer, "text", text)
     before = failures("render")
     async with running_alerts(tmp_path, mqtt_port=mosquitto.port, prefix=prefix,
-                              alerts={"grouping": {"wait_s": 0}, "templates": {"landslide.red": "{site_name:d}滑坡"}}
-                              ) as rig:
+                              alerts={"grouping": {"wait_s": 0}}) as rig:
         tw = rig.twilio
         red = warning(Level.RED)
         await rig.publish(red)
