@@ -130,6 +130,9 @@ class Webhooks:
             n = p.nflog.by_ref(request.query.get("n", "")) if p is not None else None
             r = VoiceResponse()
             lang, voice = self.cfg.voice_language, self.cfg.voice
+            if n is not None and not n.ack:  # that call asked nothing: a keypress on it confirms nothing
+                self._refuse(request, "not-asked", form, event)
+                n = None
             if p is not None and n is not None and digits == self.cfg.ack.digits:
                 if p.confirm(n, "voice"):
                     CONFIRMED.labels(via="voice", kind=p.kind).inc()

@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from test_alerts_service import MONITOR, SITE_RESP, warning
 
 from alerts.harness import running_alerts
-from alerts.nflog import Notification, NotificationLog
+from alerts.nflog import Notification, NotificationLog, ref
 from simulators.ports import free_port
 from simulators.twilio import Behaviour
 from yujing.model import Level, WarningState
@@ -131,6 +131,12 @@ async def test_a_confirmation_from_a_number_never_asked_is_refused_and_counted(m
         for phone in (STRANGER, MONITOR):  # never told anything; told, but never asked
             assert await tw.send_inbound_sms(phone, "1", to="+8610123456789") == 200
         assert refused("not-asked") - before == 2
+        # a keypress signed for a notification that asked nothing (the monitor's blue SMS)
+        told = next(n for n in rig.pipeline().nflog.for_warning(blue.id) if n.phone == MONITOR)
+        url = f"{rig.state['webhooks'].base_url}/twilio/gather?n={ref(told.key)}&k=real"
+        assert await tw.post_signed(url, {"CallSid": "CA" + "0" * 32, "Digits": "1", "From": "+8610123456789",
+                                          "To": MONITOR, "AccountSid": tw.account_sid}) == 200
+        assert refused("not-asked") - before == 3
         assert rig.pipeline().nflog.db.execute("SELECT COUNT(*) FROM confirmations").fetchone()[0] == 0
         before = refused("no-event-id")
         url, form = captured(tw, "/twilio/sms", From=MONITOR)
