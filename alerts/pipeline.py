@@ -102,21 +102,40 @@ class Pipeline:
                 await self._decide([f.item])
             else:
                 await self._offer(f.item)
+        failed: Exception | None = None
         for wid, origin, step, due in list(self.nflog.due_escalations()):
             if due > now:
                 break
-            # one transaction: a crash leaves the step either due (it runs again) or done with its calls queued
-            with self.nflog.transaction():
-                esc = self.escalator.step(self.nflog, wid, origin, step, now)
-                w = self.nflog.warning(wid)
-                if esc is None or w is None:
-                    continue
-                fresh = self.nflog.enqueue(self._items(w, esc.recipients, esc.attempt, escalation=True), now)
-                self.nflog.event(now, w.id, "", "escalation-queued", {"recipients": len(esc.recipients),
-                                                                       "notifications": len(fresh),
-                                                                       "attempt": esc.attempt})
-            self.dispatcher.submit(self.nflog, fresh)
-            self._routed(w, len(esc.recipients), len(fresh))
+            try:
+                self._escalate(wid, origin, step, now)
+            except Exception as exc:  # noqa: BLE001  one chain's failure must not hold up the others' steps
+                failed = failed or exc
+                self._escalation_failed(wid, exc)
+        if failed is not None:
+            raise failed  # the failed steps are still due: the timer retries them after a pause
+
+    def _escalate(self, wid: str, origin: str, step: int, now: datetime) -> None:
+        # one transaction: a crash leaves the step either due (it runs again) or done with its calls queued
+        with self.nflog.transaction():
+            esc = self.escalator.step(self.nflog, wid, origin, step, now)
+            w = self.nflog.warning(wid)
+            if esc is None or w is None:
+                return
+            fresh = self.nflog.enqueue(self._items(w, esc.recipients, esc.attempt, escalation=True), now)
+            self.nflog.event(now, w.id, "", "escalation-queued", {"recipients": len(esc.recipients),
+                                                                   "notifications": len(fresh),
+                                                                   "attempt": esc.attempt})
+        self.dispatcher.submit(self.nflog, fresh)
+        self._routed(w, len(esc.recipients), len(fresh))
+
+    def _escalation_failed(self, wid: str, exc: Exception) -> None:
+        """Counted, and the duty office alarmed (once per warning); the step itself stays due and is retried."""
+        stage = Stage.ESCALATE  # whatever raised (the log's disk included): it is the step that did not happen
+        FAILURES.labels(stage=stage.value, kind=self.kind).inc()
+        with contextlib.suppress(sqlite3.Error):
+            w = self.nflog.warning(wid)
+            if w is not None:
+                self._alarm(w, Failed(w, stage, f"{type(exc).__name__}: {exc}"[:300], 1, self.clock.now()))
 
     def next_due(self) -> datetime | None:
         times = [t for t in (self.grouper.next_due(), self.escalator.next_due(self.nflog), self.retries.next_due())

@@ -49,6 +49,7 @@ class Stage(enum.StrEnum):
     RENDER = "render"  # rendering and queueing the notifications
     LOG = "log"  # the notification log refused a write (SQLite)
     SEND = "send"  # a notification the provider refused for good
+    ESCALATE = "escalate"  # a due 叫应 escalation step (it stays due and is retried)
 
 
 @dataclass
@@ -115,12 +116,16 @@ def duty_office(directory: Directory, w: HazardWarning) -> list[tuple[str, str, 
     return [(a.id, a.tier.value, p) for a in counties for p in directory.people(a.id, [Role.DUTY])]
 
 
+_WHAT_FAILED = {Stage.SEND: "未能送达部分接收人", Stage.ESCALATE: "的叫应追呼升级未能执行"}
+
+
 def alarm(w: HazardWarning, f: Failed, to: list[tuple[str, str, Person]], drill: bool,
           now: datetime) -> tuple[HazardWarning, list[Notification]]:
     """The internal alarm about ``w``: a warning of its own (key ``equipment:alerts-failure:<id>``) and its SMS and
     calls, in a fixed text that needs no template."""
     what = f"{w.title or w.key}（{w.hazard.chinese}{w.level.chinese}预警，{w.site}）"
-    text = (("【演练】" if drill else "") + f"【预警系统故障】{what}未能正常发出（{f.stage.value}环节出错：{f.error[:80]}），"
+    failed = _WHAT_FAILED.get(f.stage, "未能正常发出")
+    text = (("【演练】" if drill else "") + f"【预警系统故障】{what}{failed}（{f.stage.value}环节出错：{f.error[:80]}），"
             "系统正在自动重试。请立即人工核实，必要时按预案直接通知相关责任人。")
     a = HazardWarning(key=f"equipment:alerts-failure:{w.id}", version=1, hazard=Hazard.EQUIPMENT,
                       level=Level.ORANGE if w.level >= Level.ORANGE else Level.YELLOW, state=WarningState.ISSUED,

@@ -18,6 +18,7 @@ from test_alerts_service import MONITOR, SITE_RESP, VILLAGE_RESP, warning
 from alerts import pipeline as pipeline_module
 from alerts.harness import running_alerts
 from alerts.render import Renderer
+from simulators.twilio import Behaviour
 from yujing.model import Hazard, Level
 
 COUNTY_DUTY = "+8613911000002"
@@ -154,3 +155,30 @@ async def test_an_sms_the_provider_refuses_for_good_alarms_the_duty_office_and_f
         await rig.settled()
         assert failures("send") - before == 1 and len(alarms(tw)) == 1 and len(fallback()) == 1
         assert fallback()[0].to in alarms(tw)[0].body  # the alarm names who was not reached
+
+
+async def test_an_escalation_step_that_fails_holds_up_no_other_chain_and_alarms_the_duty_office(
+        mosquitto, prefix, tmp_path):
+    """A trigger refuses to close the first due step (its chain's row, as a corrupt page would): that step stays due
+    and is retried; every other chain's recall is made meanwhile, and the duty office hears of it."""
+    alerts = {"grouping": {"wait_s": 0}, "ack": {"timeout_s": {"orange": 1.0}, "steps": ["recall"]}}
+    async with running_alerts(tmp_path, mqtt_port=mosquitto.port, prefix=prefix, alerts=alerts,
+                              default=Behaviour(answer=False, ring_s=0.2)) as rig:
+        tw, nflog = rig.twilio, rig.pipeline().nflog
+        await rig.publish(warning(Level.ORANGE))
+        await wait_for(lambda: len(list(nflog.due_escalations())) >= 2, 10, "the 叫应 chains to open")
+        chains = [phone for _, phone, _, _ in nflog.due_escalations()]
+        stuck = chains[0]  # the first in due order: the one a failure used to hold every other behind
+        db = sqlite3.connect(nflog.path)
+        db.executescript(f"CREATE TRIGGER refuse_step BEFORE UPDATE ON escalations WHEN NEW.phone = '{stuck}' "
+                         "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;")
+        before = failures("escalate")
+        recalled = lambda phone: any(e[3] == "escalate-recall" and e[2] == phone for e in rig.events())  # noqa: E731
+        await wait_for(lambda: all(recalled(p) for p in chains[1:]), 15, "every other chain's recall")
+        assert not recalled(stuck) and failures("escalate") > before
+        await tw.wait_until(lambda: alarms(tw), 10, "the alarm to the county duty office")
+        assert "叫应" in alarms(tw)[0].body
+        db.executescript("DROP TRIGGER refuse_step;")
+        db.close()
+        await wait_for(lambda: recalled(stuck), 15, "the stuck chain's recall, once the log takes it")
+        assert not rig.task.done()
