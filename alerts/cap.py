@@ -18,7 +18,18 @@ SENDER = "yujing@zhongxian.example.cn"
 _SEVERITY = {Level.RED: "Extreme", Level.ORANGE: "Severe", Level.YELLOW: "Moderate", Level.BLUE: "Minor"}
 _URGENCY = {Level.RED: "Immediate", Level.ORANGE: "Immediate", Level.YELLOW: "Expected", Level.BLUE: "Future"}
 _CATEGORY = {Hazard.RAINSTORM: "Met", Hazard.TORRENT: "Geo", Hazard.RESERVOIR: "Infra", Hazard.RIVER: "Met",
-             Hazard.LANDSLIDE: "Geo", Hazard.FIRE: "Fire", Hazard.EQUIPMENT: "Infra"}
+             Hazard.LANDSLIDE: "Geo", Hazard.FIRE: "Fire", Hazard.EQUIPMENT: "Infra", Hazard.OTHER: "Other"}
+
+
+def thread(w: HazardWarning) -> str:
+    """The CAP thread (and topic level) ``w`` belongs to: its site, as warnings are grouped; a warning from
+    above is a thread of its own (``@area:<rest of its key>``)."""
+    if not w.from_above:
+        return w.site
+    return w.key.split(":", 1)[-1].translate(_NOT_IN_A_LEVEL)
+
+
+_NOT_IN_A_LEVEL = str.maketrans({"/": "_", "+": "_", "#": "_"})
 
 
 def identifier(w: HazardWarning) -> str:

@@ -117,13 +117,17 @@ class Silence(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     site: str | None = None
+    area: str | None = None  # every warning at or under this node (its sites, and warnings addressed to it)
     hazard: Hazard | None = None
     starts: AwareUTC
     ends: AwareUTC
     comment: str = ""
+    id: str = ""  # the duty office's silences carry theirs (to be removed by it)
 
-    def matches(self, site: str, hazard: Hazard, at: datetime) -> bool:
-        return (self.site in (None, site) and self.hazard in (None, hazard) and self.starts <= at < self.ends)
+    def matches(self, site: str, hazard: Hazard, at: datetime, areas: set[str] | frozenset[str] = frozenset()) -> bool:
+        """``areas``: the ids of the warning's chain (its area and every ancestor)."""
+        return (self.site in (None, site) and (self.area is None or self.area in areas)
+                and self.hazard in (None, hazard) and self.starts <= at < self.ends)
 
 
 class DrillConfig(BaseModel):

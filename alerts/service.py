@@ -27,7 +27,7 @@ import aiomqtt
 from prometheus_client import Counter
 from pydantic import ValidationError
 
-from alerts.cap import CapBook, build, identifier
+from alerts.cap import CapBook, build, identifier, thread
 from alerts.channels import CallbackUrls, senders
 from alerts.directory import Directory
 from alerts.fanout import Dispatcher, Outcome, run_until
@@ -171,13 +171,13 @@ class _CapPublisher:
         ident = identifier(w)
         xml = nflog.cap(ident)
         if xml is None:
-            site = self.directory.site(w.site)
+            site = self.directory.site(w.site) if w.site else None
             area = self.directory.area(w.area or (site.area if site else ""))
             desc = "".join(a.name for a in reversed(self.rt.config.lineage(area.id))) if area else w.site
-            xml = build(w, text, desc + (site.name if site else ""), nflog.last_capped(w.hazard.value, w.site),
+            xml = build(w, text, desc + (site.name if site else ""), nflog.last_capped(w.hazard.value, thread(w)),
                         lat=site.lat if site else None, lon=site.lon if site else None)
             nflog.record_cap(w, ident, xml, published)
-        self.caps.add(w.hazard.value, w.site, ident, xml)
+        self.caps.add(w.hazard.value, thread(w), ident, xml)
 
     def restore(self, nflog: NotificationLog, text: Callable[[HazardWarning], str]) -> None:
         """At start: the CapBook from the log (a log from before CAP documents were kept gets them now)."""

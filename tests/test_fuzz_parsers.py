@@ -493,7 +493,8 @@ def warnings_(draw) -> HazardWarning:
     state = draw(st.sampled_from(list(WarningState)))
     return HazardWarning(key=draw(xml_text.filter(lambda s: s.strip())),
                          version=draw(st.integers(1, 50)), hazard=draw(st.sampled_from(list(Hazard))),
-                         level=draw(st.sampled_from(list(Level))), state=state, site=draw(xml_text),
+                         level=draw(st.sampled_from(list(Level))), state=state,
+                         site=draw(xml_text.filter(bool)),  # a warning is placed: a site (or an area)
                          area=draw(xml_text), drill=draw(st.booleans()),
                          values=draw(st.dictionaries(xml_text, st.floats(allow_nan=False), max_size=3)),
                          issued_at=T0, updated_at=T0 + timedelta(minutes=draw(st.integers(0, 10**5))))
