@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from alerts.cap import CapBook, build, identifier, thread
 from alerts.channels import CallbackUrls, senders
+from alerts.commands import Command, SilenceList, apply
 from alerts.directory import Directory
 from alerts.fanout import Dispatcher, Outcome, run_until
 from alerts.nflog import NotificationLog
@@ -215,6 +216,9 @@ async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _Ca
             paho.manual_ack_set(True)
             async with client:
                 await client.subscribe(topic, qos=1)
+                # the duty office's requests and silences (alerts/commands.py)
+                await client.subscribe(topics.commands(cfg.mqtt.topic_prefix), qos=1)
+                await client.subscribe(topics.silences(cfg.mqtt.topic_prefix), qos=1)
                 publisher.mqtt = client
                 backoff = 0.5
                 log.info("alerts subscribed", extra={"kv": {"topic": topic}})
@@ -239,6 +243,12 @@ async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _Ca
                                 await _on_message(rt, pipelines, msg.payload, str(msg.topic))
                             except sqlite3.Error as exc:
                                 raise _Unlogged(str(exc)) from exc
+                        elif str(msg.topic) in (topics.commands(cfg.mqtt.topic_prefix),
+                                                topics.silences(cfg.mqtt.topic_prefix)):
+                            try:
+                                _on_duty(rt, pipelines, msg.payload, str(msg.topic))
+                            except sqlite3.Error as exc:
+                                raise _Unlogged(str(exc)) from exc
                         else:
                             REJECTED.labels(reason="wrong-topic").inc()
                         if msg.qos > 0:
@@ -259,6 +269,27 @@ async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _Ca
                 async with asyncio.timeout(backoff):
                     await rt.stop.wait()
             backoff = min(backoff * 2, 10.0)
+
+
+def _on_duty(rt: Runtime, pipelines: dict[str, Pipeline], payload: Any, topic: str) -> None:
+    """A request of the duty office (confirm on behalf, resend) or its silences, all of them."""
+    try:
+        if topic == topics.silences(rt.config.mqtt.topic_prefix):
+            given = SilenceList.model_validate_json(payload or b'{"silences": []}').silences
+            for p in pipelines.values():
+                p.grouper.silences = list(rt.config.alerts.silences) + given
+            log.info("silences from the duty office", extra={"kv": {"count": len(given)}})
+            return
+        cmd = Command.model_validate_json(payload)
+    except ValidationError as exc:
+        REJECTED.labels(reason="invalid-command").inc()
+        if _limiter.allow("invalid-command"):
+            log.warning("ignoring a duty-office message that cannot be read",
+                        extra={"kv": {"topic": topic, "error": str(exc).splitlines()[0]}})
+        return
+    result = apply(pipelines, cmd, rt.clock.now())
+    log.info("duty-office request", extra={"kv": {"action": cmd.action.value, "key": cmd.key, "by": cmd.by,
+                                                  "phone": cmd.phone, **result}})
 
 
 class _Unlogged(Exception):

@@ -30,6 +30,17 @@ class IssuerLink:
         self.client_id = client_id
         self.wake = asyncio.Event()  # set after every issue/update/lift: publish now
         self.connected = asyncio.Event()
+        self.outbox: list[tuple[str, bytes, bool]] = []  # requests to alerts (topic, payload, retain), in order
+        self.retained: dict[str, bytes] = {}  # the current silences list: published again on every connect
+        self._dirty: set[str] = set()
+
+    def send(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        if retain:
+            self.retained[topic] = payload
+            self._dirty.add(topic)
+        else:
+            self.outbox.append((topic, payload, retain))
+        self.wake.set()
 
     def poke(self) -> None:
         self.wake.set()
@@ -62,8 +73,20 @@ class IssuerLink:
             log.info("warning from above published", extra={"kv": {"warning": w.id, "source": w.source,
                                                                      "level": w.level.value, "state": w.state.value}})
 
+        self._dirty |= set(self.retained)
         while not self.rt.stop.is_set():
             self.wake.clear()
+            while self._dirty:
+                topic = self._dirty.pop()
+                try:
+                    await client.publish(topic, self.retained[topic], qos=1, retain=True)
+                except BaseException:
+                    self._dirty.add(topic)
+                    raise
+            while self.outbox:
+                topic, payload, retain = self.outbox[0]
+                await client.publish(topic, payload, qos=1, retain=retain)
+                self.outbox.pop(0)
             for w in self.issuer.expire(self.rt.clock.now()):
                 log.info("warning expired: lifted", extra={"kv": {"warning": w.id}})
             await self.issuer.flush(publish)
