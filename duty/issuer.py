@@ -76,21 +76,50 @@ class Issuer:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")  # an issued warning is a promise: it survives power loss
         self.db.executescript(SCHEMA)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._depth = 0
 
     def close(self) -> None:
         self.db.close()
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[None]:
+        """One transaction; nested ones join the outer (see :meth:`batch`)."""
         with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
             self.db.execute("BEGIN IMMEDIATE")
+            self._depth = 1
             try:
                 yield
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
+            finally:
+                self._depth = 0
             self.db.execute("COMMIT")
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """Several issues/updates/lifts as one: all of them, or (an exception) none. A CAP document that
+        addresses three villages is never half-applied."""
+        return self._tx()
+
+    def keys_by_ref_prefix(self, prefix: str) -> list[str]:
+        """Warning keys whose refs start with ``prefix`` (every warning one CAP document made)."""
+        rows = self.db.execute("SELECT DISTINCT key FROM refs WHERE substr(ref, 1, ?) = ?", (len(prefix), prefix))
+        return [r[0] for r in rows]
+
+    def has_ref(self, ref: str) -> bool:
+        return self.db.execute("SELECT 1 FROM refs WHERE ref=?", (ref,)).fetchone() is not None
+
+    def add_ref(self, ref: str, key: str) -> None:
+        with self._tx():
+            self.db.execute("INSERT OR IGNORE INTO refs(ref, key) VALUES (?,?)", (ref, key))
 
     # ---- reads ------------------------------------------------------------------------------------
     def get(self, key: str) -> HazardWarning | None:

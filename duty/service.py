@@ -68,6 +68,11 @@ async def serve(rt: Runtime, *, ready: asyncio.Event | None = None, state: dict[
                                           rt.config.path(alerts.drill.log, "alerts-drill.sqlite")),
                         silences=silences, now=rt.clock.now, prefix=prefix, tls=tls is not None)
         app = make_app(office)
+        pollers = []
+        if rt.config.upstream.sources:  # CAP 1.2 from upper-level platforms: POST, feeds, MQTT
+            from upstream.service import install
+
+            pollers = install(app, rt, issuer, link)
         _install_console(app, office)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -81,6 +86,8 @@ async def serve(rt: Runtime, *, ready: asyncio.Event | None = None, state: dict[
                 state.update(office=office, url=url, app=app)
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(link.run())
+                for p in pollers:
+                    tg.create_task(p)
                 if ready is not None:
                     tg.create_task(_ready_when(link, ready))
                 await rt.stop.wait()

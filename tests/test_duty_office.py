@@ -57,7 +57,8 @@ class Office:
 
 @contextlib.asynccontextmanager
 async def duty_office(tmp_path: Path, mosquitto: Any, prefix: str, speed: float = 60.0,
-                      behaviours: dict[str, Behaviour] | None = None) -> AsyncIterator[Office]:
+                      behaviours: dict[str, Behaviour] | None = None, alerts: dict[str, Any] | None = None,
+                      upstream: dict[str, Any] | None = None) -> AsyncIterator[Office]:
     tokens = {}
     for user in ("li", "wang"):
         tokens[user] = tmp_path / f"{user}.token"
@@ -71,12 +72,12 @@ async def duty_office(tmp_path: Path, mosquitto: Any, prefix: str, speed: float 
     original = harness.write_config
 
     def with_duty(directory: Path, **kw: Any) -> Path:
-        return original(directory, **kw, extra={"duty": duty})
+        return original(directory, **kw, extra={"duty": duty, **({"upstream": upstream} if upstream else {})})
 
     harness.write_config = with_duty  # the harness lays out the deployment; the duty section joins it
     try:
         async with running_alerts(tmp_path / "d", mqtt_port=mosquitto.port, prefix=prefix, speed=speed,
-                                  alerts={"grouping": {"wait_s": 0}}, behaviours=behaviours,
+                                  alerts={"grouping": {"wait_s": 0}, **(alerts or {})}, behaviours=behaviours,
                                   default=Behaviour.answers_and_presses("1", after_s=5)) as rig:
             harness.write_config = original
             state: dict[str, Any] = {}
