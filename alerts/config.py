@@ -143,6 +143,15 @@ class GroupingConfig(BaseModel):
     wait_s: float = Field(default=5.0, ge=0)  # hold a new (hazard, site) group this long to gather its sensors
 
 
+class CapConfig(BaseModel):
+    """Who Yujing's own CAP documents say they are from: per deployment."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sender: str = Field(default="yujing@localhost", pattern=r"^[^\s,<&]+$")  # CAP: no spaces, commas, < or &
+    sender_name: str = ""  # "": the deployment's name
+
+
 class AlertsConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -159,6 +168,7 @@ class AlertsConfig(BaseModel):
     grouping: GroupingConfig = Field(default_factory=GroupingConfig)
     silences: list[Silence] = Field(default_factory=list)
     drill: DrillConfig = Field(default_factory=DrillConfig)
+    cap: CapConfig = Field(default_factory=CapConfig)
     templates: dict[str, str] = Field(default_factory=dict)  # "landslide.red", "landslide.lift", "*.red"…
     voice_language: str = "cmn-CN"  # <Say language=…>: Mandarin
     voice: str = "Polly.Zhiyu"

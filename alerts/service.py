@@ -175,8 +175,11 @@ class _CapPublisher:
             site = self.directory.site(w.site) if w.site else None
             area = self.directory.area(w.area or (site.area if site else ""))
             desc = "".join(a.name for a in reversed(self.rt.config.lineage(area.id))) if area else w.site
+            cap = self.rt.config.alerts.cap
             xml = build(w, text, desc + (site.name if site else ""), nflog.last_capped(w.hazard.value, thread(w)),
-                        lat=site.lat if site else None, lon=site.lon if site else None)
+                        sender=cap.sender, sender_name=cap.sender_name or self.rt.config.deployment.name,
+                        lat=site.lat if site else None, lon=site.lon if site else None,
+                        area_code=area.code if area else None)
             nflog.record_cap(w, ident, xml, published)
         self.caps.add(w.hazard.value, thread(w), ident, xml)
 

@@ -140,3 +140,53 @@ async def test_issued_upgraded_and_lifted_area_warning_reaches_the_chain_and_the
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(task, 10)
             issuer.close()
+
+
+async def test_yujing_cap_documents_name_the_deployments_sender_and_are_valid_against_the_oasis_schema(
+        mosquitto, prefix, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    import aiomqtt
+
+    from alerts.cap import NS
+    from test_alerts_service import warning
+    from upstream.cap import schema
+    from yujing import topics
+
+    q = f"{{{NS}}}"
+    caps: list[bytes] = []
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"cap-{prefix}") as sub:
+        await sub.subscribe(topics.cap(prefix), qos=1)
+        collector = asyncio.create_task(_collect(sub, caps))
+        try:
+            async with running_alerts(tmp_path, mqtt_port=mosquitto.port, prefix=prefix,
+                                      alerts={"grouping": {"wait_s": 0},
+                                              "cap": {"sender": "yujing@test-county.example",
+                                                      "sender_name": "测试县监测预警"}}) as rig:
+                above = area_warning("shibao", Level.ORANGE)
+                above = above.model_copy(update={"expires": above.issued_at + timedelta(hours=6),
+                                                 "headline": "石宝镇暴雨橙色预警"})
+                await rig.publish(warning(Level.BLUE), above)
+                await rig.publish(above.model_copy(update={"version": 2, "state": WarningState.LIFTED}))
+                await rig.twilio.wait_until(lambda: len(caps) >= 3, 15, "three CAP documents")
+        finally:
+            collector.cancel()
+    docs = {ET.fromstring(c).findtext(f"{q}info/{q}headline"): c for c in caps}
+    for c in caps:
+        assert not list(schema().iter_errors(c.decode())), c[:200]
+        root = ET.fromstring(c)
+        assert root.findtext(f"{q}sender") == "yujing@test-county.example"
+    rule = ET.fromstring(next(c for h, c in docs.items() if h.startswith("滑坡")))
+    assert rule.findtext(f"{q}info/{q}senderName") == "测试县监测预警"
+    issued = ET.fromstring(docs["石宝镇暴雨橙色预警"])
+    assert issued.findtext(f"{q}info/{q}senderName") == "忠县防汛抗旱指挥部"
+    assert issued.findtext(f"{q}info/{q}instruction") == "立即转移" and issued.findtext(f"{q}info/{q}expires")
+    codes = [(g.findtext(f"{q}valueName"), g.findtext(f"{q}value")) for g in issued.iter(f"{q}geocode")]
+    assert ("GB/T 2260", "500233009") in codes
+    kinds = sorted(ET.fromstring(c).findtext(f"{q}msgType") for c in caps)
+    assert kinds == ["Alert", "Alert", "Cancel"]
+
+
+async def _collect(sub, caps: list[bytes]) -> None:
+    async for m in sub.messages:
+        caps.append(bytes(m.payload))
