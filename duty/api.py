@@ -62,6 +62,7 @@ class IssueIn(_In):
     text: str = Field(default="", max_length=2000)
     headline: str = Field(default="", max_length=200)
     expires: AwareUTC | None = None
+    expires_in_s: float | None = Field(default=None, gt=0)  # or: from now on the daemon's clock (drills run faster)
     drill: bool = False
 
 
@@ -70,6 +71,7 @@ class UpdateIn(_In):
     text: str | None = Field(default=None, max_length=2000)
     headline: str | None = Field(default=None, max_length=200)
     expires: AwareUTC | None = None
+    expires_in_s: float | None = Field(default=None, gt=0)
 
 
 class ConfirmIn(_In):
@@ -83,7 +85,8 @@ class SilenceIn(_In):
     site: str = ""
     area: str = ""
     hazard: Hazard | None = None
-    until: AwareUTC
+    until: AwareUTC | None = None
+    for_s: float | None = Field(default=None, gt=0)  # or: from now on the daemon's clock
     reason: str = Field(min_length=1, max_length=500)
 
 
@@ -243,7 +246,7 @@ async def issue(request: web.Request) -> web.Response:
     request[AUDIT]["detail"] = body.model_dump(mode="json")
     if bool(body.site) == bool(body.area):
         raise ApiError(400, "bad-request", "give exactly one of site or area")
-    expires = body.expires or office.now() + timedelta(seconds=office.cfg.default_expiry_s)
+    expires = body.expires or office.now() + timedelta(seconds=body.expires_in_s or office.cfg.default_expiry_s)
     if expires <= office.now():
         raise ApiError(422, "expired", "expires is in the past")
     w, _ = office.issuer.issue(Issue(
@@ -260,8 +263,9 @@ async def update(request: web.Request) -> web.Response:
     office = request.app[OFFICE]
     body: UpdateIn = await _body(request, UpdateIn)
     request[AUDIT]["detail"] = body.model_dump(mode="json", exclude_none=True)
+    expires = body.expires or (office.now() + timedelta(seconds=body.expires_in_s) if body.expires_in_s else None)
     w, _ = office.issuer.update(request.match_info["key"], level=body.level, instruction=body.text,
-                                headline=body.headline, expires=body.expires)
+                                headline=body.headline, expires=expires)
     office.link.poke()
     return web.json_response({"key": w.key, "version": w.version, "state": w.state.value})
 
@@ -321,10 +325,13 @@ async def add_silence(request: web.Request) -> web.Response:
         office.issuer._check_place(body.site, body.area)
     except IssueError as exc:
         raise ApiError(422, exc.code, exc.detail) from None
-    if body.until <= office.now():
+    until = body.until or (office.now() + timedelta(seconds=body.for_s) if body.for_s else None)
+    if until is None:
+        raise ApiError(400, "bad-request", "give until or for_s")
+    if until <= office.now():
         raise ApiError(422, "expired", "until is in the past")
     s = office.silences.add(Silence(site=body.site or None, area=body.area or None, hazard=body.hazard,
-                                    starts=office.now(), ends=body.until, comment=f"{body.reason} ({who.user})"),
+                                    starts=office.now(), ends=until, comment=f"{body.reason} ({who.user})"),
                             by=who.user)
     request[AUDIT]["target"] = s.id
     office.link.send(topics.silences(office.prefix), office.silences.as_message(office.now()), retain=True)

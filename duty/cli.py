@@ -89,6 +89,14 @@ def _when(args: argparse.Namespace, at: str = "expires", span: str = "for_") -> 
     return (t if t.tzinfo else t.replace(tzinfo=UTC)).isoformat()
 
 
+def _expiry(args: argparse.Namespace) -> dict[str, Any]:
+    """--for as a duration the daemon adds to its own clock (a drill's runs faster than the wall's)."""
+    if getattr(args, "for_", None) is not None:
+        return {"expires_in_s": args.for_.total_seconds()}
+    exp = _when(args)
+    return {"expires": exp} if exp is not None else {}
+
+
 def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None]:
     q = urllib.parse.quote
     if args.cmd == "warnings":
@@ -97,12 +105,11 @@ def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None]
         if args.what == "issue":
             body = {"hazard": args.hazard, "level": args.level, "site": args.site or "", "area": args.area or "",
                     "title": args.title, "text": args.text, "drill": args.drill}
-            if (exp := _when(args)) is not None:
-                body["expires"] = exp
+            body.update(_expiry(args))
             return "POST", "/api/v1/warnings", body
         if args.what == "update":
-            body = {k: v for k, v in (("level", args.level), ("text", args.text), ("expires", _when(args)))
-                    if v is not None}
+            body = {k: v for k, v in (("level", args.level), ("text", args.text)) if v is not None}
+            body.update(_expiry(args))
             return "POST", f"/api/v1/warnings/{q(args.key, safe='')}/update", body
         return "POST", f"/api/v1/warnings/{q(args.key, safe='')}/{args.what}", {}
     if args.cmd == "confirm":
@@ -111,7 +118,11 @@ def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None]
         return "GET", "/api/v1/silences", None
     if args.what == "remove":
         return "DELETE", f"/api/v1/silences/{q(args.id, safe='')}", None
-    body = {"site": args.site or "", "area": args.area or "", "until": _when(args, "until"), "reason": args.reason}
+    body = {"site": args.site or "", "area": args.area or "", "reason": args.reason}
+    if args.for_ is not None:
+        body["for_s"] = args.for_.total_seconds()
+    elif args.until:
+        body["until"] = _when(args, "until")
     if args.hazard:
         body["hazard"] = args.hazard
     return "POST", "/api/v1/silences", body

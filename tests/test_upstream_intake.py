@@ -177,3 +177,16 @@ def test_signed_source_takes_a_good_signature_and_refuses_missing_wrong_and_tamp
     good = sign(document("sig4"), cert, key)
     assert read(good).signed
     assert rig.receive(good, SOURCE, "test").status is Status.ISSUED
+
+
+def test_the_readme_cap_source_example_is_a_valid_configuration(tmp_path):
+    import re
+    import shutil
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    [block] = [b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.DOTALL) if b.startswith("upstream:")]
+    shutil.copytree("config/zhongxian", tmp_path / "d", ignore=shutil.ignore_patterns("scenarios"))
+    (tmp_path / "d" / "upstream.yaml").write_text(block)
+    cfg = load_config(tmp_path / "d")
+    [src] = cfg.upstream.sources
+    assert src.may_address == ["zhongxian"] and src.auth is not None and src.auth.bearer is not None
