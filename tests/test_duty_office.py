@@ -244,3 +244,27 @@ def test_a_password_in_place_of_its_hash_is_refused_at_load(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_config(tmp_path / "d.yaml")
     assert "argon2" in str(e.value)
+
+
+async def test_resend_reaches_again_everyone_asked_who_has_not_confirmed(mosquitto, prefix, tmp_path):
+    # nobody answers the calls but one group leader, who presses 1; the orange timeout (600 s) is 60 s here
+    behaviours = {p: Behaviour.never_answers() for p in ORANGE_GONGHE}
+    behaviours[G1_LEADER] = Behaviour.answers_and_presses("1", after_s=1)
+    async with duty_office(tmp_path, mosquitto, prefix, speed=10.0, behaviours=behaviours) as office:
+        tw, rig = office.rig.twilio, office.rig
+        code, out, err = await office.cli("li", "warn", "issue", "--hazard", "torrent", "--level", "orange",
+                                          "--area", "shibao.gonghe", "--text", "沟道水位上涨")
+        assert code == 0, err
+        key = json.loads(out)["key"]
+        await tw.wait_until(lambda: any(e[3] == "confirmed" and e[2] == G1_LEADER for e in rig.events()), 20,
+                            "the group leader's confirmation")
+        await rig.settled()
+        first = {p: len(tw.messages_to(p)) for p in ORANGE_GONGHE}
+        assert set(first.values()) == {1}
+        code, out, err = await office.cli("li", "warn", "resend", key)
+        assert code == 0 and json.loads(out)["accepted"], err
+        asked = ORANGE_GONGHE - {G1_LEADER, VIL_GRID, CITY_DUTY}  # the grid worker and the city are told, not asked
+        await tw.wait_until(lambda: all(len(tw.messages_to(p)) == 2 for p in asked), 20, "the resend")
+        await rig.settled()
+        assert len(tw.messages_to(G1_LEADER)) == 1 and len(tw.messages_to(VIL_GRID)) == 1
+        assert office.audit()[-1].action.endswith("/resend") and office.audit()[-1].result == "ok"

@@ -190,3 +190,16 @@ async def test_yujing_cap_documents_name_the_deployments_sender_and_are_valid_ag
 async def _collect(sub, caps: list[bytes]) -> None:
     async for m in sub.messages:
         caps.append(bytes(m.payload))
+
+
+def test_a_long_instruction_from_above_is_cut_to_five_sms_parts_keeping_the_issuer_and_the_confirm_ask():
+    from alerts.render import MAX_ABOVE_CHARS, Renderer
+    from yujing.config.areas import Tier
+
+    w = area_warning("shibao", Level.ORANGE).model_copy(update={"instruction": "请立即转移。" * 200})
+    body = Renderer({}).text(w, "", [(Tier.TOWNSHIP, "石宝镇"), (Tier.COUNTY, "忠县")], ack=True)
+    assert len(body) <= MAX_ABOVE_CHARS
+    assert body.startswith("【忠县防汛抗旱指挥部】忠县石宝镇暴雨橙色预警发布：请立即转移。") and "…" in body
+    assert body.endswith("收到请回复1确认。")
+    drill = Renderer({}).text(w.model_copy(update={"drill": True}), "", [], ack=False)
+    assert drill.startswith("【演练】【忠县防汛抗旱指挥部】")
