@@ -16,6 +16,7 @@ from cap_docs import BILLION_LAUGHS, SENDER, document
 from test_duty_office import duty_office, phones
 
 from simulators.twilio import Behaviour
+from test_upstream_intake import _cert_and_key, sign
 
 CITY_DUTY, COUNTY_DUTY = "+8613911000001", "+8613911000002"
 TOWN_DUTY, TOWN_RESP = "+8613911000010", "+8613911000011"
@@ -35,7 +36,12 @@ async def test_cap_from_the_bureau_reaches_the_township_chain_escalates_updates_
         mosquitto, prefix, tmp_path, monkeypatch):
     monkeypatch.setenv("TEST_CAP_TOKEN", TOKEN)
     monkeypatch.setenv("TEST_CAP_HMAC", HMAC_KEY)
-    upstream = {"sources": [
+    cert, key = _cert_and_key()
+    other_cert, other_key = _cert_and_key()
+    (tmp_path / "signer.pem").write_text(cert)
+    upstream = {"max_bytes": 65536, "sources": [
+        {"id": "signed", "sender": "500233_Natural_Resources", "auth": {"bearer": {"env": "TEST_CAP_TOKEN"}},
+         "certificate": str(tmp_path / "signer.pem")},
         {"id": "zx-met", "sender": SENDER, "authority": "忠县气象台", "auth": {"bearer": {"env": "TEST_CAP_TOKEN"}},
          "may_address": ["county"]},
         {"id": "city", "sender": "500000_EWRP", "auth": {"hmac": {"env": "TEST_CAP_HMAC"}}}]}
@@ -102,6 +108,12 @@ async def test_cap_from_the_bureau_reaches_the_township_chain_escalates_updates_
                                                       "detail": "DTDForbidden: DTDs and entities are refused"})
         assert (await post(document("zx-7", geocode="130602000000")))[1]["error"] == "unknown-area"
         assert (await post(document("zx-8", sent=datetime(2020, 1, 1, tzinfo=timezone.utc))))[1]["error"] == "expired"
+        assert (await post(document("zx-9")[:-20]))[1]["error"] == "malformed"
+        assert (await post(document("zx-10", description="长" * 30000)))[0] == 413
+        nr = document("nr-1", sender="500233_Natural_Resources", event="地质灾害气象风险预警",
+                      headline="忠县地质灾害气象风险橙色预警")
+        assert (await post(nr, "signed"))[1]["error"] == "unsigned"
+        assert (await post(sign(nr, other_cert, other_key), "signed"))[1]["error"] == "bad-signature"
 
         def signed(raw: bytes, ts: int) -> dict:
             mac = hmac.new(HMAC_KEY.encode(), str(ts).encode() + b"." + raw, hashlib.sha256).hexdigest()
@@ -119,4 +131,7 @@ async def test_cap_from_the_bureau_reaches_the_township_chain_escalates_updates_
         async with http.get(f"{office.url}/api/v1/cap/deadletter",
                             headers={"Authorization": f"Bearer {office.tokens['li'].read_text()}"}) as r:
             refused = [e["reason"] for e in (await r.json())["refused"]]
-        assert refused[:5] == ["unauthenticated", "expired", "unknown-area", "entities", "unauthenticated"]
+        assert refused[:9] == ["unauthenticated", "bad-signature", "unsigned", "oversized", "malformed", "expired",
+                               "unknown-area", "entities", "unauthenticated"]
+        status, out = await post(sign(nr, cert, key), "signed")  # signed by the configured certificate: taken
+        assert status == 201 and out["warnings"][0].startswith("landslide:@shibao:"), out
