@@ -35,6 +35,9 @@ CREATE TABLE IF NOT EXISTS versions (
 );
 CREATE INDEX IF NOT EXISTS versions_unpublished ON versions(published, seq);
 CREATE TABLE IF NOT EXISTS refs (ref TEXT PRIMARY KEY, key TEXT NOT NULL);  -- e.g. a CAP identifier → its key
+CREATE TABLE IF NOT EXISTS requests (  -- the duty office's requests to alerts, kept until the broker has them
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL
+);
 """
 
 
@@ -253,6 +256,19 @@ class Issuer:
         seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM versions").fetchone()[0]
         self.db.execute("INSERT INTO versions(key, version, payload, seq) VALUES (?,?,?,?)",
                         (w.key, w.version, w.model_dump_json(), seq))
+
+    # ---- requests to alerts (confirm on behalf, resend): durable until the broker took them ---------
+    def request(self, topic: str, payload: bytes) -> None:
+        with self._tx():
+            self.db.execute("INSERT INTO requests(topic, payload) VALUES (?,?)", (topic, payload))
+
+    def requests(self) -> list[tuple[int, str, bytes]]:
+        return [(r[0], r[1], bytes(r[2])) for r in
+                self.db.execute("SELECT seq, topic, payload FROM requests ORDER BY seq").fetchall()]
+
+    def request_sent(self, seq: int) -> None:
+        with self._tx():
+            self.db.execute("DELETE FROM requests WHERE seq=?", (seq,))
 
     # ---- out --------------------------------------------------------------------------------------
     def unpublished(self) -> list[HazardWarning]:

@@ -30,16 +30,17 @@ class IssuerLink:
         self.client_id = client_id
         self.wake = asyncio.Event()  # set after every issue/update/lift: publish now
         self.connected = asyncio.Event()
-        self.outbox: list[tuple[str, bytes, bool]] = []  # requests to alerts (topic, payload, retain), in order
         self.retained: dict[str, bytes] = {}  # the current silences list: published again on every connect
         self._dirty: set[str] = set()
 
     def send(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        """A request to alerts (kept in the issuer's store until the broker has it), or with ``retain`` the
+        whole state of a retained topic (the silences: the latest replaces what was not yet published)."""
         if retain:
             self.retained[topic] = payload
             self._dirty.add(topic)
         else:
-            self.outbox.append((topic, payload, retain))
+            self.issuer.request(topic, payload)
         self.wake.set()
 
     def poke(self) -> None:
@@ -83,10 +84,9 @@ class IssuerLink:
                 except BaseException:
                     self._dirty.add(topic)
                     raise
-            while self.outbox:
-                topic, payload, retain = self.outbox[0]
-                await client.publish(topic, payload, qos=1, retain=retain)
-                self.outbox.pop(0)
+            for seq, topic, payload in self.issuer.requests():
+                await client.publish(topic, payload, qos=1)
+                self.issuer.request_sent(seq)
             for w in self.issuer.expire(self.rt.clock.now()):
                 log.info("warning expired: lifted", extra={"kv": {"warning": w.id}})
             await self.issuer.flush(publish)

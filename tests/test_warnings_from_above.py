@@ -203,3 +203,37 @@ def test_a_long_instruction_from_above_is_cut_to_five_sms_parts_keeping_the_issu
     assert body.endswith("收到请回复1确认。")
     drill = Renderer({}).text(w.model_copy(update={"drill": True}), "", [], ack=False)
     assert drill.startswith("【演练】【忠县防汛抗旱指挥部】")
+
+
+async def test_a_request_to_alerts_made_while_the_broker_is_away_survives_a_restart_and_goes_out_once(
+        mosquitto, prefix, tmp_path):
+    import aiomqtt
+
+    from yujing.clock import Clock
+    from yujing.runtime import Runtime
+
+    cfg = load_config(EXAMPLE)
+    away = Issuer(tmp_path / "issued.sqlite", cfg, utcnow)
+    IssuerLink(Runtime(cfg), away).send(f"{prefix}/commands/alerts", b'{"queued": "while away"}')
+    away.close()  # the duty office stops before it ever reached the broker
+    cfg = cfg.model_copy(update={"mqtt": cfg.mqtt.model_copy(update={"port": mosquitto.port})})
+    rt = Runtime(cfg, Clock())
+    issuer = Issuer(tmp_path / "issued.sqlite", cfg, utcnow)
+    assert [t for _, t, _ in issuer.requests()] == [f"{prefix}/commands/alerts"]
+    got: list[bytes] = []
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"sub-{prefix}") as sub:
+        await sub.subscribe(f"{prefix}/commands/alerts", qos=1)
+        task = asyncio.create_task(IssuerLink(rt, issuer, client_id=f"link-{prefix}").run())
+        try:
+            async with asyncio.timeout(15):
+                async for m in sub.messages:
+                    got.append(bytes(m.payload))
+                    break
+            async with asyncio.timeout(5):
+                while issuer.requests():
+                    await asyncio.sleep(0.02)
+        finally:
+            rt.stop.set()
+            await asyncio.wait_for(task, 10)
+            issuer.close()
+    assert got == [b'{"queued": "while away"}']
