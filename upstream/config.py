@@ -9,7 +9,7 @@
           may_address: [zhongxian]            # area ids (and everything under them) it may warn
           certificate: /etc/yujing/zxmet.pem  # optional: then every document must carry a valid XML signature
           feed: {url: https://…/atom.xml, interval_s: 120, max_interval_s: 1800, ca_file: …}   # optional
-          mqtt_topic: upstream/cap/zx-met     # optional: documents published on the deployment's broker
+          mqtt_topic: yujing/upstream/cap/zx-met   # optional: documents on the deployment's broker (ACL: deploy/)
       max_bytes: 262144
       events: [{match: 地质灾害, hazard: landslide}, …]   # before the defaults (upstream/mapping.py)
 """
