@@ -268,3 +268,58 @@ async def test_resend_reaches_again_everyone_asked_who_has_not_confirmed(mosquit
         await rig.settled()
         assert len(tw.messages_to(G1_LEADER)) == 1 and len(tw.messages_to(VIL_GRID)) == 1
         assert office.audit()[-1].action.endswith("/resend") and office.audit()[-1].result == "ok"
+
+
+def _tls_files(directory: Path) -> tuple[Path, Path]:
+    import ipaddress
+    from datetime import datetime, timedelta, timezone
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "duty.test")])
+    now = datetime.now(timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(7).not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=7))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .sign(key, hashes.SHA256()))
+    crt, pem = directory / "duty.crt", directory / "duty.key"
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+    return crt, pem
+
+
+async def test_with_tls_the_duty_office_serves_https_and_its_session_cookie_is_secure(mosquitto, prefix, tmp_path):
+    import ssl
+
+    from alerts.harness import write_config
+    from yujing.clock import Clock
+    from yujing.runtime import Runtime
+
+    crt, key = _tls_files(tmp_path)
+    duty = {"port": 0, "client_id": f"duty-{prefix}", "tls": {"cert_file": str(crt), "key_file": str(key)},
+            "accounts": [{"user": "chief", "role": "admin", "password_hash": hash_password(CHIEF_PASSWORD)}]}
+    write_config(tmp_path / "d", mqtt_port=mosquitto.port, prefix=prefix, twilio_url="http://127.0.0.1:9",
+                 extra={"duty": duty})
+    rt = Runtime(load_config(tmp_path / "d"), Clock())
+    state: dict[str, Any] = {}
+    ready = asyncio.Event()
+    task = asyncio.create_task(serve_duty(rt, ready=ready, state=state))
+    try:
+        await asyncio.wait_for(ready.wait(), 15)
+        assert state["url"].startswith("https://")
+        ctx = ssl.create_default_context(cafile=str(crt))
+        async with aiohttp.ClientSession() as http:
+            async with http.post(state["url"] + "/api/v1/login", ssl=ctx,
+                                 json={"username": "chief", "password": CHIEF_PASSWORD}) as r:
+                assert r.status == 200 and "Secure" in r.headers["Set-Cookie"]
+            with pytest.raises(aiohttp.ClientError):  # plain HTTP on the TLS port is not served
+                async with http.get(state["url"].replace("https", "http") + "/api/v1/me") as r:
+                    await r.read()
+    finally:
+        rt.stop.set()
+        await asyncio.wait_for(task, 10)
