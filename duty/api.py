@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Awaitable, Callable
 
@@ -47,6 +48,10 @@ class Office:
     now: Callable[[], datetime]
     prefix: str
     tls: bool = False
+    failures: dict[str, list[float]] = field(default_factory=dict)  # login failures per user and per address
+
+
+LOGIN_FAILURES, LOGIN_WINDOW_S = 5, 300.0  # then 429 until the window has passed: no guessing at argon2's pace
 
 
 class _In(BaseModel):
@@ -176,8 +181,16 @@ async def login(request: web.Request) -> web.Response:
     office = request.app[OFFICE]
     body: LoginIn = await _body(request, LoginIn)
     request[AUDIT]["user"] = body.username
+    now = time.monotonic()
+    keys = (f"user:{body.username}", f"addr:{request.remote}")
+    for k in keys:
+        office.failures[k] = [t for t in office.failures.get(k, []) if now - t < LOGIN_WINDOW_S]
+    if any(len(office.failures[k]) >= LOGIN_FAILURES for k in keys):
+        raise ApiError(429, "too-many-attempts", f"too many failed logins; try again in {LOGIN_WINDOW_S:.0f} s")
     who = office.sessions.login(body.username, body.password)
     if who is None:
+        for k in keys:
+            office.failures[k].append(now)
         raise ApiError(401, "bad-credentials", "wrong user name or password")
     request[WHO] = who
     resp = web.json_response({"user": who.user, "role": who.role.value, "csrf": who.csrf})
@@ -201,8 +214,9 @@ async def me(request: web.Request) -> web.Response:
 
 # ---- warnings ----------------------------------------------------------------------------------------
 def _all(office: Office) -> dict[str, HazardWarning]:
-    seen = office.progress.warnings()
-    for w in office.issuer.in_force() + [x for k in list(seen) if (x := office.issuer.get(k))]:
+    seen = office.progress.warnings()  # what alerts has; the issuer may be a version ahead of it
+    ahead = [x for k, w in seen.items() if w.from_above and (x := office.issuer.get(k)) is not None]
+    for w in office.issuer.in_force() + ahead:
         if w.key not in seen or seen[w.key].version < w.version:
             seen[w.key] = w
     return seen

@@ -323,3 +323,15 @@ async def test_with_tls_the_duty_office_serves_https_and_its_session_cookie_is_s
     finally:
         rt.stop.set()
         await asyncio.wait_for(task, 10)
+
+
+async def test_repeated_failed_logins_are_refused_for_a_while_even_with_the_right_password(
+        mosquitto, prefix, tmp_path):
+    async with duty_office(tmp_path, mosquitto, prefix) as office, aiohttp.ClientSession() as http:
+        api = office.url + "/api/v1"
+        for _ in range(5):
+            async with http.post(api + "/login", json={"username": "chief", "password": "guess"}) as r:
+                assert r.status == 401
+        async with http.post(api + "/login", json={"username": "chief", "password": CHIEF_PASSWORD}) as r:
+            assert r.status == 429 and (await r.json())["error"] == "too-many-attempts"
+        assert [e.result for e in office.audit()][-2:] == ["bad-credentials", "too-many-attempts"]

@@ -190,3 +190,17 @@ def test_the_readme_cap_source_example_is_a_valid_configuration(tmp_path):
     cfg = load_config(tmp_path / "d")
     [src] = cfg.upstream.sources
     assert src.may_address == ["zhongxian"] and src.auth is not None and src.auth.bearer is not None
+
+
+def test_an_update_naming_other_areas_lifts_the_ones_it_dropped_and_issues_the_new(rig):
+    t0 = datetime.now(timezone.utc)
+    [first] = rig.receive(document("u1", sent=t0, geocode="500233009001").encode(), SOURCE, "test").warnings
+    out = rig.receive(document("u2", msg_type="Update", references=[("u1", t0)],
+                               geocode="500233009002").encode(), SOURCE, "test")
+    assert out.status is Status.UPDATED
+    assert sorted((w.area, w.state.value) for w in out.warnings) == [("shibao.gonghe", "lifted"),
+                                                                   ("shibao.xinle", "issued")]
+    rig.issuer.expire(datetime.now(timezone.utc) + timedelta(days=1))  # both lifted; an Update now issues anew
+    again = rig.receive(document("u3", msg_type="Update", references=[("u2", t0)],
+                                 geocode="500233009002").encode(), SOURCE, "test")
+    assert [(w.area, w.state.value, w.version) for w in again.warnings] == [("shibao.xinle", "issued", 1)]

@@ -29,7 +29,7 @@ from upstream.config import Source
 from upstream.mapping import areas_of, hazard_of, level_of, permitted
 from yujing.config import Config
 from yujing.log import Limiter
-from yujing.model import HazardWarning
+from yujing.model import HazardWarning, WarningState
 
 log = logging.getLogger("yujing.upstream")
 REFUSED = Counter("yujing_upstream_refused_total", "CAP documents refused, by reason", ["source", "reason"])
@@ -152,12 +152,20 @@ class Intake:
         sender_name = info.sender_name or source.authority
         text = info.instruction or info.description
         with self.issuer.batch():
-            if doc.msg_type == "Update" and earlier:
-                out = [self.issuer.update(k, level=level, instruction=text, headline=info.headline,
-                                          expires=info.expires, ref=f"{ref}:{k}")[0] for k in earlier]
-                self.issuer.add_ref(ref, "")
-                return Outcome(Status.UPDATED, out)
             out = []
+            if doc.msg_type == "Update" and earlier:
+                # an Update replaces what its references said: the areas still named are updated, new ones
+                # issued, and those it no longer names lifted
+                by_area = {w.area: w for k in earlier
+                           if (w := self.issuer.get(k)) is not None and w.state is not WarningState.LIFTED}
+                wanted = {a.id for a in areas}
+                for area_id, w in by_area.items():
+                    if area_id in wanted:
+                        out.append(self.issuer.update(w.key, level=level, instruction=text, headline=info.headline,
+                                                      expires=info.expires, ref=f"{ref}:{w.key}")[0])
+                    else:
+                        out.append(self.issuer.lift(w.key, ref=f"{ref}:{w.key}", why="上级更新不再包含")[0])
+                areas = [a for a in areas if a.id not in by_area]
             for area in areas:
                 w, _ = self.issuer.issue(Issue(
                     hazard=hazard, level=level, source=f"cap:{doc.sender}", area=area.id, title=info.event,
@@ -165,6 +173,8 @@ class Intake:
                     drill=drill, ref=f"{ref}:{area.id}"))
                 out.append(w)
             self.issuer.add_ref(ref, "")
+        if doc.msg_type == "Update" and earlier:
+            return Outcome(Status.UPDATED, out)
         return Outcome(Status.ISSUED, out)
 
 
