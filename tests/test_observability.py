@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -86,7 +87,7 @@ class Running:
 
 def promtool_check_metrics(text: bytes) -> None:
     r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, timeout=60)
-    # promtool exits 0 when the exposition parses; lint remarks (exit 3) are only about names and help texts
+    # exit 0: the exposition parses and lints clean (3: a lint problem such as a counter without _total; 1: unparsable)
     assert r.returncode == 0, (r.stdout + r.stderr).decode()
 
 
@@ -121,6 +122,30 @@ def test_yujing_run_serves_each_parts_health_on_its_own_port(mosquitto, tmp_path
     assert all(d["ok"] for d in docs.values())
     assert docs["edge"]["gateway"] == "gw-obs-01" and "db_up" in docs["collector"]
     assert all(name.encode() in text for name in OWN_METRIC.values())  # one process, one registry
+
+
+def exported_names(text: bytes) -> set[str]:
+    """Every metric family /metrics declares (``# TYPE`` lines: labelled ones show before their first sample),
+    with the sample names a histogram or counter adds."""
+    out = set()
+    for m in re.finditer(rb"^# TYPE (\S+) (\S+)$", text, re.M):
+        name, kind = m.group(1).decode(), m.group(2).decode()
+        out.add(name)
+        if kind == "histogram":
+            out |= {name + "_bucket", name + "_sum", name + "_count"}
+    return out
+
+
+def test_every_metric_the_alerting_rules_name_is_one_the_parts_export(mosquitto, tmp_path):
+    rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "yujing-alerts.yml").read_text())
+    named = {n for g in rules["groups"] for r in g["rules"] for n in re.findall(r"\byujing_[a-z_]+", r["expr"])}
+    assert len(named) >= 15
+    ports = {p: free_port() for p in PARTS}
+    write_config(tmp_path / "conf", mosquitto.port, ports)
+    with Running(["run", str(tmp_path / "conf")], tmp_path) as proc:
+        wait_health(ports["alerts"], 200, proc)
+        _, text = get(f"http://127.0.0.1:{ports['alerts']}/metrics")
+    assert named - exported_names(text) == set()
 
 
 def test_a_gateway_entry_accepts_metrics_host_and_port():
