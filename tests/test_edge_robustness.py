@@ -21,11 +21,12 @@ from edge.config import SerialAsciiDevice, Sl651Device
 from edge.readers import REJECTED, ReaderContext, make_reader
 from edge.readers.sl651_frame import Deframer, FrameError
 from edge.service import serve
-from simulators.devices import simulate_device, simulate_devices
+from simulators.devices import Fault, simulate_device, simulate_devices
 from simulators.devices.rig import deployment
 from simulators.devices.values import Constant
 from yujing import topics
 from yujing.clock import Clock
+from yujing.errors import DeviceError, PayloadError
 from yujing.runtime import Runtime
 
 STATION = "0012345678"
@@ -311,3 +312,37 @@ async def dial_when_listening(port: int) -> asyncio.StreamWriter:
             return w
         await asyncio.sleep(0.1)  # polling a port that is not bound yet: nothing to wait on but time
     raise AssertionError(f"nothing listens on {port}")
+
+
+async def test_an_overlong_answer_of_a_polled_gauge_fails_that_poll_only(tmp_path):
+    dev = SerialAsciiDevice.model_validate({
+        "id": "radar", "type": "serial_ascii", "site": "S", "request": "R\r\n", "timeout_s": 2,
+        "port": str(tmp_path / "ttyRADAR"), "pattern": r"L=(?P<level>[-0-9.]+)m",
+        "fields": [{"key": "level", "quantity": "level_m", "unit": "m"}]})
+    clock, ctx = Clock(), ReaderContext(Clock())
+    async with simulate_device(dev, {"level_m": Constant(12.5)}, clock) as sims:
+        async with make_reader(dev, ctx) as reader:
+            sim = sims.sim()
+            assert [s.value for s in await reader.read()] == [12.5]
+            good = sim.template
+            sim.template = good + " " * 5000  # default max_line_bytes: 4096
+            with pytest.raises(PayloadError, match="overlong"):
+                await reader.read()
+            sim.template = good
+            assert [s.value for s in await reader.read()] == [12.5]
+    assert ctx.rejects == {"radar": {"overlong": 1}}
+
+
+async def test_a_frame_cut_off_when_the_serial_line_goes_dead_is_counted(tmp_path):
+    dev = Sl651Device.model_validate({"id": "sl-1", "type": "sl651", "site": "S", "station": STATION,
+                                      "transport": "serial", "port": str(tmp_path / "ttySL"), "interval_s": 3600})
+    clock, ctx = Clock(), ReaderContext(Clock())
+    async with simulate_device(dev, {"level_m": Constant(1.0)}, clock) as sims:
+        async with make_reader(dev, ctx) as reader:
+            it = reader.samples()
+            await sims.sim().send(hand_frame(hand_body(1)) + hand_frame(hand_body(2))[:30])
+            assert len(await asyncio.wait_for(anext(it), 5)) == 2  # the whole frame read, the cut one buffered
+            await sims.fault(Fault.OFFLINE)  # the line goes dead
+            with pytest.raises(DeviceError):
+                await asyncio.wait_for(anext(it), 5)
+    assert ctx.rejects == {"sl-1": {"truncated": 1}}
