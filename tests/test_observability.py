@@ -59,7 +59,9 @@ def wait_health(port: int, status: int, proc: subprocess.Popen, timeout_s: float
     deadline = time.monotonic() + timeout_s
     last = None
     while time.monotonic() < deadline:
-        assert proc.poll() is None, f"the part exited: {proc.stderr.read().decode()[-2000:]}"  # type: ignore[union-attr]
+        if proc.poll() is not None:
+            proc.log.seek(0)  # type: ignore[attr-defined]
+            raise AssertionError(f"the part exited: {proc.log.read().decode()[-2000:]}")  # type: ignore[attr-defined]
         last = health(port)
         if last is not None and last[0] == status:
             return last[1]
@@ -70,8 +72,10 @@ def wait_health(port: int, status: int, proc: subprocess.Popen, timeout_s: float
 class Running:
     def __init__(self, argv: list[str], cwd: Path) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.log = (cwd / "part.log").open("w+b")  # a file, not a pipe nobody reads while it runs
         self.proc = subprocess.Popen([sys.executable, "-m", "yujing", *argv], cwd=cwd, env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                     stdout=subprocess.DEVNULL, stderr=self.log)
+        self.proc.log = self.log  # type: ignore[attr-defined]
 
     def __enter__(self) -> subprocess.Popen:
         return self.proc
@@ -83,6 +87,7 @@ class Running:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self.log.close()
 
 
 def promtool_check_metrics(text: bytes) -> None:

@@ -64,7 +64,8 @@ class _AsciiLine:
         d = self.device
         try:
             self._r, self._w = await serial_asyncio.open_serial_connection(
-                limit=d.max_line_bytes, url=d.port, baudrate=d.baudrate, bytesize=d.bytesize, parity=d.parity, stopbits=d.stopbits)
+                limit=d.max_line_bytes, url=d.port, baudrate=d.baudrate, bytesize=d.bytesize, parity=d.parity,
+                stopbits=d.stopbits)
         except OSError as exc:
             raise DeviceError(d.id, f"cannot open {d.port}: {exc}") from None
         return self
