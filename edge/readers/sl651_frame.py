@@ -203,9 +203,11 @@ class _Packets:
 class Reassembly:
     """Multi-packet (M3) reports of one link, joined: packets of one (station, function) in number order.
 
-    A packet sent again (the RTU repeats one it got no answer for) replaces itself; a packet 1 with a new
-    body, or a different packet count, means the RTU gave up on the report before: that one is reported
-    ``incomplete`` and the new one begins. :meth:`abandon` reports every report a dropped link cut short.
+    A link delivers packets in the order the RTU sent them, 1 to count, so a packet 1 always begins a report:
+    anything pending then (a report whose later packets never came, or whose packet 1 was lost) is reported
+    ``incomplete`` — never joined with the new report's packets into a report nobody sent. A packet sent
+    again (an RTU repeating one) replaces itself; a different packet count or a different body under a
+    number already held also means the RTU started over. :meth:`abandon` reports what a dropped link cut short.
     """
 
     def __init__(self) -> None:
@@ -219,7 +221,9 @@ class Reassembly:
         count, number = frame.packet
         key = (frame.station, frame.function)
         parts = self.pending.get(key)
-        if parts is not None and (parts.count != count or parts.bodies.get(number, frame.body) != frame.body):
+        changed = parts is not None and parts.bodies.get(number) != frame.body and (
+            number == 1 or number in parts.bodies)
+        if parts is not None and (changed or parts.count != count):  # the RTU started over
             out.append(self._incomplete(key, parts))
             parts = None
         if parts is None:
