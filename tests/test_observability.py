@@ -11,12 +11,16 @@ import subprocess
 import sys
 import time
 import urllib.error
+from datetime import datetime, timezone
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
-from servers import Mosquitto, free_port
+from servers import InfluxDB1, Mosquitto, free_port
+
+from yujing import topics
+from yujing.model import Reading, ReadingBatch
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTS = ("edge", "collector", "rules", "alerts")
@@ -25,9 +29,9 @@ OWN_METRIC = {"edge": "yujing_edge_uplink_connected", "collector": "yujing_colle
               "rules": "yujing_rules_mqtt_subscribed", "alerts": "yujing_alerts_mqtt_subscribed"}
 
 
-def write_config(conf: Path, mqtt_port: int, ports: dict[str, int]) -> None:
+def write_config(conf: Path, mqtt_port: int, ports: dict[str, int], **sections: dict) -> None:
     conf.mkdir()
-    doc = {
+    doc: dict = {
         "deployment": {"name": "obs", "data_dir": str(conf.parent / "state")},
         "mqtt": {"host": "127.0.0.1", "port": mqtt_port, "topic_prefix": f"obs{os.getpid()}"},
         "gateways": [{"id": "gw-obs-01", "heartbeat_s": 1, "metrics_port": ports["edge"], "devices": []}],
@@ -36,6 +40,8 @@ def write_config(conf: Path, mqtt_port: int, ports: dict[str, int]) -> None:
         "alerts": {"metrics_port": ports["alerts"], "webhook": {"port": 0},
                    "twilio": {"base_url": f"http://127.0.0.1:{free_port()}", "configure_number": False}},
     }
+    for name, extra in sections.items():
+        doc[name] = {**doc[name], **extra}
     (conf / "deployment.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
@@ -116,6 +122,33 @@ def test_each_part_alone_serves_health_200_while_connected_503_while_its_broker_
         assert wait_health(ports[part], 200, proc)["ok"] is True
         # only this part's server is up: the others' ports were never bound
         assert all(health(ports[p]) is None for p in PARTS if p != part)
+
+
+def test_the_collectors_health_says_503_while_its_database_refuses_writes_and_200_once_it_is_back(
+        mosquitto, private_server, tmp_path):
+    influx = private_server(InfluxDB1)
+    ports = {p: free_port() for p in PARTS}
+    store = {"type": "influxdb_v1", "url": influx.url, "database": "obs", "timeout_s": 1}
+    write_config(tmp_path / "conf", mosquitto.port, ports, collector={"store": store, "retry_max_s": 1})
+    prefix = yaml.safe_load((tmp_path / "conf" / "deployment.yaml").read_text())["mqtt"]["topic_prefix"]
+
+    def send(i: int) -> None:
+        r = Reading(id=f"obs-{i}", site="S", sensor="rg", quantity="rain_mm", value=1.0, unit="mm",
+                    ts=datetime(2026, 7, 14, 3, 0, i, tzinfo=timezone.utc), gateway="gw-obs-01")
+        payload = ReadingBatch(gateway="gw-obs-01", readings=[r]).model_dump_json()
+        subprocess.run(["mosquitto_pub", "-p", str(mosquitto.port), "-q", "1", "-t",
+                        topics.readings(prefix, "gw-obs-01"), "-m", payload], check=True, timeout=10)
+
+    with Running(["collector", str(tmp_path / "conf")], tmp_path) as proc:
+        assert wait_health(ports["collector"], 200, proc)["db_up"] is True
+        influx.stop()
+        send(1)  # the write that finds the database away
+        down = wait_health(ports["collector"], 503, proc)
+        assert down["db_up"] is False and down["connected"] is True
+        influx.start()
+        send(2)
+        back = wait_health(ports["collector"], 200, proc)
+    assert back["db_up"] is True and back["spool_readings"] == 0
 
 
 def test_yujing_run_serves_each_parts_health_on_its_own_port(mosquitto, tmp_path):
