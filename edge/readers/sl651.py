@@ -118,8 +118,7 @@ class Sl651Reader:
         self._listener: Listener | None = None
         if device.transport == "tcp":
             key = ("sl651", device.listen_host, device.listen_port)
-            self._listener = ctx.shared.get(key) or ctx.shared.setdefault(
-                key, Listener(device.listen_host, device.listen_port, ctx))
+            self._listener = ctx.shared.setdefault(key, Listener(device.listen_host, device.listen_port, ctx))
 
     async def __aenter__(self) -> Sl651Reader:
         dev = self.device
