@@ -29,18 +29,19 @@ from collections.abc import Callable
 from typing import Any
 
 import aiomqtt
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
-from alerts.cap import CapBook, build, identifier
+from alerts.cap import CapBook, build, identifier, thread
 from alerts.channels import CallbackUrls, senders
+from alerts.commands import Command, SilenceList, apply
 from alerts.directory import Directory
 from alerts.fanout import Dispatcher, Outcome, run_until
 from alerts.nflog import NotificationLog
 from alerts.pipeline import Pipeline, Publish
 from alerts.provider import twilio_provider
 from alerts.webhooks import Webhooks
-from yujing import topics
+from yujing import metrics, topics
 from yujing.config.people import Person
 from yujing.log import Limiter
 from yujing.model import HazardWarning
@@ -53,6 +54,7 @@ UNLOGGED = Counter("yujing_alerts_unlogged_warnings_total",
                    "Warnings the notification log could not take (left unacknowledged, received again)")
 TIMER_FAILURES = Counter("yujing_alerts_timer_failures_total",
                          "Escalation/group timer passes that failed (the step stays due and is retried)")
+SUBSCRIBED = Gauge("yujing_alerts_mqtt_subscribed", "1 while subscribed to the warnings topics")
 _limiter = Limiter(60.0)
 
 
@@ -70,7 +72,14 @@ async def serve(rt: Runtime, *, drill_recipients: list[Person] | None = None, au
         drill = files.enter_context(NotificationLog(rt.config.path(cfg.drill.log, "alerts-drill.sqlite"), drill=True))
         pipelines: dict[str, Pipeline] = {}
         webhooks = Webhooks(cfg, token, pipelines, caps)
-        async with webhooks.serving(), twilio_provider(cfg.twilio, token) as provider:
+        publisher = _CapPublisher(rt, caps, directory)
+
+        def health() -> dict[str, object]:
+            subscribed = publisher.mqtt is not None
+            return {"ok": subscribed, "connected": subscribed, "webhook": webhooks.base_url}
+
+        async with (metrics.serving(cfg.metrics_host, cfg.metrics_port, health), webhooks.serving(),
+                    twilio_provider(cfg.twilio, token) as provider):
             urls = CallbackUrls(webhooks.base_url)
 
             async def on_done(nflog: NotificationLog, outcome: Outcome) -> None:
@@ -78,7 +87,6 @@ async def serve(rt: Runtime, *, drill_recipients: list[Person] | None = None, au
 
             dispatcher = Dispatcher(senders(provider, urls, cfg), {c.value: r for c, r in cfg.rates.items()},
                                     rt.clock, on_done, cfg.twilio.outage_retry_s, cfg.twilio.outage_retries)
-            publisher = _CapPublisher(rt, caps, directory)
             common = {"cfg": cfg, "directory": directory, "dispatcher": dispatcher, "clock": rt.clock}
             pipelines["real"] = Pipeline(nflog=real, drill=False, publish=publisher.to(real), **common)
             pipelines["drill"] = Pipeline(nflog=drill, drill=True, publish=publisher.to(drill),
@@ -176,13 +184,16 @@ class _CapPublisher:
         ident = identifier(w)
         xml = nflog.cap(ident)
         if xml is None:
-            site = self.directory.site(w.site)
+            site = self.directory.site(w.site) if w.site else None
             area = self.directory.area(w.area or (site.area if site else ""))
             desc = "".join(a.name for a in reversed(self.rt.config.lineage(area.id))) if area else w.site
-            xml = build(w, text, desc + (site.name if site else ""), nflog.last_capped(w.hazard.value, w.site),
-                        lat=site.lat if site else None, lon=site.lon if site else None)
+            cap = self.rt.config.alerts.cap
+            xml = build(w, text, desc + (site.name if site else ""), nflog.last_capped(w.hazard.value, thread(w)),
+                        sender=cap.sender, sender_name=cap.sender_name or self.rt.config.deployment.name,
+                        lat=site.lat if site else None, lon=site.lon if site else None,
+                        area_code=area.code if area else None)
             nflog.record_cap(w, ident, xml, published)
-        self.caps.add(w.hazard.value, w.site, ident, xml)
+        self.caps.add(w.hazard.value, thread(w), ident, xml)
 
     def restore(self, nflog: NotificationLog, text: Callable[[HazardWarning], str]) -> None:
         """At start: the CapBook from the log (a log from before CAP documents were kept gets them now)."""
@@ -220,7 +231,11 @@ async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _Ca
             paho.manual_ack_set(True)
             async with client:
                 await client.subscribe(topic, qos=1)
+                # the duty office's requests and silences (alerts/commands.py)
+                await client.subscribe(topics.commands(cfg.mqtt.topic_prefix), qos=1)
+                await client.subscribe(topics.silences(cfg.mqtt.topic_prefix), qos=1)
                 publisher.mqtt = client
+                SUBSCRIBED.set(1)
                 backoff = 0.5
                 log.info("alerts subscribed", extra={"kv": {"topic": topic}})
                 try:
@@ -244,6 +259,12 @@ async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _Ca
                                 await _on_message(rt, pipelines, msg.payload, str(msg.topic))
                             except Exception as exc:  # noqa: BLE001  not in the log: never acknowledged
                                 raise _Unlogged(f"{type(exc).__name__}: {exc}") from exc
+                        elif str(msg.topic) in (topics.commands(cfg.mqtt.topic_prefix),
+                                                topics.silences(cfg.mqtt.topic_prefix)):
+                            try:
+                                _on_duty(rt, pipelines, msg.payload, str(msg.topic))
+                            except sqlite3.Error as exc:
+                                raise _Unlogged(str(exc)) from exc
                         else:
                             REJECTED.labels(reason="wrong-topic").inc()
                         if msg.qos > 0:
@@ -252,6 +273,7 @@ async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _Ca
                 finally:
                     stopper.cancel()
                     publisher.mqtt = None
+                    SUBSCRIBED.set(0)
         except (aiomqtt.MqttError, _Unlogged) as exc:
             if isinstance(exc, _Unlogged):
                 UNLOGGED.inc()
@@ -264,6 +286,27 @@ async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _Ca
                 async with asyncio.timeout(backoff):
                     await rt.stop.wait()
             backoff = min(backoff * 2, 10.0)
+
+
+def _on_duty(rt: Runtime, pipelines: dict[str, Pipeline], payload: Any, topic: str) -> None:
+    """A request of the duty office (confirm on behalf, resend) or its silences, all of them."""
+    try:
+        if topic == topics.silences(rt.config.mqtt.topic_prefix):
+            given = SilenceList.model_validate_json(payload or b'{"silences": []}').silences
+            for p in pipelines.values():
+                p.grouper.silences = list(rt.config.alerts.silences) + given
+            log.info("silences from the duty office", extra={"kv": {"count": len(given)}})
+            return
+        cmd = Command.model_validate_json(payload)
+    except ValidationError as exc:
+        REJECTED.labels(reason="invalid-command").inc()
+        if _limiter.allow("invalid-command"):
+            log.warning("ignoring a duty-office message that cannot be read",
+                        extra={"kv": {"topic": topic, "error": str(exc).splitlines()[0]}})
+        return
+    result = apply(pipelines, cmd, rt.clock.now())
+    log.info("duty-office request", extra={"kv": {"action": cmd.action.value, "key": cmd.key, "by": cmd.by,
+                                                  "phone": cmd.phone, **result}})
 
 
 class _Unlogged(Exception):
