@@ -109,6 +109,8 @@ def drill_config(cfg: Config, scn: Scenario, *, state_dir: Path, mqtt: Any = Non
     alerts = cfg.alerts
     if getattr(alerts, "log", None):
         alerts = alerts.model_copy(update={"log": ""})
+    if getattr(getattr(alerts, "drill", None), "log", None):  # its own drill log, in its own state directory
+        alerts = alerts.model_copy(update={"drill": alerts.drill.model_copy(update={"log": ""})})
     if twilio_url:
         alerts = alerts.model_copy(update={"twilio": alerts.twilio.model_copy(update={"base_url": twilio_url})})
     if hasattr(alerts, "client_id"):
@@ -323,21 +325,26 @@ async def _run(rt: Runtime, scn: Scenario, rec: Recorder, stack: contextlib.Asyn
             bar.show(scn.duration, rec.tl, done=True)
             rec.tl.ended_t = sim.offset(rt.clock.now())
             rec.active = False
+            # The chain stops listening before the field does: a gateway shut down at the drill's end says
+            # goodbye (offline), and rules still running would raise that as an equipment fault and alerts
+            # would send it. The drill's end is not a gateway failure.
+            rt.stop.set()
+            for s in services:  # each part flushes and returns; one that does not is stopped, and said so
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(s), 15)
+                if not s.done():
+                    rec.tl.notes.append(f"{s.get_name()} did not stop within 15 s of the drill's end; it was "
+                                        "cancelled.")
+                    s.cancel()
             for stop in gw_stops.values():
                 stop.set()
             for task in list(gw_tasks.values()):
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(task, 10)
-        rt.stop.set()
-        for s in services:  # each part flushes and returns; one that does not is stopped, and said so
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(s), 15)
-            if not s.done():
-                rec.tl.notes.append(f"{s.get_name()} did not stop within 15 s of the drill's end; it was cancelled.")
-                s.cancel()
         await asyncio.sleep(0.3)  # the recorder takes the last messages off the broker
         if call_log is not None:
             call_log.update()
+        rec.read_untold(cfg.path(cfg.alerts.drill.log, "alerts-drill.sqlite"))
         listener.cancel()
 
 
