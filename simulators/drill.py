@@ -4,8 +4,9 @@ The real edge agents, broker, collector, rules and alerts run on an accelerated 
 (``Runtime(drill=True)``) and on their own topic prefix (``<prefix>-drill``) with their own state
 directory, so a drill never mixes with live warnings. The simulated devices play the scenario; each
 gateway reaches the broker through a :class:`~simulators.link.LinkRelay` so a 4G link can drop and a
-gateway can go dark; the Twilio stand-in answers calls as the scenario says. The recorder writes down
-everything it sees and the report is written from that timeline.
+gateway can go dark; the Twilio stand-in answers calls as the scenario says. Alerts routes each drill
+warning as the real one, cut down to the participants; whom it left out is read from its drill log. The
+recorder writes down everything it sees and the report is written from that timeline.
 
 Scope: a drill simulates the devices the scenario scripts (and the gateways it faults), not the whole
 county, so hours of weather replay in seconds.
@@ -344,7 +345,7 @@ async def _run(rt: Runtime, scn: Scenario, rec: Recorder, stack: contextlib.Asyn
         await asyncio.sleep(0.3)  # the recorder takes the last messages off the broker
         if call_log is not None:
             call_log.update()
-        rec.read_untold(cfg.path(cfg.alerts.drill.log, "alerts-drill.sqlite"))
+        rec.read_drill_log(cfg.path(cfg.alerts.drill.log, "alerts-drill.sqlite"))
         listener.cancel()
 
 

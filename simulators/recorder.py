@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from simulators.report.timeline import Kind, Recipient, Timeline
+from simulators.report.timeline import OBSERVER_TIER, Kind, Recipient, Timeline
 from yujing import topics
 from yujing.config.areas import load_households
 from yujing.mqtt import client as mqtt_client
@@ -183,9 +183,10 @@ class Recorder:
         self.tl.add(t, Kind.WOULD_NOTIFY, f"{what}{step}: would also have told {len(entries)} people not taking "
                     f"part ({tiers}); not contacted", warning=warning_id, attempt=attempt, people=len(entries))
 
-    def read_untold(self, drill_log: Path) -> None:
-        """Who the real warnings would also have told: alerts wrote them to the drill's notification log
-        (``drill-untold`` events) and contacted none of them. Read once the alerts service has stopped."""
+    def read_drill_log(self, drill_log: Path) -> None:
+        """What only alerts knows, from the drill's notification log once the alerts service has stopped:
+        who the real warnings would also have told (``drill-untold`` events: none of them was contacted),
+        and which warnings reached someone taking part (the figures time the drill from those)."""
         try:
             from alerts.nflog import NotificationLog
         except ImportError:  # a build without alerts: nobody was routed
@@ -198,6 +199,11 @@ class Recorder:
                     doc = json.loads(detail)
                     self.would_notify(self.tl.offset(datetime.fromisoformat(at)), nflog.warning(wid), wid,
                                       int(doc.get("attempt", 1)), doc.get("recipients", []))
+            for e in self.tl.events:
+                if e.kind is Kind.WARNING:
+                    wid = f"{e.data['key']}#{e.data['version']}"
+                    e.data["participants_told"] = any(n.warning_id == wid and n.tier != OBSERVER_TIER
+                                                      for n in nflog.for_warning_key(e.data["key"]))
 
     def confirmed(self, t: float, phone: str, via: str) -> None:
         r = self.recipient(phone)

@@ -87,6 +87,22 @@ def test_the_figures_count_only_people_in_the_chain_and_list_who_would_have_been
     assert "Would have been told" in html and "未参演2" in html
 
 
+def test_a_drill_is_timed_from_the_first_warning_that_reached_someone_taking_part(tmp_path: Path):
+    """A warning at a site whose chain takes no part tells nobody in a drill: it must not start the clock."""
+    tl = a_drill_timeline()
+    for e in tl.events:
+        if e.kind is Kind.WARNING:
+            e.data["participants_told"] = True
+    tl.add(3000, Kind.WARNING, "暴雨蓝色预警 发布 · 别村", hazard="rainstorm", site="RG-9", level="blue",
+           state="issued", key="rainstorm:RG-9", participants_told=False)
+    f = write_report(tl, Expect(), tmp_path)["figures"]
+    assert f["trigger_t"] == 9000 and f["trigger_to_first_notification_s"] == 30
+    # and a drill that knows nothing of who was reached times from the first warning, as before
+    for e in tl.events:
+        e.data.pop("participants_told", None)
+    assert write_report(tl, Expect(), tmp_path)["figures"]["trigger_t"] == 3000
+
+
 def test_an_unmet_expectation_fails_the_drill(tmp_path: Path):
     expect = Expect(warnings=[ExpectedWarning(hazard=Hazard.RESERVOIR, site="SK-1", level=Level.RED)])
     doc = write_report(a_drill_timeline(), expect, tmp_path)

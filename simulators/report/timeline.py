@@ -134,7 +134,10 @@ def figures(tl: Timeline) -> dict[str, Any]:
     """The numbers a drill is judged by (None where the drill gave nothing to measure)."""
     issued = [e for e in tl.warnings() if e.data.get("state") == "issued"]
     hazards = [e for e in issued if e.data.get("hazard") != "equipment"]  # equipment faults are not the trigger
-    trigger = (hazards or issued)[0].t if issued else None
+    # a drill reaches only its participants: a warning whose chain takes no part tells nobody, so the clock
+    # starts at the first warning that reached someone taking part (when the drill knows which did)
+    reaching = [e for e in hazards if e.data.get("participants_told")]
+    trigger = (reaching or hazards or issued)[0].t if issued else None
     notes = [e for e in tl.sorted_events() if e.kind is Kind.NOTIFICATION and (trigger is None or e.t >= trigger)
              and e.data.get("tier") != OBSERVER_TIER]
     first_note = notes[0].t if notes else None
