@@ -326,9 +326,8 @@ async def _run(rt: Runtime, scn: Scenario, rec: Recorder, stack: contextlib.Asyn
             bar.show(scn.duration, rec.tl, done=True)
             rec.tl.ended_t = sim.offset(rt.clock.now())
             rec.active = False
-            # The chain stops listening before the field does: a gateway shut down at the drill's end says
-            # goodbye (offline), and rules still running would raise that as an equipment fault and alerts
-            # would send it. The drill's end is not a gateway failure.
+            # the chain stops before the field: a gateway shut down at the end says goodbye (offline), which
+            # rules still running would raise (and alerts send) as a gateway failure. The end is not one
             rt.stop.set()
             for s in services:  # each part flushes and returns; one that does not is stopped, and said so
                 with contextlib.suppress(Exception):
@@ -386,7 +385,8 @@ async def main(cfg: Config, scenario_path: str, speed: float | None = None, repo
         return 2
     f = doc["figures"]
     print(f"drill: {scn.name}: {'PASSED' if doc['passed'] else 'FAILED'} — {f['warnings_issued']} warnings "
-          f"(highest {f['highest_level'] or 'none'}), {f['people_told']} people told, "
+          f"(highest {f['highest_level'] or 'none'}), {f['people_told']} people told "
+          f"({f['would_have_been_told']} more would have been, not taking part), "
           f"first notification {f['trigger_to_first_notification_s']} s after the trigger")
     for e in doc["expectations"]:
         print(f"  [{'x' if e['met'] else ' '}] {e['expect']}: {e['detail']}")

@@ -47,18 +47,20 @@ def chain_people(cfg, *phones: str) -> list[Person]:
 
 # Per level, what each participant hears in a drill: (channels, asked to confirm). Participants missing from
 # a row are told nothing at that level, exactly as the real warning would not tell them.
-TAKING_PART = [MONITOR, TOWN_DUTY, G1_LEADER, HOME_G1, HOME_XINLE, XINLE_RESP, LIAISON]
+XINLE_MONITOR = "+8613911000060"  # another site (新乐村雨量站), another village, the same township
+TAKING_PART = [MONITOR, TOWN_DUTY, G1_LEADER, G2_LEADER, HOME_G1, HOME_XINLE, XINLE_RESP, XINLE_MONITOR, LIAISON]
 CASES = [
     # blue: the site and the village by SMS only, nobody asked to confirm
     (Level.BLUE, {MONITOR: ("sms", False), LIAISON: ("sms", False)}),
     # yellow: + the township, still SMS only (just below the 叫应 boundary)
     (Level.YELLOW, {MONITOR: ("sms", False), TOWN_DUTY: ("sms", False), LIAISON: ("sms", False)}),
-    # orange: calls and 叫应 for the officials; group leaders of the site's village only; no households yet
+    # orange: calls and 叫应 for the officials; every group leader of the site's village (not only the site's
+    # group), none of the next village's; no households yet
     (Level.ORANGE, {MONITOR: ("sms voice", True), TOWN_DUTY: ("sms voice", True), G1_LEADER: ("sms voice", True),
-                    LIAISON: ("sms", False)}),
+                    G2_LEADER: ("sms voice", True), LIAISON: ("sms", False)}),
     # red: + the households under the site's village (not the neighbouring village's), SMS and voice as they have
     (Level.RED, {MONITOR: ("sms voice", True), TOWN_DUTY: ("sms voice", True), G1_LEADER: ("sms voice", True),
-                 HOME_G1: ("sms voice", False), LIAISON: ("sms", False)}),
+                 G2_LEADER: ("sms voice", True), HOME_G1: ("sms voice", False), LIAISON: ("sms", False)}),
 ]
 
 
@@ -74,7 +76,8 @@ def test_a_drill_routes_like_the_real_warning_restricted_to_its_participants(tmp
     # everyone else the real warning names is written down as would-have-been-told, with what they would get
     assert {r.phone for r in cut.untold} == {r.phone for r in real} - set(told)
     assert {r.phone: r.channels for r in cut.untold} == {r.phone: r.channels for r in real if r.phone not in told}
-    assert XINLE_RESP not in got and HOME_XINLE not in got, "another village's people are never in this chain"
+    assert not {XINLE_RESP, HOME_XINLE, XINLE_MONITOR} & (set(got) | {r.phone for r in cut.untold}), \
+        "another village's people and another site's are not in this warning's chain"
 
 
 async def test_a_blue_drill_texts_only_the_participants_the_chain_names_and_calls_nobody(mosquitto, prefix, tmp_path):
