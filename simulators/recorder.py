@@ -176,7 +176,8 @@ class Recorder:
             if warning_id not in r.warnings:
                 r.warnings.append(warning_id)
             by_tier[tier] = by_tier.get(tier, 0) + 1
-        what = (f"{w.hazard.chinese}{w.level.chinese}预警 {w.state.chinese} · {w.site}" if w is not None
+        site = self.tl.sites.get(w.site, {}).get("name", w.site) if w is not None else ""
+        what = (f"{w.hazard.chinese}{w.level.chinese}预警 {w.state.chinese} · {site} ({w.site})" if w is not None
                 else warning_id)
         step = " (escalation)" if attempt > 1 else ""
         tiers = ", ".join(f"{n} {tier}" for tier, n in sorted(by_tier.items(), key=lambda kv: -kv[1]))
