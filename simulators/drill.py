@@ -32,6 +32,7 @@ from simulators.playback import StormRain
 from simulators.ports import free_port
 from simulators.recorder import Recorder
 from simulators.report import Kind, Timeline, write_report
+from simulators.report.progress import Progress
 from simulators.report.timeline import check_expectations, figures
 from simulators.scenario import FaultEvent, FaultKind, Scenario, check_against, load_scenario
 from simulators.service import _twilio, running
@@ -94,7 +95,7 @@ def drill_config(cfg: Config, scn: Scenario, *, state_dir: Path, mqtt: Any = Non
             if d.site in scn.intensive:
                 d = d.model_copy(update={"interval_s": scn.intensive[d.site]})
             devs.append(_relocate(d, state_dir, endpoints))
-        gateways.append(gw.model_copy(update={"devices": devs, "outbox": ""}))
+        gateways.append(_unserved(gw.model_copy(update={"devices": devs, "outbox": ""})))
     update: dict[str, Any] = {
         "mqtt": m,
         "gateways": gateways,
@@ -121,9 +122,18 @@ def drill_config(cfg: Config, scn: Scenario, *, state_dir: Path, mqtt: Any = Non
                                                                                           "public_url": ""})})
 
     update["alerts"] = alerts
+    for part in ("collector", "rules", "alerts"):
+        update[part] = _unserved(update.get(part, getattr(cfg, part)))
     out = cfg.model_copy(update=update)
     out._base_dir = cfg.base_dir
     return out
+
+
+def _unserved(section: Any) -> Any:
+    """No /metrics of its own: the live parts' metrics ports are taken (or would be) beside the drill."""
+    if getattr(section, "metrics_port", None) is None:
+        return section
+    return section.model_copy(update={"metrics_port": None})
 
 
 def _relocate(dev: Any, state_dir: Path, endpoints: dict[tuple, Any]) -> Any:
@@ -146,31 +156,6 @@ def _service(part: str) -> Any | None:
         return importlib.import_module(f"{part}.service").serve
     except ImportError:
         return None
-
-
-class Progress:
-    """One line on stderr, redrawn: ``[#####-----] 52% 3.1/6.0 h · 4 warnings · 37 notified``."""
-
-    def __init__(self, enabled: bool, total_s: float) -> None:
-        self.enabled, self.total_s = enabled, total_s
-        self.tty = sys.stderr.isatty()
-        self._last = -1
-
-    def show(self, t: float, tl: Timeline, done: bool = False) -> None:
-        if not self.enabled:
-            return
-        frac = max(0.0, min(1.0, t / self.total_s))
-        pct = int(frac * 100)
-        if not self.tty and not done and pct // 10 == self._last // 10:
-            return  # a log file gets a line per 10 %, a terminal a live bar
-        self._last = pct
-        bar = "#" * int(frac * 30) + "-" * (30 - int(frac * 30))
-        warnings = sum(1 for e in tl.events if e.kind is Kind.WARNING)
-        told = sum(1 for r in tl.recipients.values() if r.first_told_t is not None)
-        line = (f"drill [{bar}] {pct:3d}% {t / 3600:5.1f}/{self.total_s / 3600:.1f} h · {warnings} warnings · "
-                f"{told} notified")
-        print(("\r" + line) if self.tty else line, end="\n" if (done or not self.tty) else "", file=sys.stderr,
-              flush=True)
 
 
 async def run_drill(cfg: Config, scn: Scenario, *, speed: float | None = None, report: str | Path | None = None,

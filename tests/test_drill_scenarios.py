@@ -43,6 +43,18 @@ def test_a_drill_runs_only_what_its_scenario_touches_on_its_own_ports_and_prefix
     assert not live_ports & {dev.port for g in d.gateways for dev in g.devices if dev.type == "modbus_tcp"}
 
 
+def test_a_drill_serves_no_metrics_on_the_live_parts_ports(cfg, tmp_path):
+    scn = load_scenario(ZX / "scenarios" / "reservoir-flood.yaml")
+    live = cfg.model_copy(update={
+        "gateways": [g.model_copy(update={"metrics_port": 19100 + i}) for i, g in enumerate(cfg.gateways)],
+        **{part: getattr(cfg, part).model_copy(update={"metrics_port": port})
+           for part, port in (("collector", 19001), ("rules", 19002), ("alerts", 19003))}})
+    live._base_dir = cfg.base_dir
+    d = drill_config(live, scn, state_dir=tmp_path, speed=600)
+    assert [g.metrics_port for g in d.gateways] == [None] * len(d.gateways) and d.gateways
+    assert (d.collector.metrics_port, d.rules.metrics_port, d.alerts.metrics_port) == (None, None, None)
+
+
 def one_gauge(fault: str) -> Scenario:
     return Scenario.model_validate({
         "name": f"gateway {fault}", "duration": "3h", "speed": 900,
