@@ -336,7 +336,7 @@ async def add_silence(request: web.Request) -> web.Response:
     if bool(body.site) == bool(body.area):
         raise ApiError(400, "bad-request", "give exactly one of site or area")
     try:
-        office.issuer._check_place(body.site, body.area)
+        office.issuer.check_place(body.site, body.area)
     except IssueError as exc:
         raise ApiError(422, exc.code, exc.detail) from None
     until = body.until or (office.now() + timedelta(seconds=body.for_s) if body.for_s else None)

@@ -24,7 +24,7 @@ from typing import Any
 import aiomqtt
 from aiohttp import web
 
-from duty.api import OFFICE, ApiError, needs
+from duty.api import ApiError, needs
 from duty.config import Role
 from duty.issuer import Issuer
 from duty.publisher import IssuerLink
