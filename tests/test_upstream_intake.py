@@ -204,3 +204,10 @@ def test_an_update_naming_other_areas_lifts_the_ones_it_dropped_and_issues_the_n
     again = rig.receive(document("u3", msg_type="Update", references=[("u2", t0)],
                                  geocode="500233009002").encode(), SOURCE, "test")
     assert [(w.area, w.state.value, w.version) for w in again.warnings] == [("shibao.xinle", "issued", 1)]
+
+
+def test_a_document_with_pages_of_text_is_taken_with_its_text_cut(rig):
+    out = rig.receive(document("long-1", headline="暴雨橙色预警" * 100, instruction="转移" * 3000,
+                               sender_name="气象台" * 100).encode(), SOURCE, "test")
+    [w] = out.warnings
+    assert len(w.headline) == 200 and len(w.instruction) == 2000 and w.instruction.endswith("…")
