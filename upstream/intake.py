@@ -126,7 +126,8 @@ class Intake:
                 self.issuer.add_ref(ref, "")
             return Outcome(Status.IGNORED, note=f"status {doc.status}, msgType {doc.msg_type}: not sent")
         drill = doc.status in ("Exercise", "Test")
-        earlier = [k for s, ident, _ in doc.references
+        # only its own sender's documents: one platform can never update or cancel another's warnings
+        earlier = [k for s, ident, _ in doc.references if s == doc.sender
                    for k in self.issuer.keys_by_ref_prefix(f"cap:{s}:{ident}:") if k]
         if doc.msg_type == "Cancel":
             if not earlier:
