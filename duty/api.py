@@ -159,6 +159,8 @@ async def _gate(request: web.Request, handler: Handler) -> web.StreamResponse:
     except IssueError as exc:
         response = _error(404 if exc.code == "not-found" else 409 if exc.code == "lifted" else 422, exc.code,
                           exc.detail)
+    except web.HTTPException as exc:  # aiohttp's own refusals (a body over client_max_size…): audited too
+        response = _error(exc.status, exc.reason.lower().replace(" ", "-"), exc.text or "")
     if write:
         who = request.get(WHO)
         result = "ok" if response.status < 400 else _code(response)

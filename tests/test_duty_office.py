@@ -352,3 +352,15 @@ async def test_repeated_failed_logins_are_refused_for_a_while_even_with_the_righ
         async with http.post(api + "/login", json={"username": "chief", "password": CHIEF_PASSWORD}) as r:
             assert r.status == 429 and (await r.json())["error"] == "too-many-attempts"
         assert [e.result for e in office.audit()][-2:] == ["bad-credentials", "too-many-attempts"]
+
+
+async def test_an_oversized_request_is_refused_and_audited(mosquitto, prefix, tmp_path):
+    async with duty_office(tmp_path, mosquitto, prefix) as office, aiohttp.ClientSession() as http:
+        token = office.tokens["li"].read_text()
+        body = {"hazard": "rainstorm", "level": "blue", "area": "shibao", "text": "长" * 100_000}
+        async with http.post(office.url + "/api/v1/warnings", json=body,
+                             headers={"Authorization": f"Bearer {token}"}) as r:
+            assert r.status == 413
+        [entry] = office.audit()
+        assert (entry.user, entry.status, entry.result) == ("li", 413, "request-entity-too-large")
+        assert office.rig.twilio.messages == []
