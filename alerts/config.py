@@ -21,7 +21,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from yujing.config.areas import Tier
 from yujing.config.people import Channel, Person, Role
@@ -42,6 +42,58 @@ class TwilioConfig(BaseModel):
     outage_retry_s: float = Field(default=15.0, gt=0)  # retries used up: look again after this, doubling to 300 s
     outage_retries: int = Field(default=8, ge=0)  # … this many times (≈ 25 min) before a notification fails
     configure_number: bool = True  # point the from_number's inbound-SMS webhook at us at startup
+
+
+class Window(BaseModel):
+    """At most ``count`` uses per ``seconds``: one of a provider's frequency limits."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    count: int = Field(ge=1)
+    seconds: float = Field(gt=0)
+
+
+class ApprovedTemplate(BaseModel):
+    """The codes the provider approved for one of our templates (by its name: ``landslide.red``, ``*.lift``…).
+    The approved text is ours with ``{x}`` written ``${x}``; a drill's is the same behind 【演练】."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sms: str | None = None  # SMS_…
+    voice: str | None = None  # TTS_…
+    drill_sms: str | None = None
+    drill_voice: str | None = None
+
+
+class ProviderName(enum.StrEnum):
+    TWILIO = "twilio"
+    ALIYUN = "aliyun"
+
+
+class AliyunConfig(BaseModel):
+    """Alibaba Cloud SMS (dysmsapi 2017-05-25) and voice (dyvmsapi 2017-05-25), through the official SDKs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    access_key_id: str
+    access_key_secret: Secret | None = None
+    sign_name: str  # the approved 签名
+    show_number: str  # CalledShowNumber: a number bought for voice
+    sms_endpoint: str = "dysmsapi.aliyuncs.com"
+    voice_endpoint: str = "dyvmsapi.aliyuncs.com"
+    protocol: str = Field(default="https", pattern="^https?$")  # http: a stand-in
+    templates: dict[str, ApprovedTemplate] = Field(default_factory=dict)
+    confirmed_tts: str | None = None  # TTS code (no variables) played after the key that confirms
+    push_token: Secret | None = None  # the secret path element of the push URLs (Aliyun's push is unsigned)
+    param_max: int = Field(default=35, ge=1)  # characters per template variable
+    play_times: int = Field(default=2, ge=1, le=3)
+    timeout_s: float = Field(default=10.0, gt=0)
+    retries: int = Field(default=4, ge=0)
+    backoff_s: float = Field(default=0.5, gt=0)
+    # a voice notice reaches one callee at most once a minute, 5 times an hour, 20 a day
+    callee_limits: list[Window] = Field(default_factory=lambda: [Window(count=1, seconds=60),
+                                                                  Window(count=5, seconds=3600),
+                                                                  Window(count=20, seconds=86400)])
 
 
 class WebhookConfig(BaseModel):
@@ -143,6 +195,8 @@ class AlertsConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     twilio: TwilioConfig = Field(default_factory=TwilioConfig)
+    aliyun: AliyunConfig | None = None
+    providers: list[ProviderName] = Field(default_factory=lambda: [ProviderName.TWILIO], min_length=1)  # failover order
     log: str = ""  # notification log; default: <data_dir>/alerts.sqlite
     client_id: str = "yujing-alerts"  # MQTT persistent session
     webhook: WebhookConfig = Field(default_factory=WebhookConfig)
@@ -166,3 +220,16 @@ class AlertsConfig(BaseModel):
 
         check_templates(v)
         return v
+
+    @model_validator(mode="after")
+    def _providers_can_carry(self) -> AlertsConfig:
+        """Every text the policy can send must have an approved template at each template provider."""
+        if ProviderName.ALIYUN in self.providers:
+            if self.aliyun is None:
+                raise ValueError("providers: 'aliyun' is listed but there is no alerts.aliyun section")
+            from alerts.templates import uncovered
+
+            problems = uncovered(self)
+            if problems:
+                raise ValueError("aliyun.templates: no approved template can carry " + "; ".join(problems))
+        return self

@@ -45,11 +45,15 @@ PROVIDER_ERRORS = Counter("yujing_alerts_provider_errors_total", "Failed provide
 class ProviderError(Exception):
     """The provider refused a request for good (4xx other than 429), or retries ran out."""
 
-    def __init__(self, message: str, status: int | None = None, code: int | None = None, retryable: bool = False):
+    def __init__(self, message: str, status: int | None = None, code: int | str | None = None,
+                 retryable: bool = False, ambiguous: bool = False):
         super().__init__(message)
         self.status = status
         self.code = code
         self.retryable = retryable
+        # the request may have reached the provider (a timeout, a dropped answer): another provider must
+        # not be tried, or the person could be told twice; only this provider can say whether it arrived
+        self.ambiguous = ambiguous
 
 
 class RedirectedHttpClient(AsyncTwilioHttpClient):
@@ -88,6 +92,9 @@ class Provider:
                                         exc.status, exc.code) from None
                 PROVIDER_ERRORS.labels(reason="rate-limited" if exc.status == 429 else "server-error").inc()
                 reason = f"HTTP {exc.status}"
+            except aiohttp.ClientConnectorError as exc:  # never connected: nothing was sent
+                PROVIDER_ERRORS.labels(reason="unreachable").inc()
+                reason = f"unreachable: {exc!r}"
             except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
                 PROVIDER_ERRORS.labels(reason="network").inc()
                 ambiguous = True
@@ -97,7 +104,8 @@ class Provider:
                                                                             "retry_in_s": round(delay, 2)}})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
-        raise ProviderError(f"{what}: gave up after {self.cfg.retries + 1} attempts ({reason})", retryable=True)
+        raise ProviderError(f"{what}: gave up after {self.cfg.retries + 1} attempts ({reason})", retryable=True,
+                            ambiguous=ambiguous)
 
     async def _quiet(self, fn: Callable[[], Awaitable[T | None]]) -> T | None:
         try:

@@ -72,6 +72,29 @@ def check_templates(templates: dict[str, str]) -> None:
             raise ValueError(f"template {name!r}: unknown variable(s) {sorted(unknown)}; known: {sorted(VARIABLES)}")
 
 
+def template_for(templates: dict[str, str], hazard: Hazard, level: Level, lift: bool,
+                 language: str = "zh") -> tuple[str, str]:
+    kind = ".lift" if lift else ""
+    names = (f"{hazard}.{level}{kind}", f"*.{level}{kind}", f"{hazard}{kind or '.warning'}", f"*{kind or '.warning'}")
+    prefixes = ([f"{language}:"] if language and language != "zh" else []) + [""]
+    for prefix in prefixes:
+        for name in names:
+            if prefix + name in templates:
+                return prefix + name, templates[prefix + name]
+    if lift:
+        return "default.lift", DEFAULT_LIFT
+    return ("default.equipment", DEFAULT_EQUIPMENT) if hazard is Hazard.EQUIPMENT else ("default.warning", DEFAULT_WARNING)
+
+
+def fields_of(text: str) -> list[str]:
+    """The variables a template uses, in order, once each."""
+    out: list[str] = []
+    for _, f, _, _ in string.Formatter().parse(text):
+        if f is not None and f not in out:
+            out.append(f)
+    return out
+
+
 class Renderer:
     def __init__(self, templates: dict[str, str], confirm_digit: str = "1") -> None:
         check_templates(templates)
@@ -80,17 +103,11 @@ class Renderer:
 
     def template(self, hazard: Hazard, level: Level, lift: bool, language: str = "zh") -> str:
         """The template for a person's language (``en:landslide.red``…), else the Chinese one."""
-        kind = ".lift" if lift else ""
-        names = (f"{hazard}.{level}{kind}", f"*.{level}{kind}", f"{hazard}{kind or '.warning'}",
-                 f"*{kind or '.warning'}")
-        prefixes = ([f"{language}:"] if language and language != "zh" else []) + [""]
-        for prefix in prefixes:
-            for name in names:
-                if prefix + name in self.templates:
-                    return self.templates[prefix + name]
-        if lift:
-            return DEFAULT_LIFT
-        return DEFAULT_EQUIPMENT if hazard is Hazard.EQUIPMENT else DEFAULT_WARNING
+        return self.named(hazard, level, lift, language)[1]
+
+    def named(self, hazard: Hazard, level: Level, lift: bool, language: str = "zh") -> tuple[str, str]:
+        """(name, text) of the template: the name is what a template provider's approved codes are keyed by."""
+        return template_for(self.templates, hazard, level, lift, language)
 
     def variables(self, w: HazardWarning, site_name: str, lineage: list[tuple[Tier, str]], ack: bool,
                   channel: str) -> dict[str, str]:
@@ -113,7 +130,15 @@ class Renderer:
 
     def text(self, w: HazardWarning, site_name: str, lineage: list[tuple[Tier, str]], *, ack: bool = False,
              channel: str = "sms", language: str = "zh") -> str:
+        return self.render(w, site_name, lineage, ack=ack, channel=channel, language=language)[0]
+
+    def render(self, w: HazardWarning, site_name: str, lineage: list[tuple[Tier, str]], *, ack: bool = False,
+               channel: str = "sms", language: str = "zh") -> tuple[str, str, dict[str, str]]:
+        """(full text, template name, its parameters): the text for providers that take free text (Twilio),
+        the name and parameters for those that send only approved templates (Alibaba Cloud)."""
         lift = w.state is WarningState.LIFTED
-        body = self.template(w.hazard, w.level, lift, language).format(
-            **self.variables(w, site_name, lineage, ack and not lift, channel))
-        return (DRILL_MARK + body) if w.drill else body
+        name, template = self.named(w.hazard, w.level, lift, language)
+        variables = self.variables(w, site_name, lineage, ack and not lift, channel)
+        body = template.format(**variables)
+        params = {f: variables[f] for f in fields_of(template)}
+        return (DRILL_MARK + body) if w.drill else body, name, params

@@ -13,6 +13,7 @@ from yujing.config.people import Channel
 
 class SmsSender:
     channel = Channel.SMS
+    name = "twilio"
 
     def __init__(self, provider: Provider, urls: CallbackUrls, cfg: AlertsConfig) -> None:
         self.provider = provider
