@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -35,6 +36,10 @@ class TwilioConfig(BaseModel):
     account_sid: str = "AC00000000000000000000000000000000"
     auth_token: Secret | None = None
     from_number: str = Field(default="+15005550006", pattern=r"^\+[1-9][0-9]{6,14}$")
+    # a pool of senders (long codes): SMS are spread over them, each sending 1 segment a second
+    from_numbers: list[Annotated[str, Field(pattern=r"^\+[1-9][0-9]{6,14}$")]] = Field(default_factory=list)
+    sms_segments_per_s: float = Field(default=1.0, gt=0)  # per sender: Twilio's long-code rate (for the plan)
+    calls_per_s: float = Field(default=1.0, gt=0)  # per account: Twilio's default CPS (for the plan)
     base_url: str | None = None  # None: Twilio's cloud; a URL: a stand-in of its REST API
     timeout_s: float = Field(default=10.0, gt=0)
     retries: int = Field(default=6, ge=0)  # per request, on 429/5xx/network, with exponential backoff
@@ -86,6 +91,8 @@ class AliyunConfig(BaseModel):
     confirmed_tts: str | None = None  # TTS code (no variables) played after the key that confirms
     push_token: Secret | None = None  # the secret path element of the push URLs (Aliyun's push is unsigned)
     param_max: int = Field(default=35, ge=1)  # characters per template variable
+    sms_qps: float = Field(default=5000.0, gt=0)  # SendSms calls per second per account (for the plan)
+    voice_qps: float = Field(default=100.0, gt=0)  # IvrCall/SingleCallByTts per second per account
     play_times: int = Field(default=2, ge=1, le=3)
     timeout_s: float = Field(default=10.0, gt=0)
     retries: int = Field(default=4, ge=0)

@@ -24,6 +24,7 @@ from alerts.escalate import Escalator
 from alerts.fanout import Dispatcher, Outcome
 from alerts.group import Decision, Grouper, Verdict
 from alerts.nflog import Notification, NotificationLog
+from alerts.plan import estimate
 from alerts.render import Renderer
 from alerts.route import Recipient, drill_recipients, route
 from yujing.clock import Clock
@@ -196,6 +197,11 @@ class Pipeline:
                 await asyncio.sleep(0)
         self.nflog.event(now, w.id, "", "queued",
                          {"recipients": len(recipients), "notifications": len(fresh), "attempt": attempt})
+        if fresh:
+            plan = estimate(fresh, self.cfg)
+            self.nflog.event(now, w.id, "", "fanout-plan", plan.as_dict())
+            log.info("fan-out plan: the last person is reached in about %.0f s", plan.last_s,
+                     extra={"kv": {"warning": w.id, **plan.as_dict()}})
         # everyone asked, not only the fresh: after a crash mid fan-out the re-decision opens the missing chains
         self.escalator.open(self.nflog, w, sorted(asked), now)
         self._routed(w, len(recipients), len(fresh))

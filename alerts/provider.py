@@ -114,10 +114,11 @@ class Provider:
             return None
 
     async def send_sms(self, to: str, body: str, status_callback: str | None, since: datetime,
-                       taken: Taken | None = None) -> str:
+                       taken: Taken | None = None, from_: str | None = None) -> str:
         async def op() -> str:
             kw = {"status_callback": status_callback} if status_callback else {}
-            msg = await self.client.messages.create_async(to=to, from_=self.cfg.from_number, body=body, **kw)
+            msg = await self.client.messages.create_async(to=to, from_=from_ or self.cfg.from_number, body=body,
+                                                          **kw)
             return str(msg.sid)
 
         return await self._retrying(f"SMS to {to}", op, lambda: self.find_sms(to, body, since, taken))
@@ -149,11 +150,14 @@ class Provider:
 
     async def set_sms_webhook(self, url: str) -> bool:
         """Point our number's inbound-SMS webhook at ``url`` (what the Twilio console does). False if not found."""
-        numbers = await self.client.incoming_phone_numbers.list_async(phone_number=self.cfg.from_number, limit=1)
-        if not numbers:
-            return False
-        await self.client.incoming_phone_numbers(numbers[0].sid).update_async(sms_url=url, sms_method="POST")
-        return True
+        ok = True
+        for phone in dict.fromkeys([self.cfg.from_number, *self.cfg.from_numbers]):  # every sender of the pool
+            numbers = await self.client.incoming_phone_numbers.list_async(phone_number=phone, limit=1)
+            if not numbers:
+                ok = False
+                continue
+            await self.client.incoming_phone_numbers(numbers[0].sid).update_async(sms_url=url, sms_method="POST")
+        return ok
 
 
 def _after(value: object, floor: datetime) -> bool:

@@ -1,0 +1,77 @@
+"""The providers' limits shape the fan-out: sender pools, Twilio's queue, the plan's estimate of the last person."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+from test_alerts_service import warning
+
+from alerts.config import AlertsConfig
+from conftest import wait_for
+from alerts.harness import ACCOUNT, TOKEN, running_alerts
+from alerts.nflog import Notification
+from alerts.plan import estimate, segments
+from simulators.aliyun_setup import approved
+from simulators.twilio import TwilioLimits, TwilioStandIn
+from yujing.clock import Clock
+from yujing.model import Level
+
+POOL = ["+8610123456701", "+8610123456702"]
+
+
+def n(channel: str, body: str = "短信") -> Notification:
+    return Notification(key=f"k{id(body)}", warning_id="w", warning_key="k", phone="+86139", channel=channel,
+                        attempt=1, priority=1, body=body, ack=False, node="n", tier="household", name="x")
+
+
+@pytest.mark.parametrize(("providers", "pool", "sms", "body", "calls", "last_s"), [
+    (["twilio"], [], 100, "短", 0, 100.0),              # one long code: 1 segment/s
+    (["twilio"], POOL, 100, "短", 0, 50.0),             # a pool of two: twice as fast
+    (["twilio"], POOL, 100, "长" * 100, 0, 100.0),      # two segments each
+    (["twilio"], [], 10, "短", 30, 30.0),               # calls: 1/s per account, beside the SMS
+    (["aliyun"], [], 10000, "长" * 100, 0, 100.0),      # our own 100/s binds before SendSms's 5,000/s
+])
+def test_the_plan_bounds_the_last_person_by_the_slower_of_our_rate_and_the_providers(
+        providers, pool, sms, body, calls, last_s):
+    aliyun = {"access_key_id": "a", "sign_name": "s", "show_number": "1", "templates": approved()[0]}
+    cfg = AlertsConfig.model_validate({"providers": providers, "aliyun": aliyun, "twilio": {"from_numbers": pool}})
+    plan = estimate([n("sms", body) for _ in range(sms)] + [n("voice") for _ in range(calls)], cfg)
+    assert plan.last_s == pytest.approx(last_s)
+
+
+def test_segments_count_chinese_as_ucs2():
+    assert (segments("短" * 70), segments("短" * 71), segments("a" * 160), segments("a" * 161)) == (1, 2, 1, 2)
+
+
+async def test_a_sender_pool_at_twilios_rate_reaches_the_last_household_when_the_plan_says(mosquitto, prefix, tmp_path):
+    clock = Clock(40)  # Twilio's queue drains on the scenario clock: minutes of it pass in seconds
+    async with TwilioStandIn(auth_token=TOKEN, account_sid=ACCOUNT, clock=clock, verbose=False,
+                             limits=TwilioLimits()) as tw:
+        alerts = {"grouping": {"wait_s": 0}, "twilio": {"from_numbers": POOL}}
+        async with running_alerts(tmp_path, mqtt_port=mosquitto.port, prefix=prefix, alerts=alerts, twilio=tw,
+                                  clock=clock) as rig:
+            w = warning(Level.RED)
+            await rig.publish(w)
+            await wait_for(lambda: rig.events(what="fanout-plan"), 20, "the fan-out plan")
+            await rig.settled(30)
+            plan = rig.events(what="fanout-plan")
+            households = {n.phone for n in rig.pipeline().nflog.for_warning_key(w.key) if n.tier == "household"}
+            await tw.wait_until(lambda: all(m.sent_at for m in tw.messages) and all(c.sent_at for c in tw.calls),
+                                60, "every SMS and call out of Twilio's queue")
+            assert Counter(m.from_ for m in tw.messages).keys() == set(POOL)
+            for sender in POOL:  # each long code: one segment a second, never faster
+                mine = sorted((m.slot, segments(m.body)) for m in tw.messages if m.from_ == sender)
+                for (t0, seg), (t1, _) in zip(mine, mine[1:]):
+                    assert t1 - t0 >= seg - 0.01
+            # officials before households: the 叫应 SMS leave first
+            order = sorted(tw.messages, key=lambda m: m.slot)
+            first_household = next(i for i, m in enumerate(order) if m.to in households)
+            assert all(m.to not in households for m in order[:first_household])
+            start = min(m.created for m in tw.messages)  # wall time of the first request
+            t_first = min(m.sent_at for m in tw.messages)
+            # reached: when the last segment (or the call) has left Twilio's queue
+            last = max([m.sent_at + segments(m.body) for m in tw.messages] + [c.sent_at + 1 for c in tw.calls]) - t_first
+            estimated = json.loads(plan[0][4])["last_s"]
+            assert last == pytest.approx(estimated, rel=0.05), (last, estimated, start)
