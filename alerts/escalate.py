@@ -45,6 +45,16 @@ class Escalator:
         first = cfg.providers[0]
         self.callee_limits = list(cfg.aliyun.callee_limits) if first is ProviderName.ALIYUN and cfg.aliyun else []
 
+    def call_wait_s(self, nflog: NotificationLog, phone: str, now: datetime) -> float:
+        """Seconds until the provider would take another call to ``phone`` (0: now), by the calls placed."""
+        wait = 0.0
+        for w in self.callee_limits:
+            placed = nflog.calls_to(phone, now - timedelta(seconds=w.seconds), placed=True)
+            if len(placed) >= w.count:
+                oldest = datetime.fromisoformat(placed[len(placed) - w.count])
+                wait = max(wait, (oldest + timedelta(seconds=w.seconds) - now).total_seconds())
+        return wait
+
     def may_call(self, nflog: NotificationLog, phone: str, now: datetime) -> bool:
         """Would the provider take one more call to ``phone`` now? (Every call queued to it counts.)"""
         for w in self.callee_limits:

@@ -59,13 +59,15 @@ class Outcome:
 
 
 Hook = Callable[[NotificationLog, Outcome], Awaitable[None]]
+Gate = Callable[[NotificationLog, Notification], float]
 
 
 class Dispatcher:
     """Per-channel queues and workers. ``submit`` from any pipeline; each item carries the log it belongs to."""
 
     def __init__(self, senders: dict[str, Sender], rates: dict[str, RateConfig], clock: Clock,
-                 on_done: Hook | None = None, outage_retry_s: float = 15.0, outage_retries: int = 8) -> None:
+                 on_done: Hook | None = None, outage_retry_s: float = 15.0, outage_retries: int = 8,
+                 gate: Gate | None = None) -> None:
         self.senders = senders
         self.rates = rates
         self.clock = clock
@@ -79,6 +81,7 @@ class Dispatcher:
         self.outage_retries = outage_retries
         self._deferred: dict[str, int] = {}  # key -> times deferred through a provider outage
         self._later: set[asyncio.Task] = set()
+        self.gate = gate  # seconds (scenario) a notification must wait for the provider's per-callee limit
 
     def submit(self, nflog: NotificationLog, items: list[Notification]) -> None:
         for n in items:
@@ -131,9 +134,24 @@ class Dispatcher:
                     q.put_nowait(item)
                     item = q.get_nowait()
                 *_, nflog, n = item
+                wait = self.gate(nflog, n) if self.gate is not None else 0.0
+                if wait > 0:  # the provider would refuse it now: hold it (still 'queued') until it would not
+                    self._hold(nflog, n, wait)
+                    continue
                 await self._send_one(sender, nflog, n)
             finally:
                 self.in_flight -= 1
+
+    def _hold(self, nflog: NotificationLog, n: Notification, wait_s: float) -> None:
+        nflog.event(self.clock.now(), n.warning_id, n.phone, f"{n.channel}-held", {"wait_s": round(wait_s, 1)})
+        SENT.labels(channel=n.channel, outcome="held").inc()
+
+        async def later() -> None:
+            await self.clock.sleep(wait_s + 0.5)
+            self.submit(nflog, [n])
+        task = asyncio.create_task(later())
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
 
     async def _send_one(self, sender: Sender, nflog: NotificationLog, n: Notification) -> None:
         wall = datetime.now(UTC)

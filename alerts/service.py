@@ -33,6 +33,7 @@ from alerts.channels import CallbackUrls, senders
 from alerts.channels.aliyun import aliyun_provider
 from alerts.config import AlertsConfig, AliyunConfig, ProviderName
 from alerts.directory import Directory
+from alerts.escalate import Escalator
 from alerts.fanout import Dispatcher, Outcome, run_until
 from alerts.nflog import NotificationLog
 from alerts.pipeline import Pipeline, Publish
@@ -79,8 +80,14 @@ async def serve(rt: Runtime, *, drill_recipients: list[Person] | None = None, au
             async def on_done(nflog: NotificationLog, outcome: Outcome) -> None:
                 await pipelines["drill" if nflog.drill else "real"].on_outcome(outcome)
 
+            limits = Escalator(cfg, directory)  # the first voice provider's per-callee limits
+
+            def gate(nflog: NotificationLog, n: Any) -> float:
+                return limits.call_wait_s(nflog, n.phone, rt.clock.now()) if n.channel == "voice" else 0.0
+
             dispatcher = Dispatcher(senders(providers, urls, cfg), {c.value: r for c, r in cfg.rates.items()},
-                                    rt.clock, on_done, cfg.twilio.outage_retry_s, cfg.twilio.outage_retries)
+                                    rt.clock, on_done, cfg.twilio.outage_retry_s, cfg.twilio.outage_retries,
+                                    gate=gate if limits.callee_limits else None)
             publisher = _CapPublisher(rt, caps, directory)
             common = {"cfg": cfg, "directory": directory, "dispatcher": dispatcher, "clock": rt.clock}
             pipelines["real"] = Pipeline(nflog=real, drill=False, publish=publisher.to(real), **common)

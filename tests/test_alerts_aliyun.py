@@ -199,3 +199,17 @@ def test_check_refuses_a_policy_whose_texts_no_approved_template_can_carry():
     assert "default.lift by sms" in text and "default.warning by voice" in text
     with pytest.raises(ValidationError, match="too long|over the cap"):
         AlertsConfig.model_validate({**ok, "aliyun": section("127.0.0.1:1", approved()[0], param_max=8)})
+
+
+async def test_a_second_warnings_call_the_per_callee_limit_would_refuse_is_held_not_lost_nor_refused(
+        mosquitto, prefix, tmp_path, monkeypatch):
+    from yujing.model import Hazard
+
+    async with aliyun_rig(tmp_path, mosquitto, prefix, monkeypatch, speed=30) as (rig, ali):
+        await rig.publish(warning(Level.RED), warning(Level.RED, hazard=Hazard.TORRENT))
+        await ali.wait_until(lambda: {"滑坡", "山洪"} <= {h for c in ali.calls_to(VILLAGE_RESP) for h in ("滑坡", "山洪")
+                                                        if h in c.text}, 30, "both warnings' calls")
+        calls = ali.calls_to(VILLAGE_RESP)
+        assert all(b.at - a.at >= 60 - 1 for a, b in zip(calls, calls[1:]))  # once a minute, as allowed
+        assert not [r for r in ali.refused if r[2] == "isv.BUSINESS_LIMIT_CONTROL"]
+        assert any(e[2] == VILLAGE_RESP for e in rig.events(what="voice-held"))
