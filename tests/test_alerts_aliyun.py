@@ -36,7 +36,8 @@ def section(endpoint: str, templates: dict, **extra: Any) -> dict[str, Any]:
 async def aliyun_rig(tmp_path: Path, mosquitto: Any, prefix: str, monkeypatch: pytest.MonkeyPatch, *,
                      providers: tuple[str, ...] = ("aliyun",), speed: float = 1.0, secret: str = SECRET,
                      templates: dict | None = None, endpoint: str | None = None, alerts: dict | None = None,
-                     behaviours: dict[str, Behaviour] | None = None) -> AsyncIterator[tuple[Any, AliyunStandIn]]:
+                     behaviours: dict[str, Behaviour] | None = None,
+                     twilio: str | None = None) -> AsyncIterator[tuple[Any, AliyunStandIn]]:
     monkeypatch.setenv("YUJING_TEST_ALIYUN_SECRET", secret)
     monkeypatch.setenv("YUJING_TEST_ALIYUN_PUSH", TOKEN)
     cfg_templates, sms, tts = approved()
@@ -48,7 +49,7 @@ async def aliyun_rig(tmp_path: Path, mosquitto: Any, prefix: str, monkeypatch: p
         settings = {"grouping": {"wait_s": 0}, "providers": list(providers),
                     "aliyun": section(endpoint or ali.endpoint, templates or cfg_templates), **(alerts or {})}
         async with running_alerts(tmp_path, mqtt_port=mosquitto.port, prefix=prefix, alerts=settings,
-                                  clock=clock, default=fast) as rig:
+                                  clock=clock, default=fast, twilio=twilio) as rig:
             ali.push_to(**rig.state["aliyun_hooks"].urls(rig.state["webhooks"].base_url))
             yield rig, ali
 
@@ -149,6 +150,16 @@ async def test_failover_to_twilio_when_aliyun_is_down_tells_everyone_once(mosqui
         await rig.settled(20)
         assert Counter(m.to for m in tw.messages) == Counter(expected)
         assert not ali.records
+
+
+async def test_failover_to_aliyun_when_twilio_is_down_tells_everyone_once(mosquitto, prefix, tmp_path, monkeypatch):
+    async with aliyun_rig(tmp_path, mosquitto, prefix, monkeypatch, providers=("twilio", "aliyun"),
+                          twilio="http://127.0.0.1:9") as (rig, ali):  # nothing listens there
+        await rig.publish(warning(Level.YELLOW))
+        expected = {"13911000050", SITE_RESP[3:], VILLAGE_RESP[3:], TOWN_RESP[3:], "13911000010"}
+        await ali.wait_until(lambda: {r.to for r in ali.records} >= expected, 30, "the SMS through Alibaba Cloud")
+        await rig.settled(30)
+        assert Counter(r.to for r in ali.records) == Counter(expected)
 
 
 async def test_failover_when_aliyun_refuses_sends_each_notification_once_overall(
