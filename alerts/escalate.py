@@ -49,7 +49,7 @@ class Escalator:
         """Seconds until the provider would take another call to ``phone`` (0: now), by the calls placed."""
         wait = 0.0
         for w in self.callee_limits:
-            placed = nflog.calls_to(phone, now - timedelta(seconds=w.seconds), placed=True)
+            placed = nflog.calls_to(phone, now - timedelta(seconds=w.seconds), now=now)
             if len(placed) >= w.count:
                 oldest = datetime.fromisoformat(placed[len(placed) - w.count])
                 wait = max(wait, (oldest + timedelta(seconds=w.seconds) - now).total_seconds())

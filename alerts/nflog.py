@@ -259,13 +259,18 @@ class NotificationLog:
             return None
         return self._one("ref>=? AND ref<?", (reference, reference + "g"))
 
-    def calls_to(self, phone: str, since: datetime, placed: bool = False) -> list[str]:
-        """When calls to ``phone`` were queued (``placed``: placed) since ``since`` (ISO, oldest first), whatever
-        the warning: what a provider's per-callee limit counts."""
-        col = "sent_at" if placed else "created_at"
+    def calls_to(self, phone: str, since: datetime, now: datetime | None = None) -> list[str]:
+        """When calls to ``phone`` were queued since ``since`` (ISO, oldest first), whatever the warning: what
+        a provider's per-callee limit counts. With ``now``: when they were *placed* — those in flight
+        ('sending') count as placed ``now``, so two workers never both pass the limit for one callee."""
+        if now is None:
+            return [r[0] for r in self.db.execute(
+                "SELECT created_at FROM notifications WHERE phone=? AND channel='voice' AND created_at>=? "
+                "AND status NOT IN ('failed', 'rejected') ORDER BY 1", (phone, since.isoformat()))]
         return [r[0] for r in self.db.execute(
-            f"SELECT {col} FROM notifications WHERE phone=? AND channel='voice' AND {col}>=? "
-            "AND status NOT IN ('failed', 'rejected') ORDER BY 1", (phone, since.isoformat()))]
+            "SELECT COALESCE(sent_at, ?) FROM notifications WHERE phone=? AND channel='voice' AND "
+            "(status='sending' OR (sent_at>=? AND status NOT IN ('failed', 'rejected'))) ORDER BY 1",
+            (now.isoformat(), phone, since.isoformat()))]
 
     def has_sid(self, sid: str) -> bool:
         """Is ``sid`` already some notification's? (A provider lookup must not hand it to another.)"""

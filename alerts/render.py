@@ -83,7 +83,9 @@ def template_for(templates: dict[str, str], hazard: Hazard, level: Level, lift: 
                 return prefix + name, templates[prefix + name]
     if lift:
         return "default.lift", DEFAULT_LIFT
-    return ("default.equipment", DEFAULT_EQUIPMENT) if hazard is Hazard.EQUIPMENT else ("default.warning", DEFAULT_WARNING)
+    if hazard is Hazard.EQUIPMENT:
+        return "default.equipment", DEFAULT_EQUIPMENT
+    return "default.warning", DEFAULT_WARNING
 
 
 def fields_of(text: str) -> list[str]:

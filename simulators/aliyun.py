@@ -35,17 +35,16 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Self
 
 import aiohttp
 from aiohttp import web
 
+from simulators.aliyun_far_end import AliyunFarEnd, cst, local
 from simulators.aliyun_limits import AliyunLimits, Ledger, Qps, signature_error
 from simulators.twilio_records import Behaviour
 
 log = logging.getLogger("yujing.sim.aliyun")
-CST = timezone(timedelta(hours=8))  # the cloud's receipts carry Beijing time
 VAR = re.compile(r"\$\{(\w+)\}")
 PARAM_MAX = 35  # characters per template variable (the SMS console's rule for ordinary variables)
 MOBILE = re.compile(r"^(?:\+?86)?1[3-9]\d{9}$")
@@ -74,7 +73,7 @@ def fill(template: str, params: dict[str, str]) -> str:
     return VAR.sub(lambda m: params.get(m.group(1), ""), template)
 
 
-class AliyunStandIn:
+class AliyunStandIn(AliyunFarEnd):
     def __init__(self, *, secrets: dict[str, str], signs: set[str] | frozenset[str] = frozenset(),
                  sms_templates: dict[str, str] | None = None, tts_templates: dict[str, str] | None = None,
                  show_numbers: set[str] | frozenset[str] = frozenset(), limits: AliyunLimits | None = None,
@@ -140,10 +139,10 @@ class AliyunStandIn:
 
     # ---- queries for tests ------------------------------------------------------------------------
     def sms_to(self, phone: str) -> list[AliRecord]:
-        return [r for r in self.records if r.kind == "sms" and r.to == _local(phone)]
+        return [r for r in self.records if r.kind == "sms" and r.to == local(phone)]
 
     def calls_to(self, phone: str) -> list[AliRecord]:
-        return [r for r in self.records if r.kind == "call" and r.to == _local(phone)]
+        return [r for r in self.records if r.kind == "call" and r.to == local(phone)]
 
     async def wait_until(self, predicate: Callable[[], Any], timeout_s: float = 10.0, what: str = "") -> Any:
         async with self._changed:
@@ -190,7 +189,8 @@ class AliyunStandIn:
                    "QuerySendDetails": self._query_send_details, "IvrCall": self._ivr_call,
                    "SingleCallByTts": self._single_call_by_tts}.get(action)
         if handler is None:
-            return await self._error(action, query, 404, "InvalidAction.NotFound", f"Specified api is not found: {action}")
+            return await self._error(action, query, 404, "InvalidAction.NotFound",
+                                     f"Specified api is not found: {action}")
         answer = await handler(query)
         await self._notify()
         return web.json_response({"RequestId": str(uuid.uuid4()).upper(), **answer})
@@ -265,14 +265,14 @@ class AliyunStandIn:
             params, refusal = self._check_template(action, phone, self.sms_templates, code, raw)
             if refusal:
                 return refusal
-            if not self._ledger.allows(f"sms|{sign}|{code}|{_local(phone)}", self.limits.sms_per_number, now):
+            if not self._ledger.allows(f"sms|{sign}|{code}|{local(phone)}", self.limits.sms_per_number, now):
                 return self._refuse(action, phone, "isv.BUSINESS_LIMIT_CONTROL", "触发号码天级流控")
-            accepted.append((_local(phone), sign, params))
+            accepted.append((local(phone), sign, params))
         biz = self._next_id("sms")
         for phone, sign, params in accepted:
             self._ledger.use(f"sms|{sign}|{code}|{phone}", now)
-            rec = AliRecord(biz, "sms", action, phone, code, params, f"【{sign}】" + fill(self.sms_templates[code], params),
-                            out_id=q.get("OutId", ""), sign=sign, at=now)
+            text = f"【{sign}】" + fill(self.sms_templates[code], params)
+            rec = AliRecord(biz, "sms", action, phone, code, params, text, out_id=q.get("OutId", ""), sign=sign, at=now)
             self.records.append(rec)
             if self.verbose:
                 log.info("收到短信发送请求：发往 %s，内容：%s", phone, rec.text)
@@ -280,20 +280,21 @@ class AliyunStandIn:
         return {"Code": "OK", "Message": "OK", "BizId": biz}
 
     async def _query_send_details(self, q: dict[str, str]) -> dict[str, Any]:
-        phone, biz = _local(q.get("PhoneNumber", "")), q.get("BizId", "")
+        phone, biz = local(q.get("PhoneNumber", "")), q.get("BizId", "")
         rows = [r for r in self.records if r.kind == "sms" and r.to == phone and (not biz or r.id == biz)]
         size, page = int(q.get("PageSize", "10")), int(q.get("CurrentPage", "1"))
         part = rows[(page - 1) * size:page * size]
         return {"Code": "OK", "Message": "OK", "TotalCount": str(len(rows)), "SmsSendDetailDTOs": {"SmsSendDetailDTO": [
             {"PhoneNum": r.to, "Content": r.text, "OutId": r.out_id, "TemplateCode": r.code,
              "SendStatus": 3 if r.status == "delivered" else 2 if r.status == "failed" else 1,
-             "ErrCode": "DELIVERED" if r.status == "delivered" else "", "SendDate": _cst(r.at),
-             "ReceiveDate": _cst(r.at)} for r in part]}}
+             "ErrCode": "DELIVERED" if r.status == "delivered" else "", "SendDate": cst(r.at),
+             "ReceiveDate": cst(r.at)} for r in part]}}
 
     async def _ivr_call(self, q: dict[str, str]) -> dict[str, Any]:
         keys = {q[k]: q.get(k[:-3] + "Code", "") for k in q if re.fullmatch(r"MenuKeyMap\.\d+\.Key", k)}
         if not keys:
-            return self._refuse("IvrCall", q.get("CalledNumber", ""), "isv.INVALID_PARAMETERS", "MenuKeyMap 不能为空")
+            return self._refuse("IvrCall", q.get("CalledNumber", ""), "isv.INVALID_PARAMETERS",
+                                "MenuKeyMap 不能为空")
         return self._call(q, "IvrCall", q.get("StartCode", ""), q.get("StartTtsParams", ""), keys)
 
     async def _single_call_by_tts(self, q: dict[str, str]) -> dict[str, Any]:
@@ -311,88 +312,17 @@ class AliyunStandIn:
         for key_code in keys.values():
             if key_code and key_code not in self.tts_templates and not key_code.endswith(".wav"):
                 return self._refuse(action, phone, "isv.SMS_TEMPLATE_ILLEGAL", f"按键模板不合法 {key_code}")
-        now, local = self._now(), _local(phone)
-        if not self._ledger.allows(f"call|{local}", self.limits.voice_per_callee, now):
+        now, callee = self._now(), local(phone)
+        if not self._ledger.allows(f"call|{callee}", self.limits.voice_per_callee, now):
             return self._refuse(action, phone, "isv.BUSINESS_LIMIT_CONTROL", "触发流控：同一被叫号码呼叫频率超限")
-        self._ledger.use(f"call|{local}", now)
-        rec = AliRecord(self._next_id("call"), "call", action, local, code, params,
+        self._ledger.use(f"call|{callee}", now)
+        rec = AliRecord(self._next_id("call"), "call", action, callee, code, params,
                         fill(self.tts_templates[code], params), out_id=q.get("OutId", ""), at=now)
         self.records.append(rec)
         if self.verbose:
-            log.info("收到语音电话请求（%s）：呼叫 %s，内容：%s", action, local, rec.text)
+            log.info("收到语音电话请求（%s）：呼叫 %s，内容：%s", action, callee, rec.text)
         self._spawn(self._play_call(rec, set(keys)))
         return {"Code": "OK", "Message": "OK", "CallId": rec.id}
-
-    # ---- the far end ------------------------------------------------------------------------------
-    def behaviour(self, phone: str) -> Behaviour:
-        return self.behaviours.get(_local(phone), self.behaviours.get("+86" + _local(phone), self.default))
-
-    async def _play_sms(self, rec: AliRecord) -> None:
-        b = self.behaviour(rec.to)
-        await self._sleep(0.5)
-        rec.status = "delivered" if b.sms_delivered else "failed"
-        await self._push("SmsReport", [{
-            "phone_number": rec.to, "send_time": _cst(rec.at), "report_time": _cst(self._now()),
-            "success": b.sms_delivered, "err_code": "DELIVERED" if b.sms_delivered else "MK:0001",
-            "err_msg": "用户接收成功" if b.sms_delivered else "用户接收失败", "sms_size": "1",
-            "biz_id": rec.id, "out_id": rec.out_id}])
-        if b.sms_delivered and b.sms_reply is not None:
-            await self._sleep(b.reply_after_s)
-            self._seq += 1
-            await self._push("SmsUp", [{"phone_number": rec.to, "send_time": _cst(self._now()), "content": b.sms_reply,
-                                        "sign_name": rec.sign, "dest_code": "1234", "sequence_id": self._seq}])
-
-    async def _play_call(self, rec: AliRecord, keys: set[str]) -> None:
-        b = self.behaviour(rec.to)
-        await self._sleep(b.ring_s)
-        start = self._now()
-        if b.answer and b.digits is not None and rec.action == "IvrCall":
-            await self._sleep(b.press_after_s)
-            rec.digits = b.digits if b.digits in keys else None
-        else:
-            await self._sleep(1.0)
-        rec.status = "completed" if b.answer else "no-answer"
-        await self._push("VoiceReport", [{
-            "call_id": rec.id, "out_id": rec.out_id, "callee": rec.to, "caller": "",
-            "status_code": "200000" if b.answer else "200005",
-            "status_msg": "用户听完语音" if b.answer else "用户未接听",
-            "start_time": _cst(start) if b.answer else "", "end_time": _cst(self._now()) if b.answer else "",
-            "duration": str(int(self._now() - start)) if b.answer else "0",
-            "dtmf": rec.digits or "", "hangup_direction": "用户" if b.answer else "", "voice_type": "voice"}])
-
-    async def _push(self, kind: str, body: list[dict[str, Any]]) -> None:
-        """One HTTP batch push; retried (1 min, 5 min, 10 min on the stand-in's clock) like the cloud's."""
-        url = self.urls.get(kind)
-        if not url or self._session is None:
-            self.pushes.append((kind, body, 0))
-            await self._notify()
-            return
-        for wait in (0, 60, 300, 600):
-            if wait:
-                await self._sleep(wait)
-            try:
-                async with self._session.post(url, json=body) as resp:
-                    status = resp.status
-                    ok = status == 200 and isinstance((await resp.json(content_type=None)).get("code"), int)
-            except (aiohttp.ClientError, ValueError, TimeoutError, AttributeError):
-                status, ok = 0, False
-            self.pushes.append((kind, body, status))
-            await self._notify()
-            if ok:
-                return
-
-
-def _local(phone: str) -> str:
-    """The cloud's form of a mainland number: 11 digits, no +86."""
-    for prefix in ("+86", "0086", "86"):
-        if phone.startswith(prefix) and len(phone) - len(prefix) == 11:
-            return phone[len(prefix):]
-    return phone
-
-
-def _cst(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).astimezone(CST).strftime("%Y-%m-%d %H:%M:%S")
-
 
 async def _main(args: argparse.Namespace) -> None:
     templates = json.loads(open(args.templates, encoding="utf-8").read()) if args.templates else {}

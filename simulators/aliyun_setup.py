@@ -15,7 +15,8 @@ from alerts.render import DEFAULT_EQUIPMENT, DEFAULT_LIFT, DEFAULT_WARNING, DRIL
 CONFIRMED_TTS = "TTS_900001"  # played after the key that confirms
 
 
-def approved(templates: dict[str, str] | None = None, start: int = 100001) -> tuple[dict, dict[str, str], dict[str, str]]:
+def approved(templates: dict[str, str] | None = None,
+             start: int = 100001) -> tuple[dict[str, dict[str, str]], dict[str, str], dict[str, str]]:
     defs = {"default.warning": DEFAULT_WARNING, "default.lift": DEFAULT_LIFT, "default.equipment": DEFAULT_EQUIPMENT,
             **(templates or {})}
     cfg: dict[str, dict[str, str]] = {}

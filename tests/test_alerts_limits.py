@@ -72,6 +72,7 @@ async def test_a_sender_pool_at_twilios_rate_reaches_the_last_household_when_the
             start = min(m.created for m in tw.messages)  # wall time of the first request
             t_first = min(m.sent_at for m in tw.messages)
             # reached: when the last segment (or the call) has left Twilio's queue
-            last = max([m.sent_at + segments(m.body) for m in tw.messages] + [c.sent_at + 1 for c in tw.calls]) - t_first
+            done = [m.sent_at + segments(m.body) for m in tw.messages] + [c.sent_at + 1 for c in tw.calls]
+            last = max(done) - t_first
             estimated = json.loads(plan[0][4])["last_s"]
             assert last == pytest.approx(estimated, rel=0.05), (last, estimated, start)
