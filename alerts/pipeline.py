@@ -18,7 +18,7 @@ from datetime import datetime
 
 from prometheus_client import Counter
 
-from alerts.config import AlertsConfig
+from alerts.config import AlertsConfig, ProviderName
 from alerts.directory import Directory
 from alerts.escalate import Escalator
 from alerts.fanout import Dispatcher, Outcome
@@ -59,6 +59,7 @@ class Pipeline:
         self.grouper = Grouper(self.cfg.grouping.wait_s, self.cfg.silences)
         self.escalator = Escalator(self.cfg, self.directory)
         self.kind = "drill" if self.drill else "real"
+        self.templated = any(p is not ProviderName.TWILIO for p in self.cfg.providers)  # approved templates only
 
     # ---- in ---------------------------------------------------------------------------------------
     async def handle(self, w: HazardWarning) -> None:
@@ -154,6 +155,8 @@ class Pipeline:
         lineage = [(a.tier, a.name) for a in self.directory.config.lineage(area)] if self.directory.area(area) else []
         body, name, params = self.renderer.render(w, site.name if site else w.site, lineage, ack=ack,
                                                   channel=channel, language=language)
+        if not self.templated:  # only full-text providers: nothing else to keep per notification
+            return body, ""
         return body, json.dumps({"name": name, "params": params}, ensure_ascii=False)
 
     def _items(self, w: HazardWarning, recipients: list[Recipient], attempt: int, escalation: bool = False,
