@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiomqtt
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
 from alerts.cap import CapBook, build, identifier
@@ -39,7 +39,7 @@ from alerts.nflog import NotificationLog
 from alerts.pipeline import Pipeline, Publish
 from alerts.provider import twilio_provider
 from alerts.webhooks import Webhooks
-from yujing import topics
+from yujing import metrics, topics
 from yujing.config.people import Person
 from yujing.log import Limiter
 from yujing.model import HazardWarning
@@ -52,6 +52,7 @@ UNLOGGED = Counter("yujing_alerts_unlogged_warnings_total",
                    "Warnings the notification log could not take (left unacknowledged, received again)")
 TIMER_FAILURES = Counter("yujing_alerts_timer_failures_total",
                          "Escalation/group timer passes that failed (the step stays due and is retried)")
+SUBSCRIBED = Gauge("yujing_alerts_mqtt_subscribed", "1 while subscribed to the warnings topics")
 _limiter = Limiter(60.0)
 
 
@@ -73,7 +74,14 @@ async def serve(rt: Runtime, *, drill_recipients: list[Person] | None = None, au
         if cfg.aliyun is not None:
             aliyun_hooks = AliyunHooks(cfg, pipelines, _push_token(cfg.aliyun))
             webhooks.extra.append(aliyun_hooks.add_to)
-        async with webhooks.serving(), _providers(cfg, token) as providers:
+        publisher = _CapPublisher(rt, caps, directory)
+
+        def health() -> dict[str, object]:
+            subscribed = publisher.mqtt is not None
+            return {"ok": subscribed, "connected": subscribed, "webhook": webhooks.base_url}
+
+        async with (metrics.serving(cfg.metrics_host, cfg.metrics_port, health), webhooks.serving(),
+                    _providers(cfg, token) as providers):
             provider = providers.get("twilio")
             urls = CallbackUrls(webhooks.base_url)
 
@@ -88,7 +96,6 @@ async def serve(rt: Runtime, *, drill_recipients: list[Person] | None = None, au
             dispatcher = Dispatcher(senders(providers, urls, cfg), {c.value: r for c, r in cfg.rates.items()},
                                     rt.clock, on_done, cfg.twilio.outage_retry_s, cfg.twilio.outage_retries,
                                     gate=gate if limits.callee_limits else None)
-            publisher = _CapPublisher(rt, caps, directory)
             common = {"cfg": cfg, "directory": directory, "dispatcher": dispatcher, "clock": rt.clock}
             pipelines["real"] = Pipeline(nflog=real, drill=False, publish=publisher.to(real), **common)
             pipelines["drill"] = Pipeline(nflog=drill, drill=True, publish=publisher.to(drill),
@@ -256,6 +263,7 @@ async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _Ca
             async with client:
                 await client.subscribe(topic, qos=1)
                 publisher.mqtt = client
+                SUBSCRIBED.set(1)
                 backoff = 0.5
                 log.info("alerts subscribed", extra={"kv": {"topic": topic}})
                 try:
@@ -287,6 +295,7 @@ async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _Ca
                 finally:
                     stopper.cancel()
                     publisher.mqtt = None
+                    SUBSCRIBED.set(0)
         except (aiomqtt.MqttError, _Unlogged) as exc:
             if isinstance(exc, _Unlogged):
                 UNLOGGED.inc()
