@@ -30,6 +30,15 @@ from yujing.config.secrets import Secret
 from yujing.model import AwareUTC, Hazard, Level
 
 
+class Window(BaseModel):
+    """At most ``count`` uses per ``seconds``: one of a provider's frequency limits."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    count: int = Field(ge=1)
+    seconds: float = Field(gt=0)
+
+
 class TwilioConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -47,15 +56,8 @@ class TwilioConfig(BaseModel):
     outage_retry_s: float = Field(default=15.0, gt=0)  # retries used up: look again after this, doubling to 300 s
     outage_retries: int = Field(default=8, ge=0)  # … this many times (≈ 25 min) before a notification fails
     configure_number: bool = True  # point the from_number's inbound-SMS webhook at us at startup
-
-
-class Window(BaseModel):
-    """At most ``count`` uses per ``seconds``: one of a provider's frequency limits."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    count: int = Field(ge=1)
-    seconds: float = Field(gt=0)
+    # calls to one callee Twilio (or the carrier behind it) lets through; none published, so none by default
+    callee_limits: list[Window] = Field(default_factory=list)
 
 
 class ApprovedTemplate(BaseModel):

@@ -48,7 +48,10 @@ class Escalator:
         self.directory = directory
         # the first voice provider's per-callee limits: a recall the provider would refuse goes elsewhere
         first = cfg.providers[0]
-        self.callee_limits = list(cfg.aliyun.callee_limits) if first is ProviderName.ALIYUN and cfg.aliyun else []
+        if first is ProviderName.ALIYUN and cfg.aliyun is not None:
+            self.callee_limits = list(cfg.aliyun.callee_limits)
+        else:
+            self.callee_limits = list(cfg.twilio.callee_limits)
 
     def call_wait_s(self, nflog: NotificationLog, phone: str, now: datetime) -> float:
         """Seconds until the provider would take another call to ``phone`` (0: now), by the calls placed."""

@@ -77,3 +77,32 @@ async def test_a_sender_pool_at_twilios_rate_reaches_the_last_household_when_the
             last = max(done) - t_first
             estimated = json.loads(plan[0][4])["last_s"]
             assert last == pytest.approx(estimated, rel=0.05), (last, estimated, start)
+
+
+async def test_with_twilio_a_recall_its_per_callee_limit_would_refuse_goes_to_the_deputy(mosquitto, prefix, tmp_path):
+    from simulators.twilio_records import Behaviour
+
+    village_resp, village_deputy = "+8613911000020", "+8613911000021"
+    alerts = {"grouping": {"wait_s": 0}, "ack": {"timeout_s": {"red": 20}},
+              "twilio": {"callee_limits": [{"count": 1, "seconds": 60}]}}
+    async with running_alerts(tmp_path, mqtt_port=mosquitto.port, prefix=prefix, alerts=alerts, speed=10,
+                              behaviours={village_resp: Behaviour.never_answers()}) as rig:
+        tw = rig.twilio
+        await rig.publish(warning(Level.RED))
+        await tw.wait_until(lambda: tw.calls_to(village_deputy), 20, "the deputy's call")
+        assert any(e[2] == village_resp and village_deputy in e[4] for e in rig.events(what="recall-limited"))
+        assert len(tw.calls_to(village_resp)) == 1
+
+
+async def test_a_wrong_twilio_auth_token_is_refused_and_reported(mosquitto, prefix, tmp_path):
+    from alerts.provider import PROVIDER_ERRORS
+
+    before = PROVIDER_ERRORS.labels(reason="http-401")._value.get()
+    async with TwilioStandIn(auth_token="the-real-token", account_sid=ACCOUNT, verbose=False) as tw:
+        async with running_alerts(tmp_path, mqtt_port=mosquitto.port, prefix=prefix, twilio=tw,
+                                  alerts={"grouping": {"wait_s": 0}}) as rig:  # the rig's token: not Twilio's
+            await rig.publish(warning(Level.YELLOW))
+            await wait_for(lambda: len(rig.events(what="sms-failed")) >= 5, 20, "the refusals")
+            assert not tw.messages
+            assert all("401" in e[4] for e in rig.events(what="sms-failed"))
+            assert PROVIDER_ERRORS.labels(reason="http-401")._value.get() >= before + 5
