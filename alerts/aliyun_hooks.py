@@ -84,12 +84,14 @@ class AliyunHooks:
         if receipts is None:
             return web.Response(status=403, text="forbidden")
         for r in receipts:
-            found = self._find(str(r.get("out_id", "")))
-            if found is None or not found[1].sid:
-                continue
-            p, n = found
             status = "delivered" if r.get("success") is True else "undelivered"
-            await p.on_status(n.sid, status, "" if status == "delivered" else str(r.get("err_code", "")))
+            error = "" if status == "delivered" else str(r.get("err_code", ""))
+            sid = f"ali-sms:{r.get('biz_id', '')}:{r.get('phone_number', '')}"  # one of a batch: BizId + number
+            if any([await p.on_status(sid, status, error) is not None for p in self.pipelines.values()]):
+                continue
+            found = self._find(str(r.get("out_id", "")))  # one found again after a lost answer: by its OutId
+            if found is not None and found[1].sid:
+                await found[0].on_status(found[1].sid, status, error)
         return web.json_response(OK)
 
     async def _sms_up(self, request: web.Request) -> web.Response:

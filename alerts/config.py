@@ -94,6 +94,7 @@ class AliyunConfig(BaseModel):
     push_token: Secret | None = None  # the secret path element of the push URLs (Aliyun's push is unsigned)
     param_max: int = Field(default=35, ge=1)  # characters per template variable
     sms_qps: float = Field(default=5000.0, gt=0)  # SendSms calls per second per account (for the plan)
+    sms_batch: int = Field(default=1000, ge=1, le=1000)  # numbers per SendSms when the text is the same
     voice_qps: float = Field(default=100.0, gt=0)  # IvrCall/SingleCallByTts per second per account
     play_times: int = Field(default=2, ge=1, le=3)
     timeout_s: float = Field(default=10.0, gt=0)

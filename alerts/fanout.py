@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from prometheus_client import Counter
 
@@ -138,6 +139,14 @@ class Dispatcher:
                 if wait > 0:  # the provider would refuse it now: hold it (still 'queued') until it would not
                     self._hold(nflog, n, wait)
                     continue
+                batch = self._batch(q, sender, item)
+                if len(batch) > 1:
+                    self.in_flight += len(batch) - 1
+                    try:
+                        await self._send_batch(sender, nflog, [it[-1] for it in batch])
+                    finally:
+                        self.in_flight -= len(batch) - 1
+                    continue
                 await self._send_one(sender, nflog, n)
             finally:
                 self.in_flight -= 1
@@ -153,6 +162,37 @@ class Dispatcher:
         self._later.add(task)
         task.add_done_callback(self._later.discard)
 
+    def _batch(self, q: asyncio.PriorityQueue, sender: Sender, first: tuple) -> list[tuple]:
+        """``first`` and the items right behind it in priority order that one request can carry (the same
+        approved template and parameters, the same log), when the sender sends batches (SendSms: 1,000)."""
+        size = getattr(sender, "batch", 1)
+        *_, nflog, n = first
+        items = [first]
+        if size <= 1 or not n.template:
+            return items
+        while len(items) < size and not q.empty():
+            nxt = q.get_nowait()
+            if nxt[-2] is not nflog or nxt[-1].template != n.template:
+                q.put_nowait(nxt)  # the next in priority differs: the batch ends here, order kept
+                break
+            items.append(nxt)
+        return items
+
+    async def _send_batch(self, sender: Any, nflog: NotificationLog, ns: list[Notification]) -> None:
+        wall = datetime.now(UTC)
+        claimed = [n for n in ns if nflog.claim(n.key, wall)]
+        if not claimed:
+            return
+        try:
+            results = await sender.send_batch(claimed, wall, nflog.drill)
+        except ProviderError as exc:
+            results = [exc] * len(claimed)
+        for n, got in zip(claimed, results, strict=True):
+            if isinstance(got, ProviderError):
+                await self._done(sender, nflog, n, wall, None, got)
+            else:
+                await self._done(sender, nflog, n, wall, got, None)
+
     async def _send_one(self, sender: Sender, nflog: NotificationLog, n: Notification) -> None:
         wall = datetime.now(UTC)
         if not nflog.claim(n.key, wall):
@@ -160,6 +200,13 @@ class Dispatcher:
         try:
             sid = await sender.send(n, wall, nflog.drill, nflog.has_sid)
         except ProviderError as exc:
+            await self._done(sender, nflog, n, wall, None, exc)
+            return
+        await self._done(sender, nflog, n, wall, sid, None)
+
+    async def _done(self, sender: Sender, nflog: NotificationLog, n: Notification, wall: datetime, sid: str | None,
+                    exc: ProviderError | None) -> None:
+        if exc is not None:
             tries = self._deferred.get(n.key, 0)
             if exc.retryable and tries < self.outage_retries:  # an outage, not a refusal: keep it, look later
                 self._deferred[n.key] = tries + 1
@@ -178,6 +225,7 @@ class Dispatcher:
             if self.on_done:
                 await self.on_done(nflog, Outcome(n, None, exc))
             return
+        assert sid is not None
         nflog.sent(n.key, sid, self.clock.now())
         nflog.event(self.clock.now(), n.warning_id, n.phone, f"{n.channel}-sent", {"sid": sid, "attempt": n.attempt})
         SENT.labels(channel=n.channel, outcome="sent").inc()

@@ -6,7 +6,8 @@
 The provider is the first of ``alerts.providers``. Twilio queues what it cannot send at once: each long-code
 sender sends ``sms_segments_per_s`` (1) segments a second, so a pool of N senders carries N; calls go out at
 ``calls_per_s`` (1) per account. Alibaba Cloud refuses beyond its QPS caps (SendSms 5,000/s, IvrCall 100/s),
-which our token buckets (``alerts.rates``) keep under. Officials come first (priority), so the estimate is for
+which our token buckets (``alerts.rates``) keep under; one SendSms carries up to ``sms_batch`` (1,000) numbers
+that get the same text, so requests, not messages, are what the rates count. Officials come first (priority), so the estimate is for
 the last person of the fan-out, who is a household in a red. Per channel the bound is the slower of our rate
 and the provider's; channels run side by side, so the fan-out's is the longer of the two.
 """
@@ -47,10 +48,12 @@ class Plan:
 
 def estimate(items: Iterable[Notification], cfg: AlertsConfig) -> Plan:
     sms = segs = calls = 0
+    same: dict[str, int] = {}  # SMS per identical template and parameters: what one batch request can carry
     for n in items:
         if n.channel == Channel.SMS.value:
             sms += 1
             segs += segments(n.body)
+            same[n.template or n.key] = same.get(n.template or n.key, 0) + 1
         else:
             calls += 1
     ours = {c: cfg.rates[c].per_s for c in (Channel.SMS, Channel.VOICE) if c in cfg.rates}
@@ -63,6 +66,8 @@ def estimate(items: Iterable[Notification], cfg: AlertsConfig) -> Plan:
         calls_s = max(our_calls, calls / cfg.twilio.calls_per_s)
     else:
         assert cfg.aliyun is not None
-        sms_s = max(our_sms, sms / cfg.aliyun.sms_qps)
+        requests = sum(-(-k // cfg.aliyun.sms_batch) for k in same.values())  # SendSms carries up to 1,000 numbers
+        our_sms = requests / ours[Channel.SMS] if Channel.SMS in ours else 0.0
+        sms_s = max(our_sms, requests / cfg.aliyun.sms_qps)
         calls_s = max(our_calls, calls / cfg.aliyun.voice_qps)
     return Plan(sms, segs, calls, sms_s if sms else 0.0, calls_s if calls else 0.0, first.value)

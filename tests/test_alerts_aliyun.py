@@ -12,6 +12,7 @@ import pytest
 from test_alerts_service import warning
 
 from alerts.harness import running_alerts
+from conftest import wait_for
 from alerts.provider import PROVIDER_ERRORS
 from simulators.aliyun import AliyunStandIn
 from simulators.aliyun_setup import CONFIRMED_TTS, approved
@@ -103,7 +104,7 @@ async def test_unapproved_template_is_refused_with_the_providers_code_and_report
     cfg_templates["default.warning"] = {**cfg_templates["default.warning"], "sms": "SMS_404404"}
     async with aliyun_rig(tmp_path, mosquitto, prefix, monkeypatch, templates=cfg_templates) as (rig, ali):
         await rig.publish(warning(Level.YELLOW))
-        await ali.wait_until(lambda: len(ali.refused) >= 5, 20, "the refusals")
+        await wait_for(lambda: len(rig.events(what="sms-failed")) >= 5, 20, "every SMS refused")
         await rig.settled(20)
         assert {code for _, _, code in ali.refused} == {"isv.SMS_TEMPLATE_ILLEGAL"}
         failed = [e for e in rig.events(what="sms-failed")]
@@ -117,7 +118,7 @@ async def test_a_wrong_access_key_secret_is_refused_as_a_bad_signature_and_repor
     before = PROVIDER_ERRORS.labels(reason="refused-SignatureDoesNotMatch")._value.get()
     async with aliyun_rig(tmp_path, mosquitto, prefix, monkeypatch, secret="not-the-secret") as (rig, ali):
         await rig.publish(warning(Level.YELLOW))
-        await ali.wait_until(lambda: len(ali.refused) >= 5, 20, "the refusals")
+        await wait_for(lambda: len(rig.events(what="sms-failed")) >= 5, 20, "every SMS refused")
         await rig.settled(20)
         assert not ali.records
         assert {code for _, _, code in ali.refused} == {"SignatureDoesNotMatch"}
@@ -224,3 +225,21 @@ async def test_a_second_warnings_call_the_per_callee_limit_would_refuse_is_held_
         assert all(b.at - a.at >= 60 - 1 for a, b in zip(calls, calls[1:]))  # once a minute, as allowed
         assert not [r for r in ali.refused if r[2] == "isv.BUSINESS_LIMIT_CONTROL"]
         assert any(e[2] == VILLAGE_RESP for e in rig.events(what="voice-held"))
+
+
+async def test_the_same_text_to_many_goes_in_one_sendsms_and_each_receipt_finds_its_notification(
+        mosquitto, prefix, tmp_path, monkeypatch):
+    async with aliyun_rig(tmp_path, mosquitto, prefix, monkeypatch,
+                          alerts={"rates": {"sms": {"per_s": 2, "burst": 1, "concurrency": 1}}}) as (rig, ali):
+        w = warning(Level.RED)
+        await rig.publish(w)
+        await wait_for(lambda: rig.events(what="fanout-plan"), 20, "the fan-out")
+        households = {n.phone for n in rig.pipeline().nflog.for_warning_key(w.key) if n.tier == "household"}
+        assert len(households) >= 10
+        await ali.wait_until(lambda: {h[3:] for h in households} <= {r.to for r in ali.records if r.kind == "sms"},
+                             30, "every household's SMS")
+        by_request = Counter(r.id for r in ali.records if r.kind == "sms" and "+86" + r.to in households)
+        assert max(by_request.values()) > 1  # households share requests (SendSms takes up to 1,000 numbers)
+        assert Counter(r.to for r in ali.records if r.kind == "sms").most_common(1)[0][1] == 1  # nobody twice
+        await wait_for(lambda: all(n.status == "delivered" for n in rig.pipeline().nflog.for_warning_key(w.key)
+                                   if n.channel == "sms"), 20, "every SMS delivered, by its own receipt")

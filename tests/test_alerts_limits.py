@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 
@@ -21,9 +22,13 @@ from yujing.model import Level
 POOL = ["+8610123456701", "+8610123456702"]
 
 
+KEYS = itertools.count()
+
+
 def n(channel: str, body: str = "短信") -> Notification:
-    return Notification(key=f"k{id(body)}", warning_id="w", warning_key="k", phone="+86139", channel=channel,
-                        attempt=1, priority=1, body=body, ack=False, node="n", tier="household", name="x")
+    return Notification(key=f"k{next(KEYS)}", warning_id="w", warning_key="k", phone="+86139", channel=channel,
+                        attempt=1, priority=1, body=body, ack=False, node="n", tier="household", name="x",
+                        template='{"name": "default.warning", "params": {}}')
 
 
 @pytest.mark.parametrize(("providers", "pool", "sms", "body", "calls", "last_s"), [
@@ -31,7 +36,7 @@ def n(channel: str, body: str = "短信") -> Notification:
     (["twilio"], POOL, 100, "短", 0, 50.0),             # a pool of two: twice as fast
     (["twilio"], POOL, 100, "长" * 100, 0, 100.0),      # two segments each
     (["twilio"], [], 10, "短", 30, 30.0),               # calls: 1/s per account, beside the SMS
-    (["aliyun"], [], 10000, "长" * 100, 0, 100.0),      # our own 100/s binds before SendSms's 5,000/s
+    (["aliyun"], [], 10000, "长" * 100, 0, 0.1),        # one text to 10,000: 10 SendSms at our 100/s
 ])
 def test_the_plan_bounds_the_last_person_by_the_slower_of_our_rate_and_the_providers(
         providers, pool, sms, body, calls, last_s):

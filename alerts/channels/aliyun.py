@@ -154,35 +154,60 @@ def local(phone: str) -> str:
 
 
 class AliyunSms:
+    """SendSms; the same text to many (a red's households) goes up to ``sms_batch`` numbers a request. A sid is
+    ``ali-sms:<BizId>:<number>``: a batch shares its BizId, and each SmsReport names the number."""
+
     channel = Channel.SMS
     name = "aliyun"
 
     def __init__(self, ali: Aliyun) -> None:
         self.ali = ali
+        self.batch = ali.cfg.sms_batch
 
     async def send(self, n: Notification, since: datetime, drill: bool, taken: Taken | None = None) -> str:
-        code, params = self.ali.codes(n, drill)
-        req = sms_models.SendSmsRequest(phone_numbers=local(n.phone), sign_name=self.ali.cfg.sign_name,
+        result = (await self.send_batch([n], since, drill, taken))[0]
+        if isinstance(result, ProviderError):
+            raise result
+        return result
+
+    async def send_batch(self, ns: list[Notification], since: datetime, drill: bool,
+                         taken: Taken | None = None) -> list[str | ProviderError]:
+        """One SendSms for ``ns`` (all with the same template and parameters): all sent, or none (raises)."""
+        code, params = self.ali.codes(ns[0], drill)
+        phones = [local(n.phone) for n in ns]
+        req = sms_models.SendSmsRequest(phone_numbers=",".join(phones), sign_name=self.ali.cfg.sign_name,
                                         template_code=code, template_param=json.dumps(params, ensure_ascii=False),
-                                        out_id=ref(n.key))
+                                        out_id=ref(ns[0].key))
 
-        async def op() -> str:
+        async def op() -> list[str | ProviderError]:
             body = await _call(lambda: self.ali.sms.send_sms_async(req))
-            return f"ali-sms:{body.biz_id}:{ref(n.key)}"
+            return [f"ali-sms:{body.biz_id}:{p}" for p in phones]
 
-        return await self.ali.retrying(f"SMS to {n.phone}", op, lambda: self.find(n, since, taken))
+        async def already() -> list[str | ProviderError] | None:  # a request is taken whole: one answer for all
+            sid = await self.find(ns[0], since, taken)
+            return None if sid is None else [f"ali-sms:found-{ref(ns[0].key)}:{p}" for p in phones]
+
+        what = f"SMS to {ns[0].phone}" + (f" and {len(ns) - 1} more" if len(ns) > 1 else "")
+        return await self.ali.retrying(what, op, already)
 
     async def find(self, n: Notification, since: datetime, taken: Taken | None = None) -> str | None:
-        """The message with our OutId, sent on the day ``since`` falls on (Beijing time) or the next."""
-        out_id = ref(n.key)
-        for day in {since.astimezone(CST).date(), datetime.now(UTC).astimezone(CST).date()}:
+        """A message to ``n.phone`` with our OutId, or else with one of its template codes, sent since ``since``
+        (a minute's skew allowed) on that day or the next (Beijing time), whose sid is not ``taken``."""
+        out_id, spec = ref(n.key), json.loads(n.template or "{}")
+        approved = self.ali.cfg.templates.get(spec.get("name", ""))
+        codes = {getattr(approved, f, None) for f in ("sms", "drill_sms")} - {None} if approved else set()
+        floor = (since - timedelta(seconds=60)).astimezone(CST).strftime("%Y-%m-%d %H:%M:%S")
+        for day in sorted({since.astimezone(CST).date(), datetime.now(UTC).astimezone(CST).date()}):
             req = sms_models.QuerySendDetailsRequest(phone_number=local(n.phone), send_date=day.strftime("%Y%m%d"),
                                                      page_size=50, current_page=1)
             body = await _call(lambda req=req: self.ali.sms.query_send_details_async(req))
             rows = (body.sms_send_detail_dtos.sms_send_detail_dto or []) if body.sms_send_detail_dtos else []
             for row in rows:
-                if row.out_id == out_id:
-                    return f"ali-sms:query:{out_id}"
+                sid = f"ali-sms:found-{row.out_id}:{row.send_date}:{local(n.phone)}"
+                if taken and taken(sid):
+                    continue
+                if row.out_id == out_id or (row.template_code in codes and (row.send_date or "") >= floor):
+                    return sid
         return None
 
 

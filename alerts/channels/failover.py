@@ -46,6 +46,31 @@ class Failover:
                                 extra={"kv": {"key": n.key, "error": str(exc), "next": nxt}})
         raise AssertionError("unreachable: no senders")
 
+    @property
+    def batch(self) -> int:
+        """Recipients one request can carry: the first provider's (SendSms: 1,000; Twilio: 1)."""
+        return getattr(self.senders[0], "batch", 1)
+
+    async def send_batch(self, ns: list[Notification], since: datetime,
+                         drill: bool) -> list[str | ProviderError]:
+        """One request to the first provider for all of ``ns``; if it refused (nothing was sent: its send APIs
+        take a request whole or not at all), each goes on through the others, one by one."""
+        try:
+            return list(await self.senders[0].send_batch(ns, since, drill))  # type: ignore[attr-defined]
+        except ProviderError as exc:
+            if exc.ambiguous or len(self.senders) == 1:
+                raise
+            first_error = exc
+        rest = Failover(self.senders[1:])
+        out: list[str | ProviderError] = []
+        for n in ns:
+            try:
+                out.append(await rest.send(n, since, drill))
+            except ProviderError as exc:
+                exc.args = (f"{first_error}; {exc}",)
+                out.append(exc)
+        return out
+
     async def find(self, n: Notification, since: datetime, taken: Taken | None = None) -> str | None:
         unsure: ProviderError | None = None
         for sender in self.senders:
