@@ -111,6 +111,9 @@ def drill_config(cfg: Config, scn: Scenario, *, state_dir: Path, mqtt: Any = Non
         alerts = alerts.model_copy(update={"log": ""})
     if twilio_url:
         alerts = alerts.model_copy(update={"twilio": alerts.twilio.model_copy(update={"base_url": twilio_url})})
+    if getattr(alerts, "providers", None) and [p.value for p in alerts.providers] != ["twilio"]:
+        # a drill sends through the stand-in only: never through a real provider's endpoint (Alibaba Cloud…)
+        alerts = alerts.model_copy(update={"providers": [type(alerts.providers[0])("twilio")]})
     if hasattr(alerts, "client_id"):
         alerts = alerts.model_copy(update={"client_id": f"{alerts.client_id}-drill-{run or 'x'}"})
     if hasattr(alerts, "webhook"):  # its own callback server, on a free port, beside any live one

@@ -243,3 +243,21 @@ async def test_the_same_text_to_many_goes_in_one_sendsms_and_each_receipt_finds_
         assert Counter(r.to for r in ali.records if r.kind == "sms").most_common(1)[0][1] == 1  # nobody twice
         await wait_for(lambda: all(n.status == "delivered" for n in rig.pipeline().nflog.for_warning_key(w.key)
                                    if n.channel == "sms"), 20, "every SMS delivered, by its own receipt")
+
+
+def test_a_drill_of_a_deployment_on_alibaba_cloud_sends_through_the_stand_in_only(tmp_path, monkeypatch):
+    from alerts.harness import write_config
+    from simulators.drill import drill_config
+    from simulators.scenario import Scenario
+    from yujing.config import load_config
+
+    monkeypatch.setenv("YUJING_TEST_ALIYUN_SECRET", SECRET)
+    cfg_templates, _, _ = approved()
+    write_config(tmp_path, mqtt_port=1883, prefix="p", twilio_url="http://127.0.0.1:1",
+                 alerts={"providers": ["aliyun"], "aliyun": section("dysmsapi.aliyuncs.com", cfg_templates)})
+    cfg = load_config(tmp_path)
+    assert [p.value for p in cfg.alerts.providers] == ["aliyun"]
+    drilled = drill_config(cfg, Scenario.model_validate({"name": "t", "duration": 60}), state_dir=tmp_path / "d",
+                           twilio_url="http://127.0.0.1:2", speed=10)
+    assert [p.value for p in drilled.alerts.providers] == ["twilio"]
+    assert drilled.alerts.twilio.base_url == "http://127.0.0.1:2"
