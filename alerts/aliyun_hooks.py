@@ -120,6 +120,11 @@ class AliyunHooks:
             if found is None:
                 continue
             p, n = found
+            if n.status == "sending":  # its answer was lost: the receipt is the proof the call was placed
+                now = p.clock.now()
+                p.nflog.sent(n.key, f"ali-call:{r.get('call_id', '')}", now)
+                p.nflog.event(now, n.warning_id, n.phone, "reconciled", {"key": n.key, "by": "VoiceReport"})
+                n = p.nflog.get(n.key) or n
             if self.cfg.ack.digits in str(r.get("dtmf", "") or "") and n.ack and p.confirm(n, "voice"):
                 CONFIRMED.labels(via="voice", kind=p.kind).inc()
             if n.sid:

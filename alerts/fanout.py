@@ -240,6 +240,8 @@ class Dispatcher:
         'sending' and is reconciled at the next start."""
         for _ in range(self.outage_retries + 1):
             await asyncio.sleep(delay)
+            if nflog.status(n.key) != "sending":  # settled meanwhile (a receipt proved it was sent)
+                return
             try:
                 sid = await sender.find(n, since, nflog.has_sid)
             except Exception:  # noqa: BLE001  still unreachable, whatever the library raises: ask again later
@@ -251,6 +253,8 @@ class Dispatcher:
             else:
                 nflog.requeue(n.key, self.clock.now())
                 self.submit(nflog, [n])
+            return
+        if nflog.status(n.key) != "sending":
             return
         nflog.failed(n.key, "provider unreachable: could not tell whether it was sent", self.clock.now())
         SENT.labels(channel=n.channel, outcome="failed").inc()

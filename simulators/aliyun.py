@@ -94,6 +94,7 @@ class AliyunStandIn(AliyunFarEnd):
         self.pushes: list[tuple[str, list[dict[str, Any]], int]] = []  # (kind, body, HTTP status)
         self.urls: dict[str, str] = {}
         self.up = True  # False: every request fails with a dropped connection (an outage)
+        self.lost: dict[str, int] = {}  # action -> how many more answers to drop after doing the work
         self._ledger = Ledger()
         self._qps = Qps()
         self._changed = asyncio.Condition()
@@ -193,7 +194,17 @@ class AliyunStandIn(AliyunFarEnd):
                                      f"Specified api is not found: {action}")
         answer = await handler(query)
         await self._notify()
+        if self.lost.get(action, 0) > 0 and answer.get("Code") == "OK":  # done, but the answer never arrives
+            self.lost[action] -= 1
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response(status=503)
         return web.json_response({"RequestId": str(uuid.uuid4()).upper(), **answer})
+
+    def lose_answers(self, action: str, n: int = 1) -> None:
+        """The next ``n`` successful ``action`` requests are carried out but their answers are lost: the
+        ambiguous failure after which a client must not send again blind."""
+        self.lost[action] = self.lost.get(action, 0) + n
 
     async def _error(self, action: str, query: dict[str, str], status: int, code: str, message: str) -> web.Response:
         self.refused.append((action, query.get("PhoneNumbers", query.get("CalledNumber", "")), code))

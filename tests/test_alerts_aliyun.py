@@ -261,3 +261,23 @@ def test_a_drill_of_a_deployment_on_alibaba_cloud_sends_through_the_stand_in_onl
                            twilio_url="http://127.0.0.1:2", speed=10)
     assert [p.value for p in drilled.alerts.providers] == ["twilio"]
     assert drilled.alerts.twilio.base_url == "http://127.0.0.1:2"
+
+
+async def test_lost_answers_are_never_sent_again_the_sms_found_by_outid_the_call_proved_by_its_receipt(
+        mosquitto, prefix, tmp_path, monkeypatch):
+    behaviours = {VILLAGE_RESP: Behaviour(digits="1", press_after_s=0.5, ring_s=0.5)}
+    alerts = {"twilio": {"outage_retry_s": 0.5}, "rates": {"voice": {"per_s": 20, "burst": 1, "concurrency": 1},
+                                                           "sms": {"per_s": 20, "burst": 1, "concurrency": 1}}}
+    async with aliyun_rig(tmp_path, mosquitto, prefix, monkeypatch, behaviours=behaviours, alerts=alerts) as (rig, ali):
+        ali.lose_answers("SendSms", 2)
+        ali.lose_answers("IvrCall", 1)
+        w = warning(Level.RED)
+        await rig.publish(w)
+        await ali.wait_until(lambda: VILLAGE_RESP in rig.pipeline().nflog.confirmed(w.id), 30, "the confirmation")
+        await rig.settled(30)
+        assert not ali.lost["SendSms"] and not ali.lost["IvrCall"]  # the answers were indeed lost
+        sms = Counter(r.to for r in ali.records if r.kind == "sms")
+        calls = Counter(r.to for r in ali.records if r.kind == "call")
+        assert max(sms.values()) == 1 and max(calls.values()) == 1  # nobody twice
+        assert rig.events(what="reconciled")
+        assert not rig.events(what="voice-failed")

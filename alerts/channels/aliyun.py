@@ -97,6 +97,9 @@ class Aliyun:
                 else:
                     PROVIDER_ERRORS.labels(reason="network").inc()
                     ambiguous, reason = True, f"network: {inner!r}"
+                    if already is None:  # no way to ask whether it arrived: never again blind
+                        raise ProviderError(f"{what}: answer lost ({reason}); not repeated", retryable=True,
+                                            ambiguous=True) from None
             if attempt < self.cfg.retries:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
