@@ -56,7 +56,7 @@ class Pipeline:
 
     def __post_init__(self) -> None:
         self.renderer = Renderer(self.cfg.templates, self.cfg.ack.digits)
-        self.grouper = Grouper(self.cfg.grouping.wait_s, self.cfg.silences)
+        self.grouper = Grouper(self.cfg.grouping.wait_s, self.cfg.silences, self._chain_ids)
         self.escalator = Escalator(self.cfg, self.directory)
         self.kind = "drill" if self.drill else "real"
         self.templated = any(p is not ProviderName.TWILIO for p in self.cfg.providers)  # approved templates only
@@ -143,6 +143,12 @@ class Pipeline:
                     log.exception("publishing the CAP document failed", extra={"kv": {"warning": w.id}})
             self.nflog.set_warning_state(w.id, "routed")
 
+    def _chain_ids(self, w: HazardWarning) -> set[str]:
+        """The area ids on ``w``'s chain, for silences over an area."""
+        site = self.directory.site(w.site) if w.site else None
+        area = w.area or (site.area if site else "")
+        return {a.id for a in self.directory.config.lineage(area)} if self.directory.area(area) else set()
+
     # ---- route → render → enqueue ----------------------------------------------------------------
     def text(self, w: HazardWarning, ack: bool = False, channel: str = "sms", language: str = "zh") -> str:
         return self.rendered(w, ack, channel, language)[0]
@@ -150,7 +156,7 @@ class Pipeline:
     def rendered(self, w: HazardWarning, ack: bool = False, channel: str = "sms",
                  language: str = "zh") -> tuple[str, str]:
         """(full text, template JSON {name, params}): the one definition, for both kinds of provider."""
-        site = self.directory.site(w.site)
+        site = self.directory.site(w.site) if w.site else None
         area = w.area or (site.area if site else "")
         lineage = [(a.tier, a.name) for a in self.directory.config.lineage(area)] if self.directory.area(area) else []
         body, name, params = self.renderer.render(w, site.name if site else w.site, lineage, ack=ack,

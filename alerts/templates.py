@@ -33,9 +33,10 @@ def _uses(cfg: AlertsConfig) -> dict[tuple[str, Channel], tuple[Hazard, Level]]:
             channels = {c for t in targets(cfg, hazard, level) for c in t.channels}
             channels |= {Channel.VOICE} if Channel.SMS in channels else set()  # a failed SMS is followed by a call
             for lift in (False, True):
-                name, _ = template_for(cfg.templates, hazard, level, lift)
-                for channel in ({Channel.SMS} if lift else channels):
-                    out.setdefault((name, channel), (hazard, level))
+                for above in (False, True):  # a warning from above (CAP, the duty office) has its own default
+                    name, _ = template_for(cfg.templates, hazard, level, lift, above=above)
+                    for channel in ({Channel.SMS} if lift else channels):
+                        out.setdefault((name, channel), (hazard, level))
     return out
 
 
@@ -50,7 +51,8 @@ def uncovered(cfg: AlertsConfig) -> list[str]:
         if entry is None or getattr(entry, channel.value) is None:
             missing.append(f"{name} by {channel.value} (e.g. {hazard} {level})")
     for (name, _channel), (hazard, level) in sorted(uses.items()):
-        _, text = template_for(cfg.templates, hazard, level, name.endswith("lift"))
+        above = name.startswith("default.above")
+        _, text = template_for(cfg.templates, hazard, level, name.endswith("lift"), above=above)
         for var in fields_of(text):
             if var in STATIC:
                 longest = _static_len(var, level)

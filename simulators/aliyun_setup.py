@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 
-from alerts.render import DEFAULT_EQUIPMENT, DEFAULT_LIFT, DEFAULT_WARNING, DRILL_MARK
+from alerts.render import (DEFAULT_ABOVE, DEFAULT_ABOVE_LIFT, DEFAULT_EQUIPMENT, DEFAULT_LIFT, DEFAULT_WARNING,
+                           DRILL_MARK)
 
 CONFIRMED_TTS = "TTS_900001"  # played after the key that confirms
 
@@ -18,7 +19,7 @@ CONFIRMED_TTS = "TTS_900001"  # played after the key that confirms
 def approved(templates: dict[str, str] | None = None,
              start: int = 100001) -> tuple[dict[str, dict[str, str]], dict[str, str], dict[str, str]]:
     defs = {"default.warning": DEFAULT_WARNING, "default.lift": DEFAULT_LIFT, "default.equipment": DEFAULT_EQUIPMENT,
-            **(templates or {})}
+            "default.above": DEFAULT_ABOVE, "default.above.lift": DEFAULT_ABOVE_LIFT, **(templates or {})}
     cfg: dict[str, dict[str, str]] = {}
     sms: dict[str, str] = {}
     tts: dict[str, str] = {CONFIRMED_TTS: "已确认收到预警，谢谢。请按预案行动。"}
