@@ -1,6 +1,8 @@
 """Who is told what, how, and through which provider: the ``alerts:`` section.
 
     alerts:
+      providers: [aliyun, twilio]        # failover order; default [twilio]
+      aliyun: {access_key_id: LTAI…, access_key_secret: {env: …}, sign_name: …, templates: {…}}
       twilio: {account_sid: AC…, auth_token: {env: TWILIO_AUTH_TOKEN}, from_number: '+8610…', base_url: …}
       webhook: {host: 0.0.0.0, port: 8089, public_url: 'https://yujing.example.cn'}
       households: households.csv          # 户: group,id,name,phone[,channels]
