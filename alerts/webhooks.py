@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -50,6 +50,7 @@ class Webhooks:
         self.caps = caps
         self.public_url = cfg.webhook.public_url.rstrip("/")
         self.port = cfg.webhook.port
+        self.extra: list[Callable[[web.Application], None]] = []  # other providers' routes (aliyun_hooks)
         self._events: ProviderEvents | None = None
 
     @property
@@ -78,6 +79,8 @@ class Webhooks:
         app.router.add_get("/cap", self._cap_index)
         app.router.add_get("/cap/latest/{hazard}/{site}.xml", self._cap_latest)
         app.router.add_get("/cap/{ident}.xml", self._cap_one)
+        for add in self.extra:
+            add(app)
         return app
 
     async def _verified(self, request: web.Request) -> dict[str, str] | None:
