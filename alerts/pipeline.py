@@ -238,6 +238,12 @@ class Pipeline:
         to = ([("drill", "drill", p) for p in self.drill_people] if self.drill
               else duty_office(self.directory, w))
         a, items = alarm(w, f, to, self.drill, now)
+        if self.templated:  # a provider of approved templates only: the alarm goes as an equipment warning's
+            try:
+                for n in items:
+                    n.template = self.rendered(a, False, n.channel)[1]
+            except Exception:  # noqa: BLE001  the full text still goes to any full-text provider
+                log.exception("could not render the internal alarm for a template provider")
         try:
             if not self.nflog.record_warning(a, now):
                 return True  # already raised for this warning

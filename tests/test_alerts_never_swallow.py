@@ -3,7 +3,7 @@ and the county duty office is alarmed — whatever stage failed (route, render, 
 
 Failures are injected through real mechanisms where there is one: SQLite triggers refusing the log's rows, the
 Twilio stand-in refusing a request. A bug in routing or rendering has no such door (a template that cannot be
-rendered is refused at load), so the tests of those stages make ``route`` or ``Renderer.text`` raise, as a bug
+rendered is refused at load), so the tests of those stages make ``route`` or ``Renderer.render`` raise, as a bug
 in them would.
 """
 
@@ -71,14 +71,14 @@ async def test_a_warning_that_can_never_be_rendered_stays_failed_is_retried_and_
     """A rendering bug that bites every red landslide (templates that cannot format are refused at load, see
     test_alerts_config, so this is a bug in the code): the warning must be alarmed once, retried with growing
     delays, counted while failing — and a blue warning after it still goes out."""
-    real_text = Renderer.text
+    real_render = Renderer.render
 
-    def text(self, w, *args, **kw):
+    def render(self, w, *args, **kw):
         if w.hazard is Hazard.LANDSLIDE and w.level is Level.RED:
             raise ValueError("injected rendering bug")
-        return real_text(self, w, *args, **kw)
+        return real_render(self, w, *args, **kw)
 
-    monkeypatch.setattr(Renderer, "text", text)
+    monkeypatch.setattr(Renderer, "render", render)
     before = failures("render")
     async with running_alerts(tmp_path, mqtt_port=mosquitto.port, prefix=prefix,
                               alerts={"grouping": {"wait_s": 0}}) as rig:
