@@ -27,7 +27,7 @@ from paho.mqtt.properties import Properties
 
 from collector import metrics as m
 from collector.config import CollectorConfig
-from collector.decode import decode_rows, to_readings
+from yujing.wire import decode_rows, to_readings
 from collector.loss import LossReport
 from collector.sink import Batch, Sink
 from collector.spool import Dedup, Spool

@@ -27,7 +27,7 @@ from typing import Callable
 
 from collector import metrics as m
 from collector.config import CollectorConfig, SpoolFull
-from collector.decode import Row
+from yujing.wire import Row
 from collector.loss import LossReport
 from collector.spool import Spool, SpoolUnwritable
 from collector.stores.base import BatchRejected, Store
@@ -40,7 +40,7 @@ log = logging.getLogger("yujing.collector")
 
 @dataclass
 class Batch:
-    readings: list[Row] = field(default_factory=list)  # see collector.decode
+    readings: list[Row] = field(default_factory=list)  # see yujing.wire
     acks: list[object] = field(default_factory=list)  # opaque message handles, acknowledged when durable
 
 

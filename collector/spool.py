@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
-from collector.decode import Row, as_rows, rows_from_json, rows_json
+from yujing.wire import Row, as_rows, rows_from_json, rows_json
 from yujing.model import Reading
 
 _SCHEMA = """

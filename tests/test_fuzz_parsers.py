@@ -30,7 +30,7 @@ from alerts.webhooks import Webhooks
 from alerts.channels import CallbackUrls
 from alerts.channels.voice import twiml
 from alerts.nflog import Notification
-from collector.decode import Reject, decode
+from yujing.wire import Reject, decode
 from edge.config import ModbusRegister, SerialAsciiDevice
 from edge.readers import modbus_map, sl651_frame as sl
 from edge.readers.serial_ascii import parse_line

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.config import SqliteStore
-from collector.decode import Row, as_rows
+from yujing.wire import Row, as_rows
 from collector.stores.base import register
 from collector.stores.lineproto import ts_ns
 from yujing.errors import StoreError
