@@ -25,7 +25,6 @@ from typing import Any
 
 import aiomqtt
 from prometheus_client import Counter
-from pydantic import ValidationError
 
 from alerts.cap import CapBook, build, identifier
 from alerts.channels import CallbackUrls, senders
@@ -35,7 +34,8 @@ from alerts.nflog import NotificationLog
 from alerts.pipeline import Pipeline, Publish
 from alerts.provider import twilio_provider
 from alerts.webhooks import Webhooks
-from yujing import topics
+from yujing import topics, wire
+from yujing.errors import PayloadError
 from yujing.config.people import Person
 from yujing.log import Limiter
 from yujing.model import HazardWarning
@@ -267,8 +267,8 @@ class _Unlogged(Exception):
 
 async def _on_message(rt: Runtime, pipelines: dict[str, Pipeline], payload: Any, topic: str = "") -> None:
     try:
-        w = HazardWarning.model_validate_json(payload)
-    except ValidationError as exc:
+        w = wire.decode_warning(payload, topic)
+    except PayloadError as exc:
         REJECTED.labels(reason="invalid").inc()
         if _limiter.allow("invalid"):
             log.warning("ignoring a message that is not a HazardWarning",

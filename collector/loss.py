@@ -13,13 +13,12 @@ while disconnected) from inside the event loop, like the dead-letter publishes o
 
 from __future__ import annotations
 
-import json
 from typing import Callable
 
 import paho.mqtt.client as paho
 
 from collector.spool import Spool, SpoolUnwritable
-from yujing import topics
+from yujing import topics, wire
 from yujing.clock import Clock
 
 
@@ -32,9 +31,9 @@ class LossReport:
         self._acked = spool.reported  # what the broker has (also kept here if the spool cannot record it)
         self._inflight: tuple[paho.Client, paho.MQTTMessageInfo, int] | None = None
 
-    def payload(self) -> dict[str, object]:
-        return {"component": self.component, "dropped": self.spool.dropped, "reason": self.spool.reason,
-                "ts": self.clock.now().isoformat()}
+    def payload(self) -> wire.LossReport:
+        return wire.LossReport(component=self.component, dropped=self.spool.dropped, reason=self.spool.reason,
+                               ts=self.clock.now())
 
     def flush(self) -> None:
         """Publish the current count unless the broker has it or it is on its way (cheap: call often)."""
@@ -58,5 +57,5 @@ class LossReport:
                 self._inflight = None  # the connection that carried it is gone: send again
         if client is None or self._acked >= self.spool.dropped:
             return
-        info = client.publish(self.topic, json.dumps(self.payload()), qos=1, retain=True)
+        info = client.publish(self.topic, wire.encode(self.payload()), qos=1, retain=True)
         self._inflight = (client, info, self.spool.dropped)

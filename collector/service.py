@@ -30,10 +30,11 @@ from collector.config import CollectorConfig
 from yujing.wire import decode_rows, to_readings
 from collector.loss import LossReport
 from collector.sink import Batch, Sink
-from collector.spool import Dedup, Spool
+from collector.spool import Spool
 from collector.stores import open_store
 from yujing import metrics as http_metrics
 from yujing import topics
+from yujing.dedup import Dedup
 from yujing.errors import PayloadError
 from yujing.log import Limiter
 from yujing.model import Reading

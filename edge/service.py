@@ -24,6 +24,7 @@ from edge.poller import DevicePoller
 from edge.readers import ReaderContext
 from edge.status import DeviceStatus
 from edge.uplink import Uplink
+from yujing import wire
 from yujing.model import Reading
 from yujing.runtime import Runtime
 
@@ -44,18 +45,13 @@ def heartbeat_builder(rt: Runtime, gw: GatewayConfig, outbox: Outbox, statuses: 
                       started: datetime, uplink_sent: "list[Uplink]"):
     def build(online: bool) -> dict:
         now = rt.clock.now()
-        return {
-            "gateway": gw.id,
-            "online": online,
-            "ts": now.isoformat(),
-            "started": started.isoformat(),
-            "uptime_s": round((now - started).total_seconds(), 3),
-            "outbox_depth": outbox.depth + outbox.held,
-            "outbox_dropped": outbox.dropped,
-            "published": uplink_sent[0].sent if uplink_sent else 0,
-            "drill": rt.drill,
-            "devices": {d: s.as_json() for d, s in statuses.items()},
-        }
+        return wire.GatewayStatus(
+            gateway=gw.id, online=online, ts=now, started=started,
+            uptime_s=round((now - started).total_seconds(), 3),
+            outbox_depth=outbox.depth + outbox.held, outbox_dropped=outbox.dropped,
+            published=uplink_sent[0].sent if uplink_sent else 0, drill=rt.drill,
+            devices={d: s.as_json() for d, s in statuses.items()},
+        ).model_dump(mode="json")  # the uplink sends it as JSON (and as its last will)
 
     return build
 

@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
+import math
 import re
 import time
-from collections import OrderedDict
-from datetime import datetime
 from typing import Any
 
 import aiomqtt
@@ -31,13 +29,14 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from prometheus_client import Counter, Gauge
-from pydantic import ValidationError
 
 from rules.engine import Engine
 from rules.store import StateStore
-from yujing import mqtt, topics
+from yujing import mqtt, topics, wire
+from yujing.dedup import Dedup
+from yujing.errors import PayloadError
 from yujing.log import Limiter
-from yujing.model import HazardWarning, Reading, ReadingBatch
+from yujing.model import HazardWarning, Reading
 from yujing.runtime import Runtime
 
 log = logging.getLogger("yujing.rules")
@@ -50,23 +49,8 @@ OUTBOX = Gauge("yujing_rules_outbox_depth", "Warnings persisted but not yet ackn
 # MQTT 5 receive maximum: messages the broker may send us before we acknowledge any. A save is
 # forced at half of it, so the window never closes while state waits for its time to be saved.
 ACK_WINDOW = 1000
-
-
-class RecentIds:
-    """A bounded set of recently seen reading ids (oldest forgotten first)."""
-
-    def __init__(self, size: int = 200_000) -> None:
-        self.size = size
-        self._ids: OrderedDict[str, None] = OrderedDict()
-
-    def add(self, rid: str) -> bool:
-        """True if new."""
-        if rid in self._ids:
-            return False
-        self._ids[rid] = None
-        if len(self._ids) > self.size:
-            self._ids.popitem(last=False)
-        return True
+MAX_PAYLOAD_BYTES = 16 * 1_048_576  # far above any uplink's batch: only a runaway payload is refused for size
+SEEN_IDS = 200_000  # reading ids remembered (and saved with the state) to count a redelivered reading once
 
 
 def client_id(rt: Runtime) -> str:
@@ -81,25 +65,9 @@ def client_id(rt: Runtime) -> str:
     return f"yujing-rules-{slug}"[:128]
 
 
-def parse_readings(payload: bytes) -> list[Reading]:
-    """A ReadingBatch, a single Reading, or a JSON list of readings. Raises ValueError with a reason."""
-    try:
-        doc = json.loads(payload)
-    except (ValueError, RecursionError) as e:  # bad UTF-8 or JSON, a 5,000-digit integer, [[[[... nesting
-        raise ValueError("bad-json") from e
-    try:
-        if isinstance(doc, dict) and "readings" in doc:
-            return list(ReadingBatch.model_validate(doc).readings)
-        if isinstance(doc, list):
-            return [Reading.model_validate(d) for d in doc]
-        return [Reading.model_validate(doc)]
-    except ValidationError as e:
-        raise ValueError("invalid-reading") from e
-
-
-def _count(v: Any) -> int | None:
-    """A cumulative count from JSON: a non-negative integer, else None."""
-    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+def parse_readings(payload: bytes, topic: str = "") -> list[Reading]:
+    """The readings of one message, as the collector reads them; raises PayloadError with a :class:`wire.Reject`."""
+    return wire.decode(payload, topic, MAX_PAYLOAD_BYTES)
 
 
 class RulesService:
@@ -112,9 +80,9 @@ class RulesService:
         self.engine = Engine(cfg, self.store, drill=rt.drill)
         for p in self.engine.problems():
             log.warning("rules: %s", p)
-        self.seen = RecentIds()
-        for rid in self.store.seen_ids(self.seen.size):
-            self.seen.add(rid)
+        # by count only (no time window): the ids the saved state covers, oldest forgotten first
+        self.seen = Dedup(window_s=math.inf, max_ids=SEEN_IDS)
+        self.seen.load([(rid, 0.0) for rid in self.store.seen_ids(SEEN_IDS)])
         self.fresh: list[str] = []  # ids of the readings fed since the last save
         self.acks: list[tuple[int, int]] = []  # (mid, qos) of the messages received since the last save
         self.mqtt: paho.Client | None = None  # the connection those acks belong to (None: they are void)
@@ -143,7 +111,7 @@ class RulesService:
         self._flushed = time.monotonic()  # I/O pacing, not scenario time
         packs, lcs = self.engine.dirty_state()
         if packs or lcs or warnings or self.fresh:
-            self.store.save(packs, lcs, warnings, seen=self.fresh, keep_seen=self.seen.size)
+            self.store.save(packs, lcs, warnings, seen=self.fresh, keep_seen=SEEN_IDS)
         self.fresh = []
         acks, self.acks = self.acks, []
         if self.mqtt is not None:
@@ -159,48 +127,40 @@ class RulesService:
 
     def on_readings(self, topic: str, payload: bytes) -> list[HazardWarning]:
         try:
-            readings = parse_readings(payload)
-        except ValueError as e:
-            reason = str(e)
-            REJECTED.labels(reason).inc()
-            if self.limiter.allow(("reject", reason, topic)):
-                log.warning("rules: rejected a message on %s: %s (%s)", topic, reason, e.__cause__)
+            readings = parse_readings(payload, topic)
+        except PayloadError as e:
+            self._reject(e, topic)
             return []
+        fresh = self.seen.fresh(readings, 0.0)
+        if len(fresh) < len(readings):
+            REJECTED.labels("duplicate").inc(len(readings) - len(fresh))
         out: list[HazardWarning] = []
         now = self.rt.clock.now()
-        for r in readings:
-            if not self.seen.add(r.id):
-                REJECTED.labels("duplicate").inc()
-                continue
+        for r in fresh:
             READINGS.inc()
             self.fresh.append(r.id)
             out += self.engine.feed(r, now)
         return out
 
     def on_status(self, topic: str, payload: bytes, retained: bool = False) -> list[HazardWarning]:
-        """A gateway heartbeat (its shape taken loosely: its arrival alone means the gateway is alive)."""
+        """A gateway heartbeat (read loosely: its arrival alone means the gateway is alive)."""
         if not payload:  # a cleared retained status: nothing to learn
             return []
-        online, now = True, self.rt.clock.now()
-        when, dropped = now, None
+        now = self.rt.clock.now()
         try:
-            doc: Any = json.loads(payload)
-            if isinstance(doc, dict):
-                online = doc.get("online") is not False
-                dropped = _count(doc.get("outbox_dropped"))
-                ts = doc.get("ts")
-                # a retained status may be old: count silence from when it was sent (a live one counts
-                # from now, whatever the gateway's clock says)
-                if retained and isinstance(ts, str):
-                    sent = datetime.fromisoformat(ts)
-                    if sent.tzinfo is not None:
-                        when = min(sent, now)
-        except (UnicodeDecodeError, json.JSONDecodeError, ValueError):
-            REJECTED.labels("bad-status").inc()
+            status = wire.decode_status(payload, topic)
+        except PayloadError as e:
+            self._reject(e, topic, log_it=False)
+            status = wire.GatewayStatus()
+        # a retained status may be old: count silence from when it was sent (a live one counts
+        # from now, whatever the gateway's clock says)
+        when = now
+        if retained and status.ts is not None and status.ts.tzinfo is not None:
+            when = min(status.ts, now)
         gateway = topics.gateway_of(topic)
-        out = self.engine.heartbeat(gateway, online, when)
-        if dropped is not None:
-            out += self.engine.loss(gateway, dropped, "outbox", now)
+        out = self.engine.heartbeat(gateway, status.online, when)
+        if status.outbox_dropped is not None:
+            out += self.engine.loss(gateway, status.outbox_dropped, wire.LossReason.OUTBOX, now)
         return out
 
     def on_loss(self, topic: str, payload: bytes) -> list[HazardWarning]:
@@ -208,20 +168,18 @@ class RulesService:
         if not payload:  # a cleared retained report
             return []
         try:
-            doc: Any = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            doc = None
-        dropped = _count(doc.get("dropped")) if isinstance(doc, dict) else None
-        if dropped is None:
-            REJECTED.labels("bad-loss").inc()
-            if self.limiter.allow(("reject", "bad-loss", topic)):
-                log.warning("rules: rejected a loss report on %s: %r", topic, payload[:200])
+            report = wire.decode_loss(payload, topic)
+        except PayloadError as e:
+            self._reject(e, topic)
             return []
-        component = doc.get("component")
-        if not isinstance(component, str) or not component:
-            component = topics.gateway_of(topic)  # the topic's last level names it too
-        reason = doc.get("reason") if isinstance(doc.get("reason"), str) else ""
-        return self.engine.loss(component, dropped, reason, self.rt.clock.now())
+        component = report.component or topics.gateway_of(topic)  # the topic's last level names it too
+        return self.engine.loss(component, report.dropped, report.reason, self.rt.clock.now())
+
+    def _reject(self, e: PayloadError, topic: str, log_it: bool = True) -> None:
+        REJECTED.labels(e.reason).inc()
+        if log_it and self.limiter.allow(("reject", e.reason, topic)):
+            log.warning("rules: rejected a message", extra={"kv": {"topic": topic, "reason": e.reason,
+                                                                  "error": str(e)[:200]}})
 
     async def receive(self, client: aiomqtt.Client) -> None:
         readings_t, status_t, loss_t = topics.readings(self.prefix), topics.status(self.prefix), topics.loss(self.prefix)

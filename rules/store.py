@@ -16,6 +16,7 @@ from typing import Any
 
 from yujing.errors import StoreError
 from yujing.model import HazardWarning
+from yujing.sqlite import Sync, open_db
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS pack_state (pack TEXT NOT NULL, entity TEXT NOT NULL, json TEXT NOT NULL,
@@ -31,14 +32,8 @@ class StateStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")  # a warning issued must survive a power cut
-            self.db.executescript(SCHEMA)
-        except sqlite3.Error as e:
-            raise StoreError(f"rules state {self.path}: {e}") from e
+        # FULL: a warning issued must survive a power cut
+        self.db = open_db(self.path, SCHEMA, sync=Sync.FULL, what="rules state")
 
     def __enter__(self) -> StateStore:
         return self

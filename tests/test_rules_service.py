@@ -95,7 +95,7 @@ async def test_garbage_on_the_readings_topic_is_counted_and_does_not_stop_the_se
     from prometheus_client import REGISTRY
     cfg = demo_config(tmp_path, mosquitto.port, prefix)
     rt = Runtime(cfg, Clock(start=T0 + timedelta(hours=12)))
-    before = REGISTRY.get_sample_value("yujing_rules_rejected_total", {"reason": "bad-json"}) or 0
+    before = REGISTRY.get_sample_value("yujing_rules_rejected_total", {"reason": "json"}) or 0
     async with serving(rt, mosquitto.port, prefix) as got:
         async with aiomqtt.Client("127.0.0.1", mosquitto.port) as c:
             await c.publish(topics.readings(prefix, "gw-xl"), b"{not json", qos=1)
@@ -103,7 +103,7 @@ async def test_garbage_on_the_readings_topic_is_counted_and_does_not_stop_the_se
         await publish(mosquitto.port, prefix, steady_rain(20, 3))  # 60 mm in 3 h: orange
         await wait_for(lambda: got.of("rainstorm:RG-SQ-01"), 10, "a rainstorm warning after garbage")
         assert got.of("rainstorm:RG-SQ-01")[-1].level == Level.ORANGE
-        after = REGISTRY.get_sample_value("yujing_rules_rejected_total", {"reason": "bad-json"})
+        after = REGISTRY.get_sample_value("yujing_rules_rejected_total", {"reason": "json"})
         assert after == before + 1
 
 
@@ -240,7 +240,7 @@ async def test_a_retained_loss_report_raises_an_equipment_warning_once_across_re
     await ready.wait()
 
     def rejected() -> float:
-        return REGISTRY.get_sample_value("yujing_rules_rejected_total", {"reason": "bad-loss"}) or 0
+        return REGISTRY.get_sample_value("yujing_rules_rejected_total", {"reason": "json"}) or 0
 
     before = rejected()
     report = {"component": "collector-c1", "dropped": 1200, "reason": "disk-full", "ts": T0.isoformat()}

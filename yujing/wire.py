@@ -1,6 +1,14 @@
-"""Payload → readings: pure, no I/O. One message carries a ReadingBatch or a single Reading (JSON).
+"""The one codec of every payload on the bus (see :mod:`yujing.topics`): pure, no I/O, no stage imported.
 
-Validation runs in pydantic-core (Rust) straight from bytes; a rejected payload raises
+- readings: a ReadingBatch or a single Reading (JSON) — :func:`decode_rows`, :func:`decode` below;
+- a gateway's heartbeat: :class:`GatewayStatus` (:func:`decode_status`);
+- a component's loss report: :class:`LossReport` with a :class:`LossReason` (:func:`decode_loss`);
+- a warning: :class:`yujing.model.HazardWarning` (:func:`decode_warning`).
+
+Every decoder raises :class:`yujing.errors.PayloadError` whose ``reason`` is a :class:`Reject` (a metric
+label), so every stage refuses a payload for the same reasons, spelled the same way.
+
+Readings: validation runs in pydantic-core (Rust) straight from bytes; a rejected payload raises
 :class:`yujing.errors.PayloadError` whose ``reason`` is one of :class:`Reject` (a metric label).
 
 Two decoders accept exactly the same payloads:
@@ -20,13 +28,14 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import SchemaSerializer, SchemaValidator, core_schema
 
 from yujing.errors import PayloadError
-from yujing.model import Quality, Reading, ReadingBatch
+from yujing.model import HazardWarning, Quality, Reading, ReadingBatch
 
 Row = dict[str, Any]  # a Reading's fields by name (see the module docstring and _row_schema)
 
@@ -173,3 +182,100 @@ def _summary(e: ValidationError) -> str:
     where = ".".join(str(p) for p in err["loc"]) or "payload"
     more = f" (+{e.error_count() - 1} more)" if e.error_count() > 1 else ""
     return f"{where}: {err['msg']}{more}"
+
+
+# --- warnings ----------------------------------------------------------------------------------------
+
+_WARNING = TypeAdapter(HazardWarning)
+
+
+def decode_warning(payload: bytes, topic: str = "") -> HazardWarning:
+    try:
+        return _WARNING.validate_json(payload)
+    except ValidationError as e:
+        raise PayloadError(_reason(e), _summary(e), topic=topic) from None
+
+
+def encode(message: BaseModel) -> bytes:
+    """Any message of this module (or the model's) as the bytes that go on the bus."""
+    return message.model_dump_json().encode()
+
+
+# --- gateway heartbeats and loss reports ------------------------------------------------------------------
+
+
+class LossReason(enum.StrEnum):
+    """Why a component dropped readings (the equipment warning says it in Chinese, see rules/equipment.py)."""
+
+    SPOOL_FULL = "spool-full"  # the collector's spool reached its bound (spool_full: drop_oldest)
+    DISK_FULL = "disk-full"  # the collector's disk refused the spool a write (drop_oldest frees room)
+    OUTBOX = "outbox"  # a gateway's outbox dropped readings (its heartbeat's ``outbox_dropped``)
+
+
+def _count_or_none(v: Any) -> int | None:
+    """A cumulative count: a non-negative integer, else None (a bad count must not void the whole heartbeat)."""
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+
+
+def _iso_or_none(v: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(v) if isinstance(v, str) else None
+    except ValueError:
+        return None
+
+
+# A heartbeat and a loss report are read field by field: one field of the wrong shape is read as unknown,
+# and the rest still counts (a heartbeat's arrival alone says its gateway is alive).
+Count = Annotated[int | None, BeforeValidator(_count_or_none)]
+When = Annotated[datetime | None, BeforeValidator(_iso_or_none)]
+Text = Annotated[str, BeforeValidator(lambda v: v if isinstance(v, str) else "")]
+
+
+class GatewayStatus(BaseModel):
+    """``{prefix}/status/{gateway}``, retained; also the gateway's last will (``online`` false).
+
+    Read loosely (``extra`` ignored, bad counts read as unknown): its arrival alone says the gateway is alive.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    gateway: Text = ""
+    online: Annotated[bool, BeforeValidator(lambda v: v is not False)] = True  # only an explicit false is offline
+    ts: When = None
+    started: When = None
+    uptime_s: Annotated[float | None, BeforeValidator(lambda v: v if isinstance(v, (int, float)) else None)] = None
+    outbox_depth: Count = None
+    outbox_dropped: Count = None  # cumulative readings the gateway had to drop (see LossReason.OUTBOX)
+    published: Count = None
+    drill: bool = False
+    devices: Annotated[dict[str, dict[str, Any]], BeforeValidator(lambda v: v if isinstance(v, dict) else {})] = (
+        Field(default_factory=dict))  # device id -> edge.status.DeviceStatus.as_json()
+
+
+class LossReport(BaseModel):
+    """``{prefix}/loss/{component}``, QoS 1 and retained: readings a component had to drop, cumulative."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    component: Text = ""  # empty: the topic's last level names it
+    dropped: Annotated[int, BeforeValidator(lambda v: -1 if _count_or_none(v) is None else v), Field(ge=0)]
+    reason: Text = ""  # a LossReason; another component's own words are kept as they are
+    ts: When = None
+
+
+_STATUS = TypeAdapter(GatewayStatus)
+_LOSS = TypeAdapter(LossReport)
+
+
+def decode_status(payload: bytes, topic: str = "") -> GatewayStatus:
+    try:
+        return _STATUS.validate_json(payload)
+    except ValidationError as e:
+        raise PayloadError(_reason(e), _summary(e), topic=topic) from None
+
+
+def decode_loss(payload: bytes, topic: str = "") -> LossReport:
+    try:
+        return _LOSS.validate_json(payload)
+    except ValidationError as e:
+        raise PayloadError(_reason(e), _summary(e), topic=topic) from None
