@@ -25,7 +25,7 @@ import yaml
 from simulators.twilio import Behaviour, TwilioStandIn
 from yujing import topics
 from yujing.clock import Clock
-from yujing.config import load_config
+from yujing.compose import load_config
 from yujing.config.people import Person
 from yujing.model import HazardWarning
 from yujing.runtime import Runtime

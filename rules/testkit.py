@@ -10,7 +10,7 @@ import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from yujing.config import Config
+from yujing.compose import Config
 from yujing.model import Quality, Reading
 
 T0 = datetime(2026, 7, 14, 0, 0, tzinfo=UTC)

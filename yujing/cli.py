@@ -22,7 +22,7 @@ from yujing import __version__
 from yujing import log as ylog
 from yujing import systemd
 from yujing.clock import Clock
-from yujing.config import Config, load_config
+from yujing.compose import Config, load_config
 from yujing.errors import ConfigError, YujingError
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from yujing.errors import StoreError
 from yujing.model import Reading
 
 if TYPE_CHECKING:
-    from yujing.config import Config
+    from yujing.compose import Config  # the composed deployment (top floor); a type only
 
 
 class BatchRejected(StoreError):

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from yujing.config import Config, load_config
+from yujing.compose import Config, load_config
 
 
 def deployment(directory: Path, gateways: list[dict[str, Any]], *, mqtt_port: int, prefix: str = "yujing",
