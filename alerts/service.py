@@ -3,8 +3,8 @@
     await serve(rt)                                   # until rt.stop
     await serve(rt, drill_recipients=[Person(...)])   # a drill that brings its own list
 
-It subscribes ``{prefix}/warnings/#`` (QoS 1) on a persistent session (fixed client id, clean_session
-False) and acknowledges each message only after the warning is in the notification log, so a crash
+It subscribes ``{prefix}/warnings/#`` (QoS 1) on a persistent session (:mod:`yujing.bus`: a fixed client
+id, MQTT 5 session expiry) and acknowledges each message only after the warning is in the notification log, so a crash
 never loses one. If the log cannot take it (SQLite error: disk full, locked), the message stays
 unacknowledged and the service reconnects (backing off) so that the broker sends it again. The webhook server takes Twilio's signed callbacks and serves CAP documents, which
 are also published on ``{prefix}/cap/{hazard}/{site}`` (QoS 1, retained; one thread per group, see below). Each CAP document is kept in
@@ -23,7 +23,6 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-import aiomqtt
 from prometheus_client import Counter
 
 from alerts.cap import CapBook, build, identifier
@@ -35,11 +34,11 @@ from alerts.pipeline import Pipeline, Publish
 from alerts.provider import twilio_provider
 from alerts.webhooks import Webhooks
 from yujing import topics, wire
+from yujing.bus import Session, Subscription, reconnecting
 from yujing.errors import PayloadError
 from yujing.config.people import Person
 from yujing.log import Limiter
 from yujing.model import HazardWarning
-from yujing.mqtt import client as mqtt_client
 from yujing.runtime import Runtime
 
 log = logging.getLogger("yujing.alerts")
@@ -153,7 +152,7 @@ class _CapPublisher:
         self.rt = rt
         self.caps = caps
         self.directory = directory
-        self.mqtt: aiomqtt.Client | None = None
+        self.sub: Subscription | None = None  # the live connection, if any
         self.logs: list[NotificationLog] = []
         self._lock = asyncio.Lock()  # one publisher of a log's backlog at a time: nothing goes out twice
 
@@ -194,10 +193,10 @@ class _CapPublisher:
             for nflog in self.logs:
                 retain = nflog.drill == self.rt.drill
                 for ident, hazard, site, xml in nflog.caps(unpublished=True):
-                    if self.mqtt is None:
+                    if self.sub is None:
                         return
                     topic = topics.cap(self.rt.config.mqtt.topic_prefix, hazard, site)
-                    await self.mqtt.publish(topic, xml.encode(), qos=1, retain=retain)
+                    await self.sub.publish(topic, xml.encode(), qos=1, retain=retain)
                     nflog.cap_published(ident)
 
 
@@ -205,60 +204,49 @@ async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _Ca
                      ready: asyncio.Event | None) -> None:
     cfg = rt.config
     topic = topics.warnings(cfg.mqtt.topic_prefix)
-    backoff = 0.5
-    while not rt.stop.is_set():
-        try:
-            client = mqtt_client(cfg.mqtt, cfg.alerts.client_id, clean_session=False)
-            paho = client._client
-            # before connecting: the broker sends our session's queued warnings right after CONNACK, and
-            # paho would acknowledge those on receipt (lost if we died before logging them)
-            paho.manual_ack_set(True)
-            async with client:
-                await client.subscribe(topic, qos=1)
-                publisher.mqtt = client
-                backoff = 0.5
-                log.info("alerts subscribed", extra={"kv": {"topic": topic}})
+    session = Session(cfg.alerts.client_id)
+
+    async def connection() -> None:
+        async with Subscription(cfg.mqtt, session, [(topic, 1)], on_session_lost=_session_lost) as sub:
+            publisher.sub = sub
+            log.info("alerts subscribed", extra={"kv": {"topic": topic}})
+            try:
                 try:
                     await publisher.flush()  # CAP documents made while the broker was away (or we were down)
                 except sqlite3.Error:  # they stay unpublished until the next connect; the warnings come first
                     log.exception("publishing the CAP backlog failed")
                 if ready is not None:
                     ready.set()
-                stopper = asyncio.ensure_future(rt.stop.wait())
-                try:
-                    messages = aiter(client.messages)
-                    while True:
-                        nxt = asyncio.ensure_future(anext(messages))
-                        await asyncio.wait({nxt, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                        if not nxt.done():
-                            nxt.cancel()
-                            return
-                        msg = nxt.result()
-                        if msg.topic.matches(topic):  # the embedded demo broker sometimes sends retained strays
-                            try:
-                                await _on_message(rt, pipelines, msg.payload, str(msg.topic))
-                            except sqlite3.Error as exc:
-                                raise _Unlogged(str(exc)) from exc
-                        else:
-                            REJECTED.labels(reason="wrong-topic").inc()
-                        if msg.qos > 0:
-                            paho.ack(msg.mid, msg.qos)
-                        wake.set()
-                finally:
-                    stopper.cancel()
-                    publisher.mqtt = None
-        except (aiomqtt.MqttError, _Unlogged) as exc:
-            if isinstance(exc, _Unlogged):
-                UNLOGGED.inc()
-                if _limiter.allow("unlogged"):
-                    log.error("the notification log cannot take a warning: leaving it unacknowledged and "
-                              "reconnecting, so that the broker sends it again", extra={"kv": {"error": str(exc)}})
-            elif _limiter.allow("mqtt"):
-                log.warning("alerts lost the broker; reconnecting", extra={"kv": {"error": str(exc)}})
-            with contextlib.suppress(TimeoutError):  # real-time backoff, cut short by stop
-                async with asyncio.timeout(backoff):
-                    await rt.stop.wait()
-            backoff = min(backoff * 2, 10.0)
+                async for msg in sub.messages(rt.stop):
+                    if msg.matches(topic):  # the embedded demo broker sometimes sends retained strays
+                        try:
+                            await _on_message(rt, pipelines, msg.payload, msg.topic)
+                        except sqlite3.Error as exc:  # not acknowledged: the broker sends it again
+                            raise _Unlogged(str(exc)) from exc
+                    else:
+                        REJECTED.labels(reason="wrong-topic").inc()
+                    msg.ack()
+                    wake.set()
+            finally:
+                publisher.sub = None
+
+    await reconnecting(rt.stop, session, connection, name="alerts", max_s=10.0, retry_on=(_Unlogged,),
+                       on_error=_connection_failed)
+
+
+def _connection_failed(exc: BaseException) -> None:
+    if isinstance(exc, _Unlogged):
+        UNLOGGED.inc()
+        if _limiter.allow("unlogged"):
+            log.error("the notification log cannot take a warning: leaving it unacknowledged and "
+                      "reconnecting, so that the broker sends it again", extra={"kv": {"error": str(exc)}})
+    elif _limiter.allow("mqtt"):
+        log.warning("alerts lost the broker; reconnecting", extra={"kv": {"error": str(exc)}})
+
+
+def _session_lost() -> None:
+    log.error("the broker has forgotten the alerts' session: warnings published while we were away are lost "
+              "(is broker persistence on?)")
 
 
 class _Unlogged(Exception):

@@ -24,15 +24,12 @@ import re
 import time
 from typing import Any
 
-import aiomqtt
-import paho.mqtt.client as paho
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from prometheus_client import Counter, Gauge
 
 from rules.engine import Engine
 from rules.store import StateStore
-from yujing import mqtt, topics, wire
+from yujing import topics, wire
+from yujing.bus import Message, Session, Subscription, reconnecting
 from yujing.dedup import Dedup
 from yujing.errors import PayloadError
 from yujing.log import Limiter
@@ -84,8 +81,8 @@ class RulesService:
         self.seen = Dedup(window_s=math.inf, max_ids=SEEN_IDS)
         self.seen.load([(rid, 0.0) for rid in self.store.seen_ids(SEEN_IDS)])
         self.fresh: list[str] = []  # ids of the readings fed since the last save
-        self.acks: list[tuple[int, int]] = []  # (mid, qos) of the messages received since the last save
-        self.mqtt: paho.Client | None = None  # the connection those acks belong to (None: they are void)
+        self.acks: list[Message] = []  # the messages received since the last save
+        self.sub: Subscription | None = None  # the live connection (acks of an earlier one are void: redelivered)
         self.limiter = Limiter(60.0)
         self.work = asyncio.Event()
         self.work.set()  # the outbox may hold warnings from before a crash
@@ -114,9 +111,8 @@ class RulesService:
             self.store.save(packs, lcs, warnings, seen=self.fresh, keep_seen=SEEN_IDS)
         self.fresh = []
         acks, self.acks = self.acks, []
-        if self.mqtt is not None:
-            for mid, qos in acks:
-                self.mqtt.ack(mid, qos)
+        for msg in acks:
+            msg.ack()
         for w in warnings:
             ISSUED.labels(w.hazard.value, w.state.value).inc()
             log.info("warning %s", w.title, extra={"kv": {
@@ -181,26 +177,24 @@ class RulesService:
             log.warning("rules: rejected a message", extra={"kv": {"topic": topic, "reason": e.reason,
                                                                   "error": str(e)[:200]}})
 
-    async def receive(self, client: aiomqtt.Client) -> None:
+    async def receive(self, sub: Subscription) -> None:
         readings_t, status_t, loss_t = topics.readings(self.prefix), topics.status(self.prefix), topics.loss(self.prefix)
-        async for msg in client.messages:
-            if msg.qos:
-                self.acks.append((msg.mid, msg.qos))  # released by the save that covers what it changes
-            payload = msg.payload if isinstance(msg.payload, (bytes, bytearray)) else str(msg.payload).encode()
+        async for msg in sub.messages():
+            self.acks.append(msg)  # acknowledged by the save that covers what it changes
             out: list[HazardWarning] = []
-            if msg.topic.matches(readings_t):
-                out = self.on_readings(str(msg.topic), bytes(payload))
-            elif msg.topic.matches(status_t):
-                out = self.on_status(str(msg.topic), bytes(payload), msg.retain)
-            elif msg.topic.matches(loss_t):
-                out = self.on_loss(str(msg.topic), bytes(payload))
+            if msg.matches(readings_t):
+                out = self.on_readings(msg.topic, msg.payload)
+            elif msg.matches(status_t):
+                out = self.on_status(msg.topic, msg.payload, msg.retain)
+            elif msg.matches(loss_t):
+                out = self.on_loss(msg.topic, msg.payload)
             self.commit(out)
 
     async def ticks(self) -> None:
         while not await self.rt.sleep(self.rt.config.rules.tick_s):
             self.commit(self.engine.tick(self.rt.clock.now()))
 
-    async def publish(self, client: aiomqtt.Client) -> None:
+    async def publish(self, sub: Subscription) -> None:
         retain = self.rt.config.rules.retain
         while True:
             await self.work.wait()
@@ -208,15 +202,15 @@ class RulesService:
             while rows := self.store.outbox(100):
                 for seq, w in rows:
                     # a drill's warning on a live system is never retained: the retained slot is the real state
-                    await client.publish(topics.warning(self.prefix, w.hazard.value, w.site, w.key),
-                                         w.model_dump_json(), qos=1, retain=retain and w.drill == self.rt.drill)
+                    await sub.publish(topics.warning(self.prefix, w.hazard.value, w.site, w.key),
+                                      wire.encode(w), qos=1, retain=retain and w.drill == self.rt.drill)
                     self.store.published(seq)
             OUTBOX.set(self.store.outbox_depth)
 
-    async def session(self, client: aiomqtt.Client) -> None:
+    async def session(self, sub: Subscription) -> None:
         """Receive and publish until stopping or the connection fails (MqttError propagates)."""
-        tasks = [asyncio.create_task(self.receive(client), name="rules-receive"),
-                 asyncio.create_task(self.publish(client), name="rules-publish"),
+        tasks = [asyncio.create_task(self.receive(sub), name="rules-receive"),
+                 asyncio.create_task(self.publish(sub), name="rules-publish"),
                  asyncio.create_task(self.rt.stop.wait(), name="rules-stop")]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -233,57 +227,36 @@ class RulesService:
                 raise t.exception()  # type: ignore[misc]
 
     async def run(self) -> None:
-        backoff = 1.0
+        # ids saved with the state mean the broker should hold a session for us
+        session = Session(client_id(self.rt), held=len(self.seen) > 0)
         tick = asyncio.create_task(self.ticks())
         try:
-            while not self.rt.stop.is_set():
-                try:
-                    client = self._client()
-                    # aiomqtt has no switch for it (2.5). Not on the demo's embedded broker: it lives and dies with
-                    # us (nothing to redeliver), and amqtt gives up on a PUBACK held until our next save, loudly.
-                    client._client.manual_ack_set(not self.rt.config.mqtt.embedded)
-                    async with client:
-                        self.acks.clear()  # message ids of an earlier connection are void: redelivered
-                        self.mqtt = client._client
-                        await client.subscribe([(topics.readings(self.prefix), 1), (topics.status(self.prefix), 1),
-                                                (topics.loss(self.prefix), 1)])
-                        log.info("rules: subscribed", extra={"kv": {"prefix": self.prefix}})
-                        backoff = 1.0
-                        self.work.set()
-                        self.ready.set()
-                        try:
-                            await self.session(client)
-                        finally:
-                            self.mqtt = None
-                except aiomqtt.MqttError as e:
-                    if self.limiter.allow("mqtt-down"):
-                        log.warning("rules: MQTT connection lost: %s; retrying", e)
-                if self.rt.stop.is_set() or await self._pause(backoff):
-                    return
-                backoff = min(backoff * 2, 30.0)
+            await reconnecting(self.rt.stop, session, lambda: self.connection(session), name="rules", first_s=1.0)
         finally:
             tick.cancel()
             await asyncio.gather(tick, return_exceptions=True)
             self.save()
             self.store.close()
 
-    def _client(self) -> aiomqtt.Client:
-        mq, cid = self.rt.config.mqtt, client_id(self.rt)
-        if mq.embedded:  # the demo's in-process broker (amqtt) speaks 3.1.1 only
-            return mqtt.client(mq, cid, clean_session=False)
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 7 * 86_400  # the broker keeps what we have not acknowledged
-        props.ReceiveMaximum = ACK_WINDOW
-        return mqtt.client(mq, cid, clean_session=None, protocol=aiomqtt.ProtocolVersion.V5, clean_start=False,
-                           properties=props)
+    async def connection(self, session: Session) -> None:
+        mq = self.rt.config.mqtt
+        subs = [(topics.readings(self.prefix), 1), (topics.status(self.prefix), 1), (topics.loss(self.prefix), 1)]
+        # No manual acks on the demo's embedded broker: it lives and dies with us (nothing to redeliver), and
+        # amqtt gives up on a PUBACK held until our next save, loudly.
+        async with Subscription(mq, session, subs, receive_maximum=ACK_WINDOW, manual_ack=not mq.embedded,
+                                on_session_lost=self._session_lost) as sub:
+            self.sub = sub
+            log.info("rules: subscribed", extra={"kv": {"prefix": self.prefix}})
+            self.work.set()
+            self.ready.set()
+            try:
+                await self.session(sub)
+            finally:
+                self.sub = None
 
-    async def _pause(self, seconds: float) -> bool:
-        try:
-            async with asyncio.timeout(seconds):
-                await self.rt.stop.wait()
-        except TimeoutError:
-            return False
-        return True
+    def _session_lost(self) -> None:
+        log.error("rules: the broker has forgotten our session: readings sent while we were away are lost "
+                  "(is broker persistence on?)", extra={"kv": {"client_id": client_id(self.rt)}})
 
 
 async def serve(rt: Runtime, ready: asyncio.Event | None = None, **_: Any) -> None:
