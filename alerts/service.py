@@ -96,20 +96,15 @@ async def serve(rt: Runtime, *, drill_recipients: list[Person] | None = None, au
 
 
 def _auth_token(twilio: Any) -> str:
-    """The account's auth token. Against a stand-in (``base_url`` set) with no token given, the stand-in's own."""
+    """The account's auth token. (The demo's stand-in lends its own through ``serve(auth_token=...)``, from the
+    ``yujing`` command: production never knows a simulator's secrets.)"""
     try:
         if twilio.auth_token is None:
             raise LookupError("not configured")
         return twilio.auth_token.get()
-    except LookupError as exc:
-        if twilio.base_url is None:  # Twilio itself will refuse us (401, counted); webhooks will refuse everyone
-            log.error("no Twilio auth token: nothing can be sent or confirmed", extra={"kv": {"reason": str(exc)}})
-            return ""
-        from simulators.twilio import DEFAULT_TOKEN
-
-        log.warning("no Twilio auth token; using the stand-in's (demo only)",
-                    extra={"kv": {"base_url": twilio.base_url, "reason": str(exc)}})
-        return DEFAULT_TOKEN
+    except LookupError as exc:  # Twilio will refuse us (401, counted); webhooks will refuse everyone
+        log.error("no Twilio auth token: nothing can be sent or confirmed", extra={"kv": {"reason": str(exc)}})
+        return ""
 
 
 async def _configure_number(provider: Any, urls: CallbackUrls) -> None:

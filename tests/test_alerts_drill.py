@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from test_alerts_service import warning
+from testing.alerts import warning
 
-from alerts.harness import running_alerts
+from testing.alerts import running_alerts
 from alerts.nflog import NotificationLog
 from simulators.twilio import Behaviour
 from yujing.config.people import Person, Role

@@ -15,7 +15,7 @@ from conftest import wait_for
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
-from test_collector_service import make_config, publish, readings, running
+from testing.collector import make_config, publish, readings, running
 
 from collector.config import SqliteStore
 from yujing.wire import Reject, as_rows, decode, decode_rows, rows_from_json, rows_json, to_readings

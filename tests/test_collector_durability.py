@@ -18,7 +18,7 @@ from pathlib import Path
 from conftest import wait_for
 from prometheus_client import REGISTRY
 from servers import InfluxDB1, VictoriaMetrics, free_port
-from test_collector_service import influx_count, make_config, publish, readings, running
+from testing.collector import influx_count, make_config, publish, readings, running
 
 from collector.config import InfluxV1Store, InfluxV2Store
 from yujing.clock import Clock

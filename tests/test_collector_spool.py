@@ -6,7 +6,7 @@ import sqlite3
 
 import yujing.config  # noqa: F401  first: collector.config is imported through it
 from collector.spool import Spool
-from test_collector_service import readings
+from testing.collector import readings
 
 
 def test_seen_ids_survive_a_reopen_and_are_forgotten_by_age(tmp_path):

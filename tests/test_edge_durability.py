@@ -17,7 +17,7 @@ from servers import Mosquitto, free_port
 
 from edge.service import serve
 from simulators.devices import simulate_devices
-from simulators.devices.rig import deployment
+from testing.devices import deployment
 from simulators.devices.values import Constant, TippingCounter
 from yujing import topics
 from yujing.clock import Clock

@@ -16,7 +16,7 @@ from edge.readers import ReaderContext, make_reader
 from edge.service import serve
 from simulators.devices import simulate_devices
 from simulators.devices.faults import source_key
-from simulators.devices.rig import deployment
+from testing.devices import deployment
 from simulators.devices.values import Constant
 from yujing.clock import Clock
 from yujing.runtime import Runtime

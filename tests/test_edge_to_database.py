@@ -21,13 +21,13 @@ from pathlib import Path
 from conftest import ROOT, wait_for
 from prometheus_client import REGISTRY
 from servers import Mosquitto, free_port
-from test_collector_service import running
+from testing.collector import running
 from test_edge_durability import Durable, gauges, outbox_ids, sources
 
 from collector.config import CollectorConfig, InfluxV1Store
 from edge.service import serve as edge
 from simulators.devices import simulate_devices
-from simulators.devices.rig import deployment
+from testing.devices import deployment
 from yujing.clock import Clock
 from yujing.config import Config
 from yujing.runtime import Runtime

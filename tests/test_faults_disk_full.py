@@ -26,13 +26,13 @@ from conftest import wait_for
 from prometheus_client import REGISTRY
 from servers import InfluxDB1, Mosquitto, free_port
 from test_collector_durability import stream
-from test_collector_service import influx_count, make_config, publish, readings, running
+from testing.collector import influx_count, make_config, publish, readings, running
 from test_edge_durability import gauges, outbox_ids, sources
 
 from collector.config import InfluxV1Store
 from edge.service import serve
 from simulators.devices import simulate_devices
-from simulators.devices.rig import deployment
+from testing.devices import deployment
 from yujing import topics
 from yujing.clock import Clock
 from yujing.model import ReadingBatch

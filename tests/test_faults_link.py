@@ -18,14 +18,14 @@ from typing import Self
 import pytest
 from conftest import wait_for
 from servers import Mosquitto, free_port
-from test_collector_service import make_config, running
+from testing.collector import make_config, running
 from test_edge_durability import Durable, gauges, outbox_ids, sources
 from test_edge_to_database import accepted, stored_ids
 
 from collector.config import InfluxV1Store, SqliteStore
 from edge.service import serve
 from simulators.devices import simulate_devices
-from simulators.devices.rig import deployment
+from testing.devices import deployment
 from yujing.clock import Clock
 from yujing.config import Config
 from yujing.model import Q

@@ -24,7 +24,7 @@ import pytest
 from conftest import wait_for
 from prometheus_client import REGISTRY
 from servers import InfluxDB1, Mosquitto
-from test_collector_service import running
+from testing.collector import running
 from test_edge_durability import Durable, outbox_ids
 from test_edge_to_database import accepted, duplicates, metric, produced, saved_since
 from test_faults_link import GATEWAYS, three_gateways

@@ -1,4 +1,4 @@
-"""The floors (ARCHITECTURE.md): the ground floor imports no stage.
+"""The floors (ARCHITECTURE.md): the ground floor imports no stage, production imports no simulator or rig.
 
 Read from the source (every ``import`` statement, at any depth, type-only ones included), so an import
 hidden in a function counts as much as one at the top.
@@ -44,6 +44,12 @@ def test_the_ground_floor_imports_no_stage(path: Path):
     upward = {m for m in _imports(path) if m.split(".")[0] in STAGES or m == "yujing.compose"}
     upward -= {m for f, m in SHIMS if f == rel}
     assert not upward, f"{rel} imports {sorted(upward)}: the ground floor must not import a stage"
+
+
+@pytest.mark.parametrize("path", _modules("edge", "collector", "rules", "alerts"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_production_imports_no_simulator_and_no_test_rig(path: Path):
+    bad = {m for m in _imports(path) if m.split(".")[0] in ("simulators", "testing", "tests")}
+    assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}: production never imports a simulator or a rig"
 
 
 def test_the_floor_check_sees_an_import_hidden_in_a_function(tmp_path: Path):

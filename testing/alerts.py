@@ -16,6 +16,7 @@ import contextlib
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,15 @@ from yujing import topics
 from yujing.clock import Clock
 from yujing.compose import load_config
 from yujing.config.people import Person
-from yujing.model import HazardWarning
+from yujing.model import Hazard, HazardWarning, Level, WarningState, utcnow
 from yujing.runtime import Runtime
 
-EXAMPLE = Path(__file__).parent / "example"
+EXAMPLE = Path(__file__).resolve().parent.parent / "alerts" / "example"  # the chain, sites and households
 TOKEN = "harness-auth-token-0123456789"
+# people of the example chain (alerts/example): the landslide site's monitor and responsible person, up the chain
+MONITOR, SITE_RESP = "+8613911000050", "+8613911000051"
+VILLAGE_RESP, VILLAGE_DEPUTY = "+8613911000020", "+8613911000021"
+TOWN_RESP, TOWN_DUTY = "+8613911000011", "+8613911000010"
 ACCOUNT = "AC" + "1" * 32
 
 
@@ -128,3 +133,15 @@ async def running_alerts(directory: Path, *, mqtt_port: int, prefix: str, alerts
             rt.stop.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(rig.task, 10)
+
+
+def warning(level: Level = Level.BLUE, version: int = 1, state: WarningState = WarningState.ISSUED, key: str = "",
+            site: str = "LS-GONGHE-01", hazard: Hazard = Hazard.LANDSLIDE, drill: bool = False,
+            evidence: list[str] | None = None) -> HazardWarning:
+    """A landslide warning at the example chain's hazard point (or ``site``), as rules would publish it."""
+    now = utcnow()
+    return HazardWarning(key=key or f"{hazard}:{site}", version=version, hazard=hazard, level=level, state=state,
+                         site=site, area="shibao.gonghe.g1" if site == "LS-GONGHE-01" else "shibao.xinle",
+                         title="裂缝位移速率超阈值", evidence=evidence or ["裂缝计1 24小时位移 12.5 mm"],
+                         values={"displacement_mm": 12.5}, issued_at=now - timedelta(minutes=5), updated_at=now,
+                         drill=drill)
