@@ -31,7 +31,7 @@ import math
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, TypeAdapter, ValidationError
 from pydantic_core import SchemaSerializer, SchemaValidator, core_schema
 
 from yujing.errors import PayloadError
@@ -218,16 +218,23 @@ def _count_or_none(v: Any) -> int | None:
 
 
 def _iso_or_none(v: Any) -> datetime | None:
+    if isinstance(v, datetime):
+        return v
     try:
         return datetime.fromisoformat(v) if isinstance(v, str) else None
     except ValueError:
         return None
 
 
+def _iso(v: datetime | None) -> str | None:
+    """Timestamps on the wire as ``datetime.isoformat()`` writes them (``+00:00``, not pydantic's ``Z``)."""
+    return v.isoformat() if v is not None else None
+
+
 # A heartbeat and a loss report are read field by field: one field of the wrong shape is read as unknown,
 # and the rest still counts (a heartbeat's arrival alone says its gateway is alive).
 Count = Annotated[int | None, BeforeValidator(_count_or_none)]
-When = Annotated[datetime | None, BeforeValidator(_iso_or_none)]
+When = Annotated[datetime | None, BeforeValidator(_iso_or_none), PlainSerializer(_iso)]
 Text = Annotated[str, BeforeValidator(lambda v: v if isinstance(v, str) else "")]
 
 
