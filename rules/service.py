@@ -22,6 +22,7 @@ import logging
 import math
 import re
 import time
+from concurrent.futures import Future
 from typing import Any
 
 from prometheus_client import Counter, Gauge
@@ -35,6 +36,7 @@ from yujing.errors import PayloadError
 from yujing.log import Limiter
 from yujing.model import HazardWarning, Reading
 from yujing.runtime import Runtime
+from yujing.sqlite import Writer
 
 log = logging.getLogger("yujing.rules")
 
@@ -82,6 +84,12 @@ class RulesService:
         self.seen.load([(rid, 0.0) for rid in self.store.seen_ids(SEEN_IDS)])
         self.fresh: list[str] = []  # ids of the readings fed since the last save
         self.acks: list[Message] = []  # the messages received since the last save
+        self.issued: list[HazardWarning] = []  # warnings issued since the last save (saved with their state)
+        # Every use of the state file from here on goes through one worker thread, in order: a save's fsync
+        # never stalls the event loop (which the collector and alerts share in `yujing run`).
+        self.writer = Writer("rules-state")
+        self.saves: set[asyncio.Task[None]] = set()
+        self.failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()  # a save that raised
         self.sub: Subscription | None = None  # the live connection (acks of an earlier one are void: redelivered)
         self.limiter = Limiter(60.0)
         self.work = asyncio.Event()
@@ -91,26 +99,59 @@ class RulesService:
 
     def commit(self, warnings: list[HazardWarning]) -> None:
         """Save state now if warnings were issued or a save is due; else make sure one follows soon."""
+        self.issued += warnings
         flush_s = self.rt.config.rules.state_flush_s
-        if warnings or len(self.acks) >= ACK_WINDOW // 2 or time.monotonic() - self._flushed >= flush_s:
-            self.save(warnings)
+        if self.issued or len(self.acks) >= ACK_WINDOW // 2 or time.monotonic() - self._flushed >= flush_s:
+            self.save()
         elif self.acks and self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(flush_s, self.save)
 
-    def save(self, warnings: list[HazardWarning] | None = None) -> None:
-        """State, warnings and the ids of the readings they cover in one transaction; then PUBACK what
-        it covers. Warnings are saved with the state that issued them, so a restart never judges
-        again what it already announced."""
-        warnings = warnings or []
+    def save(self) -> None:
+        """Snapshot state, the warnings it issued and the ids of the readings it covers, hand them to the writer
+        as one transaction, and PUBACK what it covers once it is durable. Warnings are saved with the state
+        that issued them, so a restart never judges again what it already announced.
+
+        The snapshot is taken here, synchronously, and writes run in the order they were handed over, so
+        each transaction holds a state at least as new as the one before it."""
+        done, acks, warnings = self._hand_over()
+        if done is None:
+            self._saved(acks, warnings)
+            return
+        task = asyncio.get_running_loop().create_task(self._when_durable(done, acks, warnings))
+        self.saves.add(task)
+        task.add_done_callback(self.saves.discard)
+
+    def save_now(self) -> None:
+        """:meth:`save`, waiting for the write (and any before it): on the way out, or between connections."""
+        done, acks, warnings = self._hand_over()
+        if done is not None:
+            done.result()
+        self._saved(acks, warnings)
+
+    def _hand_over(self) -> tuple[Future[None] | None, list[Message], list[HazardWarning]]:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self._flushed = time.monotonic()  # I/O pacing, not scenario time
         packs, lcs = self.engine.dirty_state()
-        if packs or lcs or warnings or self.fresh:
-            self.store.save(packs, lcs, warnings, seen=self.fresh, keep_seen=SEEN_IDS)
-        self.fresh = []
+        warnings, self.issued = self.issued, []
+        fresh, self.fresh = self.fresh, []
         acks, self.acks = self.acks, []
+        if not (packs or lcs or warnings or fresh):
+            return None, acks, warnings
+        rows = self.store.prepare(packs, lcs, warnings, seen=fresh, keep_seen=SEEN_IDS)
+        return self.writer.submit(self.store.write, rows), acks, warnings
+
+    async def _when_durable(self, done: Future[None], acks: list[Message], warnings: list[HazardWarning]) -> None:
+        try:
+            await self.writer.wait(done)
+        except Exception as exc:  # the state file refused it (StoreError): the service stops, as it always did
+            if not self.failed.done():
+                self.failed.set_exception(exc)
+            return
+        self._saved(acks, warnings)
+
+    def _saved(self, acks: list[Message], warnings: list[HazardWarning]) -> None:
         for msg in acks:
             msg.ack()
         for w in warnings:
@@ -199,13 +240,13 @@ class RulesService:
         while True:
             await self.work.wait()
             self.work.clear()
-            while rows := self.store.outbox(100):
+            while rows := await self.writer.run(self.store.outbox, 100):
                 for seq, w in rows:
                     # a drill's warning on a live system is never retained: the retained slot is the real state
                     await sub.publish(topics.warning(self.prefix, w.hazard.value, w.site, w.key),
                                       wire.encode(w), qos=1, retain=retain and w.drill == self.rt.drill)
-                    self.store.published(seq)
-            OUTBOX.set(self.store.outbox_depth)
+                    await self.writer.run(self.store.published, seq)
+            OUTBOX.set(await self.writer.run(lambda: self.store.outbox_depth))
 
     async def session(self, sub: Subscription) -> None:
         """Receive and publish until stopping or the connection fails (MqttError propagates)."""
@@ -221,7 +262,7 @@ class RulesService:
             for t in stuck:
                 log.error("rules: task %s did not stop", t.get_name())
                 t.print_stack()
-            self.save()  # and acknowledge, while the connection may still carry it
+            self.save_now()  # and acknowledge, while the connection may still carry it
         for t in done:
             if not t.cancelled() and t.exception() is not None:
                 raise t.exception()  # type: ignore[misc]
@@ -230,13 +271,24 @@ class RulesService:
         # ids saved with the state mean the broker should hold a session for us
         session = Session(client_id(self.rt), held=len(self.seen) > 0)
         tick = asyncio.create_task(self.ticks())
+        connections = asyncio.create_task(reconnecting(self.rt.stop, session, lambda: self.connection(session),
+                                                       name="rules", first_s=1.0))
         try:
-            await reconnecting(self.rt.stop, session, lambda: self.connection(session), name="rules", first_s=1.0)
+            await asyncio.wait({connections, self.failed}, return_when=asyncio.FIRST_COMPLETED)
+            if self.failed.done():
+                connections.cancel()
+                await asyncio.gather(connections, return_exceptions=True)
+                self.failed.result()  # raises the save's error: the service stops, loudly
+            connections.result()
         finally:
             tick.cancel()
-            await asyncio.gather(tick, return_exceptions=True)
-            self.save()
-            self.store.close()
+            connections.cancel()
+            await asyncio.gather(tick, connections, return_exceptions=True)
+            try:
+                self.save_now()
+            finally:
+                self.writer.close()
+                self.store.close()
 
     async def connection(self, session: Session) -> None:
         mq = self.rt.config.mqtt

@@ -12,7 +12,7 @@ import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from yujing.errors import StoreError
 from yujing.model import HazardWarning
@@ -27,13 +27,23 @@ CREATE TABLE IF NOT EXISTS seen (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT 
 """
 
 
+class Rows(NamedTuple):
+    """One save, serialised: pack state, lifecycles, warnings for the outbox, covered reading ids."""
+
+    packs: list[tuple[str, str, str]]
+    lifecycles: list[tuple[str, str]]
+    warnings: list[tuple[str]]
+    seen: list[tuple[str]]
+    keep_seen: int
+
+
 class StateStore:
     """``with StateStore(path) as store:``; the engine reads it once at start and writes dirty state."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         # FULL: a warning issued must survive a power cut
-        self.db = open_db(self.path, SCHEMA, sync=Sync.FULL, what="rules state")
+        self.db = open_db(self.path, SCHEMA, sync=Sync.FULL, what="rules state", threads=True)
 
     def __enter__(self) -> StateStore:
         return self
@@ -64,20 +74,29 @@ class StateStore:
         ``seen``: ids of the readings this state now covers (the last ``keep_seen`` are kept), so a
         reading redelivered after a crash between this commit and its acknowledgement counts once.
         """
+        self.write(self.prepare(packs, lifecycles, warnings, seen, keep_seen))
+
+    @staticmethod
+    def prepare(packs: dict[str, dict[str, Any]], lifecycles: dict[str, dict[str, Any]],
+                warnings: list[HazardWarning], seen: Sequence[str] = (), keep_seen: int = 200_000) -> Rows:
+        """What :meth:`save` writes, serialised now: the state as it is at this instant, whatever changes next
+        (the service serialises on the event loop and writes in a worker thread, see yujing.sqlite.Writer)."""
+        return Rows([(p, e, json.dumps(s, separators=(",", ":"))) for p, ents in packs.items() for e, s in ents.items()],
+                    [(k, json.dumps(v)) for k, v in lifecycles.items()],
+                    [(w.model_dump_json(),) for w in warnings], [(i,) for i in seen], keep_seen)
+
+    def write(self, rows: Rows) -> None:
+        """One transaction (with ``synchronous=FULL``: fsynced before it returns)."""
         try:
             with self.db:
                 self.db.execute("BEGIN IMMEDIATE")
-                self.db.executemany(
-                    "INSERT OR REPLACE INTO pack_state (pack, entity, json) VALUES (?, ?, ?)",
-                    [(p, e, json.dumps(s, separators=(",", ":"))) for p, ents in packs.items()
-                     for e, s in ents.items()])
-                self.db.executemany("INSERT OR REPLACE INTO lifecycle (key, json) VALUES (?, ?)",
-                                    [(k, json.dumps(v)) for k, v in lifecycles.items()])
-                self.db.executemany("INSERT INTO outbox (warning) VALUES (?)",
-                                    [(w.model_dump_json(),) for w in warnings])
-                if seen:
-                    self.db.executemany("INSERT INTO seen (id) VALUES (?)", [(i,) for i in seen])
-                    self.db.execute("DELETE FROM seen WHERE seq <= (SELECT MAX(seq) FROM seen) - ?", (keep_seen,))
+                self.db.executemany("INSERT OR REPLACE INTO pack_state (pack, entity, json) VALUES (?, ?, ?)",
+                                    rows.packs)
+                self.db.executemany("INSERT OR REPLACE INTO lifecycle (key, json) VALUES (?, ?)", rows.lifecycles)
+                self.db.executemany("INSERT INTO outbox (warning) VALUES (?)", rows.warnings)
+                if rows.seen:
+                    self.db.executemany("INSERT INTO seen (id) VALUES (?)", rows.seen)
+                    self.db.execute("DELETE FROM seen WHERE seq <= (SELECT MAX(seq) FROM seen) - ?", (rows.keep_seen,))
         except sqlite3.Error as e:
             raise StoreError(f"rules state {self.path}: saving: {e}") from e
 
