@@ -81,7 +81,8 @@ class StateStore:
                 warnings: list[HazardWarning], seen: Sequence[str] = (), keep_seen: int = 200_000) -> Rows:
         """What :meth:`save` writes, serialised now: the state as it is at this instant, whatever changes next
         (the service serialises on the event loop and writes in a worker thread, see yujing.sqlite.Writer)."""
-        return Rows([(p, e, json.dumps(s, separators=(",", ":"))) for p, ents in packs.items() for e, s in ents.items()],
+        return Rows([(p, e, json.dumps(s, separators=(",", ":")))
+                     for p, ents in packs.items() for e, s in ents.items()],
                     [(k, json.dumps(v)) for k, v in lifecycles.items()],
                     [(w.model_dump_json(),) for w in warnings], [(i,) for i in seen], keep_seen)
 

@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import aiomqtt
 import yaml
 
 from simulators.twilio import Behaviour, TwilioStandIn
+from testing.waits import wait_for
 from yujing import topics
 from yujing.clock import Clock
 from yujing.compose import load_config
@@ -31,7 +34,8 @@ from yujing.config.people import Person
 from yujing.model import Hazard, HazardWarning, Level, WarningState, utcnow
 from yujing.runtime import Runtime
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "alerts" / "example"  # the chain, sites and households
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "alerts" / "example"  # the chain, sites and households
 TOKEN = "harness-auth-token-0123456789"
 # people of the example chain (alerts/example): the landslide site's monitor and responsible person, up the chain
 MONITOR, SITE_RESP = "+8613911000050", "+8613911000051"
@@ -145,3 +149,21 @@ def warning(level: Level = Level.BLUE, version: int = 1, state: WarningState = W
                          title="裂缝位移速率超阈值", evidence=evidence or ["裂缝计1 24小时位移 12.5 mm"],
                          values={"displacement_mm": 12.5}, issued_at=now - timedelta(minutes=5), updated_at=now,
                          drill=drill)
+
+
+def _log(directory: Path) -> IO[bytes]:
+    return open(directory / "alerts.log", "ab")  # appended to by every start: the test counts "subscribed"
+
+
+async def start(directory: Path) -> asyncio.subprocess.Process:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with _log(directory) as stderr:  # the child keeps its own copy of the descriptor
+        return await asyncio.create_subprocess_exec(sys.executable, "-m", "yujing", "alerts", str(directory),
+                                                    cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL,
+                                                    stderr=stderr)
+
+
+async def subscribed(directory: Path, times: int = 1) -> None:
+    log = directory / "alerts.log"
+    await wait_for(lambda: log.exists() and log.read_text().count("alerts subscribed") >= times, 20,
+                   "the alerts process to subscribe")

@@ -77,3 +77,11 @@ def influx_count(influxdb, db: str, measurement: str = "rain_mm") -> int:
     res = influxdb.query(f'SELECT COUNT("id") FROM "{measurement}"', db=db)["results"][0]
     series = res.get("series")
     return series[0]["values"][0][1] if series else 0
+
+
+async def stream(port: int, prefix: str, items, rate_per_s: float, site_gateway: str = "gw-1") -> None:
+    """Publish at about ``rate_per_s`` messages a second (one reading per message)."""
+    step = 20
+    for i in range(0, len(items), step):
+        await publish(port, prefix, items[i:i + step], gateway=site_gateway)
+        await asyncio.sleep(step / rate_per_s)

@@ -8,18 +8,16 @@ the provider first, and nothing already sent is sent again.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sqlite3
-import sys
 from collections import Counter
 from pathlib import Path
-from typing import IO
 
 from conftest import terminate, wait_for
 from testing.alerts import warning
 
 from testing.alerts import ACCOUNT, TOKEN, write_config
+from testing.alerts import start, subscribed
 from simulators.twilio import Behaviour, TwilioStandIn
 from yujing.model import Level
 
@@ -35,24 +33,6 @@ def more_households(directory: Path) -> list[str]:
         rows.append(f"{group},h{n},住户{n}户,{phone},sms")
     (directory / "households.csv").write_text("\n".join(rows) + "\n")
     return phones
-
-
-def _log(directory: Path) -> IO[bytes]:
-    return open(directory / "alerts.log", "ab")  # appended to by every start: the test counts "subscribed"
-
-
-async def start(directory: Path) -> asyncio.subprocess.Process:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    with _log(directory) as stderr:  # the child keeps its own copy of the descriptor
-        return await asyncio.create_subprocess_exec(sys.executable, "-m", "yujing", "alerts", str(directory),
-                                                    cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL,
-                                                    stderr=stderr)
-
-
-async def subscribed(directory: Path, times: int = 1) -> None:
-    log = directory / "alerts.log"
-    await wait_for(lambda: log.exists() and log.read_text().count("alerts subscribed") >= times, 20,
-                   "the alerts process to subscribe")
 
 
 async def test_sigkill_during_fan_out_then_restart_delivers_each_notification_exactly_once(

@@ -10,7 +10,7 @@ import math
 from datetime import datetime, timedelta, timezone
 
 import pytest
-import test_fuzz_parsers as fuzz  # its hostile-payload strategy (a module import: its tests are not collected twice)
+import testing.payloads as fuzz  # the hostile-payload strategy the fuzz tests use
 from conftest import wait_for
 from hypothesis import given
 from hypothesis import strategies as st

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from conftest import ROOT, wait_for
 from servers import free_port
-from test_edge_service import Collected, collect
+from testing.edge import Collected, collect
 
 from edge.config import GatewayConfig
 from edge.readers import ReaderContext, make_reader

@@ -14,7 +14,7 @@ from pathlib import Path
 import aiomqtt
 from conftest import wait_for
 from servers import Mosquitto, free_port
-from test_edge_service import Collected, collect
+from testing.edge import Collected, collect
 
 from edge.outbox import Outbox
 from edge.service import serve

@@ -36,7 +36,7 @@ from urllib.parse import parse_qs, urlsplit
 import aiomqtt
 import pytest
 from conftest import terminate, wait_for
-from test_alerts_restart import start, subscribed
+from testing.alerts import start, subscribed
 from testing.alerts import warning
 
 from testing.alerts import ACCOUNT, TOKEN, running_alerts, write_config

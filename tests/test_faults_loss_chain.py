@@ -29,9 +29,9 @@ from conftest import wait_for
 from prometheus_client import REGISTRY
 from servers import InfluxDB1
 from testing.collector import influx_count, make_config, publish, readings, running
-from test_faults_disk_full import Watch, retained
-from test_faults_link import Link
-from test_rules_service import Service, Warnings, subscribe
+from testing.faults import Watch, retained
+from testing.faults import Link
+from testing.rules import Service, Warnings, subscribe
 
 from alerts.directory import Directory
 from testing.alerts import running_alerts, write_config

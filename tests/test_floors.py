@@ -49,13 +49,22 @@ def test_the_ground_floor_imports_no_stage(path: Path):
     assert not upward, f"{rel} imports {sorted(upward)}: the ground floor must not import a stage"
 
 
-@pytest.mark.parametrize("path", _modules("edge", "collector", "rules", "alerts"), ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("path", _modules("edge", "collector", "rules", "alerts"),
+                         ids=lambda p: str(p.relative_to(ROOT)))
 def test_production_imports_no_simulator_and_no_test_rig(path: Path):
     if str(path.relative_to(ROOT)) in RIG_ALIASES:
         assert _imports(path) <= {"sys", "testing.alerts", "testing.rules"}, "an alias, and nothing more"
         return
     bad = {m for m in _imports(path) if m.split(".")[0] in ("simulators", "testing", "tests")}
     assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}: production never imports a simulator or a rig"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "tests").glob("test_*.py")), ids=lambda p: p.name)
+def test_a_test_module_imports_no_other_test_module(path: Path):
+    """Shared helpers live in testing/ (or conftest.py): importing a test module runs its module code and
+    couples two specifications that should change independently."""
+    bad = {m for m in _imports(path) if m.split(".")[0].startswith("test_")}
+    assert not bad, f"{path.name} imports {sorted(bad)}: move what it needs to testing/"
 
 
 def test_the_floor_check_sees_an_import_hidden_in_a_function(tmp_path: Path):

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import aiomqtt
 from conftest import wait_for
+from testing.rules import Service, subscribe, Warnings
 
-from rules.service import serve
 from yujing import topics
 from yujing.clock import Clock
 from yujing.config import Config, load_config
@@ -42,22 +42,6 @@ def steady_rain(mm_per_h: float, hours: int, start: float = 100.0, step_min: int
     return [counter(start + mm_per_h * i * step_min / 60, T0 + timedelta(minutes=i * step_min)) for i in range(n + 1)]
 
 
-class Warnings:
-    def __init__(self) -> None:
-        self.got: list[HazardWarning] = []
-
-    def of(self, key: str) -> list[HazardWarning]:
-        return [w for w in self.got if w.key == key]
-
-
-async def subscribe(port: int, prefix: str, into: Warnings, ready: asyncio.Event) -> None:
-    async with aiomqtt.Client("127.0.0.1", port, identifier=f"w-{prefix}-{id(into)}") as c:
-        await c.subscribe(topics.warnings(prefix), qos=1)
-        ready.set()
-        async for msg in c.messages:
-            into.got.append(HazardWarning.model_validate_json(msg.payload))
-
-
 async def publish(port: int, prefix: str, readings: list[Reading], batch: int = 10) -> None:
     async with aiomqtt.Client("127.0.0.1", port, identifier=f"p-{prefix}") as c:
         for i in range(0, len(readings), batch):
@@ -75,7 +59,6 @@ async def serving(rt: Runtime, port: int, prefix: str) -> AsyncIterator[Warnings
             yield got
     finally:
         sub.cancel()
-
 
 
 async def test_rain_gauge_reaching_50mm_in_12h_publishes_a_blue_rainstorm_warning(mosquitto, prefix, tmp_path):
@@ -105,24 +88,6 @@ async def test_garbage_on_the_readings_topic_is_counted_and_does_not_stop_the_se
         assert got.of("rainstorm:RG-SQ-01")[-1].level == Level.ORANGE
         after = REGISTRY.get_sample_value("yujing_rules_rejected_total", {"reason": "json"})
         assert after == before + 1
-
-
-class Service:
-    """The rules service running on a runtime, stoppable and restartable."""
-
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
-        self.task: asyncio.Task | None = None
-
-    async def __aenter__(self) -> Service:
-        up = asyncio.Event()
-        self.task = asyncio.create_task(serve(self.rt, ready=up))
-        await asyncio.wait_for(up.wait(), 10)
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        self.rt.stop.set()
-        await asyncio.wait_for(self.task, 10)
 
 
 def rain_mm(mm: float, minutes: float, rid: str | None = None, drill: bool = False) -> Reading:
