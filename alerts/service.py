@@ -23,7 +23,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from alerts.cap import CapBook, build, identifier
 from alerts.channels import CallbackUrls, senders
@@ -33,7 +33,7 @@ from alerts.nflog import NotificationLog
 from alerts.pipeline import Pipeline, Publish
 from alerts.provider import twilio_provider
 from alerts.webhooks import Webhooks
-from yujing import topics, wire
+from yujing import metrics, topics, wire
 from yujing.bus import Session, Subscription, reconnecting
 from yujing.errors import PayloadError
 from yujing.config.people import Person
@@ -47,6 +47,7 @@ UNLOGGED = Counter("yujing_alerts_unlogged_warnings_total",
                    "Warnings the notification log could not take (left unacknowledged, received again)")
 TIMER_FAILURES = Counter("yujing_alerts_timer_failures_total",
                          "Escalation/group timer passes that failed (the step stays due and is retried)")
+SUBSCRIBED = Gauge("yujing_alerts_mqtt_subscribed", "1 while subscribed to the warnings topics")
 _limiter = Limiter(60.0)
 
 
@@ -64,7 +65,14 @@ async def serve(rt: Runtime, *, drill_recipients: list[Person] | None = None, au
         drill = files.enter_context(NotificationLog(rt.config.path(cfg.drill.log, "alerts-drill.sqlite"), drill=True))
         pipelines: dict[str, Pipeline] = {}
         webhooks = Webhooks(cfg, token, pipelines, caps)
-        async with webhooks.serving(), twilio_provider(cfg.twilio, token) as provider:
+        publisher = _CapPublisher(rt, caps, directory)
+
+        def health() -> dict[str, object]:
+            subscribed = publisher.sub is not None
+            return {"ok": subscribed, "connected": subscribed, "webhook": webhooks.base_url}
+
+        async with (metrics.serving(cfg.metrics_host, cfg.metrics_port, health), webhooks.serving(),
+                    twilio_provider(cfg.twilio, token) as provider):
             urls = CallbackUrls(webhooks.base_url)
 
             async def on_done(nflog: NotificationLog, outcome: Outcome) -> None:
@@ -72,7 +80,6 @@ async def serve(rt: Runtime, *, drill_recipients: list[Person] | None = None, au
 
             dispatcher = Dispatcher(senders(provider, urls, cfg), {c.value: r for c, r in cfg.rates.items()},
                                     rt.clock, on_done, cfg.twilio.outage_retry_s, cfg.twilio.outage_retries)
-            publisher = _CapPublisher(rt, caps, directory)
             common = {"cfg": cfg, "directory": directory, "dispatcher": dispatcher, "clock": rt.clock}
             pipelines["real"] = Pipeline(nflog=real, drill=False, publish=publisher.to(real), **common)
             pipelines["drill"] = Pipeline(nflog=drill, drill=True, publish=publisher.to(drill),
@@ -204,6 +211,7 @@ async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _Ca
     async def connection() -> None:
         async with Subscription(cfg.mqtt, session, [(topic, 1)], on_session_lost=_session_lost) as sub:
             publisher.sub = sub
+            SUBSCRIBED.set(1)
             log.info("alerts subscribed", extra={"kv": {"topic": topic}})
             try:
                 try:
@@ -224,6 +232,7 @@ async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _Ca
                     wake.set()
             finally:
                 publisher.sub = None
+                SUBSCRIBED.set(0)
 
     await reconnecting(rt.stop, session, connection, name="alerts", max_s=10.0, retry_on=(_Unlogged,),
                        on_error=_connection_failed)

@@ -194,9 +194,11 @@ async def serve(rt: Runtime, on_accepted: OnAccepted | None = None) -> None:
             intake = Intake(cfg, rt.config.mqtt.topic_prefix, sink, dedup, rt, on_accepted)
             draining = asyncio.Event()
             sink_task = asyncio.create_task(sink.run(draining))
-            health = lambda: {"ok": True, "db_up": sink.db_up, "spool_readings": spool.depth,
-                              "connected": intake.sub is not None and intake.sub.live}
-            async with _metrics(cfg, health):
+            # healthy: subscribed and the database answering (spooling keeps readings, but they wait)
+            connected = lambda: intake.sub is not None and intake.sub.live
+            health = lambda: {"ok": connected() and sink.db_up, "db_up": sink.db_up,
+                              "spool_readings": spool.depth, "connected": connected()}
+            async with http_metrics.serving(cfg.metrics_host, cfg.metrics_port, health):
                 # ids remembered from an earlier run mean the broker should hold a session for us
                 session = Session(cfg.client_id, held=len(dedup) > 0)
                 try:
@@ -208,11 +210,3 @@ async def serve(rt: Runtime, on_accepted: OnAccepted | None = None) -> None:
                     await sink_task
     finally:
         spool.close()
-
-
-def _metrics(cfg: CollectorConfig, health: Callable[[], dict[str, object]]):
-    if cfg.metrics_port is None:
-        import contextlib
-
-        return contextlib.nullcontext()
-    return http_metrics.serve(cfg.metrics_host, cfg.metrics_port, health)

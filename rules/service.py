@@ -29,7 +29,7 @@ from prometheus_client import Counter, Gauge
 
 from rules.engine import Engine
 from rules.store import StateStore
-from yujing import topics, wire
+from yujing import metrics, topics, wire
 from yujing.bus import Message, Session, Subscription, reconnecting
 from yujing.dedup import Dedup
 from yujing.errors import PayloadError
@@ -44,6 +44,12 @@ READINGS = Counter("yujing_rules_readings_total", "Readings evaluated by the rul
 REJECTED = Counter("yujing_rules_rejected_total", "Messages or readings the rules engine rejected", ["reason"])
 ISSUED = Counter("yujing_rules_warnings_total", "Warning messages issued", ["hazard", "state"])
 OUTBOX = Gauge("yujing_rules_outbox_depth", "Warnings persisted but not yet acknowledged by the broker")
+SUBSCRIBED = Gauge("yujing_rules_mqtt_subscribed", "1 while subscribed to readings, heartbeats and loss reports")
+# what a Prometheus alert on a silent gateway needs (see deploy/prometheus/): when each gateway was last heard
+GATEWAY_SEEN = Gauge("yujing_rules_gateway_last_heartbeat_timestamp_seconds",
+                     "When the gateway's last heartbeat was sent (Unix time)", ["gateway"])
+GATEWAY_ONLINE = Gauge("yujing_rules_gateway_online", "0 once the gateway said goodbye or its last will came",
+                       ["gateway"])
 
 # MQTT 5 receive maximum: messages the broker may send us before we acknowledge any. A save is
 # forced at half of it, so the window never closes while state waits for its time to be saved.
@@ -195,6 +201,8 @@ class RulesService:
         if retained and status.ts is not None and status.ts.tzinfo is not None:
             when = min(status.ts, now)
         gateway = topics.gateway_of(topic)
+        GATEWAY_SEEN.labels(gateway).set(when.timestamp())
+        GATEWAY_ONLINE.labels(gateway).set(1 if status.online else 0)
         out = self.engine.heartbeat(gateway, status.online, when)
         if status.outbox_dropped is not None:
             out += self.engine.loss(gateway, status.outbox_dropped, wire.LossReason.OUTBOX, now)
@@ -298,6 +306,7 @@ class RulesService:
         async with Subscription(mq, session, subs, receive_maximum=ACK_WINDOW, manual_ack=not mq.embedded,
                                 on_session_lost=self._session_lost) as sub:
             self.sub = sub
+            SUBSCRIBED.set(1)
             log.info("rules: subscribed", extra={"kv": {"prefix": self.prefix}})
             self.work.set()
             self.ready.set()
@@ -305,6 +314,7 @@ class RulesService:
                 await self.session(sub)
             finally:
                 self.sub = None
+                SUBSCRIBED.set(0)
 
     def _session_lost(self) -> None:
         log.error("rules: the broker has forgotten our session: readings sent while we were away are lost "
@@ -316,4 +326,18 @@ async def serve(rt: Runtime, ready: asyncio.Event | None = None, **_: Any) -> No
 
     ``ready`` (optional) is set once the service is subscribed.
     """
-    await RulesService(rt, ready).run()
+    service = RulesService(rt, ready)
+    cfg = rt.config.rules
+
+    def health() -> dict[str, object]:
+        try:
+            # its own read connection: the state file's connection belongs to the writer thread
+            depth: int | None = service.store.peek_outbox_depth()
+        except Exception:  # noqa: BLE001  the state file refusing a read is itself what health should say
+            depth = None
+        ok = service.sub is not None and depth is not None
+        return {"ok": ok, "connected": service.sub is not None, "state_readable": depth is not None,
+                "outbox_depth": depth}
+
+    async with metrics.serving(cfg.metrics_host, cfg.metrics_port, health):
+        await service.run()

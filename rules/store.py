@@ -44,6 +44,7 @@ class StateStore:
         self.path = Path(path)
         # FULL: a warning issued must survive a power cut
         self.db = open_db(self.path, SCHEMA, sync=Sync.FULL, what="rules state", threads=True)
+        self._peek: sqlite3.Connection | None = None
 
     def __enter__(self) -> StateStore:
         return self
@@ -53,6 +54,8 @@ class StateStore:
 
     def close(self) -> None:
         self.db.close()
+        if self._peek is not None:
+            self._peek.close()
 
     def pack_states(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
         for pack, entity, js in self.db.execute("SELECT pack, entity, json FROM pack_state"):
@@ -111,3 +114,10 @@ class StateStore:
     @property
     def outbox_depth(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+
+    def peek_outbox_depth(self) -> int:
+        """The outbox's depth through a read-only connection of its own (WAL: it never waits for a writer),
+        for a caller on another thread than the one that writes (a health check on the event loop)."""
+        if self._peek is None:
+            self._peek = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        return self._peek.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]

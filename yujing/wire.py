@@ -256,7 +256,10 @@ class GatewayStatus(BaseModel):
     published: Count = None
     drill: bool = False
     devices: Annotated[dict[str, dict[str, Any]], BeforeValidator(lambda v: v if isinstance(v, dict) else {})] = (
-        Field(default_factory=dict))  # device id -> edge.status.DeviceStatus.as_json()
+        Field(default_factory=dict))  # device id -> edge.status.DeviceStatus.as_json() + its "rejected" counts
+    # frames a shared listener got for no configured device: listener -> reason -> count
+    unrouted: Annotated[dict[str, dict[str, int]], BeforeValidator(lambda v: v if isinstance(v, dict) else {})] = (
+        Field(default_factory=dict))
 
 
 class LossReport(BaseModel):
