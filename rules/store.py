@@ -119,5 +119,5 @@ class StateStore:
         """The outbox's depth through a read-only connection of its own (WAL: it never waits for a writer),
         for a caller on another thread than the one that writes (a health check on the event loop)."""
         if self._peek is None:
-            self._peek = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            self._peek = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True)
         return self._peek.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
