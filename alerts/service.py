@@ -24,9 +24,11 @@ from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import Counter, Gauge
+from pydantic import ValidationError
 
-from alerts.cap import CapBook, build, identifier
+from alerts.cap import CapBook, build, identifier, thread
 from alerts.channels import CallbackUrls, senders
+from alerts.commands import Command, SilenceList, apply
 from alerts.directory import Directory
 from alerts.fanout import Dispatcher, Outcome, run_until
 from alerts.nflog import NotificationLog
@@ -172,13 +174,16 @@ class _CapPublisher:
         ident = identifier(w)
         xml = nflog.cap(ident)
         if xml is None:
-            site = self.directory.site(w.site)
+            site = self.directory.site(w.site) if w.site else None
             area = self.directory.area(w.area or (site.area if site else ""))
             desc = "".join(a.name for a in reversed(self.rt.config.lineage(area.id))) if area else w.site
-            xml = build(w, text, desc + (site.name if site else ""), nflog.last_capped(w.hazard.value, w.site),
-                        lat=site.lat if site else None, lon=site.lon if site else None)
+            cap = self.rt.config.alerts.cap
+            xml = build(w, text, desc + (site.name if site else ""), nflog.last_capped(w.hazard.value, thread(w)),
+                        sender=cap.sender, sender_name=cap.sender_name or self.rt.config.deployment.name,
+                        lat=site.lat if site else None, lon=site.lon if site else None,
+                        area_code=area.code if area else None)
             nflog.record_cap(w, ident, xml, published)
-        self.caps.add(w.hazard.value, w.site, ident, xml)
+        self.caps.add(w.hazard.value, thread(w), ident, xml)
 
     def restore(self, nflog: NotificationLog, text: Callable[[HazardWarning], str]) -> None:
         """At start: the CapBook from the log (a log from before CAP documents were kept gets them now)."""
@@ -206,10 +211,12 @@ async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _Ca
                      ready: asyncio.Event | None) -> None:
     cfg = rt.config
     topic = topics.warnings(cfg.mqtt.topic_prefix)
+    duty = (topics.commands(cfg.mqtt.topic_prefix), topics.silences(cfg.mqtt.topic_prefix))  # alerts/commands.py
     session = Session(cfg.alerts.client_id)
 
     async def connection() -> None:
-        async with Subscription(cfg.mqtt, session, [(topic, 1)], on_session_lost=_session_lost) as sub:
+        async with Subscription(cfg.mqtt, session, [(topic, 1), *((t, 1) for t in duty)],
+                                on_session_lost=_session_lost) as sub:
             publisher.sub = sub
             SUBSCRIBED.set(1)
             log.info("alerts subscribed", extra={"kv": {"topic": topic}})
@@ -225,6 +232,11 @@ async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _Ca
                         try:
                             await _on_message(rt, pipelines, msg.payload, msg.topic)
                         except sqlite3.Error as exc:  # not acknowledged: the broker sends it again
+                            raise _Unlogged(str(exc)) from exc
+                    elif msg.topic in duty:  # the duty office's requests and silences
+                        try:
+                            _on_duty(rt, pipelines, msg.payload, msg.topic)
+                        except sqlite3.Error as exc:
                             raise _Unlogged(str(exc)) from exc
                     else:
                         REJECTED.labels(reason="wrong-topic").inc()
@@ -251,6 +263,27 @@ def _connection_failed(exc: BaseException) -> None:
 def _session_lost() -> None:
     log.error("the broker has forgotten the alerts' session: warnings published while we were away are lost "
               "(is broker persistence on?)")
+
+
+def _on_duty(rt: Runtime, pipelines: dict[str, Pipeline], payload: Any, topic: str) -> None:
+    """A request of the duty office (confirm on behalf, resend) or its silences, all of them."""
+    try:
+        if topic == topics.silences(rt.config.mqtt.topic_prefix):
+            given = SilenceList.model_validate_json(payload or b'{"silences": []}').silences
+            for p in pipelines.values():
+                p.grouper.silences = list(rt.config.alerts.silences) + given
+            log.info("silences from the duty office", extra={"kv": {"count": len(given)}})
+            return
+        cmd = Command.model_validate_json(payload)
+    except ValidationError as exc:
+        REJECTED.labels(reason="invalid-command").inc()
+        if _limiter.allow("invalid-command"):
+            log.warning("ignoring a duty-office message that cannot be read",
+                        extra={"kv": {"topic": topic, "error": str(exc).splitlines()[0]}})
+        return
+    result = apply(pipelines, cmd, rt.clock.now())
+    log.info("duty-office request", extra={"kv": {"action": cmd.action.value, "key": cmd.key, "by": cmd.by,
+                                                  "phone": cmd.phone, **result}})
 
 
 class _Unlogged(Exception):

@@ -4,7 +4,7 @@
 
 The ground floor (:mod:`yujing.config`) knows the shared sections; each part owns its own section's
 model (``edge/config.py``, ``collector/config.py``, ``rules/config.py``, ``alerts/config.py``,
-``simulators/config.py``). Only here are they put together, with the checks that cross sections
+``duty/config.py``, ``upstream/config.py``, ``simulators/config.py``). Only here are they put together, with the checks that cross sections
 (a gateway's devices name sites; a gateway's MQTT username is its id). The ``yujing`` command, the
 drills and the tests load deployments through this module.
 """
@@ -18,9 +18,11 @@ from pydantic import Field
 
 from alerts.config import AlertsConfig
 from collector.config import CollectorConfig
+from duty.config import DutyConfig
 from edge.config import GatewayConfig
 from rules.config import RulesConfig, SiteThresholds
 from simulators.config import SimulationConfig
+from upstream.config import UpstreamConfig
 from yujing import config as ground
 from yujing.config.loader import Loc
 
@@ -37,11 +39,17 @@ class Config(ground.BaseConfig):
     collector: CollectorConfig = Field(default_factory=CollectorConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    duty: DutyConfig = Field(default_factory=DutyConfig)
+    upstream: UpstreamConfig = Field(default_factory=UpstreamConfig)
     simulation: SimulationConfig | None = None
 
     def cross_check(self) -> Iterator[tuple[Loc, str]]:
         yield from super().cross_check()
         yield from ground.unique(self.gateways, "gateways")
+        for i, src in enumerate(self.upstream.sources):
+            for j, area in enumerate(src.may_address):
+                if area not in self._areas:
+                    yield ("upstream", "sources", i, "may_address", j), f"no area with id {area!r}"
         device_ids: dict[str, Loc] = {}
         for g, gw in enumerate(self.gateways):
             if gw.uplink.username is not None and gw.uplink.username != gw.id:

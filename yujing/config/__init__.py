@@ -113,6 +113,12 @@ class BaseConfig(BaseModel):
                 node = self._areas[node].parent
             if node is not None and node in seen:
                 yield ("areas", i, "parent"), "the parent chain loops back on itself"
+        codes: dict[str, str] = {}
+        for i, a in enumerate(self.areas):
+            if a.code is not None:
+                if a.code in codes:
+                    yield ("areas", i, "code"), f"code {a.code!r} is already {codes[a.code]!r}'s"
+                codes.setdefault(a.code, a.id)
         for i, s in enumerate(self.sites):
             if s.area not in self._areas:
                 yield ("sites", i, "area"), f"no area with id {s.area!r}"
