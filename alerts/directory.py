@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # the composed deployment (top floor); a type only, never imp
 class Directory:
     config: Config
     households: dict[str, list[Person]] = field(default_factory=dict)  # group area id -> households
+    _phones: frozenset[str] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def load(cls, config: Config) -> Directory:
@@ -74,6 +75,15 @@ class Directory:
         if area is None:
             return []
         return [p for p in area.people if not roles or p.role in roles]
+
+    def knows(self, phone: str) -> bool:
+        """``phone`` belongs to someone in the chain (an area's or a site's people, or a household)."""
+        if self._phones is None:
+            phones = {p.phone for a in self.config.areas for p in a.people}
+            phones |= {p.phone for s in self.config.sites for p in s.people}
+            phones |= {p.phone for people in self.households.values() for p in people}
+            self._phones = frozenset(phones)
+        return phone in self._phones
 
     def parent(self, area_id: str) -> Area | None:
         area = self.area(area_id)
