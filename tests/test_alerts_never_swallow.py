@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from test_alerts_service import MONITOR, SITE_RESP, VILLAGE_RESP, warning
 
 from alerts import pipeline as pipeline_module
-from alerts.harness import running_alerts
+from testing.alerts import running_alerts
 from alerts.render import Renderer
 from simulators.twilio import Behaviour
 from yujing.model import Hazard, Level

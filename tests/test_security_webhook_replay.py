@@ -15,7 +15,7 @@ from conftest import wait_for
 from prometheus_client import REGISTRY
 from test_alerts_service import MONITOR, SITE_RESP, warning
 
-from alerts.harness import running_alerts
+from testing.alerts import running_alerts
 from alerts.nflog import Notification, NotificationLog, ref
 from simulators.ports import free_port
 from simulators.twilio import Behaviour
