@@ -136,9 +136,14 @@ class LandslideThresholds(_Strict):
     angle_deg: dict[Level, float] = Field(default_factory=lambda: {
         Level.BLUE: 40.0, Level.YELLOW: 50.0, Level.ORANGE: 80.0, Level.RED: 85.0})
     rate_mm_per_day: dict[Level, float] = Field(default_factory=dict)  # fallback: e.g. {blue: 1, red: 20}
-    smoothing_s: float = Field(default=6 * 3600.0, gt=0)  # rate = displacement over this window
+    smoothing_s: float = Field(default=6 * 3600.0, gt=0)  # rate = displacement over this window ...
+    # ... and over at least this many readings, however far apart: a daily 群测群防 reading or a GNSS fix every
+    # few hours is graded over its last readings, not never
+    min_points: int = Field(default=3, ge=2)
+    # a rate over a longer span says nothing about now: the site is then not graded, and its maintainer is told
+    max_window_s: float = Field(default=7 * 86400.0, gt=0)
     min_span_s: float = Field(default=3600.0, gt=0)  # no rate before this much data is in the window
-    persist_n: int = Field(default=3, ge=1)  # a level counts after this many consecutive evaluations
+    persist_n: int = Field(default=3, ge=1)  # a level counts after this many consecutive readings reach it
     hysteresis_deg: float = Field(default=2.0, ge=0)
     hysteresis_frac: float = Field(default=0.1, ge=0, lt=1)  # of a rate threshold
     failure_window_s: float = Field(default=2 * 86400.0, gt=0)  # inverse-velocity fit over this span
