@@ -134,6 +134,16 @@ class LandslidePack:
             for rs in thr.rain_sites:
                 if rs not in self.sites:
                     yield f"landslide site {s.id}: rain_sites names unknown site {rs!r}"
+        for gw in config.gateways:
+            for d in gw.devices:
+                site = self.sites.get(d.site)
+                if site is None or site.kind != "landslide":
+                    continue
+                thr = self.thr(d.site)
+                if (thr.min_points - 1) * d.interval_s > thr.max_window_s:
+                    yield (f"landslide site {d.site}: device {d.id} reports every {d.interval_s / 86400:.1f} days: "
+                           f"{thr.min_points} readings span more than max_window_s "
+                           f"({thr.max_window_s / 86400:.0f} days), so it cannot be graded at this sampling rate")
 
     # --- evaluation ----------------------------------------------------------------------------
     def feed(self, r: Reading, ctx: Context) -> list[Assessment]:
@@ -167,7 +177,8 @@ class LandslidePack:
         prev = next((p for p in st.rates if p[0] >= tc - span), None)  # the rate one window back
         accel = (v - prev[1]) / ((tc - prev[0]) / DAY) if prev is not None and tc > prev[0] else 0.0
         st.rates.append([tc, v])
-        st.rates = [p for p in st.rates if p[0] >= t - thr.failure_window_s]
+        # kept for the fit, and at least two windows back (a sparse sensor's window is long) for the acceleration
+        st.rates = [p for p in st.rates if p[0] >= t - max(thr.failure_window_s, 2 * span)]
         st.last = {"displacement_mm": r.value, "rate_mm_per_day": round(v, 4),
                    "accel_mm_per_day2": round(accel, 4), "rate_window_h": round(span / 3600.0, 2),
                    "rate_points": float(len(st.samples))}

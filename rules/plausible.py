@@ -12,6 +12,7 @@ later from trusting what the others refuse.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,7 +21,10 @@ from typing import Any, ClassVar
 from rules.config import Bounds, PlausibleThresholds, Resolver
 from rules.pack import Assessment, Context, ignored, register
 from rules.state import States
+from yujing.log import Limiter
 from yujing.model import Quality, Reading
+
+log = logging.getLogger("yujing.rules")
 
 ENVELOPE_EXP = 0.475  # world-record rainfall grows as D^0.475 with the duration D (Jennings 1950)
 KEEP_S = 86400.0  # exclusions are named in the site's warnings until a day passes without one
@@ -66,6 +70,7 @@ class Plausibility:
         self.resolver = Resolver(config.rules, self.sites)
         self.intervals: dict[str, float] = {d.id: d.interval_s for gw in config.gateways for d in gw.devices}
         self.states: States[SiteExclusions] = States(SiteExclusions)
+        self.limiter = Limiter()  # one log line per sensor a minute: a broken gauge may send every few seconds
 
     def bounds(self, site: str, quantity: str) -> Bounds | None:
         thr: PlausibleThresholds = self.resolver.get("plausible", site)
@@ -88,6 +93,11 @@ class Plausibility:
     def exclude(self, r: Reading, why: str) -> None:
         """Remember that a hazard reading of ``r.site`` was kept from the packs (named in its warnings)."""
         ignored(self.name, "excluded")
+        if self.limiter.allow(r.sensor):
+            more = self.limiter.take_suppressed(r.sensor)
+            log.warning("reading excluded from the hazard rules: %s%s", why,
+                        f" ({more} more from this sensor since the last line)" if more else "",
+                        extra={"kv": {"site": r.site, "sensor": r.sensor, "id": r.id}})
         st = self.states[r.site]
         t = r.ts.timestamp()
         if st.count == 0 or t - st.last_t > KEEP_S:

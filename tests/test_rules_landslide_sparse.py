@@ -87,3 +87,13 @@ def test_hourly_readings_still_smooth_over_six_hours():
     read_every(eng, 1.0, v_at(60.0), 13)
     last = eng.packs["landslide"].sensors.items["hp-1"].last
     assert last["rate_points"] == 7.0 and last["rate_window_h"] == 6.0
+
+
+@pytest.mark.parametrize("interval_d, reported", [(3.5, False), (3.51, True), (30.0, True)])
+def test_a_device_configured_too_sparse_to_grade_is_reported_as_a_problem(interval_d, reported):
+    from rules.testkit import device
+    eng = Engine(deployment([site("HP-1", "landslide", landslide={"reference_mm_per_day": V0})],
+                            gateways=[{"id": "gw-1", "devices": [
+                                device("hp-1", "HP-1", interval_d * 86400, "displacement_mm")]}]))
+    found = [p for p in eng.problems() if "cannot be graded at this sampling rate" in p]
+    assert bool(found) == reported, eng.problems()
