@@ -9,7 +9,8 @@ says loudly that data is missing. It watches:
   ``heartbeat_s``, or its last will saying offline → key ``equipment:gateway:<gateway>``; while a
   gateway is down its devices' silences are not raised separately (inhibited, as in Alertmanager);
 - every sensor's readings: quality flags from the edge (stuck, out-of-range, comm-error), values
-  outside ``rules.plausible`` (judged once by :mod:`rules.plausible`), and values unchanged for ``stuck_after_s`` → key ``equipment:<sensor>:fault``;
+  outside ``rules.plausible`` (both judged once, by :mod:`rules.plausible`), and values unchanged
+  for ``stuck_after_s`` → key ``equipment:<sensor>:fault``;
 - readings a component had to drop because a bound was reached (a gateway's outbox, a collector's
   spool, a full disk), reported as a cumulative count → key ``equipment:loss:<component>``, raised
   when the count rises above the last one known (kept in the state, so a restart does not raise it

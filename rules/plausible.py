@@ -18,9 +18,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
+from pydantic import ValidationError
+
 from rules.config import Bounds, PlausibleThresholds, Resolver
 from rules.pack import Assessment, Context, ignored, register
 from rules.state import States
+from yujing.errors import ConfigError
 from yujing.log import Limiter
 from yujing.model import Quality, Reading
 
@@ -70,6 +73,16 @@ class Plausibility:
         self.resolver = Resolver(config.rules, self.sites)
         self.intervals: dict[str, float] = {d.id: d.interval_s for gw in config.gateways for d in gw.devices}
         self.states: States[SiteExclusions] = States(SiteExclusions)
+        # a site's bounds merged with the deployment's may contradict (min above the default max): say so now,
+        # naming the site, not in the middle of a storm
+        problems = []
+        for s in config.sites:
+            try:
+                self.resolver.get("plausible", s.id)
+            except ValidationError as e:
+                problems.append(f"site {s.id}: thresholds.plausible with rules.plausible: {e.errors()[0]['msg']}")
+        if problems:
+            raise ConfigError(problems)
         self.limiter = Limiter()  # one log line per sensor a minute: a broken gauge may send every few seconds
 
     def bounds(self, site: str, quantity: str) -> Bounds | None:

@@ -205,3 +205,8 @@ def test_the_old_equipment_ranges_setting_is_a_config_error_that_says_where_it_m
 def test_inverted_bounds_are_a_config_error():
     with pytest.raises((ConfigError, ValueError), match="must not be above"):
         engine(rules={"plausible": {"level_m": {"min": 10, "max": 5}}})
+
+
+def test_a_site_bound_contradicting_the_deployments_is_refused_naming_the_site():
+    with pytest.raises(ConfigError, match="site SK-1: thresholds.plausible"):
+        engine(sk={"plausible": {"level_m": {"min": 9000.0}}})  # above the default max 8850
