@@ -210,3 +210,17 @@ def test_inverted_bounds_are_a_config_error():
 def test_a_site_bound_contradicting_the_deployments_is_refused_naming_the_site():
     with pytest.raises(ConfigError, match="site SK-1: thresholds.plausible"):
         engine(sk={"plausible": {"level_m": {"min": 9000.0}}})  # above the default max 8850
+
+
+def test_the_demo_deployment_states_the_defaults_and_a_reservoir_range():
+    from pathlib import Path
+
+    from yujing.config import load_config
+    cfg = load_config(Path(__file__).resolve().parent.parent / "rules" / "examples" / "demo")
+    res = Resolver(cfg.rules, {s.id: s for s in cfg.sites})
+    assert cfg.rules.plausible == type(cfg.rules.plausible)()  # the example shows the built-in defaults
+    got = res.get("plausible", "SK-GY-01").level_m
+    assert (got.min, got.max) == (290.0, 319.0)
+    eng = Engine(cfg)
+    eng.feed(reading("SK-GY-01", "sk-gy-01", Q.LEVEL_M, 320.0, at()))
+    assert eng.active("reservoir:SK-GY-01") is None and eng.active("equipment:sk-gy-01:fault") is not None
