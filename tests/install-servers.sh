@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Install what the test suite needs on a Debian machine (run as root): the servers the
 # tests start themselves (Mosquitto, InfluxDB 1.6.7, VictoriaMetrics), Chromium for
-# the drill-report screenshot, and the Python package with its test extras.
+# the drill-report screenshot, promtool (Debian's prometheus package) for the alerting
+# rules and the parts' /metrics, and the Python package with its test extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
-for bin in mosquitto:mosquitto mosquitto_pub:mosquitto-clients influxd:influxdb victoria-metrics:victoria-metrics chromium:chromium; do
+for bin in mosquitto:mosquitto mosquitto_pub:mosquitto-clients influxd:influxdb victoria-metrics:victoria-metrics chromium:chromium \
+    promtool:prometheus; do
   command -v "${bin%%:*}" >/dev/null 2>&1 || need+=("${bin##*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -14,7 +16,8 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${need[@]}"
 fi
 # The Debian packages may start system instances on the default ports; the tests start their own.
-for svc in mosquitto influxdb victoria-metrics; do
+# (prometheus: only its promtool is used; its server would scrape and listen on 9090 for nothing)
+for svc in mosquitto influxdb victoria-metrics prometheus; do
   (command -v systemctl >/dev/null && systemctl stop "$svc" 2>/dev/null) || service "$svc" stop >/dev/null 2>&1 || true
 done
 python3 -m pip install -q -e '.[test]'
