@@ -30,6 +30,7 @@ from yujing.model import Quality, Reading
 log = logging.getLogger("yujing.rules")
 
 ENVELOPE_EXP = 0.475  # world-record rainfall grows as D^0.475 with the duration D (Jennings 1950)
+ABOVE_CREST_M = 10.0  # a reservoir's level more than this above its crest (or 校核洪水位) is no reading
 KEEP_S = 86400.0  # exclusions are named in the site's warnings until a day passes without one
 _QUALITY = {Quality.STUCK: "数值卡死", Quality.OUT_OF_RANGE: "数值超出量程", Quality.COMM_ERROR: "通信故障"}
 
@@ -73,6 +74,7 @@ class Plausibility:
         self.resolver = Resolver(config.rules, self.sites)
         self.intervals: dict[str, float] = {d.id: d.interval_s for gw in config.gateways for d in gw.devices}
         self.states: States[SiteExclusions] = States(SiteExclusions)
+        self._bounds: dict[tuple[str, str], Bounds | None] = {}
         # a site's bounds merged with the deployment's may contradict (min above the default max): say so now,
         # naming the site, not in the middle of a storm
         problems = []
@@ -86,8 +88,30 @@ class Plausibility:
         self.limiter = Limiter()  # one log line per sensor a minute: a broken gauge may send every few seconds
 
     def bounds(self, site: str, quantity: str) -> Bounds | None:
+        got = self._bounds.get((site, quantity))
+        if got is None and (site, quantity) not in self._bounds:
+            got = self._bounds[(site, quantity)] = self._derive(site, quantity)
+        return got
+
+    def _derive(self, site: str, quantity: str) -> Bounds | None:
         thr: PlausibleThresholds = self.resolver.get("plausible", site)
-        return thr.of(quantity)
+        b = thr.of(quantity)
+        s = self.sites.get(site)
+        if quantity != "level_m" or s is None or s.kind != "reservoir":
+            return b
+        own = s.thresholds.plausible
+        if own is not None and own.level_m is not None and "max" in own.level_m.model_fields_set:
+            return b  # the site's survey says what its gauge can read
+        # no water stands far above a dam's crest (it would have failed first): a reservoir that knows its
+        # crest bounds its level by it, even where nobody wrote the gauge's range down
+        res = self.resolver.get("reservoir", site)
+        top = res.crest_m if res.crest_m is not None else res.check_flood_m
+        if top is None:
+            return b
+        cap = top + ABOVE_CREST_M
+        if b is None:
+            return Bounds(max=cap)
+        return b.model_copy(update={"max": cap if b.max is None else min(b.max, cap)})
 
     def _interval(self, sensor: str) -> float | None:
         got = self.intervals.get(sensor)

@@ -25,7 +25,7 @@ def engine(rules: dict | None = None, **site_thresholds) -> Engine:
     return Engine(deployment(
         [site("RG-1", "rain", name="庙垭村雨量站", **site_thresholds.get("rg", {})),
          site("SK-1", "reservoir", name="观音水库", reservoir=RES, **site_thresholds.get("sk", {})),
-         site("LQ-1", "forest", name="林区")],
+         site("LQ-1", "forest", name="林区"), site("RV-1", "river", name="新立河", river={"warning_m": 182.0})],
         rules=rules,
         gateways=[{"id": "gw-1", "heartbeat_s": 60, "devices": [
             device("rg-1", "RG-1", 300, "rain_mm"), device("rg-2", "RG-1", 300, "rain_count_mm"),
@@ -107,10 +107,10 @@ def test_a_negative_counter_value_is_excluded_and_never_becomes_the_baseline():
     (-159.9, False), (-160.0, False), (-160.1, True),
 ])
 def test_a_level_beyond_any_water_on_earth_is_excluded_by_default(value, excluded):
-    eng = engine()
-    feed(eng, [level(value, 5)])
-    assert (eng.active("equipment:sk-1:fault") is not None) == excluded
-    assert (eng.active("reservoir:SK-1") is None) == excluded or value < 312.0
+    eng = engine()  # a river gauge: no crest to bound it, only the defaults
+    feed(eng, [reading("RV-1", "rv-1", Q.LEVEL_M, value, at(minutes=5))])
+    assert (eng.active("equipment:rv-1:fault") is not None) == excluded
+    assert (eng.active("river:RV-1") is None) == (excluded or value < 182.0)
 
 
 @pytest.mark.parametrize("value, excluded", [(318.99, False), (319.0, False), (319.01, True), (9999.0, True)])
@@ -224,3 +224,19 @@ def test_the_demo_deployment_states_the_defaults_and_a_reservoir_range():
     eng = Engine(cfg)
     eng.feed(reading("SK-GY-01", "sk-gy-01", Q.LEVEL_M, 320.0, at()))
     assert eng.active("reservoir:SK-GY-01") is None and eng.active("equipment:sk-gy-01:fault") is not None
+
+
+@pytest.mark.parametrize("value, excluded", [(325.99, False), (326.0, False), (326.01, True), (999.0, True)])
+def test_a_reservoir_level_far_above_its_crest_is_excluded_even_without_a_configured_range(value, excluded):
+    eng = engine()  # SK-1: crest 316 m, no plausible range of its own: at most 10 m above the crest
+    ws = feed(eng, [level(value, 5)])
+    assert (eng.active("reservoir:SK-1") is None) == excluded
+    assert (eng.active("equipment:sk-1:fault") is not None) == excluded
+    if excluded:
+        assert "高于合理上限 326" in next(w for w in ws if w.key == "equipment:sk-1:fault").evidence[0]
+
+
+def test_a_reservoirs_own_range_replaces_the_bound_from_its_crest():
+    eng = engine(sk={"plausible": {"level_m": {"max": 340.0}}})
+    feed(eng, [level(330.0, 5)])
+    assert eng.active("reservoir:SK-1") == R and eng.active("equipment:sk-1:fault") is None
