@@ -2,7 +2,9 @@
 
     yujing check CONFIG                      validate a deployment, start nothing
     yujing run CONFIG                        every part in one process
-    yujing edge|collector|rules|alerts CONFIG   one part alone
+    yujing edge|collector|rules|alerts|duty CONFIG   one part alone (duty: the duty office's API)
+    yujing warn issue|update|lift …, yujing warnings, yujing confirm …, yujing silence add|list|remove …
+                                             the duty office from the command line (duty/cli.py)
     yujing rules test CONFIG --readings FILE  backtest rules on a CSV/JSON series
     yujing drill CONFIG SCENARIO --speed N --report DIR
 """
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("yujing")
 
-PARTS = ("edge", "collector", "rules", "alerts")
+PARTS = ("edge", "collector", "rules", "alerts", "duty")
 
 
 def _service(part: str) -> Callable[..., Awaitable[None]]:
@@ -158,7 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--report", metavar="DIR", help="write report.html, report.json and charts here")
     d.add_argument("--no-progress", action="store_true")
 
+    importlib.import_module("duty.cli").add_commands(sub)  # warn, warnings, confirm, silence: requests to the API
     args = p.parse_args(argv)
+    if getattr(args, "duty_command", None) is not None:
+        return int(args.duty_command(args))
     ylog.setup(args.log_level.upper(), args.log_json)
 
     if args.cmd == "check":
