@@ -259,11 +259,13 @@ async def test_overlong_serial_lines_are_discarded_and_counted_and_the_reader_go
             it = reader.samples()
             sim.send_raw(line("1.5", 64))  # at the limit: read
             assert [s.value for s in await asyncio.wait_for(anext(it), 5)] == [1.5]
-            sim.send_raw(line("2.5", 65))  # one above: discarded
-            sim.send_raw(b"x" * 200_000)  # 200 KB without a newline, then its end
-            sim.send_raw(b"tail of it\r\n")
-            sim.send_raw(line("3.5", 63))  # just below: read
-            assert [s.value for s in await asyncio.wait_for(anext(it), 10)] == [3.5]
+            # the reader reads while the burst is sent: the line holds a few KB, and send_all waits on it
+            nxt = asyncio.ensure_future(anext(it))
+            await sim.send_all(line("2.5", 65))  # one above: discarded
+            await sim.send_all(b"x" * 200_000)  # 200 KB without a newline, then its end
+            await sim.send_all(b"tail of it\r\n")
+            await sim.send_all(line("3.5", 63))  # just below: read
+            assert [s.value for s in await asyncio.wait_for(nxt, 10)] == [3.5]
     assert ctx.rejects == {"crk": {"overlong": 2}}
     assert reader.rejected == 2
 
@@ -296,7 +298,7 @@ async def test_the_heartbeat_counts_per_device_exactly_the_frames_and_lines_refu
             sim = sims.sim("crk")
             sim.send_raw(line("4.0", 40))  # the line is open once a good line has come through
             await wait_for(lambda: status.get("devices", {}).get("crk", {}).get("state") == "ok", 10, "crk read")
-            sim.send_raw(b"garbage\r\n" + b"y" * 5000 + b"\r\n" + b"CRK,001,abc\r\n" + line("4.0", 40))
+            await sim.send_all(b"garbage\r\n" + b"y" * 5000 + b"\r\n" + b"CRK,001,abc\r\n" + line("4.0", 40))
             w = await dial_when_listening(port)
             bad = bytearray(hand_frame(hand_body(1)))
             bad[-1] ^= 1

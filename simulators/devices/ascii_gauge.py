@@ -66,6 +66,11 @@ class AsciiGaugeSim(GoesOffline):
         if self._pty is not None:
             self._pty.write(data)
 
+    async def send_all(self, data: bytes) -> None:
+        """Like :meth:`send_raw`, but waits while the line is full instead of losing the rest."""
+        if self._pty is not None:
+            await self._pty.write_all(data)
+
     def _readable(self) -> None:
         assert self._pty is not None
         with contextlib.suppress(BlockingIOError, OSError):

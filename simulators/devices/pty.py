@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tty
 from pathlib import Path
@@ -48,3 +49,19 @@ class PtyLine:
             n = 0
         self.lost += len(data) - n
         return n
+
+    async def write_all(self, data: bytes) -> None:
+        """Put every byte on the line, waiting while it is full (as a device's UART would), never losing any:
+        for tests that need a long burst to arrive whole, which :meth:`write` drops once the line is full."""
+        loop = asyncio.get_running_loop()
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self.master, view):]
+            except BlockingIOError:
+                writable = loop.create_future()
+                loop.add_writer(self.master, writable.set_result, None)
+                try:
+                    await writable
+                finally:
+                    loop.remove_writer(self.master)
