@@ -14,6 +14,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from yujing.errors import StoreError
 from yujing.model import HazardWarning
 
@@ -24,6 +26,23 @@ CREATE TABLE IF NOT EXISTS lifecycle (key TEXT PRIMARY KEY, json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, warning TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS seen (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL);
 """
+
+
+def dumps(state: Any) -> str:
+    """JSON of one entity's state, as ``json.dumps`` writes it, about 7x faster.
+
+    Encoding the rise and smoothing windows of every dirty sensor was a fifth of the rules service's time at
+    1,000 readings/s (py-spy, bench/phone.py), and a save holds the event loop. orjson writes NaN and
+    infinities as null where json writes NaN/Infinity (which load back as floats): any state with a null, or
+    one orjson refuses, is written by json, so what is saved reads back as before.
+    """
+    try:
+        out = orjson.dumps(state, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:  # what orjson refuses (an integer past 64 bits): json as before
+        out = b"null"
+    if b"null" in out:
+        return json.dumps(state, separators=(",", ":"))
+    return out.decode()
 
 
 class StateStore:
@@ -74,10 +93,10 @@ class StateStore:
                 self.db.execute("BEGIN IMMEDIATE")
                 self.db.executemany(
                     "INSERT OR REPLACE INTO pack_state (pack, entity, json) VALUES (?, ?, ?)",
-                    [(p, e, json.dumps(s, separators=(",", ":"))) for p, ents in packs.items()
+                    [(p, e, dumps(s)) for p, ents in packs.items()
                      for e, s in ents.items()])
                 self.db.executemany("INSERT OR REPLACE INTO lifecycle (key, json) VALUES (?, ?)",
-                                    [(k, json.dumps(v)) for k, v in lifecycles.items()])
+                                    [(k, dumps(v)) for k, v in lifecycles.items()])
                 self.db.executemany("INSERT INTO outbox (warning) VALUES (?)",
                                     [(w.model_dump_json(),) for w in warnings])
                 if seen:
