@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import collections
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -54,7 +55,11 @@ class Pipeline:
 
     def __post_init__(self) -> None:
         self.renderer = Renderer(self.cfg.templates, self.cfg.ack.digits)
-        self.grouper = Grouper(self.cfg.grouping.wait_s, self.cfg.silences, self._chain_ids)
+        devices = collections.Counter(d.site for g in self.directory.config.gateways for d in g.devices)
+        # a site with one device has nothing to gather (several rules of one reading arrive as one warning);
+        # with none configured its devices are unknown: held as before
+        self.grouper = Grouper(self.cfg.grouping.wait_s, self.cfg.silences, self._chain_ids,
+                               alone=lambda w: devices.get(w.site) == 1)
         self.escalator = Escalator(self.cfg, self.directory)
         self.kind = "drill" if self.drill else "real"
 
