@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -39,6 +40,7 @@ import yaml  # noqa: E402
 from servers import Mosquitto, free_port  # noqa: E402
 
 from yujing.model import Reading, ReadingBatch, new_id  # noqa: E402
+from yujing.mqtt import NO_DELAY  # noqa: E402
 
 TOKEN = "bench-token-0123456789abcdef"
 ACCOUNT = "AC" + "0" * 32
@@ -50,7 +52,8 @@ def monitor(i: int) -> str:
     return f"+86139{i:08d}"
 
 
-def write_deployment(d: Path, *, mqtt_port: int, twilio_url: str, sites: int, wait_s: float | None) -> None:
+def write_deployment(d: Path, *, mqtt_port: int, twilio_url: str, sites: int, wait_s: float | None,
+                     data_dir: Path | None = None) -> None:
     alerts: dict = {"twilio": {"base_url": twilio_url, "account_sid": ACCOUNT, "from_number": "+8610000000",
                                "auth_token": {"env": "PHONE_TWILIO_TOKEN"}},
                     "webhook": {"host": "127.0.0.1", "port": 0}, "client_id": f"{PREFIX}-alerts",
@@ -58,7 +61,7 @@ def write_deployment(d: Path, *, mqtt_port: int, twilio_url: str, sites: int, wa
     if wait_s is not None:
         alerts["grouping"] = {"wait_s": wait_s}
     doc = {
-        "deployment": {"name": "phone", "data_dir": str(d / "var")},
+        "deployment": {"name": "phone", "data_dir": str(data_dir or d / "var")},
         "mqtt": {"host": "127.0.0.1", "port": mqtt_port, "topic_prefix": PREFIX},
         "collector": {"store": {"type": "sqlite"}, "client_id": f"{PREFIX}-collector", "metrics_port": 0},
         "rules": {"metrics_port": 0},
@@ -142,7 +145,9 @@ def cpu_s(pid: int) -> float:
 
 async def one_mode(mode: str, a: argparse.Namespace, broker: Mosquitto, twilio_url: str, d: Path) -> dict:
     trials, warmup = a.trials, 2
-    write_deployment(d, mqtt_port=broker.port, twilio_url=twilio_url, sites=a.sites, wait_s=a.wait_s)
+    data_dir = Path(tempfile.mkdtemp(dir=a.data_dir)) if a.data_dir else None
+    write_deployment(d, mqtt_port=broker.port, twilio_url=twilio_url, sites=a.sites, wait_s=a.wait_s,
+                     data_dir=data_dir)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PHONE_TWILIO_TOKEN": TOKEN}
     procs = start_parts(mode, d, env)
     bg_sites = range(trials + warmup, a.sites)
@@ -153,7 +158,7 @@ async def one_mode(mode: str, a: argparse.Namespace, broker: Mosquitto, twilio_u
     try:
         async with aiohttp.ClientSession() as http, \
                 aiomqtt.Client("127.0.0.1", broker.port, identifier=f"bench-phone-{mode}",
-                               max_inflight_messages=1000) as pub:
+                               max_inflight_messages=1000, socket_options=NO_DELAY) as pub:  # as edge's uplink
             seen = [0]
             arrived: dict[str, float] = {}  # site -> wall time its warning reached the broker (a subscriber's view)
             await pub.subscribe(f"{PREFIX}/warnings/#", qos=0)
@@ -209,7 +214,9 @@ async def one_mode(mode: str, a: argparse.Namespace, broker: Mosquitto, twilio_u
                 p.wait(40)
             except subprocess.TimeoutExpired:
                 p.kill()
-    return {"processes": len(procs), "trials": len(lat), "background_readings_sent": sent,
+        if data_dir:
+            shutil.rmtree(data_dir, ignore_errors=True)
+    return {"data_dir": "tmpfs" if a.data_dir == "/dev/shm" else (a.data_dir or "disk"), "processes": len(procs), "trials": len(lat), "background_readings_sent": sent,
             "yujing_cpu_cores_busy": round(busy, 2),
             "reading_to_first_sms_ms": {"p50": round(statistics.median(lat), 1), "p99": round(pct(lat, 0.99), 1),
                                         "min": round(min(lat), 1), "max": round(max(lat), 1)},
@@ -219,7 +226,8 @@ async def one_mode(mode: str, a: argparse.Namespace, broker: Mosquitto, twilio_u
 
 
 async def main(a: argparse.Namespace) -> dict:
-    out: dict = {"background_readings_per_s": a.rate, "sites": a.sites, "broker": "mosquitto",
+    out: dict = {"background_readings_per_s": a.rate, "sites": a.sites,
+                 "broker": "mosquitto" + (", set_tcp_nodelay true" if a.nodelay else ", Nagle on"),
                  "grouping_wait_s": "deployment default" if a.wait_s is None else a.wait_s,
                  "load_before": os.getloadavg()}
     for mode in (["run", "parts"] if a.mode == "both" else [a.mode]):
@@ -230,7 +238,7 @@ async def main(a: argparse.Namespace) -> dict:
                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         assert standin.stdout is not None
         standin.stdout.readline()  # listening
-        broker = Mosquitto().start()
+        broker = Mosquitto(extra_conf="set_tcp_nodelay true\n" if a.nodelay else "").start()
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 out["yujing_run" if mode == "run" else "separate_processes"] = await one_mode(
@@ -249,5 +257,8 @@ if __name__ == "__main__":
     p.add_argument("--trials", type=int, default=40)
     p.add_argument("--rate", type=float, default=1000.0, help="background readings/s")
     p.add_argument("--sites", type=int, default=600)
+    p.add_argument("--no-broker-nodelay", dest="nodelay", action="store_false",
+                   help="leave Mosquitto's Nagle on (its default; deploy/mosquitto/yujing.conf turns it off)")
+    p.add_argument("--data-dir", help="where the parts keep their state (e.g. /dev/shm: is the disk the bound?)")
     p.add_argument("--wait-s", type=float, default=None, help="alerts.grouping.wait_s (default: the deployment's)")
     print(json.dumps(asyncio.run(main(p.parse_args())), ensure_ascii=False, indent=2))
