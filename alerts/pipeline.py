@@ -10,6 +10,7 @@ rate limits (one :class:`~alerts.fanout.Dispatcher`).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import collections
 from collections.abc import Awaitable, Callable
@@ -18,18 +19,19 @@ from datetime import datetime
 
 from prometheus_client import Counter
 
-from alerts.config import AlertsConfig
+from alerts.config import AlertsConfig, ProviderName
 from alerts.directory import Directory
 from alerts.escalate import Escalator
 from alerts.fanout import Dispatcher, Outcome
 from alerts.group import Decision, Grouper, Verdict
 from alerts.nflog import Notification, NotificationLog
+from alerts.plan import estimate
 from alerts.render import Renderer
-from alerts.route import Recipient, drill_recipients, route
+from alerts.route import DrillRouted, Recipient, drill_route, route
 from yujing.clock import Clock
 from yujing.config.people import Channel, Person, Role
 from yujing.log import Limiter
-from yujing.model import HazardWarning, Level, WarningState
+from yujing.model import HazardWarning, WarningState
 
 log = logging.getLogger("yujing.alerts")
 DECISIONS = Counter("yujing_alerts_warnings_total", "Warnings by what was decided", ["verdict", "kind"])
@@ -62,6 +64,8 @@ class Pipeline:
                                alone=lambda w: devices.get(w.site) == 1)
         self.escalator = Escalator(self.cfg, self.directory)
         self.kind = "drill" if self.drill else "real"
+        self.templated = any(p is not ProviderName.TWILIO for p in self.cfg.providers)  # approved templates only
+        self._allowed: frozenset[str] | None = None
 
     # ---- in ---------------------------------------------------------------------------------------
     async def handle(self, w: HazardWarning) -> None:
@@ -87,12 +91,15 @@ class Pipeline:
                 w = self.nflog.warning(wid)
                 if esc is None or w is None:
                     continue
-                fresh = self.nflog.enqueue(self._items(w, esc.recipients, esc.attempt, escalation=True), now)
-                self.nflog.event(now, w.id, "", "escalation-queued", {"recipients": len(esc.recipients),
+                people = esc.recipients
+                if self.drill:  # the step is timed as for real; only its participants are called
+                    people = self._taking_part(w, people, attempt=esc.attempt, now=now, observers=False)
+                fresh = self.nflog.enqueue(self._items(w, people, esc.attempt, escalation=True), now)
+                self.nflog.event(now, w.id, "", "escalation-queued", {"recipients": len(people),
                                                                        "notifications": len(fresh),
                                                                        "attempt": esc.attempt})
             self.dispatcher.submit(self.nflog, fresh)
-            self._routed(w, len(esc.recipients), len(fresh))
+            self._routed(w, len(people), len(fresh))
 
     def next_due(self) -> datetime | None:
         times = [t for t in (self.grouper.next_due(), self.escalator.next_due(self.nflog)) if t is not None]
@@ -127,8 +134,6 @@ class Pipeline:
             sent = w.model_copy(update={"evidence": list(d.evidence)}) if d.evidence else w
             if w.state is WarningState.LIFTED:
                 recipients = self._lift_recipients(d.keys)
-            elif self.drill:
-                recipients = drill_recipients(self.drill_people, ack=w.level >= Level.ORANGE)
             else:
                 routed = route(w, self.directory, self.cfg)
                 for p in routed.problems:
@@ -136,6 +141,8 @@ class Pipeline:
                     if _limiter.allow(("route", p)):
                         log.warning("routing problem", extra={"kv": {"warning": w.id, "problem": p}})
                 recipients = routed.recipients
+                if self.drill:  # routed like the real warning, then cut down to the people taking part
+                    recipients = self._taking_part(w, recipients, attempt=1, now=now, observers=True)
             self.escalator.supersede(self.nflog, w.key, w.id, now)
             await self._notify(sent, recipients, attempt=1)
             if self.publish is not None:  # before 'routed': a crash in between re-decides it, CAP included
@@ -145,6 +152,17 @@ class Pipeline:
                     log.exception("publishing the CAP document failed", extra={"kv": {"warning": w.id}})
             self.nflog.set_warning_state(w.id, "routed")
 
+    def _taking_part(self, w: HazardWarning, found: list[Recipient], *, attempt: int, now: datetime,
+                     observers: bool) -> list[Recipient]:
+        """A drill: who of ``found`` takes part (told), and the rest written down as would-have-been-told."""
+        cut: DrillRouted = drill_route(found, self.drill_people, self.directory, observers=observers)
+        if cut.untold:
+            self.nflog.event(now, w.id, "", "drill-untold", {
+                "attempt": attempt,
+                "recipients": [[r.phone, r.node, r.tier, " ".join(_VALUE[c] for c in r.channels), r.ack]
+                               for r in cut.untold]})
+        return cut.told
+
     def _chain_ids(self, w: HazardWarning) -> set[str]:
         """The area ids on ``w``'s chain, for silences over an area."""
         site = self.directory.site(w.site) if w.site else None
@@ -153,18 +171,34 @@ class Pipeline:
 
     # ---- route → render → enqueue ----------------------------------------------------------------
     def text(self, w: HazardWarning, ack: bool = False, channel: str = "sms", language: str = "zh") -> str:
+        return self.rendered(w, ack, channel, language)[0]
+
+    def rendered(self, w: HazardWarning, ack: bool = False, channel: str = "sms",
+                 language: str = "zh") -> tuple[str, str]:
+        """(full text, template JSON {name, params}): the one definition, for both kinds of provider."""
         site = self.directory.site(w.site) if w.site else None
         area = w.area or (site.area if site else "")
         lineage = [(a.tier, a.name) for a in self.directory.config.lineage(area)] if self.directory.area(area) else []
-        return self.renderer.text(w, site.name if site else w.site, lineage, ack=ack, channel=channel,
-                                  language=language)
+        body, name, params = self.renderer.render(w, site.name if site else w.site, lineage, ack=ack,
+                                                  channel=channel, language=language)
+        if not self.templated:  # only full-text providers: nothing else to keep per notification
+            return body, ""
+        return body, json.dumps({"name": name, "params": params}, ensure_ascii=False)
 
     def _items(self, w: HazardWarning, recipients: list[Recipient], attempt: int, escalation: bool = False,
-               texts: dict[tuple[bool, str, str], str] | None = None) -> list[Notification]:
+               texts: dict[tuple[bool, str, str], tuple[str, str]] | None = None) -> list[Notification]:
         """The notifications that tell ``recipients`` about ``w``: one per channel, each text rendered once
         (``texts`` carries the rendered ones across the chunks of one fan-out)."""
         lift = w.state is WarningState.LIFTED
         texts = {} if texts is None else texts
+        if self.drill:  # whatever asked (a lift, an escalation, a bug), a drill reaches only its own people
+            allowed = self._drill_phones()
+            refused = [r for r in recipients if r.phone not in allowed]
+            if refused:
+                PROBLEMS.labels(reason="drill-non-participant").inc()
+                log.error("a drill notification to someone not taking part was refused",
+                          extra={"kv": {"warning": w.id, "phones": len(refused)}})
+                recipients = [r for r in recipients if r.phone in allowed]
         priority_base = w.level.severity * 10 + (20 if escalation else 0)
         out = []
         for r in recipients:
@@ -172,22 +206,28 @@ class Pipeline:
             for channel in r.channels:
                 ch = _VALUE[channel]  # Enum.value is slow, and this runs 10,000 times for a red
                 lang = r.person.language
-                body = texts.get((ack, ch, lang))
-                if body is None:
-                    body = texts[(ack, ch, lang)] = self.text(w, ack, ch, lang)
+                done = texts.get((ack, ch, lang))
+                if done is None:
+                    done = texts[(ack, ch, lang)] = self.rendered(w, ack, ch, lang)
+                body, template = done
                 out.append(Notification(
                     key=Notification.make_key(w.id, r.phone, ch, attempt), warning_id=w.id,
                     warning_key=w.key, phone=r.phone, channel=ch, attempt=attempt,
                     priority=priority_base + (5 if ack else 0), body=body, ack=ack, node=r.node, tier=r.tier,
-                    name=r.person.name, reason=r.reason))
+                    name=r.person.name, reason=r.reason, template=template))
         return out
+
+    def _drill_phones(self) -> frozenset[str]:
+        if self._allowed is None:
+            self._allowed = frozenset(p.phone for p in self.drill_people)
+        return self._allowed
 
     async def _notify(self, w: HazardWarning, recipients: list[Recipient], attempt: int) -> list[Notification]:
         """Queue and hand on the first notifications of ``w``, and open a 叫应 chain for each asked to confirm."""
         now = self.clock.now()
         fresh: list[Notification] = []
         asked: set[str] = set()
-        texts: dict[tuple[bool, str, str], str] = {}
+        texts: dict[tuple[bool, str, str], tuple[str, str]] = {}
         # in chunks: the first recipients (the officials) are on their way while the households are written
         for i in range(0, len(recipients), CHUNK):
             items = self._items(w, recipients[i:i + CHUNK], attempt, texts=texts)
@@ -199,6 +239,11 @@ class Pipeline:
                 await asyncio.sleep(0)
         self.nflog.event(now, w.id, "", "queued",
                          {"recipients": len(recipients), "notifications": len(fresh), "attempt": attempt})
+        if fresh:
+            plan = estimate(fresh, self.cfg)
+            self.nflog.event(now, w.id, "", "fanout-plan", plan.as_dict())
+            log.info("fan-out plan: the last person is reached in about %.0f s", plan.last_s,
+                     extra={"kv": {"warning": w.id, **plan.as_dict()}})
         # everyone asked, not only the fresh: after a crash mid fan-out the re-decision opens the missing chains
         self.escalator.open(self.nflog, w, sorted(asked), now)
         self._routed(w, len(recipients), len(fresh))
@@ -247,11 +292,12 @@ class Pipeline:
         if w is None:
             return
         now = self.clock.now()
+        body, template = self.rendered(w, n.ack, Channel.VOICE.value)
         voice = Notification(key=Notification.make_key(n.warning_id, n.phone, Channel.VOICE.value, n.attempt),
                              warning_id=n.warning_id, warning_key=n.warning_key, phone=n.phone,
                              channel=Channel.VOICE.value, attempt=n.attempt, priority=n.priority + 1,
-                             body=self.text(w, n.ack, Channel.VOICE.value), ack=n.ack, node=n.node, tier=n.tier,
-                             name=n.name, reason=n.reason)
+                             body=body, ack=n.ack, node=n.node, tier=n.tier, name=n.name, reason=n.reason,
+                             template=template)
         fresh = self.nflog.enqueue([voice], now)
         if fresh:
             self.nflog.event(now, n.warning_id, n.phone, "sms-fallback-to-voice", why)

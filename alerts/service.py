@@ -3,8 +3,8 @@
     await serve(rt)                                   # until rt.stop
     await serve(rt, drill_recipients=[Person(...)])   # a drill that brings its own list
 
-It subscribes ``{prefix}/warnings/#`` (QoS 1) on a persistent session (fixed client id, clean_session
-False) and acknowledges each message only after the warning is in the notification log, so a crash
+It subscribes ``{prefix}/warnings/#`` (QoS 1) on a persistent session (:mod:`yujing.bus`: a fixed client
+id, MQTT 5 session expiry) and acknowledges each message only after the warning is in the notification log, so a crash
 never loses one. If the log cannot take it (SQLite error: disk full, locked), the message stays
 unacknowledged and the service reconnects (backing off) so that the broker sends it again. The webhook server takes Twilio's signed callbacks and serves CAP documents, which
 are also published on ``{prefix}/cap/{hazard}/{site}`` (QoS 1, retained; one thread per group, see below). Each CAP document is kept in
@@ -20,27 +20,31 @@ import contextlib
 import gc
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import aiomqtt
 from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
+from alerts.aliyun_hooks import AliyunHooks
 from alerts.cap import CapBook, build, identifier, thread
 from alerts.channels import CallbackUrls, senders
+from alerts.channels.aliyun import aliyun_provider
 from alerts.commands import Command, SilenceList, apply
+from alerts.config import AlertsConfig, AliyunConfig, ProviderName
 from alerts.directory import Directory
+from alerts.escalate import Escalator
 from alerts.fanout import Dispatcher, Outcome, run_until
 from alerts.nflog import NotificationLog
 from alerts.pipeline import Pipeline, Publish
 from alerts.provider import twilio_provider
 from alerts.webhooks import Webhooks
-from yujing import metrics, topics
+from yujing import metrics, topics, wire
+from yujing.bus import Session, Subscription, reconnecting
+from yujing.errors import PayloadError
 from yujing.config.people import Person
 from yujing.log import Limiter
 from yujing.model import HazardWarning
-from yujing.mqtt import client as mqtt_client
 from yujing.runtime import Runtime
 
 log = logging.getLogger("yujing.alerts")
@@ -67,21 +71,32 @@ async def serve(rt: Runtime, *, drill_recipients: list[Person] | None = None, au
         drill = files.enter_context(NotificationLog(rt.config.path(cfg.drill.log, "alerts-drill.sqlite"), drill=True))
         pipelines: dict[str, Pipeline] = {}
         webhooks = Webhooks(cfg, token, pipelines, caps)
+        aliyun_hooks = None
+        if cfg.aliyun is not None:
+            aliyun_hooks = AliyunHooks(cfg, pipelines, _push_token(cfg.aliyun))
+            webhooks.extra.append(aliyun_hooks.add_to)
         publisher = _CapPublisher(rt, caps, directory)
 
         def health() -> dict[str, object]:
-            subscribed = publisher.mqtt is not None
+            subscribed = publisher.sub is not None
             return {"ok": subscribed, "connected": subscribed, "webhook": webhooks.base_url}
 
         async with (metrics.serving(cfg.metrics_host, cfg.metrics_port, health), webhooks.serving(),
-                    twilio_provider(cfg.twilio, token) as provider):
+                    _providers(cfg, token) as providers):
+            provider = providers.get("twilio")
             urls = CallbackUrls(webhooks.base_url)
 
             async def on_done(nflog: NotificationLog, outcome: Outcome) -> None:
                 await pipelines["drill" if nflog.drill else "real"].on_outcome(outcome)
 
-            dispatcher = Dispatcher(senders(provider, urls, cfg), {c.value: r for c, r in cfg.rates.items()},
-                                    rt.clock, on_done, cfg.twilio.outage_retry_s, cfg.twilio.outage_retries)
+            limits = Escalator(cfg, directory)  # the first voice provider's per-callee limits
+
+            def gate(nflog: NotificationLog, n: Any) -> float:
+                return limits.call_wait_s(nflog, n.phone, rt.clock.now()) if n.channel == "voice" else 0.0
+
+            dispatcher = Dispatcher(senders(providers, urls, cfg), {c.value: r for c, r in cfg.rates.items()},
+                                    rt.clock, on_done, cfg.twilio.outage_retry_s, cfg.twilio.outage_retries,
+                                    gate=gate if limits.callee_limits else None)
             common = {"cfg": cfg, "directory": directory, "dispatcher": dispatcher, "clock": rt.clock}
             pipelines["real"] = Pipeline(nflog=real, drill=False, publish=publisher.to(real), **common)
             pipelines["drill"] = Pipeline(nflog=drill, drill=True, publish=publisher.to(drill),
@@ -89,8 +104,12 @@ async def serve(rt: Runtime, *, drill_recipients: list[Person] | None = None, au
                                           **common)
             if state is not None:
                 state.update(pipelines=pipelines, webhooks=webhooks, dispatcher=dispatcher, caps=caps,
-                             provider=provider)
-            if cfg.twilio.configure_number:
+                             provider=provider, providers=providers, aliyun_hooks=aliyun_hooks)
+            if aliyun_hooks is not None:
+                log.info("Alibaba Cloud push URLs (set them in its console)",
+                         extra={"kv": {k: v.replace(aliyun_hooks.token, "…") for k, v in
+                                       aliyun_hooks.urls(webhooks.base_url).items()}})
+            if provider is not None and cfg.twilio.configure_number:
                 await _configure_number(provider, urls)
             for p in pipelines.values():
                 publisher.restore(p.nflog, p.text)
@@ -104,21 +123,37 @@ async def serve(rt: Runtime, *, drill_recipients: list[Person] | None = None, au
                 wake.set()
 
 
+@contextlib.asynccontextmanager
+async def _providers(cfg: AlertsConfig, token: str) -> AsyncIterator[dict[str, Any]]:
+    """The configured providers (``alerts.providers``), each an open client, by name."""
+    async with contextlib.AsyncExitStack() as stack:
+        out: dict[str, Any] = {}
+        if ProviderName.TWILIO in cfg.providers:
+            out["twilio"] = await stack.enter_async_context(twilio_provider(cfg.twilio, token))
+        if ProviderName.ALIYUN in cfg.providers and cfg.aliyun is not None:
+            out["aliyun"] = await stack.enter_async_context(aliyun_provider(cfg.aliyun))
+        yield out
+
+
+def _push_token(aliyun: AliyunConfig) -> str:
+    try:
+        return aliyun.push_token.get() if aliyun.push_token else ""
+    except LookupError as exc:
+        log.error("no Alibaba Cloud push token: its receipts and replies will be refused",
+                  extra={"kv": {"reason": str(exc)}})
+        return ""
+
+
 def _auth_token(twilio: Any) -> str:
-    """The account's auth token. Against a stand-in (``base_url`` set) with no token given, the stand-in's own."""
+    """The account's auth token. (The demo's stand-in lends its own through ``serve(auth_token=...)``, from the
+    ``yujing`` command: production never knows a simulator's secrets.)"""
     try:
         if twilio.auth_token is None:
             raise LookupError("not configured")
         return twilio.auth_token.get()
-    except LookupError as exc:
-        if twilio.base_url is None:  # Twilio itself will refuse us (401, counted); webhooks will refuse everyone
-            log.error("no Twilio auth token: nothing can be sent or confirmed", extra={"kv": {"reason": str(exc)}})
-            return ""
-        from simulators.twilio import DEFAULT_TOKEN
-
-        log.warning("no Twilio auth token; using the stand-in's (demo only)",
-                    extra={"kv": {"base_url": twilio.base_url, "reason": str(exc)}})
-        return DEFAULT_TOKEN
+    except LookupError as exc:  # Twilio will refuse us (401, counted); webhooks will refuse everyone
+        log.error("no Twilio auth token: nothing can be sent or confirmed", extra={"kv": {"reason": str(exc)}})
+        return ""
 
 
 async def _configure_number(provider: Any, urls: CallbackUrls) -> None:
@@ -161,7 +196,7 @@ class _CapPublisher:
         self.rt = rt
         self.caps = caps
         self.directory = directory
-        self.mqtt: aiomqtt.Client | None = None
+        self.sub: Subscription | None = None  # the live connection, if any
         self.logs: list[NotificationLog] = []
         self._lock = asyncio.Lock()  # one publisher of a log's backlog at a time: nothing goes out twice
 
@@ -205,10 +240,10 @@ class _CapPublisher:
             for nflog in self.logs:
                 retain = nflog.drill == self.rt.drill
                 for ident, hazard, site, xml in nflog.caps(unpublished=True):
-                    if self.mqtt is None:
+                    if self.sub is None:
                         return
                     topic = topics.cap(self.rt.config.mqtt.topic_prefix, hazard, site)
-                    await self.mqtt.publish(topic, xml.encode(), qos=1, retain=retain)
+                    await self.sub.publish(topic, xml.encode(), qos=1, retain=retain)
                     nflog.cap_published(ident)
 
 
@@ -216,71 +251,58 @@ async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _Ca
                      ready: asyncio.Event | None) -> None:
     cfg = rt.config
     topic = topics.warnings(cfg.mqtt.topic_prefix)
-    backoff = 0.5
-    while not rt.stop.is_set():
-        try:
-            client = mqtt_client(cfg.mqtt, cfg.alerts.client_id, clean_session=False)
-            paho = client._client
-            # before connecting: the broker sends our session's queued warnings right after CONNACK, and
-            # paho would acknowledge those on receipt (lost if we died before logging them)
-            paho.manual_ack_set(True)
-            async with client:
-                await client.subscribe(topic, qos=1)
-                # the duty office's requests and silences (alerts/commands.py)
-                await client.subscribe(topics.commands(cfg.mqtt.topic_prefix), qos=1)
-                await client.subscribe(topics.silences(cfg.mqtt.topic_prefix), qos=1)
-                publisher.mqtt = client
-                SUBSCRIBED.set(1)
-                backoff = 0.5
-                log.info("alerts subscribed", extra={"kv": {"topic": topic}})
+    duty = (topics.commands(cfg.mqtt.topic_prefix), topics.silences(cfg.mqtt.topic_prefix))  # alerts/commands.py
+    session = Session(cfg.alerts.client_id)
+
+    async def connection() -> None:
+        async with Subscription(cfg.mqtt, session, [(topic, 1), *((t, 1) for t in duty)],
+                                on_session_lost=_session_lost) as sub:
+            publisher.sub = sub
+            SUBSCRIBED.set(1)
+            log.info("alerts subscribed", extra={"kv": {"topic": topic}})
+            try:
                 try:
                     await publisher.flush()  # CAP documents made while the broker was away (or we were down)
                 except sqlite3.Error:  # they stay unpublished until the next connect; the warnings come first
                     log.exception("publishing the CAP backlog failed")
                 if ready is not None:
                     ready.set()
-                stopper = asyncio.ensure_future(rt.stop.wait())
-                try:
-                    messages = aiter(client.messages)
-                    while True:
-                        nxt = asyncio.ensure_future(anext(messages))
-                        await asyncio.wait({nxt, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                        if not nxt.done():
-                            nxt.cancel()
-                            return
-                        msg = nxt.result()
-                        if msg.topic.matches(topic):  # the embedded demo broker sometimes sends retained strays
-                            try:
-                                await _on_message(rt, pipelines, msg.payload, str(msg.topic))
-                            except sqlite3.Error as exc:
-                                raise _Unlogged(str(exc)) from exc
-                        elif str(msg.topic) in (topics.commands(cfg.mqtt.topic_prefix),
-                                                topics.silences(cfg.mqtt.topic_prefix)):
-                            try:
-                                _on_duty(rt, pipelines, msg.payload, str(msg.topic))
-                            except sqlite3.Error as exc:
-                                raise _Unlogged(str(exc)) from exc
-                        else:
-                            REJECTED.labels(reason="wrong-topic").inc()
-                        if msg.qos > 0:
-                            paho.ack(msg.mid, msg.qos)
-                        wake.set()
-                finally:
-                    stopper.cancel()
-                    publisher.mqtt = None
-                    SUBSCRIBED.set(0)
-        except (aiomqtt.MqttError, _Unlogged) as exc:
-            if isinstance(exc, _Unlogged):
-                UNLOGGED.inc()
-                if _limiter.allow("unlogged"):
-                    log.error("the notification log cannot take a warning: leaving it unacknowledged and "
-                              "reconnecting, so that the broker sends it again", extra={"kv": {"error": str(exc)}})
-            elif _limiter.allow("mqtt"):
-                log.warning("alerts lost the broker; reconnecting", extra={"kv": {"error": str(exc)}})
-            with contextlib.suppress(TimeoutError):  # real-time backoff, cut short by stop
-                async with asyncio.timeout(backoff):
-                    await rt.stop.wait()
-            backoff = min(backoff * 2, 10.0)
+                async for msg in sub.messages(rt.stop):
+                    if msg.matches(topic):  # the embedded demo broker sometimes sends retained strays
+                        try:
+                            await _on_message(rt, pipelines, msg.payload, msg.topic)
+                        except sqlite3.Error as exc:  # not acknowledged: the broker sends it again
+                            raise _Unlogged(str(exc)) from exc
+                    elif msg.topic in duty:  # the duty office's requests and silences
+                        try:
+                            _on_duty(rt, pipelines, msg.payload, msg.topic)
+                        except sqlite3.Error as exc:
+                            raise _Unlogged(str(exc)) from exc
+                    else:
+                        REJECTED.labels(reason="wrong-topic").inc()
+                    msg.ack()
+                    wake.set()
+            finally:
+                publisher.sub = None
+                SUBSCRIBED.set(0)
+
+    await reconnecting(rt.stop, session, connection, name="alerts", max_s=10.0, retry_on=(_Unlogged,),
+                       on_error=_connection_failed)
+
+
+def _connection_failed(exc: BaseException) -> None:
+    if isinstance(exc, _Unlogged):
+        UNLOGGED.inc()
+        if _limiter.allow("unlogged"):
+            log.error("the notification log cannot take a warning: leaving it unacknowledged and "
+                      "reconnecting, so that the broker sends it again", extra={"kv": {"error": str(exc)}})
+    elif _limiter.allow("mqtt"):
+        log.warning("alerts lost the broker; reconnecting", extra={"kv": {"error": str(exc)}})
+
+
+def _session_lost() -> None:
+    log.error("the broker has forgotten the alerts' session: warnings published while we were away are lost "
+              "(is broker persistence on?)")
 
 
 def _on_duty(rt: Runtime, pipelines: dict[str, Pipeline], payload: Any, topic: str) -> None:
@@ -310,8 +332,8 @@ class _Unlogged(Exception):
 
 async def _on_message(rt: Runtime, pipelines: dict[str, Pipeline], payload: Any, topic: str = "") -> None:
     try:
-        w = HazardWarning.model_validate_json(payload)
-    except ValidationError as exc:
+        w = wire.decode_warning(payload, topic)
+    except PayloadError as exc:
         REJECTED.labels(reason="invalid").inc()
         if _limiter.allow("invalid"):
             log.warning("ignoring a message that is not a HazardWarning",

@@ -8,8 +8,9 @@ N/3 reservoirs (levels) and N/3 landslide crack meters, replayed in time order. 
 - ``in_memory`` and ``sqlite``: the engine alone (``Engine.feed``, ``Engine.commit`` every ``--batch``);
 - ``service_path``: what the rules service does with each MQTT message, without the broker: the
   ReadingBatch JSON of ``--batch`` readings through ``RulesService.on_readings`` (parse, de-duplicate,
-  feed) and ``RulesService.commit`` (state, warnings and the reading ids saved in one transaction when
-  warnings are issued, else every ``ACK_WINDOW / 2`` messages or ``rules.state_flush_s``).
+  feed) and ``RulesService.commit`` (state, warnings and the reading ids snapshotted on the event loop and
+  written by the service's writer thread in one transaction when warnings are issued, else every
+  ``ACK_WINDOW / 2`` messages or ``rules.state_flush_s``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rules.engine import Engine
 from rules.store import StateStore
-from rules.testkit import at, deployment, reading, site
+from testing.rules import at, deployment, reading, site
 from yujing.model import Q
 
 
@@ -95,24 +96,32 @@ def run_service(n: int, hours: int, batch: int, directory: Path) -> dict:
     payloads = [ReadingBatch(gateway="gw-bench", readings=readings[i:i + batch]).model_dump_json().encode()
                 for i in range(0, len(readings), batch)]
 
+    class Acked:  # what receive() keeps per message: acknowledged by the save that covers it (no broker here)
+        def ack(self) -> None:
+            pass
+
     async def go() -> tuple[float, int, int]:
         svc = RulesService(Runtime(cfg, Clock()))
         saves, issued = 0, 0
-        real_save = svc.save
+        real_write = svc.store.write
 
-        def counted(warnings=None) -> None:
+        def counted(rows) -> None:  # in the service's writer thread
             nonlocal saves
             saves += 1
-            real_save(warnings)
-        svc.save = counted  # type: ignore[method-assign]
+            real_write(rows)
+        svc.store.write = counted  # type: ignore[method-assign]
         t0 = time.perf_counter()
-        for mid, payload in enumerate(payloads, 1):
-            svc.acks.append((mid, 1))  # as receive() does: released by the save that covers the message
+        for payload in payloads:
+            svc.acks.append(Acked())
             out = svc.on_readings("yujing/readings/gw-bench", payload)
             issued += len(out)
             svc.commit(out)
-        svc.save()
+            if svc.saves:  # the service's loop turns between messages: a finished write releases its acks
+                await asyncio.sleep(0)
+        svc.save_now()
+        await asyncio.gather(*svc.saves)
         dt = time.perf_counter() - t0
+        svc.writer.close()
         svc.store.close()
         return dt, saves, issued
 
