@@ -4,7 +4,9 @@
   warning, ``equipment:loss:*``, is a group of its own: it is news about the data, not about the site's devices,
   and must not be inhibited by a silent sensor's warning at the same site). A new
   group is held ``wait_s`` so that what arrives together goes out as one message: the most severe
-  member, with every member's evidence.
+  member, with every member's evidence. A group nothing else can join is not held (``alone``: a site
+  with a single device, a warning grouped by its own key): the hold would wait for nothing, and it
+  was the whole of a reading's way to the phone (bench/phone.py).
 - Inhibition: once a group has spoken at a level, other members at that level or below are inhibited
   (a red inhibits the yellow of the same site and hazard). A member rising above it is sent at once.
 - Lift: when the last active member is lifted, the lift goes out, to everyone the group reached.
@@ -73,8 +75,10 @@ def silenced(silences: list[Silence], w: HazardWarning, at: datetime,
 
 class Grouper:
     def __init__(self, wait_s: float, silences: list[Silence] | None = None,
-                 areas: Callable[[HazardWarning], set[str]] | None = None) -> None:
+                 areas: Callable[[HazardWarning], set[str]] | None = None,
+                 alone: Callable[[HazardWarning], bool] | None = None) -> None:
         self.wait = timedelta(seconds=wait_s)
+        self.alone = alone  # True: no other warning can join this one's group (a one-device site)
         self.silences = list(silences or [])  # the configured ones, then the duty office's (set by the service)
         self.areas = areas
         self.groups: dict[tuple[Hazard, str], Group] = {}
@@ -99,7 +103,7 @@ class Grouper:
                 return [Decision(Verdict.SEND, w, tuple(w.evidence), (w.key,))]
             g = self.groups[gid] = Group(w.hazard, gid[1], now)
             g.members[w.key] = w
-            if self.wait.total_seconds() > 0:
+            if self.wait.total_seconds() > 0 and not (gid[1] == w.key or (self.alone and self.alone(w))):
                 return [Decision(Verdict.HOLD, w)]
             return self._flush(g)
         g.members[w.key] = w

@@ -10,6 +10,7 @@ rate limits (one :class:`~alerts.fanout.Dispatcher`).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -59,7 +60,11 @@ class Pipeline:
 
     def __post_init__(self) -> None:
         self.renderer = Renderer(self.cfg.templates, self.cfg.ack.digits)
-        self.grouper = Grouper(self.cfg.grouping.wait_s, self.cfg.silences, self._chain_ids)
+        devices = collections.Counter(d.site for g in self.directory.config.gateways for d in g.devices)
+        # a site with one device has nothing to gather (several rules of one reading arrive as one warning);
+        # with none configured its devices are unknown: held as before
+        self.grouper = Grouper(self.cfg.grouping.wait_s, self.cfg.silences, self._chain_ids,
+                               alone=lambda w: devices.get(w.site) == 1)
         self.escalator = Escalator(self.cfg, self.directory)
         self.kind = "drill" if self.drill else "real"
         self.retries = Retries(self.kind, self.clock)

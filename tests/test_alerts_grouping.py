@@ -136,3 +136,16 @@ async def wait_caps(caps: list, n: int) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"only {len(caps)} CAP documents")
+
+
+def test_a_group_nothing_else_can_join_is_sent_at_once_not_held():
+    # a site with one device: the hold would wait for nothing (and was all of a reading's way to the phone)
+    g = Grouper(wait_s=10, alone=lambda w: w.site == "LS-ONE")
+    now = utcnow()
+    one = warning(Level.YELLOW, key="landslide:LS-ONE", site="LS-ONE")
+    assert [d.verdict for d in g.offer(one, now)] == [Verdict.SEND]
+    # a warning grouped by its own key (a data loss) has no one to wait for either
+    loss = warning(Level.YELLOW, hazard=Hazard.EQUIPMENT, key="equipment:loss:gw-1")
+    assert [d.verdict for d in g.offer(loss, now)] == [Verdict.SEND]
+    # a site with several devices is still held to gather them
+    assert g.offer(crack(Level.YELLOW), now)[0].verdict is Verdict.HOLD

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 from typing import AsyncIterator
 
@@ -29,6 +30,9 @@ def tls_context(cfg: MqttConfig) -> ssl.SSLContext | None:
     if cfg.tls.insecure:
         ctx.check_hostname = False
     return ctx
+
+
+NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 
 
 def client(
@@ -57,6 +61,10 @@ def client(
         clean_session=clean_session,
         max_inflight_messages=max_inflight,
         max_queued_outgoing_messages=max_queued_outgoing,
+        # no Nagle: a QoS 1 PUBLISH or PUBACK written while the previous small packet is unacknowledged
+        # otherwise waits for the peer's delayed ACK (40 ms on Linux); it was most of a reading's way to its
+        # warning (bench/phone.py)
+        socket_options=extra.pop("socket_options", NO_DELAY),
         **extra,  # type: ignore[arg-type]
     )
 

@@ -1,0 +1,264 @@
+"""Reading to phone: from the publish of the reading that crosses a threshold to the first SMS request.
+
+    python bench/phone.py [--mode both|run|parts] [--trials 40] [--rate 1000] [--wait-s DEFAULT]
+
+Starts a private Mosquitto and the Twilio stand-in (its own process, as Twilio is), writes a deployment of
+``--sites`` reservoirs (flood limit 312 m) with one monitor each, and runs Yujing on it either as
+``yujing run`` (every part in one process) or as ``yujing collector``, ``yujing rules`` and ``yujing alerts``
+each in its own process. No edge agent: this process publishes ReadingBatch messages on
+``{prefix}/readings/{gateway}`` at QoS 1 as its 20 configured gateways would (one gauge per reservoir), ``--rate`` readings/s of background (levels below
+every threshold), and, one trial at a time, a single reading of a fresh reservoir at 312.5 m (blue). The figure
+is the stand-in's wall-clock stamp of the first SMS to that reservoir's monitor minus the wall-clock time just
+before the triggering publish, p50/p99 over ``--trials``.
+
+``--wait-s`` sets ``alerts.grouping.wait_s`` (the hold of a new group to gather a site's other sensors); left
+out, the deployment's default applies. Prints one JSON document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import aiohttp  # noqa: E402
+import aiomqtt  # noqa: E402
+import yaml  # noqa: E402
+from servers import Mosquitto, free_port  # noqa: E402
+
+from yujing.model import Reading, ReadingBatch, new_id  # noqa: E402
+from yujing.mqtt import NO_DELAY  # noqa: E402
+
+TOKEN = "bench-token-0123456789abcdef"
+ACCOUNT = "AC" + "0" * 32
+GATEWAYS = 20
+PREFIX = "phone"
+
+
+def monitor(i: int) -> str:
+    return f"+86139{i:08d}"
+
+
+def write_deployment(d: Path, *, mqtt_port: int, twilio_url: str, sites: int, wait_s: float | None,
+                     data_dir: Path | None = None) -> None:
+    alerts: dict = {"twilio": {"base_url": twilio_url, "account_sid": ACCOUNT, "from_number": "+8610000000",
+                               "auth_token": {"env": "PHONE_TWILIO_TOKEN"}},
+                    "webhook": {"host": "127.0.0.1", "port": 0}, "client_id": f"{PREFIX}-alerts",
+                    "metrics_port": 0}
+    if wait_s is not None:
+        alerts["grouping"] = {"wait_s": wait_s}
+    doc = {
+        "deployment": {"name": "phone", "data_dir": str(data_dir or d / "var")},
+        "mqtt": {"host": "127.0.0.1", "port": mqtt_port, "topic_prefix": PREFIX},
+        "collector": {"store": {"type": "sqlite"}, "client_id": f"{PREFIX}-collector", "metrics_port": 0},
+        "rules": {"metrics_port": 0},
+        "alerts": alerts,
+        "duty": {"port": 0, "client_id": f"{PREFIX}-duty"},
+        "areas": [{"id": "cq", "name": "重庆市", "tier": "city"},
+                  {"id": "zx", "name": "忠县", "tier": "county", "parent": "cq"},
+                  {"id": "zz", "name": "忠州街道", "tier": "township", "parent": "zx"},
+                  {"id": "ss", "name": "双水村", "tier": "village", "parent": "zz"}],
+        "sites": [{"id": f"SK-{i}", "name": f"水库{i}", "kind": "reservoir", "area": "ss",
+                   "thresholds": {"reservoir": {"flood_limit_m": 312.0, "design_flood_m": 314.0}},
+                   "people": [{"name": f"监测员{i}", "role": "monitor", "phone": monitor(i)}]}
+                  for i in range(sites)],
+        # one level gauge per reservoir (an MQTT-native device, so `yujing run`'s edge only listens for it)
+        "gateways": [{"id": f"gw-{g}", "devices": [
+            {"id": f"sk-{i}", "type": "mqtt", "site": f"SK-{i}", "topic": f"vendor/level/{i}",
+             "broker": {"host": "127.0.0.1", "port": mqtt_port},
+             "fields": [{"quantity": "level_m", "value": "v", "unit": "m"}]}
+            for i in range(g, sites, GATEWAYS)]} for g in range(GATEWAYS)],
+    }
+    (d / "deployment.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
+
+
+def batch(gw: int, site_values: list[tuple[int, float]]) -> bytes:
+    now = datetime.now(UTC)
+    return ReadingBatch(gateway=f"gw-{gw}", readings=[
+        Reading(id=new_id(), site=f"SK-{i}", sensor=f"sk-{i}", quantity="level_m", value=v, unit="m", ts=now,
+                gateway=f"gw-{gw}") for i, v in site_values]).model_dump_json().encode()
+
+
+async def background(client: aiomqtt.Client, rate: float, sites: range, stop: asyncio.Event) -> int:
+    """``rate`` readings/s below every threshold, as GATEWAYS gateways each sending a batch every 100 ms."""
+    per_batch = max(1, round(rate / 10 / GATEWAYS))
+    sent, k, t0 = 0, 0, time.monotonic()
+    tick = 0
+    while not stop.is_set():
+        for gw in range(GATEWAYS):
+            vals = [(sites[(k + j) % len(sites)], 310.0 + 0.001 * (k % 100)) for j in range(per_batch)]
+            k += per_batch
+            await client.publish(f"{PREFIX}/readings/gw-{gw}", batch(gw, vals), qos=1)
+            sent += per_batch
+        tick += 1
+        delay = t0 + tick * 0.1 - time.monotonic()
+        if delay > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await stop.wait()
+    return sent
+
+
+async def first_sms(http: aiohttp.ClientSession, url: str, to: str, seen: list[int], timeout_s: float) -> float:
+    """Poll the stand-in's records until an SMS to ``to`` shows; its creation stamp (wall time)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        async with http.get(f"{url}/_standin/records", params={"sms": seen[0], "calls": 0}) as r:
+            doc = await r.json()
+        seen[0] += len(doc["messages"])
+        hits = [m["created"] for m in doc["messages"] if m["to"] == to]
+        if hits:
+            return min(hits)
+        await asyncio.sleep(0.005)
+    raise TimeoutError(f"no SMS to {to} within {timeout_s} s")
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+def start_parts(mode: str, d: Path, env: dict[str, str]) -> list[subprocess.Popen]:
+    cmds = [["run"]] if mode == "run" else [["collector"], ["rules"], ["alerts"]]
+    log = open(d / f"{mode}.log", "ab")  # noqa: SIM115  closed with the processes
+    return [subprocess.Popen([sys.executable, "-m", "yujing", "--log-level", "WARNING", *c, str(d)], cwd=ROOT,
+                             env=env, stdout=log, stderr=subprocess.STDOUT) for c in cmds]
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def one_mode(mode: str, a: argparse.Namespace, broker: Mosquitto, twilio_url: str, d: Path) -> dict:
+    trials, warmup = a.trials, 2
+    data_dir = Path(tempfile.mkdtemp(dir=a.data_dir)) if a.data_dir else None
+    write_deployment(d, mqtt_port=broker.port, twilio_url=twilio_url, sites=a.sites, wait_s=a.wait_s,
+                     data_dir=data_dir)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PHONE_TWILIO_TOKEN": TOKEN}
+    procs = start_parts(mode, d, env)
+    bg_sites = range(trials + warmup, a.sites)
+    lat: list[float] = []
+    to_warning: list[float] = []
+    hop: list[float] = []  # the same moments: publish -> receipt of a message through the broker, this process  # the same trials: reading published -> its warning seen on the broker
+    stop = asyncio.Event()
+    try:
+        async with aiohttp.ClientSession() as http, \
+                aiomqtt.Client("127.0.0.1", broker.port, identifier=f"bench-phone-{mode}",
+                               max_inflight_messages=1000, socket_options=NO_DELAY) as pub:  # as edge's uplink
+            seen = [0]
+            arrived: dict[str, float] = {}  # site -> wall time its warning reached the broker (a subscriber's view)
+            await pub.subscribe(f"{PREFIX}/warnings/#", qos=0)
+            await pub.subscribe(f"{PREFIX}/bench/ping", qos=1)
+            pong = asyncio.Event()
+
+            async def watch() -> None:
+                async for m in pub.messages:
+                    if str(m.topic).endswith("/ping"):
+                        pong.set()
+                    else:
+                        arrived.setdefault(str(m.topic).split("/")[3], time.time())
+            watcher = asyncio.create_task(watch())
+            # readiness: the first trigger (a warm-up) reaching the phone means every part is subscribed
+            deadline = time.monotonic() + 120
+            while True:
+                await pub.publish(f"{PREFIX}/readings/gw-0", batch(0, [(0, 312.5)]), qos=1)
+                try:
+                    await first_sms(http, twilio_url, monitor(0), seen, 3)
+                    break
+                except TimeoutError:
+                    if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                        raise RuntimeError(f"{mode}: Yujing did not come up (see {d}/{mode}.log)") from None
+            bg = asyncio.create_task(background(pub, a.rate, bg_sites, stop))
+            await asyncio.sleep(3)  # background in steady state
+            cpu0, t0 = sum(cpu_s(p.pid) for p in procs), time.monotonic()
+            for i in range(1, trials + warmup):
+                await asyncio.sleep(0.2 + (i % 7) * 0.037)  # not in phase with the background's 100 ms ticks
+                # the floor under this load: one QoS 1 message through the broker back to this process
+                pong.clear()
+                t = time.time()
+                await pub.publish(f"{PREFIX}/bench/ping", b"ping", qos=1)
+                await asyncio.wait_for(pong.wait(), 10)
+                if i >= warmup:
+                    hop.append((time.time() - t) * 1000)
+                t = time.time()
+                await pub.publish(f"{PREFIX}/readings/gw-{i % GATEWAYS}", batch(i % GATEWAYS, [(i, 312.5)]), qos=1)
+                created = await first_sms(http, twilio_url, monitor(i), seen, 60)
+                if i >= warmup:
+                    lat.append((created - t) * 1000)
+                    if f"SK-{i}" in arrived:
+                        to_warning.append((arrived[f"SK-{i}"] - t) * 1000)
+            busy = (sum(cpu_s(p.pid) for p in procs) - cpu0) / (time.monotonic() - t0)
+            stop.set()
+            sent = await bg
+            watcher.cancel()
+    finally:
+        stop.set()
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(40)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        if data_dir:
+            shutil.rmtree(data_dir, ignore_errors=True)
+    return {"data_dir": "tmpfs" if a.data_dir == "/dev/shm" else (a.data_dir or "disk"), "processes": len(procs), "trials": len(lat), "background_readings_sent": sent,
+            "yujing_cpu_cores_busy": round(busy, 2),
+            "reading_to_first_sms_ms": {"p50": round(statistics.median(lat), 1), "p99": round(pct(lat, 0.99), 1),
+                                        "min": round(min(lat), 1), "max": round(max(lat), 1)},
+            "of_which_reading_to_warning_on_broker_ms": {"p50": round(statistics.median(to_warning), 1),
+                                                         "p99": round(pct(to_warning, 0.99), 1)},
+            "floor_one_broker_hop_ms": {"p50": round(statistics.median(hop), 1), "p99": round(pct(hop, 0.99), 1)}}
+
+
+async def main(a: argparse.Namespace) -> dict:
+    out: dict = {"background_readings_per_s": a.rate, "sites": a.sites,
+                 "broker": "mosquitto" + (", set_tcp_nodelay true" if a.nodelay else ", Nagle on"),
+                 "grouping_wait_s": "deployment default" if a.wait_s is None else a.wait_s,
+                 "load_before": os.getloadavg()}
+    for mode in (["run", "parts"] if a.mode == "both" else [a.mode]):
+        port = free_port()  # a fresh stand-in and broker per mode: no record or session of the other run
+        standin = subprocess.Popen([sys.executable, "-m", "simulators.twilio", "--port", str(port), "--quiet",
+                                    "--auth-token", TOKEN, "--account-sid", ACCOUNT], cwd=ROOT,
+                                   env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert standin.stdout is not None
+        standin.stdout.readline()  # listening
+        broker = Mosquitto(extra_conf="set_tcp_nodelay true\n" if a.nodelay else "").start()
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                out["yujing_run" if mode == "run" else "separate_processes"] = await one_mode(
+                    mode, a, broker, f"http://127.0.0.1:{port}", Path(tmp))
+        finally:
+            broker.cleanup()
+            standin.terminate()
+            standin.wait()
+    out["load_after"] = os.getloadavg()
+    return out
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mode", choices=["both", "run", "parts"], default="both")
+    p.add_argument("--trials", type=int, default=40)
+    p.add_argument("--rate", type=float, default=1000.0, help="background readings/s")
+    p.add_argument("--sites", type=int, default=600)
+    p.add_argument("--no-broker-nodelay", dest="nodelay", action="store_false",
+                   help="leave Mosquitto's Nagle on (its default; deploy/mosquitto/yujing.conf turns it off)")
+    p.add_argument("--data-dir", help="where the parts keep their state (e.g. /dev/shm: is the disk the bound?)")
+    p.add_argument("--wait-s", type=float, default=None, help="alerts.grouping.wait_s (default: the deployment's)")
+    print(json.dumps(asyncio.run(main(p.parse_args())), ensure_ascii=False, indent=2))
