@@ -3,6 +3,7 @@
     yujing check CONFIG                      validate a deployment, start nothing
     yujing run CONFIG                        every part in one process
     yujing edge|collector|rules|alerts CONFIG   one part alone
+    yujing console CONFIG                    the duty office's web console alone
     yujing rules test CONFIG --readings FILE  backtest rules on a CSV/JSON series
     yujing drill CONFIG SCENARIO --speed N --report DIR
 """
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--duration", type=float, metavar="SECONDS", help="stop by itself after this many real seconds")
     r.add_argument("--speed", type=float, help="clock speed (default: simulation.speed or 1)")
 
-    for part in PARTS:
+    for part in PARTS + ("console",):
         sp = sub.add_parser(part, help=f"run the {part} part alone" + (" (or: rules test ...)" if part == "rules" else ""))
         if part == "rules":
             sp.add_argument("args", nargs="+", metavar="CONFIG | test CONFIG --readings FILE")
@@ -181,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "rules" and len(args.args) != 1:
         p.error("usage: yujing rules CONFIG")
     cfg = _load(config_path)
-    parts = PARTS if args.cmd == "run" else (args.cmd,)
+    parts = (PARTS + (("console",) if cfg.console is not None and cfg.console.enabled else ())
+             if args.cmd == "run" else (args.cmd,))
     try:
         asyncio.run(run_parts(cfg, parts, speed=getattr(args, "speed", None), duration_s=args.duration,
                               gateways=getattr(args, "gateway", None)))

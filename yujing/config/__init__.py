@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from alerts.config import AlertsConfig
 from collector.config import CollectorConfig
+from console.config import ConsoleConfig
 from edge.config import GatewayConfig
 from rules.config import RulesConfig
 from simulators.config import SimulationConfig
@@ -48,6 +49,7 @@ class Config(BaseModel):
     collector: CollectorConfig = Field(default_factory=CollectorConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    console: ConsoleConfig | None = None  # the web console; `yujing run` serves it when this is configured
     simulation: SimulationConfig | None = None
 
     _base_dir: Path = PrivateAttr(default=Path("."))

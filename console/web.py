@@ -1,0 +1,244 @@
+"""The console's pages and its JSON, added to the one aiohttp application that also serves the duty API.
+
+Pages are Jinja2 templates drawn once; the script on each page fetches its JSON and keeps it current from
+``/console/events`` (server-sent events). Static files (the map and chart libraries, with their licences)
+are under ``/static/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from aiohttp import web
+
+from collector.stores.base import Store
+from console import i18n
+from console.board import warning_json
+from console.live import Live
+from console.series import chart, window
+from yujing.config import Tier
+from yujing.errors import StoreError
+from yujing.model import Hazard, Level
+
+log = logging.getLogger("yujing.console")
+
+HERE = Path(__file__).resolve().parent
+LIVE: web.AppKey[Live] = web.AppKey("console_live", Live)
+STORE: web.AppKey[Any] = web.AppKey("console_store", object)
+JINJA: web.AppKey[jinja2.Environment] = web.AppKey("console_jinja", jinja2.Environment)
+KEEPALIVE_S = 15.0  # a comment line on an idle stream, so proxies and the browser keep it open
+
+
+def install(app: web.Application, live: Live, store: Store | None = None) -> None:
+    """Add the console's pages, JSON, event stream and static files to ``app``."""
+    app[LIVE] = live
+    app[STORE] = store
+    app[JINJA] = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
+                                    autoescape=jinja2.select_autoescape(["html"]), enable_async=False)
+    r = app.router
+    r.add_get("/", page("map.html"))
+    r.add_get("/warnings", page("warnings.html"))
+    r.add_get("/warnings/{key}", warning_page)
+    r.add_get("/sites/{site}", site_page)
+    r.add_get("/equipment", page("equipment.html"))
+    r.add_get("/drills", drills_page)
+    r.add_get("/console/state.json", state_json)
+    r.add_get("/console/warnings/{key}.json", warning_json_handler)
+    r.add_get("/console/sites/{site}/series.json", series_json)
+    r.add_get("/console/equipment.json", equipment_json)
+    r.add_get("/console/boundaries.geojson", boundaries)
+    r.add_get("/console/events", events)
+    r.add_get("/console/reports/{run}/{file:.+}", report_file)
+    r.add_get("/favicon.ico", lambda _r: _no_content())
+    r.add_static("/static/", HERE / "static", append_version=False)
+
+
+async def _no_content() -> web.Response:
+    return web.Response(status=204)
+
+
+# ---- pages ------------------------------------------------------------------------------------
+def _lang(request: web.Request) -> i18n.Language:
+    live = request.app[LIVE]
+    return i18n.pick(request.query.get("lang"), request.cookies.get("yujing_lang"), live.config.console.language)
+
+
+def render(request: web.Request, name: str, **ctx: Any) -> web.Response:
+    live = request.app[LIVE]
+    lang = _lang(request)
+    words = i18n.table(lang)
+    cfg = live.config
+    townships = [(a.id, a.name) for a in cfg.areas if a.tier is Tier.TOWNSHIP]
+    html = request.app[JINJA].get_template(name).render(
+        t=words, words_json=json.dumps(words, ensure_ascii=False), lang=lang.value,
+        other_lang="en" if lang is i18n.Language.ZH else "zh", deployment=cfg.deployment.name,
+        townships=townships, hazards=[h.value for h in Hazard if h is not Hazard.EQUIPMENT],
+        levels=[lv.value for lv in Level], path=request.path,
+        map_cfg=json.dumps({"tiles": cfg.console.tiles, "attribution": cfg.console.tiles_attribution,
+                            "boundaries": bool(cfg.console.boundaries)}), **ctx)
+    resp = web.Response(text=html, content_type="text/html")
+    if request.query.get("lang") in ("zh", "en"):
+        resp.set_cookie("yujing_lang", request.query["lang"], samesite="Strict", max_age=365 * 86400)
+    resp.headers["Content-Security-Policy"] = ("default-src 'self'; img-src 'self' data: *; "
+                                               "style-src 'self' 'unsafe-inline'; script-src 'self'")
+    return resp
+
+
+def page(name: str):  # noqa: ANN201 -- an aiohttp handler
+    async def handler(request: web.Request) -> web.Response:
+        return render(request, name)
+    return handler
+
+
+async def warning_page(request: web.Request) -> web.Response:
+    return render(request, "warning.html", key=request.match_info["key"])
+
+
+async def site_page(request: web.Request) -> web.Response:
+    live = request.app[LIVE]
+    sid = request.match_info["site"]
+    info = live.board.sites.get(sid)
+    if info is None:
+        raise web.HTTPNotFound(text=f"no site {sid!r}")
+    site = live.config.site(sid)
+    return render(request, "site.html", site=site, info=info, area_names=_area_names(live, site.area))
+
+
+def _area_names(live: Live, area: str) -> str:
+    try:
+        return " / ".join(a.name for a in reversed(live.config.lineage(area)))
+    except KeyError:
+        return area
+
+
+async def drills_page(request: web.Request) -> web.Response:
+    return render(request, "drills.html", reports=_reports(request.app[LIVE]))
+
+
+def _reports_dir(live: Live) -> Path:
+    return live.config.path(live.config.console.reports, "reports")
+
+
+def _reports(live: Live) -> list[dict[str, Any]]:
+    out = []
+    root = _reports_dir(live)
+    for path in sorted(root.glob("*/report.json"), key=lambda p: p.stat().st_mtime, reverse=True) if root.is_dir() else []:
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        exp = doc.get("expectations") or []
+        out.append({"run": path.parent.name, "scenario": (doc.get("scenario") or {}).get("name", path.parent.name)
+                    if isinstance(doc.get("scenario"), dict) else str(doc.get("scenario") or path.parent.name),
+                    "figures": doc.get("figures") or {}, "passed": all(e.get("met") for e in exp) if exp else None,
+                    "html": (path.parent / "report.html").exists()})
+    return out
+
+
+async def report_file(request: web.Request) -> web.FileResponse:
+    live = request.app[LIVE]
+    root = _reports_dir(live).resolve()
+    target = (root / request.match_info["run"] / request.match_info["file"]).resolve()
+    if root not in target.parents or not target.is_file():
+        raise web.HTTPNotFound()
+    return web.FileResponse(target)
+
+
+# ---- JSON -------------------------------------------------------------------------------------
+async def state_json(request: web.Request) -> web.Response:
+    """Everything the map and the lists start from; the event stream keeps it current."""
+    live = request.app[LIVE]
+    b = live.board
+    sites = [[s.id, s.name, s.kind, s.township, s.lat, s.lon] for s in b.sites.values()]
+    states = {sid: st.as_json() for sid, st in b.states.items() if st.level or st.silent}
+    warnings = [live.view(w) for w in b.in_force()]
+    areas = {a.id: a.name for a in live.config.areas if a.tier in (Tier.TOWNSHIP, Tier.VILLAGE)}
+    return web.json_response({"sites": sites, "states": states, "warnings": warnings, "areas": areas,
+                              "connected": live.connected.is_set()}, dumps=_dumps)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+async def warning_json_handler(request: web.Request) -> web.Response:
+    live = request.app[LIVE]
+    key = request.match_info["key"]
+    w = live.board.warnings.get(key) or live.chain.latest(key)
+    if w is None:
+        return web.json_response({"error": "not-found", "detail": f"no warning {key!r}"}, status=404)
+    d = live.view(w)
+    d["in_force"] = key in live.board.warnings
+    d["history"] = live.chain.history(key)
+    d["notifications"] = live.chain.notifications(key)
+    d["area_name"] = _area_names(live, w.area) if w.area else ""
+    return web.json_response(d, dumps=_dumps)
+
+
+async def series_json(request: web.Request) -> web.Response:
+    live = request.app[LIVE]
+    sid = request.match_info["site"]
+    if sid not in live.board.sites:
+        return web.json_response({"error": "not-found", "detail": f"no site {sid!r}"}, status=404)
+    try:
+        hours = int(request.query.get("hours", "24"))
+    except ValueError:
+        hours = 0
+    if hours not in (24, 72):
+        return web.json_response({"error": "bad-request", "detail": "hours is 24 or 72"}, status=400)
+    store = request.app[STORE]
+    since, until = window(live.clock.now(), hours)
+    readings = []
+    if store is not None:
+        try:
+            readings = [r for r in await store.readings(site=sid, since=since) if not r.drill]
+        except StoreError as exc:
+            return web.json_response({"error": "store", "detail": str(exc)}, status=503)
+    site = live.config.site(sid)
+    data = chart(live.config, site, readings, since=since, until=until, spans=live.chain.level_spans(sid),
+                 max_points=live.config.console.series_max_points)
+    return web.json_response(data, dumps=_dumps)
+
+
+async def equipment_json(request: web.Request) -> web.Response:
+    live = request.app[LIVE]
+    b = live.board
+    return web.json_response({"gateways": b.gateway_rows(), "devices": b.device_rows(),
+                              "warnings": [warning_json(w, live.tz) for w in b.equipment()]}, dumps=_dumps)
+
+
+async def boundaries(request: web.Request) -> web.StreamResponse:
+    live = request.app[LIVE]
+    name = live.config.console.boundaries
+    if not name:
+        raise web.HTTPNotFound()
+    return web.FileResponse(live.config.path(name, ""), headers={"Content-Type": "application/geo+json"})
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: ``warning``, ``sites``, ``progress``, ``heartbeat`` as they happen."""
+    live = request.app[LIVE]
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                       "X-Accel-Buffering": "no"})
+    await resp.prepare(request)
+    await resp.write(b"retry: 1000\nevent: hello\ndata: {}\n\n")
+    with live.listen() as queue:
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(KEEPALIVE_S):
+                        ev = await queue.get()
+                except TimeoutError:
+                    await resp.write(b": keepalive\n\n")
+                    continue
+                if ev is None:
+                    break
+                await resp.write(ev.sse())
+        except ConnectionResetError:
+            pass  # the page went away
+    return resp
