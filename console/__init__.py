@@ -1,15 +1,42 @@
 """The duty office's web console (值班台): the county on one screen, live. See console/README.md.
 
-    console.install(app, live, store)   # add the pages to the aiohttp application that serves the duty API
+    console.install(app, office, rt)   # add the pages to the aiohttp application that serves the duty API
+
+The console's read model (console/live.py) and the store it reads series from live as long as ``app``
+runs: they start with it and stop with it (an aiohttp cleanup context).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, AsyncIterator
 
 
-def install(app: Any, live: Any, store: Any = None) -> None:
-    """Add the console's pages, JSON, event stream and static files to ``app`` (an aiohttp Application)."""
-    from console.web import install as _install  # aiohttp and Jinja2 only when a console is served
+def install(app: Any, office: Any = None, rt: Any = None) -> None:
+    """Add the console to ``app`` (an aiohttp Application); ``rt`` is the running daemon's Runtime.
 
-    _install(app, live, store)
+    ``office`` is the duty office (duty/api.py) whose accounts and sessions guard the pages, or None.
+    """
+    from collector.stores import open_store
+    from console.live import Live
+    from console.web import install as add_routes  # aiohttp and Jinja2 only when a console is served
+
+    if rt is None:
+        raise TypeError("console.install needs the daemon's Runtime (its configuration, clock and stop)")
+    live = Live(rt.config, rt.clock)
+
+    async def lifetime(_app: Any) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            store = None
+            if rt.config.collector.store is not None:
+                store = await stack.enter_async_context(open_store(rt.config.collector.store, rt.config))
+            served.store = store
+            await stack.enter_async_context(live.running(rt.stop))
+            yield
+
+    async def end_streams(_app: Any) -> None:
+        live.close_listeners()  # open event streams end, so the server's shutdown does not wait on them
+
+    served = add_routes(app, live, store=None, office=office)
+    app.cleanup_ctx.append(lifetime)
+    app.on_shutdown.append(end_streams)

@@ -6,26 +6,23 @@ see console/config.py) until stop.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import ssl
 import sys
 
 from aiohttp import web
 
-from collector.stores import open_store
+from console import install
 from console.config import ConsoleConfig
-from console.live import Live
-from console.web import install
 from yujing.runtime import Runtime
 
 log = logging.getLogger("yujing.console")
 
 
-def make_app(live: Live, store: object | None) -> web.Application:
+def make_app(rt: Runtime) -> web.Application:
     """The console's own application, until the duty office's API (which will host it) is in place."""
     app = web.Application()
-    install(app, live, store)  # type: ignore[arg-type]
+    install(app, None, rt)
     return app
 
 
@@ -43,15 +40,9 @@ def address(cfg: ConsoleConfig, port: int) -> str:
 
 async def serve(rt: Runtime) -> None:
     cfg = rt.config.console or ConsoleConfig()
-    live = Live(rt.config, rt.clock)
-    async with contextlib.AsyncExitStack() as stack:
-        store = None
-        if rt.config.collector.store is not None:
-            store = await stack.enter_async_context(open_store(rt.config.collector.store, rt.config))
-        await stack.enter_async_context(live.running(rt.stop))
-        runner = web.AppRunner(make_app(live, store), access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        stack.push_async_callback(runner.cleanup)
+    runner = web.AppRunner(make_app(rt), access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
         site = web.TCPSite(runner, cfg.host, cfg.port, ssl_context=_tls(cfg))
         await site.start()
         port = runner.addresses[0][1] if runner.addresses else cfg.port
@@ -59,4 +50,5 @@ async def serve(rt: Runtime) -> None:
         log.info("console listening", extra={"kv": {"url": url}})
         print(f"控制台 console: {url}", file=sys.stderr, flush=True)
         await rt.stop.wait()
-        live.close_listeners()
+    finally:
+        await runner.cleanup()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +29,27 @@ from yujing.model import Hazard, Level
 log = logging.getLogger("yujing.console")
 
 HERE = Path(__file__).resolve().parent
-LIVE: web.AppKey[Live] = web.AppKey("console_live", Live)
-STORE: web.AppKey[Any] = web.AppKey("console_store", object)
-JINJA: web.AppKey[jinja2.Environment] = web.AppKey("console_jinja", jinja2.Environment)
+
+
+@dataclass
+class Served:
+    """What the handlers read: the read model, the store (opened when the application starts), the office."""
+
+    live: Live
+    jinja: jinja2.Environment
+    store: Store | None = None
+    office: Any = None  # duty.api.Office: accounts and sessions; None before the duty office is configured
+
+
+CONSOLE: web.AppKey[Served] = web.AppKey("console", Served)
 KEEPALIVE_S = 15.0  # a comment line on an idle stream, so proxies and the browser keep it open
 
 
-def install(app: web.Application, live: Live, store: Store | None = None) -> None:
-    """Add the console's pages, JSON, event stream and static files to ``app``."""
-    app[LIVE] = live
-    app[STORE] = store
-    app[JINJA] = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
-                                    autoescape=jinja2.select_autoescape(["html"]), enable_async=False)
+def install(app: web.Application, live: Live, store: Store | None = None, office: Any = None) -> Served:
+    """Add the console's pages, JSON, event stream and static files to ``app``; returns what they read."""
+    served = Served(live, jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
+                                             autoescape=jinja2.select_autoescape(["html"])), store, office)
+    app[CONSOLE] = served
     r = app.router
     r.add_get("/", page("map.html"))
     r.add_get("/warnings", page("warnings.html"))
@@ -56,6 +66,7 @@ def install(app: web.Application, live: Live, store: Store | None = None) -> Non
     r.add_get("/console/reports/{run}/{file:.+}", report_file)
     r.add_get("/favicon.ico", lambda _r: _no_content())
     r.add_static("/static/", HERE / "static", append_version=False)
+    return served
 
 
 async def _no_content() -> web.Response:
@@ -64,17 +75,17 @@ async def _no_content() -> web.Response:
 
 # ---- pages ------------------------------------------------------------------------------------
 def _lang(request: web.Request) -> i18n.Language:
-    live = request.app[LIVE]
+    live = request.app[CONSOLE].live
     return i18n.pick(request.query.get("lang"), request.cookies.get("yujing_lang"), live.config.console.language)
 
 
 def render(request: web.Request, name: str, **ctx: Any) -> web.Response:
-    live = request.app[LIVE]
+    live = request.app[CONSOLE].live
     lang = _lang(request)
     words = i18n.table(lang)
     cfg = live.config
     townships = [(a.id, a.name) for a in cfg.areas if a.tier is Tier.TOWNSHIP]
-    html = request.app[JINJA].get_template(name).render(
+    html = request.app[CONSOLE].jinja.get_template(name).render(
         t=words, words_json=json.dumps(words, ensure_ascii=False), lang=lang.value,
         other_lang="en" if lang is i18n.Language.ZH else "zh", deployment=cfg.deployment.name,
         townships=townships, hazards=[h.value for h in Hazard if h is not Hazard.EQUIPMENT],
@@ -100,7 +111,7 @@ async def warning_page(request: web.Request) -> web.Response:
 
 
 async def site_page(request: web.Request) -> web.Response:
-    live = request.app[LIVE]
+    live = request.app[CONSOLE].live
     sid = request.match_info["site"]
     info = live.board.sites.get(sid)
     if info is None:
@@ -117,7 +128,7 @@ def _area_names(live: Live, area: str) -> str:
 
 
 async def drills_page(request: web.Request) -> web.Response:
-    return render(request, "drills.html", reports=_reports(request.app[LIVE]))
+    return render(request, "drills.html", reports=_reports(request.app[CONSOLE].live))
 
 
 def _reports_dir(live: Live) -> Path:
@@ -141,7 +152,7 @@ def _reports(live: Live) -> list[dict[str, Any]]:
 
 
 async def report_file(request: web.Request) -> web.FileResponse:
-    live = request.app[LIVE]
+    live = request.app[CONSOLE].live
     root = _reports_dir(live).resolve()
     target = (root / request.match_info["run"] / request.match_info["file"]).resolve()
     if root not in target.parents or not target.is_file():
@@ -152,7 +163,7 @@ async def report_file(request: web.Request) -> web.FileResponse:
 # ---- JSON -------------------------------------------------------------------------------------
 async def state_json(request: web.Request) -> web.Response:
     """Everything the map and the lists start from; the event stream keeps it current."""
-    live = request.app[LIVE]
+    live = request.app[CONSOLE].live
     b = live.board
     sites = [[s.id, s.name, s.kind, s.township, s.lat, s.lon] for s in b.sites.values()]
     states = {sid: st.as_json() for sid, st in b.states.items() if st.level or st.silent}
@@ -167,7 +178,7 @@ def _dumps(obj: Any) -> str:
 
 
 async def warning_json_handler(request: web.Request) -> web.Response:
-    live = request.app[LIVE]
+    live = request.app[CONSOLE].live
     key = request.match_info["key"]
     w = live.board.warnings.get(key) or live.chain.latest(key)
     if w is None:
@@ -181,7 +192,7 @@ async def warning_json_handler(request: web.Request) -> web.Response:
 
 
 async def series_json(request: web.Request) -> web.Response:
-    live = request.app[LIVE]
+    live = request.app[CONSOLE].live
     sid = request.match_info["site"]
     if sid not in live.board.sites:
         return web.json_response({"error": "not-found", "detail": f"no site {sid!r}"}, status=404)
@@ -191,7 +202,7 @@ async def series_json(request: web.Request) -> web.Response:
         hours = 0
     if hours not in (24, 72):
         return web.json_response({"error": "bad-request", "detail": "hours is 24 or 72"}, status=400)
-    store = request.app[STORE]
+    store = request.app[CONSOLE].store
     since, until = window(live.clock.now(), hours)
     readings = []
     if store is not None:
@@ -206,14 +217,14 @@ async def series_json(request: web.Request) -> web.Response:
 
 
 async def equipment_json(request: web.Request) -> web.Response:
-    live = request.app[LIVE]
+    live = request.app[CONSOLE].live
     b = live.board
     return web.json_response({"gateways": b.gateway_rows(), "devices": b.device_rows(),
                               "warnings": [warning_json(w, live.tz) for w in b.equipment()]}, dumps=_dumps)
 
 
 async def boundaries(request: web.Request) -> web.StreamResponse:
-    live = request.app[LIVE]
+    live = request.app[CONSOLE].live
     name = live.config.console.boundaries
     if not name:
         raise web.HTTPNotFound()
@@ -222,7 +233,7 @@ async def boundaries(request: web.Request) -> web.StreamResponse:
 
 async def events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: ``warning``, ``sites``, ``progress``, ``heartbeat`` as they happen."""
-    live = request.app[LIVE]
+    live = request.app[CONSOLE].live
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                        "X-Accel-Buffering": "no"})
     await resp.prepare(request)
