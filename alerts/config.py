@@ -158,6 +158,9 @@ class AlertsConfig(BaseModel):
     templates: dict[str, str] = Field(default_factory=dict)  # "landslide.red", "landslide.lift", "*.red"…
     voice_language: str = "cmn-CN"  # <Say language=…>: Mandarin
     voice: str = "Polly.Zhiyu"
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)  # /metrics and /health (not the webhook port:
+    # that one faces the Internet, this one the monitoring network)
 
     @field_validator("templates")
     @classmethod

@@ -12,6 +12,8 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from prometheus_client import Counter
+
 from alerts.config import AlertsConfig, EscalationStep
 from alerts.directory import Directory
 from alerts.nflog import Notification, NotificationLog
@@ -21,6 +23,9 @@ from yujing.config.people import Channel, Person, Role
 from yujing.model import HazardWarning
 
 log = logging.getLogger("yujing.alerts.escalate")
+ESCALATIONS = Counter("yujing_alerts_escalations_total", "叫应 overdue: escalation steps taken for want of a "
+                      "confirmation", ["step"])
+UNCONFIRMED = Counter("yujing_alerts_unconfirmed_total", "叫应 chains that ran out of escalation steps unconfirmed")
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,7 @@ class Escalator:
             if step_no < len(steps):
                 nflog.schedule(warning_id, origin, step_no + 1, now + timedelta(seconds=timeout))
             if people:
+                ESCALATIONS.labels(str(action)).inc()
                 nflog.event(now, warning_id, origin, f"escalate-{action}",
                             {"step": step_no, "to": [r.phone for r in people]})
                 log.info("no confirmation: escalating", extra={"kv": {"warning": warning_id, "origin": origin,
@@ -109,6 +115,7 @@ class Escalator:
             if step_no < len(steps):  # nobody for this step (no deputy configured): take the next one now
                 nflog.close_escalation(warning_id, origin, step_no + 1)
             step_no += 1
+        UNCONFIRMED.inc()
         nflog.event(now, warning_id, origin, "unconfirmed-after-all-steps")
         return None
 

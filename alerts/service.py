@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aiomqtt
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
 from alerts.cap import CapBook, build, identifier
@@ -35,7 +35,7 @@ from alerts.nflog import NotificationLog
 from alerts.pipeline import Pipeline, Publish
 from alerts.provider import twilio_provider
 from alerts.webhooks import Webhooks
-from yujing import topics
+from yujing import metrics, topics
 from yujing.config.people import Person
 from yujing.log import Limiter
 from yujing.model import HazardWarning
@@ -48,6 +48,7 @@ UNLOGGED = Counter("yujing_alerts_unlogged_warnings_total",
                    "Warnings the notification log could not take (left unacknowledged, received again)")
 TIMER_FAILURES = Counter("yujing_alerts_timer_failures_total",
                          "Escalation/group timer passes that failed (the step stays due and is retried)")
+SUBSCRIBED = Gauge("yujing_alerts_mqtt_subscribed", "1 while subscribed to the warnings topics")
 _limiter = Limiter(60.0)
 
 
@@ -65,7 +66,14 @@ async def serve(rt: Runtime, *, drill_recipients: list[Person] | None = None, au
         drill = files.enter_context(NotificationLog(rt.config.path(cfg.drill.log, "alerts-drill.sqlite"), drill=True))
         pipelines: dict[str, Pipeline] = {}
         webhooks = Webhooks(cfg, token, pipelines, caps)
-        async with webhooks.serving(), twilio_provider(cfg.twilio, token) as provider:
+        publisher = _CapPublisher(rt, caps, directory)
+
+        def health() -> dict[str, object]:
+            subscribed = publisher.mqtt is not None
+            return {"ok": subscribed, "connected": subscribed, "webhook": webhooks.base_url}
+
+        async with (metrics.serving(cfg.metrics_host, cfg.metrics_port, health), webhooks.serving(),
+                    twilio_provider(cfg.twilio, token) as provider):
             urls = CallbackUrls(webhooks.base_url)
 
             async def on_done(nflog: NotificationLog, outcome: Outcome) -> None:
@@ -73,7 +81,6 @@ async def serve(rt: Runtime, *, drill_recipients: list[Person] | None = None, au
 
             dispatcher = Dispatcher(senders(provider, urls, cfg), {c.value: r for c, r in cfg.rates.items()},
                                     rt.clock, on_done, cfg.twilio.outage_retry_s, cfg.twilio.outage_retries)
-            publisher = _CapPublisher(rt, caps, directory)
             common = {"cfg": cfg, "directory": directory, "dispatcher": dispatcher, "clock": rt.clock}
             pipelines["real"] = Pipeline(nflog=real, drill=False, publish=publisher.to(real), **common)
             pipelines["drill"] = Pipeline(nflog=drill, drill=True, publish=publisher.to(drill),
@@ -216,6 +223,7 @@ async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _Ca
             async with client:
                 await client.subscribe(topic, qos=1)
                 publisher.mqtt = client
+                SUBSCRIBED.set(1)
                 backoff = 0.5
                 log.info("alerts subscribed", extra={"kv": {"topic": topic}})
                 try:
@@ -247,6 +255,7 @@ async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _Ca
                 finally:
                     stopper.cancel()
                     publisher.mqtt = None
+                    SUBSCRIBED.set(0)
         except (aiomqtt.MqttError, _Unlogged) as exc:
             if isinstance(exc, _Unlogged):
                 UNLOGGED.inc()

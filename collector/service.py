@@ -252,9 +252,10 @@ async def serve(rt: Runtime, on_accepted: OnAccepted | None = None) -> None:
             intake = Intake(cfg, rt.config.mqtt.topic_prefix, sink, dedup, rt, on_accepted)
             draining = asyncio.Event()
             sink_task = asyncio.create_task(sink.run(draining))
-            health = lambda: {"ok": True, "db_up": sink.db_up, "spool_readings": spool.depth,
-                              "connected": intake.mqtt is not None}
-            async with _metrics(cfg, health):
+            # healthy: subscribed and the database answering (spooling keeps readings, but they wait)
+            health = lambda: {"ok": intake.mqtt is not None and sink.db_up, "db_up": sink.db_up,
+                              "spool_readings": spool.depth, "connected": intake.mqtt is not None}
+            async with http_metrics.serving(cfg.metrics_host, cfg.metrics_port, health):
                 try:
                     await _mqtt_loop(rt, cfg, intake)
                 finally:
@@ -263,14 +264,6 @@ async def serve(rt: Runtime, on_accepted: OnAccepted | None = None) -> None:
                     await sink_task
     finally:
         spool.close()
-
-
-def _metrics(cfg: CollectorConfig, health: Callable[[], dict[str, object]]):
-    if cfg.metrics_port is None:
-        import contextlib
-
-        return contextlib.nullcontext()
-    return http_metrics.serve(cfg.metrics_host, cfg.metrics_port, health)
 
 
 async def _mqtt_loop(rt: Runtime, cfg: CollectorConfig, intake: Intake) -> None:

@@ -116,6 +116,8 @@ class SerialAsciiDevice(_Device, _SerialLine):
     pattern: str | None = None
     delimiter: str | None = None
     encoding: str = "ascii"
+    # a longer line (a stuck transmitter, a baud-rate mismatch: no newline for ever) is discarded and counted
+    max_line_bytes: int = Field(default=4096, ge=16, le=1_048_576)
     fields: list[AsciiField] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -222,5 +224,7 @@ class GatewayConfig(_Strict):
     outbox_limit: int = Field(default=1_000_000, ge=10)  # readings held at most
     outbox_when_full: Literal["drop_oldest", "drop_newest"] = "drop_oldest"
     heartbeat_s: float = Field(default=60.0, gt=0)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)  # /metrics and /health of this gateway
     uplink: Uplink = Field(default_factory=Uplink)
     devices: list[DeviceConfig] = Field(default_factory=list)

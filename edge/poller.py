@@ -18,7 +18,7 @@ from prometheus_client import Counter
 from pydantic import ValidationError
 
 from edge.quality import QualityChecker
-from edge.readers import REJECTED, PolledReader, ReaderContext, Sample, make_reader
+from edge.readers import PolledReader, ReaderContext, Sample, make_reader
 from edge.status import DeviceState, DeviceStatus
 from yujing.errors import DeviceError, PayloadError, StoreError
 from yujing.log import Limiter
@@ -58,7 +58,7 @@ class DevicePoller:
                     meta=s.meta,
                 ))
             except ValidationError as exc:  # e.g. a source's meta too large for the wire model
-                REJECTED.labels(self.device.id, "reading").inc()
+                self.ctx.reject(self.device.id, "reading")
                 if self.limiter.allow("reading"):
                     log.warning("value does not fit a reading", extra={"kv": {
                         "device": self.device.id, "quantity": s.quantity, "error": str(exc).replace("\n", " ")}})

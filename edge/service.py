@@ -24,6 +24,7 @@ from edge.poller import DevicePoller
 from edge.readers import ReaderContext
 from edge.status import DeviceStatus
 from edge.uplink import Uplink
+from yujing import metrics
 from yujing.model import Reading
 from yujing.runtime import Runtime
 
@@ -41,7 +42,11 @@ async def serve(rt: Runtime, gateways: list[str] | None = None) -> None:
 
 
 def heartbeat_builder(rt: Runtime, gw: GatewayConfig, outbox: Outbox, statuses: dict[str, DeviceStatus],
-                      started: datetime, uplink_sent: "list[Uplink]"):
+                      started: datetime, uplink_sent: "list[Uplink]", rejects: dict[str, dict[str, int]]):
+    """The heartbeat. A device's ``rejected`` counts its frames, lines or payloads refused, by reason: the
+    very counts ``yujing_edge_frames_rejected_total`` got since the gateway started (``errors`` are failed
+    polls); ``unrouted`` the frames a shared listener got for no configured device, by listener."""
+
     def build(online: bool) -> dict:
         now = rt.clock.now()
         return {
@@ -54,7 +59,8 @@ def heartbeat_builder(rt: Runtime, gw: GatewayConfig, outbox: Outbox, statuses: 
             "outbox_dropped": outbox.dropped,
             "published": uplink_sent[0].sent if uplink_sent else 0,
             "drill": rt.drill,
-            "devices": {d: s.as_json() for d, s in statuses.items()},
+            "devices": {d: {**s.as_json(), "rejected": dict(rejects.get(d, {}))} for d, s in statuses.items()},
+            "unrouted": {k: dict(v) for k, v in rejects.items() if k not in statuses},
         }
 
     return build
@@ -67,9 +73,9 @@ async def serve_gateway(rt: Runtime, gw: GatewayConfig) -> None:
         changed = asyncio.Event()
         statuses = {d.id: DeviceStatus(d.id, changed=changed) for d in gw.devices}
         holder: list[Uplink] = []
-        uplink = Uplink(rt, gw, outbox, heartbeat_builder(rt, gw, outbox, statuses, started, holder))
-        holder.append(uplink)
         ctx = ReaderContext(clock=rt.clock, mqtt=rt.config.mqtt)
+        uplink = Uplink(rt, gw, outbox, heartbeat_builder(rt, gw, outbox, statuses, started, holder, ctx.rejects))
+        holder.append(uplink)
 
         commits = GroupCommit(outbox)
 
@@ -89,9 +95,17 @@ async def serve_gateway(rt: Runtime, gw: GatewayConfig) -> None:
                 uplink.status_changed.set()
                 await asyncio.sleep(1.0)  # a drop per poll makes one heartbeat a second, not one per poll
 
+        def health() -> dict[str, object]:
+            states: dict[str, int] = {}
+            for st in statuses.values():
+                states[st.state.value] = states.get(st.state.value, 0) + 1
+            connected = uplink.connected.is_set()
+            return {"ok": connected, "gateway": gw.id, "connected": connected,
+                    "outbox_depth": outbox.depth + outbox.held, "devices": states}
+
         log.info("gateway starting", extra={"kv": {"gateway": gw.id, "devices": len(gw.devices),
                                                    "outbox": str(path), "backlog": outbox.depth}})
-        async with asyncio.TaskGroup() as tg:
+        async with metrics.serving(gw.metrics_host, gw.metrics_port, health), asyncio.TaskGroup() as tg:
             tg.create_task(uplink.run())
             writer = tg.create_task(commits.run())
             async with asyncio.TaskGroup() as pollers:

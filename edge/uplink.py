@@ -22,7 +22,7 @@ import time
 from typing import Callable
 
 import aiomqtt
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from edge.config import GatewayConfig
 from edge.outbox import Outbox, Row
@@ -34,6 +34,7 @@ from yujing.runtime import Runtime
 log = logging.getLogger("yujing.edge.uplink")
 SENT = Counter("yujing_edge_published_total", "Readings acknowledged by the broker", ["gateway"])
 LINK = Counter("yujing_edge_link_failures_total", "Uplink connections lost or refused", ["gateway"])
+CONNECTED = Gauge("yujing_edge_uplink_connected", "1 while the uplink is connected to the broker", ["gateway"])
 
 
 def batch_payload(gateway: str, rows: list[Row]) -> bytes:
@@ -75,6 +76,7 @@ class Uplink:
             try:
                 async with self._client() as client:
                     self.connected.set()
+                    CONNECTED.labels(self.gw.id).set(1)
                     delay = up.reconnect_s
                     self._up()
                     await self._connected(client)
@@ -83,6 +85,7 @@ class Uplink:
                 self._down(group.exceptions[0], delay)
             finally:
                 self.connected.clear()
+                CONNECTED.labels(self.gw.id).set(0)
             try:
                 async with asyncio.timeout(self.rt.clock.real_seconds(delay)):
                     await self.finish.wait()

@@ -224,6 +224,8 @@ class RulesConfig(_Strict):
     tick_s: float = Field(default=10.0, gt=0)  # scenario seconds between time-driven evaluations
     state_flush_s: float = Field(default=10.0, ge=0)  # real seconds between writes of evaluation state
     retain: bool = True  # publish warnings retained: the latest message per site and hazard
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)  # /metrics and /health
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -35,7 +35,7 @@ from pydantic import ValidationError
 
 from rules.engine import Engine
 from rules.store import StateStore
-from yujing import mqtt, topics
+from yujing import metrics, mqtt, topics
 from yujing.log import Limiter
 from yujing.model import HazardWarning, Reading, ReadingBatch
 from yujing.runtime import Runtime
@@ -46,6 +46,12 @@ READINGS = Counter("yujing_rules_readings_total", "Readings evaluated by the rul
 REJECTED = Counter("yujing_rules_rejected_total", "Messages or readings the rules engine rejected", ["reason"])
 ISSUED = Counter("yujing_rules_warnings_total", "Warning messages issued", ["hazard", "state"])
 OUTBOX = Gauge("yujing_rules_outbox_depth", "Warnings persisted but not yet acknowledged by the broker")
+SUBSCRIBED = Gauge("yujing_rules_mqtt_subscribed", "1 while subscribed to readings, heartbeats and loss reports")
+# what a Prometheus alert on a silent gateway needs (see deploy/prometheus/): when each gateway was last heard
+GATEWAY_SEEN = Gauge("yujing_rules_gateway_last_heartbeat_timestamp_seconds",
+                     "When the gateway's last heartbeat was sent (Unix time)", ["gateway"])
+GATEWAY_ONLINE = Gauge("yujing_rules_gateway_online", "0 once the gateway said goodbye or its last will came",
+                       ["gateway"])
 
 # MQTT 5 receive maximum: messages the broker may send us before we acknowledge any. A save is
 # forced at half of it, so the window never closes while state waits for its time to be saved.
@@ -198,6 +204,8 @@ class RulesService:
         except (UnicodeDecodeError, json.JSONDecodeError, ValueError):
             REJECTED.labels("bad-status").inc()
         gateway = topics.gateway_of(topic)
+        GATEWAY_SEEN.labels(gateway).set(when.timestamp())
+        GATEWAY_ONLINE.labels(gateway).set(1 if online else 0)
         out = self.engine.heartbeat(gateway, online, when)
         if dropped is not None:
             out += self.engine.loss(gateway, dropped, "outbox", now)
@@ -287,6 +295,7 @@ class RulesService:
                     async with client:
                         self.acks.clear()  # message ids of an earlier connection are void: redelivered
                         self.mqtt = client._client
+                        SUBSCRIBED.set(1)
                         await client.subscribe([(topics.readings(self.prefix), 1), (topics.status(self.prefix), 1),
                                                 (topics.loss(self.prefix), 1)])
                         log.info("rules: subscribed", extra={"kv": {"prefix": self.prefix}})
@@ -297,6 +306,7 @@ class RulesService:
                             await self.session(client)
                         finally:
                             self.mqtt = None
+                            SUBSCRIBED.set(0)
                 except aiomqtt.MqttError as e:
                     if self.limiter.allow("mqtt-down"):
                         log.warning("rules: MQTT connection lost: %s; retrying", e)
@@ -333,4 +343,17 @@ async def serve(rt: Runtime, ready: asyncio.Event | None = None, **_: Any) -> No
 
     ``ready`` (optional) is set once the service is subscribed.
     """
-    await RulesService(rt, ready).run()
+    service = RulesService(rt, ready)
+    cfg = rt.config.rules
+
+    def health() -> dict[str, object]:
+        try:
+            depth: int | None = service.store.outbox_depth
+        except Exception:  # noqa: BLE001  the state file refusing a read is itself what health should say
+            depth = None
+        ok = service.mqtt is not None and depth is not None
+        return {"ok": ok, "connected": service.mqtt is not None, "state_readable": depth is not None,
+                "outbox_depth": depth}
+
+    async with metrics.serving(cfg.metrics_host, cfg.metrics_port, health):
+        await service.run()

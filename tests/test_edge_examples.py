@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
+from typing import get_args
 
 import pytest
 import yaml
@@ -11,8 +13,8 @@ from conftest import ROOT, wait_for
 from servers import free_port
 from test_edge_service import Collected, collect
 
-from edge.config import GatewayConfig
-from edge.readers import ReaderContext, make_reader
+from edge.config import DeviceConfig, GatewayConfig
+from edge.readers import _MODULES, ReaderContext, make_reader
 from edge.service import serve
 from simulators.devices import simulate_devices
 from simulators.devices.faults import source_key
@@ -37,9 +39,37 @@ async def test_each_example_validates_and_builds_its_reader(path):
         assert make_reader(d, ReaderContext(Clock())) is not None
 
 
+def reader_modules(readers: Path) -> set[str]:
+    """Every module in ``readers`` that registers a reader (``@register("<type>")``), by module name."""
+    return {p.stem for p in readers.glob("*.py") if re.search(r"^@register\(", p.read_text(), re.M)}
+
+
+def without_example(readers: Path) -> set[str]:
+    return {m for m in reader_modules(readers) if not (readers / f"{m}.example.yaml").exists()}
+
+
 def test_every_reader_module_has_an_example():
-    modules = {"modbus_tcp", "modbus_rtu", "serial_ascii", "sl651", "mqtt_source"}
-    assert {p.name.removesuffix(".example.yaml") for p in EXAMPLES} == modules
+    readers = ROOT / "edge" / "readers"
+    found = reader_modules(readers)
+    # the registry's own list and the modules found on disk agree (a module the registry forgot is found too)
+    assert {m.rsplit(".", 1)[1] for m in _MODULES.values()} <= found
+    assert without_example(readers) == set()
+    assert {p.name.removesuffix(".example.yaml") for p in EXAMPLES} == found  # and no example without a reader
+
+
+def test_every_device_type_the_config_accepts_has_a_reader_and_an_example():
+    types = {get_args(m.model_fields["type"].annotation)[0] for m in get_args(get_args(DeviceConfig)[0])}
+    assert types == set(_MODULES)
+    shown = {d["type"] for p in EXAMPLES for d in load(p)}
+    assert types <= shown
+
+
+def test_a_new_reader_module_without_an_example_is_found(tmp_path):
+    (tmp_path / "lora.py").write_text('@register("lora")\nclass LoraReader:\n    pass\n')
+    (tmp_path / "helpers.py").write_text("X = 1\n")
+    (tmp_path / "modbus_tcp.py").write_text('@register("modbus_tcp")\ndef make(): ...\n')
+    (tmp_path / "modbus_tcp.example.yaml").write_text("devices: []\n")
+    assert without_example(tmp_path) == {"lora"}
 
 
 def localise(devices: list[dict], tmp: Path, mqtt_port: int, prefix: str) -> list[dict]:

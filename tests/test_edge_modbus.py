@@ -13,9 +13,11 @@ from servers import free_port
 
 from edge.config import ModbusRegister, ModbusRtuDevice, ModbusTcpDevice
 from edge.readers import ReaderContext, make_reader
+from edge.readers import modbus_map
 from edge.readers.modbus_map import decode, encode, plan
 from simulators.devices import Fault, simulate_devices
 from simulators.devices.faults import source_key
+from simulators.devices.modbus import registers_of
 from simulators.devices.values import Constant, Manual
 from yujing.clock import Clock
 from yujing.errors import DeviceError
@@ -152,7 +154,34 @@ def test_any_value_a_type_holds_round_trips_through_every_order(type_, order, da
     else:
         value = data.draw(st.integers(-(2 ** (bits - 1)), 2 ** (bits - 1) - 1))
     reg = ModbusRegister(quantity="x", address=0, type=type_, order=order)
-    assert decode(reg, encode(value, type_, order)) == value
+    words = registers_of(value, type_, order)  # pymodbus's converter: independent of the module under test
+    assert decode(reg, words) == value
+    assert encode(value, type_, order) == words
+
+
+def test_the_simulators_encoder_matches_the_hand_layouts():
+    """The independent encoder the wire tests rely on, against the same hand vectors as the decoder."""
+    assert registers_of(1.5, "float32", "BADC") == [0xC03F, 0x0000]
+    assert registers_of(16909060, "uint32", "DCBA") == [0x0403, 0x0201]
+    assert registers_of(1.5, "float64", "CDAB") == [0, 0, 0, 0x3FF8]
+    assert registers_of(-2, "int16", "BADC") == [0xFEFF]
+
+
+async def test_a_byte_order_bug_shared_by_encoder_and_decoder_fails_the_wire_test(monkeypatch):
+    """CDAB and BADC swapped in both directions (a symmetric bug) would pass an encode→decode round trip;
+    over the wire against the simulator's independent encoding it is caught."""
+    right = modbus_map._arrange
+    swapped = {"CDAB": "BADC", "BADC": "CDAB"}
+    monkeypatch.setattr(modbus_map, "_arrange", lambda words, order: right(words, swapped.get(order, order)))
+    reg = ModbusRegister(quantity="x", address=0, type="uint32", order="CDAB")
+    assert decode(reg, encode(0xA1B2C3D4, "uint32", "CDAB")) == 0xA1B2C3D4  # the round trip cannot see it
+    dev = ModbusTcpDevice.model_validate({"id": "all", "type": "modbus_tcp", "site": "S", "port": free_port(),
+                                          "registers": every_type_and_order()})
+    clock = Clock()
+    async with simulate_devices([dev], {"all": every_source()}, clock):
+        async with make_reader(dev, ReaderContext(clock)) as reader:
+            with pytest.raises(AssertionError, match="(CDAB|BADC)"):
+                check_every_value(await reader.read())
 
 
 async def test_a_logger_clock_register_stamps_its_values_unless_the_clock_is_far_off():

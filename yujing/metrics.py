@@ -1,13 +1,18 @@
 """Prometheus ``/metrics`` and ``/health`` over aiohttp (no extra thread).
 
 Counters are defined by the module that counts (``collector.metrics``, ...)
-on prometheus_client's default registry; this module only serves them.
+on prometheus_client's default registry; this module only serves them. Every part serves both when its
+section names a ``metrics_port`` (a gateway's in its ``gateways:`` entry): ``/health`` is a small JSON
+document whose ``ok`` says whether the part does its job (connected to the broker, the database
+answering, ...), answered 200 when it does and 503 when not, so a load balancer or systemd check needs
+no JSON parser. In ``yujing run`` the parts share one process and one registry: each ``/metrics`` shows
+them all, each ``/health`` its own part.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import AsyncIterator, Callable
+from typing import AsyncContextManager, AsyncIterator, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -36,3 +41,13 @@ async def serve(host: str, port: int, health: Callable[[], dict[str, object]] | 
         yield bound
     finally:
         await runner.cleanup()
+
+
+Health = Callable[[], dict[str, object]]
+
+
+def serving(host: str, port: int | None, health: Health) -> AsyncContextManager[int | None]:
+    """:func:`serve` when ``port`` is set, else nothing (yields None)."""
+    if port is None:
+        return contextlib.nullcontext()
+    return serve(host, port, health)

@@ -78,6 +78,16 @@ class ReaderContext:
     clock: Any
     mqtt: Any = None  # yujing.config.mqtt.MqttConfig of the deployment
     shared: dict[Any, Any] = field(default_factory=dict)  # per-gateway shared resources (RS-485 buses)
+    # device id → reason → frames, lines or payloads refused; the gateway's heartbeat reports these, so
+    # they must be the very counts the Prometheus counter got (one place counts both)
+    rejects: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def reject(self, device: str, reason: str) -> None:
+        """Count one refused frame, line or payload of ``device`` (a device id, or ``sl651:<port>`` for a
+        listener's frames that reach no device)."""
+        REJECTED.labels(device, reason).inc()
+        tally = self.rejects.setdefault(device, {})
+        tally[reason] = tally.get(reason, 0) + 1
 
 
 def make_reader(device: Any, ctx: ReaderContext) -> Reader:

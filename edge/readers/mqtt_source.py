@@ -19,7 +19,7 @@ from typing import Any, AsyncIterator
 import aiomqtt
 
 from edge.config import MqttSourceDevice
-from edge.readers import REJECTED, ReaderContext, Sample, register
+from edge.readers import ReaderContext, Sample, register
 from yujing.config.mqtt import MqttConfig
 from yujing.errors import DeviceError, PayloadError
 from yujing.log import Limiter
@@ -78,6 +78,7 @@ class MqttSourceReader:
     silence_is_normal = True
 
     def __init__(self, device: MqttSourceDevice, ctx: ReaderContext) -> None:
+        self.ctx = ctx
         self.device = device
         b = device.broker
         cfg: MqttConfig = (ctx.mqtt or MqttConfig()) if b is None else MqttConfig(
@@ -108,7 +109,7 @@ class MqttSourceReader:
                                       else str(msg.payload).encode())
                 except PayloadError as exc:
                     self.rejected += 1
-                    REJECTED.labels(self.device.id, exc.reason).inc()
+                    self.ctx.reject(self.device.id, exc.reason)
                     if self.limiter.allow(exc.reason):
                         log.warning("MQTT source payload rejected", extra={"kv": {
                             "device": self.device.id, "topic": str(msg.topic), "error": str(exc),

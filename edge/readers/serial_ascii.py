@@ -2,7 +2,9 @@
 
 Each line is parsed by ``pattern`` (a regex whose named groups are the
 fields' ``key``) or split by ``delimiter`` (fields' ``key`` = column index).
-A line that does not parse is counted and logged, never fatal.
+A line that does not parse is counted and logged, never fatal. So is a line longer than
+``max_line_bytes``: its bytes are discarded up to the next newline, whatever comes in between (a
+transmitter stuck without a newline once sent 200 KB, and asyncio's line reader raised on it).
 
 Example: edge/readers/serial_ascii.example.yaml
 """
@@ -17,7 +19,7 @@ from typing import AsyncIterator
 import serial_asyncio
 
 from edge.config import SerialAsciiDevice
-from edge.readers import REJECTED, ReaderContext, Sample, register
+from edge.readers import ReaderContext, Sample, register
 from yujing.errors import DeviceError, PayloadError
 from yujing.log import Limiter
 
@@ -51,8 +53,10 @@ def parse_line(device: SerialAsciiDevice, line: str) -> list[Sample]:
 class _AsciiLine:
     def __init__(self, device: SerialAsciiDevice, ctx: ReaderContext) -> None:
         self.device = device
+        self.ctx = ctx
         self.limiter = Limiter(60.0)
         self.rejected = 0
+        self.discarding = False  # inside an overlong line: drop bytes until its newline
         self._r: asyncio.StreamReader | None = None
         self._w: asyncio.StreamWriter | None = None
 
@@ -60,7 +64,8 @@ class _AsciiLine:
         d = self.device
         try:
             self._r, self._w = await serial_asyncio.open_serial_connection(
-                url=d.port, baudrate=d.baudrate, bytesize=d.bytesize, parity=d.parity, stopbits=d.stopbits)
+                limit=d.max_line_bytes, url=d.port, baudrate=d.baudrate, bytesize=d.bytesize, parity=d.parity,
+                stopbits=d.stopbits)
         except OSError as exc:
             raise DeviceError(d.id, f"cannot open {d.port}: {exc}") from None
         return self
@@ -70,19 +75,33 @@ class _AsciiLine:
             self._w.close()
             self._w = None
 
-    async def _line(self) -> str:
+    async def _line(self) -> str | None:
+        """The next line, or None for an overlong one (counted and logged here, its bytes discarded)."""
         assert self._r is not None
-        raw = await self._r.readline()
-        if not raw:
-            raise DeviceError(self.device.id, f"{self.device.port} closed")
-        return raw.decode(self.device.encoding, errors="replace")
+        while True:
+            try:
+                raw = await self._r.readuntil(b"\n")
+            except asyncio.IncompleteReadError:
+                raise DeviceError(self.device.id, f"{self.device.port} closed") from None
+            except asyncio.LimitOverrunError as exc:
+                # past the limit with no newline yet (or one too far): drop what is buffered and go on dropping
+                # until the newline that ends this line; it counts once, however long it goes on
+                await self._r.readexactly(exc.consumed)
+                if not self.discarding:
+                    self.discarding = True
+                    self.reject(PayloadError("overlong", f"a line longer than {self.device.max_line_bytes} bytes"))
+                continue
+            if self.discarding:  # the tail of an overlong line
+                self.discarding = False
+                return None
+            return raw.decode(self.device.encoding, errors="replace")
 
     def expected(self) -> list[tuple[str, str, str]]:
         return [(f.quantity, f.unit, f.sensor) for f in self.device.fields]
 
     def reject(self, exc: PayloadError) -> None:
         self.rejected += 1
-        REJECTED.labels(self.device.id, exc.reason).inc()
+        self.ctx.reject(self.device.id, exc.reason)
         if self.limiter.allow(exc.reason):
             log.warning("instrument line rejected", extra={"kv": {
                 "device": self.device.id, "error": str(exc), "suppressed": self.limiter.take_suppressed(exc.reason)}})
@@ -93,12 +112,15 @@ class AsciiPolledReader(_AsciiLine):
         assert self._r is not None and self._w is not None and self.device.request is not None
         while self._r._buffer:
             self._r._buffer.clear()
+            self.discarding = False  # what was left of an overlong answer went with it
         self._w.write(self.device.request.encode(self.device.encoding))
         try:
             async with asyncio.timeout(self.device.timeout_s):
                 line = await self._line()
         except TimeoutError:
             raise DeviceError(self.device.id, f"no answer within {self.device.timeout_s} s") from None
+        if line is None:  # counted already
+            raise PayloadError("overlong", f"an answer longer than {self.device.max_line_bytes} bytes")
         try:
             return parse_line(self.device, line)
         except PayloadError as exc:
@@ -110,7 +132,7 @@ class AsciiStreamReader(_AsciiLine):
     async def samples(self) -> AsyncIterator[list[Sample]]:
         while True:
             line = await self._line()
-            if not line.strip():
+            if line is None or not line.strip():
                 continue
             try:
                 yield parse_line(self.device, line)

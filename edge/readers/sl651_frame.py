@@ -6,6 +6,11 @@ Upstream frame (RTU → centre)::
     direction+length (2: top 4 bits 0 = up, 8 = down; low 12 bits = body length) |
     STX 02 | body | ETX 03 / ETB 17 / ENQ 05 | CRC-16 (2, high byte first)
 
+A report too long for one frame goes as several packets (the standard's M3 mode): each starts with
+``SYN 16`` instead of ``STX``, then three bytes of packet count (high 12 bits) and packet number (low 12
+bits, 1..count), counted in the frame's length; every packet but the last ends with ``ETB``, the last
+with ``ETX``. The report body is the packets' bodies joined in number order (:class:`Reassembly`).
+
 A downstream frame swaps the addresses (station first, then centre). The
 CRC is CRC-16/MODBUS (init 0xFFFF, reflected poly 0xA001) over every byte
 before it. Report body: serial (2) · send time (6 BCD, YYMMDDhhmmss) ·
@@ -32,10 +37,12 @@ MAX_BODY = 4095
 
 
 class FrameError(ValueError):
-    """A frame that cannot be accepted; ``reason`` is a short metric label."""
+    """A frame that cannot be accepted; ``reason`` is a short metric label. ``station`` is the station
+    its header names, when the header could be read (so a bad frame counts against its own device)."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, station: str | None = None) -> None:
         self.reason = reason
+        self.station = station
         super().__init__(f"{reason}: {message}")
 
 
@@ -70,15 +77,22 @@ class Frame:
     password: int = 0
     upward: bool = True
     end: int = ETX
-    start: int = STX
+    packet: tuple[int, int] | None = None  # M3 (SYN) frames: (packet count, this packet's number from 1)
+
+    @property
+    def start(self) -> int:
+        return STX if self.packet is None else SYN
 
     def encode(self) -> bytes:
-        if len(self.body) > MAX_BODY:
+        m3 = b""
+        if self.packet is not None:
+            m3 = ((self.packet[0] << 12) | self.packet[1]).to_bytes(3, "big")
+        if len(m3) + len(self.body) > MAX_BODY:
             raise ValueError("body too long for one frame")
         addr = (bytes([self.centre]) + bcd(self.station)) if self.upward else (bcd(self.station) + bytes([self.centre]))
-        dl = (0 if self.upward else 0x8000) | len(self.body)
+        dl = (0 if self.upward else 0x8000) | (len(m3) + len(self.body))
         head = SOF + addr + self.password.to_bytes(2, "big") + bytes([self.function]) + dl.to_bytes(2, "big")
-        raw = head + bytes([self.start]) + self.body + bytes([self.end])
+        raw = head + bytes([SYN if m3 else STX]) + m3 + self.body + bytes([self.end])
         return raw + crc16(raw).to_bytes(2, "big")
 
 
@@ -96,23 +110,44 @@ def decode(raw: bytes) -> Frame:
     upward, length = (dl >> 12) == 0, dl & 0x0FFF
     if len(raw) != OVERHEAD + length:
         raise FrameError("length", f"header says body {length}, frame has {len(raw) - OVERHEAD}")
+    station_bytes = raw[3:8] if upward else raw[2:7]
+    named = station_bytes.hex() if station_bytes.hex().isdigit() else None
     if crc16(raw[:-2]) != int.from_bytes(raw[-2:], "big"):
-        raise FrameError("crc", f"CRC {raw[-2:].hex()} != {crc16(raw[:-2]):04x}")
+        raise FrameError("crc", f"CRC {raw[-2:].hex()} != {crc16(raw[:-2]):04x}", named)
     if raw[13] not in (STX, SYN):
-        raise FrameError("start", f"body start byte {raw[13]:02x}")
-    if upward:
-        centre, station = raw[2], unbcd(raw[3:8])
-    else:
-        station, centre = unbcd(raw[2:7]), raw[7]
-    return Frame(station=station, function=raw[10], body=raw[HEADER:HEADER + length], centre=centre,
-                 password=int.from_bytes(raw[8:10], "big"), upward=upward, end=raw[-3], start=raw[13])
+        raise FrameError("start", f"body start byte {raw[13]:02x}", named)
+    station, centre = unbcd(station_bytes), (raw[2] if upward else raw[7])
+    body, packet = raw[HEADER:HEADER + length], None
+    if raw[13] == SYN:
+        if length < 3:
+            raise FrameError("packet", "a SYN frame without its packet count and number", station)
+        m3 = int.from_bytes(body[:3], "big")
+        count, number = m3 >> 12, m3 & 0xFFF
+        if not 1 <= number <= count:
+            raise FrameError("packet", f"packet {number} of {count}", station)
+        body, packet = body[3:], (count, number)
+    return Frame(station=station, function=raw[10], body=body, centre=centre,
+                 password=int.from_bytes(raw[8:10], "big"), upward=upward, end=raw[-3], packet=packet)
 
 
 class Deframer:
-    """Cuts a byte stream into frames; junk before a start marker is skipped and reported."""
+    """Cuts a byte stream into frames; junk before a start marker is skipped and reported.
+
+    Each bad frame is reported once: after a frame is refused (bad CRC, say) the deframer resynchronises on
+    the next start marker *inside* it too (its length field may be what was corrupted), but the bytes
+    of the refused frame it skips on the way are not reported again as junk. :meth:`close` reports a
+    frame the link cut off.
+    """
 
     def __init__(self) -> None:
         self.buf = bytearray()
+        self.quiet = 0  # bytes ahead that belong to a frame already reported
+
+    def _skip(self, n: int, out: list[Frame | FrameError], what: str) -> None:
+        del self.buf[:n]
+        counted, self.quiet = max(0, n - self.quiet), max(0, self.quiet - n)
+        if counted:
+            out.append(FrameError("junk", what.format(n=counted)))
 
     def feed(self, data: bytes) -> list[Frame | FrameError]:
         self.buf += data
@@ -121,19 +156,16 @@ class Deframer:
             i = self.buf.find(SOF)
             if i < 0:
                 if len(self.buf) > 1:
-                    out.append(FrameError("junk", f"{len(self.buf) - 1} bytes without a frame start"))
-                    del self.buf[:-1]
+                    self._skip(len(self.buf) - 1, out, "{n} bytes without a frame start")
                 return out
             if i > 0:
-                out.append(FrameError("junk", f"{i} bytes before a frame start"))
-                del self.buf[:i]
+                self._skip(i, out, "{n} bytes before a frame start")
             if len(self.buf) < HEADER:
                 return out
             dl = int.from_bytes(self.buf[11:13], "big")
             if dl >> 12 not in (0, 8) or self.buf[13] not in (STX, SYN):
                 # not a header after all (a stray 7E before the real one): never wait for a length it invents
-                out.append(FrameError("junk", "7E 7E without a valid header"))
-                del self.buf[:1]
+                self._skip(1, out, "7E 7E without a valid header")
                 continue
             length = dl & 0x0FFF
             total = OVERHEAD + length
@@ -143,9 +175,76 @@ class Deframer:
             try:
                 out.append(decode(raw))
                 del self.buf[:total]
+                self.quiet = 0
             except FrameError as exc:
                 out.append(exc)
                 del self.buf[:2]  # resynchronise on the next start marker
+                self.quiet = total - 2
+
+    def close(self) -> list[FrameError]:
+        """The link is gone: what is left in the buffer is a frame it cut off (or junk)."""
+        out: list[FrameError] = []
+        rest, self.buf, quiet, self.quiet = bytes(self.buf), bytearray(), self.quiet, 0
+        if rest[:2] == SOF:
+            station = rest[3:8].hex() if len(rest) >= 8 and rest[3:8].hex().isdigit() else None
+            need = f" of {OVERHEAD + (int.from_bytes(rest[11:13], 'big') & 0x0FFF)}" if len(rest) >= 13 else ""
+            out.append(FrameError("truncated", f"the link closed {len(rest)} bytes into a frame{need}", station))
+        elif len(rest) > quiet and rest != SOF[:1]:
+            out.append(FrameError("junk", f"{len(rest) - quiet} bytes without a frame start"))
+        return out
+
+
+@dataclass
+class _Packets:
+    count: int
+    bodies: dict[int, bytes] = field(default_factory=dict)
+
+
+class Reassembly:
+    """Multi-packet (M3) reports of one link, joined: packets of one (station, function) in number order.
+
+    A link delivers packets in the order the RTU sent them, 1 to count, so a packet 1 always begins a report:
+    anything pending then (a report whose later packets never came, or whose packet 1 was lost) is reported
+    ``incomplete`` — never joined with the new report's packets into a report nobody sent. A packet sent
+    again (an RTU repeating one) replaces itself; a different packet count or a different body under a
+    number already held also means the RTU started over. :meth:`abandon` reports what a dropped link cut short.
+    """
+
+    def __init__(self) -> None:
+        self.pending: dict[tuple[str, int], _Packets] = {}
+
+    def feed(self, frame: Frame) -> list[Frame | FrameError]:
+        """A checked frame → the frame itself (single), nothing yet, or the whole report (last packet)."""
+        if frame.packet is None:
+            return [frame]
+        out: list[Frame | FrameError] = []
+        count, number = frame.packet
+        key = (frame.station, frame.function)
+        parts = self.pending.get(key)
+        changed = parts is not None and parts.bodies.get(number) != frame.body and (
+            number == 1 or number in parts.bodies)
+        if parts is not None and (changed or parts.count != count):  # the RTU started over
+            out.append(self._incomplete(key, parts))
+            parts = None
+        if parts is None:
+            parts = self.pending[key] = _Packets(count)
+        parts.bodies[number] = frame.body
+        if len(parts.bodies) == count:
+            del self.pending[key]
+            body = b"".join(parts.bodies[i] for i in range(1, count + 1))
+            out.append(Frame(station=frame.station, function=frame.function, body=body, centre=frame.centre,
+                             password=frame.password, upward=frame.upward, end=ETX))
+        return out
+
+    def abandon(self) -> list[FrameError]:
+        out = [self._incomplete(key, parts) for key, parts in self.pending.items()]
+        self.pending.clear()
+        return out
+
+    @staticmethod
+    def _incomplete(key: tuple[str, int], parts: _Packets) -> FrameError:
+        return FrameError("incomplete", f"function {key[1]:02X}: {len(parts.bodies)} of {parts.count} packets "
+                          f"(missing {sorted(set(range(1, parts.count + 1)) - set(parts.bodies))[:10]})", key[0])
 
 
 # --- report bodies ---------------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 Function codes 1-4 (coils, discrete inputs, holding and input registers).
 Values are computed at request time from each slave's value sources on the
 scenario clock, encoded exactly as the device's register map says (type,
-byte/word order, scale and offset), so the agent's decoding is checked
-against an independent path. Faults per slave: hang, garbled, offline.
+byte/word order, scale and offset) by :func:`registers_of` — pymodbus's own converter, not the agent's
+encoder — so the agent's decoding is checked against an independent path (a byte-order bug that the
+agent's encoder and decoder shared would otherwise pass). Faults per slave: hang, garbled, offline.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import random
 import struct
 from typing import Any, AsyncIterator
 
-from edge.readers.modbus_map import WORDS, encode
+from pymodbus.client.mixin import ModbusClientMixin
+
+from edge.readers.modbus_map import WORDS
 from edge.readers.sl651_frame import crc16  # the same CRC-16 (Modbus polynomial 0xA001) as RTU frames
 from simulators.devices.faults import Fault, source_key
 from simulators.devices.pty import PtyLine
@@ -26,6 +29,30 @@ from simulators.devices.values import ValueSource
 
 log = logging.getLogger("yujing.sim.modbus")
 _TABLE_OF_FC = {1: "coil", 2: "discrete", 3: "holding", 4: "input"}
+_DATATYPE = {"int16": ModbusClientMixin.DATATYPE.INT16, "uint16": ModbusClientMixin.DATATYPE.UINT16,
+             "int32": ModbusClientMixin.DATATYPE.INT32, "uint32": ModbusClientMixin.DATATYPE.UINT32,
+             "float32": ModbusClientMixin.DATATYPE.FLOAT32, "float64": ModbusClientMixin.DATATYPE.FLOAT64}
+
+
+def registers_of(value: float, type_: str, order: str = "ABCD") -> list[int]:
+    """The registers a device holding ``value`` (raw, before scale) serves, by pymodbus's converter.
+
+    pymodbus knows word order (``big``: ABCD, ``little``: words reversed, CDAB); the byte-swapped orders
+    (BADC, DCBA) are those with the two bytes of every register swapped. Integers are rounded, unsigned
+    ones wrap and signed ones saturate, as a device's firmware storing the value would.
+    """
+    if type_ == "bool":
+        return [1 if value else 0]
+    if not type_.startswith("float"):
+        bits = 16 * WORDS[type_]
+        value = int(round(value))
+        value = value % (1 << bits) if type_.startswith("u") else \
+            max(-(1 << (bits - 1)), min((1 << (bits - 1)) - 1, value))
+    words = ModbusClientMixin.convert_to_registers(value, _DATATYPE[type_],
+                                                   word_order="little" if order in ("CDAB", "DCBA") else "big")
+    if order in ("BADC", "DCBA"):
+        words = [((w & 0xFF) << 8) | (w >> 8) for w in words]
+    return words
 
 
 
@@ -58,7 +85,7 @@ class SimSlave:
                 continue
             raw = self._raw(reg) if reg.quantity != "device_time" or "device_time" in self.sources \
                 else self.clock.now().timestamp()
-            for i, w in enumerate(encode(raw, reg.type, reg.order)):
+            for i, w in enumerate(registers_of(raw, reg.type, reg.order)):
                 cells[reg.address + i] = w
         if any(a not in cells for a in range(address, address + count)):
             # a real device answers gaps with zeros only inside its map: outside it, "illegal address"
