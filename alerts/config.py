@@ -117,13 +117,17 @@ class Silence(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     site: str | None = None
+    area: str | None = None  # every warning at or under this node (its sites, and warnings addressed to it)
     hazard: Hazard | None = None
     starts: AwareUTC
     ends: AwareUTC
     comment: str = ""
+    id: str = ""  # the duty office's silences carry theirs (to be removed by it)
 
-    def matches(self, site: str, hazard: Hazard, at: datetime) -> bool:
-        return (self.site in (None, site) and self.hazard in (None, hazard) and self.starts <= at < self.ends)
+    def matches(self, site: str, hazard: Hazard, at: datetime, areas: set[str] | frozenset[str] = frozenset()) -> bool:
+        """``areas``: the ids of the warning's chain (its area and every ancestor)."""
+        return (self.site in (None, site) and (self.area is None or self.area in areas)
+                and self.hazard in (None, hazard) and self.starts <= at < self.ends)
 
 
 class DrillConfig(BaseModel):
@@ -137,6 +141,15 @@ class GroupingConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     wait_s: float = Field(default=5.0, ge=0)  # hold a new (hazard, site) group this long to gather its sensors
+
+
+class CapConfig(BaseModel):
+    """Who Yujing's own CAP documents say they are from: per deployment."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sender: str = Field(default="yujing@localhost", pattern=r"^[^\s,<&]+$")  # CAP: no spaces, commas, < or &
+    sender_name: str = ""  # "": the deployment's name
 
 
 class AlertsConfig(BaseModel):
@@ -155,6 +168,7 @@ class AlertsConfig(BaseModel):
     grouping: GroupingConfig = Field(default_factory=GroupingConfig)
     silences: list[Silence] = Field(default_factory=list)
     drill: DrillConfig = Field(default_factory=DrillConfig)
+    cap: CapConfig = Field(default_factory=CapConfig)
     templates: dict[str, str] = Field(default_factory=dict)  # "landslide.red", "landslide.lift", "*.red"…
     voice_language: str = "cmn-CN"  # <Say language=…>: Mandarin
     voice: str = "Polly.Zhiyu"

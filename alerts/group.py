@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -56,17 +57,26 @@ class Group:
 def group_of(w: HazardWarning) -> tuple[Hazard, str]:
     if w.hazard is Hazard.EQUIPMENT and w.key.startswith("equipment:loss:"):
         return (w.hazard, w.key)
+    if w.from_above:  # each warning from above speaks for itself: the city's and the duty office's never merge
+        return (w.hazard, w.key)
     return (w.hazard, w.site)
 
 
-def silenced(silences: list[Silence], w: HazardWarning, at: datetime) -> Silence | None:
-    return next((s for s in silences if s.matches(w.site, w.hazard, at)), None)
+def silenced(silences: list[Silence], w: HazardWarning, at: datetime,
+             areas: Callable[[HazardWarning], set[str]] | None = None) -> Silence | None:
+    """The first silence over ``w`` (its site, or an area on its chain: ``areas`` gives those ids)."""
+    if not silences:
+        return None
+    chain = areas(w) if areas is not None else ({w.area} if w.area else set())
+    return next((s for s in silences if s.matches(w.site, w.hazard, at, chain)), None)
 
 
 class Grouper:
-    def __init__(self, wait_s: float, silences: list[Silence] | None = None) -> None:
+    def __init__(self, wait_s: float, silences: list[Silence] | None = None,
+                 areas: Callable[[HazardWarning], set[str]] | None = None) -> None:
         self.wait = timedelta(seconds=wait_s)
-        self.silences = silences or []
+        self.silences = list(silences or [])  # the configured ones, then the duty office's (set by the service)
+        self.areas = areas
         self.groups: dict[tuple[Hazard, str], Group] = {}
 
     def next_due(self) -> datetime | None:
@@ -81,7 +91,7 @@ class Grouper:
             prior = g.members.get(w.key)
             if prior is not None and prior.version >= w.version:
                 return [Decision(Verdict.DUPLICATE, w)]
-        s = silenced(self.silences, w, now)
+        s = silenced(self.silences, w, now, self.areas)
         if s is not None and w.state is not WarningState.LIFTED:
             return [Decision(Verdict.SILENCED, w, by=s.comment)]
         if g is None:

@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Self
 
+from alerts.cap import thread
 from yujing.errors import StoreError
 from yujing.model import HazardWarning
 
@@ -335,7 +336,7 @@ class NotificationLog:
     # ---- CAP documents ----------------------------------------------------------------------------
     def record_cap(self, w: HazardWarning, identifier: str, xml: str, published: bool = False) -> None:
         self.db.execute("INSERT OR IGNORE INTO caps(identifier, warning_id, hazard, site, xml, published)"
-                        " VALUES (?,?,?,?,?,?)", (identifier, w.id, w.hazard.value, w.site, xml, int(published)))
+                        " VALUES (?,?,?,?,?,?)", (identifier, w.id, w.hazard.value, thread(w), xml, int(published)))
 
     def cap(self, identifier: str) -> str | None:
         row = self.db.execute("SELECT xml FROM caps WHERE identifier=?", (identifier,)).fetchone()

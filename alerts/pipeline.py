@@ -54,7 +54,7 @@ class Pipeline:
 
     def __post_init__(self) -> None:
         self.renderer = Renderer(self.cfg.templates, self.cfg.ack.digits)
-        self.grouper = Grouper(self.cfg.grouping.wait_s, self.cfg.silences)
+        self.grouper = Grouper(self.cfg.grouping.wait_s, self.cfg.silences, self._chain_ids)
         self.escalator = Escalator(self.cfg, self.directory)
         self.kind = "drill" if self.drill else "real"
 
@@ -140,9 +140,15 @@ class Pipeline:
                     log.exception("publishing the CAP document failed", extra={"kv": {"warning": w.id}})
             self.nflog.set_warning_state(w.id, "routed")
 
+    def _chain_ids(self, w: HazardWarning) -> set[str]:
+        """The area ids on ``w``'s chain, for silences over an area."""
+        site = self.directory.site(w.site) if w.site else None
+        area = w.area or (site.area if site else "")
+        return {a.id for a in self.directory.config.lineage(area)} if self.directory.area(area) else set()
+
     # ---- route → render → enqueue ----------------------------------------------------------------
     def text(self, w: HazardWarning, ack: bool = False, channel: str = "sms", language: str = "zh") -> str:
-        site = self.directory.site(w.site)
+        site = self.directory.site(w.site) if w.site else None
         area = w.area or (site.area if site else "")
         lineage = [(a.tier, a.name) for a in self.directory.config.lineage(area)] if self.directory.area(area) else []
         return self.renderer.text(w, site.name if site else w.site, lineage, ack=ack, channel=channel,

@@ -18,7 +18,8 @@ DRILL_MARK = "【演练】"
 
 VARIABLES = {
     "area_name", "level_cn", "level_roman", "hazard_cn", "state_cn", "site_name", "site", "title", "evidence",
-    "time", "advice", "confirm", "township_name", "village_name",
+    "time", "advice", "confirm", "township_name", "village_name", "sender_name", "headline", "instruction",
+    "place_name",
 }
 
 ADVICE: dict[Hazard, dict[Level, str]] = {
@@ -49,12 +50,19 @@ ADVICE: dict[Hazard, dict[Level, str]] = {
         Level.ORANGE: "请扑火队伍集结待命。", Level.RED: "请立即组织扑救和人员疏散！",
     },
     Hazard.EQUIPMENT: {lvl: "请运维人员尽快检修。" for lvl in Level},
+    Hazard.OTHER: {lvl: "请按当地政府和防汛指挥部的指令做好防范。" for lvl in Level},
 }
 
 DEFAULT_WARNING = ("{area_name}{hazard_cn}{level_cn}预警({level_roman}级){state_cn}：{site_name}，{title}{evidence}"
                    "（{time}）{advice}{confirm}")
 DEFAULT_EQUIPMENT = "{area_name}{site_name}监测设备告警({level_cn})：{title}{evidence}（{time}）{advice}"
 DEFAULT_LIFT = "{area_name}{site_name}{hazard_cn}{level_cn}预警已解除（{time}）。"
+# a warning from above (CAP, the duty office) names who issued it and carries their headline and instruction
+DEFAULT_ABOVE = "【{sender_name}】{headline}：{instruction}（{time}）{confirm}"
+DEFAULT_ABOVE_LIFT = "【{sender_name}】{place_name}{hazard_cn}{level_cn}预警已解除（{time}）。"
+# One SMS of UCS-2 text is 70 characters, a long one is sent in 67-character parts; carriers join at most a
+# handful reliably. A warning from above brings text of any length: its instruction is cut to fit this.
+MAX_ABOVE_CHARS = 335  # five parts
 
 
 def check_templates(templates: dict[str, str]) -> None:
@@ -78,7 +86,7 @@ class Renderer:
         self.templates = templates
         self.confirm_digit = confirm_digit
 
-    def template(self, hazard: Hazard, level: Level, lift: bool, language: str = "zh") -> str:
+    def template(self, hazard: Hazard, level: Level, lift: bool, language: str = "zh", above: bool = False) -> str:
         """The template for a person's language (``en:landslide.red``…), else the Chinese one."""
         kind = ".lift" if lift else ""
         names = (f"{hazard}.{level}{kind}", f"*.{level}{kind}", f"{hazard}{kind or '.warning'}",
@@ -88,6 +96,8 @@ class Renderer:
             for name in names:
                 if prefix + name in self.templates:
                     return self.templates[prefix + name]
+        if above:
+            return DEFAULT_ABOVE_LIFT if lift else DEFAULT_ABOVE
         if lift:
             return DEFAULT_LIFT
         return DEFAULT_EQUIPMENT if hazard is Hazard.EQUIPMENT else DEFAULT_WARNING
@@ -101,12 +111,18 @@ class Renderer:
                        else f"收到请回复{self.confirm_digit}确认。")
         else:
             confirm = ""
+        place = "".join(n for t, n in reversed(lineage) if t.depth >= Tier.COUNTY.depth and t.depth <= Tier.GROUP.depth)
+        place_name = (place + (site_name or "")) if w.site else place
+        advice = ADVICE.get(w.hazard, {}).get(w.level, "")
         return {
+            "sender_name": w.sender_name or "预警发布单位",
+            "headline": w.headline or f"{place_name}{w.hazard.chinese}{w.level.chinese}预警{w.state.chinese}",
+            "instruction": w.instruction or advice, "place_name": place_name,
             "area_name": area, "level_cn": w.level.chinese, "level_roman": w.level.roman,
             "hazard_cn": w.hazard.chinese, "state_cn": w.state.chinese, "site_name": site_name or w.site,
             "site": w.site, "title": (w.title + "。") if w.title and not w.title.endswith("。") else w.title,
             "evidence": "；".join(w.evidence) + ("。" if w.evidence else ""),
-            "time": local_time(w.updated_at), "advice": ADVICE.get(w.hazard, {}).get(w.level, ""),
+            "time": local_time(w.updated_at), "advice": advice,
             "confirm": confirm, "township_name": names.get(Tier.TOWNSHIP, ""),
             "village_name": names.get(Tier.VILLAGE, ""),
         }
@@ -114,6 +130,11 @@ class Renderer:
     def text(self, w: HazardWarning, site_name: str, lineage: list[tuple[Tier, str]], *, ack: bool = False,
              channel: str = "sms", language: str = "zh") -> str:
         lift = w.state is WarningState.LIFTED
-        body = self.template(w.hazard, w.level, lift, language).format(
-            **self.variables(w, site_name, lineage, ack and not lift, channel))
+        variables = self.variables(w, site_name, lineage, ack and not lift, channel)
+        body = self.template(w.hazard, w.level, lift, language, w.from_above).format(**variables)
+        if w.from_above and len(body) > MAX_ABOVE_CHARS:  # cut the instruction, never who issued it or the 叫应 ask
+            over = len(body) - MAX_ABOVE_CHARS + 1
+            variables["instruction"] = variables["instruction"][:max(0, len(variables["instruction"]) - over)] + "…"
+            body = self.template(w.hazard, w.level, lift, language, w.from_above).format(**variables)
+            body = body[:MAX_ABOVE_CHARS]
         return (DRILL_MARK + body) if w.drill else body

@@ -41,13 +41,18 @@ def _channels(target: Target, person: Person) -> tuple[Channel, ...]:
 
 
 def route(warning: HazardWarning, directory: Directory, cfg: AlertsConfig) -> Routed:
+    """A site's warning goes to the site's people and up its chain; a warning addressed to an area node (site
+    empty: a warning from above) goes up from the node as well, and down to every node of each tier below it
+    that the policy names (a township's orange: each of its villages' responsible people, every group leader)."""
     out = Routed()
-    site = directory.site(warning.site)
+    site = directory.site(warning.site) if warning.site else None
     area_id = warning.area or (site.area if site else "")
+    addressed = not warning.site and bool(warning.area)
+    start = directory.area(area_id) if addressed else None
     # an equipment warning may have no place in the chain: a central component (the collector) is no site.
     # It goes to the offices over every place (county, city), never to nobody
     central = warning.hazard is Hazard.EQUIPMENT and site is None and not warning.area
-    if site is None and not central:
+    if site is None and not central and not addressed:
         out.problems.append(f"site {warning.site!r} is not configured")
     if directory.area(area_id) is None and not central:
         out.problems.append(f"area {area_id!r} is not configured")
@@ -74,6 +79,8 @@ def route(warning: HazardWarning, directory: Directory, cfg: AlertsConfig) -> Ro
             continue
         node = directory.ancestor(area_id, tier)
         nodes = [node] if node is not None else []
+        if start is not None and tier.depth > start.tier.depth:
+            nodes = directory.under(start.id, tier)
         if central and tier.depth <= Tier.COUNTY.depth:
             nodes = [a for a in directory.config.areas if a.tier is tier]
         for node in nodes:

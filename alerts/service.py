@@ -27,8 +27,9 @@ import aiomqtt
 from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
-from alerts.cap import CapBook, build, identifier
+from alerts.cap import CapBook, build, identifier, thread
 from alerts.channels import CallbackUrls, senders
+from alerts.commands import Command, SilenceList, apply
 from alerts.directory import Directory
 from alerts.fanout import Dispatcher, Outcome, run_until
 from alerts.nflog import NotificationLog
@@ -178,13 +179,16 @@ class _CapPublisher:
         ident = identifier(w)
         xml = nflog.cap(ident)
         if xml is None:
-            site = self.directory.site(w.site)
+            site = self.directory.site(w.site) if w.site else None
             area = self.directory.area(w.area or (site.area if site else ""))
             desc = "".join(a.name for a in reversed(self.rt.config.lineage(area.id))) if area else w.site
-            xml = build(w, text, desc + (site.name if site else ""), nflog.last_capped(w.hazard.value, w.site),
-                        lat=site.lat if site else None, lon=site.lon if site else None)
+            cap = self.rt.config.alerts.cap
+            xml = build(w, text, desc + (site.name if site else ""), nflog.last_capped(w.hazard.value, thread(w)),
+                        sender=cap.sender, sender_name=cap.sender_name or self.rt.config.deployment.name,
+                        lat=site.lat if site else None, lon=site.lon if site else None,
+                        area_code=area.code if area else None)
             nflog.record_cap(w, ident, xml, published)
-        self.caps.add(w.hazard.value, w.site, ident, xml)
+        self.caps.add(w.hazard.value, thread(w), ident, xml)
 
     def restore(self, nflog: NotificationLog, text: Callable[[HazardWarning], str]) -> None:
         """At start: the CapBook from the log (a log from before CAP documents were kept gets them now)."""
@@ -222,6 +226,9 @@ async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _Ca
             paho.manual_ack_set(True)
             async with client:
                 await client.subscribe(topic, qos=1)
+                # the duty office's requests and silences (alerts/commands.py)
+                await client.subscribe(topics.commands(cfg.mqtt.topic_prefix), qos=1)
+                await client.subscribe(topics.silences(cfg.mqtt.topic_prefix), qos=1)
                 publisher.mqtt = client
                 SUBSCRIBED.set(1)
                 backoff = 0.5
@@ -247,6 +254,12 @@ async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _Ca
                                 await _on_message(rt, pipelines, msg.payload, str(msg.topic))
                             except sqlite3.Error as exc:
                                 raise _Unlogged(str(exc)) from exc
+                        elif str(msg.topic) in (topics.commands(cfg.mqtt.topic_prefix),
+                                                topics.silences(cfg.mqtt.topic_prefix)):
+                            try:
+                                _on_duty(rt, pipelines, msg.payload, str(msg.topic))
+                            except sqlite3.Error as exc:
+                                raise _Unlogged(str(exc)) from exc
                         else:
                             REJECTED.labels(reason="wrong-topic").inc()
                         if msg.qos > 0:
@@ -268,6 +281,27 @@ async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _Ca
                 async with asyncio.timeout(backoff):
                     await rt.stop.wait()
             backoff = min(backoff * 2, 10.0)
+
+
+def _on_duty(rt: Runtime, pipelines: dict[str, Pipeline], payload: Any, topic: str) -> None:
+    """A request of the duty office (confirm on behalf, resend) or its silences, all of them."""
+    try:
+        if topic == topics.silences(rt.config.mqtt.topic_prefix):
+            given = SilenceList.model_validate_json(payload or b'{"silences": []}').silences
+            for p in pipelines.values():
+                p.grouper.silences = list(rt.config.alerts.silences) + given
+            log.info("silences from the duty office", extra={"kv": {"count": len(given)}})
+            return
+        cmd = Command.model_validate_json(payload)
+    except ValidationError as exc:
+        REJECTED.labels(reason="invalid-command").inc()
+        if _limiter.allow("invalid-command"):
+            log.warning("ignoring a duty-office message that cannot be read",
+                        extra={"kv": {"topic": topic, "error": str(exc).splitlines()[0]}})
+        return
+    result = apply(pipelines, cmd, rt.clock.now())
+    log.info("duty-office request", extra={"kv": {"action": cmd.action.value, "key": cmd.key, "by": cmd.by,
+                                                  "phone": cmd.phone, **result}})
 
 
 class _Unlogged(Exception):

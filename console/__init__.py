@@ -12,6 +12,13 @@ import contextlib
 from typing import Any, AsyncIterator
 
 
+def announce(app: Any, url: str) -> None:
+    """Print where the console is (and the demo's login, if the configuration gives one), once it listens."""
+    from console.web import announce as say
+
+    say(app, url)
+
+
 def install(app: Any, office: Any = None, rt: Any = None) -> None:
     """Add the console to ``app`` (an aiohttp Application); ``rt`` is the running daemon's Runtime.
 

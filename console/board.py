@@ -205,8 +205,8 @@ def warning_json(w: HazardWarning, tz: Any) -> dict[str, Any]:
 
 def source_of(w: HazardWarning) -> str:
     """Where a warning came from: its ``source`` when the model carries one (operator, CAP), else its rule."""
-    src = getattr(w, "source", "") or ""
-    return src or (f"rule:{w.rule}" if w.rule else f"rule:{w.hazard.value}")
+    src = getattr(w, "source", "") or "rule"
+    return f"rule:{w.rule}" if src == "rule" and w.rule else src
 
 
 def _local(ts: datetime, tz: Any) -> str:

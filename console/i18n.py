@@ -51,6 +51,26 @@ WORDS: dict[str, tuple[str, str]] = {
     "drill_mark": ("演练", "DRILL"), "lang_other": ("English", "中文"),
     "login": ("登录", "Log in"), "logout": ("退出", "Log out"), "username": ("用户名", "Username"),
     "password": ("密码", "Password"),
+    "cancel": ("取消", "Cancel"), "confirm_send": ("确认", "Confirm"), "demo_login": ("演示账号", "Demo login"),
+    "action": ("操作", "Action"), "target": ("对象", "Target"), "result": ("结果", "Result"), "remote": ("来源地址", "From"),
+    "error_bad-credentials": ("用户名或密码错误", "Wrong user name or password"),
+    "error_too-many-attempts": ("失败次数过多，请稍后再试", "Too many failed attempts; try again later"),
+    "error_forbidden": ("无此操作权限", "Not allowed for your role"),
+    "error_csrf": ("会话校验失败，请刷新页面", "Session check failed; reload the page"),
+    "error_unauthenticated": ("请先登录", "Log in first"),
+    "issue": ("发布预警", "Issue a warning"), "resend": ("重发未叫应", "Resend to the unconfirmed"),
+    "lift": ("解除预警", "Lift"), "update_level": ("调整级别", "Change level"),
+    "confirm_for": ("代为叫应", "Confirm for them"), "via": ("确认方式", "Confirmed by"), "note": ("备注", "Note"),
+    "via_landline": ("座机", "Landline"), "via_in_person": ("当面", "In person"), "via_radio": ("对讲/广播", "Radio"),
+    "village": ("村", "Village"), "township": ("乡镇", "Township"), "text": ("内容", "Text"), "title": ("标题", "Title"),
+    "expires_h": ("有效时长(小时)", "Valid for (hours)"), "silence": ("维护静默", "Silence for maintenance"),
+    "hours": ("小时", "hours"), "reason": ("原因", "Reason"), "done": ("已提交", "Done"),
+    "ask_issue": ("确认发布？将按预警级别向该区域各级责任人发送短信/电话。", "Issue it? The people of this area will be sent SMS/calls by its level."),
+    "ask_lift": ("确认解除？将向已通知的人员发送解除通知。", "Lift it? Everyone told will be sent the lift."),
+    "ask_resend": ("确认重发？将再次通知所有未叫应人员。", "Resend? Everyone not yet confirmed will be told again."),
+    "ask_update": ("确认调整级别？将按新级别通知。", "Change the level? People will be told at the new level."),
+    "ask_confirm_for": ("确认代为叫应？该人员的升级呼叫将停止。", "Confirm for this person? Their escalation stops."),
+    "ask_silence": ("确认静默？期间该站点的预警不发送通知。", "Silence? Warnings at this site notify nobody meanwhile."),
 }
 
 HAZARDS: dict[str, tuple[str, str]] = {
@@ -69,6 +89,8 @@ ROLES: dict[str, tuple[str, str]] = {
     "responsible": ("责任人", "Responsible"), "deputy": ("副责任人", "Deputy"), "monitor": ("监测员", "Monitor"),
     "grid": ("网格员", "Grid worker"), "duty": ("值班室", "Duty office"), "group_leader": ("组长", "Group leader"),
     "household": ("户", "Household"), "maintainer": ("设备运维", "Maintainer"),
+    # the duty office's accounts
+    "viewer": ("只读", "Viewer"), "operator": ("值班员", "Operator"), "admin": ("管理员", "Administrator"),
 }
 
 

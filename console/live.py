@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import time
+from datetime import datetime
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -134,7 +135,14 @@ class Live:
         return d
 
     def progress(self, w: HazardWarning) -> dict[str, Any]:
-        return self.chain.progress(w.id)
+        p = self.chain.progress(w.id)
+        now = self.clock.now()
+        for u in p["unconfirmed"]:  # how long asked, on the daemon's clock (a drill's runs faster than the wall's)
+            try:
+                u["asked_s"] = max(0.0, (now - datetime.fromisoformat(u["asked_at"])).total_seconds())
+            except (TypeError, ValueError):
+                u["asked_s"] = None
+        return p
 
     def poll_chain(self) -> None:
         """The log moved: send the progress of every warning in force whose progress changed."""

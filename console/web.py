@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import jinja2
 from aiohttp import web
@@ -42,6 +44,40 @@ class Served:
 
 
 CONSOLE: web.AppKey[Served] = web.AppKey("console", Served)
+COOKIE = "yujing_session"  # the duty office's session cookie (duty/auth.py)
+OPEN = ("/login", "/static/", "/favicon.ico")  # what a browser may fetch before logging in
+
+
+def announce(app: web.Application, url: str) -> None:
+    served = app.get(CONSOLE)
+    if served is None:
+        return
+    hint = served.live.config.console.login_hint
+    print(f"控制台 console: {url.rstrip('/')}/" + (f"  登录 login: {hint}" if hint else ""), file=sys.stderr, flush=True)
+
+
+def identify(request: web.Request) -> Any:
+    """The duty office's identity of the request (session cookie or bearer token), or None."""
+    office = request.app[CONSOLE].office
+    if office is None:
+        return None
+    return office.sessions.identify(request.headers.get("Authorization", ""), request.cookies.get(COOKIE, ""))
+
+
+@web.middleware
+async def _guard(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every page and every piece of console JSON needs a logged-in user (phones and names are personal data)."""
+    served = request.app[CONSOLE]
+    path = request.path
+    if served.office is None or path.startswith("/api/") or path.startswith(OPEN):
+        return await handler(request)
+    who = identify(request)
+    if who is None:
+        if path.startswith("/console/"):
+            return web.json_response({"error": "unauthenticated", "detail": "log in first"}, status=401)
+        raise web.HTTPFound("/login?" + urlencode({"next": request.path_qs}))
+    request["console_who"] = who
+    return await handler(request)
 KEEPALIVE_S = 15.0  # a comment line on an idle stream, so proxies and the browser keep it open
 
 
@@ -50,6 +86,7 @@ def install(app: web.Application, live: Live, store: Store | None = None, office
     served = Served(live, jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                                              autoescape=jinja2.select_autoescape(["html"])), store, office)
     app[CONSOLE] = served
+    app.middlewares.append(_guard)
     r = app.router
     r.add_get("/", page("map.html"))
     r.add_get("/warnings", page("warnings.html"))
@@ -57,6 +94,8 @@ def install(app: web.Application, live: Live, store: Store | None = None, office
     r.add_get("/sites/{site}", site_page)
     r.add_get("/equipment", page("equipment.html"))
     r.add_get("/drills", drills_page)
+    r.add_get("/audit", page("audit.html"))
+    r.add_get("/login", login_page)
     r.add_get("/console/state.json", state_json)
     r.add_get("/console/warnings/{key}.json", warning_json_handler)
     r.add_get("/console/sites/{site}/series.json", series_json)
@@ -64,12 +103,12 @@ def install(app: web.Application, live: Live, store: Store | None = None, office
     r.add_get("/console/boundaries.geojson", boundaries)
     r.add_get("/console/events", events)
     r.add_get("/console/reports/{run}/{file:.+}", report_file)
-    r.add_get("/favicon.ico", lambda _r: _no_content())
+    r.add_get("/favicon.ico", _no_content)
     r.add_static("/static/", HERE / "static", append_version=False)
     return served
 
 
-async def _no_content() -> web.Response:
+async def _no_content(_request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
@@ -89,15 +128,39 @@ def render(request: web.Request, name: str, **ctx: Any) -> web.Response:
         t=words, words_json=json.dumps(words, ensure_ascii=False), lang=lang.value,
         other_lang="en" if lang is i18n.Language.ZH else "zh", deployment=cfg.deployment.name,
         townships=townships, hazards=[h.value for h in Hazard if h is not Hazard.EQUIPMENT],
-        levels=[lv.value for lv in Level], path=request.path,
+        levels=[lv.value for lv in Level], path=request.path, me=_me(request), login_hint=cfg.console.login_hint,
+        villages=[(a.id, a.name, _township(live, a.id)) for a in cfg.areas if a.tier is Tier.VILLAGE],
         map_cfg=json.dumps({"tiles": cfg.console.tiles, "attribution": cfg.console.tiles_attribution,
                             "boundaries": bool(cfg.console.boundaries)}), **ctx)
     resp = web.Response(text=html, content_type="text/html")
+    resp.headers["Cache-Control"] = "no-store"  # a page carries its user's CSRF token
     if request.query.get("lang") in ("zh", "en"):
         resp.set_cookie("yujing_lang", request.query["lang"], samesite="Strict", max_age=365 * 86400)
     resp.headers["Content-Security-Policy"] = ("default-src 'self'; img-src 'self' data: *; "
                                                "style-src 'self' 'unsafe-inline'; script-src 'self'")
     return resp
+
+
+def _me(request: web.Request) -> dict[str, Any] | None:
+    who = request.get("console_who")
+    if who is None:
+        return None
+    role = who.role.value
+    return {"user": who.user, "role": role, "csrf": who.csrf, "can_write": role in ("operator", "admin"),
+            "admin": role == "admin"}
+
+
+def _township(live: Live, area: str) -> str:
+    return next((a.id for a in live.config.lineage(area) if a.tier is Tier.TOWNSHIP), "")
+
+
+async def login_page(request: web.Request) -> web.Response:
+    return render(request, "login.html", next=_safe_next(request.query.get("next", "/")))
+
+
+def _safe_next(target: str) -> str:
+    """Only a path of this site: never an open redirect to another host."""
+    return target if target.startswith("/") and not target.startswith("//") else "/"
 
 
 def page(name: str):  # noqa: ANN201 -- an aiohttp handler

@@ -50,7 +50,7 @@ def relocated_example(dst: Path, src: Path = EXAMPLE, *, extra: dict[str, Any] |
     dep["alerts"]["twilio"]["base_url"] = f"http://127.0.0.1:{twilio}"
     dep["alerts"]["webhook"]["port"] = free_port()
     dep["simulation"]["twilio_port"] = twilio
-    dep.setdefault("console", {})["port"] = free_port()
+    dep.setdefault("duty", {})["port"] = free_port()  # the duty office's API, and the console with it
     for k, v in (extra or {}).items():
         dep[k] = {**dep.get(k, {}), **v} if isinstance(v, dict) else v
     dep_path.write_text(yaml.safe_dump(dep, allow_unicode=True, sort_keys=False), encoding="utf-8")
@@ -102,12 +102,14 @@ class Demo:
 
 
 @contextlib.contextmanager
-def yujing_run(cfg_dir: Path, *, duration_s: float = 300, args: tuple[str, ...] = ("run",)) -> Iterator[Demo]:
+def yujing_run(cfg_dir: Path, *, duration_s: float = 300, args: tuple[str, ...] = ("run",),
+               extra: tuple[str, ...] = ()) -> Iterator[Demo]:
     """``yujing run CFG`` (or another subcommand) as a child process, until the console says its address."""
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "PYTHONUNBUFFERED": "1"}
     env.pop("TWILIO_AUTH_TOKEN", None)  # the demo's stand-in lends its own token only when none is set
-    proc = subprocess.Popen([sys.executable, "-m", "yujing", *args, str(cfg_dir), "--duration", str(duration_s)],
+    proc = subprocess.Popen([sys.executable, "-m", "yujing", *args, str(cfg_dir), "--duration", str(duration_s),
+                             *extra],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             encoding="utf-8", start_new_session=True)
     demo = Demo(proc)
@@ -144,6 +146,18 @@ def chromium(width: int = 1600, height: int = 1000) -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
+
+
+def log_in(driver: Any, console: str, user: str, password: str, then: str = "") -> None:
+    """Through the login page, as a person would: any page sends a stranger there first."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(console + then.lstrip("/"))
+    wait_js(driver, "return location.pathname == '/login' && document.getElementById('login')", 20, "the login page")
+    driver.find_element(By.ID, "username").send_keys(user)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.ID, "login-go").click()
+    wait_js(driver, "return location.pathname != '/login' && document.getElementById('who')", 20, "logged in")
 
 
 def wait_js(driver: Any, script: str, timeout_s: float, what: str) -> Any:

@@ -23,6 +23,7 @@ from yujing import systemd
 
 UNITS = ROOT / "deploy" / "systemd"
 SERVICES = ["yujing-edge@.service", "yujing-collector.service", "yujing-rules.service", "yujing-alerts.service",
+            "yujing-duty.service",
             "yujing.service"]
 
 

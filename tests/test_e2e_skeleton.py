@@ -39,6 +39,7 @@ def write_deployment(directory: Path, *, mqtt_port: int, prefix: str, influx_url
         "rules": {"tick_s": 60},
         "alerts": {"twilio": {"base_url": twilio_url, "auth_token": {"env": "E2E_TWILIO_TOKEN"}},
                    "webhook": {"host": "127.0.0.1", "port": 0}, "client_id": f"{prefix}-alerts"},
+        "duty": {"port": 0, "client_id": f"{prefix}-duty"},
         "areas": [
             {"id": "cq", "name": "重庆市", "tier": "city"},
             {"id": "zx", "name": "忠县", "tier": "county", "parent": "cq"},

@@ -28,7 +28,7 @@ from yujing.mqtt import client as yujing_client
 DEPLOY = ROOT / "deploy"
 PASSWORDS = {"gw-a": "pw-gateway-a", "gw-b": "pw-gateway-b", "yujing-collector": "pw-collector",
              "yujing-rules": "pw-rules", "yujing-alerts": "pw-alerts", "yujing-central": "pw-central",
-             "yujing-viewer": "pw-viewer"}
+             "yujing-viewer": "pw-viewer", "yujing-duty": "pw-duty"}
 
 
 def shipped_conf(tmp: Path, ports: dict[int, int]) -> str:
@@ -329,13 +329,16 @@ async def test_shipped_broker_keeps_a_collectors_queued_readings_across_a_restar
 W, R = "yujing/warnings/rainstorm/RG-1", "yujing/readings/gw-a"
 CAP, DL = "yujing/cap/rainstorm/RG-1", "yujing/deadletter/bad_json"
 LOSS = "yujing/loss/collector-yujing-collector"
+CMD, SIL, UP = "yujing/commands/alerts", "yujing/silences", "yujing/upstream/cap/zx-met"
 # Who can read each kind of topic (to observe a publish) and who may legitimately publish a marker there.
 OBSERVER = {"readings": ("yujing-collector", "gw-a", R), "status": ("yujing-collector", "gw-a", "yujing/status/gw-a"),
             "warnings": ("yujing-alerts", "yujing-rules", W), "cap": ("yujing-viewer", "yujing-alerts", CAP),
             "deadletter": ("yujing-viewer", "yujing-collector", DL),
-            "loss": ("yujing-rules", "yujing-collector", LOSS)}
+            "loss": ("yujing-rules", "yujing-collector", LOSS),
+            "commands": ("yujing-alerts", "yujing-duty", CMD), "silences": ("yujing-alerts", "yujing-duty", SIL)}
 LEGIT_WRITER = {"readings": "gw-a", "status": "gw-a", "warnings": "yujing-rules", "cap": "yujing-alerts",
-                "deadletter": "yujing-collector", "loss": "yujing-collector"}
+                "deadletter": "yujing-collector", "loss": "yujing-collector", "commands": "yujing-duty",
+                "silences": "yujing-duty"}
 
 
 def kind(topic: str) -> str:
@@ -376,6 +379,10 @@ async def delivered(broker, reader: str, topic: str, writer: str, marker: tuple[
     ("yujing-central", R, False),
     ("yujing-collector", LOSS, True), ("yujing-central", LOSS, True), ("gw-a", LOSS, False),
     ("yujing-rules", LOSS, False), ("yujing-alerts", LOSS, False),
+    # the duty office issues warnings and asks alerts; nobody else but the central account may ask alerts
+    ("yujing-duty", W, True), ("yujing-duty", CMD, True), ("yujing-duty", SIL, True), ("yujing-duty", CAP, False),
+    ("yujing-central", CMD, True), ("gw-a", CMD, False), ("gw-a", SIL, False), ("yujing-rules", CMD, False),
+    ("yujing-viewer", SIL, False),
 ])
 async def test_acl_who_may_publish(broker, account, topic, allowed):
     observer, marker_by, marker_topic = OBSERVER[kind(topic)]
@@ -394,6 +401,8 @@ async def test_acl_who_may_publish(broker, account, topic, allowed):
     ("yujing-central", R, True), ("yujing-central", W, True), ("yujing-central", DL, False),
     ("yujing-rules", LOSS, True), ("yujing-central", LOSS, True), ("yujing-viewer", LOSS, True),
     ("gw-a", LOSS, False),
+    ("yujing-alerts", CMD, True), ("yujing-alerts", SIL, True), ("yujing-duty", W, True), ("gw-a", CMD, False),
+    ("yujing-viewer", CMD, False),
 ])
 async def test_acl_who_may_read(broker, account, topic, allowed):
     writer = LEGIT_WRITER[kind(topic)]

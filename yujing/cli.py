@@ -2,8 +2,10 @@
 
     yujing check CONFIG                      validate a deployment, start nothing
     yujing run CONFIG                        every part in one process
-    yujing edge|collector|rules|alerts CONFIG   one part alone
-    yujing console CONFIG                    the duty office's web console alone
+    yujing edge|collector|rules|alerts|duty CONFIG   one part alone (duty: the duty office's API)
+    yujing warn issue|update|lift …, yujing warnings, yujing confirm …, yujing silence add|list|remove …
+                                             the duty office from the command line (duty/cli.py)
+    yujing console CONFIG                    the duty office's API and web console alone (as yujing duty)
     yujing rules test CONFIG --readings FILE  backtest rules on a CSV/JSON series
     yujing drill CONFIG SCENARIO --speed N --report DIR
 """
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("yujing")
 
-PARTS = ("edge", "collector", "rules", "alerts")
+PARTS = ("edge", "collector", "rules", "alerts", "duty")
 
 
 def _service(part: str) -> Callable[..., Awaitable[None]]:
@@ -141,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--speed", type=float, help="clock speed (default: simulation.speed or 1)")
 
     for part in PARTS + ("console",):
-        sp = sub.add_parser(part, help=f"run the {part} part alone" + (" (or: rules test ...)" if part == "rules" else ""))
+        sp = sub.add_parser(part, help=f"run the {part} part alone" + (" (or: rules test ...)" if part == "rules" else "")
+                            + (" (the duty office's API with the console's pages)" if part == "console" else ""))
         if part == "rules":
             sp.add_argument("args", nargs="+", metavar="CONFIG | test CONFIG --readings FILE")
             sp.add_argument("--readings", help="with 'test': a CSV or JSON series to replay")
@@ -159,7 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--report", metavar="DIR", help="write report.html, report.json and charts here")
     d.add_argument("--no-progress", action="store_true")
 
+    importlib.import_module("duty.cli").add_commands(sub)  # warn, warnings, confirm, silence: requests to the API
     args = p.parse_args(argv)
+    if getattr(args, "duty_command", None) is not None:
+        return int(args.duty_command(args))
     ylog.setup(args.log_level.upper(), args.log_json)
 
     if args.cmd == "check":
@@ -182,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "rules" and len(args.args) != 1:
         p.error("usage: yujing rules CONFIG")
     cfg = _load(config_path)
-    parts = (PARTS + (("console",) if cfg.console is not None and cfg.console.enabled else ())
-             if args.cmd == "run" else (args.cmd,))
+    # the console is served by the duty office's application: `yujing console` runs that part
+    parts = PARTS if args.cmd == "run" else ("duty",) if args.cmd == "console" else (args.cmd,)
     try:
         asyncio.run(run_parts(cfg, parts, speed=getattr(args, "speed", None), duration_s=args.duration,
                               gateways=getattr(args, "gateway", None)))

@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler,
+                      model_serializer, model_validator)
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -90,6 +91,7 @@ class Hazard(enum.StrEnum):
     LANDSLIDE = "landslide"  # 滑坡
     FIRE = "fire"  # 森林火灾
     EQUIPMENT = "equipment"  # 设备故障
+    OTHER = "other"  # 其他突发事件: a warning from above that maps to no hazard of ours still routes
 
     @property
     def chinese(self) -> str:
@@ -101,6 +103,7 @@ class Hazard(enum.StrEnum):
             "landslide": "滑坡",
             "fire": "森林火灾",
             "equipment": "监测设备",
+            "other": "突发事件",
         }[self.value]
 
 
@@ -175,13 +178,20 @@ class WarningState(enum.StrEnum):
         return {"issued": "发布", "upgraded": "升级", "downgraded": "降级", "lifted": "解除"}[self.value]
 
 
+RULE_SOURCE = "rule"
+
+
 class HazardWarning(BaseModel):
-    """A graded warning about one hazard at one site.
+    """A graded warning about one hazard at one site, or over one area node (a warning from above).
 
     ``key`` names the condition (hazard + site [+ rule]); it stays the same
     through upgrades, downgrades and the lift. ``version`` increases with every
     change of level or state, so ``(key, version)`` identifies one message and
     is what notifications are de-duplicated on.
+
+    ``source`` says who raised it: ``rule`` (a rule on sensor readings), ``cap:<sender>`` (a CAP document
+    from an upper-level platform) or ``operator:<user>`` (the duty office). A warning from above may be
+    addressed to an area node: ``site`` empty and ``area`` the node it is routed down from.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -192,7 +202,7 @@ class HazardWarning(BaseModel):
     level: Level
     state: WarningState
     site: str
-    area: str = ""  # administrative node id the site belongs to
+    area: str = ""  # administrative node id the site belongs to; for an area warning, the node it is addressed to
     rule: str = ""
     title: str = ""
     evidence: list[str] = Field(default_factory=list)
@@ -200,7 +210,41 @@ class HazardWarning(BaseModel):
     issued_at: AwareUTC
     updated_at: AwareUTC
     drill: bool = False
+    source: str = Field(default=RULE_SOURCE, pattern=r"^(rule|cap:\S+|operator:\S+)$")
+    headline: str = Field(default="", max_length=200)  # a warning from above: its headline (CAP <headline>)
+    instruction: str = Field(default="", max_length=2000)  # … what to do (CAP <instruction>, the operator's text)
+    sender_name: str = Field(default="", max_length=200)  # … the issuing authority, named in the text
+    expires: AwareUTC | None = None  # … lifted by its issuer when this passes
+
+    @model_validator(mode="after")
+    def _placed(self) -> "HazardWarning":
+        if not self.site and not self.area:
+            raise ValueError("a warning needs a site or an area")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _compact(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # The fields of warnings from above are left out while they hold their defaults: a rule's warning
+        # stays byte-for-byte what it was, so parts not yet upgraded (extra="forbid") still read it.
+        out = handler(self)
+        for name, default in _FROM_ABOVE_DEFAULTS.items():
+            if name in out and out[name] == default:
+                del out[name]
+        return out
 
     @property
     def id(self) -> str:
         return f"{self.key}#{self.version}"
+
+    @property
+    def place(self) -> str:
+        """The site, or ``@<area>`` for a warning addressed to an area: one topic level, never a site id."""
+        return self.site or f"@{self.area}"
+
+    @property
+    def from_above(self) -> bool:
+        return self.source != RULE_SOURCE
+
+
+_FROM_ABOVE_DEFAULTS: dict[str, Any] = {"source": RULE_SOURCE, "headline": "", "instruction": "",
+                                        "sender_name": "", "expires": None}

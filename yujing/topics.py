@@ -6,6 +6,8 @@
     {prefix}/warnings/{hazard}/{site}[/{rest}]  HazardWarning JSON, QoS 1, retained: one topic per warning key
     {prefix}/cap/{hazard}/{site}       OASIS CAP 1.2 XML of the warnings of (hazard, site) as grouped, retained
     {prefix}/deadletter/{reason}       rejected payloads, for inspection
+    {prefix}/commands/alerts           the duty office's requests to alerts (confirm on behalf, resend), QoS 1
+    {prefix}/silences                  the duty office's silences, the whole list, retained
 """
 
 from __future__ import annotations
@@ -62,3 +64,11 @@ def deadletter(prefix: str, reason: str = "+") -> str:
 def gateway_of(topic: str) -> str:
     """The gateway id in a readings or status topic (its last level)."""
     return topic.rsplit("/", 1)[-1]
+
+
+def commands(prefix: str) -> str:
+    return f"{prefix}/commands/alerts"
+
+
+def silences(prefix: str) -> str:
+    return f"{prefix}/silences"

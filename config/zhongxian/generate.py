@@ -34,6 +34,10 @@ LANDSLIDE_MIX = (680, 57, 149)  # landslides, rockfall/unstable rock, unstable s
 PHONE_BASE = 8613900000000
 PHONE_LIMIT = 10_000
 MODBUS_PORT_BASE = 15100  # gateway i serves its devices (a Modbus TCP DTU) on 15100 + i
+# Division codes (GB/T 2260; townships and villages in the 9/12-digit extensions of the statistical codes):
+# Chongqing 500000 and Zhong County 500233 are the real ones; township and village codes are numbered here in
+# the order of names.py (illustrative, not the official 统计用区划代码), so a CAP <geocode> can address them.
+CITY_CODE, COUNTY_CODE = "500000", "500233"
 POLL_S = {"rain": 600.0, "reservoir": 1800.0, "landslide": 3600.0}  # scenario seconds (SL651-style 10 min, 30 min, hourly)
 
 
@@ -78,16 +82,16 @@ class Gen:
 
     def tree(self) -> None:
         self.stream("tree")
-        self.areas.append({"id": "chongqing", "name": "重庆市", "tier": "city",
+        self.areas.append({"id": "chongqing", "name": "重庆市", "tier": "city", "code": CITY_CODE,
                            "people": [self.person("duty", "市应急管理局值班室")]})
         self.areas.append({"id": "zhongxian", "name": "忠县", "tier": "county", "parent": "chongqing",
-                           "people": [self.person("duty", "县应急管理局值班室"),
+                           "code": COUNTY_CODE, "people": [self.person("duty", "县应急管理局值班室"),
                                       self.person("responsible", "县防汛抗旱指挥部办公室"),
                                       self.person("deputy", "县应急管理局副局长(值班领导)")]})
-        for tid, tname, _lat, _lon, kind in TOWNSHIPS:
+        for t, (tid, tname, lat, lon, kind) in enumerate(TOWNSHIPS):
             office = "应急办" if kind == "street" else "应急办"
             self.areas.append({"id": tid, "name": tname, "tier": "township", "parent": "zhongxian",
-                               "people": [self.person("duty", f"{tname}{office}值班室"),
+                               "code": f"{COUNTY_CODE}{t + 1:03d}", "lat": lat, "lon": lon, "people": [self.person("duty", f"{tname}{office}值班室"),
                                           self.person("responsible"), self.person("deputy")]})
             self.villages[tid] = []
             n = {"street": 5, "town": self.rnd.randint(6, 9), "xiang": self.rnd.randint(4, 6)}[kind]
@@ -97,11 +101,13 @@ class Gen:
                 comm = list(COMMUNITIES)
                 self.rnd.shuffle(comm)
                 pool = comm[:3] + pool
-            for vid, vname in pool[:n]:
-                self.village(tid, f"{tid}.{vid}", vname)
+            for v, (vid, vname) in enumerate(pool[:n]):
+                self.village(tid, f"{tid}.{vid}", vname, f"{COUNTY_CODE}{t + 1:03d}{v + 1:03d}")
 
-    def village(self, tid: str, vid: str, vname: str) -> None:
-        area = {"id": vid, "name": vname, "tier": "village", "parent": tid,
+    def village(self, tid: str, vid: str, vname: str, code: str) -> None:
+        # a village's centre from a stream of its own: drawing from the tree's would move every later name
+        lat, lon = self.place(tid, rnd=random.Random(f"{SEED}-village-{vid}"))
+        area = {"id": vid, "name": vname, "tier": "village", "parent": tid, "code": code, "lat": lat, "lon": lon,
                 "people": [self.person("responsible"), self.person("deputy"), self.person("grid", voice=False)]}
         self.areas.append(area)
         self.villages[tid].append(area)
@@ -123,9 +129,10 @@ class Gen:
 
     # --- sites and their devices ---------------------------------------------------------------------
 
-    def place(self, tid: str, spread: float = 0.04) -> tuple[float, float]:
+    def place(self, tid: str, spread: float = 0.04, rnd: random.Random | None = None) -> tuple[float, float]:
         _, _, lat, lon, _ = next(t for t in TOWNSHIPS if t[0] == tid)
-        return (round(lat + self.rnd.uniform(-spread, spread), 4), round(lon + self.rnd.uniform(-spread, spread), 4))
+        rnd = rnd or self.rnd
+        return (round(lat + rnd.uniform(-spread, spread), 4), round(lon + rnd.uniform(-spread, spread), 4))
 
     def a_group(self, tid: str) -> tuple[dict[str, Any], str]:
         village = self.rnd.choice(self.villages[tid])

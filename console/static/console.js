@@ -13,9 +13,9 @@ const Y = (() => {
     tier(t) { return T["tier_" + t] || t; },
     role(r) { return r ? T["role_" + r] || r : ""; },
     stateWord(s) { return T["state_" + s] || s; },
-    ago(iso) {
-      if (!iso) return "";
-      const s = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
+    ago(iso, seconds) {
+      if (!iso && seconds == null) return "";
+      const s = seconds != null ? seconds : Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
       if (s < 90) return Math.round(s) + " s";
       if (s < 5400) return Math.round(s / 60) + " min";
       return (s / 3600).toFixed(1) + " h";
@@ -96,7 +96,41 @@ const Y = (() => {
       el.innerHTML = ws.length ? ws.map(Y.card).join("") : `<p class="empty">${Y.esc(T.no_warnings)}</p>`;
     },
     sev(lv) { return {blue: 1, yellow: 2, orange: 3, red: 4}[lv] || 0; },
+    meta(name) { const m = document.querySelector(`meta[name="${name}"]`); return m ? m.content : ""; },
+    canWrite() { return ["operator", "admin"].includes(Y.meta("role")); },
+    /* The duty office's API; every write carries the session's CSRF token. */
+    async api(method, path, body) {
+      const headers = {"Content-Type": "application/json"};
+      if (method !== "GET") headers["X-CSRF-Token"] = Y.meta("csrf");
+      const r = await fetch(path, {method, headers, body: body === undefined ? undefined : JSON.stringify(body)});
+      return {status: r.status, body: await r.json().catch(() => ({}))};
+    },
+    errorText(res) { return T["error_" + (res.body.error || "")] || res.body.detail || String(res.status); },
+    /* Nothing goes to people before the duty officer says yes: every action opens this dialog first. */
+    ask(title, html) {
+      const dlg = document.getElementById("ask");
+      document.getElementById("ask-title").textContent = title;
+      document.getElementById("ask-body").innerHTML = html || "";
+      document.getElementById("ask-error").textContent = "";
+      dlg.returnValue = "";
+      dlg.showModal();
+      return new Promise((resolve) => dlg.addEventListener("close", () => resolve(dlg.returnValue === "ok"), {once: true}));
+    },
+    /* ask, then do; the answer (or the refusal) is said in a toast */
+    async act(title, html, call) {
+      if (!(await Y.ask(title, html))) return null;
+      const res = await call(new FormData(document.querySelector("#ask form")));
+      Y.toast(res.status < 300 ? T.done : Y.errorText(res), res.status >= 300);
+      return res;
+    },
+    toast(text, bad) {
+      const t = document.getElementById("toast");
+      t.textContent = text; t.className = "toast show" + (bad ? " bad" : "");
+      clearTimeout(Y._toast); Y._toast = setTimeout(() => { t.className = "toast"; }, 4000);
+    },
   };
+  const out = document.getElementById("logout");
+  if (out) out.addEventListener("click", async () => { await Y.api("POST", "/api/v1/logout", {}); location.href = "/login"; });
   setInterval(() => { const c = document.getElementById("clock"); if (c) c.textContent = new Date().toLocaleTimeString("zh-CN", {hour12: false, timeZone: "Asia/Shanghai"}); }, 1000);
   return Y;
 })();

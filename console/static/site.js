@@ -71,6 +71,11 @@
     document.querySelectorAll(".tabs button").forEach((x) => x.classList.toggle("on", x === b));
     hours = Number(b.dataset.hours); draw();
   }));
+  const sil = document.getElementById("act-silence");
+  if (sil) sil.addEventListener("click", () => Y.act(Y.T.silence, `<p>${Y.esc(Y.T.ask_silence)}</p>
+      <label>${Y.esc(Y.T.hours)} <input name="hours" type="number" min="1" max="720" value="4" required></label>
+      <label>${Y.esc(Y.T.reason)} <input name="reason" maxlength="500" required></label>`,
+    (f) => Y.api("POST", "/api/v1/silences", {site, for_s: Number(f.get("hours")) * 3600, reason: f.get("reason")})));
   Y.on("sites", (changed) => { if (changed[site]) { badge(); draw(); } });
   Y.on("heartbeat", () => devices());
   Y.on("hello", () => { draw(); devices(); badge(); });

@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from alerts.config import AlertsConfig
 from collector.config import CollectorConfig
 from console.config import ConsoleConfig
+from duty.config import DutyConfig
+from upstream.config import UpstreamConfig
 from edge.config import GatewayConfig
 from rules.config import RulesConfig
 from simulators.config import SimulationConfig
@@ -49,7 +51,9 @@ class Config(BaseModel):
     collector: CollectorConfig = Field(default_factory=CollectorConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
-    console: ConsoleConfig | None = None  # the web console; `yujing run` serves it when this is configured
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)  # the web console's map and words
+    duty: DutyConfig = Field(default_factory=DutyConfig)
+    upstream: UpstreamConfig = Field(default_factory=UpstreamConfig)
     simulation: SimulationConfig | None = None
 
     _base_dir: Path = PrivateAttr(default=Path("."))
@@ -115,6 +119,16 @@ class Config(BaseModel):
                 node = self._areas[node].parent
             if node is not None and node in seen:
                 yield ("areas", i, "parent"), "the parent chain loops back on itself"
+        codes: dict[str, str] = {}
+        for i, a in enumerate(self.areas):
+            if a.code is not None:
+                if a.code in codes:
+                    yield ("areas", i, "code"), f"code {a.code!r} is already {codes[a.code]!r}'s"
+                codes.setdefault(a.code, a.id)
+        for i, src in enumerate(self.upstream.sources):
+            for j, area in enumerate(src.may_address):
+                if area not in self._areas:
+                    yield ("upstream", "sources", i, "may_address", j), f"no area with id {area!r}"
         for i, s in enumerate(self.sites):
             if s.area not in self._areas:
                 yield ("sites", i, "area"), f"no area with id {s.area!r}"

@@ -40,6 +40,11 @@ class Area(BaseModel):
     name: str
     tier: Tier
     parent: str | None = None
+    # the administrative division code (GB/T 2260: 6 digits to the county; the statistical codes' 9-digit
+    # township and 12-digit village extensions): how a CAP document's <geocode> names this node
+    code: str | None = Field(default=None, pattern=r"^([0-9]{6}|[0-9]{9}|[0-9]{12})$")
+    lat: float | None = Field(default=None, ge=-90, le=90)  # a village's centre: CAP <polygon>/<circle> match it
+    lon: float | None = Field(default=None, ge=-180, le=180)
     people: list[Person] = Field(default_factory=list)
 
 

@@ -1,0 +1,130 @@
+"""The feed and MQTT routes of CAP intake: an Atom index polled with conditional GET (an unchanged feed is a
+304, each document fetched once, a new entry taken on the next poll, errors back off), and documents published
+on a topic of the deployment's broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime, timezone
+
+import aiomqtt
+from aiohttp import web
+from cap_docs import SENDER, document
+from conftest import wait_for
+
+from duty.issuer import Issuer
+from duty.publisher import IssuerLink
+from upstream.config import FeedConfig, Source
+from upstream.feeds import entries, poll
+from upstream.intake import DeadLetters, Intake
+from upstream.service import _mqtt
+from yujing.clock import Clock
+from yujing.config import load_config
+from yujing.runtime import Runtime
+
+
+def atom(items: list[tuple[str, str]]) -> str:
+    body = "".join(f'<entry><id>{u}</id><updated>{t}</updated><title>暴雨预警</title>'
+                   f'<link rel="alternate" type="application/cap+xml" href="{u}"/></entry>' for u, t in items)
+    return (f'<?xml version="1.0" encoding="UTF-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
+            f"<id>urn:test</id><title>CAP</title><updated>2026-01-01T00:00:00Z</updated>{body}</feed>")
+
+
+def test_rss_and_atom_indexes_give_each_entrys_document_link():
+    assert entries(atom([("http://x/1.xml", "t1")]).encode()) == [("http://x/1.xml", "t1")]
+    rss = b"<rss version='2.0'><channel><item><link>http://x/2.xml</link><pubDate>d</pubDate></item></channel></rss>"
+    assert entries(rss) == [("http://x/2.xml", "d")]
+
+
+@contextlib.asynccontextmanager
+async def intake_rig(tmp_path, mosquitto, prefix):
+    config = load_config("alerts/example")
+    config = config.model_copy(update={"mqtt": config.mqtt.model_copy(update={"port": mosquitto.port,
+                                                                              "topic_prefix": prefix})})
+    rt = Runtime(config, Clock())
+    issuer = Issuer(tmp_path / "issued.sqlite", config, rt.clock.now)
+    dead = DeadLetters(tmp_path / "dead.sqlite")
+    intake = Intake(config, issuer, dead, rt.clock.now, certificates={})
+    link = IssuerLink(rt, issuer, client_id=f"link-{prefix}")
+    try:
+        yield rt, intake, link
+    finally:
+        rt.stop.set()
+        issuer.close()
+        dead.close()
+
+
+async def test_feed_is_polled_conditionally_each_document_taken_once_and_new_entries_on_the_next_poll(
+        tmp_path, mosquitto, prefix):
+    t0 = datetime.now(timezone.utc)
+    docs = {"/cap/1.xml": document("f-1", sent=t0),
+            "/cap/2.xml": document("f-2", sent=t0, msg_type="Update", references=[("f-1", t0)], severity="Extreme",
+                                   headline="忠县气象台升级暴雨红色预警")}
+    state = {"items": [("/cap/1.xml", "2026-01-01T00:00:00Z")], "etag": '"v1"', "fail": 0}
+    log: list[tuple[str, int]] = []
+
+    async def feed(request: web.Request) -> web.Response:
+        if state["fail"]:
+            state["fail"] -= 1
+            log.append(("feed", 500))
+            return web.Response(status=500)
+        if request.headers.get("If-None-Match") == state["etag"]:
+            log.append(("feed", 304))
+            return web.Response(status=304)
+        log.append(("feed", 200))
+        base = f"http://127.0.0.1:{request.url.port}"
+        return web.Response(text=atom([(base + u, t) for u, t in state["items"]]), headers={"ETag": state["etag"]},
+                            content_type="application/atom+xml")
+
+    async def doc(request: web.Request) -> web.Response:
+        log.append((request.path, 200))
+        return web.Response(text=docs[request.path], content_type="application/cap+xml")
+
+    app = web.Application()
+    app.router.add_get("/feed.xml", feed)
+    app.router.add_get("/cap/{n}", doc)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    source = Source(id="zx-met", sender=SENDER, feed=FeedConfig(url=f"http://127.0.0.1:{port}/feed.xml",
+                                                                 interval_s=5, max_interval_s=20))
+    try:
+        async with intake_rig(tmp_path, mosquitto, prefix) as (rt, intake, link):
+            task = asyncio.create_task(poll(rt, intake, link, source))
+            await wait_for(lambda: len(intake.issuer.in_force()) == 1, 15, "the first document")
+            await wait_for(lambda: ("feed", 304) in log, 15, "a conditional poll of the unchanged feed")
+            assert log.count(("/cap/1.xml", 200)) == 1
+            state["items"].append(("/cap/2.xml", "2026-01-01T01:00:00Z"))
+            state["etag"] = '"v2"'
+            state["fail"] = 1  # one error first: the poll backs off (10 s), then takes the new entry
+            await wait_for(lambda: ("/cap/2.xml", 200) in log, 40, "the new entry")
+            await wait_for(lambda: intake.issuer.in_force()[0].level.value == "red", 5, "the update applied")
+            assert log.count(("/cap/1.xml", 200)) == 1 and ("feed", 500) in log
+            rt.stop.set()
+            await asyncio.wait_for(task, 10)
+    finally:
+        await runner.cleanup()
+
+
+async def test_documents_published_on_the_sources_topic_are_taken(tmp_path, mosquitto, prefix):
+    topic = f"{prefix}/upstream/cap/zx-met"
+    async with intake_rig(tmp_path, mosquitto, prefix) as (rt, intake, link):
+        source = Source(id="zx-met", sender=SENDER, mqtt_topic=topic)
+        task = asyncio.create_task(_mqtt(rt, intake, link, source))
+        try:
+            async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"pub-{prefix}") as c:
+                async def delivered() -> bool:
+                    await c.publish(topic, document("m-1").encode(), qos=1)
+                    await asyncio.sleep(0.3)  # the subscriber may not be there yet: publish again (a replay is harmless)
+                    return len(intake.issuer.in_force()) == 1
+                await wait_for(delivered, 15, "the document from the topic")
+                await c.publish(topic, b"<not-cap/>", qos=1)
+                await wait_for(lambda: intake.deadletters.entries()[:1] and
+                               intake.deadletters.entries()[0]["route"] == "mqtt", 10, "the refusal kept")
+            assert len(intake.issuer.in_force()) == 1
+        finally:
+            rt.stop.set()
+            await asyncio.wait_for(task, 10)

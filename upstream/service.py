@@ -1,0 +1,154 @@
+"""The three routes a CAP document comes in by, around one :class:`~upstream.intake.Intake`:
+
+- ``POST /cap/{source}`` on the duty office's server: ``Authorization: Bearer <token>``, or HMAC
+  (``X-Yujing-Timestamp: <unix s>``, ``X-Yujing-Signature: sha256=<hex HMAC-SHA256(key, ts + "." + body)>``,
+  5 minutes either side). 200/201 with what came of it; 4xx ``{"error": <reason>, "detail": …}`` if refused.
+- a feed (Atom or RSS index of CAP documents) polled with conditional GET (``upstream/feeds.py``);
+- an MQTT topic on the deployment's broker.
+
+The duty office's ``GET /api/v1/cap/deadletter`` (operator) lists what was refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+import aiomqtt
+from aiohttp import web
+
+from duty.api import OFFICE, ApiError, needs
+from duty.config import Role
+from duty.issuer import Issuer
+from duty.publisher import IssuerLink
+from upstream.cap import Reason, Refusal
+from upstream.config import Source
+from upstream.intake import DeadLetters, Intake, Status
+from yujing.log import Limiter
+from yujing.mqtt import client as mqtt_client
+from yujing.runtime import Runtime
+
+log = logging.getLogger("yujing.upstream")
+SKEW_S = 300.0
+_limiter = Limiter(60.0)
+INTAKE: web.AppKey[Intake] = web.AppKey("upstream-intake", Intake)
+LINK: web.AppKey[IssuerLink] = web.AppKey("upstream-link", IssuerLink)
+SOURCES: web.AppKey[dict[str, Source]] = web.AppKey("upstream-sources", dict)
+_STATUS = {Reason.UNAUTHENTICATED: 401, Reason.OVERSIZED: 413, Reason.UNKNOWN_SENDER: 403,
+           Reason.NOT_PERMITTED: 403, Reason.UNKNOWN_REFERENCE: 409}
+
+
+def _authenticated(source: Source, request: web.Request, body: bytes) -> bool:
+    auth = source.auth
+    if auth is None:
+        return False
+    try:
+        if auth.bearer is not None:
+            given = request.headers.get("Authorization", "")
+            return hmac.compare_digest(given.encode(), f"Bearer {auth.bearer.get()}".encode())
+        assert auth.hmac is not None
+        ts = request.headers.get("X-Yujing-Timestamp", "")
+        if not ts.isdigit() or abs(time.time() - int(ts)) > SKEW_S:
+            return False
+        mac = hmac.new(auth.hmac.get().encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(request.headers.get("X-Yujing-Signature", ""), f"sha256={mac}")
+    except LookupError as exc:
+        if _limiter.allow(("secret", source.id)):
+            log.error("CAP source secret missing: refusing its documents", extra={"kv": {"source": source.id,
+                                                                                        "reason": str(exc)}})
+        return False
+
+
+async def post(request: web.Request) -> web.Response:
+    intake, sources = request.app[INTAKE], request.app[SOURCES]
+    source = sources.get(request.match_info["source"])
+    if source is None:
+        return web.json_response({"error": "unknown-source", "detail": "no such source"}, status=404)
+    limit = intake.config.upstream.max_bytes
+    body = await request.content.read(limit + 1)  # never more than one byte past the limit in memory
+    try:
+        if not _authenticated(source, request, body):
+            raise Refusal(Reason.UNAUTHENTICATED, "bad or missing bearer token or HMAC signature")
+        outcome = intake.receive(body, source, "post")
+    except Refusal as r:
+        if r.reason is Reason.UNAUTHENTICATED:  # not through receive(): count and keep it here
+            intake.refuse(source.id, "post", r, body)
+        return web.json_response({"error": r.reason.value, "detail": r.detail}, status=_STATUS.get(r.reason, 422))
+    request.app[LINK].poke()
+    return web.json_response({"status": outcome.status.value, "warnings": [w.key for w in outcome.warnings],
+                              "note": outcome.note}, status=201 if outcome.status is Status.ISSUED else 200)
+
+
+@needs(Role.OPERATOR)
+async def deadletters(request: web.Request) -> web.Response:
+    intake = request.app[INTAKE]
+    try:
+        limit = max(1, min(1000, int(request.query.get("limit", "100"))))
+    except ValueError:
+        raise ApiError(400, "bad-request", "limit: a whole number") from None
+    return web.json_response({"refused": intake.deadletters.entries(limit)})
+
+
+def install(app: web.Application, rt: Runtime, issuer: Issuer, link: IssuerLink) -> list[Coroutine[Any, Any, None]]:
+    """Add the intake's routes to the duty office's application; returns the pollers to run beside it."""
+    cfg = rt.config.upstream
+    dead = DeadLetters(rt.config.path(cfg.deadletter, "upstream-deadletter.sqlite"))
+    intake = Intake(rt.config, issuer, dead, rt.clock.now)
+    app[INTAKE], app[LINK] = intake, link
+    app[SOURCES] = {s.id: s for s in cfg.sources}
+    app.router.add_post("/cap/{source}", post)
+    app.router.add_get("/api/v1/cap/deadletter", deadletters)
+    app.on_cleanup.append(lambda _app: _close(dead))
+    tasks: list[Coroutine[Any, Any, None]] = []
+    from upstream.feeds import poll
+
+    for s in cfg.sources:
+        if s.feed is not None:
+            tasks.append(poll(rt, intake, link, s))
+        if s.mqtt_topic:
+            tasks.append(_mqtt(rt, intake, link, s))
+    return tasks
+
+
+async def _close(dead: DeadLetters) -> None:
+    dead.close()
+
+
+async def _mqtt(rt: Runtime, intake: Intake, link: IssuerLink, source: Source) -> None:
+    """Documents published on the deployment's broker (QoS 1, persistent session: none is missed while down)."""
+    backoff = 0.5
+    while not rt.stop.is_set():
+        try:
+            async with mqtt_client(rt.config.mqtt, f"{rt.config.duty.client_id}-cap-{source.id}",
+                                   clean_session=False) as client:
+                await client.subscribe(source.mqtt_topic, qos=1)
+                backoff = 0.5
+                stop = asyncio.ensure_future(rt.stop.wait())
+                try:
+                    messages = aiter(client.messages)
+                    while True:
+                        nxt = asyncio.ensure_future(anext(messages))
+                        await asyncio.wait({nxt, stop}, return_when=asyncio.FIRST_COMPLETED)
+                        if not nxt.done():
+                            nxt.cancel()
+                            return
+                        payload = nxt.result().payload
+                        raw = payload if isinstance(payload, (bytes, bytearray)) else str(payload).encode()
+                        with contextlib.suppress(Refusal):  # counted, logged and kept by the intake
+                            intake.receive(bytes(raw), source, "mqtt")
+                            link.poke()
+                finally:
+                    stop.cancel()
+        except aiomqtt.MqttError as exc:
+            if _limiter.allow(("mqtt", source.id)):
+                log.warning("CAP topic: lost the broker; reconnecting", extra={"kv": {"error": str(exc)}})
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(backoff):
+                await rt.stop.wait()
+        backoff = min(backoff * 2, 10.0)
