@@ -3,7 +3,8 @@
     python3 bench/console.py                 # the example (543 sites) and a generated ×11 (5,973 sites)
     python3 bench/console.py --scale 1 --loads 5 --warnings 50
 
-For each size it runs ``yujing console`` (the console alone: the read model, the pages, the event stream)
+For each size it runs ``yujing console`` (the duty office's application with the console: the read model,
+the pages, the event stream; logged in as the example's demo account)
 against a real Mosquitto, opens the map in headless Chromium and measures:
 
 - ``load_ms``: navigation start → every site drawn on the map (median and max of ``--loads`` loads), and
@@ -31,7 +32,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import paho.mqtt.client as paho  # noqa: E402
 import yaml  # noqa: E402
-from console_demo import chromium, relocated_example, wait_js, yujing_run  # noqa: E402
+from console_demo import chromium, log_in, relocated_example, wait_js, yujing_run  # noqa: E402
 from servers import Mosquitto  # noqa: E402
 
 from yujing import topics  # noqa: E402
@@ -97,6 +98,7 @@ def measure(scale: int, loads: int, singles: int, burst: int, mosquitto: Mosquit
         mq.loop_start()
         with yujing_run(cfg_dir, duration_s=1800, args=("console",)) as run, chromium() as browser:
             url = run.console
+            log_in(browser, url, "demo", "yujing-demo")  # the example's demo account (duty:, login_hint)
             load_ms = []
             for _ in range(loads):
                 browser.get("about:blank")
@@ -104,8 +106,8 @@ def measure(scale: int, loads: int, singles: int, burst: int, mosquitto: Mosquit
                 wait_js(browser, f"return window.yujingMap && window.yujingMap.markers.size == {len(site_ids)}"
                                  " && window.yujingMap.visibleCount() == window.yujingMap.markers.size", 120, "every site")
                 load_ms.append(browser.execute_script("return performance.now()"))
-            with __import__("urllib.request").request.urlopen(url + "console/state.json", timeout=30) as r:
-                state_kb = len(r.read()) / 1024
+            state_kb = browser.execute_async_script(
+                "fetch('/console/state.json').then(r => r.text()).then(t => arguments[0](new Blob([t]).size / 1024))")
             wait_js(browser, "return document.getElementById('conn').classList.contains('up')", 30, "the event stream")
             browser.execute_script(WATCH)
             rnd = random.Random(1)
