@@ -135,6 +135,16 @@ def test_operator_issues_a_village_warning_confirms_for_a_person_and_lifts_it(de
         assert nflog(demo, "SELECT detail FROM events WHERE what='confirmed-on-behalf' AND phone=?", HEAD)
         assert ("li", "POST /api/v1/confirm", key, "ok") in audit(demo)
 
+        # resend to everyone not yet confirmed: the township's duty office is told again
+        def to(phone: str) -> int:
+            r = records(demo)
+            return len([m for m in r["messages"] + r["calls"] if m["to"] == phone])
+        town = to(TOWN_DUTY)
+        b.find_element(By.ID, "act-resend").click()
+        answer(b, ok=True)
+        wait(lambda: to(TOWN_DUTY) > town, 60, "the resend to the township's duty office")
+        assert ("li", f"POST /api/v1/warnings/{key}/resend", key, "ok") in audit(demo)
+
         # lift: asked first, then the lift goes to the people told
         told = {m["to"] for m in records(demo)["messages"][sent_before:] if TEXT in m["body"]}
         n = len(records(demo)["messages"])
@@ -147,6 +157,19 @@ def test_operator_issues_a_village_warning_confirms_for_a_person_and_lifts_it(de
         wait_js(b, "return document.getElementById('warning').dataset.state == 'lifted'", 30, "lifted on the page")
         assert ("li", f"POST /api/v1/warnings/{key}/lift", key, "ok") in audit(demo)
         assert not page_errors(b)
+
+
+def test_an_operator_silences_a_site_for_maintenance_from_its_page_after_confirming(demo):
+    site = "RG-ZHONGZHOU-02"
+    with chromium() as b:
+        log_in(b, demo.console, "li", PASSWORDS["li"], then=f"/sites/{site}")
+        b.find_element(By.ID, "act-silence").click()
+        form = b.find_element(By.CSS_SELECTOR, "#ask form")
+        form.find_element(By.NAME, "reason").send_keys("雨量计更换翻斗")
+        answer(b, ok=True)
+        wait(lambda: ("li", "POST /api/v1/silences") in [a[:2] for a in audit(demo)], 20, "the silence in the audit")
+        status, body = b.execute_async_script(FETCH, "GET", "/api/v1/silences", None, None)
+        assert status == 200 and [s["site"] for s in body["silences"] if "雨量计更换翻斗" in s["reason"]] == [site]
 
 
 WRITES = [("POST", "/api/v1/warnings", {"hazard": "torrent", "level": "blue", "area": VILLAGE, "title": "x"}),

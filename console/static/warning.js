@@ -29,7 +29,14 @@
     root.dataset.loaded = String(Date.now());
     root.dataset.state = w.state; root.dataset.version = String(w.version);
     const bar = $("w-actions");
-    if (bar) { bar.hidden = !w.in_force; $("act-level").value = w.level; }
+    if (bar) {
+      bar.hidden = !w.in_force;
+      $("act-level").value = w.level;
+      // a rule's warning follows its readings: only warnings from above (an operator, a CAP sender) are
+      // changed or lifted by hand; resending and confirming are for every warning
+      const fromAbove = !String(w.source || "").startsWith("rule");
+      for (const id of ["act-level", "act-update", "act-lift"]) $(id).hidden = !fromAbove;
+    }
   }
   const T = Y.T, E = Y.esc;
   const path = (what) => `/api/v1/warnings/${encodeURIComponent(key)}/${what}`;
