@@ -62,7 +62,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "lift": ("解除预警", "Lift"), "update_level": ("调整级别", "Change level"),
     "confirm_for": ("代为叫应", "Confirm for them"), "via": ("确认方式", "Confirmed by"), "note": ("备注", "Note"),
     "via_landline": ("座机", "Landline"), "via_in_person": ("当面", "In person"), "via_radio": ("对讲/广播", "Radio"),
-    "village": ("村", "Village"), "township": ("乡镇", "Township"), "text": ("内容", "Text"), "title": ("标题", "Title"),
+    "village": ("村", "Village"), "township": ("乡镇", "Township"), "text": ("内容", "Text"), "w_title": ("标题", "Title"),
     "expires_h": ("有效时长(小时)", "Valid for (hours)"), "silence": ("维护静默", "Silence for maintenance"),
     "hours": ("小时", "hours"), "reason": ("原因", "Reason"), "done": ("已提交", "Done"),
     "ask_issue": ("确认发布？将按预警级别向该区域各级责任人发送短信/电话。", "Issue it? The people of this area will be sent SMS/calls by its level."),
