@@ -159,6 +159,8 @@ async def _gate(request: web.Request, handler: Handler) -> web.StreamResponse:
     except IssueError as exc:
         response = _error(404 if exc.code == "not-found" else 409 if exc.code == "lifted" else 422, exc.code,
                           exc.detail)
+    except web.HTTPException as exc:  # aiohttp's own refusals (a body over client_max_size…): audited too
+        response = _error(exc.status, exc.reason.lower().replace(" ", "-"), exc.text or "")
     if write:
         who = request.get(WHO)
         result = "ok" if response.status < 400 else _code(response)
@@ -336,7 +338,7 @@ async def add_silence(request: web.Request) -> web.Response:
     if bool(body.site) == bool(body.area):
         raise ApiError(400, "bad-request", "give exactly one of site or area")
     try:
-        office.issuer._check_place(body.site, body.area)
+        office.issuer.check_place(body.site, body.area)
     except IssueError as exc:
         raise ApiError(422, exc.code, exc.detail) from None
     until = body.until or (office.now() + timedelta(seconds=body.for_s) if body.for_s else None)

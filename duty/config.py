@@ -74,6 +74,8 @@ class DutyConfig(BaseModel):
     audit_log: str = ""  # default: <data_dir>/duty-audit.sqlite
     state: str = ""  # warnings issued from above: <data_dir>/duty-issued.sqlite
     client_id: str = "yujing-duty"
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)  # /metrics and /health, as every part
     sender_name: str = "县防汛抗旱指挥部办公室"  # who the duty office's warnings name as their issuer
     default_expiry_s: float = Field(default=24 * 3600.0, gt=0)  # an operator's warning without an expiry lifts then
 

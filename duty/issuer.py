@@ -146,7 +146,7 @@ class Issuer:
         return [w for w in out if w.state is not WarningState.LIFTED]
 
     # ---- writes -----------------------------------------------------------------------------------
-    def _check_place(self, site: str, area: str) -> tuple[str, str]:
+    def check_place(self, site: str, area: str) -> tuple[str, str]:
         if site:
             try:
                 return site, self.config.site(site).area
@@ -163,7 +163,7 @@ class Issuer:
     def issue(self, req: Issue) -> tuple[HazardWarning, bool]:
         """Issue a new warning (version 1). Returns it and whether it is new (a known ``ref`` returns the
         warning it made, unchanged)."""
-        site, area = self._check_place(req.site, req.area)
+        site, area = self.check_place(req.site, req.area)
         with self._tx():
             if req.ref:
                 row = self.db.execute("SELECT key FROM refs WHERE ref=?", (req.ref,)).fetchone()

@@ -64,8 +64,8 @@ class Progress:
                         delivered.add(phone)
                     if status in FAILED:
                         failed.add(phone)
-                    if reason and reason not in ("lift", "resend"):
-                        escalated.add(phone)
+                    if ":" in reason:  # an escalation step ("recall:<phone>", "deputy:…", "up:…"): whose chain
+                        escalated.add(reason.split(":", 1)[1])
                     if ack:
                         asked.setdefault(phone, (name, tier, node, created))
                 confirmed |= {p for (p,) in db.execute(

@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 import aiomqtt
+
+from prometheus_client import Gauge
 
 from duty.issuer import Issuer
 from yujing import topics
@@ -21,6 +24,7 @@ from yujing.runtime import Runtime
 
 log = logging.getLogger("yujing.duty")
 _limiter = Limiter(60.0)
+CONNECTED = Gauge("yujing_duty_mqtt_connected", "1 while the duty office's link to the broker is up")
 
 
 class IssuerLink:
@@ -54,12 +58,14 @@ class IssuerLink:
                 async with mqtt_client(self.rt.config.mqtt, self.client_id) as client:
                     backoff = 0.5
                     self.connected.set()
+                    CONNECTED.set(1)
                     await self._loop(client)
             except aiomqtt.MqttError as exc:
                 if _limiter.allow("mqtt"):
                     log.warning("duty lost the broker; reconnecting", extra={"kv": {"error": str(exc)}})
             finally:
                 self.connected.clear()
+                CONNECTED.set(0)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(backoff):
                     await self.rt.stop.wait()
@@ -75,6 +81,16 @@ class IssuerLink:
                                                                      "level": w.level.value, "state": w.state.value}})
 
         self._dirty |= set(self.retained)
+        # nothing is subscribed: the message iterator only ever ends by raising when the connection drops, which
+        # is how an idle link notices (a publish would, but an idle duty office publishes nothing)
+        lost = asyncio.ensure_future(anext(aiter(client.messages)))
+        try:
+            await self._serve(client, publish, lost)
+        finally:
+            lost.cancel()
+
+    async def _serve(self, client: aiomqtt.Client, publish: Callable[[HazardWarning], Awaitable[None]],
+                     lost: asyncio.Future[object]) -> None:
         while not self.rt.stop.is_set():
             self.wake.clear()
             while self._dirty:
@@ -95,8 +111,11 @@ class IssuerLink:
             stop = asyncio.ensure_future(self.rt.stop.wait())
             wake = asyncio.ensure_future(self.wake.wait())
             try:
-                await asyncio.wait({stop, wake}, timeout=self.rt.clock.real_seconds(wait_s) + 0.01,
+                await asyncio.wait({stop, wake, lost}, timeout=self.rt.clock.real_seconds(wait_s) + 0.01,
                                    return_when=asyncio.FIRST_COMPLETED)
             finally:
                 stop.cancel()
                 wake.cancel()
+            if lost.done():
+                lost.result()  # the broker went away (MqttError): reconnect
+                raise aiomqtt.MqttError("a message on a link that subscribes to nothing")

@@ -28,7 +28,7 @@ from duty.issuer import Issuer
 from duty.progress import Progress
 from duty.publisher import IssuerLink
 from duty.silences import Silences
-from yujing import topics
+from yujing import metrics, topics
 from yujing.runtime import Runtime
 
 log = logging.getLogger("yujing.duty")
@@ -77,22 +77,28 @@ async def serve(rt: Runtime, *, ready: asyncio.Event | None = None, state: dict[
         _install_console(app, office, rt)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
+
+        def health() -> dict[str, object]:
+            up = link.connected.is_set()
+            return {"ok": up, "part": "duty", "connected": up, "unpublished": len(issuer.unpublished())}
+
         try:
-            site = web.TCPSite(runner, cfg.host, cfg.port, ssl_context=tls)
-            await site.start()
-            port = runner.addresses[0][1]
-            url = f"{'https' if tls else 'http'}://{cfg.host}:{port}"
-            log.info("duty office listening", extra={"kv": {"url": url, "accounts": len(cfg.accounts)}})
-            _announce_console(app, url)
-            if state is not None:
-                state.update(office=office, url=url, app=app)
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(link.run())
-                for p in pollers:
-                    tg.create_task(p)
-                if ready is not None:
-                    tg.create_task(_ready_when(link, ready))
-                await rt.stop.wait()
+            async with metrics.serving(cfg.metrics_host, cfg.metrics_port, health):
+                site = web.TCPSite(runner, cfg.host, cfg.port, ssl_context=tls)
+                await site.start()
+                port = runner.addresses[0][1]
+                url = f"{'https' if tls else 'http'}://{cfg.host}:{port}"
+                log.info("duty office listening", extra={"kv": {"url": url, "accounts": len(cfg.accounts)}})
+                _announce_console(app, url)
+                if state is not None:
+                    state.update(office=office, url=url, app=app)
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(link.run())
+                    for p in pollers:
+                        tg.create_task(p)
+                    if ready is not None:
+                        tg.create_task(_ready_when(link, ready))
+                    await rt.stop.wait()
         finally:
             await runner.cleanup()
 

@@ -175,6 +175,23 @@ async def test_session_login_needs_csrf_for_writes_and_bad_passwords_are_refused
             ("chief", "bad-credentials"), ("chief", "ok"), ("chief", "csrf"), ("chief", "ok"),
             ("chief", "unknown-area")]
         await office.rig.twilio.wait_until(lambda: office.rig.twilio.messages_to(XL_RESP), 20, "the blue SMS")
+        # the shapes the console reads (the duty-office API contract)
+        async with http.get(api + "/warnings") as r:
+            [w] = (await r.json())["warnings"]
+        assert {"key", "version", "hazard", "level", "state", "site", "area", "title", "evidence", "source",
+                "issued_at", "updated_at", "drill", "progress"} <= set(w)
+        assert w["source"] == "operator:chief" and w["area"] == "shibao.xinle" and w["site"] == ""
+        assert set(w["progress"]) == {"told", "delivered", "failed", "confirmed", "escalated", "unconfirmed"}
+
+        async def detail() -> dict:
+            async with http.get(api + "/warnings/" + w["key"]) as r:
+                return await r.json()
+        await office.rig.settled()
+        one = await detail()
+        assert [(h["version"], h["state"], h["level"]) for h in one["history"]] == [(1, "issued", "blue")]
+        [n] = one["notifications"]
+        assert (n["phone"], n["channel"], n["confirmed_at"]) == (XL_RESP, "sms", None)
+        assert {"person", "role", "phone", "channel", "status", "confirmed_at", "confirmed_via"} <= set(n)
 
 
 async def test_confirmation_entered_by_the_duty_officer_stops_that_persons_escalation(mosquitto, prefix, tmp_path):
@@ -335,3 +352,15 @@ async def test_repeated_failed_logins_are_refused_for_a_while_even_with_the_righ
         async with http.post(api + "/login", json={"username": "chief", "password": CHIEF_PASSWORD}) as r:
             assert r.status == 429 and (await r.json())["error"] == "too-many-attempts"
         assert [e.result for e in office.audit()][-2:] == ["bad-credentials", "too-many-attempts"]
+
+
+async def test_an_oversized_request_is_refused_and_audited(mosquitto, prefix, tmp_path):
+    async with duty_office(tmp_path, mosquitto, prefix) as office, aiohttp.ClientSession() as http:
+        token = office.tokens["li"].read_text()
+        body = {"hazard": "rainstorm", "level": "blue", "area": "shibao", "text": "长" * 100_000}
+        async with http.post(office.url + "/api/v1/warnings", json=body,
+                             headers={"Authorization": f"Bearer {token}"}) as r:
+            assert r.status == 413
+        [entry] = office.audit()
+        assert (entry.user, entry.status, entry.result) == ("li", 413, "request-entity-too-large")
+        assert office.rig.twilio.messages == []

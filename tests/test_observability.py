@@ -23,10 +23,11 @@ from yujing import topics
 from yujing.model import Reading, ReadingBatch
 
 ROOT = Path(__file__).resolve().parent.parent
-PARTS = ("edge", "collector", "rules", "alerts")
+PARTS = ("edge", "collector", "rules", "alerts", "duty")
 # a metric each part exports from its start, so its /metrics is its own and not an empty registry
 OWN_METRIC = {"edge": "yujing_edge_uplink_connected", "collector": "yujing_collector_db_up",
-              "rules": "yujing_rules_mqtt_subscribed", "alerts": "yujing_alerts_mqtt_subscribed"}
+              "rules": "yujing_rules_mqtt_subscribed", "alerts": "yujing_alerts_mqtt_subscribed",
+              "duty": "yujing_duty_mqtt_connected"}
 
 
 def write_config(conf: Path, mqtt_port: int, ports: dict[str, int], **sections: dict) -> None:
@@ -39,6 +40,7 @@ def write_config(conf: Path, mqtt_port: int, ports: dict[str, int], **sections: 
         "rules": {"metrics_port": ports["rules"]},
         "alerts": {"metrics_port": ports["alerts"], "webhook": {"port": 0},
                    "twilio": {"base_url": f"http://127.0.0.1:{free_port()}", "configure_number": False}},
+        "duty": {"metrics_port": ports["duty"], "port": 0},
     }
     for name, extra in sections.items():
         doc[name] = {**doc[name], **extra}

@@ -204,3 +204,23 @@ def test_an_update_naming_other_areas_lifts_the_ones_it_dropped_and_issues_the_n
     again = rig.receive(document("u3", msg_type="Update", references=[("u2", t0)],
                                  geocode="500233009002").encode(), SOURCE, "test")
     assert [(w.area, w.state.value, w.version) for w in again.warnings] == [("shibao.xinle", "issued", 1)]
+
+
+def test_a_document_with_pages_of_text_is_taken_with_its_text_cut(rig):
+    out = rig.receive(document("long-1", headline="暴雨橙色预警" * 100, instruction="转移" * 3000,
+                               sender_name="气象台" * 100).encode(), SOURCE, "test")
+    [w] = out.warnings
+    assert len(w.headline) == 200 and len(w.instruction) == 2000 and w.instruction.endswith("…")
+
+
+def test_one_platform_cannot_cancel_another_platforms_warning(rig):
+    t0 = datetime.now(timezone.utc)
+    [w] = rig.receive(document("own-1", sent=t0).encode(), SOURCE, "test").warnings
+    other = Source(id="other", sender="someone-else")
+    cancel = document("x-1", sender="someone-else", msg_type="Cancel", references=[("own-1", t0)])
+    # the reference names our sender's document, but comes from another sender: it is not theirs to cancel
+    forged = cancel.replace("someone-else,own-1", f"{SENDER},own-1")
+    with pytest.raises(Refusal) as e:
+        rig.receive(forged.encode(), other, "test")
+    assert e.value.reason is Reason.UNKNOWN_REFERENCE
+    assert rig.issuer.get(w.key).state is WarningState.ISSUED

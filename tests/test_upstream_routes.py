@@ -31,6 +31,15 @@ def atom(items: list[tuple[str, str]]) -> str:
             f"<id>urn:test</id><title>CAP</title><updated>2026-01-01T00:00:00Z</updated>{body}</feed>")
 
 
+def test_a_public_cap_index_feed_gives_each_entrys_document_link():
+    from pathlib import Path
+
+    index = (Path(__file__).parent / "data" / "cap" / "nws-atom-index-head.xml").read_bytes()
+    got = entries(index)
+    assert [u.split("x=")[1].split(".")[1] for u, _ in got] == ["HighWindWarning", "FloodAdvisory"]
+    assert got[0][1] == "2018-08-15T14:52:00-08:00"
+
+
 def test_rss_and_atom_indexes_give_each_entrys_document_link():
     assert entries(atom([("http://x/1.xml", "t1")]).encode()) == [("http://x/1.xml", "t1")]
     rss = b"<rss version='2.0'><channel><item><link>http://x/2.xml</link><pubDate>d</pubDate></item></channel></rss>"

@@ -51,7 +51,7 @@ class Source(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
-    sender: str = Field(min_length=1)
+    sender: str = Field(min_length=1, pattern=r"^[^\s,<&]+$")  # CAP: no spaces, commas, < or &
     authority: str = ""
     auth: SourceAuth | None = None  # required for POST; feeds and MQTT rely on TLS and the broker's ACL
     may_address: list[str] = Field(default_factory=list)  # empty: the whole tree

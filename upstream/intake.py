@@ -126,7 +126,8 @@ class Intake:
                 self.issuer.add_ref(ref, "")
             return Outcome(Status.IGNORED, note=f"status {doc.status}, msgType {doc.msg_type}: not sent")
         drill = doc.status in ("Exercise", "Test")
-        earlier = [k for s, ident, _ in doc.references
+        # only its own sender's documents: one platform can never update or cancel another's warnings
+        earlier = [k for s, ident, _ in doc.references if s == doc.sender
                    for k in self.issuer.keys_by_ref_prefix(f"cap:{s}:{ident}:") if k]
         if doc.msg_type == "Cancel":
             if not earlier:
@@ -149,8 +150,10 @@ class Intake:
         barred = [a.id for a in areas if not permitted(a, source.may_address, self.config)]
         if barred:
             raise Refusal(Reason.NOT_PERMITTED, f"this source may not address {', '.join(barred)}")
-        sender_name = info.sender_name or source.authority
-        text = info.instruction or info.description
+        # a warning carries at most what an SMS can (the renderer cuts further); a platform may send pages
+        sender_name = _cut(info.sender_name or source.authority, 200)
+        text = _cut(info.instruction or info.description, 2000)
+        headline = _cut(info.headline, 200)
         with self.issuer.batch():
             out = []
             if doc.msg_type == "Update" and earlier:
@@ -161,7 +164,7 @@ class Intake:
                 wanted = {a.id for a in areas}
                 for area_id, w in by_area.items():
                     if area_id in wanted:
-                        out.append(self.issuer.update(w.key, level=level, instruction=text, headline=info.headline,
+                        out.append(self.issuer.update(w.key, level=level, instruction=text, headline=headline,
                                                       expires=info.expires, ref=f"{ref}:{w.key}")[0])
                     else:
                         out.append(self.issuer.lift(w.key, ref=f"{ref}:{w.key}", why="上级更新不再包含")[0])
@@ -169,13 +172,17 @@ class Intake:
             for area in areas:
                 w, _ = self.issuer.issue(Issue(
                     hazard=hazard, level=level, source=f"cap:{doc.sender}", area=area.id, title=info.event,
-                    instruction=text, headline=info.headline, sender_name=sender_name, expires=info.expires,
+                    instruction=text, headline=headline, sender_name=sender_name, expires=info.expires,
                     drill=drill, ref=f"{ref}:{area.id}"))
                 out.append(w)
             self.issuer.add_ref(ref, "")
         if doc.msg_type == "Update" and earlier:
             return Outcome(Status.UPDATED, out)
         return Outcome(Status.ISSUED, out)
+
+
+def _cut(text: str, n: int) -> str:
+    return text if len(text) <= n else text[:n - 1] + "…"
 
 
 def _certificates(config: Config) -> dict[str, str]:

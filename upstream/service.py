@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import sqlite3
 import time
 from collections.abc import Coroutine
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 import aiomqtt
 from aiohttp import web
 
-from duty.api import OFFICE, ApiError, needs
+from duty.api import ApiError, needs
 from duty.config import Role
 from duty.issuer import Issuer
 from duty.publisher import IssuerLink
@@ -125,8 +126,10 @@ async def _mqtt(rt: Runtime, intake: Intake, link: IssuerLink, source: Source) -
     backoff = 0.5
     while not rt.stop.is_set():
         try:
-            async with mqtt_client(rt.config.mqtt, f"{rt.config.duty.client_id}-cap-{source.id}",
-                                   clean_session=False) as client:
+            client = mqtt_client(rt.config.mqtt, f"{rt.config.duty.client_id}-cap-{source.id}", clean_session=False)
+            paho = client._client  # acknowledge a document only once the intake took it (as alerts does warnings)
+            paho.manual_ack_set(True)
+            async with client:
                 await client.subscribe(source.mqtt_topic, qos=1)
                 backoff = 0.5
                 stop = asyncio.ensure_future(rt.stop.wait())
@@ -138,16 +141,19 @@ async def _mqtt(rt: Runtime, intake: Intake, link: IssuerLink, source: Source) -
                         if not nxt.done():
                             nxt.cancel()
                             return
-                        payload = nxt.result().payload
+                        msg = nxt.result()
+                        payload = msg.payload
                         raw = payload if isinstance(payload, (bytes, bytearray)) else str(payload).encode()
                         with contextlib.suppress(Refusal):  # counted, logged and kept by the intake
                             intake.receive(bytes(raw), source, "mqtt")
                             link.poke()
+                        if msg.qos > 0:
+                            paho.ack(msg.mid, msg.qos)
                 finally:
                     stop.cancel()
-        except aiomqtt.MqttError as exc:
+        except (aiomqtt.MqttError, sqlite3.Error) as exc:  # a document not taken is not acknowledged: sent again
             if _limiter.allow(("mqtt", source.id)):
-                log.warning("CAP topic: lost the broker; reconnecting", extra={"kv": {"error": str(exc)}})
+                log.warning("CAP topic: reconnecting", extra={"kv": {"error": str(exc)[:200]}})
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(backoff):
                 await rt.stop.wait()
