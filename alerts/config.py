@@ -133,7 +133,9 @@ class Silence(BaseModel):
 class DrillConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    recipients: list[Person] = Field(default_factory=list)  # the ONLY people a drill warning reaches
+    # the people who take part in every drill (a drill adds its own): the ONLY people a drill warning can
+    # reach, and only as the real routing would; one who is nowhere in the chain gets an SMS copy (observer)
+    recipients: list[Person] = Field(default_factory=list)
     log: str = ""  # drill notification log; default: <data_dir>/alerts-drill.sqlite
 
 

@@ -14,6 +14,7 @@ from yujing.config.sites import Site
 class Directory:
     config: Config
     households: dict[str, list[Person]] = field(default_factory=dict)  # group area id -> households
+    _phones: frozenset[str] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def load(cls, config: Config) -> Directory:
@@ -71,6 +72,15 @@ class Directory:
         if area is None:
             return []
         return [p for p in area.people if not roles or p.role in roles]
+
+    def knows(self, phone: str) -> bool:
+        """``phone`` belongs to someone in the chain (an area's or a site's people, or a household)."""
+        if self._phones is None:
+            phones = {p.phone for a in self.config.areas for p in a.people}
+            phones |= {p.phone for s in self.config.sites for p in s.people}
+            phones |= {p.phone for people in self.households.values() for p in people}
+            self._phones = frozenset(phones)
+        return phone in self._phones
 
     def parent(self, area_id: str) -> Area | None:
         area = self.area(area_id)

@@ -24,11 +24,11 @@ from alerts.fanout import Dispatcher, Outcome
 from alerts.group import Decision, Grouper, Verdict
 from alerts.nflog import Notification, NotificationLog
 from alerts.render import Renderer
-from alerts.route import Recipient, drill_recipients, route
+from alerts.route import DrillRouted, Recipient, drill_route, route
 from yujing.clock import Clock
 from yujing.config.people import Channel, Person, Role
 from yujing.log import Limiter
-from yujing.model import HazardWarning, Level, WarningState
+from yujing.model import HazardWarning, WarningState
 
 log = logging.getLogger("yujing.alerts")
 DECISIONS = Counter("yujing_alerts_warnings_total", "Warnings by what was decided", ["verdict", "kind"])
@@ -57,6 +57,7 @@ class Pipeline:
         self.grouper = Grouper(self.cfg.grouping.wait_s, self.cfg.silences, self._chain_ids)
         self.escalator = Escalator(self.cfg, self.directory)
         self.kind = "drill" if self.drill else "real"
+        self._allowed: frozenset[str] | None = None
 
     # ---- in ---------------------------------------------------------------------------------------
     async def handle(self, w: HazardWarning) -> None:
@@ -82,12 +83,15 @@ class Pipeline:
                 w = self.nflog.warning(wid)
                 if esc is None or w is None:
                     continue
-                fresh = self.nflog.enqueue(self._items(w, esc.recipients, esc.attempt, escalation=True), now)
-                self.nflog.event(now, w.id, "", "escalation-queued", {"recipients": len(esc.recipients),
+                people = esc.recipients
+                if self.drill:  # the step is timed as for real; only its participants are called
+                    people = self._taking_part(w, people, attempt=esc.attempt, now=now, observers=False)
+                fresh = self.nflog.enqueue(self._items(w, people, esc.attempt, escalation=True), now)
+                self.nflog.event(now, w.id, "", "escalation-queued", {"recipients": len(people),
                                                                        "notifications": len(fresh),
                                                                        "attempt": esc.attempt})
             self.dispatcher.submit(self.nflog, fresh)
-            self._routed(w, len(esc.recipients), len(fresh))
+            self._routed(w, len(people), len(fresh))
 
     def next_due(self) -> datetime | None:
         times = [t for t in (self.grouper.next_due(), self.escalator.next_due(self.nflog)) if t is not None]
@@ -122,8 +126,6 @@ class Pipeline:
             sent = w.model_copy(update={"evidence": list(d.evidence)}) if d.evidence else w
             if w.state is WarningState.LIFTED:
                 recipients = self._lift_recipients(d.keys)
-            elif self.drill:
-                recipients = drill_recipients(self.drill_people, ack=w.level >= Level.ORANGE)
             else:
                 routed = route(w, self.directory, self.cfg)
                 for p in routed.problems:
@@ -131,6 +133,8 @@ class Pipeline:
                     if _limiter.allow(("route", p)):
                         log.warning("routing problem", extra={"kv": {"warning": w.id, "problem": p}})
                 recipients = routed.recipients
+                if self.drill:  # routed like the real warning, then cut down to the people taking part
+                    recipients = self._taking_part(w, recipients, attempt=1, now=now, observers=True)
             self.escalator.supersede(self.nflog, w.key, w.id, now)
             await self._notify(sent, recipients, attempt=1)
             if self.publish is not None:  # before 'routed': a crash in between re-decides it, CAP included
@@ -139,6 +143,17 @@ class Pipeline:
                 except Exception:  # publishing CAP must never stop the phones
                     log.exception("publishing the CAP document failed", extra={"kv": {"warning": w.id}})
             self.nflog.set_warning_state(w.id, "routed")
+
+    def _taking_part(self, w: HazardWarning, found: list[Recipient], *, attempt: int, now: datetime,
+                     observers: bool) -> list[Recipient]:
+        """A drill: who of ``found`` takes part (told), and the rest written down as would-have-been-told."""
+        cut: DrillRouted = drill_route(found, self.drill_people, self.directory, observers=observers)
+        if cut.untold:
+            self.nflog.event(now, w.id, "", "drill-untold", {
+                "attempt": attempt,
+                "recipients": [[r.phone, r.node, r.tier, " ".join(_VALUE[c] for c in r.channels), r.ack]
+                               for r in cut.untold]})
+        return cut.told
 
     def _chain_ids(self, w: HazardWarning) -> set[str]:
         """The area ids on ``w``'s chain, for silences over an area."""
@@ -160,6 +175,14 @@ class Pipeline:
         (``texts`` carries the rendered ones across the chunks of one fan-out)."""
         lift = w.state is WarningState.LIFTED
         texts = {} if texts is None else texts
+        if self.drill:  # whatever asked (a lift, an escalation, a bug), a drill reaches only its own people
+            allowed = self._drill_phones()
+            refused = [r for r in recipients if r.phone not in allowed]
+            if refused:
+                PROBLEMS.labels(reason="drill-non-participant").inc()
+                log.error("a drill notification to someone not taking part was refused",
+                          extra={"kv": {"warning": w.id, "phones": len(refused)}})
+                recipients = [r for r in recipients if r.phone in allowed]
         priority_base = w.level.severity * 10 + (20 if escalation else 0)
         out = []
         for r in recipients:
@@ -176,6 +199,11 @@ class Pipeline:
                     priority=priority_base + (5 if ack else 0), body=body, ack=ack, node=r.node, tier=r.tier,
                     name=r.person.name, reason=r.reason))
         return out
+
+    def _drill_phones(self) -> frozenset[str]:
+        if self._allowed is None:
+            self._allowed = frozenset(p.phone for p in self.drill_people)
+        return self._allowed
 
     async def _notify(self, w: HazardWarning, recipients: list[Recipient], attempt: int) -> list[Notification]:
         """Queue and hand on the first notifications of ``w``, and open a 叫应 chain for each asked to confirm."""

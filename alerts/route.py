@@ -105,6 +105,37 @@ def merge(found: list[Recipient]) -> list[Recipient]:
     return list(by_phone.values())
 
 
-def drill_recipients(people: list[Person], ack: bool) -> list[Recipient]:
-    """A drill reaches only its own list, on every channel each person has."""
-    return merge([Recipient(p, "drill", "drill", tuple(p.channels) or (Channel.SMS,), ack) for p in people])
+@dataclass
+class DrillRouted:
+    """A drill's routing: the real routing of the warning, cut down to the people taking part.
+
+    ``told`` are the participants the real routing names, with its channels and 叫应, plus observers;
+    ``untold`` are the people the real routing names who do not take part: they *would have been told*,
+    and are reported as such, never contacted.
+    """
+
+    told: list[Recipient] = field(default_factory=list)
+    untold: list[Recipient] = field(default_factory=list)
+
+
+OBSERVER = "observer"  # Recipient.reason of a drill observer's copy
+
+
+def drill_route(found: list[Recipient], people: list[Person], directory: Directory,
+                observers: bool = True) -> DrillRouted:
+    """Restrict ``found`` (what :func:`route` or an escalation step named) to the drill's ``people``.
+
+    A participant is matched by phone, so they hear exactly what the real warning would tell them (an SMS
+    for a blue, a call that asks for 叫应 for an orange) and nothing for a warning the chain would not
+    bring to them. A drill recipient who is nowhere in the chain (the county's drill liaison) is an
+    observer: with ``observers`` they get an SMS copy of the warning, never a call, never a 叫应.
+    """
+    taking_part = {p.phone for p in people}
+    out = DrillRouted()
+    for r in found:
+        (out.told if r.phone in taking_part else out.untold).append(r)
+    if observers:
+        out.told += [Recipient(p, "drill", "drill", (Channel.SMS,), False, OBSERVER)
+                     for p in people if not directory.knows(p.phone)]
+    out.told = merge(out.told)
+    return out

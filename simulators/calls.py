@@ -11,6 +11,7 @@ from typing import Any
 from simulators.report.timeline import Kind
 from simulators.scenario import Answer, Calls, Who
 from simulators.twilio import Behaviour, Record
+from simulators.twilio_records import parse_twiml
 
 _TIER_DEPTH = {"city": 1, "county": 2, "township": 3, "village": 4, "group": 5, "household": 6, "site": 5}
 
@@ -61,6 +62,18 @@ def configure(standin: Any, calls: Calls, people: dict[str, Any]) -> None:
             standin.set_behaviour(phone, b)
 
 
+_CALL_ENDED = frozenset({"completed", "no-answer", "busy", "failed", "canceled"})
+
+
+def said(r: Record) -> str:
+    """The words of a message, or of a call as its TwiML says them (each <Say> once: the TwiML repeats the
+    warning), whether or not anyone answered: a call that rang out was still placed with these words."""
+    if r.kind != "call":
+        return r.body
+    says, _ = parse_twiml(r.twiml)
+    return " ".join(dict.fromkeys(s for s in says if s)) or r.body
+
+
 class CallLog:
     """Reads the stand-in's records into the timeline; call :meth:`update` as often as you like."""
 
@@ -83,11 +96,14 @@ class CallLog:
     def _record(self, r: Record) -> None:
         rec = self.rec
         if r.sid not in self._seen:
+            text = said(r)
+            if not text and r.kind == "call" and r.status not in _CALL_ENDED:
+                return  # TwiML fetched from a URL once answered: write the call down when its words are known
             self._seen.add(r.sid)
             t = self.t_of(r.created)
             channel = "voice" if r.kind == "call" else "sms"
             self._escalation(t, r, channel)
-            rec.notified(t, r.to, channel, r.body)
+            rec.notified(t, r.to, channel, text)
         done = self._events.get(r.sid, 0)
         for wall, status in r.events[done:]:
             t = self.t_of(wall)

@@ -4,8 +4,9 @@ The real edge agents, broker, collector, rules and alerts run on an accelerated 
 (``Runtime(drill=True)``) and on their own topic prefix (``<prefix>-drill``) with their own state
 directory, so a drill never mixes with live warnings. The simulated devices play the scenario; each
 gateway reaches the broker through a :class:`~simulators.link.LinkRelay` so a 4G link can drop and a
-gateway can go dark; the Twilio stand-in answers calls as the scenario says. The recorder writes down
-everything it sees and the report is written from that timeline.
+gateway can go dark; the Twilio stand-in answers calls as the scenario says. Alerts routes each drill
+warning as the real one, cut down to the participants; whom it left out is read from its drill log. The
+recorder writes down everything it sees and the report is written from that timeline.
 
 Scope: a drill simulates the devices the scenario scripts (and the gateways it faults), not the whole
 county, so hours of weather replay in seconds.
@@ -31,6 +32,7 @@ from simulators.playback import StormRain
 from simulators.ports import free_port
 from simulators.recorder import Recorder
 from simulators.report import Kind, Timeline, write_report
+from simulators.report.progress import Progress
 from simulators.report.timeline import check_expectations, figures
 from simulators.scenario import FaultEvent, FaultKind, Scenario, check_against, load_scenario
 from simulators.service import _twilio, running
@@ -93,7 +95,7 @@ def drill_config(cfg: Config, scn: Scenario, *, state_dir: Path, mqtt: Any = Non
             if d.site in scn.intensive:
                 d = d.model_copy(update={"interval_s": scn.intensive[d.site]})
             devs.append(_relocate(d, state_dir, endpoints))
-        gateways.append(gw.model_copy(update={"devices": devs, "outbox": ""}))
+        gateways.append(_unserved(gw.model_copy(update={"devices": devs, "outbox": ""})))
     update: dict[str, Any] = {
         "mqtt": m,
         "gateways": gateways,
@@ -109,6 +111,8 @@ def drill_config(cfg: Config, scn: Scenario, *, state_dir: Path, mqtt: Any = Non
     alerts = cfg.alerts
     if getattr(alerts, "log", None):
         alerts = alerts.model_copy(update={"log": ""})
+    if getattr(getattr(alerts, "drill", None), "log", None):  # its own drill log, in its own state directory
+        alerts = alerts.model_copy(update={"drill": alerts.drill.model_copy(update={"log": ""})})
     if twilio_url:
         alerts = alerts.model_copy(update={"twilio": alerts.twilio.model_copy(update={"base_url": twilio_url})})
     if hasattr(alerts, "client_id"):
@@ -118,9 +122,18 @@ def drill_config(cfg: Config, scn: Scenario, *, state_dir: Path, mqtt: Any = Non
                                                                                           "public_url": ""})})
 
     update["alerts"] = alerts
+    for part in ("collector", "rules", "alerts"):
+        update[part] = _unserved(update.get(part, getattr(cfg, part)))
     out = cfg.model_copy(update=update)
     out._base_dir = cfg.base_dir
     return out
+
+
+def _unserved(section: Any) -> Any:
+    """No /metrics of its own: the live parts' metrics ports are taken (or would be) beside the drill."""
+    if getattr(section, "metrics_port", None) is None:
+        return section
+    return section.model_copy(update={"metrics_port": None})
 
 
 def _relocate(dev: Any, state_dir: Path, endpoints: dict[tuple, Any]) -> Any:
@@ -143,31 +156,6 @@ def _service(part: str) -> Any | None:
         return importlib.import_module(f"{part}.service").serve
     except ImportError:
         return None
-
-
-class Progress:
-    """One line on stderr, redrawn: ``[#####-----] 52% 3.1/6.0 h · 4 warnings · 37 notified``."""
-
-    def __init__(self, enabled: bool, total_s: float) -> None:
-        self.enabled, self.total_s = enabled, total_s
-        self.tty = sys.stderr.isatty()
-        self._last = -1
-
-    def show(self, t: float, tl: Timeline, done: bool = False) -> None:
-        if not self.enabled:
-            return
-        frac = max(0.0, min(1.0, t / self.total_s))
-        pct = int(frac * 100)
-        if not self.tty and not done and pct // 10 == self._last // 10:
-            return  # a log file gets a line per 10 %, a terminal a live bar
-        self._last = pct
-        bar = "#" * int(frac * 30) + "-" * (30 - int(frac * 30))
-        warnings = sum(1 for e in tl.events if e.kind is Kind.WARNING)
-        told = sum(1 for r in tl.recipients.values() if r.first_told_t is not None)
-        line = (f"drill [{bar}] {pct:3d}% {t / 3600:5.1f}/{self.total_s / 3600:.1f} h · {warnings} warnings · "
-                f"{told} notified")
-        print(("\r" + line) if self.tty else line, end="\n" if (done or not self.tty) else "", file=sys.stderr,
-              flush=True)
 
 
 async def run_drill(cfg: Config, scn: Scenario, *, speed: float | None = None, report: str | Path | None = None,
@@ -323,21 +311,25 @@ async def _run(rt: Runtime, scn: Scenario, rec: Recorder, stack: contextlib.Asyn
             bar.show(scn.duration, rec.tl, done=True)
             rec.tl.ended_t = sim.offset(rt.clock.now())
             rec.active = False
+            # the chain stops before the field: a gateway shut down at the end says goodbye (offline), which
+            # rules still running would raise (and alerts send) as a gateway failure. The end is not one
+            rt.stop.set()
+            for s in services:  # each part flushes and returns; one that does not is stopped, and said so
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(s), 15)
+                if not s.done():
+                    rec.tl.notes.append(f"{s.get_name()} did not stop within 15 s of the drill's end; it was "
+                                        "cancelled.")
+                    s.cancel()
             for stop in gw_stops.values():
                 stop.set()
             for task in list(gw_tasks.values()):
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(task, 10)
-        rt.stop.set()
-        for s in services:  # each part flushes and returns; one that does not is stopped, and said so
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(s), 15)
-            if not s.done():
-                rec.tl.notes.append(f"{s.get_name()} did not stop within 15 s of the drill's end; it was cancelled.")
-                s.cancel()
         await asyncio.sleep(0.3)  # the recorder takes the last messages off the broker
         if call_log is not None:
             call_log.update()
+        rec.read_drill_log(cfg.path(cfg.alerts.drill.log, "alerts-drill.sqlite"))
         listener.cancel()
 
 
@@ -378,7 +370,8 @@ async def main(cfg: Config, scenario_path: str, speed: float | None = None, repo
         return 2
     f = doc["figures"]
     print(f"drill: {scn.name}: {'PASSED' if doc['passed'] else 'FAILED'} — {f['warnings_issued']} warnings "
-          f"(highest {f['highest_level'] or 'none'}), {f['people_told']} people told, "
+          f"(highest {f['highest_level'] or 'none'}), {f['people_told']} people told "
+          f"({f['would_have_been_told']} more would have been, not taking part), "
           f"first notification {f['trigger_to_first_notification_s']} s after the trigger")
     for e in doc["expectations"]:
         print(f"  [{'x' if e['met'] else ' '}] {e['expect']}: {e['detail']}")

@@ -8,11 +8,12 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from simulators.report.timeline import Kind, Recipient, Timeline
+from simulators.report.timeline import OBSERVER_TIER, Kind, Recipient, Timeline
 from yujing import topics
 from yujing.config.areas import load_households
 from yujing.mqtt import client as mqtt_client
@@ -151,7 +152,59 @@ class Recorder:
             r.warnings.append(warning)
         what = "call" if channel == "voice" else "SMS"
         self.tl.add(t, Kind.NOTIFICATION, f"{what} to {r.name} ({r.role}, {r.area}){': ' + body[:80] if body else ''}",
-                    phone=phone, channel=channel, role=r.role, area=r.area, tier=r.tier, warning=warning)
+                    phone=phone, channel=channel, role=r.role, area=r.area, tier=r.tier, warning=warning, text=body)
+
+    def would_notify(self, t: float, w: HazardWarning | None, warning_id: str, attempt: int,
+                     entries: list[list[Any]]) -> None:
+        """The real warning (or an escalation step of it) would also have told these people, who do not take
+        part: ``entries`` are ``[phone, node, tier, "sms voice", ack]`` as the drill's notification log has them."""
+        by_tier: dict[str, int] = {}
+        for phone, node, tier, channels, ack in entries:
+            r = self.tl.would_have_been_told.get(phone)
+            if r is None:
+                p = self.people.get(phone)
+                r = Recipient(phone, p.name if p else "(unknown)", p.role if p else "", p.area if p else node,
+                              p.tier if p else tier)
+                self.tl.would_have_been_told[phone] = r
+            if r.first_told_t is None or t < r.first_told_t:
+                r.first_told_t = t
+            chans = str(channels).split()
+            r.messages += "sms" in chans
+            r.calls += "voice" in chans
+            if ack and (r.asked_t is None or t < r.asked_t):
+                r.asked_t = t
+            if warning_id not in r.warnings:
+                r.warnings.append(warning_id)
+            by_tier[tier] = by_tier.get(tier, 0) + 1
+        site = self.tl.sites.get(w.site, {}).get("name", w.site) if w is not None else ""
+        what = (f"{w.hazard.chinese}{w.level.chinese}预警 {w.state.chinese} · {site} ({w.site})" if w is not None
+                else warning_id)
+        step = " (escalation)" if attempt > 1 else ""
+        tiers = ", ".join(f"{n} {tier}" for tier, n in sorted(by_tier.items(), key=lambda kv: -kv[1]))
+        self.tl.add(t, Kind.WOULD_NOTIFY, f"{what}{step}: would also have told {len(entries)} people not taking "
+                    f"part ({tiers}); not contacted", warning=warning_id, attempt=attempt, people=len(entries))
+
+    def read_drill_log(self, drill_log: Path) -> None:
+        """What only alerts knows, from the drill's notification log once the alerts service has stopped:
+        who the real warnings would also have told (``drill-untold`` events: none of them was contacted),
+        and which warnings reached someone taking part (the figures time the drill from those)."""
+        try:
+            from alerts.nflog import NotificationLog
+        except ImportError:  # a build without alerts: nobody was routed
+            return
+        if not drill_log.exists():
+            return
+        with NotificationLog(drill_log, drill=True) as nflog:
+            for at, wid, _phone, what, detail in nflog.events():
+                if what == "drill-untold":
+                    doc = json.loads(detail)
+                    self.would_notify(self.tl.offset(datetime.fromisoformat(at)), nflog.warning(wid), wid,
+                                      int(doc.get("attempt", 1)), doc.get("recipients", []))
+            for e in self.tl.events:
+                if e.kind is Kind.WARNING:
+                    wid = f"{e.data['key']}#{e.data['version']}"
+                    e.data["participants_told"] = any(n.warning_id == wid and n.tier != OBSERVER_TIER
+                                                      for n in nflog.for_warning_key(e.data["key"]))
 
     def confirmed(self, t: float, phone: str, via: str) -> None:
         r = self.recipient(phone)

@@ -43,6 +43,18 @@ def test_a_drill_runs_only_what_its_scenario_touches_on_its_own_ports_and_prefix
     assert not live_ports & {dev.port for g in d.gateways for dev in g.devices if dev.type == "modbus_tcp"}
 
 
+def test_a_drill_serves_no_metrics_on_the_live_parts_ports(cfg, tmp_path):
+    scn = load_scenario(ZX / "scenarios" / "reservoir-flood.yaml")
+    live = cfg.model_copy(update={
+        "gateways": [g.model_copy(update={"metrics_port": 19100 + i}) for i, g in enumerate(cfg.gateways)],
+        **{part: getattr(cfg, part).model_copy(update={"metrics_port": port})
+           for part, port in (("collector", 19001), ("rules", 19002), ("alerts", 19003))}})
+    live._base_dir = cfg.base_dir
+    d = drill_config(live, scn, state_dir=tmp_path, speed=600)
+    assert [g.metrics_port for g in d.gateways] == [None] * len(d.gateways) and d.gateways
+    assert (d.collector.metrics_port, d.rules.metrics_port, d.alerts.metrics_port) == (None, None, None)
+
+
 def one_gauge(fault: str) -> Scenario:
     return Scenario.model_validate({
         "name": f"gateway {fault}", "duration": "3h", "speed": 900,
@@ -98,3 +110,76 @@ async def test_each_shipped_scenario_produces_its_expected_warnings(cfg, mosquit
     assert warnings and all(e["drill"] for e in warnings), "every warning of a drill is drill-marked"
     assert (tmp_path / "report" / "report.html").exists() and on_disk["charts"]
     assert doc["passed"]
+
+
+def _people_under(cfg, area: str, **who) -> set[str]:
+    return {p.phone for a in cfg.areas if a.id == area or a.id.startswith(area + ".") for p in a.people
+            if all(getattr(p, k).value == v if hasattr(getattr(p, k), "value") else getattr(p, k) == v
+                   for k, v in who.items())}
+
+
+async def test_a_drill_ends_without_raising_its_own_gateways_as_offline(cfg, mosquitto, prefix):
+    """Three gateways: one healthy, one whose 4G link drops and comes back, one dark until the end. Stopping
+    them when the scenario ends is not a failure: no equipment warning for the healthy ones, nothing at or
+    after the end; the dark one's real outage during the scenario is still reported."""
+    scn = Scenario.model_validate({
+        "name": "teardown", "duration": "2h", "speed": 900,
+        "rain": [{"sites": ["RG-SHIBAO-01"], "rate_mm_h": [[0, 2], ["2h", 2]]}],
+        "intensive": {"RG-SHIBAO-01": 300},
+        "faults": [{"gateway": "gw-tujing", "fault": "link_down", "at": "30m", "until": "1h"},
+                   {"gateway": "gw-mozi", "fault": "dark", "at": "1h"}],
+    })
+    doc = await run_drill(cfg, scn, mqtt=broker(mosquitto, prefix))
+    equipment = [e for e in doc["events"] if e["kind"] == "warning" and e["hazard"] == "equipment"]
+    assert not [e for e in equipment if e["t"] >= scn.duration], "the drill's end raised equipment warnings"
+    assert not [e for e in equipment if "gw-shibao" in e["summary"]], "a healthy gateway was called offline"
+    offline = [(e["t"], e["gateway"]) for e in doc["events"] if e["kind"] == "status" and e.get("online") is False]
+    assert all(t < scn.duration for t, _ in offline), offline
+    assert any(gw == "gw-mozi" and 3600 <= t < scn.duration for t, gw in offline), "the real outage is reported"
+
+
+async def test_a_drill_tells_only_participants_the_real_orange_names_and_counts_the_rest(cfg, mosquitto, prefix,
+                                                                                          tmp_path):
+    """30 mm/h on 杨柳村's gauge: its 1-hour 准备转移 threshold (25 mm) raises an orange torrent warning. Taking
+    part: the village's site people, its group leaders (who never answer), group 1's households and 涂井乡's
+    duty office. Orange calls the site's people and group leaders and asks them to confirm; it does not
+    reach households (that is red) nor another township."""
+    scn = Scenario.model_validate({
+        "name": "routing", "duration": "1h30m", "speed": 900,
+        "rain": [{"sites": ["RG-SHIBAO-01"], "rate_mm_h": [[0, 30], ["1h30m", 30]]}],
+        "intensive": {"RG-SHIBAO-01": 300},
+        "participants": [{"tier": "site", "area": "shibao.yangliu"}, {"role": "group_leader", "area": "shibao.yangliu"},
+                         {"tier": "household", "area": "shibao.yangliu.g1"}, {"role": "duty", "area": "tujing"}],
+        "calls": {"default": {"answer_after_s": 30, "press": "1"},
+                  "rules": [{"who": {"role": "group_leader"}, "never_answer": True}]},
+    })
+    doc = await run_drill(cfg, scn, mqtt=broker(mosquitto, prefix), report=tmp_path / "report")
+    doc = json.loads((tmp_path / "report" / "report.json").read_text(encoding="utf-8"))
+    warned = [(e["hazard"], e["level"]) for e in doc["events"] if e["kind"] == "warning"]
+    assert ("torrent", "orange") in warned and all(level != "red" for _, level in warned), warned
+    site = {p.phone for p in cfg.site("RG-SHIBAO-01").people}
+    leaders = _people_under(cfg, "shibao.yangliu", role="group_leader")
+    liaison = {p.phone for p in cfg.alerts.drill.recipients}
+    told = {r["phone"]: r for r in doc["recipients"] if r["first_told_t"] is not None}
+    assert set(told) == site | leaders | liaison
+    assert all(told[p]["calls"] >= 1 for p in site | leaders), "orange calls and asks (叫应)"
+    assert all(told[p]["calls"] == 0 and told[p]["messages"] >= 1 for p in liaison), "an observer gets SMS only"
+    # the rest of the real chain is counted, never contacted
+    untold = {r["phone"]: r for r in doc["would_have_been_told"]}
+    assert not set(untold) & set(told)
+    assert _people_under(cfg, "shibao.yangliu", role="responsible") <= set(untold)
+    assert {p.phone for p in cfg.area("shibao").people if p.role.value in ("duty", "responsible")} <= set(untold)
+    assert {p.phone for p in cfg.area("zhongxian").people if p.role.value == "duty"} <= set(untold)
+    assert not [p for p in untold if p in _people_under(cfg, "tujing")], "another township is not in this chain"
+    assert doc["figures"]["would_have_been_told"] == len(untold)
+    assert doc["figures"]["people_told"] == len(site | leaders) and doc["figures"]["observers_told"] == 1
+    # the leaders' unanswered calls escalate as for real: the step up to the village is counted, not made
+    assert any(e["kind"] == "would_notify" and e["attempt"] > 1 for e in doc["events"])
+    # every SMS and call in the report carries its drill-marked text, unanswered calls included
+    notes = [e for e in doc["events"] if e["kind"] == "notification"]
+    assert {e["channel"] for e in notes} == {"sms", "voice"}
+    assert all(e["text"].startswith("【演练】") and "预警" in e["text"] for e in notes), \
+        [e for e in notes if not e.get("text", "").startswith("【演练】")]
+    assert [e for e in notes if e["phone"] in leaders and e["channel"] == "voice"]
+    assert not [e for e in doc["events"] if e["kind"] == "warning" and e["hazard"] == "equipment"]
+    assert "Would have been told" in (tmp_path / "report" / "report.html").read_text(encoding="utf-8")

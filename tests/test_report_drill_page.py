@@ -66,6 +66,43 @@ def test_figures_measure_trigger_to_notification_households_and_confirmations(tm
     assert set(on_disk["charts"]) == {"SK-1", "RG-1"}
 
 
+def test_the_figures_count_only_people_in_the_chain_and_list_who_would_have_been_told(tmp_path: Path):
+    tl = a_drill_timeline()
+    # the drill liaison (in no chain) got an SMS copy first: not a trigger → notification time, not a person told
+    tl.add(9010, Kind.NOTIFICATION, "SMS to 演练联络员", phone="+8613900009999", channel="sms", tier="drill")
+    tl.recipients["+8613900009999"] = Recipient("+8613900009999", "演练联络员", "duty", "drill", "drill",
+                                                first_told_t=9010, messages=1)
+    for i, (tier, calls) in enumerate([("village", 1), ("household", 0), ("county", 1)]):
+        tl.would_have_been_told[f"+861390000700{i}"] = Recipient(
+            f"+861390000700{i}", f"未参演{i}", "responsible", "shibao", tier, first_told_t=9000 + i, messages=1,
+            calls=calls, asked_t=9000 + i if calls else None, warnings=["reservoir:SK-1#1"])
+    doc = write_report(tl, Expect(), tmp_path)
+    f = doc["figures"]
+    assert f["people_told"] == 3 and f["observers_told"] == 1 and f["would_have_been_told"] == 3
+    assert f["trigger_to_first_notification_s"] == 30, "the observer's copy is not the chain's first notification"
+    on_disk = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    assert [(r["tier"], r["calls"], r["asked_to_confirm"]) for r in on_disk["would_have_been_told"]] == \
+        [("village", 1, True), ("household", 0, False), ("county", 1, True)]
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "Would have been told" in html and "未参演2" in html
+
+
+def test_a_drill_is_timed_from_the_first_warning_that_reached_someone_taking_part(tmp_path: Path):
+    """A warning at a site whose chain takes no part tells nobody in a drill: it must not start the clock."""
+    tl = a_drill_timeline()
+    for e in tl.events:
+        if e.kind is Kind.WARNING:
+            e.data["participants_told"] = True
+    tl.add(3000, Kind.WARNING, "暴雨蓝色预警 发布 · 别村", hazard="rainstorm", site="RG-9", level="blue",
+           state="issued", key="rainstorm:RG-9", participants_told=False)
+    f = write_report(tl, Expect(), tmp_path)["figures"]
+    assert f["trigger_t"] == 9000 and f["trigger_to_first_notification_s"] == 30
+    # and a drill that knows nothing of who was reached times from the first warning, as before
+    for e in tl.events:
+        e.data.pop("participants_told", None)
+    assert write_report(tl, Expect(), tmp_path)["figures"]["trigger_t"] == 3000
+
+
 def test_an_unmet_expectation_fails_the_drill(tmp_path: Path):
     expect = Expect(warnings=[ExpectedWarning(hazard=Hazard.RESERVOIR, site="SK-1", level=Level.RED)])
     doc = write_report(a_drill_timeline(), expect, tmp_path)
@@ -94,3 +131,44 @@ def test_the_html_report_opens_in_headless_chromium_and_its_charts_render(tmp_pa
     c0 = (abs(img[:, :, 0] - 0x1F / 255) < 0.12) & (abs(img[:, :, 1] - 0x77 / 255) < 0.12) & \
          (abs(img[:, :, 2] - 0xB4 / 255) < 0.12)
     assert c0.sum() > 200, "the chart images did not render"
+
+
+async def test_every_sms_and_call_in_the_report_carries_the_words_sent_even_a_call_nobody_answered(
+        mosquitto, prefix, tmp_path):
+    """A drill's call is written down when it is placed, before (or without) anyone answering: its entry still
+    carries what the call says, as the SMS entries carry their text."""
+    from conftest import wait_for
+
+    from alerts.harness import running_alerts
+    from simulators.calls import CallLog
+    from simulators.recorder import Recorder
+    from simulators.twilio import Behaviour
+    from test_alerts_drill import G1_LEADER, HOME_G1, chain_people, example
+    from test_alerts_service import warning
+
+    people = chain_people(example(tmp_path), G1_LEADER, HOME_G1)
+    async with running_alerts(tmp_path, mqtt_port=mosquitto.port, prefix=prefix, speed=60.0, drill_recipients=people,
+                              default=Behaviour.answers_and_presses("1", 5),
+                              behaviours={G1_LEADER: Behaviour.never_answers()},
+                              alerts={"grouping": {"wait_s": 0}}) as rig:
+        tl = Timeline(scenario={"name": "t"}, started_at=rig.rt.clock.now(), speed=60.0)
+        rec = Recorder(tl, rig.rt.config)
+        calls = CallLog(rig.twilio, rec, rig.rt.clock)
+        await rig.publish(warning(Level.RED, drill=True))
+
+        def logged() -> bool:
+            calls.update()
+            voice = [e for e in tl.events if e.kind is Kind.NOTIFICATION and e.data["channel"] == "voice"]
+            return len(voice) >= 2 and any(e.kind is Kind.UNANSWERED for e in tl.events)
+
+        await wait_for(logged, 20, "both calls written down, the leader's unanswered")
+    notes = [e for e in tl.events if e.kind is Kind.NOTIFICATION]
+    assert {(e.data["phone"], e.data["channel"]) for e in notes} >= {(G1_LEADER, "voice"), (HOME_G1, "voice"),
+                                                                     (HOME_G1, "sms")}
+    for e in notes:
+        assert e.data["text"].startswith("【演练】") and "红色预警" in e.data["text"], e
+        assert e.data["text"][:20] in e.summary
+    leader = next(e for e in notes if e.data["phone"] == G1_LEADER and e.data["channel"] == "voice")
+    assert "按1" in leader.data["text"] or "确认" in leader.data["text"], "the 叫应 prompt is part of what is said"
+    doc = write_report(tl, Expect(), tmp_path / "report")
+    assert all(e["text"] for e in doc["events"] if e["kind"] == "notification")

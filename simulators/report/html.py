@@ -40,6 +40,31 @@ def _lvl(level: str | None) -> str:
     return f'<span class="lvl {escape(level)}">{escape(level)}</span>' if level else ""
 
 
+UNTOLD_ROWS = 200  # a red names whole villages of households: the rest are counted, not listed
+
+
+def _untold(tl: Timeline) -> str:
+    """The people the real warnings named who do not take part: the drill did not contact them."""
+    people = sorted(tl.would_have_been_told.values(), key=lambda r: (r.first_told_t or 0, r.tier, r.phone))
+    p = [f"<h2>Would have been told 未参演人员 — {len(people)}</h2><p class='sub'>The real warning (or its "
+         "escalation) would also have reached these people; they do not take part in this drill, so nothing was "
+         "sent to them.</p>"]
+    if not people:
+        return p[0] + "<p>Nobody: everyone the real routing names takes part.</p>"
+    p.append("<table><tr><th>person</th><th>role</th><th>area</th><th>first at</th><th>would get</th>"
+             "<th>asked to confirm</th></tr>")
+    for r in people[:UNTOLD_ROWS]:
+        would = ", ".join(x for x in (f"{r.messages} SMS" if r.messages else "",
+                                      f"{r.calls} calls" if r.calls else "") if x)
+        p.append(f"<tr><td>{escape(r.name)} <span class='sub'>{escape(r.phone)}</span></td><td>{escape(r.role)}</td>"
+                 f"<td>{escape(r.area)}</td><td>{_fmt_s(r.first_told_t)}</td><td>{escape(would)}</td>"
+                 f"<td>{'yes' if r.asked_t is not None else 'no'}</td></tr>")
+    if len(people) > UNTOLD_ROWS:
+        p.append(f"<tr><td colspan='6'>… and {len(people) - UNTOLD_ROWS} more (all in report.json)</td></tr>")
+    p.append("</table>")
+    return "".join(p)
+
+
 def render(tl: Timeline, figs: dict[str, Any], expectations: list[dict[str, Any]], charts: dict[str, str]) -> str:
     scn = tl.scenario
     passed = all(e["met"] for e in expectations)
@@ -63,6 +88,7 @@ def render(tl: Timeline, figs: dict[str, Any], expectations: list[dict[str, Any]
         ("warnings issued", figs["warnings_issued"]),
         ("highest level", figs["highest_level"] or "—"),
         ("people told", figs["people_told"]),
+        ("would have been told (not taking part)", figs["would_have_been_told"]),
         ("households told", figs["households_told"]),
         ("never confirmed", figs["never_confirmed"]),
         ("escalations", figs["escalations"]),
@@ -98,6 +124,7 @@ def render(tl: Timeline, figs: dict[str, Any], expectations: list[dict[str, Any]
                  f"<td>{escape(r.area)}</td><td>{_fmt_s(r.first_told_t)}</td><td>{r.messages}</td><td>{r.calls}</td>"
                  f"<td>{conf}</td><td>{escape(', '.join(r.warnings[:4]))}</td></tr>")
     p.append("</table>")
+    p.append(_untold(tl))
     p.append("<h2>Timeline 时间线</h2><table><tr><th>t</th><th>time</th><th>kind</th><th>what</th></tr>")
     for e in tl.sorted_events():
         lvl = _lvl(e.data.get("level")) if e.kind is Kind.WARNING else ""

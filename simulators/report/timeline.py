@@ -24,6 +24,7 @@ class Kind(enum.StrEnum):
     CONFIRMATION = "confirmation"  # a person confirmed (key pressed, SMS reply)
     UNANSWERED = "unanswered"  # a call not answered
     ESCALATION = "escalation"  # a call passed to a deputy or the level above
+    WOULD_NOTIFY = "would_notify"  # the real warning would also have told people not taking part
 
 
 @dataclass
@@ -65,6 +66,9 @@ class Timeline:
     sensor_site: dict[str, str] = field(default_factory=dict)
     sites: dict[str, dict[str, Any]] = field(default_factory=dict)  # site id → name, kind, area, thresholds
     recipients: dict[str, Recipient] = field(default_factory=dict)  # by phone
+    # people the real routing named who do not take part: never contacted, counted (first_told_t: when they
+    # would have been told; messages/calls: what they would have got)
+    would_have_been_told: dict[str, Recipient] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what the drill could not do, said plainly
     ended_t: float = 0.0
 
@@ -100,6 +104,8 @@ class Timeline:
             "events": [{"t": e.t, "ts": self.at(e.t).isoformat(), "kind": e.kind.value, "summary": e.summary,
                         **e.data} for e in self.sorted_events()],
             "recipients": [asdict(r) for r in sorted(self.recipients.values(), key=_recipient_order)],
+            "would_have_been_told": [_untold(r) for r in sorted(self.would_have_been_told.values(),
+                                                                 key=_recipient_order)],
             "series": {s: {q: pts for q, pts in qs.items()} for s, qs in self.series.items()},
             "sensor_site": self.sensor_site,
             "sites": self.sites,
@@ -111,6 +117,15 @@ class Timeline:
 _TIER_ORDER = {"city": 0, "county": 1, "township": 2, "village": 3, "group": 4, "household": 5, "site": 6}
 
 
+def _untold(r: Recipient) -> dict[str, Any]:
+    return {"phone": r.phone, "name": r.name, "role": r.role, "area": r.area, "tier": r.tier,
+            "first_t": r.first_told_t, "messages": r.messages, "calls": r.calls,
+            "asked_to_confirm": r.asked_t is not None, "warnings": r.warnings}
+
+
+OBSERVER_TIER = "drill"  # a drill recipient in no chain (the drill liaison): copied, not part of the figures
+
+
 def _recipient_order(r: Recipient) -> tuple:
     return (r.first_told_t if r.first_told_t is not None else 1e18, _TIER_ORDER.get(r.tier, 9), r.phone)
 
@@ -119,10 +134,14 @@ def figures(tl: Timeline) -> dict[str, Any]:
     """The numbers a drill is judged by (None where the drill gave nothing to measure)."""
     issued = [e for e in tl.warnings() if e.data.get("state") == "issued"]
     hazards = [e for e in issued if e.data.get("hazard") != "equipment"]  # equipment faults are not the trigger
-    trigger = (hazards or issued)[0].t if issued else None
-    notes = [e for e in tl.sorted_events() if e.kind is Kind.NOTIFICATION and (trigger is None or e.t >= trigger)]
+    # a drill reaches only its participants: a warning whose chain takes no part tells nobody, so the clock
+    # starts at the first warning that reached someone taking part (when the drill knows which did)
+    reaching = [e for e in hazards if e.data.get("participants_told")]
+    trigger = (reaching or hazards or issued)[0].t if issued else None
+    notes = [e for e in tl.sorted_events() if e.kind is Kind.NOTIFICATION and (trigger is None or e.t >= trigger)
+             and e.data.get("tier") != OBSERVER_TIER]
     first_note = notes[0].t if notes else None
-    told = [r for r in tl.recipients.values() if r.first_told_t is not None]
+    told = [r for r in tl.recipients.values() if r.first_told_t is not None and r.tier != OBSERVER_TIER]
     households = {r.phone for r in told if r.tier == "household" or r.role == "household"}
     first_after: dict[str, float] = {}
     for e in notes:
@@ -149,6 +168,9 @@ def figures(tl: Timeline) -> dict[str, Any]:
         "trigger_to_every_household_s": since(max(reached)) if len(reached) == len(households) and reached else None,
         "households_told": len(households),
         "people_told": len(told),
+        "would_have_been_told": len(tl.would_have_been_told),  # named by the real routing, not taking part
+        "observers_told": sum(1 for r in tl.recipients.values()
+                              if r.first_told_t is not None and r.tier == OBSERVER_TIER),
         "asked_to_confirm": len(askable),
         "confirmed": sum(1 for r in askable if r.confirmed_t is not None),
         "never_confirmed": sum(1 for r in askable if r.confirmed_t is None),
@@ -198,7 +220,7 @@ def check_expectations(tl: Timeline, expect: Any) -> list[dict[str, Any]]:
                     "met": bool(lifted), "t": lifted[0].t if lifted else None,
                     "detail": lifted[0].summary if lifted else "never lifted"})
     if expect.min_notified:
-        n = sum(1 for r in tl.recipients.values() if r.first_told_t is not None)
+        n = sum(1 for r in tl.recipients.values() if r.first_told_t is not None and r.tier != OBSERVER_TIER)
         out.append({"expect": f"at least {expect.min_notified} people told", "met": n >= expect.min_notified,
                     "t": None, "detail": f"{n} told"})
     return out
