@@ -207,10 +207,12 @@ def _reports(live: Live) -> list[dict[str, Any]]:
         except (OSError, ValueError):
             continue
         exp = doc.get("expectations") or []
-        out.append({"run": path.parent.name, "scenario": (doc.get("scenario") or {}).get("name", path.parent.name)
-                    if isinstance(doc.get("scenario"), dict) else str(doc.get("scenario") or path.parent.name),
-                    "figures": doc.get("figures") or {}, "passed": all(e.get("met") for e in exp) if exp else None,
-                    "html": (path.parent / "report.html").exists()})
+        scn = doc.get("scenario")
+        passed = doc.get("passed", all(e.get("met") for e in exp) if exp else None)
+        out.append({"run": path.parent.name,
+                    "scenario": scn.get("name", path.parent.name) if isinstance(scn, dict) else str(scn or path.parent.name),
+                    "started_at": str(doc.get("started_at") or ""), "figures": doc.get("figures") or {},
+                    "passed": passed, "html": (path.parent / "report.html").exists()})
     return out
 
 

@@ -180,3 +180,24 @@ def test_english_is_one_click_away_and_remembered(demo, browser):
     assert "Gateways" in browser.page_source
     browser.get(f"{demo.console}?lang=zh")
     assert "一张图" in browser.page_source
+
+
+def test_the_drills_page_lists_the_drill_reports_and_opens_one(demo, browser):
+    from datetime import datetime, timezone
+
+    from simulators.report import Timeline, write_report
+    from simulators.scenario import Expect
+
+    tl = Timeline({"name": "演示：忠州城区持续降雨（蓝色预警）"}, datetime(2026, 7, 14, tzinfo=timezone.utc), 720.0,
+                  deployment="忠县")
+    write_report(tl, Expect(min_notified=0), demo.cfg_dir / "var" / "reports" / "demo-1")
+    browser.get(f"{demo.console}drills")
+    row = browser.find_element(By.CSS_SELECTOR, 'tr[data-run="demo-1"]')
+    assert "演示：忠州城区持续降雨（蓝色预警）" in row.text and "通过" in row.text
+    row.find_element(By.TAG_NAME, "a").click()
+    wait_js(browser, "return location.pathname == '/console/reports/demo-1/report.html'", 10, "the report")
+    assert "DRILL" in browser.page_source
+    # nothing outside the reports directory is served through it
+    status = browser.execute_async_script("fetch(arguments[0]).then(r => arguments[1](r.status))",
+                                          "/console/reports/demo-1/..%2F..%2Falerts.sqlite")
+    assert status == 404
