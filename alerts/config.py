@@ -1,6 +1,8 @@
 """Who is told what, how, and through which provider: the ``alerts:`` section.
 
     alerts:
+      providers: [aliyun, twilio]        # failover order; default [twilio]
+      aliyun: {access_key_id: LTAI…, access_key_secret: {env: …}, sign_name: …, templates: {…}}
       twilio: {account_sid: AC…, auth_token: {env: TWILIO_AUTH_TOKEN}, from_number: '+8610…', base_url: …}
       webhook: {host: 0.0.0.0, port: 8089, public_url: 'https://yujing.example.cn'}
       households: households.csv          # 户: group,id,name,phone[,channels]
@@ -20,13 +22,23 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from yujing.config.areas import Tier
 from yujing.config.people import Channel, Person, Role
 from yujing.config.secrets import Secret
 from yujing.model import AwareUTC, Hazard, Level
+
+
+class Window(BaseModel):
+    """At most ``count`` uses per ``seconds``: one of a provider's frequency limits."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    count: int = Field(ge=1)
+    seconds: float = Field(gt=0)
 
 
 class TwilioConfig(BaseModel):
@@ -35,6 +47,10 @@ class TwilioConfig(BaseModel):
     account_sid: str = "AC00000000000000000000000000000000"
     auth_token: Secret | None = None
     from_number: str = Field(default="+15005550006", pattern=r"^\+[1-9][0-9]{6,14}$")
+    # a pool of senders (long codes): SMS are spread over them, each sending 1 segment a second
+    from_numbers: list[Annotated[str, Field(pattern=r"^\+[1-9][0-9]{6,14}$")]] = Field(default_factory=list)
+    sms_segments_per_s: float = Field(default=1.0, gt=0)  # per sender: Twilio's long-code rate (for the plan)
+    calls_per_s: float = Field(default=1.0, gt=0)  # per account: Twilio's default CPS (for the plan)
     base_url: str | None = None  # None: Twilio's cloud; a URL: a stand-in of its REST API
     timeout_s: float = Field(default=10.0, gt=0)
     retries: int = Field(default=6, ge=0)  # per request, on 429/5xx/network, with exponential backoff
@@ -42,6 +58,54 @@ class TwilioConfig(BaseModel):
     outage_retry_s: float = Field(default=15.0, gt=0)  # retries used up: look again after this, doubling to 300 s
     outage_retries: int = Field(default=8, ge=0)  # … this many times (≈ 25 min) before a notification fails
     configure_number: bool = True  # point the from_number's inbound-SMS webhook at us at startup
+    # calls to one callee Twilio (or the carrier behind it) lets through; none published, so none by default
+    callee_limits: list[Window] = Field(default_factory=list)
+
+
+class ApprovedTemplate(BaseModel):
+    """The codes the provider approved for one of our templates (by its name: ``landslide.red``, ``*.lift``…).
+    The approved text is ours with ``{x}`` written ``${x}``; a drill's is the same behind 【演练】."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sms: str | None = None  # SMS_…
+    voice: str | None = None  # TTS_…
+    drill_sms: str | None = None
+    drill_voice: str | None = None
+
+
+class ProviderName(enum.StrEnum):
+    TWILIO = "twilio"
+    ALIYUN = "aliyun"
+
+
+class AliyunConfig(BaseModel):
+    """Alibaba Cloud SMS (dysmsapi 2017-05-25) and voice (dyvmsapi 2017-05-25), through the official SDKs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    access_key_id: str
+    access_key_secret: Secret | None = None
+    sign_name: str  # the approved 签名
+    show_number: str  # CalledShowNumber: a number bought for voice
+    sms_endpoint: str = "dysmsapi.aliyuncs.com"
+    voice_endpoint: str = "dyvmsapi.aliyuncs.com"
+    protocol: str = Field(default="https", pattern="^https?$")  # http: a stand-in
+    templates: dict[str, ApprovedTemplate] = Field(default_factory=dict)
+    confirmed_tts: str | None = None  # TTS code (no variables) played after the key that confirms
+    push_token: Secret | None = None  # the secret path element of the push URLs (Aliyun's push is unsigned)
+    param_max: int = Field(default=35, ge=1)  # characters per template variable
+    sms_qps: float = Field(default=5000.0, gt=0)  # SendSms calls per second per account (for the plan)
+    sms_batch: int = Field(default=1000, ge=1, le=1000)  # numbers per SendSms when the text is the same
+    voice_qps: float = Field(default=100.0, gt=0)  # IvrCall/SingleCallByTts per second per account
+    play_times: int = Field(default=2, ge=1, le=3)
+    timeout_s: float = Field(default=10.0, gt=0)
+    retries: int = Field(default=4, ge=0)
+    backoff_s: float = Field(default=0.5, gt=0)
+    # a voice notice reaches one callee at most once a minute, 5 times an hour, 20 a day
+    callee_limits: list[Window] = Field(default_factory=lambda: [Window(count=1, seconds=60),
+                                                                  Window(count=5, seconds=3600),
+                                                                  Window(count=20, seconds=86400)])
 
 
 class WebhookConfig(BaseModel):
@@ -158,6 +222,8 @@ class AlertsConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     twilio: TwilioConfig = Field(default_factory=TwilioConfig)
+    aliyun: AliyunConfig | None = None
+    providers: list[ProviderName] = Field(default_factory=lambda: [ProviderName.TWILIO], min_length=1)  # failover order
     log: str = ""  # notification log; default: <data_dir>/alerts.sqlite
     client_id: str = "yujing-alerts"  # MQTT persistent session
     webhook: WebhookConfig = Field(default_factory=WebhookConfig)
@@ -185,3 +251,16 @@ class AlertsConfig(BaseModel):
 
         check_templates(v)
         return v
+
+    @model_validator(mode="after")
+    def _providers_can_carry(self) -> AlertsConfig:
+        """Every text the policy can send must have an approved template at each template provider."""
+        if ProviderName.ALIYUN in self.providers:
+            if self.aliyun is None:
+                raise ValueError("providers: 'aliyun' is listed but there is no alerts.aliyun section")
+            from alerts.templates import uncovered
+
+            problems = uncovered(self)
+            if problems:
+                raise ValueError("aliyun.templates: no approved template can carry " + "; ".join(problems))
+        return self

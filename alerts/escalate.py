@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from prometheus_client import Counter
 
-from alerts.config import AlertsConfig, EscalationStep
+from alerts.config import AlertsConfig, EscalationStep, ProviderName
 from alerts.directory import Directory
 from alerts.nflog import Notification, NotificationLog
 from alerts.route import Recipient
@@ -46,6 +46,29 @@ class Escalator:
     def __init__(self, cfg: AlertsConfig, directory: Directory) -> None:
         self.cfg = cfg
         self.directory = directory
+        # the first voice provider's per-callee limits: a recall the provider would refuse goes elsewhere
+        first = cfg.providers[0]
+        if first is ProviderName.ALIYUN and cfg.aliyun is not None:
+            self.callee_limits = list(cfg.aliyun.callee_limits)
+        else:
+            self.callee_limits = list(cfg.twilio.callee_limits)
+
+    def call_wait_s(self, nflog: NotificationLog, phone: str, now: datetime) -> float:
+        """Seconds until the provider would take another call to ``phone`` (0: now), by the calls placed."""
+        wait = 0.0
+        for w in self.callee_limits:
+            placed = nflog.calls_to(phone, now - timedelta(seconds=w.seconds), now=now)
+            if len(placed) >= w.count:
+                oldest = datetime.fromisoformat(placed[len(placed) - w.count])
+                wait = max(wait, (oldest + timedelta(seconds=w.seconds) - now).total_seconds())
+        return wait
+
+    def may_call(self, nflog: NotificationLog, phone: str, now: datetime) -> bool:
+        """Would the provider take one more call to ``phone`` now? (Every call queued to it counts.)"""
+        for w in self.callee_limits:
+            if len(nflog.calls_to(phone, now - timedelta(seconds=w.seconds))) >= w.count:
+                return False
+        return True
 
     def timeout_s(self, w: HazardWarning) -> float | None:
         return self.cfg.ack.timeout_s.get(w.level)
@@ -101,7 +124,7 @@ class Escalator:
         timeout = self.timeout_s(w) or 300.0
         while step_no <= len(steps):
             action = steps[step_no - 1]
-            people = self._people(action, first)
+            people = self._limited(nflog, warning_id, origin, action, first, now)
             if step_no < len(steps):
                 nflog.schedule(warning_id, origin, step_no + 1, now + timedelta(seconds=timeout))
             if people:
@@ -118,6 +141,26 @@ class Escalator:
         UNCONFIRMED.inc()
         nflog.event(now, warning_id, origin, "unconfirmed-after-all-steps")
         return None
+
+    def _limited(self, nflog: NotificationLog, warning_id: str, origin: str, action: EscalationStep,
+                 first: Notification, now: datetime) -> list[Recipient]:
+        """The step's people, as the provider allows: a recall it would refuse (per-callee limit) goes to the
+        deputy instead (or, with none, the level above); anyone else it would refuse a call is sent the SMS."""
+        if action is EscalationStep.RECALL and not self.may_call(nflog, first.phone, now):
+            instead = self._people(EscalationStep.DEPUTY, first) or self._people(EscalationStep.UP, first)
+            nflog.event(now, warning_id, origin, "recall-limited",
+                        {"phone": first.phone, "instead": [r.phone for r in instead]})
+            people = instead
+        else:
+            people = self._people(action, first)
+        out = []
+        for r in people:
+            if Channel.VOICE in r.channels and not self.may_call(nflog, r.phone, now):
+                chans = tuple(c for c in r.channels if c is not Channel.VOICE) or (Channel.SMS,)
+                nflog.event(now, warning_id, origin, "call-limited", {"phone": r.phone, "instead": "sms"})
+                r = Recipient(r.person, r.node, r.tier, chans, r.ack, r.reason)
+            out.append(r)
+        return out
 
     def _people(self, action: EscalationStep, n: Notification) -> list[Recipient]:
         reason = f"{action}:{n.phone}"

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from prometheus_client import Counter
 
@@ -59,13 +60,15 @@ class Outcome:
 
 
 Hook = Callable[[NotificationLog, Outcome], Awaitable[None]]
+Gate = Callable[[NotificationLog, Notification], float]
 
 
 class Dispatcher:
     """Per-channel queues and workers. ``submit`` from any pipeline; each item carries the log it belongs to."""
 
     def __init__(self, senders: dict[str, Sender], rates: dict[str, RateConfig], clock: Clock,
-                 on_done: Hook | None = None, outage_retry_s: float = 15.0, outage_retries: int = 8) -> None:
+                 on_done: Hook | None = None, outage_retry_s: float = 15.0, outage_retries: int = 8,
+                 gate: Gate | None = None) -> None:
         self.senders = senders
         self.rates = rates
         self.clock = clock
@@ -79,6 +82,7 @@ class Dispatcher:
         self.outage_retries = outage_retries
         self._deferred: dict[str, int] = {}  # key -> times deferred through a provider outage
         self._later: set[asyncio.Task] = set()
+        self.gate = gate  # seconds (scenario) a notification must wait for the provider's per-callee limit
 
     def submit(self, nflog: NotificationLog, items: list[Notification]) -> None:
         for n in items:
@@ -131,9 +135,63 @@ class Dispatcher:
                     q.put_nowait(item)
                     item = q.get_nowait()
                 *_, nflog, n = item
+                wait = self.gate(nflog, n) if self.gate is not None else 0.0
+                if wait > 0:  # the provider would refuse it now: hold it (still 'queued') until it would not
+                    self._hold(nflog, n, wait)
+                    continue
+                batch = self._batch(q, sender, item)
+                if len(batch) > 1:
+                    self.in_flight += len(batch) - 1
+                    try:
+                        await self._send_batch(sender, nflog, [it[-1] for it in batch])
+                    finally:
+                        self.in_flight -= len(batch) - 1
+                    continue
                 await self._send_one(sender, nflog, n)
             finally:
                 self.in_flight -= 1
+
+    def _hold(self, nflog: NotificationLog, n: Notification, wait_s: float) -> None:
+        nflog.event(self.clock.now(), n.warning_id, n.phone, f"{n.channel}-held", {"wait_s": round(wait_s, 1)})
+        SENT.labels(channel=n.channel, outcome="held").inc()
+
+        async def later() -> None:
+            await self.clock.sleep(wait_s + 0.5)
+            self.submit(nflog, [n])
+        task = asyncio.create_task(later())
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
+
+    def _batch(self, q: asyncio.PriorityQueue, sender: Sender, first: tuple) -> list[tuple]:
+        """``first`` and the items right behind it in priority order that one request can carry (the same
+        approved template and parameters, the same log), when the sender sends batches (SendSms: 1,000)."""
+        size = getattr(sender, "batch", 1)
+        *_, nflog, n = first
+        items = [first]
+        if size <= 1 or not n.template:
+            return items
+        while len(items) < size and not q.empty():
+            nxt = q.get_nowait()
+            if nxt[-2] is not nflog or nxt[-1].template != n.template:
+                q.put_nowait(nxt)  # the next in priority differs: the batch ends here, order kept
+                break
+            items.append(nxt)
+        return items
+
+    async def _send_batch(self, sender: Any, nflog: NotificationLog, ns: list[Notification]) -> None:
+        wall = datetime.now(UTC)
+        claimed = [n for n in ns if nflog.claim(n.key, wall)]
+        if not claimed:
+            return
+        try:
+            results = await sender.send_batch(claimed, wall, nflog.drill)
+        except ProviderError as exc:
+            results = [exc] * len(claimed)
+        for n, got in zip(claimed, results, strict=True):
+            if isinstance(got, ProviderError):
+                await self._done(sender, nflog, n, wall, None, got)
+            else:
+                await self._done(sender, nflog, n, wall, got, None)
 
     async def _send_one(self, sender: Sender, nflog: NotificationLog, n: Notification) -> None:
         wall = datetime.now(UTC)
@@ -142,6 +200,13 @@ class Dispatcher:
         try:
             sid = await sender.send(n, wall, nflog.drill, nflog.has_sid)
         except ProviderError as exc:
+            await self._done(sender, nflog, n, wall, None, exc)
+            return
+        await self._done(sender, nflog, n, wall, sid, None)
+
+    async def _done(self, sender: Sender, nflog: NotificationLog, n: Notification, wall: datetime, sid: str | None,
+                    exc: ProviderError | None) -> None:
+        if exc is not None:
             tries = self._deferred.get(n.key, 0)
             if exc.retryable and tries < self.outage_retries:  # an outage, not a refusal: keep it, look later
                 self._deferred[n.key] = tries + 1
@@ -160,6 +225,7 @@ class Dispatcher:
             if self.on_done:
                 await self.on_done(nflog, Outcome(n, None, exc))
             return
+        assert sid is not None
         nflog.sent(n.key, sid, self.clock.now())
         nflog.event(self.clock.now(), n.warning_id, n.phone, f"{n.channel}-sent", {"sid": sid, "attempt": n.attempt})
         SENT.labels(channel=n.channel, outcome="sent").inc()
@@ -174,6 +240,8 @@ class Dispatcher:
         'sending' and is reconciled at the next start."""
         for _ in range(self.outage_retries + 1):
             await asyncio.sleep(delay)
+            if nflog.status(n.key) != "sending":  # settled meanwhile (a receipt proved it was sent)
+                return
             try:
                 sid = await sender.find(n, since, nflog.has_sid)
             except Exception:  # noqa: BLE001  still unreachable, whatever the library raises: ask again later
@@ -185,6 +253,8 @@ class Dispatcher:
             else:
                 nflog.requeue(n.key, self.clock.now())
                 self.submit(nflog, [n])
+            return
+        if nflog.status(n.key) != "sending":
             return
         nflog.failed(n.key, "provider unreachable: could not tell whether it was sent", self.clock.now())
         SENT.labels(channel=n.channel, outcome="failed").inc()

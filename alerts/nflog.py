@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS notifications (
   channel TEXT NOT NULL, attempt INTEGER NOT NULL, priority INTEGER NOT NULL, seq INTEGER NOT NULL,
   body TEXT NOT NULL, ack INTEGER NOT NULL, node TEXT NOT NULL, tier TEXT NOT NULL, name TEXT NOT NULL,
   reason TEXT NOT NULL DEFAULT '', status TEXT NOT NULL, sid TEXT, error TEXT,
-  created_at TEXT NOT NULL, sending_at TEXT, sent_at TEXT, updated_at TEXT NOT NULL, ref TEXT NOT NULL
+  created_at TEXT NOT NULL, sending_at TEXT, sent_at TEXT, updated_at TEXT NOT NULL, ref TEXT NOT NULL,
+  template TEXT NOT NULL DEFAULT ''   -- JSON {"name", "params"}: what a template provider sends
 );
 CREATE INDEX IF NOT EXISTS notifications_ref ON notifications(ref);
 CREATE INDEX IF NOT EXISTS notifications_status ON notifications(status);
@@ -93,6 +94,7 @@ class Notification:
     tier: str
     name: str
     reason: str = ""
+    template: str = ""  # JSON {"name": …, "params": {…}}: the rendering for providers of approved templates only
     status: str = "queued"
     sid: str | None = None
     seq: int = 0
@@ -105,7 +107,7 @@ class Notification:
 
 
 _COLS = ("key", "warning_id", "warning_key", "phone", "channel", "attempt", "priority", "body", "ack", "node",
-         "tier", "name", "reason", "status", "sid", "seq", "created_at", "sending_at")
+         "tier", "name", "reason", "template", "status", "sid", "seq", "created_at", "sending_at")
 
 
 class NotificationLog:
@@ -124,6 +126,9 @@ class NotificationLog:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash; see README on power loss
             db.executescript(SCHEMA)
+            cols = {r[1] for r in db.execute("PRAGMA table_info(notifications)")}
+            if "template" not in cols:  # a log from before template providers
+                db.execute("ALTER TABLE notifications ADD COLUMN template TEXT NOT NULL DEFAULT ''")
             kind = "drill" if self.drill else "real"
             db.execute("INSERT OR IGNORE INTO meta VALUES ('kind', ?)", (kind,))
             (stored,) = db.execute("SELECT v FROM meta WHERE k='kind'").fetchone()
@@ -212,11 +217,11 @@ class NotificationLog:
                 n.seq, n.created_at = self._seq, ts
                 fresh.append(n)
                 rows.append((n.key, n.warning_id, n.warning_key, n.phone, n.channel, n.attempt, n.priority, self._seq,
-                             n.body, int(n.ack), n.node, n.tier, n.name, n.reason, ts, ts, ref(n.key)))
+                             n.body, int(n.ack), n.node, n.tier, n.name, n.reason, ts, ts, ref(n.key), n.template))
             self.db.executemany(
                 "INSERT INTO notifications(key, warning_id, warning_key, phone, channel, attempt, priority,"
-                " seq, body, ack, node, tier, name, reason, status, created_at, updated_at, ref)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,'queued',?,?,?)", rows)
+                " seq, body, ack, node, tier, name, reason, status, created_at, updated_at, ref, template)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,'queued',?,?,?,?)", rows)
         return fresh
 
     def claim(self, key: str, at: datetime) -> bool:
@@ -248,7 +253,25 @@ class NotificationLog:
         return self._one("key=?", (key,))
 
     def by_ref(self, reference: str) -> Notification | None:
-        return self._one("ref=?", (reference,))
+        """By its ref, or by a prefix of it (Alibaba Cloud's voice OutId holds 15 characters)."""
+        if len(reference) >= len(ref("")):
+            return self._one("ref=?", (reference,))
+        if len(reference) < 12:
+            return None
+        return self._one("ref>=? AND ref<?", (reference, reference + "g"))
+
+    def calls_to(self, phone: str, since: datetime, now: datetime | None = None) -> list[str]:
+        """When calls to ``phone`` were queued since ``since`` (ISO, oldest first), whatever the warning: what
+        a provider's per-callee limit counts. With ``now``: when they were *placed* — those in flight
+        ('sending') count as placed ``now``, so two workers never both pass the limit for one callee."""
+        if now is None:
+            return [r[0] for r in self.db.execute(
+                "SELECT created_at FROM notifications WHERE phone=? AND channel='voice' AND created_at>=? "
+                "AND status NOT IN ('failed', 'rejected') ORDER BY 1", (phone, since.isoformat()))]
+        return [r[0] for r in self.db.execute(
+            "SELECT COALESCE(sent_at, ?) FROM notifications WHERE phone=? AND channel='voice' AND "
+            "(status='sending' OR (sent_at>=? AND status NOT IN ('failed', 'rejected'))) ORDER BY 1",
+            (now.isoformat(), phone, since.isoformat()))]
 
     def has_sid(self, sid: str) -> bool:
         """Is ``sid`` already some notification's? (A provider lookup must not hand it to another.)"""

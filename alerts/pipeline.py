@@ -10,6 +10,7 @@ rate limits (one :class:`~alerts.fanout.Dispatcher`).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -17,12 +18,13 @@ from datetime import datetime
 
 from prometheus_client import Counter
 
-from alerts.config import AlertsConfig
+from alerts.config import AlertsConfig, ProviderName
 from alerts.directory import Directory
 from alerts.escalate import Escalator
 from alerts.fanout import Dispatcher, Outcome
 from alerts.group import Decision, Grouper, Verdict
 from alerts.nflog import Notification, NotificationLog
+from alerts.plan import estimate
 from alerts.render import Renderer
 from alerts.route import DrillRouted, Recipient, drill_route, route
 from yujing.clock import Clock
@@ -57,6 +59,7 @@ class Pipeline:
         self.grouper = Grouper(self.cfg.grouping.wait_s, self.cfg.silences, self._chain_ids)
         self.escalator = Escalator(self.cfg, self.directory)
         self.kind = "drill" if self.drill else "real"
+        self.templated = any(p is not ProviderName.TWILIO for p in self.cfg.providers)  # approved templates only
         self._allowed: frozenset[str] | None = None
 
     # ---- in ---------------------------------------------------------------------------------------
@@ -163,14 +166,22 @@ class Pipeline:
 
     # ---- route → render → enqueue ----------------------------------------------------------------
     def text(self, w: HazardWarning, ack: bool = False, channel: str = "sms", language: str = "zh") -> str:
+        return self.rendered(w, ack, channel, language)[0]
+
+    def rendered(self, w: HazardWarning, ack: bool = False, channel: str = "sms",
+                 language: str = "zh") -> tuple[str, str]:
+        """(full text, template JSON {name, params}): the one definition, for both kinds of provider."""
         site = self.directory.site(w.site) if w.site else None
         area = w.area or (site.area if site else "")
         lineage = [(a.tier, a.name) for a in self.directory.config.lineage(area)] if self.directory.area(area) else []
-        return self.renderer.text(w, site.name if site else w.site, lineage, ack=ack, channel=channel,
-                                  language=language)
+        body, name, params = self.renderer.render(w, site.name if site else w.site, lineage, ack=ack,
+                                                  channel=channel, language=language)
+        if not self.templated:  # only full-text providers: nothing else to keep per notification
+            return body, ""
+        return body, json.dumps({"name": name, "params": params}, ensure_ascii=False)
 
     def _items(self, w: HazardWarning, recipients: list[Recipient], attempt: int, escalation: bool = False,
-               texts: dict[tuple[bool, str, str], str] | None = None) -> list[Notification]:
+               texts: dict[tuple[bool, str, str], tuple[str, str]] | None = None) -> list[Notification]:
         """The notifications that tell ``recipients`` about ``w``: one per channel, each text rendered once
         (``texts`` carries the rendered ones across the chunks of one fan-out)."""
         lift = w.state is WarningState.LIFTED
@@ -190,14 +201,15 @@ class Pipeline:
             for channel in r.channels:
                 ch = _VALUE[channel]  # Enum.value is slow, and this runs 10,000 times for a red
                 lang = r.person.language
-                body = texts.get((ack, ch, lang))
-                if body is None:
-                    body = texts[(ack, ch, lang)] = self.text(w, ack, ch, lang)
+                done = texts.get((ack, ch, lang))
+                if done is None:
+                    done = texts[(ack, ch, lang)] = self.rendered(w, ack, ch, lang)
+                body, template = done
                 out.append(Notification(
                     key=Notification.make_key(w.id, r.phone, ch, attempt), warning_id=w.id,
                     warning_key=w.key, phone=r.phone, channel=ch, attempt=attempt,
                     priority=priority_base + (5 if ack else 0), body=body, ack=ack, node=r.node, tier=r.tier,
-                    name=r.person.name, reason=r.reason))
+                    name=r.person.name, reason=r.reason, template=template))
         return out
 
     def _drill_phones(self) -> frozenset[str]:
@@ -210,7 +222,7 @@ class Pipeline:
         now = self.clock.now()
         fresh: list[Notification] = []
         asked: set[str] = set()
-        texts: dict[tuple[bool, str, str], str] = {}
+        texts: dict[tuple[bool, str, str], tuple[str, str]] = {}
         # in chunks: the first recipients (the officials) are on their way while the households are written
         for i in range(0, len(recipients), CHUNK):
             items = self._items(w, recipients[i:i + CHUNK], attempt, texts=texts)
@@ -222,6 +234,11 @@ class Pipeline:
                 await asyncio.sleep(0)
         self.nflog.event(now, w.id, "", "queued",
                          {"recipients": len(recipients), "notifications": len(fresh), "attempt": attempt})
+        if fresh:
+            plan = estimate(fresh, self.cfg)
+            self.nflog.event(now, w.id, "", "fanout-plan", plan.as_dict())
+            log.info("fan-out plan: the last person is reached in about %.0f s", plan.last_s,
+                     extra={"kv": {"warning": w.id, **plan.as_dict()}})
         # everyone asked, not only the fresh: after a crash mid fan-out the re-decision opens the missing chains
         self.escalator.open(self.nflog, w, sorted(asked), now)
         self._routed(w, len(recipients), len(fresh))
@@ -270,11 +287,12 @@ class Pipeline:
         if w is None:
             return
         now = self.clock.now()
+        body, template = self.rendered(w, n.ack, Channel.VOICE.value)
         voice = Notification(key=Notification.make_key(n.warning_id, n.phone, Channel.VOICE.value, n.attempt),
                              warning_id=n.warning_id, warning_key=n.warning_key, phone=n.phone,
                              channel=Channel.VOICE.value, attempt=n.attempt, priority=n.priority + 1,
-                             body=self.text(w, n.ack, Channel.VOICE.value), ack=n.ack, node=n.node, tier=n.tier,
-                             name=n.name, reason=n.reason)
+                             body=body, ack=n.ack, node=n.node, tier=n.tier, name=n.name, reason=n.reason,
+                             template=template)
         fresh = self.nflog.enqueue([voice], now)
         if fresh:
             self.nflog.event(now, n.warning_id, n.phone, "sms-fallback-to-voice", why)

@@ -45,11 +45,15 @@ PROVIDER_ERRORS = Counter("yujing_alerts_provider_errors_total", "Failed provide
 class ProviderError(Exception):
     """The provider refused a request for good (4xx other than 429), or retries ran out."""
 
-    def __init__(self, message: str, status: int | None = None, code: int | None = None, retryable: bool = False):
+    def __init__(self, message: str, status: int | None = None, code: int | str | None = None,
+                 retryable: bool = False, ambiguous: bool = False):
         super().__init__(message)
         self.status = status
         self.code = code
         self.retryable = retryable
+        # the request may have reached the provider (a timeout, a dropped answer): another provider must
+        # not be tried, or the person could be told twice; only this provider can say whether it arrived
+        self.ambiguous = ambiguous
 
 
 class RedirectedHttpClient(AsyncTwilioHttpClient):
@@ -88,6 +92,9 @@ class Provider:
                                         exc.status, exc.code) from None
                 PROVIDER_ERRORS.labels(reason="rate-limited" if exc.status == 429 else "server-error").inc()
                 reason = f"HTTP {exc.status}"
+            except aiohttp.ClientConnectorError as exc:  # never connected: nothing was sent
+                PROVIDER_ERRORS.labels(reason="unreachable").inc()
+                reason = f"unreachable: {exc!r}"
             except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
                 PROVIDER_ERRORS.labels(reason="network").inc()
                 ambiguous = True
@@ -97,7 +104,8 @@ class Provider:
                                                                             "retry_in_s": round(delay, 2)}})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
-        raise ProviderError(f"{what}: gave up after {self.cfg.retries + 1} attempts ({reason})", retryable=True)
+        raise ProviderError(f"{what}: gave up after {self.cfg.retries + 1} attempts ({reason})", retryable=True,
+                            ambiguous=ambiguous)
 
     async def _quiet(self, fn: Callable[[], Awaitable[T | None]]) -> T | None:
         try:
@@ -106,10 +114,11 @@ class Provider:
             return None
 
     async def send_sms(self, to: str, body: str, status_callback: str | None, since: datetime,
-                       taken: Taken | None = None) -> str:
+                       taken: Taken | None = None, from_: str | None = None) -> str:
         async def op() -> str:
             kw = {"status_callback": status_callback} if status_callback else {}
-            msg = await self.client.messages.create_async(to=to, from_=self.cfg.from_number, body=body, **kw)
+            msg = await self.client.messages.create_async(to=to, from_=from_ or self.cfg.from_number, body=body,
+                                                          **kw)
             return str(msg.sid)
 
         return await self._retrying(f"SMS to {to}", op, lambda: self.find_sms(to, body, since, taken))
@@ -141,11 +150,14 @@ class Provider:
 
     async def set_sms_webhook(self, url: str) -> bool:
         """Point our number's inbound-SMS webhook at ``url`` (what the Twilio console does). False if not found."""
-        numbers = await self.client.incoming_phone_numbers.list_async(phone_number=self.cfg.from_number, limit=1)
-        if not numbers:
-            return False
-        await self.client.incoming_phone_numbers(numbers[0].sid).update_async(sms_url=url, sms_method="POST")
-        return True
+        ok = True
+        for phone in dict.fromkeys([self.cfg.from_number, *self.cfg.from_numbers]):  # every sender of the pool
+            numbers = await self.client.incoming_phone_numbers.list_async(phone_number=phone, limit=1)
+            if not numbers:
+                ok = False
+                continue
+            await self.client.incoming_phone_numbers(numbers[0].sid).update_async(sms_url=url, sms_method="POST")
+        return ok
 
 
 def _after(value: object, floor: datetime) -> bool:

@@ -80,6 +80,33 @@ def check_templates(templates: dict[str, str]) -> None:
             raise ValueError(f"template {name!r}: unknown variable(s) {sorted(unknown)}; known: {sorted(VARIABLES)}")
 
 
+def template_for(templates: dict[str, str], hazard: Hazard, level: Level, lift: bool,
+                 language: str = "zh", above: bool = False) -> tuple[str, str]:
+    kind = ".lift" if lift else ""
+    names = (f"{hazard}.{level}{kind}", f"*.{level}{kind}", f"{hazard}{kind or '.warning'}", f"*{kind or '.warning'}")
+    prefixes = ([f"{language}:"] if language and language != "zh" else []) + [""]
+    for prefix in prefixes:
+        for name in names:
+            if prefix + name in templates:
+                return prefix + name, templates[prefix + name]
+    if above:  # a warning from above: who issued it, their headline and instruction
+        return ("default.above.lift", DEFAULT_ABOVE_LIFT) if lift else ("default.above", DEFAULT_ABOVE)
+    if lift:
+        return "default.lift", DEFAULT_LIFT
+    if hazard is Hazard.EQUIPMENT:
+        return "default.equipment", DEFAULT_EQUIPMENT
+    return "default.warning", DEFAULT_WARNING
+
+
+def fields_of(text: str) -> list[str]:
+    """The variables a template uses, in order, once each."""
+    out: list[str] = []
+    for _, f, _, _ in string.Formatter().parse(text):
+        if f is not None and f not in out:
+            out.append(f)
+    return out
+
+
 class Renderer:
     def __init__(self, templates: dict[str, str], confirm_digit: str = "1") -> None:
         check_templates(templates)
@@ -88,19 +115,12 @@ class Renderer:
 
     def template(self, hazard: Hazard, level: Level, lift: bool, language: str = "zh", above: bool = False) -> str:
         """The template for a person's language (``en:landslide.red``…), else the Chinese one."""
-        kind = ".lift" if lift else ""
-        names = (f"{hazard}.{level}{kind}", f"*.{level}{kind}", f"{hazard}{kind or '.warning'}",
-                 f"*{kind or '.warning'}")
-        prefixes = ([f"{language}:"] if language and language != "zh" else []) + [""]
-        for prefix in prefixes:
-            for name in names:
-                if prefix + name in self.templates:
-                    return self.templates[prefix + name]
-        if above:
-            return DEFAULT_ABOVE_LIFT if lift else DEFAULT_ABOVE
-        if lift:
-            return DEFAULT_LIFT
-        return DEFAULT_EQUIPMENT if hazard is Hazard.EQUIPMENT else DEFAULT_WARNING
+        return self.named(hazard, level, lift, language, above)[1]
+
+    def named(self, hazard: Hazard, level: Level, lift: bool, language: str = "zh",
+              above: bool = False) -> tuple[str, str]:
+        """(name, text) of the template: the name is what a template provider's approved codes are keyed by."""
+        return template_for(self.templates, hazard, level, lift, language, above)
 
     def variables(self, w: HazardWarning, site_name: str, lineage: list[tuple[Tier, str]], ack: bool,
                   channel: str) -> dict[str, str]:
@@ -129,12 +149,19 @@ class Renderer:
 
     def text(self, w: HazardWarning, site_name: str, lineage: list[tuple[Tier, str]], *, ack: bool = False,
              channel: str = "sms", language: str = "zh") -> str:
+        return self.render(w, site_name, lineage, ack=ack, channel=channel, language=language)[0]
+
+    def render(self, w: HazardWarning, site_name: str, lineage: list[tuple[Tier, str]], *, ack: bool = False,
+               channel: str = "sms", language: str = "zh") -> tuple[str, str, dict[str, str]]:
+        """(full text, template name, its parameters): the text for providers that take free text (Twilio),
+        the name and parameters for those that send only approved templates (Alibaba Cloud)."""
         lift = w.state is WarningState.LIFTED
+        name, template = self.named(w.hazard, w.level, lift, language, w.from_above)
         variables = self.variables(w, site_name, lineage, ack and not lift, channel)
-        body = self.template(w.hazard, w.level, lift, language, w.from_above).format(**variables)
+        body = template.format(**variables)
         if w.from_above and len(body) > MAX_ABOVE_CHARS:  # cut the instruction, never who issued it or the 叫应 ask
             over = len(body) - MAX_ABOVE_CHARS + 1
             variables["instruction"] = variables["instruction"][:max(0, len(variables["instruction"]) - over)] + "…"
-            body = self.template(w.hazard, w.level, lift, language, w.from_above).format(**variables)
-            body = body[:MAX_ABOVE_CHARS]
-        return (DRILL_MARK + body) if w.drill else body
+            body = template.format(**variables)[:MAX_ABOVE_CHARS]
+        params = {f: variables[f] for f in fields_of(template)}
+        return (DRILL_MARK + body) if w.drill else body, name, params

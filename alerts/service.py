@@ -20,17 +20,21 @@ import contextlib
 import gc
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiomqtt
 from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
+from alerts.aliyun_hooks import AliyunHooks
 from alerts.cap import CapBook, build, identifier, thread
 from alerts.channels import CallbackUrls, senders
+from alerts.channels.aliyun import aliyun_provider
 from alerts.commands import Command, SilenceList, apply
+from alerts.config import AlertsConfig, AliyunConfig, ProviderName
 from alerts.directory import Directory
+from alerts.escalate import Escalator
 from alerts.fanout import Dispatcher, Outcome, run_until
 from alerts.nflog import NotificationLog
 from alerts.pipeline import Pipeline, Publish
@@ -67,6 +71,10 @@ async def serve(rt: Runtime, *, drill_recipients: list[Person] | None = None, au
         drill = files.enter_context(NotificationLog(rt.config.path(cfg.drill.log, "alerts-drill.sqlite"), drill=True))
         pipelines: dict[str, Pipeline] = {}
         webhooks = Webhooks(cfg, token, pipelines, caps)
+        aliyun_hooks = None
+        if cfg.aliyun is not None:
+            aliyun_hooks = AliyunHooks(cfg, pipelines, _push_token(cfg.aliyun))
+            webhooks.extra.append(aliyun_hooks.add_to)
         publisher = _CapPublisher(rt, caps, directory)
 
         def health() -> dict[str, object]:
@@ -74,14 +82,21 @@ async def serve(rt: Runtime, *, drill_recipients: list[Person] | None = None, au
             return {"ok": subscribed, "connected": subscribed, "webhook": webhooks.base_url}
 
         async with (metrics.serving(cfg.metrics_host, cfg.metrics_port, health), webhooks.serving(),
-                    twilio_provider(cfg.twilio, token) as provider):
+                    _providers(cfg, token) as providers):
+            provider = providers.get("twilio")
             urls = CallbackUrls(webhooks.base_url)
 
             async def on_done(nflog: NotificationLog, outcome: Outcome) -> None:
                 await pipelines["drill" if nflog.drill else "real"].on_outcome(outcome)
 
-            dispatcher = Dispatcher(senders(provider, urls, cfg), {c.value: r for c, r in cfg.rates.items()},
-                                    rt.clock, on_done, cfg.twilio.outage_retry_s, cfg.twilio.outage_retries)
+            limits = Escalator(cfg, directory)  # the first voice provider's per-callee limits
+
+            def gate(nflog: NotificationLog, n: Any) -> float:
+                return limits.call_wait_s(nflog, n.phone, rt.clock.now()) if n.channel == "voice" else 0.0
+
+            dispatcher = Dispatcher(senders(providers, urls, cfg), {c.value: r for c, r in cfg.rates.items()},
+                                    rt.clock, on_done, cfg.twilio.outage_retry_s, cfg.twilio.outage_retries,
+                                    gate=gate if limits.callee_limits else None)
             common = {"cfg": cfg, "directory": directory, "dispatcher": dispatcher, "clock": rt.clock}
             pipelines["real"] = Pipeline(nflog=real, drill=False, publish=publisher.to(real), **common)
             pipelines["drill"] = Pipeline(nflog=drill, drill=True, publish=publisher.to(drill),
@@ -89,8 +104,12 @@ async def serve(rt: Runtime, *, drill_recipients: list[Person] | None = None, au
                                           **common)
             if state is not None:
                 state.update(pipelines=pipelines, webhooks=webhooks, dispatcher=dispatcher, caps=caps,
-                             provider=provider)
-            if cfg.twilio.configure_number:
+                             provider=provider, providers=providers, aliyun_hooks=aliyun_hooks)
+            if aliyun_hooks is not None:
+                log.info("Alibaba Cloud push URLs (set them in its console)",
+                         extra={"kv": {k: v.replace(aliyun_hooks.token, "…") for k, v in
+                                       aliyun_hooks.urls(webhooks.base_url).items()}})
+            if provider is not None and cfg.twilio.configure_number:
                 await _configure_number(provider, urls)
             for p in pipelines.values():
                 publisher.restore(p.nflog, p.text)
@@ -102,6 +121,27 @@ async def serve(rt: Runtime, *, drill_recipients: list[Person] | None = None, au
                 tg.create_task(_subscribe(rt, pipelines, publisher, wake, ready))
                 await rt.stop.wait()
                 wake.set()
+
+
+@contextlib.asynccontextmanager
+async def _providers(cfg: AlertsConfig, token: str) -> AsyncIterator[dict[str, Any]]:
+    """The configured providers (``alerts.providers``), each an open client, by name."""
+    async with contextlib.AsyncExitStack() as stack:
+        out: dict[str, Any] = {}
+        if ProviderName.TWILIO in cfg.providers:
+            out["twilio"] = await stack.enter_async_context(twilio_provider(cfg.twilio, token))
+        if ProviderName.ALIYUN in cfg.providers and cfg.aliyun is not None:
+            out["aliyun"] = await stack.enter_async_context(aliyun_provider(cfg.aliyun))
+        yield out
+
+
+def _push_token(aliyun: AliyunConfig) -> str:
+    try:
+        return aliyun.push_token.get() if aliyun.push_token else ""
+    except LookupError as exc:
+        log.error("no Alibaba Cloud push token: its receipts and replies will be refused",
+                  extra={"kv": {"reason": str(exc)}})
+        return ""
 
 
 def _auth_token(twilio: Any) -> str:

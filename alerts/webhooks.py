@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 from prometheus_client import Counter
@@ -41,6 +41,7 @@ class Webhooks:
         self.caps = caps
         self.public_url = cfg.webhook.public_url.rstrip("/")
         self.port = cfg.webhook.port
+        self.extra: list[Callable[[web.Application], None]] = []  # other providers' routes (aliyun_hooks)
 
     @property
     def base_url(self) -> str:
@@ -54,6 +55,8 @@ class Webhooks:
         app.router.add_get("/cap", self._cap_index)
         app.router.add_get("/cap/latest/{hazard}/{site}.xml", self._cap_latest)
         app.router.add_get("/cap/{ident}.xml", self._cap_one)
+        for add in self.extra:
+            add(app)
         return app
 
     async def _verified(self, request: web.Request) -> dict[str, str] | None:

@@ -61,6 +61,21 @@ def storm_sites(cfg: Config, scn: Scenario, min_mm_h: float = 5.0) -> set[str]:
     return out
 
 
+def _note_plans(tl: Timeline, alerts_state: dict[str, Any]) -> None:
+    """The bound the provider's limits put on each fan-out (alerts' ``fanout-plan``), said in the report."""
+    pipeline = alerts_state.get("pipelines", {}).get("drill")
+    if pipeline is None:
+        return
+    import json
+    for _, warning_id, _, what, detail in pipeline.nflog.events():
+        if what == "fanout-plan":
+            p = json.loads(detail)
+            tl.notes.append(f"Fan-out of {warning_id} through {p['provider']}: {p['sms']} SMS ({p['sms_segments']} "
+                            f"segments), {p['calls']} calls; the provider's limits and our rates put the last "
+                            f"person at {p['last_s']:g} s after the first request (SMS {p['sms_s']:g} s, "
+                            f"calls {p['calls_s']:g} s).")
+
+
 def drill_scope(cfg: Config, scn: Scenario) -> list[Any]:
     """The gateways a drill runs, each with only the devices the scenario scripts (or faults)."""
     sites, devices = scn.scripted_sites() | storm_sites(cfg, scn), scn.scripted_devices()
@@ -115,6 +130,9 @@ def drill_config(cfg: Config, scn: Scenario, *, state_dir: Path, mqtt: Any = Non
         alerts = alerts.model_copy(update={"drill": alerts.drill.model_copy(update={"log": ""})})
     if twilio_url:
         alerts = alerts.model_copy(update={"twilio": alerts.twilio.model_copy(update={"base_url": twilio_url})})
+    if getattr(alerts, "providers", None) and [p.value for p in alerts.providers] != ["twilio"]:
+        # a drill sends through the stand-in only: never through a real provider's endpoint (Alibaba Cloud…)
+        alerts = alerts.model_copy(update={"providers": [type(alerts.providers[0])("twilio")]})
     if hasattr(alerts, "client_id"):
         alerts = alerts.model_copy(update={"client_id": f"{alerts.client_id}-drill-{run or 'x'}"})
     if hasattr(alerts, "webhook"):  # its own callback server, on a free port, beside any live one
@@ -311,6 +329,7 @@ async def _run(rt: Runtime, scn: Scenario, rec: Recorder, stack: contextlib.Asyn
             bar.show(scn.duration, rec.tl, done=True)
             rec.tl.ended_t = sim.offset(rt.clock.now())
             rec.active = False
+            _note_plans(rec.tl, alerts_state)
             # the chain stops before the field: a gateway shut down at the end says goodbye (offline), which
             # rules still running would raise (and alerts send) as a gateway failure. The end is not one
             rt.stop.set()

@@ -36,9 +36,10 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 
 from simulators.twilio_far_end import FarEnd
-from simulators.twilio_records import API, DEFAULT_TOKEN, Behaviour, Injection, Record, twilio_error
+from simulators.twilio_records import (API, DEFAULT_TOKEN, Behaviour, Injection, Record, TwilioLimits, segments,
+                                       twilio_error)
 
-__all__ = ["API", "DEFAULT_TOKEN", "Behaviour", "Injection", "Record", "TwilioStandIn"]
+__all__ = ["API", "DEFAULT_TOKEN", "Behaviour", "Injection", "Record", "TwilioLimits", "TwilioStandIn"]
 
 log = logging.getLogger("yujing.sim.twilio")
 
@@ -49,7 +50,7 @@ class TwilioStandIn(FarEnd):
     def __init__(self, auth_token: str = DEFAULT_TOKEN, account_sid: str = "AC" + "0" * 32,
                  host: str = "127.0.0.1", port: int = 0, behaviours: dict[str, Behaviour] | None = None,
                  default: Behaviour | None = None, sms_webhook: str | None = None, clock: Any = None,
-                 verbose: bool = True, latency_s: float = 0.0) -> None:
+                 verbose: bool = True, latency_s: float = 0.0, limits: TwilioLimits | None = None) -> None:
         self.auth_token = auth_token
         self.account_sid = account_sid
         self.host = host
@@ -60,6 +61,8 @@ class TwilioStandIn(FarEnd):
         self.clock = clock  # anything with async sleep(scenario_seconds); None: real time
         self.verbose = verbose
         self.latency_s = latency_s  # real seconds between recording a create request and answering it
+        self.limits = limits or TwilioLimits.off()
+        self._free: dict[str, float] = {}  # sender (or 'calls') -> scenario time its queue is free again
         self.messages: list[Record] = []
         self.calls: list[Record] = []
         self.requests: list[tuple[float, str, str, dict[str, str]]] = []  # (time, method, path, form)
@@ -187,6 +190,7 @@ class TwilioStandIn(FarEnd):
             return twilio_error(400, 21602, "Message body is required.")
         rec = Record(sid="SM" + uuid.uuid4().hex, kind="sms", to=form["To"], from_=form.get("From", ""),
                      body=form.get("Body", ""), status_callback=form.get("StatusCallback", ""), params=form)
+        rec.queued_s, rec.slot = self._queue("sms:" + rec.from_, segments(rec.body), self.limits.sms_segments_per_s)
         self._add(rec)
         if self.verbose:
             log.info("收到短信发送请求：发往 %s，内容：%s", rec.to, rec.body)
@@ -216,6 +220,7 @@ class TwilioStandIn(FarEnd):
                      status_callback=form.get("StatusCallback", ""), params=form,
                      callback_events=frozenset(" ".join(map(str, posted.getall("StatusCallbackEvent", []))).split())
                      or frozenset({"completed"}))
+        rec.queued_s, rec.slot = self._queue("calls", 1, self.limits.calls_per_s)
         self._add(rec)
         if self.verbose:
             log.info("收到语音电话请求：呼叫 %s", rec.to)
@@ -227,6 +232,16 @@ class TwilioStandIn(FarEnd):
         if lost:
             return lost
         return web.json_response(rec.as_json(self.account_sid), status=201)
+
+    def _queue(self, key: str, cost: float, rate: float) -> tuple[float, float]:
+        """(scenario seconds this request waits in Twilio's queue for ``key`` — a sender, or the account's
+        calls —, the scenario time it leaves it)."""
+        now = self._now_s()
+        if not rate:
+            return 0.0, now
+        start = max(now, self._free.get(key, now))
+        self._free[key] = start + cost / rate
+        return start - now, start
 
     def _add(self, rec: Record) -> None:
         (self.messages if rec.kind == "sms" else self.calls).append(rec)
@@ -272,7 +287,8 @@ class TwilioStandIn(FarEnd):
         sms, calls = int(request.query.get("sms", "0")), int(request.query.get("calls", "0"))
 
         def row(r: Record) -> dict[str, Any]:
-            return {"sid": r.sid, "to": r.to, "created": r.created, "status": r.status, "body": r.body}
+            return {"sid": r.sid, "to": r.to, "created": r.created, "status": r.status, "body": r.body,
+                    "from": r.from_, "queued_s": r.queued_s}
         return web.json_response({"messages": [row(r) for r in self.messages[sms:]],
                                   "calls": [row(r) for r in self.calls[calls:]]})
 
@@ -312,7 +328,9 @@ class TwilioStandIn(FarEnd):
 
 async def _main(args: argparse.Namespace) -> None:
     async with TwilioStandIn(auth_token=args.auth_token, account_sid=args.account_sid, host=args.host,
-                             port=args.port, sms_webhook=args.sms_webhook, verbose=not args.quiet) as standin:
+                             port=args.port, sms_webhook=args.sms_webhook, verbose=not args.quiet,
+                             limits=TwilioLimits(sms_segments_per_s=args.sms_segments_per_s,
+                                                 calls_per_s=args.calls_per_s)) as standin:
         print(f"Twilio stand-in on {standin.base_url} (account {standin.account_sid})", flush=True)
         await asyncio.Event().wait()
 
@@ -325,6 +343,9 @@ if __name__ == "__main__":
     parser.add_argument("--account-sid", default="AC" + "0" * 32)
     parser.add_argument("--sms-webhook", default=None, help="URL that inbound SMS replies are posted to")
     parser.add_argument("--quiet", action="store_true", help="do not log each SMS and call")
+    parser.add_argument("--sms-segments-per-s", type=float, default=0.0,
+                        help="SMS segments per second per sender (Twilio long code: 1; 0: no limit)")
+    parser.add_argument("--calls-per-s", type=float, default=0.0, help="calls per second per account (Twilio: 1)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_main(parser.parse_args()))

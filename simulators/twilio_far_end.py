@@ -33,6 +33,7 @@ class FarEnd:
     sms_webhook: str | None  # where inbound SMS go (a number's "A message comes in" URL)
     clock: Any  # anything with async sleep(scenario_seconds); None: real time
     verbose: bool
+    limits: Any  # TwilioLimits
     inbound: list[dict[str, str]]  # inbound SMS posted to the webhook
     callbacks: list[tuple[str, dict[str, str], int]]  # (url, params, HTTP status answered)
     _validator: RequestValidator
@@ -71,9 +72,17 @@ class FarEnd:
                 params.update({"CallSid": rec.sid, "CallStatus": status})
             await self.post_signed(rec.status_callback, params)
 
+    def _now_s(self) -> float:
+        return self.clock.timestamp() if self.clock is not None else time.time()
+
     async def _play_sms(self, rec: Record) -> None:
         b = self.behaviour(rec.to)
         try:
+            if rec.queued_s > self.limits.queue_s:
+                await self._status(rec, "failed", ErrorCode="30001")  # queue overflow
+                return
+            await self._sleep(rec.queued_s)
+            rec.sent_at = self._now_s()
             await self._sleep(0.2)
             await self._status(rec, "sent")
             await self._sleep(0.3)
@@ -102,6 +111,8 @@ class FarEnd:
         base = {"CallSid": rec.sid, "AccountSid": self.account_sid, "From": rec.from_, "To": rec.to,
                 "Direction": "outbound-api", "ApiVersion": "2010-04-01"}
         try:
+            await self._sleep(rec.queued_s)
+            rec.sent_at = self._now_s()
             await self._status(rec, "ringing")
             await self._sleep(b.ring_s)
             if not b.answer:

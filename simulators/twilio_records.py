@@ -70,6 +70,9 @@ class Record:
     digits: str | None = None  # keys pressed on this call
     events: list[tuple[float, str]] = field(default_factory=list)  # (wall time, status or event)
     callback_events: frozenset[str] = frozenset({"completed"})  # a call's StatusCallbackEvent (Twilio's default)
+    queued_s: float = 0.0  # scenario seconds it waited in Twilio's queue (the sender's or account's rate)
+    slot: float = 0.0  # scenario time Twilio's queue lets it out (create time + queued_s)
+    sent_at: float | None = None  # scenario time it left the queue, as played (SMS sent, call dialled)
 
     def as_json(self, account: str) -> dict[str, Any]:
         base = f"{API.format(account=account)}/{'Messages' if self.kind == 'sms' else 'Calls'}/{self.sid}.json"
@@ -88,6 +91,28 @@ class Record:
             doc.update({"direction": "outbound-api", "start_time": date, "end_time": None, "duration": None,
                         "answered_by": None, "parent_call_sid": None})
         return doc
+
+
+@dataclass(frozen=True)
+class TwilioLimits:
+    """What Twilio lets through, with its published defaults: a long-code sender sends 1 SMS segment a second
+    and an account places 1 call a second; more is queued (not refused), and a message that would wait in the
+    queue longer than ``queue_s`` (4 hours) fails with 30001 (queue overflow). Times are scenario seconds."""
+
+    sms_segments_per_s: float = 1.0  # per sender (From)
+    calls_per_s: float = 1.0  # per account
+    queue_s: float = 4 * 3600.0
+
+    @classmethod
+    def off(cls) -> TwilioLimits:
+        return cls(sms_segments_per_s=0, calls_per_s=0)
+
+
+def segments(body: str) -> int:
+    """SMS segments: GSM-7 160 (153 per part), anything else (Chinese) UCS-2 70 (67 per part)."""
+    gsm = all(ord(c) < 128 for c in body)
+    single, part = (160, 153) if gsm else (70, 67)
+    return 1 if len(body) <= single else -(-len(body) // part)
 
 
 @dataclass

@@ -170,6 +170,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.cmd == "check":
         cfg = _load(args.config)
+        # names a template provider could not carry (its cap per variable); importlib, as for the other parts
+        long_names = importlib.import_module("alerts.templates").too_long(cfg)
+        if long_names:
+            print(f"yujing: {args.config}: alerts.aliyun: " + "; ".join(long_names), file=sys.stderr)
+            return 2
         n_dev = sum(len(g.devices) for g in cfg.gateways)
         print(f"{args.config}: ok ({len(cfg.areas)} areas, {len(cfg.sites)} sites, "
               f"{len(cfg.gateways)} gateways, {n_dev} devices)")

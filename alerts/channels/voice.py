@@ -32,6 +32,7 @@ def twiml(n: Notification, urls: CallbackUrls, language: str, voice: str, drill:
 
 class VoiceSender:
     channel = Channel.VOICE
+    name = "twilio"
 
     def __init__(self, provider: Provider, urls: CallbackUrls, cfg: AlertsConfig) -> None:
         self.provider = provider
