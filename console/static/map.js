@@ -15,8 +15,15 @@
   const markers = new Map();
   const list = document.getElementById("warnlist");
 
+  // dots grow with the screen: a wall screen across the room, a phone in the hand
+  const K = Math.max(1, Math.min(2.5, window.innerWidth / 1600));
   function style(id) {
     const st = Y.states[id] || {};
+    const s = styleOf(st);
+    s.radius *= K;
+    return s;
+  }
+  function styleOf(st) {
     if (st.silent) return {radius: 5, color: "#6b7280", fillColor: "#9ca3af", fillOpacity: 0.9, weight: 1};
     if (st.level) return {radius: 8, color: "#111827", fillColor: COLOURS[st.level], fillOpacity: 0.95, weight: 1.5};
     return {radius: 4, color: "#166534", fillColor: "#4ade80", fillOpacity: 0.8, weight: 1};
