@@ -3,5 +3,3 @@
 The pipeline, one module per stage:  route → group (inhibit, silence) → render → fanout (channels) →
 escalate (confirm), around the durable notification log (nflog). service.serve() wires them.
 """
-
-import yujing.config  # noqa: F401  (yujing.config composes alerts.config; load it first to break the cycle)

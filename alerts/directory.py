@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from yujing.config import Config
 from yujing.config.areas import Area, Tier, load_households
 from yujing.config.people import Person, Role
 from yujing.config.sites import Site
+
+if TYPE_CHECKING:  # the composed deployment (top floor); a type only, never imported at run time
+    from yujing.compose import Config
 
 
 @dataclass

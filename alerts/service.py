@@ -3,8 +3,8 @@
     await serve(rt)                                   # until rt.stop
     await serve(rt, drill_recipients=[Person(...)])   # a drill that brings its own list
 
-It subscribes ``{prefix}/warnings/#`` (QoS 1) on a persistent session (fixed client id, clean_session
-False) and acknowledges each message only after the warning is in the notification log, so a crash
+It subscribes ``{prefix}/warnings/#`` (QoS 1) on a persistent session (:mod:`yujing.bus`: a fixed client
+id, MQTT 5 session expiry) and acknowledges each message only after the warning is in the notification log, so a crash
 never loses one. If the log cannot take it (SQLite error: disk full, locked), the message stays
 unacknowledged and the service reconnects (backing off) so that the broker sends it again. The webhook server takes Twilio's signed callbacks and serves CAP documents, which
 are also published on ``{prefix}/cap/{hazard}/{site}`` (QoS 1, retained; one thread per group, see below). Each CAP document is kept in
@@ -23,7 +23,6 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import aiomqtt
 from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
@@ -40,11 +39,12 @@ from alerts.nflog import NotificationLog
 from alerts.pipeline import Pipeline, Publish
 from alerts.provider import twilio_provider
 from alerts.webhooks import Webhooks
-from yujing import metrics, topics
+from yujing import metrics, topics, wire
+from yujing.bus import Session, Subscription, reconnecting
+from yujing.errors import PayloadError
 from yujing.config.people import Person
 from yujing.log import Limiter
 from yujing.model import HazardWarning
-from yujing.mqtt import client as mqtt_client
 from yujing.runtime import Runtime
 
 log = logging.getLogger("yujing.alerts")
@@ -78,7 +78,7 @@ async def serve(rt: Runtime, *, drill_recipients: list[Person] | None = None, au
         publisher = _CapPublisher(rt, caps, directory)
 
         def health() -> dict[str, object]:
-            subscribed = publisher.mqtt is not None
+            subscribed = publisher.sub is not None
             return {"ok": subscribed, "connected": subscribed, "webhook": webhooks.base_url}
 
         async with (metrics.serving(cfg.metrics_host, cfg.metrics_port, health), webhooks.serving(),
@@ -145,20 +145,15 @@ def _push_token(aliyun: AliyunConfig) -> str:
 
 
 def _auth_token(twilio: Any) -> str:
-    """The account's auth token. Against a stand-in (``base_url`` set) with no token given, the stand-in's own."""
+    """The account's auth token. (The demo's stand-in lends its own through ``serve(auth_token=...)``, from the
+    ``yujing`` command: production never knows a simulator's secrets.)"""
     try:
         if twilio.auth_token is None:
             raise LookupError("not configured")
         return twilio.auth_token.get()
-    except LookupError as exc:
-        if twilio.base_url is None:  # Twilio itself will refuse us (401, counted); webhooks will refuse everyone
-            log.error("no Twilio auth token: nothing can be sent or confirmed", extra={"kv": {"reason": str(exc)}})
-            return ""
-        from simulators.twilio import DEFAULT_TOKEN
-
-        log.warning("no Twilio auth token; using the stand-in's (demo only)",
-                    extra={"kv": {"base_url": twilio.base_url, "reason": str(exc)}})
-        return DEFAULT_TOKEN
+    except LookupError as exc:  # Twilio will refuse us (401, counted); webhooks will refuse everyone
+        log.error("no Twilio auth token: nothing can be sent or confirmed", extra={"kv": {"reason": str(exc)}})
+        return ""
 
 
 async def _configure_number(provider: Any, urls: CallbackUrls) -> None:
@@ -201,7 +196,7 @@ class _CapPublisher:
         self.rt = rt
         self.caps = caps
         self.directory = directory
-        self.mqtt: aiomqtt.Client | None = None
+        self.sub: Subscription | None = None  # the live connection, if any
         self.logs: list[NotificationLog] = []
         self._lock = asyncio.Lock()  # one publisher of a log's backlog at a time: nothing goes out twice
 
@@ -245,10 +240,10 @@ class _CapPublisher:
             for nflog in self.logs:
                 retain = nflog.drill == self.rt.drill
                 for ident, hazard, site, xml in nflog.caps(unpublished=True):
-                    if self.mqtt is None:
+                    if self.sub is None:
                         return
                     topic = topics.cap(self.rt.config.mqtt.topic_prefix, hazard, site)
-                    await self.mqtt.publish(topic, xml.encode(), qos=1, retain=retain)
+                    await self.sub.publish(topic, xml.encode(), qos=1, retain=retain)
                     nflog.cap_published(ident)
 
 
@@ -256,71 +251,58 @@ async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _Ca
                      ready: asyncio.Event | None) -> None:
     cfg = rt.config
     topic = topics.warnings(cfg.mqtt.topic_prefix)
-    backoff = 0.5
-    while not rt.stop.is_set():
-        try:
-            client = mqtt_client(cfg.mqtt, cfg.alerts.client_id, clean_session=False)
-            paho = client._client
-            # before connecting: the broker sends our session's queued warnings right after CONNACK, and
-            # paho would acknowledge those on receipt (lost if we died before logging them)
-            paho.manual_ack_set(True)
-            async with client:
-                await client.subscribe(topic, qos=1)
-                # the duty office's requests and silences (alerts/commands.py)
-                await client.subscribe(topics.commands(cfg.mqtt.topic_prefix), qos=1)
-                await client.subscribe(topics.silences(cfg.mqtt.topic_prefix), qos=1)
-                publisher.mqtt = client
-                SUBSCRIBED.set(1)
-                backoff = 0.5
-                log.info("alerts subscribed", extra={"kv": {"topic": topic}})
+    duty = (topics.commands(cfg.mqtt.topic_prefix), topics.silences(cfg.mqtt.topic_prefix))  # alerts/commands.py
+    session = Session(cfg.alerts.client_id)
+
+    async def connection() -> None:
+        async with Subscription(cfg.mqtt, session, [(topic, 1), *((t, 1) for t in duty)],
+                                on_session_lost=_session_lost) as sub:
+            publisher.sub = sub
+            SUBSCRIBED.set(1)
+            log.info("alerts subscribed", extra={"kv": {"topic": topic}})
+            try:
                 try:
                     await publisher.flush()  # CAP documents made while the broker was away (or we were down)
                 except sqlite3.Error:  # they stay unpublished until the next connect; the warnings come first
                     log.exception("publishing the CAP backlog failed")
                 if ready is not None:
                     ready.set()
-                stopper = asyncio.ensure_future(rt.stop.wait())
-                try:
-                    messages = aiter(client.messages)
-                    while True:
-                        nxt = asyncio.ensure_future(anext(messages))
-                        await asyncio.wait({nxt, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                        if not nxt.done():
-                            nxt.cancel()
-                            return
-                        msg = nxt.result()
-                        if msg.topic.matches(topic):  # the embedded demo broker sometimes sends retained strays
-                            try:
-                                await _on_message(rt, pipelines, msg.payload, str(msg.topic))
-                            except sqlite3.Error as exc:
-                                raise _Unlogged(str(exc)) from exc
-                        elif str(msg.topic) in (topics.commands(cfg.mqtt.topic_prefix),
-                                                topics.silences(cfg.mqtt.topic_prefix)):
-                            try:
-                                _on_duty(rt, pipelines, msg.payload, str(msg.topic))
-                            except sqlite3.Error as exc:
-                                raise _Unlogged(str(exc)) from exc
-                        else:
-                            REJECTED.labels(reason="wrong-topic").inc()
-                        if msg.qos > 0:
-                            paho.ack(msg.mid, msg.qos)
-                        wake.set()
-                finally:
-                    stopper.cancel()
-                    publisher.mqtt = None
-                    SUBSCRIBED.set(0)
-        except (aiomqtt.MqttError, _Unlogged) as exc:
-            if isinstance(exc, _Unlogged):
-                UNLOGGED.inc()
-                if _limiter.allow("unlogged"):
-                    log.error("the notification log cannot take a warning: leaving it unacknowledged and "
-                              "reconnecting, so that the broker sends it again", extra={"kv": {"error": str(exc)}})
-            elif _limiter.allow("mqtt"):
-                log.warning("alerts lost the broker; reconnecting", extra={"kv": {"error": str(exc)}})
-            with contextlib.suppress(TimeoutError):  # real-time backoff, cut short by stop
-                async with asyncio.timeout(backoff):
-                    await rt.stop.wait()
-            backoff = min(backoff * 2, 10.0)
+                async for msg in sub.messages(rt.stop):
+                    if msg.matches(topic):  # the embedded demo broker sometimes sends retained strays
+                        try:
+                            await _on_message(rt, pipelines, msg.payload, msg.topic)
+                        except sqlite3.Error as exc:  # not acknowledged: the broker sends it again
+                            raise _Unlogged(str(exc)) from exc
+                    elif msg.topic in duty:  # the duty office's requests and silences
+                        try:
+                            _on_duty(rt, pipelines, msg.payload, msg.topic)
+                        except sqlite3.Error as exc:
+                            raise _Unlogged(str(exc)) from exc
+                    else:
+                        REJECTED.labels(reason="wrong-topic").inc()
+                    msg.ack()
+                    wake.set()
+            finally:
+                publisher.sub = None
+                SUBSCRIBED.set(0)
+
+    await reconnecting(rt.stop, session, connection, name="alerts", max_s=10.0, retry_on=(_Unlogged,),
+                       on_error=_connection_failed)
+
+
+def _connection_failed(exc: BaseException) -> None:
+    if isinstance(exc, _Unlogged):
+        UNLOGGED.inc()
+        if _limiter.allow("unlogged"):
+            log.error("the notification log cannot take a warning: leaving it unacknowledged and "
+                      "reconnecting, so that the broker sends it again", extra={"kv": {"error": str(exc)}})
+    elif _limiter.allow("mqtt"):
+        log.warning("alerts lost the broker; reconnecting", extra={"kv": {"error": str(exc)}})
+
+
+def _session_lost() -> None:
+    log.error("the broker has forgotten the alerts' session: warnings published while we were away are lost "
+              "(is broker persistence on?)")
 
 
 def _on_duty(rt: Runtime, pipelines: dict[str, Pipeline], payload: Any, topic: str) -> None:
@@ -350,8 +332,8 @@ class _Unlogged(Exception):
 
 async def _on_message(rt: Runtime, pipelines: dict[str, Pipeline], payload: Any, topic: str = "") -> None:
     try:
-        w = HazardWarning.model_validate_json(payload)
-    except ValidationError as exc:
+        w = wire.decode_warning(payload, topic)
+    except PayloadError as exc:
         REJECTED.labels(reason="invalid").inc()
         if _limiter.allow("invalid"):
             log.warning("ignoring a message that is not a HazardWarning",

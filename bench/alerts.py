@@ -41,7 +41,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import aiohttp
 from servers import Mosquitto, free_port
 
-from alerts.harness import ACCOUNT, TOKEN, running_alerts
+from testing.alerts import ACCOUNT, TOKEN, running_alerts
 from yujing.model import Hazard, HazardWarning, Level, WarningState, utcnow
 
 

@@ -32,7 +32,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import paho.mqtt.client as paho  # noqa: E402
 import yaml  # noqa: E402
-from console_demo import chromium, log_in, relocated_example, wait_js, yujing_run  # noqa: E402
+from testing.console import chromium, log_in, relocated_example, wait_js, yujing_run  # noqa: E402
 from servers import Mosquitto  # noqa: E402
 
 from yujing import topics  # noqa: E402

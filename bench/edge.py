@@ -34,7 +34,7 @@ from servers import Mosquitto, free_port  # noqa: E402
 from edge.outbox import Outbox  # noqa: E402
 from edge.service import serve  # noqa: E402
 from simulators.devices import simulate_devices  # noqa: E402
-from simulators.devices.rig import deployment  # noqa: E402
+from testing.devices import deployment  # noqa: E402
 from simulators.devices.values import Ramp  # noqa: E402
 from yujing import topics  # noqa: E402
 from yujing.clock import Clock  # noqa: E402

@@ -45,9 +45,9 @@ _spec = importlib.util.spec_from_file_location("yujing_test_servers", ROOT / "te
 servers = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(servers)  # type: ignore[union-attr]
 
-from yujing.config import Config  # noqa: E402,I001  (first: collector.config is imported through it)
+from yujing.compose import Config  # noqa: E402
 from collector.config import CollectorConfig, InfluxV1Store, InfluxV2Store  # noqa: E402
-from collector.decode import decode_rows  # noqa: E402
+from yujing.wire import decode_rows  # noqa: E402
 from collector.stores.lineproto import lines  # noqa: E402
 from yujing.model import Reading, ReadingBatch  # noqa: E402
 
@@ -59,7 +59,7 @@ TOPIC = f"{PREFIX}/readings/gw-bench"
 RUNNER = """
 import asyncio, sys
 sys.path.insert(0, {root!r})
-from yujing.config import Config
+from yujing.compose import Config
 from collector.service import serve
 from yujing.runtime import Runtime
 import logging; logging.basicConfig(level=logging.WARNING)

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rules.engine import Engine
 from rules.store import StateStore
-from rules.testkit import at, deployment, reading, site
+from testing.rules import at, deployment, reading, site
 from yujing.model import Q
 
 

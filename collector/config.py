@@ -53,13 +53,6 @@ class SpoolFull(enum.StrEnum):
     DROP_OLDEST = "drop_oldest"  # discard the oldest spooled readings, counted and logged
 
 
-class Handoff(enum.StrEnum):
-    """How accepted readings reach the rules engine."""
-
-    MQTT = "mqtt"  # the rules engine subscribes to the readings topics itself (default)
-    INPROCESS = "inprocess"  # serve(on_accepted=...) is called with every accepted batch
-
-
 class CollectorConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -80,6 +73,5 @@ class CollectorConfig(BaseModel):
     retry_max_s: float = Field(default=30.0, gt=0)
     replay_chunk: int = Field(default=20_000, ge=1)  # readings per write when draining the spool
     writes_in_flight: int = Field(default=2, ge=1, le=16)  # direct writes at once (finished in arrival order)
-    handoff: Handoff = Handoff.MQTT
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = Field(default=None, ge=0, le=65535)

@@ -7,34 +7,34 @@ total even if it was away when the drop happened. The count lives in the spool f
 transaction as the drop itself (see :meth:`collector.spool.Spool.drop_oldest`), so it survives restarts;
 a report the broker has not acknowledged is sent again on the next connection, and after a restart too.
 
-It publishes over the collector's own MQTT connection (``client()`` returns the live paho client, or None
+It publishes over the collector's own MQTT connection (``client()`` returns the live subscription, or None
 while disconnected) from inside the event loop, like the dead-letter publishes of the intake.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Callable
 
 import paho.mqtt.client as paho
 
 from collector.spool import Spool, SpoolUnwritable
-from yujing import topics
+from yujing import topics, wire
+from yujing.bus import Subscription
 from yujing.clock import Clock
 
 
 class LossReport:
     def __init__(self, prefix: str, client_id: str, spool: Spool, clock: Clock,
-                 client: Callable[[], paho.Client | None]) -> None:
+                 client: Callable[[], Subscription | None]) -> None:
         self.component = f"collector-{client_id}"
         self.topic = topics.loss(prefix, self.component)
         self.spool, self.clock, self.client = spool, clock, client
         self._acked = spool.reported  # what the broker has (also kept here if the spool cannot record it)
-        self._inflight: tuple[paho.Client, paho.MQTTMessageInfo, int] | None = None
+        self._inflight: tuple[Subscription, paho.MQTTMessageInfo, int] | None = None
 
-    def payload(self) -> dict[str, object]:
-        return {"component": self.component, "dropped": self.spool.dropped, "reason": self.spool.reason,
-                "ts": self.clock.now().isoformat()}
+    def payload(self) -> wire.LossReport:
+        return wire.LossReport(component=self.component, dropped=self.spool.dropped, reason=self.spool.reason,
+                               ts=self.clock.now())
 
     def flush(self) -> None:
         """Publish the current count unless the broker has it or it is on its way (cheap: call often)."""
@@ -58,5 +58,5 @@ class LossReport:
                 self._inflight = None  # the connection that carried it is gone: send again
         if client is None or self._acked >= self.spool.dropped:
             return
-        info = client.publish(self.topic, json.dumps(self.payload()), qos=1, retain=True)
+        info = client.publish_nowait(self.topic, wire.encode(self.payload()), qos=1, retain=True)
         self._inflight = (client, info, self.spool.dropped)

@@ -27,7 +27,7 @@ from typing import Callable
 
 from collector import metrics as m
 from collector.config import CollectorConfig, SpoolFull
-from collector.decode import Row
+from yujing.wire import LossReason, Row
 from collector.loss import LossReport
 from collector.spool import Spool, SpoolUnwritable
 from collector.stores.base import BatchRejected, Store
@@ -40,7 +40,7 @@ log = logging.getLogger("yujing.collector")
 
 @dataclass
 class Batch:
-    readings: list[Row] = field(default_factory=list)  # see collector.decode
+    readings: list[Row] = field(default_factory=list)  # see yujing.wire
     acks: list[object] = field(default_factory=list)  # opaque message handles, acknowledged when durable
 
 
@@ -206,11 +206,11 @@ class Sink:
         drop_oldest = self.cfg.spool_full is SpoolFull.DROP_OLDEST
         try:
             if self.spool_full and drop_oldest:
-                self._drop(len(readings), "spool-full")
+                self._drop(len(readings), LossReason.SPOOL_FULL)
             try:
                 self.spool.put(readings, self.clock.timestamp())
             except SpoolUnwritable:
-                if not (drop_oldest and self._drop(len(readings), "disk-full")):
+                if not (drop_oldest and self._drop(len(readings), LossReason.DISK_FULL)):
                     raise
                 self.spool.put(readings, self.clock.timestamp())  # into the room the dropped batches left
         except SpoolUnwritable as e:

@@ -21,12 +21,12 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
-from collector.decode import Row, as_rows, rows_from_json, rows_json
+from yujing.wire import Row, as_rows, rows_from_json, rows_json
 from yujing.model import Reading
+from yujing.sqlite import Sync, open_db
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY AUTOINCREMENT, n INTEGER NOT NULL, body BLOB NOT NULL);
@@ -43,12 +43,8 @@ class SpoolUnwritable(Exception):
 
 class Spool:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_db(path, _SCHEMA, sync=Sync.NORMAL, what="collector spool")
         if self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'seen'").fetchone():  # a row per id (before)
             self._db.executescript("BEGIN; INSERT INTO seen_ids SELECT t, json_group_array(id) FROM seen GROUP BY t;"
                                    "DROP TABLE seen; COMMIT;")
@@ -168,70 +164,3 @@ class Spool:
     def forget_seen_before(self, t: float) -> None:
         with self._writing():
             self._db.execute("DELETE FROM seen_ids WHERE t < ?", (t,))
-
-
-class Dedup:
-    """Reading ids seen within a time window (bounded: ``window_s`` and ``max_ids``), oldest evicted first.
-
-    A set for lookups and the ids in arrival order, with one (time, count) mark per batch for ageing:
-    about half the memory per id of an OrderedDict of id -> time (9.6 vs 17.4 MiB for 200,000 ids, strings
-    aside): on a busy collector the dedup window is a large part of the heap.
-    """
-
-    def __init__(self, window_s: float, max_ids: int) -> None:
-        self.window_s = window_s
-        self.max_ids = max_ids
-        self._set: set[str] = set()
-        self._order: deque[str] = deque()
-        self._marks: deque[list] = deque()  # [time, ids still in _order from that time], oldest first
-
-    def _add(self, rid: str, now: float) -> None:
-        self._set.add(rid)
-        self._order.append(rid)
-        if self._marks and self._marks[-1][0] == now:
-            self._marks[-1][1] += 1
-        else:
-            self._marks.append([now, 1])
-
-    def load(self, rows: list[tuple[str, float]]) -> None:
-        for i, t in rows:
-            if i not in self._set:
-                self._add(i, t)
-        self._trim(rows[-1][1] if rows else 0.0)
-
-    def __len__(self) -> int:
-        return len(self._set)
-
-    def fresh(self, readings: list[Row], now: float) -> list[Row]:
-        """The readings (rows or ``Reading`` objects) not seen before; remembers them."""
-        seen = self._set
-        ids = [r["id"] for r in readings] if readings and isinstance(readings[0], dict) else [r.id for r in readings]
-        if seen.isdisjoint(ids) and len(set(ids)) == len(ids):  # the usual case: set operations, not a loop
-            out = list(readings)
-            seen.update(ids)
-            self._order.extend(ids)
-            if self._marks and self._marks[-1][0] == now:
-                self._marks[-1][1] += len(ids)
-            elif ids:
-                self._marks.append([now, len(ids)])
-        else:  # some seen before, or one id twice in this message
-            out = []
-            for r, rid in zip(readings, ids):
-                if rid in seen:
-                    continue
-                self._add(rid, now)
-                out.append(r)
-        if len(seen) > self.max_ids:
-            self._trim(now)
-        return out
-
-    def _trim(self, now: float) -> None:
-        horizon, marks = now - self.window_s, self._marks
-        while marks and (len(self._set) > self.max_ids or marks[0][0] < horizon):
-            self._set.discard(self._order.popleft())
-            marks[0][1] -= 1
-            if not marks[0][1]:
-                marks.popleft()
-
-    def expire(self, now: float) -> None:
-        self._trim(now)

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from yujing.config import Config, Tier
+from yujing.compose import Config
+from yujing.config import Tier
 from yujing.model import Hazard, HazardWarning, Level, WarningState
 
 

@@ -31,7 +31,7 @@ from console.board import Board, warning_json
 from console.chain import ChainLog, people_of
 from yujing import topics
 from yujing.clock import Clock
-from yujing.config import Config
+from yujing.compose import Config
 from yujing.model import SHANGHAI, HazardWarning
 from yujing.mqtt import client
 

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from rules.config import effective
-from yujing.config import Config, Site
+from yujing.compose import Config, Site
 from yujing.model import Level, Reading
 
 RAIN = ("rain_count_mm", "rain_mm")

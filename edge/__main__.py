@@ -9,7 +9,7 @@ import signal
 from edge.service import serve
 from yujing import log as ylog
 from yujing.clock import Clock
-from yujing.config import load_config
+from yujing.compose import load_config
 from yujing.runtime import Runtime
 
 

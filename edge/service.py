@@ -24,7 +24,7 @@ from edge.poller import DevicePoller
 from edge.readers import ReaderContext
 from edge.status import DeviceStatus
 from edge.uplink import Uplink
-from yujing import metrics
+from yujing import metrics, wire
 from yujing.model import Reading
 from yujing.runtime import Runtime
 
@@ -49,19 +49,14 @@ def heartbeat_builder(rt: Runtime, gw: GatewayConfig, outbox: Outbox, statuses: 
 
     def build(online: bool) -> dict:
         now = rt.clock.now()
-        return {
-            "gateway": gw.id,
-            "online": online,
-            "ts": now.isoformat(),
-            "started": started.isoformat(),
-            "uptime_s": round((now - started).total_seconds(), 3),
-            "outbox_depth": outbox.depth + outbox.held,
-            "outbox_dropped": outbox.dropped,
-            "published": uplink_sent[0].sent if uplink_sent else 0,
-            "drill": rt.drill,
-            "devices": {d: {**s.as_json(), "rejected": dict(rejects.get(d, {}))} for d, s in statuses.items()},
-            "unrouted": {k: dict(v) for k, v in rejects.items() if k not in statuses},
-        }
+        return wire.GatewayStatus(
+            gateway=gw.id, online=online, ts=now, started=started,
+            uptime_s=round((now - started).total_seconds(), 3),
+            outbox_depth=outbox.depth + outbox.held, outbox_dropped=outbox.dropped,
+            published=uplink_sent[0].sent if uplink_sent else 0, drill=rt.drill,
+            devices={d: {**s.as_json(), "rejected": dict(rejects.get(d, {}))} for d, s in statuses.items()},
+            unrouted={k: dict(v) for k, v in rejects.items() if k not in statuses},
+        ).model_dump(mode="json")  # the uplink sends it as JSON (and as its last will)
 
     return build
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime, timedelta
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from rules.engine import Engine
 from rules.series import load_series
-from yujing.config import Config
 from yujing.errors import ConfigError
 from yujing.model import HazardWarning, Reading, local_time
+
+if TYPE_CHECKING:  # the composed deployment (top floor); a type only, never imported at run time
+    from yujing.compose import Config
 
 MAX_TICKS_PER_GAP = 10_000
 

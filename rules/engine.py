@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # importing the packs registers them
 from rules import equipment, fire, landslide, levels, rain  # noqa: F401
 from rules.lifecycle import Lifecycle
 from rules.pack import REGISTRY, Assessment, Pack
 from rules.store import StateStore
-from yujing.config import Config
 from yujing.model import Hazard, HazardWarning, Level, Quality, Reading, WarningState
+
+if TYPE_CHECKING:  # the composed deployment (top floor); a type only, never imported at run time
+    from yujing.compose import Config
 
 log = logging.getLogger("yujing.rules")
 

@@ -28,10 +28,11 @@ from rules.config import EquipmentThresholds, Resolver
 from rules.pack import Assessment, Context, register
 from rules.state import States
 from yujing.model import Hazard, Quality, Reading
+from yujing.wire import LossReason
 
 _QUALITY = {Quality.STUCK: "数值卡死", Quality.OUT_OF_RANGE: "数值超出量程", Quality.COMM_ERROR: "通信故障"}
-_LOSS = {"spool-full": "缓存队列已满", "disk-full": "磁盘已满", "outbox-full": "发送缓存已满",
-         "outbox": "边缘网关发送缓存已满或磁盘已满"}
+_LOSS = {LossReason.SPOOL_FULL: "缓存队列已满", LossReason.DISK_FULL: "磁盘已满",
+         LossReason.OUTBOX: "边缘网关发送缓存已满或磁盘已满"}
 
 
 @dataclass

@@ -88,11 +88,6 @@ class Lifecycle:
         self._set(level, t, keep_history=True)
         return WarningState.DOWNGRADED
 
-    def held_below_for(self, t: float, clear_after_s: float) -> bool:
-        """True when the condition has called for less than the current level for the whole hold."""
-        target = self._held_target(t, clear_after_s)
-        return target is not None and target < _sev(self.level)
-
     def _set(self, level: Level, t: float, keep_history: bool = False) -> None:
         self.level = level.value
         self.version += 1

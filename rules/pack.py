@@ -26,7 +26,7 @@ def ignored(pack: str, reason: str) -> None:
 
 if TYPE_CHECKING:
     from rules.config import Mechanics
-    from yujing.config import Config
+    from yujing.compose import Config  # the composed deployment (top floor); a type only
 
 
 @dataclass

@@ -18,27 +18,25 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
+import math
 import re
 import time
-from collections import OrderedDict
-from datetime import datetime
+from concurrent.futures import Future
 from typing import Any
 
-import aiomqtt
-import paho.mqtt.client as paho
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from prometheus_client import Counter, Gauge
-from pydantic import ValidationError
 
 from rules.engine import Engine
 from rules.store import StateStore
-from yujing import metrics, mqtt, topics
+from yujing import metrics, topics, wire
+from yujing.bus import Message, Session, Subscription, reconnecting
+from yujing.dedup import Dedup
+from yujing.errors import PayloadError
 from yujing.log import Limiter
-from yujing.model import HazardWarning, Reading, ReadingBatch
+from yujing.model import HazardWarning, Reading
 from yujing.runtime import Runtime
+from yujing.sqlite import Writer
 
 log = logging.getLogger("yujing.rules")
 
@@ -56,23 +54,8 @@ GATEWAY_ONLINE = Gauge("yujing_rules_gateway_online", "0 once the gateway said g
 # MQTT 5 receive maximum: messages the broker may send us before we acknowledge any. A save is
 # forced at half of it, so the window never closes while state waits for its time to be saved.
 ACK_WINDOW = 1000
-
-
-class RecentIds:
-    """A bounded set of recently seen reading ids (oldest forgotten first)."""
-
-    def __init__(self, size: int = 200_000) -> None:
-        self.size = size
-        self._ids: OrderedDict[str, None] = OrderedDict()
-
-    def add(self, rid: str) -> bool:
-        """True if new."""
-        if rid in self._ids:
-            return False
-        self._ids[rid] = None
-        if len(self._ids) > self.size:
-            self._ids.popitem(last=False)
-        return True
+MAX_PAYLOAD_BYTES = 16 * 1_048_576  # far above any uplink's batch: only a runaway payload is refused for size
+SEEN_IDS = 200_000  # reading ids remembered (and saved with the state) to count a redelivered reading once
 
 
 def client_id(rt: Runtime) -> str:
@@ -87,25 +70,9 @@ def client_id(rt: Runtime) -> str:
     return f"yujing-rules-{slug}"[:128]
 
 
-def parse_readings(payload: bytes) -> list[Reading]:
-    """A ReadingBatch, a single Reading, or a JSON list of readings. Raises ValueError with a reason."""
-    try:
-        doc = json.loads(payload)
-    except (ValueError, RecursionError) as e:  # bad UTF-8 or JSON, a 5,000-digit integer, [[[[... nesting
-        raise ValueError("bad-json") from e
-    try:
-        if isinstance(doc, dict) and "readings" in doc:
-            return list(ReadingBatch.model_validate(doc).readings)
-        if isinstance(doc, list):
-            return [Reading.model_validate(d) for d in doc]
-        return [Reading.model_validate(doc)]
-    except ValidationError as e:
-        raise ValueError("invalid-reading") from e
-
-
-def _count(v: Any) -> int | None:
-    """A cumulative count from JSON: a non-negative integer, else None."""
-    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+def parse_readings(payload: bytes, topic: str = "") -> list[Reading]:
+    """The readings of one message, as the collector reads them; raises PayloadError with a :class:`wire.Reject`."""
+    return wire.decode(payload, topic, MAX_PAYLOAD_BYTES)
 
 
 class RulesService:
@@ -118,12 +85,18 @@ class RulesService:
         self.engine = Engine(cfg, self.store, drill=rt.drill)
         for p in self.engine.problems():
             log.warning("rules: %s", p)
-        self.seen = RecentIds()
-        for rid in self.store.seen_ids(self.seen.size):
-            self.seen.add(rid)
+        # by count only (no time window): the ids the saved state covers, oldest forgotten first
+        self.seen = Dedup(window_s=math.inf, max_ids=SEEN_IDS)
+        self.seen.load([(rid, 0.0) for rid in self.store.seen_ids(SEEN_IDS)])
         self.fresh: list[str] = []  # ids of the readings fed since the last save
-        self.acks: list[tuple[int, int]] = []  # (mid, qos) of the messages received since the last save
-        self.mqtt: paho.Client | None = None  # the connection those acks belong to (None: they are void)
+        self.acks: list[Message] = []  # the messages received since the last save
+        self.issued: list[HazardWarning] = []  # warnings issued since the last save (saved with their state)
+        # Every use of the state file from here on goes through one worker thread, in order: a save's fsync
+        # never stalls the event loop (which the collector and alerts share in `yujing run`).
+        self.writer = Writer("rules-state")
+        self.saves: set[asyncio.Task[None]] = set()
+        self.failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()  # a save that raised
+        self.sub: Subscription | None = None  # the live connection (acks of an earlier one are void: redelivered)
         self.limiter = Limiter(60.0)
         self.work = asyncio.Event()
         self.work.set()  # the outbox may hold warnings from before a crash
@@ -132,29 +105,61 @@ class RulesService:
 
     def commit(self, warnings: list[HazardWarning]) -> None:
         """Save state now if warnings were issued or a save is due; else make sure one follows soon."""
+        self.issued += warnings
         flush_s = self.rt.config.rules.state_flush_s
-        if warnings or len(self.acks) >= ACK_WINDOW // 2 or time.monotonic() - self._flushed >= flush_s:
-            self.save(warnings)
+        if self.issued or len(self.acks) >= ACK_WINDOW // 2 or time.monotonic() - self._flushed >= flush_s:
+            self.save()
         elif self.acks and self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(flush_s, self.save)
 
-    def save(self, warnings: list[HazardWarning] | None = None) -> None:
-        """State, warnings and the ids of the readings they cover in one transaction; then PUBACK what
-        it covers. Warnings are saved with the state that issued them, so a restart never judges
-        again what it already announced."""
-        warnings = warnings or []
+    def save(self) -> None:
+        """Snapshot state, the warnings it issued and the ids of the readings it covers, hand them to the writer
+        as one transaction, and PUBACK what it covers once it is durable. Warnings are saved with the state
+        that issued them, so a restart never judges again what it already announced.
+
+        The snapshot is taken here, synchronously, and writes run in the order they were handed over, so
+        each transaction holds a state at least as new as the one before it."""
+        done, acks, warnings = self._hand_over()
+        if done is None:
+            self._saved(acks, warnings)
+            return
+        task = asyncio.get_running_loop().create_task(self._when_durable(done, acks, warnings))
+        self.saves.add(task)
+        task.add_done_callback(self.saves.discard)
+
+    def save_now(self) -> None:
+        """:meth:`save`, waiting for the write (and any before it): on the way out, or between connections."""
+        done, acks, warnings = self._hand_over()
+        if done is not None:
+            done.result()
+        self._saved(acks, warnings)
+
+    def _hand_over(self) -> tuple[Future[None] | None, list[Message], list[HazardWarning]]:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self._flushed = time.monotonic()  # I/O pacing, not scenario time
         packs, lcs = self.engine.dirty_state()
-        if packs or lcs or warnings or self.fresh:
-            self.store.save(packs, lcs, warnings, seen=self.fresh, keep_seen=self.seen.size)
-        self.fresh = []
+        warnings, self.issued = self.issued, []
+        fresh, self.fresh = self.fresh, []
         acks, self.acks = self.acks, []
-        if self.mqtt is not None:
-            for mid, qos in acks:
-                self.mqtt.ack(mid, qos)
+        if not (packs or lcs or warnings or fresh):
+            return None, acks, warnings
+        rows = self.store.prepare(packs, lcs, warnings, seen=fresh, keep_seen=SEEN_IDS)
+        return self.writer.submit(self.store.write, rows), acks, warnings
+
+    async def _when_durable(self, done: Future[None], acks: list[Message], warnings: list[HazardWarning]) -> None:
+        try:
+            await self.writer.wait(done)
+        except Exception as exc:  # the state file refused it (StoreError): the service stops, as it always did
+            if not self.failed.done():
+                self.failed.set_exception(exc)
+            return
+        self._saved(acks, warnings)
+
+    def _saved(self, acks: list[Message], warnings: list[HazardWarning]) -> None:
+        for msg in acks:
+            msg.ack()
         for w in warnings:
             ISSUED.labels(w.hazard.value, w.state.value).inc()
             log.info("warning %s", w.title, extra={"kv": {
@@ -165,50 +170,42 @@ class RulesService:
 
     def on_readings(self, topic: str, payload: bytes) -> list[HazardWarning]:
         try:
-            readings = parse_readings(payload)
-        except ValueError as e:
-            reason = str(e)
-            REJECTED.labels(reason).inc()
-            if self.limiter.allow(("reject", reason, topic)):
-                log.warning("rules: rejected a message on %s: %s (%s)", topic, reason, e.__cause__)
+            readings = parse_readings(payload, topic)
+        except PayloadError as e:
+            self._reject(e, topic)
             return []
+        fresh = self.seen.fresh(readings, 0.0)
+        if len(fresh) < len(readings):
+            REJECTED.labels("duplicate").inc(len(readings) - len(fresh))
         out: list[HazardWarning] = []
         now = self.rt.clock.now()
-        for r in readings:
-            if not self.seen.add(r.id):
-                REJECTED.labels("duplicate").inc()
-                continue
+        for r in fresh:
             READINGS.inc()
             self.fresh.append(r.id)
             out += self.engine.feed(r, now)
         return out
 
     def on_status(self, topic: str, payload: bytes, retained: bool = False) -> list[HazardWarning]:
-        """A gateway heartbeat (its shape taken loosely: its arrival alone means the gateway is alive)."""
+        """A gateway heartbeat (read loosely: its arrival alone means the gateway is alive)."""
         if not payload:  # a cleared retained status: nothing to learn
             return []
-        online, now = True, self.rt.clock.now()
-        when, dropped = now, None
+        now = self.rt.clock.now()
         try:
-            doc: Any = json.loads(payload)
-            if isinstance(doc, dict):
-                online = doc.get("online") is not False
-                dropped = _count(doc.get("outbox_dropped"))
-                ts = doc.get("ts")
-                # a retained status may be old: count silence from when it was sent (a live one counts
-                # from now, whatever the gateway's clock says)
-                if retained and isinstance(ts, str):
-                    sent = datetime.fromisoformat(ts)
-                    if sent.tzinfo is not None:
-                        when = min(sent, now)
-        except (UnicodeDecodeError, json.JSONDecodeError, ValueError):
-            REJECTED.labels("bad-status").inc()
+            status = wire.decode_status(payload, topic)
+        except PayloadError as e:
+            self._reject(e, topic, log_it=False)
+            status = wire.GatewayStatus()
+        # a retained status may be old: count silence from when it was sent (a live one counts
+        # from now, whatever the gateway's clock says)
+        when = now
+        if retained and status.ts is not None and status.ts.tzinfo is not None:
+            when = min(status.ts, now)
         gateway = topics.gateway_of(topic)
         GATEWAY_SEEN.labels(gateway).set(when.timestamp())
-        GATEWAY_ONLINE.labels(gateway).set(1 if online else 0)
-        out = self.engine.heartbeat(gateway, online, when)
-        if dropped is not None:
-            out += self.engine.loss(gateway, dropped, "outbox", now)
+        GATEWAY_ONLINE.labels(gateway).set(1 if status.online else 0)
+        out = self.engine.heartbeat(gateway, status.online, when)
+        if status.outbox_dropped is not None:
+            out += self.engine.loss(gateway, status.outbox_dropped, wire.LossReason.OUTBOX, now)
         return out
 
     def on_loss(self, topic: str, payload: bytes) -> list[HazardWarning]:
@@ -216,57 +213,53 @@ class RulesService:
         if not payload:  # a cleared retained report
             return []
         try:
-            doc: Any = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            doc = None
-        dropped = _count(doc.get("dropped")) if isinstance(doc, dict) else None
-        if dropped is None:
-            REJECTED.labels("bad-loss").inc()
-            if self.limiter.allow(("reject", "bad-loss", topic)):
-                log.warning("rules: rejected a loss report on %s: %r", topic, payload[:200])
+            report = wire.decode_loss(payload, topic)
+        except PayloadError as e:
+            self._reject(e, topic)
             return []
-        component = doc.get("component")
-        if not isinstance(component, str) or not component:
-            component = topics.gateway_of(topic)  # the topic's last level names it too
-        reason = doc.get("reason") if isinstance(doc.get("reason"), str) else ""
-        return self.engine.loss(component, dropped, reason, self.rt.clock.now())
+        component = report.component or topics.gateway_of(topic)  # the topic's last level names it too
+        return self.engine.loss(component, report.dropped, report.reason, self.rt.clock.now())
 
-    async def receive(self, client: aiomqtt.Client) -> None:
+    def _reject(self, e: PayloadError, topic: str, log_it: bool = True) -> None:
+        REJECTED.labels(e.reason).inc()
+        if log_it and self.limiter.allow(("reject", e.reason, topic)):
+            log.warning("rules: rejected a message", extra={"kv": {"topic": topic, "reason": e.reason,
+                                                                  "error": str(e)[:200]}})
+
+    async def receive(self, sub: Subscription) -> None:
         readings_t, status_t, loss_t = topics.readings(self.prefix), topics.status(self.prefix), topics.loss(self.prefix)
-        async for msg in client.messages:
-            if msg.qos:
-                self.acks.append((msg.mid, msg.qos))  # released by the save that covers what it changes
-            payload = msg.payload if isinstance(msg.payload, (bytes, bytearray)) else str(msg.payload).encode()
+        async for msg in sub.messages():
+            self.acks.append(msg)  # acknowledged by the save that covers what it changes
             out: list[HazardWarning] = []
-            if msg.topic.matches(readings_t):
-                out = self.on_readings(str(msg.topic), bytes(payload))
-            elif msg.topic.matches(status_t):
-                out = self.on_status(str(msg.topic), bytes(payload), msg.retain)
-            elif msg.topic.matches(loss_t):
-                out = self.on_loss(str(msg.topic), bytes(payload))
+            if msg.matches(readings_t):
+                out = self.on_readings(msg.topic, msg.payload)
+            elif msg.matches(status_t):
+                out = self.on_status(msg.topic, msg.payload, msg.retain)
+            elif msg.matches(loss_t):
+                out = self.on_loss(msg.topic, msg.payload)
             self.commit(out)
 
     async def ticks(self) -> None:
         while not await self.rt.sleep(self.rt.config.rules.tick_s):
             self.commit(self.engine.tick(self.rt.clock.now()))
 
-    async def publish(self, client: aiomqtt.Client) -> None:
+    async def publish(self, sub: Subscription) -> None:
         retain = self.rt.config.rules.retain
         while True:
             await self.work.wait()
             self.work.clear()
-            while rows := self.store.outbox(100):
+            while rows := await self.writer.run(self.store.outbox, 100):
                 for seq, w in rows:
                     # a drill's warning on a live system is never retained: the retained slot is the real state
-                    await client.publish(topics.warning(self.prefix, w.hazard.value, w.site, w.key),
-                                         w.model_dump_json(), qos=1, retain=retain and w.drill == self.rt.drill)
-                    self.store.published(seq)
-            OUTBOX.set(self.store.outbox_depth)
+                    await sub.publish(topics.warning(self.prefix, w.hazard.value, w.site, w.key),
+                                      wire.encode(w), qos=1, retain=retain and w.drill == self.rt.drill)
+                    await self.writer.run(self.store.published, seq)
+            OUTBOX.set(await self.writer.run(lambda: self.store.outbox_depth))
 
-    async def session(self, client: aiomqtt.Client) -> None:
+    async def session(self, sub: Subscription) -> None:
         """Receive and publish until stopping or the connection fails (MqttError propagates)."""
-        tasks = [asyncio.create_task(self.receive(client), name="rules-receive"),
-                 asyncio.create_task(self.publish(client), name="rules-publish"),
+        tasks = [asyncio.create_task(self.receive(sub), name="rules-receive"),
+                 asyncio.create_task(self.publish(sub), name="rules-publish"),
                  asyncio.create_task(self.rt.stop.wait(), name="rules-stop")]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -277,65 +270,55 @@ class RulesService:
             for t in stuck:
                 log.error("rules: task %s did not stop", t.get_name())
                 t.print_stack()
-            self.save()  # and acknowledge, while the connection may still carry it
+            self.save_now()  # and acknowledge, while the connection may still carry it
         for t in done:
             if not t.cancelled() and t.exception() is not None:
                 raise t.exception()  # type: ignore[misc]
 
     async def run(self) -> None:
-        backoff = 1.0
+        # ids saved with the state mean the broker should hold a session for us
+        session = Session(client_id(self.rt), held=len(self.seen) > 0)
         tick = asyncio.create_task(self.ticks())
+        connections = asyncio.create_task(reconnecting(self.rt.stop, session, lambda: self.connection(session),
+                                                       name="rules", first_s=1.0))
         try:
-            while not self.rt.stop.is_set():
-                try:
-                    client = self._client()
-                    # aiomqtt has no switch for it (2.5). Not on the demo's embedded broker: it lives and dies with
-                    # us (nothing to redeliver), and amqtt gives up on a PUBACK held until our next save, loudly.
-                    client._client.manual_ack_set(not self.rt.config.mqtt.embedded)
-                    async with client:
-                        self.acks.clear()  # message ids of an earlier connection are void: redelivered
-                        self.mqtt = client._client
-                        SUBSCRIBED.set(1)
-                        await client.subscribe([(topics.readings(self.prefix), 1), (topics.status(self.prefix), 1),
-                                                (topics.loss(self.prefix), 1)])
-                        log.info("rules: subscribed", extra={"kv": {"prefix": self.prefix}})
-                        backoff = 1.0
-                        self.work.set()
-                        self.ready.set()
-                        try:
-                            await self.session(client)
-                        finally:
-                            self.mqtt = None
-                            SUBSCRIBED.set(0)
-                except aiomqtt.MqttError as e:
-                    if self.limiter.allow("mqtt-down"):
-                        log.warning("rules: MQTT connection lost: %s; retrying", e)
-                if self.rt.stop.is_set() or await self._pause(backoff):
-                    return
-                backoff = min(backoff * 2, 30.0)
+            await asyncio.wait({connections, self.failed}, return_when=asyncio.FIRST_COMPLETED)
+            if self.failed.done():
+                connections.cancel()
+                await asyncio.gather(connections, return_exceptions=True)
+                self.failed.result()  # raises the save's error: the service stops, loudly
+            connections.result()
         finally:
             tick.cancel()
-            await asyncio.gather(tick, return_exceptions=True)
-            self.save()
-            self.store.close()
+            connections.cancel()
+            await asyncio.gather(tick, connections, return_exceptions=True)
+            try:
+                self.save_now()
+            finally:
+                self.writer.close()
+                self.store.close()
 
-    def _client(self) -> aiomqtt.Client:
-        mq, cid = self.rt.config.mqtt, client_id(self.rt)
-        if mq.embedded:  # the demo's in-process broker (amqtt) speaks 3.1.1 only
-            return mqtt.client(mq, cid, clean_session=False)
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 7 * 86_400  # the broker keeps what we have not acknowledged
-        props.ReceiveMaximum = ACK_WINDOW
-        return mqtt.client(mq, cid, clean_session=None, protocol=aiomqtt.ProtocolVersion.V5, clean_start=False,
-                           properties=props)
+    async def connection(self, session: Session) -> None:
+        mq = self.rt.config.mqtt
+        subs = [(topics.readings(self.prefix), 1), (topics.status(self.prefix), 1), (topics.loss(self.prefix), 1)]
+        # No manual acks on the demo's embedded broker: it lives and dies with us (nothing to redeliver), and
+        # amqtt gives up on a PUBACK held until our next save, loudly.
+        async with Subscription(mq, session, subs, receive_maximum=ACK_WINDOW, manual_ack=not mq.embedded,
+                                on_session_lost=self._session_lost) as sub:
+            self.sub = sub
+            SUBSCRIBED.set(1)
+            log.info("rules: subscribed", extra={"kv": {"prefix": self.prefix}})
+            self.work.set()
+            self.ready.set()
+            try:
+                await self.session(sub)
+            finally:
+                self.sub = None
+                SUBSCRIBED.set(0)
 
-    async def _pause(self, seconds: float) -> bool:
-        try:
-            async with asyncio.timeout(seconds):
-                await self.rt.stop.wait()
-        except TimeoutError:
-            return False
-        return True
+    def _session_lost(self) -> None:
+        log.error("rules: the broker has forgotten our session: readings sent while we were away are lost "
+                  "(is broker persistence on?)", extra={"kv": {"client_id": client_id(self.rt)}})
 
 
 async def serve(rt: Runtime, ready: asyncio.Event | None = None, **_: Any) -> None:
@@ -348,11 +331,12 @@ async def serve(rt: Runtime, ready: asyncio.Event | None = None, **_: Any) -> No
 
     def health() -> dict[str, object]:
         try:
-            depth: int | None = service.store.outbox_depth
+            # its own read connection: the state file's connection belongs to the writer thread
+            depth: int | None = service.store.peek_outbox_depth()
         except Exception:  # noqa: BLE001  the state file refusing a read is itself what health should say
             depth = None
-        ok = service.mqtt is not None and depth is not None
-        return {"ok": ok, "connected": service.mqtt is not None, "state_readable": depth is not None,
+        ok = service.sub is not None and depth is not None
+        return {"ok": ok, "connected": service.sub is not None, "state_readable": depth is not None,
                 "outbox_depth": depth}
 
     async with metrics.serving(cfg.metrics_host, cfg.metrics_port, health):

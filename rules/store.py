@@ -12,10 +12,11 @@ import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from yujing.errors import StoreError
 from yujing.model import HazardWarning
+from yujing.sqlite import Sync, open_db
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS pack_state (pack TEXT NOT NULL, entity TEXT NOT NULL, json TEXT NOT NULL,
@@ -26,19 +27,24 @@ CREATE TABLE IF NOT EXISTS seen (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT 
 """
 
 
+class Rows(NamedTuple):
+    """One save, serialised: pack state, lifecycles, warnings for the outbox, covered reading ids."""
+
+    packs: list[tuple[str, str, str]]
+    lifecycles: list[tuple[str, str]]
+    warnings: list[tuple[str]]
+    seen: list[tuple[str]]
+    keep_seen: int
+
+
 class StateStore:
     """``with StateStore(path) as store:``; the engine reads it once at start and writes dirty state."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")  # a warning issued must survive a power cut
-            self.db.executescript(SCHEMA)
-        except sqlite3.Error as e:
-            raise StoreError(f"rules state {self.path}: {e}") from e
+        # FULL: a warning issued must survive a power cut
+        self.db = open_db(self.path, SCHEMA, sync=Sync.FULL, what="rules state", threads=True)
+        self._peek: sqlite3.Connection | None = None
 
     def __enter__(self) -> StateStore:
         return self
@@ -48,6 +54,8 @@ class StateStore:
 
     def close(self) -> None:
         self.db.close()
+        if self._peek is not None:
+            self._peek.close()
 
     def pack_states(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
         for pack, entity, js in self.db.execute("SELECT pack, entity, json FROM pack_state"):
@@ -69,20 +77,30 @@ class StateStore:
         ``seen``: ids of the readings this state now covers (the last ``keep_seen`` are kept), so a
         reading redelivered after a crash between this commit and its acknowledgement counts once.
         """
+        self.write(self.prepare(packs, lifecycles, warnings, seen, keep_seen))
+
+    @staticmethod
+    def prepare(packs: dict[str, dict[str, Any]], lifecycles: dict[str, dict[str, Any]],
+                warnings: list[HazardWarning], seen: Sequence[str] = (), keep_seen: int = 200_000) -> Rows:
+        """What :meth:`save` writes, serialised now: the state as it is at this instant, whatever changes next
+        (the service serialises on the event loop and writes in a worker thread, see yujing.sqlite.Writer)."""
+        return Rows([(p, e, json.dumps(s, separators=(",", ":")))
+                     for p, ents in packs.items() for e, s in ents.items()],
+                    [(k, json.dumps(v)) for k, v in lifecycles.items()],
+                    [(w.model_dump_json(),) for w in warnings], [(i,) for i in seen], keep_seen)
+
+    def write(self, rows: Rows) -> None:
+        """One transaction (with ``synchronous=FULL``: fsynced before it returns)."""
         try:
             with self.db:
                 self.db.execute("BEGIN IMMEDIATE")
-                self.db.executemany(
-                    "INSERT OR REPLACE INTO pack_state (pack, entity, json) VALUES (?, ?, ?)",
-                    [(p, e, json.dumps(s, separators=(",", ":"))) for p, ents in packs.items()
-                     for e, s in ents.items()])
-                self.db.executemany("INSERT OR REPLACE INTO lifecycle (key, json) VALUES (?, ?)",
-                                    [(k, json.dumps(v)) for k, v in lifecycles.items()])
-                self.db.executemany("INSERT INTO outbox (warning) VALUES (?)",
-                                    [(w.model_dump_json(),) for w in warnings])
-                if seen:
-                    self.db.executemany("INSERT INTO seen (id) VALUES (?)", [(i,) for i in seen])
-                    self.db.execute("DELETE FROM seen WHERE seq <= (SELECT MAX(seq) FROM seen) - ?", (keep_seen,))
+                self.db.executemany("INSERT OR REPLACE INTO pack_state (pack, entity, json) VALUES (?, ?, ?)",
+                                    rows.packs)
+                self.db.executemany("INSERT OR REPLACE INTO lifecycle (key, json) VALUES (?, ?)", rows.lifecycles)
+                self.db.executemany("INSERT INTO outbox (warning) VALUES (?)", rows.warnings)
+                if rows.seen:
+                    self.db.executemany("INSERT INTO seen (id) VALUES (?)", rows.seen)
+                    self.db.execute("DELETE FROM seen WHERE seq <= (SELECT MAX(seq) FROM seen) - ?", (rows.keep_seen,))
         except sqlite3.Error as e:
             raise StoreError(f"rules state {self.path}: saving: {e}") from e
 
@@ -96,3 +114,10 @@ class StateStore:
     @property
     def outbox_depth(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+
+    def peek_outbox_depth(self) -> int:
+        """The outbox's depth through a read-only connection of its own (WAL: it never waits for a writer),
+        for a caller on another thread than the one that writes (a health check on the event loop)."""
+        if self._peek is None:
+            self._peek = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True)
+        return self._peek.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]

@@ -37,7 +37,7 @@ from simulators.report.timeline import check_expectations, figures
 from simulators.scenario import FaultEvent, FaultKind, Scenario, check_against, load_scenario
 from simulators.service import _twilio, running
 from yujing.clock import Clock
-from yujing.config import Config
+from yujing.compose import Config
 from yujing.errors import ConfigError
 from yujing.runtime import Runtime
 

@@ -11,13 +11,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from simulators.report.timeline import OBSERVER_TIER, Kind, Recipient, Timeline
-from yujing import topics
+from yujing import topics, wire
 from yujing.config.areas import load_households
 from yujing.mqtt import client as mqtt_client
-from yujing.model import HazardWarning, Reading, ReadingBatch
+from yujing.errors import PayloadError
+from yujing.model import HazardWarning
 
 log = logging.getLogger("yujing.drill.recorder")
 
@@ -82,22 +81,20 @@ class Recorder:
                     continue
                 try:
                     self.on_message(str(msg.topic), bytes(msg.payload))
-                except (ValidationError, ValueError, KeyError) as exc:
+                except (PayloadError, ValueError, KeyError) as exc:
                     log.warning("drill recorder: unreadable message", extra={"kv": {"topic": str(msg.topic),
                                                                                     "error": str(exc)[:200]}})
 
     def on_message(self, topic: str, payload: bytes) -> None:
         kind = topic[len(self.prefix) + 1:].split("/", 1)[0]
         if kind == "readings":
-            doc = json.loads(payload)
-            batch = ReadingBatch.model_validate(doc) if "readings" in doc else None
-            for r in batch.readings if batch else [Reading.model_validate(doc)]:
+            for r in wire.decode(payload, topic, 1 << 30):
                 self.readings += 1
                 self.tl.point(r.sensor, r.site, r.quantity, self.tl.offset(r.ts), r.value)
         elif kind == "warnings":
-            self.on_warning(HazardWarning.model_validate_json(payload))
+            self.on_warning(wire.decode_warning(payload, topic))
         elif kind == "status" and payload and self.active:
-            self.on_status(json.loads(payload))
+            self.on_status(wire.decode_status(payload, topic))
 
     def on_warning(self, w: HazardWarning) -> None:
         self.warnings.append(w)
@@ -109,16 +106,16 @@ class Recorder:
                     hazard=w.hazard.value, level=w.level.value, state=w.state.value, site=w.site, area=w.area,
                     rule=w.rule, evidence=list(w.evidence), drill=w.drill)
 
-    def on_status(self, doc: dict[str, Any]) -> None:
-        gw = doc.get("gateway", "")
+    def on_status(self, status: wire.GatewayStatus) -> None:
+        gw = status.gateway
         # arrival time: a last will carries the timestamp of the connection that registered it
-        t = self.tl.offset(self.clock.now()) if self.clock is not None else self.tl.offset(_ts(doc.get("ts")))
-        online = bool(doc.get("online"))
+        t = self.tl.offset(self.clock.now()) if self.clock is not None else self.tl.offset(status.ts)
+        online = status.online
         if gw in self._gateway_online and self._gateway_online[gw] != online:
             self.tl.add(t, Kind.STATUS, f"gateway {gw} {'back online' if online else 'OFFLINE'}", gateway=gw,
                         online=online)
         self._gateway_online[gw] = online
-        for dev, st in (doc.get("devices") or {}).items():
+        for dev, st in status.devices.items():
             state = st.get("state", "")
             before = self._device_state.get(dev)
             if before is not None and before != state and "offline" in (before, state):

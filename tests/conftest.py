@@ -10,13 +10,16 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Awaitable, Callable, Iterator
+from typing import Callable, Iterator
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # the test rigs (testing/), installed or not
 
 from servers import InfluxDB1, Mosquitto, Server, VictoriaMetrics  # noqa: E402
+
+from testing.waits import wait_for  # noqa: E402,F401  (tests import it from here too)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -104,18 +107,3 @@ async def terminate(proc: asyncio.subprocess.Process, timeout_s: float = 10.0) -
             await asyncio.wait_for(proc.wait(), timeout_s)
         except TimeoutError:
             proc.kill()
-
-
-async def wait_for(cond: Callable[[], bool | Awaitable[bool]], timeout_s: float = 10.0, what: str = "condition",
-                   interval_s: float = 0.02) -> None:
-    """Poll ``cond`` until true; fail with ``what`` after ``timeout_s``. For events with no hook to await."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = cond()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        await asyncio.sleep(interval_s)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_alerts_service import warning
+from testing.alerts import warning
 
 from alerts.harness import running_alerts
 from conftest import wait_for

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from test_alerts_service import warning
+from testing.alerts import warning
 
-from alerts.harness import running_alerts
+from testing.alerts import running_alerts
 from simulators.twilio import Behaviour
 from yujing.model import Level
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from test_alerts_service import warning
+from testing.alerts import warning
 
 from alerts.directory import Directory
-from alerts.harness import EXAMPLE, write_config
+from testing.alerts import EXAMPLE, write_config
 from alerts.render import DRILL_MARK, Renderer
 from alerts.route import route
 from yujing.config import ConfigError, load_config

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from test_alerts_service import warning
+from testing.alerts import warning
 
-from alerts.harness import running_alerts
+from testing.alerts import running_alerts
 from conftest import wait_for
 from alerts.provider import PROVIDER_ERRORS
 from yujing.model import Hazard, Level

@@ -7,10 +7,9 @@ import json
 
 import pytest
 from conftest import wait_for
-from test_alerts_service import warning
+from testing.alerts import running_alerts, warning, write_config
 
 from alerts.directory import Directory
-from alerts.harness import running_alerts, write_config
 from alerts.nflog import NotificationLog
 from alerts.route import Recipient, drill_route, route
 from simulators.twilio import Behaviour

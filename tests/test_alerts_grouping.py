@@ -9,11 +9,11 @@ from datetime import timedelta
 import aiohttp
 import aiomqtt
 import pytest
-from test_alerts_service import warning
+from testing.alerts import warning
 
 from alerts.config import Silence
 from alerts.group import Grouper, Verdict
-from alerts.harness import running_alerts
+from testing.alerts import running_alerts
 from yujing import topics
 from yujing.model import Hazard, Level, WarningState, utcnow
 

@@ -7,7 +7,7 @@ import json
 from collections import Counter
 
 import pytest
-from test_alerts_service import warning
+from testing.alerts import warning
 
 from alerts.config import AlertsConfig
 from conftest import wait_for

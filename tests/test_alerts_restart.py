@@ -8,18 +8,16 @@ the provider first, and nothing already sent is sent again.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sqlite3
-import sys
 from collections import Counter
 from pathlib import Path
-from typing import IO
 
 from conftest import terminate, wait_for
-from test_alerts_service import warning
+from testing.alerts import warning
 
-from alerts.harness import ACCOUNT, TOKEN, write_config
+from testing.alerts import ACCOUNT, TOKEN, write_config
+from testing.alerts import start, subscribed
 from simulators.twilio import Behaviour, TwilioStandIn
 from yujing.model import Level
 
@@ -37,24 +35,6 @@ def more_households(directory: Path) -> list[str]:
     return phones
 
 
-def _log(directory: Path) -> IO[bytes]:
-    return open(directory / "alerts.log", "ab")  # appended to by every start: the test counts "subscribed"
-
-
-async def start(directory: Path) -> asyncio.subprocess.Process:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    with _log(directory) as stderr:  # the child keeps its own copy of the descriptor
-        return await asyncio.create_subprocess_exec(sys.executable, "-m", "yujing", "alerts", str(directory),
-                                                    cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL,
-                                                    stderr=stderr)
-
-
-async def subscribed(directory: Path, times: int = 1) -> None:
-    log = directory / "alerts.log"
-    await wait_for(lambda: log.exists() and log.read_text().count("alerts subscribed") >= times, 20,
-                   "the alerts process to subscribe")
-
-
 async def test_sigkill_during_fan_out_then_restart_delivers_each_notification_exactly_once(
         mosquitto, prefix, tmp_path):
     # API latency keeps requests in flight, so the kill leaves 'sending' rows the provider did receive
@@ -68,7 +48,7 @@ async def test_sigkill_during_fan_out_then_restart_delivers_each_notification_ex
         proc = await start(tmp_path)
         try:
             await subscribed(tmp_path)
-            from alerts.harness import Rig  # publish as the rules would
+            from testing.alerts import Rig  # publish as the rules would
             from yujing.config import load_config
             from yujing.runtime import Runtime
             rig = Rig(tw, Runtime(load_config(tmp_path)), tmp_path)
@@ -103,7 +83,7 @@ async def test_a_pending_escalation_resumes_on_time_after_a_restart_and_nothing_
         mosquitto, prefix, tmp_path):
     from datetime import datetime
 
-    from alerts.harness import running_alerts
+    from testing.alerts import running_alerts
     from yujing.clock import Clock
     vil_resp = "+8613911000020"
     clock = Clock(150.0)
@@ -134,7 +114,7 @@ async def test_an_ambiguous_failure_of_a_recall_is_not_mistaken_for_the_first_ca
     retried, as a crash's 'sending' rows are after a restart. Twilio's Calls carry nothing of ours, so the
     lookup is "a call to that number since we claimed it (less 60 s of clock skew)" — which the first call
     to that same person matches. A sid the log already holds is another notification's: never this one."""
-    from alerts.harness import running_alerts
+    from testing.alerts import running_alerts
     async with TwilioStandIn(auth_token=TOKEN, account_sid=ACCOUNT, verbose=False,
                              default=Behaviour(answer=False, ring_s=0.2)) as tw:
         alerts = {"grouping": {"wait_s": 0}, "ack": {"timeout_s": {"orange": 1.0}, "steps": ["recall"]}}
@@ -160,7 +140,7 @@ async def test_the_first_cap_update_after_a_crash_references_the_message_before_
     import aiomqtt
 
     from alerts.cap import identifier
-    from alerts.harness import running_alerts
+    from testing.alerts import running_alerts
     from alerts.nflog import NotificationLog
     from yujing import topics
     from yujing.model import WarningState
@@ -210,9 +190,9 @@ async def test_a_warning_the_log_cannot_take_is_left_unacknowledged_and_is_sent_
     warning must not be acknowledged, or the broker forgets it. Once the log can take it, it is sent."""
     import sqlite3
 
-    from test_alerts_service import MONITOR
+    from testing.alerts import MONITOR
 
-    from alerts.harness import running_alerts
+    from testing.alerts import running_alerts
     from alerts.service import UNLOGGED
 
     before = UNLOGGED._value.get()
@@ -239,7 +219,7 @@ async def test_an_escalation_step_whose_calls_cannot_be_written_stays_due_and_ru
     refuses new notification rows (as a full disk would) while the recalls fall due: the steps must stay
     due, not be marked done without their calls, and each recall is made once the log takes rows again.
     (A SIGKILL between those writes is the same window: seed 611517716 of test_faults_alerts_kill found it.)"""
-    from alerts.harness import running_alerts
+    from testing.alerts import running_alerts
     async with TwilioStandIn(auth_token=TOKEN, account_sid=ACCOUNT, verbose=False,
                              default=Behaviour(answer=False, ring_s=0.2)) as tw:
         alerts = {"grouping": {"wait_s": 0}, "ack": {"timeout_s": {"orange": 1.0}, "steps": ["recall"]}}

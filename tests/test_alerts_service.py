@@ -2,26 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from alerts.harness import running_alerts
-from yujing.model import Hazard, HazardWarning, Level, WarningState, utcnow
-
-MONITOR, SITE_RESP = "+8613911000050", "+8613911000051"
-VILLAGE_RESP, VILLAGE_DEPUTY = "+8613911000020", "+8613911000021"
-TOWN_RESP, TOWN_DUTY = "+8613911000011", "+8613911000010"
-
-
-def warning(level: Level = Level.BLUE, version: int = 1, state: WarningState = WarningState.ISSUED, key: str = "",
-            site: str = "LS-GONGHE-01", hazard: Hazard = Hazard.LANDSLIDE, drill: bool = False,
-            evidence: list[str] | None = None) -> HazardWarning:
-    now = utcnow()
-    return HazardWarning(key=key or f"{hazard}:{site}", version=version, hazard=hazard, level=level, state=state,
-                         site=site, area="shibao.gonghe.g1" if site == "LS-GONGHE-01" else "shibao.xinle",
-                         title="裂缝位移速率超阈值", evidence=evidence or ["裂缝计1 24小时位移 12.5 mm"],
-                         values={"displacement_mm": 12.5}, issued_at=now - timedelta(minutes=5), updated_at=now,
-                         drill=drill)
-
+from testing.alerts import MONITOR, SITE_RESP, VILLAGE_RESP, running_alerts, warning
+from yujing.model import Level
 
 async def test_blue_landslide_warning_reaches_the_site_monitor_and_the_village_responsible_person_by_sms(
         mosquitto, prefix, tmp_path):

@@ -1,4 +1,4 @@
-"""The intake's row decoder (collector.decode.decode_rows) against the reference Reading decoder (decode):
+"""The intake's row decoder (yujing.wire.decode_rows) against the reference Reading decoder (decode):
 the same payloads accepted with the same readings, the same rejects with the same reasons, and rows that
 write the same line protocol and spool the same JSON; the in-process hand-off still gets Reading objects."""
 
@@ -10,15 +10,15 @@ import math
 from datetime import datetime, timedelta, timezone
 
 import pytest
-import test_fuzz_parsers as fuzz  # its hostile-payload strategy (a module import: its tests are not collected twice)
+import testing.payloads as fuzz  # the hostile-payload strategy the fuzz tests use
 from conftest import wait_for
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
-from test_collector_service import make_config, publish, readings, running
+from testing.collector import make_config, publish, readings, running
 
 from collector.config import SqliteStore
-from collector.decode import Reject, as_rows, decode, decode_rows, rows_from_json, rows_json, to_readings
+from yujing.wire import Reject, as_rows, decode, decode_rows, rows_from_json, rows_json, to_readings
 from collector.spool import Spool
 from collector.stores.lineproto import lines
 from yujing.errors import PayloadError

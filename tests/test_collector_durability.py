@@ -18,7 +18,8 @@ from pathlib import Path
 from conftest import wait_for
 from prometheus_client import REGISTRY
 from servers import InfluxDB1, VictoriaMetrics, free_port
-from test_collector_service import influx_count, make_config, publish, readings, running
+from testing.collector import influx_count, make_config, publish, readings, running
+from testing.collector import stream
 
 from collector.config import InfluxV1Store, InfluxV2Store
 from yujing.clock import Clock
@@ -34,14 +35,6 @@ def vm_samples(vm, site: str) -> list[float]:
     for series in vm.export(f'{{__name__="rain_mm_value",site="{site}"}}'):
         out.extend(series["timestamps"])
     return out
-
-
-async def stream(port: int, prefix: str, items, rate_per_s: float, site_gateway: str = "gw-1") -> None:
-    """Publish at about ``rate_per_s`` messages a second (one reading per message)."""
-    step = 20
-    for i in range(0, len(items), step):
-        await publish(port, prefix, items[i:i + step], gateway=site_gateway)
-        await asyncio.sleep(step / rate_per_s)
 
 
 async def test_influxdb_down_for_10_s_mid_stream_every_reading_arrives_once(mosquitto, private_server, prefix, tmp_path):

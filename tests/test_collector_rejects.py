@@ -8,7 +8,7 @@ import json
 import aiomqtt
 from conftest import wait_for
 from prometheus_client import REGISTRY
-from test_collector_service import influx_count, make_config, publish, publish_raw, readings, running
+from testing.collector import influx_count, make_config, publish, publish_raw, readings, running
 
 from collector.config import InfluxV1Store
 from yujing import topics

@@ -9,7 +9,7 @@ import urllib.request
 from conftest import wait_for
 from prometheus_client import REGISTRY
 from servers import InfluxDB1, free_port
-from test_collector_service import influx_count, make_config, publish, readings, running
+from testing.collector import influx_count, make_config, publish, readings, running
 
 from collector.config import InfluxV1Store, SqliteStore
 from collector.stores import open_store

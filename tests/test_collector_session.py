@@ -8,8 +8,8 @@ import logging
 from conftest import wait_for
 from prometheus_client import REGISTRY
 from servers import Mosquitto
-from test_collector_service import _subscribed as reconnected
-from test_collector_service import make_config, publish, readings, running
+from testing.collector import subscribed as reconnected
+from testing.collector import make_config, publish, readings, running
 
 from collector.config import SqliteStore
 

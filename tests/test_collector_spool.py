@@ -6,7 +6,7 @@ import sqlite3
 
 import yujing.config  # noqa: F401  first: collector.config is imported through it
 from collector.spool import Spool
-from test_collector_service import readings
+from testing.collector import readings
 
 
 def test_seen_ids_survive_a_reopen_and_are_forgotten_by_age(tmp_path):
@@ -37,7 +37,7 @@ def test_a_spool_written_with_a_row_per_id_is_read_and_converted(tmp_path):
 
 
 def test_dedup_forgets_by_age_and_by_count_oldest_first():
-    from collector.spool import Dedup
+    from yujing.dedup import Dedup
 
     d = Dedup(window_s=10, max_ids=5)
     ids = lambda rs: [r.id for r in rs]  # noqa: E731
@@ -51,7 +51,7 @@ def test_dedup_forgets_by_age_and_by_count_oldest_first():
 
 
 def test_dedup_of_rows_takes_whole_new_messages_at_once_and_still_forgets_oldest_first():
-    from collector.spool import Dedup
+    from yujing.dedup import Dedup
 
     d = Dedup(window_s=10, max_ids=4)
     row = lambda i: {"id": i}  # noqa: E731  (Dedup reads only the id)

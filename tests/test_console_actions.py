@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from console_demo import EXAMPLE, chromium, log_in, page_errors, relocated_example, wait_js, yujing_run
+from testing.console import EXAMPLE, chromium, log_in, page_errors, relocated_example, wait_js, yujing_run
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 

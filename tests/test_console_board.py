@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from console.board import Board
-from yujing.config import load_config
+from yujing.compose import load_config
 from yujing.model import Hazard, HazardWarning, Level, WarningState
 
 ZX = Path(__file__).resolve().parent.parent / "config" / "zhongxian"

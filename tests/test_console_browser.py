@@ -16,11 +16,11 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from console_demo import chromium, log_in, page_errors, relocated_example, wait_js, yujing_run
+from testing.console import chromium, log_in, page_errors, relocated_example, wait_js, yujing_run
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
-from yujing.config import load_config
+from yujing.compose import load_config
 
 pytestmark = pytest.mark.timeout(420)
 

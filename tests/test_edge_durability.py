@@ -6,10 +6,8 @@ import asyncio
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
-from pathlib import Path
 
 import aiomqtt
 from conftest import ROOT, wait_for
@@ -17,52 +15,11 @@ from servers import Mosquitto, free_port
 
 from edge.service import serve
 from simulators.devices import simulate_devices
-from simulators.devices.rig import deployment
-from simulators.devices.values import Constant, TippingCounter
+from testing.devices import deployment
+from testing.edge import Durable, gauges, outbox_ids, sources
 from yujing import topics
 from yujing.clock import Clock
-from yujing.model import Q, ReadingBatch
 from yujing.runtime import Runtime
-
-
-def gauges(port: int, n: int, interval_s: float) -> list[dict]:
-    return [{"id": f"dg-{i:02d}", "type": "modbus_tcp", "site": f"S{i}", "port": port, "slave": i,
-             "interval_s": interval_s, "timeout_s": 0.5, "retries": 0,
-             "registers": [{"quantity": Q.RAIN_COUNT_MM.value, "unit": "mm", "table": "input", "address": 0,
-                            "type": "uint16", "scale": 0.5}]} for i in range(1, n + 1)]
-
-
-class Durable:
-    """A persistent-session subscriber that reconnects through broker restarts and keeps every arrival."""
-
-    def __init__(self, port: int, prefix: str) -> None:
-        self.port, self.prefix = port, prefix
-        self.arrivals: list[str] = []  # reading ids in arrival order, duplicates included
-        self.first: dict[str, tuple[str, object]] = {}  # id → (sensor, ts), in order of first arrival
-        self.subscribed = asyncio.Event()
-
-    async def run(self) -> None:
-        while True:
-            try:
-                async with aiomqtt.Client("127.0.0.1", self.port, identifier=f"dur-{self.prefix}",
-                                          clean_session=False) as c:
-                    await c.subscribe(topics.readings(self.prefix), qos=1)
-                    self.subscribed.set()
-                    async for msg in c.messages:
-                        for r in ReadingBatch.model_validate_json(msg.payload).readings:
-                            self.arrivals.append(r.id)
-                            self.first.setdefault(r.id, (r.sensor, r.ts))
-            except aiomqtt.MqttError:
-                await asyncio.sleep(0.1)
-
-
-def outbox_ids(path: Path) -> list[str]:
-    with sqlite3.connect(path) as db:
-        return [r[0] for r in db.execute("SELECT id FROM outbox ORDER BY seq")]
-
-
-def sources(n: int) -> dict:
-    return {f"dg-{i:02d}": {Q.RAIN_COUNT_MM: TippingCounter(Constant(3600), mm_per_tip=0.5)} for i in range(1, n + 1)}
 
 
 async def test_killing_the_broker_mid_stream_loses_no_reading_and_the_backlog_drains_in_order(

@@ -11,14 +11,14 @@ import pytest
 import yaml
 from conftest import ROOT, wait_for
 from servers import free_port
-from test_edge_service import Collected, collect
+from testing.edge import Collected, collect
 
 from edge.config import DeviceConfig, GatewayConfig
 from edge.readers import _MODULES, ReaderContext, make_reader
 from edge.service import serve
 from simulators.devices import simulate_devices
 from simulators.devices.faults import source_key
-from simulators.devices.rig import deployment
+from testing.devices import deployment
 from simulators.devices.values import Constant
 from yujing.clock import Clock
 from yujing.runtime import Runtime

@@ -14,12 +14,12 @@ from pathlib import Path
 import aiomqtt
 from conftest import wait_for
 from servers import Mosquitto, free_port
-from test_edge_service import Collected, collect
+from testing.edge import Collected, collect
 
 from edge.outbox import Outbox
 from edge.service import serve
 from simulators.devices import simulate_devices
-from simulators.devices.rig import deployment
+from testing.devices import deployment
 from simulators.devices.values import Constant, Manual
 from yujing.clock import Clock
 from yujing.model import Reading, ReadingBatch

@@ -22,7 +22,7 @@ from edge.readers import REJECTED, ReaderContext, make_reader
 from edge.readers.sl651_frame import Deframer, FrameError
 from edge.service import serve
 from simulators.devices import Fault, simulate_device, simulate_devices
-from simulators.devices.rig import deployment
+from testing.devices import deployment
 from simulators.devices.values import Constant
 from yujing import topics
 from yujing.clock import Clock

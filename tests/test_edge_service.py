@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import statistics
 from pathlib import Path
 
-import aiomqtt
 import pytest
 from conftest import wait_for
 from prometheus_client import REGISTRY
@@ -17,11 +15,11 @@ from servers import Mosquitto, free_port
 
 from edge.service import serve
 from simulators.devices import Fault, simulate_devices
-from simulators.devices.rig import deployment
+from testing.devices import deployment
+from testing.edge import collect, Collected
 from simulators.devices.values import Constant, TippingCounter
-from yujing import topics
 from yujing.clock import Clock
-from yujing.model import Q, ReadingBatch
+from yujing.model import Q
 from yujing.runtime import Runtime
 
 
@@ -30,32 +28,6 @@ def rain_gauge(i: int, port: int, interval_s: float = 1.0) -> dict:
             "slave": i, "interval_s": interval_s, "timeout_s": 0.5, "retries": 0,
             "registers": [{"quantity": Q.RAIN_COUNT_MM.value, "unit": "mm", "table": "input", "address": 0,
                            "type": "uint16", "scale": 0.5}]}
-
-
-class Collected:
-    """A subscriber on the real broker: every batch and reading that arrives."""
-
-    def __init__(self) -> None:
-        self.batches: list[ReadingBatch] = []
-        self.ids: list[str] = []
-        self.status: dict[str, dict] = {}
-
-    def readings(self, sensor: str | None = None) -> list:
-        return [r for b in self.batches for r in b.readings if sensor is None or r.sensor == sensor]
-
-
-async def collect(port: int, prefix: str, into: Collected, ready: asyncio.Event) -> None:
-    async with aiomqtt.Client("127.0.0.1", port, identifier=f"sub-{prefix}") as c:
-        await c.subscribe(topics.readings(prefix), qos=1)
-        await c.subscribe(topics.status(prefix), qos=1)
-        ready.set()
-        async for msg in c.messages:
-            if msg.topic.matches(topics.status(prefix)):
-                into.status[topics.gateway_of(str(msg.topic))] = json.loads(msg.payload)
-                continue
-            batch = ReadingBatch.model_validate_json(msg.payload)
-            into.batches.append(batch)
-            into.ids.extend(r.id for r in batch.readings)
 
 
 async def test_rain_gauge_readings_reach_the_broker_with_scaled_counter_and_stable_ids(mosquitto, prefix, tmp_path):

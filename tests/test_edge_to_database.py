@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -19,15 +18,15 @@ from collections import Counter
 from pathlib import Path
 
 from conftest import ROOT, wait_for
-from prometheus_client import REGISTRY
 from servers import Mosquitto, free_port
-from test_collector_service import running
-from test_edge_durability import Durable, gauges, outbox_ids, sources
+from testing.collector import running
+from testing.edge import Durable, gauges, outbox_ids, sources
 
 from collector.config import CollectorConfig, InfluxV1Store
 from edge.service import serve as edge
 from simulators.devices import simulate_devices
-from simulators.devices.rig import deployment
+from testing.devices import deployment
+from testing.edge import accepted, duplicates, produced, saved_since, stored_ids
 from yujing.clock import Clock
 from yujing.config import Config
 from yujing.runtime import Runtime
@@ -37,39 +36,6 @@ def with_collector(cfg: Config, influx_url: str, db: str, prefix: str) -> Config
     store = InfluxV1Store(type="influxdb_v1", url=influx_url, database=db, timeout_s=5)
     return cfg.model_copy(update={"collector": CollectorConfig(store=store, client_id=f"c-{prefix}",
                                                                retry_max_s=1)})
-
-
-def metric(name: str) -> float:
-    return REGISTRY.get_sample_value(name) or 0.0
-
-
-def accepted() -> float:
-    return metric("yujing_collector_readings_in_total")
-
-
-def duplicates() -> float:
-    return metric("yujing_collector_duplicates_total")
-
-
-def produced(outbox: Path) -> int:
-    """How many readings were ever committed to the outbox (AUTOINCREMENT never reuses a seq)."""
-    with sqlite3.connect(outbox) as db:
-        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
-        dropped = db.execute("SELECT COALESCE(SUM(value), 0) FROM counters WHERE name = 'dropped'").fetchone()[0]
-    assert dropped == 0, "the outbox dropped readings: the test is not measuring the pipeline"
-    return row[0] if row else 0
-
-
-def saved_since(path: Path, t: float) -> bool:
-    return path.exists() and path.stat().st_mtime > t
-
-
-def stored_ids(influx, db: str) -> Counter[str]:
-    """Reading id → rows holding it, over every measurement (an overwritten point counts once)."""
-    out: Counter[str] = Counter()
-    for series in influx.query('SELECT "id" FROM /.*/', db=db)["results"][0].get("series", []):
-        out.update(v[1] for v in series["values"])
-    return out
 
 
 async def settled(influx, db: str, outbox: Path, witness: Durable) -> tuple[Counter[str], int]:

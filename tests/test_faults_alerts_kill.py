@@ -36,10 +36,10 @@ from urllib.parse import parse_qs, urlsplit
 import aiomqtt
 import pytest
 from conftest import terminate, wait_for
-from test_alerts_restart import start, subscribed
-from test_alerts_service import warning
+from testing.alerts import start, subscribed
+from testing.alerts import warning
 
-from alerts.harness import ACCOUNT, TOKEN, running_alerts, write_config
+from testing.alerts import ACCOUNT, TOKEN, running_alerts, write_config
 from alerts.nflog import ref
 from simulators.twilio import Behaviour, Record, TwilioStandIn
 from yujing import topics

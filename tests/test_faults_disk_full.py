@@ -12,7 +12,6 @@ Needs root (``mount -t tmpfs``), as in CI; skipped otherwise.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import sqlite3
@@ -20,22 +19,20 @@ import subprocess
 import time
 from pathlib import Path
 
-import aiomqtt
 import pytest
 from conftest import wait_for
 from prometheus_client import REGISTRY
 from servers import InfluxDB1, Mosquitto, free_port
-from test_collector_durability import stream
-from test_collector_service import influx_count, make_config, publish, readings, running
-from test_edge_durability import gauges, outbox_ids, sources
+from testing.collector import stream
+from testing.collector import influx_count, make_config, publish, readings, running
+from testing.edge import gauges, outbox_ids, sources
 
 from collector.config import InfluxV1Store
 from edge.service import serve
 from simulators.devices import simulate_devices
-from simulators.devices.rig import deployment
-from yujing import topics
+from testing.devices import deployment
+from testing.faults import retained, Watch
 from yujing.clock import Clock
-from yujing.model import ReadingBatch
 from yujing.runtime import Runtime
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
@@ -122,28 +119,6 @@ async def test_a_full_spool_disk_drains_once_the_database_is_back_though_the_dis
     await _spool_disk_full(mosquitto, private_server, prefix, tmp_path, small_disk, caplog, free_space=False)
 
 
-async def retained(port: int, topic: str, pred, timeout_s: float = 15.0) -> dict:
-    """The retained message on ``topic`` once ``pred(payload)`` holds (fresh subscriptions until then)."""
-    last: dict = {}
-
-    async def latest() -> bool:
-        nonlocal last
-        async with aiomqtt.Client("127.0.0.1", port) as c:
-            await c.subscribe(topic, qos=1)
-            try:
-                async with asyncio.timeout(1.0):
-                    async for msg in c.messages:
-                        if msg.retain:
-                            last = json.loads(msg.payload)
-                        break
-            except TimeoutError:
-                pass
-        return bool(last) and pred(last)
-
-    await wait_for(latest, timeout_s, f"retained {topic} matching ({last})")
-    return last
-
-
 # Remove this mark with the two LossReport lines in collector/service.py (it publishes over that client).
 @pytest.mark.timeout(90)
 async def test_a_spool_bound_forcing_drops_publishes_a_retained_cumulative_loss_report(
@@ -173,32 +148,6 @@ async def test_a_spool_bound_forcing_drops_publishes_a_retained_cumulative_loss_
     assert report["ts"].endswith("+00:00")
     assert total >= 450
     assert caplog.text.count("spool full: dropped oldest readings") <= 2, "logged once per run, not per batch"
-
-
-class Watch:
-    """Every reading id and every heartbeat of one gateway, through broker restarts (persistent session)."""
-
-    def __init__(self, port: int, prefix: str, gateway: str) -> None:
-        self.port, self.prefix, self.gateway = port, prefix, gateway
-        self.ids: list[str] = []
-        self.beats: list[tuple[float, dict]] = []  # (monotonic arrival, heartbeat)
-        self.subscribed = asyncio.Event()
-
-    async def run(self) -> None:
-        while True:
-            try:
-                async with aiomqtt.Client("127.0.0.1", self.port, identifier=f"w-{self.prefix}",
-                                          clean_session=False) as c:
-                    await c.subscribe(topics.readings(self.prefix, self.gateway), qos=1)
-                    await c.subscribe(topics.status(self.prefix, self.gateway), qos=1)
-                    self.subscribed.set()
-                    async for msg in c.messages:
-                        if msg.topic.matches(topics.status(self.prefix, self.gateway)):
-                            self.beats.append((time.monotonic(), json.loads(msg.payload)))
-                        else:
-                            self.ids.extend(r.id for r in ReadingBatch.model_validate_json(msg.payload).readings)
-            except aiomqtt.MqttError:
-                await asyncio.sleep(0.1)
 
 
 def produced(devices: list[str]) -> float:

@@ -13,82 +13,22 @@ import asyncio
 import contextlib
 import sqlite3
 from datetime import UTC, datetime, timedelta
-from typing import Self
 
 import pytest
 from conftest import wait_for
 from servers import Mosquitto, free_port
-from test_collector_service import make_config, running
-from test_edge_durability import Durable, gauges, outbox_ids, sources
-from test_edge_to_database import accepted, stored_ids
+from testing.collector import make_config, running
+from testing.edge import Durable, gauges, outbox_ids, sources
+from testing.edge import accepted, stored_ids
 
 from collector.config import InfluxV1Store, SqliteStore
 from edge.service import serve
 from simulators.devices import simulate_devices
-from simulators.devices.rig import deployment
+from testing.devices import deployment
+from testing.faults import GATEWAYS, Link, three_gateways
 from yujing.clock import Clock
-from yujing.config import Config
 from yujing.model import Q
 from yujing.runtime import Runtime
-
-
-class Link:
-    """A TCP proxy to ``target_port`` that can be cut (live connections reset, new ones refused) and restored."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = free_port()
-        self.accepted = 0  # connections accepted while up: each is one (re)connect of the agent
-        self.up = True
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def __aenter__(self) -> Self:
-        await self._listen()
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.cut()
-
-    async def _listen(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self.up:
-            writer.close()
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            writer.close()
-            return
-        self.accepted += 1
-        self._writers |= {writer, up_writer}
-
-        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError, asyncio.CancelledError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
-        self._writers -= {writer, up_writer}
-
-    async def cut(self) -> None:
-        """The link drops: stop listening (new connections refused) and reset every live connection."""
-        self.up = False
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for w in list(self._writers):
-            w.transport.abort()
-        self._writers.clear()
-
-    async def restore(self) -> None:
-        self.up = True
-        if self._server is None:
-            await self._listen()
 
 
 async def test_a_link_flapping_every_second_for_10_s_loses_no_reading_and_doubles_none_by_id(
@@ -187,23 +127,6 @@ async def test_a_gateway_clock_10_minutes_off_is_stored_once_per_id_at_the_gatew
     for t, i in rows:
         assert t == sent[i][1], "stored at the gateway's own stamp, not re-stamped on arrival"
         assert abs((t - now) - skew) < timedelta(seconds=60), "the stamp carries the gateway's skew"
-
-
-GATEWAYS = ["gwa", "gwb", "gwc"]
-
-
-def three_gateways(directory, broker_port: int, prefix: str, n: int, interval_s: float) -> tuple[Config, dict]:
-    """Three gateways of ``n`` gauges each (device and site ids unique across them) that reconnect quickly,
-    and the simulated devices' value sources."""
-    gws, srcs = [], {}
-    for g in GATEWAYS:
-        devices = gauges(free_port(), n, interval_s)
-        for d in devices:
-            d["id"], d["site"] = f"{g}-{d['id']}", f"{g}-{d['site']}"
-        gws.append({"id": g, "heartbeat_s": 2, "devices": devices,
-                    "uplink": {"reconnect_s": 0.2, "reconnect_max_s": 0.5, "publish_timeout_s": 2}})
-        srcs |= {f"{g}-{k}": v for k, v in sources(n).items()}
-    return deployment(directory, gws, mqtt_port=broker_port, prefix=prefix), srcs
 
 
 def _stored(path) -> list[tuple[str, str]]:

@@ -28,13 +28,13 @@ import pytest
 from conftest import wait_for
 from prometheus_client import REGISTRY
 from servers import InfluxDB1
-from test_collector_service import influx_count, make_config, publish, readings, running
-from test_faults_disk_full import Watch, retained
-from test_faults_link import Link
-from test_rules_service import Service, Warnings, subscribe
+from testing.collector import influx_count, make_config, publish, readings, running
+from testing.faults import Watch, retained
+from testing.faults import Link
+from testing.rules import Service, Warnings, subscribe
 
 from alerts.directory import Directory
-from alerts.harness import running_alerts, write_config
+from testing.alerts import running_alerts, write_config
 from alerts.route import route
 from collector.config import InfluxV1Store
 from edge.service import serve as serve_edge

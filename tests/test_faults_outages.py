@@ -24,10 +24,10 @@ import pytest
 from conftest import wait_for
 from prometheus_client import REGISTRY
 from servers import InfluxDB1, Mosquitto
-from test_collector_service import running
-from test_edge_durability import Durable, outbox_ids
-from test_edge_to_database import accepted, duplicates, metric, produced, saved_since
-from test_faults_link import GATEWAYS, three_gateways
+from testing.collector import running
+from testing.edge import Durable, outbox_ids
+from testing.edge import accepted, duplicates, metric, produced, saved_since
+from testing.faults import GATEWAYS, three_gateways
 
 from collector.config import CollectorConfig, InfluxV1Store
 from edge.service import serve as edge

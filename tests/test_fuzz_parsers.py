@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
@@ -30,7 +30,8 @@ from alerts.webhooks import Webhooks
 from alerts.channels import CallbackUrls
 from alerts.channels.voice import twiml
 from alerts.nflog import Notification
-from collector.decode import Reject, decode
+from yujing.wire import Reject, decode
+from testing.payloads import FEW, FUZZ, VALID, payloads
 from edge.config import ModbusRegister, SerialAsciiDevice
 from edge.readers import modbus_map, sl651_frame as sl
 from edge.readers.serial_ascii import parse_line
@@ -39,57 +40,9 @@ from yujing.config import load_config
 from yujing.errors import ConfigError, PayloadError
 from yujing.model import Hazard, HazardWarning, Level, Quality, Reading, WarningState
 
-FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-FEW = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 MAX_BYTES = 64 * 1024
 
 # --- MQTT reading payloads -------------------------------------------------------------------------
-
-VALID = {"id": "r1", "site": "s1", "sensor": "g1", "quantity": "rain_mm", "value": 1.5, "unit": "mm",
-         "ts": "2026-06-01T00:00:00Z"}
-
-json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-10**30, 10**30), st.text(max_size=80),
-                      st.floats(allow_nan=True, allow_infinity=True), st.just(1e308), st.just("NaN"),
-                      st.just("Infinity"), st.just("x" * 5000))
-json_any = st.recursive(json_leaf, lambda kids: st.one_of(st.lists(kids, max_size=4),
-                                                           st.dictionaries(st.text(max_size=10), kids, max_size=4)),
-                        max_leaves=20)
-
-
-@st.composite
-def wrong_reading(draw) -> dict:
-    """A reading with some fields replaced, dropped or added: wrong types, NaN, huge, nested."""
-    doc = dict(VALID)
-    for k in draw(st.lists(st.sampled_from([*VALID, "quality", "gateway", "meta", "drill", "extra"]), max_size=3)):
-        action = draw(st.sampled_from(["replace", "drop"]))
-        if action == "drop":
-            doc.pop(k, None)
-        else:
-            doc[k] = draw(json_any)
-    if draw(st.booleans()):
-        doc["quality"] = draw(st.sampled_from([q.value for q in Quality]))
-    return doc
-
-
-@st.composite
-def payloads(draw) -> bytes:
-    kind = draw(st.sampled_from(["bytes", "reading", "batch", "list", "any", "truncated"]))
-    if kind == "bytes":
-        return draw(st.binary(max_size=300))
-    if kind == "any":
-        doc = draw(json_any)
-    elif kind == "reading":
-        doc = draw(wrong_reading())
-    elif kind == "list":
-        doc = draw(st.lists(wrong_reading(), max_size=3))
-    else:
-        doc = {"gateway": draw(st.one_of(st.just("gw1"), json_leaf)),
-               "readings": draw(st.one_of(st.lists(wrong_reading(), max_size=3), json_any))}
-    raw = json.dumps(doc, allow_nan=True).encode()  # NaN / Infinity literals as a sloppy device would send
-    if kind == "truncated":
-        raw = json.dumps(draw(wrong_reading())).encode()
-        raw = raw[:draw(st.integers(0, len(raw)))]
-    return raw
 
 
 def _acceptable(r: Reading) -> None:
@@ -137,25 +90,23 @@ def test_collector_decode_rejects_oversize_before_parsing():
 
 @FUZZ
 @given(payloads())
-def test_rules_parse_readings_accepts_or_raises_value_error_with_a_reason_label(raw: bytes):
+def test_rules_read_a_payload_exactly_as_the_collector_does(raw: bytes):
+    """One codec: rules accept what the collector accepts, and refuse the rest for the collector's reason."""
     try:
-        readings = parse_readings(raw)
-    except ValueError as e:
-        assert str(e) in {"bad-json", "invalid-reading"}, str(e)[:200]
+        expected = decode(raw, "yujing/readings/gw", 1 << 24)
+    except PayloadError as e:
+        with pytest.raises(PayloadError) as got:
+            parse_readings(raw, "yujing/readings/gw")
+        assert got.value.reason == e.reason
         return
-    for r in readings:
-        _acceptable(r)
+    assert parse_readings(raw, "yujing/readings/gw") == expected
 
 
-@pytest.mark.parametrize("raw", [b"[" * 5000, b'{"a":' * 5000])
-def test_rules_parse_readings_rejects_deep_nesting_as_bad_json(raw: bytes):
-    with pytest.raises(ValueError, match="^bad-json$"):
+@pytest.mark.parametrize("raw", [b"[" * 5000, b'{"a":' * 5000, b'{"id": "r", "value": ' + b"9" * 5000 + b"}"])
+def test_rules_refuse_deep_nesting_and_huge_numbers_as_json(raw: bytes):
+    with pytest.raises(PayloadError) as e:
         parse_readings(raw)
-
-
-def test_rules_parse_readings_rejects_a_huge_integer_as_bad_json():
-    with pytest.raises(ValueError, match="^bad-json$"):
-        parse_readings(b'{"id": "r", "value": ' + b"9" * 5000 + b"}")
+    assert e.value.reason == Reject.JSON
 
 
 # --- SL 651 frames ---------------------------------------------------------------------------------

@@ -144,7 +144,7 @@ async def test_every_sms_and_call_in_the_report_carries_the_words_sent_even_a_ca
     from simulators.recorder import Recorder
     from simulators.twilio import Behaviour
     from test_alerts_drill import G1_LEADER, HOME_G1, chain_people, example
-    from test_alerts_service import warning
+    from testing.alerts import warning
 
     people = chain_people(example(tmp_path), G1_LEADER, HOME_G1)
     async with running_alerts(tmp_path, mqtt_port=mosquitto.port, prefix=prefix, speed=60.0, drill_recipients=people,

@@ -6,7 +6,7 @@ import sqlite3
 
 from rules.engine import Engine
 from rules.store import StateStore
-from rules.testkit import at, deployment, reading, site
+from testing.rules import at, deployment, reading, site
 from yujing.model import Level, Q, WarningState
 
 

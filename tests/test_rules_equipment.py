@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rules.engine import Engine
-from rules.testkit import at, deployment, device, reading, site
+from testing.rules import at, deployment, device, reading, site
 from yujing.model import Hazard, Level, Q, Quality, WarningState
 
 

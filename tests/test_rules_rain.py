@@ -8,7 +8,7 @@ import pytest
 
 from rules.engine import Engine
 from rules.rain import KEEP_MIN, totals
-from rules.testkit import at, deployment, reading, site
+from testing.rules import at, deployment, reading, site
 from yujing.model import Level, Q, WarningState
 
 B, Y, O, R = Level.BLUE, Level.YELLOW, Level.ORANGE, Level.RED

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import aiomqtt
 from conftest import wait_for
+from testing.rules import Service, subscribe, Warnings
 
-from rules.service import serve
 from yujing import topics
 from yujing.clock import Clock
 from yujing.config import Config, load_config
@@ -42,22 +42,6 @@ def steady_rain(mm_per_h: float, hours: int, start: float = 100.0, step_min: int
     return [counter(start + mm_per_h * i * step_min / 60, T0 + timedelta(minutes=i * step_min)) for i in range(n + 1)]
 
 
-class Warnings:
-    def __init__(self) -> None:
-        self.got: list[HazardWarning] = []
-
-    def of(self, key: str) -> list[HazardWarning]:
-        return [w for w in self.got if w.key == key]
-
-
-async def subscribe(port: int, prefix: str, into: Warnings, ready: asyncio.Event) -> None:
-    async with aiomqtt.Client("127.0.0.1", port, identifier=f"w-{prefix}-{id(into)}") as c:
-        await c.subscribe(topics.warnings(prefix), qos=1)
-        ready.set()
-        async for msg in c.messages:
-            into.got.append(HazardWarning.model_validate_json(msg.payload))
-
-
 async def publish(port: int, prefix: str, readings: list[Reading], batch: int = 10) -> None:
     async with aiomqtt.Client("127.0.0.1", port, identifier=f"p-{prefix}") as c:
         for i in range(0, len(readings), batch):
@@ -77,7 +61,6 @@ async def serving(rt: Runtime, port: int, prefix: str) -> AsyncIterator[Warnings
         sub.cancel()
 
 
-
 async def test_rain_gauge_reaching_50mm_in_12h_publishes_a_blue_rainstorm_warning(mosquitto, prefix, tmp_path):
     cfg = demo_config(tmp_path, mosquitto.port, prefix)
     rt = Runtime(cfg, Clock(start=T0 + timedelta(hours=12)))
@@ -95,7 +78,7 @@ async def test_garbage_on_the_readings_topic_is_counted_and_does_not_stop_the_se
     from prometheus_client import REGISTRY
     cfg = demo_config(tmp_path, mosquitto.port, prefix)
     rt = Runtime(cfg, Clock(start=T0 + timedelta(hours=12)))
-    before = REGISTRY.get_sample_value("yujing_rules_rejected_total", {"reason": "bad-json"}) or 0
+    before = REGISTRY.get_sample_value("yujing_rules_rejected_total", {"reason": "json"}) or 0
     async with serving(rt, mosquitto.port, prefix) as got:
         async with aiomqtt.Client("127.0.0.1", mosquitto.port) as c:
             await c.publish(topics.readings(prefix, "gw-xl"), b"{not json", qos=1)
@@ -103,26 +86,8 @@ async def test_garbage_on_the_readings_topic_is_counted_and_does_not_stop_the_se
         await publish(mosquitto.port, prefix, steady_rain(20, 3))  # 60 mm in 3 h: orange
         await wait_for(lambda: got.of("rainstorm:RG-SQ-01"), 10, "a rainstorm warning after garbage")
         assert got.of("rainstorm:RG-SQ-01")[-1].level == Level.ORANGE
-        after = REGISTRY.get_sample_value("yujing_rules_rejected_total", {"reason": "bad-json"})
+        after = REGISTRY.get_sample_value("yujing_rules_rejected_total", {"reason": "json"})
         assert after == before + 1
-
-
-class Service:
-    """The rules service running on a runtime, stoppable and restartable."""
-
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
-        self.task: asyncio.Task | None = None
-
-    async def __aenter__(self) -> Service:
-        up = asyncio.Event()
-        self.task = asyncio.create_task(serve(self.rt, ready=up))
-        await asyncio.wait_for(up.wait(), 10)
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        self.rt.stop.set()
-        await asyncio.wait_for(self.task, 10)
 
 
 def rain_mm(mm: float, minutes: float, rid: str | None = None, drill: bool = False) -> Reading:
@@ -240,7 +205,7 @@ async def test_a_retained_loss_report_raises_an_equipment_warning_once_across_re
     await ready.wait()
 
     def rejected() -> float:
-        return REGISTRY.get_sample_value("yujing_rules_rejected_total", {"reason": "bad-loss"}) or 0
+        return REGISTRY.get_sample_value("yujing_rules_rejected_total", {"reason": "json"}) or 0
 
     before = rejected()
     report = {"component": "collector-c1", "dropped": 1200, "reason": "disk-full", "ts": T0.isoformat()}

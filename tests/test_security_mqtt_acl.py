@@ -418,7 +418,7 @@ async def run_gateway(broker: ShippedMosquitto, tmp: Path, username: str, collec
     """The edge agent for gw-a with one simulated rain gauge, configured as deploy/README.md says."""
     from edge.service import serve
     from simulators.devices import simulate_devices
-    from simulators.devices.rig import deployment
+    from testing.devices import deployment
     from simulators.devices.values import Constant
     from yujing.clock import Clock
     from yujing.runtime import Runtime

@@ -149,7 +149,7 @@ async def test_yujing_cap_documents_name_the_deployments_sender_and_are_valid_ag
     import aiomqtt
 
     from alerts.cap import NS
-    from test_alerts_service import warning
+    from testing.alerts import warning
     from upstream.cap import schema
     from yujing import topics
 

@@ -19,13 +19,13 @@ import importlib
 import logging
 import signal
 import sys
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from yujing import __version__
 from yujing import log as ylog
 from yujing import systemd
 from yujing.clock import Clock
-from yujing.config import Config, load_config
+from yujing.compose import Config, load_config
 from yujing.errors import ConfigError, YujingError
 
 if TYPE_CHECKING:
@@ -69,13 +69,34 @@ async def run_parts(cfg: Config, parts: tuple[str, ...], *, speed: float | None 
         async with asyncio.TaskGroup() as tg:
             running = []
             for part in parts:
-                kwargs = {"gateways": gateways} if part == "edge" and gateways else {}
+                kwargs: dict[str, Any] = {"gateways": gateways} if part == "edge" and gateways else {}
+                if part == "alerts":
+                    kwargs.update(_lent_token(cfg))
                 running.append(tg.create_task(_supervised(part, _service(part)(rt, **kwargs), rt, failed), name=part))
             tg.create_task(systemd.supervise(rt.stop, "running " + " ".join(parts)), name="systemd")
             tg.create_task(_stop_deadline(rt, running), name="stop-deadline")
     if failed:
         raise YujingError(f"stopped because {', '.join(failed)} failed (see the log above)")
     log.info("stopped")
+
+
+def _lent_token(cfg: Config) -> dict[str, Any]:
+    """Against a Twilio stand-in (``base_url`` set) with no auth token to be had, the stand-in's own (the demo,
+    or ``yujing alerts`` beside ``python -m simulators.twilio``). Decided here, at the top: production code
+    never imports a simulator."""
+    twilio = cfg.alerts.twilio
+    if twilio.base_url is None:
+        return {}
+    try:
+        if twilio.auth_token is not None:
+            twilio.auth_token.get()
+            return {}
+    except LookupError:
+        pass
+    from simulators.twilio_records import DEFAULT_TOKEN
+
+    log.warning("no Twilio auth token; using the stand-in's (demo only)", extra={"kv": {"base_url": twilio.base_url}})
+    return {"auth_token": DEFAULT_TOKEN}
 
 
 STOP_GRACE_S = 30.0

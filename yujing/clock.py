@@ -23,10 +23,6 @@ class Clock:
         self._start = (start or datetime.now(timezone.utc)).astimezone(timezone.utc)
         self._t0 = time.monotonic()
 
-    @property
-    def realtime(self) -> bool:
-        return self.speed == 1.0
-
     def now(self) -> datetime:
         return self._start + timedelta(seconds=(time.monotonic() - self._t0) * self.speed)
 

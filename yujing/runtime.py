@@ -6,12 +6,12 @@ import asyncio
 from dataclasses import dataclass, field
 
 from yujing.clock import Clock
-from yujing.config import Config
+from yujing.config import BaseConfig
 
 
 @dataclass
 class Runtime:
-    config: Config
+    config: BaseConfig  # a yujing.compose.Config: each part reads its own section
     clock: Clock = field(default_factory=Clock)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     drill: bool = False  # a drill run: every warning and message it makes is drill-marked

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from collector.decode import Row
+from yujing.wire import Row
 from yujing.errors import StoreError
 from yujing.model import Reading
 
 if TYPE_CHECKING:
-    from yujing.config import Config
+    from yujing.compose import Config  # the composed deployment (top floor); a type only
 
 
 class BatchRejected(StoreError):
@@ -27,7 +27,7 @@ class Store(Protocol):
     async def write(self, batch: list[Reading] | list[Row]) -> None:
         """Store every reading or raise StoreError (unreachable, refused): the caller spools and retries.
 
-        The collector hands rows (:mod:`collector.decode`); ``Reading`` objects are taken too."""
+        The collector hands rows (:mod:`yujing.wire`); ``Reading`` objects are taken too."""
 
     async def readings(self, site: str | None = None, quantity: str | None = None,
                        since: datetime | None = None) -> list[Reading]:

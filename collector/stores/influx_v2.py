@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from collector.config import InfluxV2Store
-from collector.decode import Row
+from yujing.wire import Row
 from collector.stores.base import BatchRejected, register
 from collector.stores.lineproto import lines
 from yujing.errors import StoreError
@@ -21,21 +21,21 @@ from yujing.model import Reading
 class InfluxV2:
     def __init__(self, cfg: InfluxV2Store, _config: Any = None) -> None:
         self.cfg = cfg
-        self._client: Any = None
+        self._influx: Any = None
         self._api: Any = None
 
     async def __aenter__(self) -> "InfluxV2":
         from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 
         token = self.cfg.token.get() if self.cfg.token else "unused"
-        self._client = InfluxDBClientAsync(url=self.cfg.url, token=token, org=self.cfg.org,
+        self._influx = InfluxDBClientAsync(url=self.cfg.url, token=token, org=self.cfg.org,
                                            timeout=int(self.cfg.timeout_s * 1000))
-        self._api = self._client.write_api()
+        self._api = self._influx.write_api()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._client is not None:
-            await self._client.close()
+        if self._influx is not None:
+            await self._influx.close()
 
     async def write(self, batch: list[Reading] | list[Row]) -> None:
         if not batch:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timezone
 
-from collector.decode import Row, as_rows
+from yujing.wire import Row, as_rows
 from yujing.model import Quality, Reading
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -69,7 +69,7 @@ def line(r: Reading | Row) -> str:
 
 
 def lines(batch: list[Reading] | list[Row]) -> str:
-    """One line per reading (rows or readings, see :mod:`collector.decode`), newline-separated."""
+    """One line per reading (rows or readings, see :mod:`yujing.wire`), newline-separated."""
     out = []
     series, offsets, isfinite = _SERIES, _OFFSET_NS, math.isfinite
     for r in as_rows(batch):

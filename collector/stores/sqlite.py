@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from collector.config import SqliteStore
-from collector.decode import Row, as_rows
+from yujing.wire import Row, as_rows
 from collector.stores.base import register
 from collector.stores.lineproto import ts_ns
 from yujing.errors import StoreError
 from yujing.model import Quality, Reading
+from yujing.sqlite import Sync, open_db
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -33,11 +34,7 @@ class Sqlite:
         self._lock = asyncio.Lock()
 
     async def __aenter__(self) -> "Sqlite":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_db(self.path, _SCHEMA, sync=Sync.NORMAL, what="readings store", threads=True)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -1,23 +1,24 @@
-"""Configuration: YAML validated once at load; everything past here is typed.
+"""Configuration, the ground floor's part: YAML validated once at load; everything past here is typed.
 
+This package knows the sections every part shares (``deployment``, ``mqtt``, ``areas``, ``sites``) and how
+to read and validate YAML with file:line errors. It imports no stage: each part defines its own section
+(``edge/config.py``, ``collector/config.py``, ...) and the whole deployment's :class:`Config` is composed
+at the top floor, in :mod:`yujing.compose`:
+
+    from yujing.compose import load_config
     cfg = load_config("config/zhongxian")   # a directory of YAML files, or one file
+
+``yujing.config.Config`` and ``yujing.config.load_config`` still resolve (to :mod:`yujing.compose`, on first
+use) for callers written before the split; new code imports them from ``yujing.compose``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from alerts.config import AlertsConfig
-from collector.config import CollectorConfig
-from console.config import ConsoleConfig
-from duty.config import DutyConfig
-from upstream.config import UpstreamConfig
-from edge.config import GatewayConfig
-from rules.config import RulesConfig
-from simulators.config import SimulationConfig
 from yujing.config.areas import Area, Tier
 from yujing.config.loader import Loc, problems_at, read_merged, validate
 from yujing.config.mqtt import MqttConfig
@@ -27,8 +28,8 @@ from yujing.config.sites import Site, SiteKind
 from yujing.errors import ConfigError
 
 __all__ = [
-    "Area", "Channel", "Config", "ConfigError", "Deployment", "GatewayConfig", "MqttConfig", "Person",
-    "Role", "Secret", "Site", "SiteKind", "Tier", "load_config",
+    "Area", "BaseConfig", "Channel", "ConfigError", "Deployment", "MqttConfig", "Person",
+    "Role", "Secret", "Site", "SiteKind", "Tier", "load",
 ]
 
 
@@ -40,21 +41,15 @@ class Deployment(BaseModel):
     data_dir: str = "var"  # relative to the config directory unless absolute
 
 
-class Config(BaseModel):
+class BaseConfig(BaseModel):
+    """The sections every part shares; :class:`yujing.compose.Config` adds each part's own."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     deployment: Deployment = Field(default_factory=Deployment)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     areas: list[Area] = Field(default_factory=list)
     sites: list[Site] = Field(default_factory=list)
-    gateways: list[GatewayConfig] = Field(default_factory=list)
-    collector: CollectorConfig = Field(default_factory=CollectorConfig)
-    rules: RulesConfig = Field(default_factory=RulesConfig)
-    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
-    console: ConsoleConfig = Field(default_factory=ConsoleConfig)  # the web console's map and words
-    duty: DutyConfig = Field(default_factory=DutyConfig)
-    upstream: UpstreamConfig = Field(default_factory=UpstreamConfig)
-    simulation: SimulationConfig | None = None
 
     _base_dir: Path = PrivateAttr(default=Path("."))
 
@@ -102,9 +97,8 @@ class Config(BaseModel):
 
     def cross_check(self) -> Iterator[tuple[Loc, str]]:
         """References between sections: what pydantic alone cannot see."""
-        yield from _unique(self.areas, "areas")
-        yield from _unique(self.sites, "sites")
-        yield from _unique(self.gateways, "gateways")
+        yield from unique(self.areas, "areas")
+        yield from unique(self.sites, "sites")
         for i, a in enumerate(self.areas):
             if a.parent is not None:
                 parent = self._areas.get(a.parent)
@@ -125,31 +119,12 @@ class Config(BaseModel):
                 if a.code in codes:
                     yield ("areas", i, "code"), f"code {a.code!r} is already {codes[a.code]!r}'s"
                 codes.setdefault(a.code, a.id)
-        for i, src in enumerate(self.upstream.sources):
-            for j, area in enumerate(src.may_address):
-                if area not in self._areas:
-                    yield ("upstream", "sources", i, "may_address", j), f"no area with id {area!r}"
         for i, s in enumerate(self.sites):
             if s.area not in self._areas:
                 yield ("sites", i, "area"), f"no area with id {s.area!r}"
-        device_ids: dict[str, Loc] = {}
-        for g, gw in enumerate(self.gateways):
-            if gw.uplink.username is not None and gw.uplink.username != gw.id:
-                # The broker's ACL (deploy/mosquitto/acl: yujing/readings/%u) lets a gateway publish only
-                # under its own username; MQTT 3.1.1 cannot refuse a denied publish, so a mismatch would
-                # drop every reading silently while the outbox believed them delivered.
-                yield ("gateways", g, "uplink", "username"), (
-                    f"must equal the gateway id {gw.id!r}: the broker ACL lets a gateway publish only its own topics")
-            for d, dev in enumerate(gw.devices):
-                loc: Loc = ("gateways", g, "devices", d)
-                if dev.site not in self._sites:
-                    yield loc + ("site",), f"no site with id {dev.site!r}"
-                if dev.id in device_ids:
-                    yield loc + ("id",), f"device id {dev.id!r} is already used"
-                device_ids[dev.id] = loc
 
 
-def _unique(items: list[Any], section: str) -> Iterator[tuple[Loc, str]]:
+def unique(items: list[Any], section: str) -> Iterator[tuple[Loc, str]]:
     seen: set[str] = set()
     for i, item in enumerate(items):
         if item.id in seen:
@@ -157,14 +132,27 @@ def _unique(items: list[Any], section: str) -> Iterator[tuple[Loc, str]]:
         seen.add(item.id)
 
 
-def load_config(path: str | Path) -> Config:
-    """Load and validate a deployment; raises :class:`ConfigError` naming file, line and field."""
+M = TypeVar("M", bound=BaseConfig)
+
+
+def load(path: str | Path, model: type[M]) -> M:
+    """Load and validate a deployment as ``model``; raises :class:`ConfigError` naming file, line and field."""
     path = Path(path)
     data, marks = read_merged(path)
     base = path if path.is_dir() else path.parent
-    cfg = validate(Config, data, marks, context={"base_dir": base})
+    cfg = validate(model, data, marks, context={"base_dir": base})
     cfg._base_dir = base
     problems = problems_at(marks, data, cfg.cross_check())
     if problems:
         raise ConfigError(problems)
     return cfg
+
+
+def __getattr__(name: str) -> Any:
+    """Shim: ``Config`` and ``load_config`` live at the top floor (:mod:`yujing.compose`), which knows every part.
+    Resolved on first use, never at import, so importing this package imports no stage."""
+    if name in ("Config", "load_config"):
+        import yujing.compose  # noqa: PLC0415  (the one upward reference of this package; see the docstring)
+
+        return getattr(yujing.compose, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

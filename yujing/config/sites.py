@@ -7,7 +7,6 @@ import enum
 from pydantic import BaseModel, ConfigDict, Field
 
 from yujing.config.people import Person
-from rules.config import SiteThresholds
 
 
 class SiteKind(enum.StrEnum):
@@ -28,4 +27,4 @@ class Site(BaseModel):
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
     people: list[Person] = Field(default_factory=list)  # the site's monitor 监测员 and responsible person 责任人
-    thresholds: SiteThresholds = Field(default_factory=SiteThresholds)
+    # ``thresholds`` (the rules' section of a site) is added by yujing.compose.Site: rules own its shape

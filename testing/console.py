@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from servers import free_port
+from simulators.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config" / "zhongxian"

@@ -1,0 +1,77 @@
+"""Opening a durable SQLite file, one way for every part: WAL, a stated fsync policy, one error type.
+
+    db = open_db(path, SCHEMA, sync=Sync.FULL, what="rules state")
+
+Autocommit mode (``isolation_level=None``): a part that needs a transaction says ``BEGIN`` itself, so what
+is atomic is visible in its code. A file that cannot be opened, created or given its schema raises
+:class:`yujing.errors.StoreError` naming the part and the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from yujing.errors import StoreError
+
+T = TypeVar("T")
+
+
+class Sync(enum.StrEnum):
+    """SQLite's ``synchronous`` in WAL mode: what a commit survives."""
+
+    NORMAL = "NORMAL"  # a process crash (SIGKILL): the WAL is in the OS; a power cut may lose the last commits
+    FULL = "FULL"  # a power cut too: every commit is fsynced (a warning issued, a gateway's outbox)
+
+
+def open_db(path: Path, schema: str, *, sync: Sync, what: str, threads: bool = False) -> sqlite3.Connection:
+    """The database at ``path`` (its directory created), in WAL mode, with ``schema`` applied.
+
+    ``threads``: the connection is also used from worker threads (one at a time, under the caller's lock).
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=not threads)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={sync.value}")
+        db.executescript(schema)
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreError(f"{what} {path}: {exc}") from exc
+    return db
+
+
+class Writer:
+    """One worker thread that runs a database's statements in the order they were handed over, so a commit's
+    fsync (``Sync.FULL``: milliseconds, far more on a busy disk) never stalls the event loop.
+
+        writer = Writer("rules-state")
+        done = writer.submit(store.write, rows)     # on the loop: ordered after everything submitted before
+        await writer.wait(done)                     # ... and acknowledge what it made durable
+        writer.run_now(store.write, rows)           # at shutdown: blocks, still in order
+
+    Open the connection with ``open_db(..., threads=True)`` and use it only through the writer afterwards.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        return self._pool.submit(fn, *args)
+
+    @staticmethod
+    async def wait(done: Future[T]) -> T:
+        return await asyncio.wrap_future(done)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.wrap_future(self._pool.submit(fn, *args))
+
+    def run_now(self, fn: Callable[..., T], *args: Any) -> T:
+        return self._pool.submit(fn, *args).result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)

@@ -1,0 +1,291 @@
+"""The one codec of every payload on the bus (see :mod:`yujing.topics`): pure, no I/O, no stage imported.
+
+- readings: a ReadingBatch or a single Reading (JSON) — :func:`decode_rows`, :func:`decode` below;
+- a gateway's heartbeat: :class:`GatewayStatus` (:func:`decode_status`);
+- a component's loss report: :class:`LossReport` with a :class:`LossReason` (:func:`decode_loss`);
+- a warning: :class:`yujing.model.HazardWarning` (:func:`decode_warning`).
+
+Every decoder raises :class:`yujing.errors.PayloadError` whose ``reason`` is a :class:`Reject` (a metric
+label), so every stage refuses a payload for the same reasons, spelled the same way.
+
+Readings: validation runs in pydantic-core (Rust) straight from bytes; a rejected payload raises
+:class:`yujing.errors.PayloadError` whose ``reason`` is one of :class:`Reject` (a metric label).
+
+Two decoders accept exactly the same payloads:
+
+- :func:`decode_rows`, the intake's: each reading a plain dict of ``Reading``'s fields (a *row*, what
+  ``vars(reading)`` holds), built by a pydantic-core schema derived from ``Reading``'s own. Building a
+  frozen ``Reading`` per reading (its ``model_post_init`` NaN check and ``_utc`` conversion call back
+  into Python for every reading) was ~45 % of the collector's CPU on batched uplinks; rows cost a
+  third of that. A row's ``ts`` is aware but keeps the payload's offset (the stores write it as ns since
+  the epoch; ``Reading`` converts it to UTC); ``value`` is finite unless ``quality`` is not ok; ``quality``
+  is a plain string and ``meta`` may be absent (decoded rows), or a ``Quality`` and a dict (``vars(reading)``).
+- :func:`decode`, the reference: ``Reading`` objects. Any payload the row schema refuses, or that
+  carries a non-finite value, is handed to it, so rejects keep exactly its reasons and messages.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, TypeAdapter, ValidationError
+from pydantic_core import SchemaSerializer, SchemaValidator, core_schema
+
+from yujing.errors import PayloadError
+from yujing.model import HazardWarning, Quality, Reading, ReadingBatch
+
+Row = dict[str, Any]  # a Reading's fields by name (see the module docstring and _row_schema)
+
+
+class Reject(enum.StrEnum):
+    OVERSIZE = "oversize"  # payload larger than max_payload_bytes
+    JSON = "json"  # not JSON at all (garbage, truncated)
+    TYPE = "type"  # a field of the wrong type ("value": "high")
+    NAN = "nan"  # value not finite while quality says ok
+    SCHEMA = "schema"  # missing/extra fields, bad timestamp, too long, bad quantity name
+    EMPTY = "empty"  # a batch with no readings
+
+
+_BATCH = TypeAdapter(ReadingBatch)
+_READING = TypeAdapter(Reading)
+_TYPE_ERRORS = {"float_parsing", "float_type", "string_type", "bool_parsing", "bool_type", "dict_type",
+                "list_type", "int_parsing", "int_type", "model_type", "model_attributes_type"}
+
+
+def _row_schema(*, finite: bool) -> core_schema.TypedDictSchema:
+    """Reading's fields as a typed dict: the same field schemas, without the two Python callbacks
+    (``ts`` not converted to UTC; the NaN check is the caller's). ``finite``: refuse NaN/inf outright.
+
+    Every value of a row is an atomic object (str, float, bool, datetime), so CPython's garbage collector
+    need not track a row: ``quality`` is its plain string (an enum member is a tracked object) and ``meta``
+    is there only when the payload has one (no empty dict per reading). A row that does hold ``meta``
+    (every serialised Reading carries ``{}``) is tracked: see ``collector.service._tune_gc``.
+    """
+    fields = {}
+    for name, field in Reading.__pydantic_core_schema__["schema"]["fields"].items():
+        schema, required = field["schema"], field["schema"]["type"] != "default"
+        if name == "ts":
+            assert schema["type"] == "function-after", "Reading.ts changed: revisit the row schema"
+            schema = schema["schema"]
+        elif name == "value" and finite:
+            schema = core_schema.float_schema(allow_inf_nan=False)
+        elif name == "quality":
+            assert schema["schema"]["cls"] is Quality, "Reading.quality changed: revisit the row schema"
+            schema = core_schema.with_default_schema(core_schema.literal_schema([q.value for q in Quality]),
+                                                     default=schema["default"].value)
+        elif name == "meta":
+            schema = schema["schema"]  # without its default_factory: absent when the payload has none
+        fields[name] = core_schema.typed_dict_field(schema, required=required)
+    return core_schema.typed_dict_schema(fields, extra_behavior="forbid")
+
+
+def _batch_schema(row: core_schema.TypedDictSchema) -> core_schema.TypedDictSchema:
+    gateway = ReadingBatch.__pydantic_core_schema__["schema"]["fields"]["gateway"]["schema"]
+    return core_schema.typed_dict_schema({"gateway": core_schema.typed_dict_field(gateway),
+                                          "readings": core_schema.typed_dict_field(core_schema.list_schema(row))},
+                                         extra_behavior="forbid")
+
+
+_FINITE, _ANY = _row_schema(finite=True), _row_schema(finite=False)
+# Only keys go through pydantic-core's string cache: every reading id is new, so caching values churns it
+# (~10 % of validating a batch, measured).
+_KEYS: core_schema.CoreConfig = {"cache_strings": "keys"}
+_ROW = SchemaValidator(_FINITE, _KEYS), SchemaValidator(_ANY, _KEYS)
+_ROW_BATCH = SchemaValidator(_batch_schema(_FINITE), _KEYS), SchemaValidator(_batch_schema(_ANY), _KEYS)
+_ROWS = SchemaValidator(core_schema.list_schema(_ANY), _KEYS)  # spooled batches, validated once already
+_ROWS_JSON = SchemaSerializer(core_schema.list_schema(_ANY), config={"ser_json_inf_nan": "strings"})
+
+
+def decode_rows(payload: bytes, topic: str, max_bytes: int) -> list[Row]:
+    """The readings in one message as rows; ``gateway`` filled from the batch or the topic when a reading lacks it."""
+    if len(payload) > max_bytes:
+        raise PayloadError(Reject.OVERSIZE, f"{len(payload)} bytes > {max_bytes}", topic=topic)
+    batched = b'"readings"' in payload
+    rows = _rows(payload, 0, batched)  # the common case: every value finite
+    if rows is None:
+        rows = _rows(payload, 1, batched)
+        if rows is None or any(not math.isfinite(r["value"]) and r["quality"] == Quality.OK for r in rows[0]):
+            return [vars(r) for r in decode(payload, topic, max_bytes)]  # raises with the reference's reason
+    rows, gateway = rows if batched else (rows[0], topic.rsplit("/", 1)[-1])
+    if not rows:
+        raise PayloadError(Reject.EMPTY, "batch carries no readings", topic=topic)
+    for r in rows:
+        if not r["gateway"]:
+            r["gateway"] = gateway
+    return rows
+
+
+def _rows(payload: bytes, which: int, batched: bool) -> tuple[list[Row], str] | None:
+    try:
+        if batched:
+            batch = _ROW_BATCH[which].validate_json(payload)
+            return batch["readings"], batch["gateway"]
+        return [_ROW[which].validate_json(payload)], ""
+    except ValidationError:
+        return None
+
+
+def as_rows(batch: list[Reading] | list[Row]) -> list[Row]:
+    """Rows for readings or rows (a list holds one kind)."""
+    return batch if not batch or isinstance(batch[0], dict) else [vars(r) for r in batch]  # type: ignore[misc]
+
+
+def to_readings(rows: list[Row]) -> list[Reading]:
+    """``Reading`` objects for rows (for in-process consumers; ``ts`` becomes UTC)."""
+    return [Reading.model_validate(r) for r in rows]
+
+
+def rows_json(rows: list[Row]) -> bytes:
+    """A JSON array of readings, as ``TypeAdapter(list[Reading]).dump_json`` writes it; :func:`rows_from_json` reads
+    either back."""
+    return _ROWS_JSON.to_json(rows)
+
+
+def rows_from_json(body: bytes) -> list[Row]:
+    return _ROWS.validate_json(body)
+
+
+def decode(payload: bytes, topic: str, max_bytes: int) -> list[Reading]:
+    """The readings in one message; ``gateway`` filled from the batch or the topic when a reading lacks it."""
+    if len(payload) > max_bytes:
+        raise PayloadError(Reject.OVERSIZE, f"{len(payload)} bytes > {max_bytes}", topic=topic)
+    try:
+        if b'"readings"' in payload:
+            batch = _BATCH.validate_json(payload)
+            readings, gateway = batch.readings, batch.gateway
+        else:
+            readings, gateway = [_READING.validate_json(payload)], topic.rsplit("/", 1)[-1]
+    except ValidationError as e:
+        raise PayloadError(_reason(e), _summary(e), topic=topic) from None
+    if not readings:
+        raise PayloadError(Reject.EMPTY, "batch carries no readings", topic=topic)
+    return [r if r.gateway else r.model_copy(update={"gateway": gateway}) for r in readings]
+
+
+def _reason(e: ValidationError) -> Reject:
+    errors = e.errors(include_url=False)
+    kinds = {err["type"] for err in errors}
+    if "json_invalid" in kinds or "json_type" in kinds:
+        return Reject.JSON
+    if any(err["type"] == "value_error" and "finite" in err["msg"] for err in errors):
+        return Reject.NAN
+    if kinds & _TYPE_ERRORS:
+        return Reject.TYPE
+    return Reject.SCHEMA
+
+
+def _summary(e: ValidationError) -> str:
+    err = e.errors(include_url=False)[0]
+    where = ".".join(str(p) for p in err["loc"]) or "payload"
+    more = f" (+{e.error_count() - 1} more)" if e.error_count() > 1 else ""
+    return f"{where}: {err['msg']}{more}"
+
+
+# --- warnings ----------------------------------------------------------------------------------------
+
+_WARNING = TypeAdapter(HazardWarning)
+
+
+def decode_warning(payload: bytes, topic: str = "") -> HazardWarning:
+    try:
+        return _WARNING.validate_json(payload)
+    except ValidationError as e:
+        raise PayloadError(_reason(e), _summary(e), topic=topic) from None
+
+
+def encode(message: BaseModel) -> bytes:
+    """Any message of this module (or the model's) as the bytes that go on the bus."""
+    return message.model_dump_json().encode()
+
+
+# --- gateway heartbeats and loss reports ------------------------------------------------------------------
+
+
+class LossReason(enum.StrEnum):
+    """Why a component dropped readings (the equipment warning says it in Chinese, see rules/equipment.py)."""
+
+    SPOOL_FULL = "spool-full"  # the collector's spool reached its bound (spool_full: drop_oldest)
+    DISK_FULL = "disk-full"  # the collector's disk refused the spool a write (drop_oldest frees room)
+    OUTBOX = "outbox"  # a gateway's outbox dropped readings (its heartbeat's ``outbox_dropped``)
+
+
+def _count_or_none(v: Any) -> int | None:
+    """A cumulative count: a non-negative integer, else None (a bad count must not void the whole heartbeat)."""
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+
+
+def _iso_or_none(v: Any) -> datetime | None:
+    if isinstance(v, datetime):
+        return v
+    try:
+        return datetime.fromisoformat(v) if isinstance(v, str) else None
+    except ValueError:
+        return None
+
+
+def _iso(v: datetime | None) -> str | None:
+    """Timestamps on the wire as ``datetime.isoformat()`` writes them (``+00:00``, not pydantic's ``Z``)."""
+    return v.isoformat() if v is not None else None
+
+
+# A heartbeat and a loss report are read field by field: one field of the wrong shape is read as unknown,
+# and the rest still counts (a heartbeat's arrival alone says its gateway is alive).
+Count = Annotated[int | None, BeforeValidator(_count_or_none)]
+When = Annotated[datetime | None, BeforeValidator(_iso_or_none), PlainSerializer(_iso)]
+Text = Annotated[str, BeforeValidator(lambda v: v if isinstance(v, str) else "")]
+
+
+class GatewayStatus(BaseModel):
+    """``{prefix}/status/{gateway}``, retained; also the gateway's last will (``online`` false).
+
+    Read loosely (``extra`` ignored, bad counts read as unknown): its arrival alone says the gateway is alive.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    gateway: Text = ""
+    online: Annotated[bool, BeforeValidator(lambda v: v is not False)] = True  # only an explicit false is offline
+    ts: When = None
+    started: When = None
+    uptime_s: Annotated[float | None, BeforeValidator(lambda v: v if isinstance(v, (int, float)) else None)] = None
+    outbox_depth: Count = None
+    outbox_dropped: Count = None  # cumulative readings the gateway had to drop (see LossReason.OUTBOX)
+    published: Count = None
+    drill: bool = False
+    devices: Annotated[dict[str, dict[str, Any]], BeforeValidator(lambda v: v if isinstance(v, dict) else {})] = (
+        Field(default_factory=dict))  # device id -> edge.status.DeviceStatus.as_json() + its "rejected" counts
+    # frames a shared listener got for no configured device: listener -> reason -> count
+    unrouted: Annotated[dict[str, dict[str, int]], BeforeValidator(lambda v: v if isinstance(v, dict) else {})] = (
+        Field(default_factory=dict))
+
+
+class LossReport(BaseModel):
+    """``{prefix}/loss/{component}``, QoS 1 and retained: readings a component had to drop, cumulative."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    component: Text = ""  # empty: the topic's last level names it
+    dropped: Annotated[int, BeforeValidator(lambda v: -1 if _count_or_none(v) is None else v), Field(ge=0)]
+    reason: Text = ""  # a LossReason; another component's own words are kept as they are
+    ts: When = None
+
+
+_STATUS = TypeAdapter(GatewayStatus)
+_LOSS = TypeAdapter(LossReport)
+
+
+def decode_status(payload: bytes, topic: str = "") -> GatewayStatus:
+    try:
+        return _STATUS.validate_json(payload)
+    except ValidationError as e:
+        raise PayloadError(_reason(e), _summary(e), topic=topic) from None
+
+
+def decode_loss(payload: bytes, topic: str = "") -> LossReport:
+    try:
+        return _LOSS.validate_json(payload)
+    except ValidationError as e:
+        raise PayloadError(_reason(e), _summary(e), topic=topic) from None
