@@ -20,6 +20,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -27,6 +28,7 @@ from aiohttp import web
 from alerts.config import AlertsConfig
 from alerts.nflog import Notification
 from alerts.pipeline import Pipeline
+from alerts.replay import ProviderEvents
 from alerts.webhooks import CONFIRMED, REJECTED
 from yujing.log import Limiter
 
@@ -41,6 +43,7 @@ class AliyunHooks:
         self.cfg = cfg
         self.pipelines = pipelines
         self.token = token
+        self._replay: ProviderEvents | None = None
 
     def add_to(self, app: web.Application) -> None:
         app.router.add_post("/aliyun/{token}/sms-report", self._sms_report)
@@ -99,17 +102,32 @@ class AliyunHooks:
         if receipts is None:
             return web.Response(status=403, text="forbidden")
         words = {w.lower() for w in self.cfg.ack.confirm_words}
+        received_at = datetime.now(UTC)  # send_time has whole seconds only: too coarse to compare with a request's
         for r in receipts:
             phone = str(r.get("phone_number", ""))
             phone = "+86" + phone if len(phone) == 11 and phone.startswith("1") else phone
             text = str(r.get("content", "")).strip().lower().rstrip("。.!！")
-            if text not in words:
-                log.info("inbound SMS is not a confirmation", extra={"kv": {"from": phone, "body": text[:40]}})
-                continue
-            for p in self.pipelines.values():
-                if p.confirm_reply(phone, "sms"):
-                    CONFIRMED.labels(via="sms", kind=p.kind).inc()
+            # one uplink message, acted on once (alerts/replay.py): a push repeated, or replayed, changes nothing
+            event = f"sms-up:{r.get('sequence_id', '')}:{phone}:{r.get('send_time', '')}"
+            with self._events().acting_on("aliyun", event, received_at) as fresh:
+                if not fresh:
+                    REJECTED.labels(reason="replay").inc()
+                elif text not in words:
+                    log.info("inbound SMS is not a confirmation", extra={"kv": {"from": phone, "body": text[:40]}})
+                elif not any(p.nflog.was_asked(phone, received_at) for p in self.pipelines.values()):
+                    REJECTED.labels(reason="not-asked").inc()
+                    if _limiter.allow("aliyun-not-asked"):
+                        log.warning("a confirmation from a number never asked", extra={"kv": {"from": phone}})
+                else:
+                    for p in self.pipelines.values():
+                        if p.confirm_reply(phone, "sms", received_at):
+                            CONFIRMED.labels(via="sms", kind=p.kind).inc()
         return web.json_response(OK)
+
+    def _events(self) -> ProviderEvents:
+        if self._replay is None:
+            self._replay = ProviderEvents(self.pipelines["real"].nflog)
+        return self._replay
 
     async def _voice_report(self, request: web.Request) -> web.Response:
         receipts = await self._receipts(request)

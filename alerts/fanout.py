@@ -185,7 +185,8 @@ class Dispatcher:
             return
         try:
             results = await sender.send_batch(claimed, wall, nflog.drill)
-        except ProviderError as exc:
+        except Exception as raised:  # noqa: BLE001  as in _send_one: never let a worker die
+            exc = raised if isinstance(raised, ProviderError) else _unexpected(raised, claimed[0])
             results = [exc] * len(claimed)
         for n, got in zip(claimed, results, strict=True):
             if isinstance(got, ProviderError):
@@ -199,7 +200,8 @@ class Dispatcher:
             return  # already sending or sent: the log has the one answer
         try:
             sid = await sender.send(n, wall, nflog.drill, nflog.has_sid)
-        except ProviderError as exc:
+        except Exception as raised:  # noqa: BLE001  a worker that died would take every channel's workers with it
+            exc = raised if isinstance(raised, ProviderError) else _unexpected(raised, n)
             await self._done(sender, nflog, n, wall, None, exc)
             return
         await self._done(sender, nflog, n, wall, sid, None)
@@ -258,6 +260,14 @@ class Dispatcher:
             return
         nflog.failed(n.key, "provider unreachable: could not tell whether it was sent", self.clock.now())
         SENT.labels(channel=n.channel, outcome="failed").inc()
+
+
+def _unexpected(exc: Exception, n: Notification) -> ProviderError:
+    """An error no sender should raise (a bug, a library's surprise): the request may have gone, so it is treated
+    as an outage — looked up at the provider later, never simply sent again."""
+    log.error("sending raised an unexpected error; treating it as an outage", exc_info=exc,
+              extra={"kv": {"key": n.key}})
+    return ProviderError(f"{type(exc).__name__}: {exc}"[:300], retryable=True)
 
 
 class _Stop(Exception):

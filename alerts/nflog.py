@@ -73,6 +73,10 @@ def ref(key: str) -> str:
     return hashlib.sha1(key.encode()).hexdigest()[:20]
 
 
+def _by(sending_at: str | None, when: datetime) -> bool:
+    return sending_at is not None and datetime.fromisoformat(sending_at) <= when
+
+
 # 'sending' is the dangerous window: the request may or may not have reached the provider.
 PENDING = ("queued", "sending")
 DONE = ("sent", "queued-at-provider", "delivered", "undelivered", "failed", "rejected", "ringing", "in-progress",
@@ -306,11 +310,19 @@ class NotificationLog:
     def for_warning(self, warning_id: str) -> list[Notification]:
         return self._many("warning_id=? ORDER BY seq", (warning_id,))
 
-    def awaiting_confirmation(self, phone: str) -> list[Notification]:
-        """Notifications to ``phone`` that asked for 叫应 and are not yet confirmed, newest first."""
-        return self._many("phone=? AND ack=1 AND NOT EXISTS (SELECT 1 FROM confirmations c WHERE "
+    def awaiting_confirmation(self, phone: str, asked_by: datetime | None = None) -> list[Notification]:
+        """Notifications to ``phone`` that asked for 叫应 and are not yet confirmed, newest first; with ``asked_by``
+        only those whose request to the provider was made by then (``sending_at``, wall clock)."""
+        rows = self._many("phone=? AND ack=1 AND NOT EXISTS (SELECT 1 FROM confirmations c WHERE "
                           "c.warning_id=notifications.warning_id AND c.phone=notifications.phone) ORDER BY seq DESC",
                           (phone,))
+        return rows if asked_by is None else [n for n in rows if _by(n.sending_at, asked_by)]
+
+    def was_asked(self, phone: str, asked_by: datetime) -> bool:
+        """Was ``phone`` ever asked to confirm anything, by a request made by ``asked_by``?"""
+        rows = self.db.execute("SELECT sending_at FROM notifications WHERE phone=? AND ack=1 AND "
+                               "sending_at IS NOT NULL", (phone,))
+        return any(_by(at, asked_by) for (at,) in rows)
 
     def _one(self, where: str, args: tuple) -> Notification | None:
         rows = self._many(where + " LIMIT 1", args)

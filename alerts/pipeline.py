@@ -10,8 +10,10 @@ rate limits (one :class:`~alerts.fanout.Dispatcher`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +28,7 @@ from alerts.group import Decision, Grouper, Verdict
 from alerts.nflog import Notification, NotificationLog
 from alerts.plan import estimate
 from alerts.render import Renderer
+from alerts.retry import FAILURES, Failed, Retries, Stage, alarm, duty_office
 from alerts.route import DrillRouted, Recipient, drill_route, route
 from yujing.clock import Clock
 from yujing.config.people import Channel, Person, Role
@@ -59,6 +62,8 @@ class Pipeline:
         self.grouper = Grouper(self.cfg.grouping.wait_s, self.cfg.silences, self._chain_ids)
         self.escalator = Escalator(self.cfg, self.directory)
         self.kind = "drill" if self.drill else "real"
+        self.retries = Retries(self.kind, self.clock)
+        self._stage = Stage.GROUP  # the stage _decide_one is in (what a failure is counted under)
         self.templated = any(p is not ProviderName.TWILIO for p in self.cfg.providers)  # approved templates only
         self._allowed: frozenset[str] | None = None
 
@@ -69,35 +74,79 @@ class Pipeline:
             raise ValueError(f"a {'drill' if w.drill else 'real'} warning reached the {self.kind} pipeline")
         now = self.clock.now()
         if not self.nflog.record_warning(w, now):
-            return  # a re-delivery (QoS 1, persistent session): already recorded, already acted on
-        self.nflog.event(now, w.id, "", "received", {"level": w.level.value, "state": w.state.value})
-        await self._decide(self.grouper.offer(w, now))
+            return  # a re-delivery (QoS 1, persistent session): already recorded, already acted on (or retried)
+        # From here on the warning is in the log: whatever fails is retried from it, never dropped (alerts/retry.py)
+        await self._offer(w)
+
+    async def _offer(self, w: HazardWarning) -> None:
+        now = self.clock.now()
+        try:
+            if w.id not in self.retries:
+                self.nflog.event(now, w.id, "", "received", {"level": w.level.value, "state": w.state.value})
+            decisions = self.grouper.offer(w, now)
+        except Exception as exc:  # noqa: BLE001  a bug or a full disk must not lose the warning: retried
+            self._failed(w, Stage.GROUP, exc)
+            return
+        if w.id in self.retries:
+            self._recovered(w.id)
+        await self._decide(decisions)
 
     async def tick(self) -> None:
         """Flush held groups and run due escalation steps; call whenever :meth:`next_due` passes."""
         now = self.clock.now()
         await self._decide(self.grouper.due(now))
+        for f in self.retries.due(now):
+            latest = self.nflog.latest(f.warning.key)
+            if latest is not None and latest.version > f.warning.version:  # a newer version speaks instead
+                self.retries.recovered(f.warning.id)
+                self.nflog.set_warning_state(f.warning.id, "superseded")
+                self.nflog.event(now, f.warning.id, "", "handling-superseded", {"by": latest.id})
+                continue
+            if isinstance(f.item, Decision):
+                await self._decide([f.item])
+            else:
+                await self._offer(f.item)
+        failed: Exception | None = None
         for wid, origin, step, due in list(self.nflog.due_escalations()):
             if due > now:
                 break
-            # one transaction: a crash leaves the step either due (it runs again) or done with its calls queued
-            with self.nflog.transaction():
-                esc = self.escalator.step(self.nflog, wid, origin, step, now)
-                w = self.nflog.warning(wid)
-                if esc is None or w is None:
-                    continue
-                people = esc.recipients
-                if self.drill:  # the step is timed as for real; only its participants are called
-                    people = self._taking_part(w, people, attempt=esc.attempt, now=now, observers=False)
-                fresh = self.nflog.enqueue(self._items(w, people, esc.attempt, escalation=True), now)
-                self.nflog.event(now, w.id, "", "escalation-queued", {"recipients": len(people),
-                                                                       "notifications": len(fresh),
-                                                                       "attempt": esc.attempt})
-            self.dispatcher.submit(self.nflog, fresh)
-            self._routed(w, len(people), len(fresh))
+            try:
+                self._escalate(wid, origin, step, now)
+            except Exception as exc:  # noqa: BLE001  one chain's failure must not hold up the others' steps
+                failed = failed or exc
+                self._escalation_failed(wid, exc)
+        if failed is not None:
+            raise failed  # the failed steps are still due: the timer retries them after a pause
+
+    def _escalate(self, wid: str, origin: str, step: int, now: datetime) -> None:
+        # one transaction: a crash leaves the step either due (it runs again) or done with its calls queued
+        with self.nflog.transaction():
+            esc = self.escalator.step(self.nflog, wid, origin, step, now)
+            w = self.nflog.warning(wid)
+            if esc is None or w is None:
+                return
+            people = esc.recipients
+            if self.drill:  # the step is timed as for real; only its participants are called
+                people = self._taking_part(w, people, attempt=esc.attempt, now=now, observers=False)
+            fresh = self.nflog.enqueue(self._items(w, people, esc.attempt, escalation=True), now)
+            self.nflog.event(now, w.id, "", "escalation-queued", {"recipients": len(people),
+                                                                   "notifications": len(fresh),
+                                                                   "attempt": esc.attempt})
+        self.dispatcher.submit(self.nflog, fresh)
+        self._routed(w, len(people), len(fresh))
+
+    def _escalation_failed(self, wid: str, exc: Exception) -> None:
+        """Counted, and the duty office alarmed (once per warning); the step itself stays due and is retried."""
+        stage = Stage.ESCALATE  # whatever raised (the log's disk included): it is the step that did not happen
+        FAILURES.labels(stage=stage.value, kind=self.kind).inc()
+        with contextlib.suppress(sqlite3.Error):
+            w = self.nflog.warning(wid)
+            if w is not None:
+                self._alarm(w, Failed(w, stage, f"{type(exc).__name__}: {exc}"[:300], 1, self.clock.now()))
 
     def next_due(self) -> datetime | None:
-        times = [t for t in (self.grouper.next_due(), self.escalator.next_due(self.nflog)) if t is not None]
+        times = [t for t in (self.grouper.next_due(), self.escalator.next_due(self.nflog), self.retries.next_due())
+                 if t is not None]
         return min(times) if times else None
 
     async def restore(self) -> None:
@@ -106,8 +155,8 @@ class Pipeline:
         for state in ("routed", "grouped", "inhibited", "silenced"):
             for w in self.nflog.warnings_in(state):
                 self.grouper.restore(w, state == "routed", now)
-        for w in self.nflog.warnings_in("received"):
-            await self._decide(self.grouper.offer(w, now))
+        for w in self.nflog.warnings_in("received") + self.nflog.warnings_in("failed"):
+            await self._offer(w)
         queued, found = await self.dispatcher.recover(self.nflog)
         if queued or found:
             log.info("notification log recovered", extra={"kv": {"kind": self.kind, "requeued": queued,
@@ -115,37 +164,102 @@ class Pipeline:
 
     # ---- decide -----------------------------------------------------------------------------------
     async def _decide(self, decisions: list[Decision]) -> None:
-        now = self.clock.now()
+        """Carry out each decision; one that fails is retried (alerts/retry.py) and the others go on."""
         for d in decisions:
-            DECISIONS.labels(verdict=d.verdict.value, kind=self.kind).inc()
-            w = d.warning
-            if d.verdict is Verdict.HOLD:
-                continue
-            if d.verdict is not Verdict.SEND:
-                if d.verdict is not Verdict.DUPLICATE:
-                    self.nflog.set_warning_state(w.id, d.verdict.value)
-                    self.nflog.event(now, w.id, "", d.verdict.value, {"by": d.by})
-                continue
-            sent = w.model_copy(update={"evidence": list(d.evidence)}) if d.evidence else w
-            if w.state is WarningState.LIFTED:
-                recipients = self._lift_recipients(d.keys)
+            self._stage = Stage.GROUP
+            try:
+                await self._decide_one(d)
+            except Exception as exc:  # noqa: BLE001  never swallowed: counted, alarmed and retried
+                self._failed(d, Stage.LOG if isinstance(exc, sqlite3.Error) else self._stage, exc)
             else:
-                routed = route(w, self.directory, self.cfg)
-                for p in routed.problems:
-                    PROBLEMS.labels(reason=p.split(" ")[0]).inc()
-                    if _limiter.allow(("route", p)):
-                        log.warning("routing problem", extra={"kv": {"warning": w.id, "problem": p}})
-                recipients = routed.recipients
-                if self.drill:  # routed like the real warning, then cut down to the people taking part
-                    recipients = self._taking_part(w, recipients, attempt=1, now=now, observers=True)
-            self.escalator.supersede(self.nflog, w.key, w.id, now)
-            await self._notify(sent, recipients, attempt=1)
-            if self.publish is not None:  # before 'routed': a crash in between re-decides it, CAP included
-                try:
-                    await self.publish(sent, self.text(sent, ack=False, channel="sms"))
-                except Exception:  # publishing CAP must never stop the phones
-                    log.exception("publishing the CAP document failed", extra={"kv": {"warning": w.id}})
-            self.nflog.set_warning_state(w.id, "routed")
+                if d.warning.id in self.retries:
+                    self._recovered(d.warning.id)
+
+    async def _decide_one(self, d: Decision) -> None:
+        now = self.clock.now()
+        if d.warning.id not in self.retries:
+            DECISIONS.labels(verdict=d.verdict.value, kind=self.kind).inc()
+        w = d.warning
+        if d.verdict is Verdict.HOLD:
+            return
+        if d.verdict is not Verdict.SEND:
+            if d.verdict is not Verdict.DUPLICATE:
+                self.nflog.set_warning_state(w.id, d.verdict.value)
+                self.nflog.event(now, w.id, "", d.verdict.value, {"by": d.by})
+            return
+        sent = w.model_copy(update={"evidence": list(d.evidence)}) if d.evidence else w
+        self._stage = Stage.ROUTE
+        if w.state is WarningState.LIFTED:
+            recipients = self._lift_recipients(d.keys)
+        else:
+            routed = route(w, self.directory, self.cfg)
+            for p in routed.problems:
+                PROBLEMS.labels(reason=p.split(" ")[0]).inc()
+                if _limiter.allow(("route", p)):
+                    log.warning("routing problem", extra={"kv": {"warning": w.id, "problem": p}})
+            recipients = routed.recipients
+            if self.drill:  # routed like the real warning, then cut down to the people taking part
+                recipients = self._taking_part(w, recipients, attempt=1, now=now, observers=True)
+        self._stage = Stage.RENDER
+        self.escalator.supersede(self.nflog, w.key, w.id, now)
+        await self._notify(sent, recipients, attempt=1)
+        if self.publish is not None:  # before 'routed': a crash in between re-decides it, CAP included
+            try:
+                await self.publish(sent, self.text(sent, ack=False, channel="sms"))
+            except Exception:  # publishing CAP must never stop the phones
+                log.exception("publishing the CAP document failed", extra={"kv": {"warning": w.id}})
+        self.nflog.set_warning_state(w.id, "routed")
+
+    # ---- when a stage fails -----------------------------------------------------------------------
+    def _failed(self, item: Decision | HazardWarning, stage: Stage, exc: BaseException) -> None:
+        """Keep ``item`` for a retry with backoff, mark it failed in the log, and tell the county duty office."""
+        f = self.retries.failed(item, stage, exc)
+        now = self.clock.now()
+        # the log may be what failed: then the retry is in memory, and the warning 'received' on disk
+        with contextlib.suppress(sqlite3.Error):
+            self.nflog.set_warning_state(f.warning.id, "failed")
+            self.nflog.event(now, f.warning.id, "", "handling-failed", {
+                "stage": stage.value, "error": f.error, "attempt": f.attempts})
+        if not f.alarmed:  # an alarm the log refused is tried again at the next failure, or at recovery
+            f.alarmed = self._alarm(f.warning, f)
+
+    def _recovered(self, warning_id: str) -> None:
+        f = self.retries.recovered(warning_id)
+        if f is None:
+            return
+        with contextlib.suppress(sqlite3.Error):
+            self.nflog.event(self.clock.now(), warning_id, "", "handling-recovered", {"attempts": f.attempts})
+        if not f.alarmed:  # late is still worth the duty office's knowing
+            self._alarm(f.warning, f)
+
+    def _alarm(self, w: HazardWarning, f: Failed) -> bool:
+        """The equipment-style alarm to the county duty office (drill participants, in a drill): once per warning."""
+        now = self.clock.now()
+        to = ([("drill", "drill", p) for p in self.drill_people] if self.drill
+              else duty_office(self.directory, w))
+        a, items = alarm(w, f, to, self.drill, now)
+        if self.templated:  # a provider of approved templates only: the alarm goes as an equipment warning's
+            try:
+                for n in items:
+                    n.template = self.rendered(a, False, n.channel)[1]
+            except Exception:  # noqa: BLE001  the full text still goes to any full-text provider
+                log.exception("could not render the internal alarm for a template provider")
+        try:
+            if not self.nflog.record_warning(a, now):
+                return True  # already raised for this warning
+            with self.nflog.transaction():
+                fresh = self.nflog.enqueue(items, now)
+                self.nflog.set_warning_state(a.id, "internal-alarm")  # not 'routed': no group, no CAP, not restored
+                self.nflog.event(now, w.id, "", "internal-alarm", {"alarm": a.id, "to": [n.phone for n in fresh]})
+        except sqlite3.Error:
+            log.exception("could not queue the internal alarm", extra={"kv": {"warning": w.id}})
+            with contextlib.suppress(sqlite3.Error):  # not raised yet: the next failure tries again
+                self.nflog.db.execute("DELETE FROM warnings WHERE id=? AND state='received'", (a.id,))
+            return False
+        if not to:
+            log.error("no county duty office to alarm", extra={"kv": {"warning": w.id}})
+        self.dispatcher.submit(self.nflog, fresh)
+        return True
 
     def _taking_part(self, w: HazardWarning, found: list[Recipient], *, attempt: int, now: datetime,
                      observers: bool) -> list[Recipient]:
@@ -268,8 +382,17 @@ class Pipeline:
 
     # ---- callbacks from the provider -------------------------------------------------------------
     async def on_outcome(self, outcome: Outcome) -> None:
-        if outcome.error is not None and outcome.notification.channel == Channel.SMS.value:
-            await self._fallback(outcome.notification, f"provider: {outcome.error}")
+        if outcome.error is None:
+            return
+        n = outcome.notification
+        if n.channel == Channel.SMS.value:
+            await self._fallback(n, f"provider: {outcome.error}")
+        w = self.nflog.warning(n.warning_id)
+        if w is not None and n.reason != "alerts-failure":  # an alarm that failed cannot be alarmed about
+            # refused for good: that person may not be reached at all (the SMS's call fallback and 叫应 carry on);
+            # the duty office hears of it, once per warning
+            FAILURES.labels(stage=Stage.SEND.value, kind=self.kind).inc()
+            self._alarm(w, Failed(w, Stage.SEND, f"{n.phone} {n.channel}: {outcome.error}"[:300], 1, self.clock.now()))
 
     async def on_status(self, sid: str, status: str, error: str) -> Notification | None:
         now = self.clock.now()
@@ -301,10 +424,12 @@ class Pipeline:
     def confirm(self, n: Notification, via: str) -> bool:
         return self.escalator.confirm(self.nflog, n, via, self.clock.now())
 
-    def confirm_reply(self, phone: str, via: str) -> list[str]:
-        """An SMS reply from ``phone`` confirms every warning it was asked to confirm and has not yet."""
+    def confirm_reply(self, phone: str, via: str, received_at: datetime) -> list[str]:
+        """An SMS reply from ``phone`` that the provider received at ``received_at`` (wall clock) confirms every
+        warning it was asked to confirm, by a request made by then, and has not confirmed yet; not one asked
+        later (the reply cannot be about it)."""
         done: list[str] = []
-        for n in self.nflog.awaiting_confirmation(phone):
+        for n in self.nflog.awaiting_confirmation(phone, asked_by=received_at):
             if n.warning_id not in done:
                 self.confirm(n, via)
                 done.append(n.warning_id)

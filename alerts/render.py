@@ -78,6 +78,11 @@ def check_templates(templates: dict[str, str]) -> None:
         unknown = {f.split(".")[0].split("[")[0] for f in fields} - VARIABLES
         if "" in unknown or unknown:
             raise ValueError(f"template {name!r}: unknown variable(s) {sorted(unknown)}; known: {sorted(VARIABLES)}")
+        try:  # known names can still fail to format ('{site_name:d}', '{title[9]}'): find out now, not at a red
+            for sample in ("", "示例文字"):  # every variable is a string, and may be empty
+                text.format(**dict.fromkeys(VARIABLES, sample))
+        except (ValueError, IndexError, KeyError, AttributeError, TypeError) as exc:
+            raise ValueError(f"template {name!r} cannot be rendered: {exc}") from None
 
 
 def template_for(templates: dict[str, str], hazard: Hazard, level: Level, lift: bool,

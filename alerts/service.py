@@ -4,11 +4,16 @@
     await serve(rt, drill_recipients=[Person(...)])   # a drill that brings its own list
 
 It subscribes ``{prefix}/warnings/#`` (QoS 1) on a persistent session (:mod:`yujing.bus`: a fixed client
-id, MQTT 5 session expiry) and acknowledges each message only after the warning is in the notification log, so a crash
-never loses one. If the log cannot take it (SQLite error: disk full, locked), the message stays
-unacknowledged and the service reconnects (backing off) so that the broker sends it again. The webhook server takes Twilio's signed callbacks and serves CAP documents, which
-are also published on ``{prefix}/cap/{hazard}/{site}`` (QoS 1, retained; one thread per group, see below). Each CAP document is kept in
-the notification log before the warning counts as routed, and marked once the broker took it; so after a
+id, MQTT 5 session expiry) and acknowledges each message only after the warning is in the notification log,
+so a crash never loses one. If the log cannot take it (SQLite error: disk full, locked; or any other error
+before it is recorded), the message stays unacknowledged and the service reconnects (backing off) so that the
+broker sends it again. Once it is in the log, a stage that fails (route, render, the log refusing its
+notifications) no longer concerns the broker: the warning is retried from the log with backoff, visible as
+failed, and the county duty office is alarmed (alerts/retry.py).
+
+The webhook server takes Twilio's signed callbacks and serves CAP documents, which are also published on
+``{prefix}/cap/{hazard}/{site}`` (QoS 1, retained; one thread per group, see below). Each CAP document is kept
+in the notification log before the warning counts as routed, and marked once the broker took it; so after a
 crash the next Update still references the message before it, and a document the broker never got is
 published when the broker is next reached. Timers run on ``rt.clock``.
 """
@@ -271,8 +276,8 @@ async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _Ca
                     if msg.matches(topic):  # the embedded demo broker sometimes sends retained strays
                         try:
                             await _on_message(rt, pipelines, msg.payload, msg.topic)
-                        except sqlite3.Error as exc:  # not acknowledged: the broker sends it again
-                            raise _Unlogged(str(exc)) from exc
+                        except Exception as exc:  # noqa: BLE001  not in the log: not acknowledged, sent again
+                            raise _Unlogged(f"{type(exc).__name__}: {exc}") from exc
                     elif msg.topic in duty:  # the duty office's requests and silences
                         try:
                             _on_duty(rt, pipelines, msg.payload, msg.topic)
@@ -342,10 +347,6 @@ async def _on_message(rt: Runtime, pipelines: dict[str, Pipeline], payload: Any,
         return
     if rt.drill and not w.drill:  # a drill run marks everything it makes
         w = w.model_copy(update={"drill": True})
-    try:
-        await pipelines["drill" if w.drill else "real"].handle(w)
-    except sqlite3.Error:
-        raise  # not (surely) in the log: the caller leaves it unacknowledged
-    except Exception:
-        REJECTED.labels(reason="failed").inc()
-        log.exception("handling a warning failed", extra={"kv": {"warning": w.id}})
+    # Whatever fails once the warning is in the log is retried from the log (alerts/retry.py); whatever raises
+    # here failed before it was (the log's disk, a bug in recording): the caller leaves it unacknowledged.
+    await pipelines["drill" if w.drill else "real"].handle(w)

@@ -9,6 +9,11 @@
 
 Every POST must carry a valid ``X-Twilio-Signature`` over the *public* URL (``alerts.webhook.public_url``)
 and the form parameters; forgeries get 403, are counted and logged (rate-limited), and change nothing.
+A signature carries no time, so a captured request stays valid: each is acted on once, by the provider's
+id of its event (:mod:`alerts.replay`, durable); a replay is answered as if it were fine (the provider must
+not retry it), counted (``reason="replay"``) and changes nothing. A confirmation by SMS counts only for
+what its sender was asked before the reply arrived; one from a number never asked is refused and counted
+(``reason="not-asked"``).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 
 from aiohttp import web
 from prometheus_client import Counter
@@ -25,12 +31,15 @@ from twilio.twiml.voice_response import VoiceResponse
 from alerts.cap import CapBook
 from alerts.config import AlertsConfig
 from alerts.pipeline import Pipeline
+from alerts.replay import ProviderEvents
 from yujing.log import Limiter
 
 log = logging.getLogger("yujing.alerts.webhooks")
 REJECTED = Counter("yujing_alerts_webhook_rejected_total", "Webhook requests refused", ["reason"])
 CONFIRMED = Counter("yujing_alerts_confirmations_total", "叫应 confirmations", ["via", "kind"])
 _limiter = Limiter(60.0)
+PROVIDER = "twilio"
+_EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 
 class Webhooks:
@@ -42,6 +51,21 @@ class Webhooks:
         self.public_url = cfg.webhook.public_url.rstrip("/")
         self.port = cfg.webhook.port
         self.extra: list[Callable[[web.Application], None]] = []  # other providers' routes (aliyun_hooks)
+        self._events: ProviderEvents | None = None
+
+    @property
+    def events(self) -> ProviderEvents:
+        """The replay store, in the real notification log (opened once the pipelines exist)."""
+        if self._events is None:
+            self._events = ProviderEvents(self.pipelines["real"].nflog)
+        return self._events
+
+    def _refuse(self, request: web.Request, reason: str, form: dict[str, str], event: str = "") -> None:
+        REJECTED.labels(reason=reason).inc()
+        if _limiter.allow(("refuse", reason, request.path)):
+            log.warning("refused a signed Twilio request", extra={"kv": {
+                "path": request.path, "reason": reason, "event": event, "from": form.get("From", ""),
+                "suppressed": _limiter.take_suppressed(("refuse", reason, request.path))}})
 
     @property
     def base_url(self) -> str:
@@ -84,40 +108,66 @@ class Webhooks:
         sid = form.get("MessageSid") or form.get("CallSid") or ""
         status = form.get("MessageStatus") or form.get("CallStatus") or ""
         if p is not None and sid and status:
-            await p.on_status(sid, status, form.get("ErrorCode", ""))
+            event = f"status:{sid}:{status}"  # each status of a message or call is reported once
+            with self.events.acting_on(PROVIDER, event, datetime.now(UTC)) as fresh:
+                if not fresh:
+                    self._refuse(request, "replay", form, event)
+                    return web.Response(status=204)
+                await p.on_status(sid, status, form.get("ErrorCode", ""))
         return web.Response(status=204)
 
     async def _gather(self, request: web.Request) -> web.Response:
         form = await self._verified(request)
         if form is None:
             return web.Response(status=403, text="invalid signature")
-        p = self._pipeline(request)
-        n = p.nflog.by_ref(request.query.get("n", "")) if p is not None else None
-        r = VoiceResponse()
-        lang, voice = self.cfg.voice_language, self.cfg.voice
-        if p is not None and n is not None and form.get("Digits", "") == self.cfg.ack.digits:
-            if p.confirm(n, "voice"):
-                CONFIRMED.labels(via="voice", kind=p.kind).inc()
-            r.say("已确认收到预警，谢谢。请按预案行动。", language=lang, voice=voice)
-        else:
-            r.say("未能确认，我们将再次与您联系。", language=lang, voice=voice)
+        call, digits = form.get("CallSid", ""), form.get("Digits", "")
+        if not call:
+            self._refuse(request, "no-event-id", form)
+            return web.Response(status=400, text="no CallSid")
+        event = f"gather:{call}:{digits}"  # the keys pressed on one call, acted on once
+        with self.events.acting_on(PROVIDER, event, datetime.now(UTC)) as fresh:
+            if not fresh:
+                self._refuse(request, "replay", form, event)
+                return web.Response(text=_EMPTY_TWIML, content_type="application/xml")
+            p = self._pipeline(request)
+            n = p.nflog.by_ref(request.query.get("n", "")) if p is not None else None
+            r = VoiceResponse()
+            lang, voice = self.cfg.voice_language, self.cfg.voice
+            if n is not None and not n.ack:  # that call asked nothing: a keypress on it confirms nothing
+                self._refuse(request, "not-asked", form, event)
+                n = None
+            if p is not None and n is not None and digits == self.cfg.ack.digits:
+                if p.confirm(n, "voice"):
+                    CONFIRMED.labels(via="voice", kind=p.kind).inc()
+                r.say("已确认收到预警，谢谢。请按预案行动。", language=lang, voice=voice)
+            else:
+                r.say("未能确认，我们将再次与您联系。", language=lang, voice=voice)
         return web.Response(text=str(r), content_type="application/xml")
 
     async def _sms(self, request: web.Request) -> web.Response:
         form = await self._verified(request)
         if form is None:
             return web.Response(status=403, text="invalid signature")
+        received_at = datetime.now(UTC)  # Twilio posts an inbound SMS as it receives it
+        sid = form.get("MessageSid") or form.get("SmsSid") or ""
+        if not sid:
+            self._refuse(request, "no-event-id", form)
+            return web.Response(status=400, text="no MessageSid")
         phone = form.get("From", "")
         body = form.get("Body", "").strip().lower().rstrip("。.!！")
         words = {w.lower() for w in self.cfg.ack.confirm_words}
-        if body in words:
-            for p in self.pipelines.values():
-                done = p.confirm_reply(phone, "sms")
-                if done:
-                    CONFIRMED.labels(via="sms", kind=p.kind).inc()
-        else:
-            log.info("inbound SMS is not a confirmation", extra={"kv": {"from": phone, "body": body[:40]}})
-        return web.Response(text='<?xml version="1.0" encoding="UTF-8"?><Response/>', content_type="application/xml")
+        with self.events.acting_on(PROVIDER, f"sms:{sid}", received_at) as fresh:
+            if not fresh:
+                self._refuse(request, "replay", form, f"sms:{sid}")
+            elif body not in words:
+                log.info("inbound SMS is not a confirmation", extra={"kv": {"from": phone, "body": body[:40]}})
+            elif not any(p.nflog.was_asked(phone, received_at) for p in self.pipelines.values()):
+                self._refuse(request, "not-asked", form, f"sms:{sid}")
+            else:
+                for p in self.pipelines.values():
+                    if p.confirm_reply(phone, "sms", received_at):
+                        CONFIRMED.labels(via="sms", kind=p.kind).inc()
+        return web.Response(text=_EMPTY_TWIML, content_type="application/xml")
 
     async def _cap_index(self, request: web.Request) -> web.Response:
         return web.json_response([{"identifier": i, "url": f"/cap/{i}.xml"} for i in self.caps.order])

@@ -8,6 +8,8 @@ MESSAGES = Counter("yujing_collector_messages_total", "MQTT messages received")
 READINGS_IN = Counter("yujing_collector_readings_in_total", "Readings accepted (valid, not duplicates)")
 READINGS_OUT = Counter("yujing_collector_readings_out_total", "Readings written to the database", ["path"])
 REJECTED = Counter("yujing_collector_rejected_total", "Messages rejected, by reason", ["reason"])
+REFUSED = Counter("yujing_collector_refused_readings_total",
+                  "Readings refused because their topic's gateway may not publish them (yujing.provenance)", ["reason"])
 DUPLICATES = Counter("yujing_collector_duplicates_total", "Re-sent readings skipped (already stored or spooled)")
 BATCH_SIZE = Histogram("yujing_collector_batch_readings", "Readings per database write",
                        buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000, 20000, 50000))

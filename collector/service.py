@@ -23,7 +23,7 @@ import paho.mqtt.client as paho
 
 from collector import metrics as m
 from collector.config import CollectorConfig
-from yujing.wire import decode_rows, to_readings
+from yujing.wire import Row, decode_rows, to_readings
 from collector.loss import LossReport
 from collector.sink import Batch, Sink
 from collector.spool import Spool
@@ -35,6 +35,7 @@ from yujing.errors import PayloadError
 from yujing.log import Limiter
 from yujing.model import Reading
 from yujing.bus import Session, Subscription, reconnecting
+from yujing.provenance import Refusal, Senders
 from yujing.runtime import Runtime
 
 log = logging.getLogger("yujing.collector")
@@ -55,6 +56,7 @@ class Intake:
                  on_accepted: OnAccepted | None) -> None:
         self.cfg, self.prefix, self.sink, self.dedup, self.rt = cfg, prefix, sink, dedup, rt
         self.on_accepted = on_accepted
+        self.senders = Senders(rt.config.gateways)
         self.batch = Batch()
         self.sub: Subscription | None = None  # the live connection (None: acks are void, publishes wait)
         self._timer: asyncio.TimerHandle | None = None
@@ -76,6 +78,8 @@ class Intake:
         except PayloadError as e:
             self._reject(e, msg)
             readings = []
+        if readings and self.senders.enforced:
+            readings = self._screen(readings, msg)
         if readings:
             fresh = self.dedup.fresh(readings, self._now)
             self._duplicates += len(readings) - len(fresh)
@@ -117,6 +121,31 @@ class Intake:
             sub.ack(gen, mid, qos)
         if sub.paused and self.sink.queue.qsize() < _MAX_QUEUED_BATCHES // 2:
             sub.resume()
+
+    def _screen(self, rows: list[Row], msg: paho.MQTTMessage) -> list[Row]:
+        """The readings the topic's gateway may speak for (see :mod:`yujing.provenance`); the others are refused:
+        counted, logged once per (reason, gateway) a minute, and the message dead-lettered once per reason."""
+        gateway = topics.gateway_of(msg.topic)
+        refusal = self.senders.refusal
+        refused: dict[Refusal, list[Row]] = {}
+        kept = []
+        for r in rows:
+            why = refusal(gateway, r["gateway"], r["site"], r["sensor"])
+            if why is None:
+                kept.append(r)
+            else:
+                refused.setdefault(why, []).append(r)
+        for why, bad in refused.items():
+            m.REFUSED.labels(why).inc(len(bad))
+            key = (why, gateway)
+            if self._limiter.allow(key):
+                log.warning("refused readings a gateway may not publish", extra={"kv": {
+                    "reason": why.value, "topic": msg.topic, "gateway": gateway, "claimed": bad[0]["gateway"],
+                    "site": bad[0]["site"], "sensor": bad[0]["sensor"], "readings": len(bad),
+                    "suppressed": self._limiter.take_suppressed(key)}})
+            if self.cfg.deadletter and self.sub is not None:
+                self.sub.publish_nowait(topics.deadletter(self.prefix, why), msg.payload[:_DEADLETTER_SAMPLE])
+        return kept if refused else rows
 
     def _reject(self, e: PayloadError, msg: paho.MQTTMessage) -> None:
         m.REJECTED.labels(e.reason).inc()
@@ -192,6 +221,8 @@ async def serve(rt: Runtime, on_accepted: OnAccepted | None = None) -> None:
             loss = LossReport(rt.config.mqtt.topic_prefix, cfg.client_id, spool, rt.clock, lambda: intake.sub)
             sink = Sink(cfg, store, spool, rt.clock, lambda acks: intake.ack(acks), loss)
             intake = Intake(cfg, rt.config.mqtt.topic_prefix, sink, dedup, rt, on_accepted)
+            if not intake.senders.enforced:
+                log.warning("no gateways configured: any authenticated publisher's readings are accepted for any site")
             draining = asyncio.Event()
             sink_task = asyncio.create_task(sink.run(draining))
             # healthy: subscribed and the database answering (spooling keeps readings, but they wait)

@@ -46,7 +46,9 @@ class RainThresholds(_Strict):
     orange: dict[int, float] = Field(default_factory=lambda: {3: 50.0})
     red: dict[int, float] = Field(default_factory=lambda: {3: 100.0})
     hysteresis_mm: float = Field(default=2.0, ge=0)  # stay at a level until the total falls this far below it
-    counter_max_mm: float | None = Field(default=None, gt=0)  # the counter wraps to 0 on reaching this (65536 × 0.1 mm)
+    # the counter wraps to 0 on reaching this: a 16-bit register of 0.1 mm tips (65536 × 0.1 mm). A gauge with
+    # other tips sets its own (0.5 mm tips: 32768); null: the counter never wraps (a drop is a reset or a glitch)
+    counter_max_mm: float | None = Field(default=6553.6, gt=0)
     max_rate_mm_per_h: float = Field(default=250.0, gt=0)  # a counter jump faster than this is not rain
     gap_s: float = Field(default=900.0, gt=0)  # a longer silence is a gap: its rain is spread over it
     mechanics: Mechanics = Field(default_factory=lambda: Mechanics(clear_after_s=3600.0))
@@ -134,9 +136,14 @@ class LandslideThresholds(_Strict):
     angle_deg: dict[Level, float] = Field(default_factory=lambda: {
         Level.BLUE: 40.0, Level.YELLOW: 50.0, Level.ORANGE: 80.0, Level.RED: 85.0})
     rate_mm_per_day: dict[Level, float] = Field(default_factory=dict)  # fallback: e.g. {blue: 1, red: 20}
-    smoothing_s: float = Field(default=6 * 3600.0, gt=0)  # rate = displacement over this window
+    smoothing_s: float = Field(default=6 * 3600.0, gt=0)  # rate = displacement over this window ...
+    # ... and over at least this many readings, however far apart: a daily 群测群防 reading or a GNSS fix every
+    # few hours is graded over its last readings, not never
+    min_points: int = Field(default=3, ge=2)
+    # a rate over a longer span says nothing about now: the site is then not graded, and its maintainer is told
+    max_window_s: float = Field(default=7 * 86400.0, gt=0)
     min_span_s: float = Field(default=3600.0, gt=0)  # no rate before this much data is in the window
-    persist_n: int = Field(default=3, ge=1)  # a level counts after this many consecutive evaluations
+    persist_n: int = Field(default=3, ge=1)  # a level counts after this many consecutive readings reach it
     hysteresis_deg: float = Field(default=2.0, ge=0)
     hysteresis_frac: float = Field(default=0.1, ge=0, lt=1)  # of a rate threshold
     failure_window_s: float = Field(default=2 * 86400.0, gt=0)  # inverse-velocity fit over this span
@@ -183,6 +190,47 @@ class FireThresholds(_Strict):
         return self
 
 
+class Bounds(_Strict):
+    """What a sensor of one kind can plausibly read. Outside it a reading is a fault, never a measurement."""
+
+    min: float | None = None
+    max: float | None = None
+    # period quantities (rain over the reading's own period, the device's configured interval): at most this
+    # much in one hour, scaled to other periods as the world-record envelope is (Jennings: every rainfall ever
+    # recorded lies under 422 mm × D^0.475, D in hours): 129 mm in 5 min, 422 in 1 h. 999 mm in one 5-min step
+    # is refused; no real cloudburst is
+    max_1h: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Bounds:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not be above max ({self.max})")
+        return self
+
+
+class PlausibleThresholds(_Strict):
+    """Plausible ranges per sensor kind (the quantity a rule reads); a site overrides any of them.
+
+    A reading outside its range raises the equipment fault and is excluded from every hazard pack (as a
+    reading the edge flagged is), and the hazard warnings of its site say that data was excluded.
+    """
+
+    # no negative rain; nor more than the world-record envelope for the reading's period (see max_1h), nor
+    # 500 mm in one reading of any period
+    rain_mm: Bounds | None = Field(default_factory=lambda: Bounds(min=0.0, max=500.0, max_1h=422.0))
+    rain_count_mm: Bounds | None = Field(default_factory=lambda: Bounds(min=0.0))  # a counter never goes negative
+    # above datum (1985 黄海高程): below the Turpan depression or above Everest is no water level on Earth; a
+    # site sets its own from its survey (the example: dam foot − 5 m .. crest + 3 m)
+    level_m: Bounds | None = Field(default_factory=lambda: Bounds(min=-160.0, max=8850.0))
+    displacement_mm: Bounds | None = None  # cumulative from an arbitrary zero: per site only
+    smoke_confidence: Bounds | None = Field(default_factory=lambda: Bounds(min=0.0, max=1.0))
+    flame_confidence: Bounds | None = Field(default_factory=lambda: Bounds(min=0.0, max=1.0))
+    fire_danger: Bounds | None = Field(default_factory=lambda: Bounds(min=1.0, max=5.0))
+
+    def of(self, quantity: str) -> Bounds | None:
+        return getattr(self, quantity, None) if quantity in type(self).model_fields else None
+
+
 class EquipmentThresholds(_Strict):
     """Equipment faults go to maintainers: silence, stuck values, out-of-range values."""
 
@@ -190,14 +238,19 @@ class EquipmentThresholds(_Strict):
     min_silence_s: float = Field(default=300.0, ge=0)
     # a value unchanged this long is stuck (per quantity; rain counters legitimately stand still)
     stuck_after_s: dict[str, float] = Field(default_factory=lambda: {"level_m": 12 * 3600.0})
-    ranges: dict[str, tuple[float, float]] = Field(default_factory=lambda: {
-        "smoke_confidence": (0.0, 1.0), "flame_confidence": (0.0, 1.0), "fire_danger": (1.0, 5.0),
-        "rain_mm": (0.0, 500.0), "rain_count_mm": (0.0, 1e9)})
     level: Level = Level.YELLOW  # silence or a gateway offline
     fault_level: Level = Level.BLUE  # stuck / out of range / comm error
     loss_level: Level = Level.YELLOW  # a component had to drop readings (full outbox, spool or disk)
     loss_quiet_s: float = Field(default=3600.0, ge=0)  # lifted once no more were dropped for this long
     mechanics: Mechanics = Field(default_factory=lambda: Mechanics(clear_after_s=0.0))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "ranges" in data:
+            raise ValueError("ranges moved to rules.plausible (per quantity: {min, max}); a site overrides it "
+                             "under thresholds.plausible")
+        return data
 
 
 class SiteThresholds(_Strict):
@@ -210,6 +263,7 @@ class SiteThresholds(_Strict):
     landslide: LandslideThresholds | None = None
     fire: FireThresholds | None = None
     equipment: EquipmentThresholds | None = None
+    plausible: PlausibleThresholds | None = None
 
 
 class RulesConfig(_Strict):
@@ -220,6 +274,7 @@ class RulesConfig(_Strict):
     landslide: LandslideThresholds = Field(default_factory=LandslideThresholds)
     fire: FireThresholds = Field(default_factory=FireThresholds)
     equipment: EquipmentThresholds = Field(default_factory=EquipmentThresholds)
+    plausible: PlausibleThresholds = Field(default_factory=PlausibleThresholds)
     state: str = ""  # default: <data_dir>/rules.state.sqlite
     tick_s: float = Field(default=10.0, gt=0)  # scenario seconds between time-driven evaluations
     state_flush_s: float = Field(default=10.0, ge=0)  # real seconds between writes of evaluation state

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 # importing the packs registers them
-from rules import equipment, fire, landslide, levels, rain  # noqa: F401
+from rules import equipment, fire, landslide, levels, plausible, rain  # noqa: F401
 from rules.lifecycle import Lifecycle
 from rules.pack import REGISTRY, Assessment, Pack
 from rules.store import StateStore
@@ -50,6 +50,8 @@ class Engine:
                 self.by_quantity.setdefault(q, []).append(pack)
         self.lifecycles: dict[str, Lifecycle] = {}
         self.arrived: float | None = None  # while feeding: when the reading arrived (None: at its own time)
+        self.implausible: str | None = None  # while feeding: why the reading is kept from the hazard packs
+        self.plausibility = self.packs.get(plausible.Plausibility.name)
         self._dirty: set[str] = set()
         self.sites = {s.id for s in config.sites}
         if store is not None:
@@ -77,16 +79,25 @@ class Engine:
         if reading.drill and not self.drill:
             return self.drills().feed(reading, now)
         self.arrived = None if now is None else now.timestamp()
+        # one verdict for every pack: a reading the edge flagged or that its sensor cannot read raises the
+        # equipment fault (the equipment pack reads self.implausible) and never reaches a hazard pack
+        if self.plausibility is not None:
+            self.implausible = self.plausibility.judge(reading)
+        else:
+            self.implausible = None if reading.quality is Quality.OK else reading.quality.value
         out: list[Assessment] = []
         try:
             for pack in self.every:
                 out += pack.feed(reading, self)
-            if reading.quality is Quality.OK:
-                for pack in self.by_quantity.get(reading.quantity, ()):
-                    if pack not in self.every:
-                        out += pack.feed(reading, self)
+            hazards = [p for p in self.by_quantity.get(reading.quantity, ()) if p not in self.every]
+            if self.implausible is None:
+                for pack in hazards:
+                    out += pack.feed(reading, self)
+            elif hazards and self.plausibility is not None:
+                self.plausibility.exclude(reading, self.implausible)
         finally:
             self.arrived = None
+            self.implausible = None
         return self._apply(out)
 
     def drills(self) -> Engine:
@@ -166,10 +177,16 @@ class Engine:
             evidence.insert(0, f"{held}低于{level.chinese}预警条件, 预警解除")
         elif state is WarningState.DOWNGRADED:
             evidence.insert(0, f"由{before.chinese if before else ''}降为{level.chinese}: {held}低于原级别条件")
+        values = a.values
+        if a.hazard is not Hazard.EQUIPMENT and self.plausibility is not None:
+            notes, n = self.plausibility.notes(a.site, a.t)
+            if n:
+                evidence += notes
+                values = {**values, "excluded_readings": float(n)}
         area = self.config.site(a.site).area if a.site in self.sites else ""
         return HazardWarning(
             key=a.key, version=lc.version, hazard=a.hazard, level=level, state=state, site=a.site, area=area,
-            rule=a.rule, title=title, evidence=evidence, values=a.values, issued_at=_utc(lc.issued_at),
+            rule=a.rule, title=title, evidence=evidence, values=values, issued_at=_utc(lc.issued_at),
             updated_at=_utc(lc.updated_at), drill=lc.drill)
 
     def _title(self, a: Assessment, level: Level) -> str:

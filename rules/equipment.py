@@ -9,7 +9,8 @@ says loudly that data is missing. It watches:
   ``heartbeat_s``, or its last will saying offline → key ``equipment:gateway:<gateway>``; while a
   gateway is down its devices' silences are not raised separately (inhibited, as in Alertmanager);
 - every sensor's readings: quality flags from the edge (stuck, out-of-range, comm-error), values
-  outside ``ranges``, and values unchanged for ``stuck_after_s`` → key ``equipment:<sensor>:fault``;
+  outside ``rules.plausible`` (both judged once, by :mod:`rules.plausible`), and values unchanged
+  for ``stuck_after_s`` → key ``equipment:<sensor>:fault``;
 - readings a component had to drop because a bound was reached (a gateway's outbox, a collector's
   spool, a full disk), reported as a cumulative count → key ``equipment:loss:<component>``, raised
   when the count rises above the last one known (kept in the state, so a restart does not raise it
@@ -129,7 +130,7 @@ class EquipmentPack:
         elif r.gateway in self.gateways:
             gst = self.state[f"gateway:{r.gateway}"]
             gst.last_t = heard if gst.last_t is None else max(gst.last_t, heard)
-        fault = self._fault(r, t)
+        fault = self._fault(r, t, ctx)
         key = f"{Hazard.EQUIPMENT}:{r.sensor}:fault"
         if fault is not None or ctx.active(key) is not None:
             thr = self.thr(r.site)
@@ -141,14 +142,15 @@ class EquipmentPack:
                 evidence=evidence, values={"value": r.value} if r.value == r.value else {}, t=t, drill=r.drill))
         return out
 
-    def _fault(self, r: Reading, t: float) -> str | None:
+    def _fault(self, r: Reading, t: float, ctx: Context) -> str | None:
         """What is wrong with this reading, in words, or None."""
-        if r.quality is not Quality.OK:
+        # flagged by the edge or outside rules.plausible: the engine judged it once for every pack
+        why = getattr(ctx, "implausible", None)
+        if why is not None:
+            return str(why)
+        if r.quality is not Quality.OK:  # an engine without the plausibility check
             return f"{r.sensor} ({r.quantity}) {_QUALITY.get(r.quality, r.quality.value)}, 边缘网关已标记"
         thr = self.thr(r.site)
-        rng = thr.ranges.get(r.quantity)
-        if rng is not None and not rng[0] <= r.value <= rng[1]:
-            return f"{r.sensor} ({r.quantity}) 数值 {r.value:g} 超出合理范围 [{rng[0]:g}, {rng[1]:g}]"
         stuck_s = thr.stuck_after_s.get(r.quantity)
         if stuck_s is None:
             return None

@@ -2,14 +2,18 @@
 
 Per displacement sensor (crack meter, GNSS, inclinometer; cumulative mm):
 
-- the rate v (mm/day) is the least-squares slope over ``smoothing_s``, so one noisy sample does not
-  make a landslide accelerate; acceleration is the change of v over the same span;
+- the rate v (mm/day) is the least-squares slope over ``smoothing_s`` and at least ``min_points``
+  readings, so one noisy sample does not make a landslide accelerate and a sparse sensor (a daily
+  群测群防 reading, a GNSS fix every few hours) is graded over its last readings; a sensor whose last
+  ``min_points`` readings span more than ``max_window_s`` cannot be graded, and its maintainer gets an
+  ``equipment:<sensor>:sampling`` notice saying so. Acceleration is the change of v over one window;
 - with a reference velocity v₀ (the site's uniform-velocity stage) the improved tangent angle
   α = arctan(v / v₀) grades the stage (Xu Qiang): ≈45° uniform → blue, then yellow, orange (80°),
   red (85°); without v₀ the site's ``rate_mm_per_day`` cut points grade it;
-- a level counts only after ``persist_n`` consecutive evaluations reach it;
+- a level counts only after ``persist_n`` consecutive readings reach it;
 - the inverse-velocity method (Fukuzono 1985) fits 1/v against time over ``failure_window_s`` while
-  the slope accelerates and carries the extrapolated time of failure in the evidence, not the level;
+  the slope accelerates (each v stamped at its window's centre) and carries the extrapolated time of
+  failure and its standard error in the evidence, not the level;
 - a rainstorm or torrent warning at the site or at its ``rain_sites`` raises the watch: blue when
   the slope is quiet, one level up (at most orange) when it is already moving.
 """
@@ -29,6 +33,7 @@ from rules.state import States
 from yujing.model import Hazard, HazardWarning, Level, Q, Reading, WarningState
 
 DAY = 86400.0
+MAX_CARRY = 4.0  # the velocity now is taken as at most this many times the window's mean
 
 
 @dataclass
@@ -38,6 +43,7 @@ class SensorState:
     rates: list[list[float]] = field(default_factory=list)  # [t, mm/day] over the failure window
     raw: list[int] = field(default_factory=list)  # last persist_n raw severities (0: none)
     level: str | None = None  # the persistent deformation level
+    sparse_s: float = 0.0  # > 0: the last min_points readings span this long, beyond max_window_s (not graded)
     last: dict[str, float] = field(default_factory=dict)  # latest figures, for evidence
 
 
@@ -52,23 +58,48 @@ def slope(points: list[list[float]]) -> float:
     return sum((p[0] - mt) * (p[1] - my) for p in points) / var
 
 
-def time_to_failure(rates: list[list[float]], now: float) -> tuple[float, int, float] | None:
-    """Fukuzono: fit 1/v = a + b·t over positive rates; (hours until 1/v reaches 0, points, R²)."""
+@dataclass(frozen=True)
+class Failure:
+    """An inverse-velocity (Fukuzono) estimate of the time of failure."""
+
+    in_h: float  # hours from now until 1/v reaches 0
+    sigma_h: float  # its standard error (from the fit's residuals), hours
+    n: int  # rates fitted
+    r2: float
+
+
+def time_to_failure(rates: list[list[float]], now: float) -> Failure | None:
+    """Fukuzono: fit 1/v = a + b·t over positive rates, each stamped at the centre of its window.
+
+    A smoothed rate is the mean velocity over its window, so it belongs at the window's centre; stamped at
+    the window's end, every 1/v is read late and the fitted failure lands late (on an exactly linear 1/v,
+    by about half the time left at red). The standard error of t_f = t̄ − ȳ/b follows from the residuals
+    (delta method: ȳ and b are uncorrelated).
+    """
     pts = [[t, 1.0 / v] for t, v in rates if v > 0]
-    if len(pts) < 3:
+    n = len(pts)
+    if n < 3:
         return None
     b = slope(pts)
     if b >= 0:
         return None
-    n = len(pts)
     mt = sum(p[0] for p in pts) / n
     my = sum(p[1] for p in pts) / n
     a = my - b * mt
+    sxx = sum((p[0] - mt) ** 2 for p in pts)
     ss_tot = sum((p[1] - my) ** 2 for p in pts)
     ss_res = sum((p[1] - (a + b * p[0])) ** 2 for p in pts)
     r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else 0.0
     tf = -a / b
-    return max(0.0, (tf - now) / 3600.0), n, r2
+    s2 = ss_res / (n - 2) if n > 2 else 0.0
+    sigma = math.sqrt(s2 / (n * b * b) + my * my * s2 / (b ** 4 * sxx)) if sxx > 0 else math.inf
+    return Failure(max(0.0, (tf - now) / 3600.0), sigma / 3600.0, n, r2)
+
+
+def window(samples: list[list[float]], t: float, thr: LandslideThresholds) -> list[list[float]]:
+    """The samples a rate is fitted over: those within ``smoothing_s``, and at least the last ``min_points``."""
+    recent = [s for s in samples if s[0] >= t - thr.smoothing_s]
+    return recent if len(recent) >= thr.min_points else samples[-thr.min_points:]
 
 
 @register
@@ -103,6 +134,16 @@ class LandslidePack:
             for rs in thr.rain_sites:
                 if rs not in self.sites:
                     yield f"landslide site {s.id}: rain_sites names unknown site {rs!r}"
+        for gw in config.gateways:
+            for d in gw.devices:
+                site = self.sites.get(d.site)
+                if site is None or site.kind != "landslide":
+                    continue
+                thr = self.thr(d.site)
+                if (thr.min_points - 1) * d.interval_s > thr.max_window_s:
+                    yield (f"landslide site {d.site}: device {d.id} reports every {d.interval_s / 86400:.1f} days: "
+                           f"{thr.min_points} readings span more than max_window_s "
+                           f"({thr.max_window_s / 86400:.0f} days), so it cannot be graded at this sampling rate")
 
     # --- evaluation ----------------------------------------------------------------------------
     def feed(self, r: Reading, ctx: Context) -> list[Assessment]:
@@ -116,27 +157,46 @@ class LandslidePack:
                 st.samples.append([t, r.value])
                 st.samples.sort()
             return []  # duplicates add nothing; a late sample refines the next rate
-        st.samples.append([t, r.value])
-        st.samples = [s for s in st.samples if s[0] >= t - thr.smoothing_s]
+        st.samples = window(st.samples + [[t, r.value]], t, thr)
         span = t - st.samples[0][0]
-        if len(st.samples) < 3 or span < thr.min_span_s:
+        out = []
+        if len(st.samples) >= thr.min_points and span > thr.max_window_s:
+            # too sparse to say anything about now: no grade, and the maintainer hears of it
+            st.sparse_s = span
             st.last = {"displacement_mm": r.value}
-            return [self.assess(r.site, t, ctx, r.drill)]
+            return [self.assess(r.site, t, ctx, r.drill), self._sampling(r, st, thr, t)]
+        if st.sparse_s:
+            st.sparse_s = 0.0
+            out.append(self._sampling(r, st, thr, t))
+        if len(st.samples) < thr.min_points or span < thr.min_span_s:
+            st.last = {"displacement_mm": r.value}
+            return [self.assess(r.site, t, ctx, r.drill), *out]
         v = slope(st.samples) * DAY
-        prev = next((p for p in st.rates if p[0] >= t - thr.smoothing_s), None)
-        accel = (v - prev[1]) / ((t - prev[0]) / DAY) if prev is not None and t > prev[0] else 0.0
-        st.rates.append([t, v])
-        st.rates = [p for p in st.rates if p[0] >= t - thr.failure_window_s]
+        # the least-squares rate is the mean velocity over the window: it belongs at the window's centre
+        tc = sum(s[0] for s in st.samples) / len(st.samples)
+        prev = next((p for p in st.rates if p[0] >= tc - span), None)  # the rate one window back
+        accel = (v - prev[1]) / ((tc - prev[0]) / DAY) if prev is not None and tc > prev[0] else 0.0
+        st.rates.append([tc, v])
+        # kept for the fit, and at least two windows back (a sparse sensor's window is long) for the acceleration
+        st.rates = [p for p in st.rates if p[0] >= t - max(thr.failure_window_s, 2 * span)]
         st.last = {"displacement_mm": r.value, "rate_mm_per_day": round(v, 4),
-                   "accel_mm_per_day2": round(accel, 4)}
+                   "accel_mm_per_day2": round(accel, 4), "rate_window_h": round(span / 3600.0, 2),
+                   "rate_points": float(len(st.samples))}
         current = None if st.level is None else Level(st.level)
-        raw: Level | None = None
-        if thr.reference_mm_per_day is not None:
-            alpha = math.degrees(math.atan2(v, thr.reference_mm_per_day))
-            st.last["tangent_angle_deg"] = round(alpha, 2)
-            raw = grade(alpha, thr.angle_deg, current, thr.hysteresis_deg)
-        elif thr.rate_mm_per_day:
-            raw = grade(v, thr.rate_mm_per_day, current, thr.hysteresis_frac, relative=True)
+        raw = self._grade(v, thr, current)
+        if raw is not None and raw >= Level.YELLOW and accel > 0 and prev is not None and v > prev[1] > 0:
+            # an accelerating slope is graded on its velocity now, not at the window's centre: the mean lags it
+            # by half a window (3 h of the default 6), which with persistence cost half the red lead time. It is
+            # carried forward as accelerating creep moves, linearly in 1/v (Fukuzono), from the rate one window
+            # back; only once the mean itself says "accelerating" (yellow), so a quiet slope's noise never does
+            inv = 1.0 / v + (1.0 / v - 1.0 / prev[1]) / (tc - prev[0]) * (t - tc)
+            v_now = 1.0 / inv if inv > 1.0 / (v * MAX_CARRY) else v * MAX_CARRY
+            st.last["rate_now_mm_per_day"] = round(v_now, 4)
+            raw = max(raw, self._grade(v_now, thr, current) or raw)
+        if thr.reference_mm_per_day is not None:  # the angle graded: of the velocity now when carried forward
+            graded_v = st.last.get("rate_now_mm_per_day", v)
+            st.last["tangent_angle_deg"] = round(math.degrees(math.atan2(graded_v, thr.reference_mm_per_day)), 2)
+            st.last["tangent_angle_mean_deg"] = round(math.degrees(math.atan2(v, thr.reference_mm_per_day)), 2)
         st.raw = (st.raw + [raw.severity if raw else 0])[-thr.persist_n:]
         if len(st.raw) >= thr.persist_n:
             sev = min(st.raw)
@@ -145,9 +205,35 @@ class LandslidePack:
         if accelerating:
             ttf = time_to_failure(st.rates, t)
             if ttf is not None:
-                st.last["failure_in_h"], st.last["failure_fit_n"], st.last["failure_fit_r2"] = (
-                    round(ttf[0], 1), ttf[1], round(ttf[2], 3))
-        return [self.assess(r.site, t, ctx, r.drill)]
+                st.last["failure_in_h"], st.last["failure_sigma_h"] = round(ttf.in_h, 1), round(ttf.sigma_h, 1)
+                st.last["failure_fit_n"], st.last["failure_fit_r2"] = ttf.n, round(ttf.r2, 3)
+        return [self.assess(r.site, t, ctx, r.drill), *out]
+
+    @staticmethod
+    def _grade(v: float, thr: LandslideThresholds, current: Level | None) -> Level | None:
+        if thr.reference_mm_per_day is not None:
+            alpha = math.degrees(math.atan2(v, thr.reference_mm_per_day))
+            return grade(alpha, thr.angle_deg, current, thr.hysteresis_deg)
+        if thr.rate_mm_per_day:
+            return grade(v, thr.rate_mm_per_day, current, thr.hysteresis_frac, relative=True)
+        return None
+
+    def _sampling(self, r: Reading, st: SensorState, thr: LandslideThresholds, t: float) -> Assessment:
+        """The maintainer's notice that this sensor reads too sparsely to be graded (or no longer does)."""
+        eq = self.resolver.get("equipment", r.site)
+        name = self.sites[r.site].name if r.site in self.sites else r.site
+        key = f"{Hazard.EQUIPMENT}:{r.sensor}:sampling"
+        if st.sparse_s:
+            evidence = [f"监测点 {r.sensor} 最近 {thr.min_points} 次读数跨 {st.sparse_s / 86400:.1f} 天, 超过 "
+                        f"{thr.max_window_s / 86400:.0f} 天: 按此采样频率无法判断滑坡变形速率, 该点滑坡预警暂不能分级",
+                        f"请加密监测 (至少每 {thr.max_window_s / (thr.min_points - 1) / 86400:.1f} 天一次) 或改用自动监测"]
+            return Assessment(key=key, hazard=Hazard.EQUIPMENT, site=r.site, level=eq.fault_level,
+                              mechanics=eq.mechanics, rule="landslide-sampling",
+                              title=f"{name}监测点 {r.sensor} 采样过稀, 无法分级预警", evidence=evidence,
+                              values={"span_s": round(st.sparse_s, 1)}, t=t, drill=r.drill)
+        return Assessment(key=key, hazard=Hazard.EQUIPMENT, site=r.site, level=None, mechanics=eq.mechanics,
+                          rule="landslide-sampling", evidence=[f"监测点 {r.sensor} 采样频率已足以分级"], t=t,
+                          drill=r.drill)
 
     def tick(self, now: datetime, ctx: Context) -> list[Assessment]:
         return []  # judged on data only: a silent sensor is an equipment warning
@@ -195,9 +281,17 @@ class LandslidePack:
         last = st.last
         out = []
         if "rate_mm_per_day" not in last:
+            if st.sparse_s:
+                return [f"累计位移 {last.get('displacement_mm', float('nan')):.1f} mm, 读数过稀 (最近 "
+                        f"{thr.min_points} 次跨 {st.sparse_s / 86400:.1f} 天), 无法按此采样频率分级"]
             return [f"累计位移 {last.get('displacement_mm', float('nan')):.1f} mm, 数据不足以计算速率"]
-        out.append(f"累计位移 {last['displacement_mm']:.1f} mm, 近 {thr.smoothing_s / 3600:.0f} 小时平均速率 "
+        out.append(f"累计位移 {last['displacement_mm']:.1f} mm, 近 {last['rate_window_h']:.0f} 小时 "
+                   f"({last['rate_points']:.0f} 次读数) 平均速率 "
                    f"{last['rate_mm_per_day']:.2f} mm/d, 加速度 {last['accel_mm_per_day2']:+.2f} mm/d²")
+        if "rate_now_mm_per_day" in last:
+            out.append(f"加速中: 按反速度线性外推, 此刻速率约 {last['rate_now_mm_per_day']:.2f} mm/d" +
+                       (f" (窗口平均切线角 {last['tangent_angle_mean_deg']:.1f}°)" if "tangent_angle_mean_deg" in last
+                        else ""))
         if "tangent_angle_deg" in last:
             cut = thr.angle_deg.get(level) if level else None
             out.append(f"改进切线角 {last['tangent_angle_deg']:.1f}°" +
@@ -208,7 +302,8 @@ class LandslidePack:
             out.append(f"位移速率 ≥ {level.chinese}阈值 {thr.rate_mm_per_day[level]:.2f} mm/d, 已连续 {thr.persist_n} 次")
         if "failure_in_h" in last:
             out.append(f"按反速度法(Fukuzono)估计约 {last['failure_in_h']:.0f} 小时后可能失稳 "
-                       f"(拟合 {last['failure_fit_n']:.0f} 点, R²={last['failure_fit_r2']:.2f}), 仅供参考")
+                       f"(±{last['failure_sigma_h']:.1f} 小时, 拟合 {last['failure_fit_n']:.0f} 点, "
+                       f"R²={last['failure_fit_r2']:.2f}), 仅供参考")
         return out
 
     def dump(self) -> dict[str, Any]:

@@ -4,9 +4,12 @@ Rain arrives as a tipping-bucket counter (``rain_count_mm``: cumulative, rolls o
 logger restarts) or as period rainfall (``rain_mm``). Either becomes per-minute bins, from which the
 1, 3, 6, 12 and 24 h totals ending at the gauge's latest reading are summed.
 
-- counter rollover (``counter_max_mm``) adds the wrap; a drop without one is a reset: the new value
-  is the rain since the reset;
-- a jump faster than ``max_rate_mm_per_h`` is not rain (a glitch or a swapped logger) and is dropped;
+- a break in the count (a drop, or a jump faster than ``max_rate_mm_per_h``) is held until the next
+  reading: if that one continues the old count, the break was one bad reading (dropped, never the
+  baseline); if it continues the new count, a drop is a rollover (``counter_max_mm``, default 6553.6)
+  when the wrap is rain the interval could hold, else a logger reset (the new value is the rain since
+  the reset, if the interval could hold that much); a jump up is a new count (a swapped logger) and
+  adds nothing. No case adds rain the counter did not measure;
 - after a silence longer than ``gap_s`` the counter's increase is real rain of unknown timing: it is
   spread evenly over the gap, and the evidence says so;
 - an older or duplicate counter reading adds nothing; period readings are kept by timestamp for a
@@ -38,7 +41,8 @@ KEEP_MIN = 24 * 60 + 1
 @dataclass
 class GaugeState:
     site: str = ""
-    last_count: float | None = None
+    last_count: float | None = None  # the counter's baseline: its last reading that continued the count
+    count_t: float | None = None  # ... and its time
     last_t: float | None = None  # latest reading of the gauge (either quantity)
     bins: dict[int, float] = field(default_factory=dict)  # epoch minute -> mm, the last 24 h
     end: int | None = None  # the minute the window sums end at (the gauge's latest reading)
@@ -46,6 +50,7 @@ class GaugeState:
     period: dict[str, float] = field(default_factory=dict)  # reading ts -> mm, for idempotent re-sends
     gaps: list[list[float]] = field(default_factory=list)  # [start, end] of spread gaps, last 24 h
     events: list[list[Any]] = field(default_factory=list)  # [t, text]: resets, rollovers, rejected jumps
+    pending: list[float] = field(default_factory=list)  # [t, value]: a break in the count, until the next reading
 
 
 def _minute(t: float) -> int:
@@ -159,35 +164,68 @@ class RainPack:
         ignored(self.name, reason)
 
     def _count(self, st: GaugeState, value: float, t: float, thr: RainThresholds) -> None:
-        if st.last_count is None or st.last_t is None:
-            st.last_count, st.last_t = value, t
+        """A counter reading. A break in the count (a drop, or a rise no rain can make) is held, not judged:
+        the reading after it tells a single bad value (it continues the old count: the break is dropped) from
+        a rollover or a logger reset (it continues the new count). Only a continued count ever becomes the
+        baseline, and only rain the counter measured is ever added."""
+        if st.count_t is None:
+            st.count_t = st.last_t  # state saved before count_t was kept
+        if st.last_count is None or st.count_t is None:
+            st.last_count, st.count_t = value, t
             return
-        if t <= st.last_t:
+        if t <= max(st.count_t, st.pending[0] if st.pending else st.count_t):
             self._reject("old-or-duplicate")
             return
-        last, last_t = st.last_count, st.last_t
-        st.last_count = value
-        inc = value - last
-        if inc < 0:
-            wrapped = None if thr.counter_max_mm is None else thr.counter_max_mm - last + value
-            limit = thr.max_rate_mm_per_h * max((t - last_t) / 3600.0, 1 / 60)
-            if wrapped is not None and 0 <= wrapped <= limit:
-                inc = wrapped
-                st.events.append([t, f"计数器回绕 ({_fmt(last)} → {_fmt(value)} mm)"])
-            else:  # the logger restarted counting from zero: what it shows now fell since the reset
-                inc = value
-                st.events.append([t, f"计数器复位 ({_fmt(last)} → {_fmt(value)} mm), 复位后雨量计入"])
-        span_h = (t - last_t) / 3600.0
-        if inc > thr.max_rate_mm_per_h * max(span_h, 1 / 60):
-            self._reject("implausible-jump")
-            st.events.append([t, f"计数器跳变 {_fmt(inc)} mm 超出可能雨强, 已剔除"])
+        last, last_t = st.last_count, st.count_t
+        if self._continues(last, last_t, value, t, thr):
+            if st.pending:  # the held break was one bad reading: the count went on as before
+                self._reject("glitch")
+                st.events.append([st.pending[0], f"计数器单个异常读数 {_fmt(st.pending[1])} mm "
+                                                  f"(前后为 {_fmt(last)} → {_fmt(value)} mm), 已剔除"])
+                st.pending = []
+            self._count_rain(st, value - last, last_t, t, thr)
+            st.last_count, st.count_t = value, t
             return
+        if st.pending and self._continues(st.pending[1], st.pending[0], value, t, thr):
+            p_t, p_value = st.pending
+            st.pending = []
+            self._confirmed_break(st, last, last_t, p_value, p_t, thr)
+            self._count_rain(st, value - p_value, p_t, t, thr)
+            st.last_count, st.count_t = value, t
+            return
+        if st.pending:  # neither count goes on: the held reading was bad; hold this one instead
+            self._reject("glitch")
+            st.events.append([st.pending[0], f"计数器异常读数 {_fmt(st.pending[1])} mm 未得到后续读数印证, 已剔除"])
+        st.pending = [t, value]
+
+    @staticmethod
+    def _continues(last: float, last_t: float, value: float, t: float, thr: RainThresholds) -> bool:
+        """``value`` at ``t`` goes on from ``last`` at ``last_t`` as rain could make a counter go on."""
+        inc = value - last
+        return 0 <= inc <= thr.max_rate_mm_per_h * max((t - last_t) / 3600.0, 1 / 60)
+
+    def _confirmed_break(self, st: GaugeState, last: float, last_t: float, value: float, t: float,
+                         thr: RainThresholds) -> None:
+        """The count broke between ``last`` and ``value`` and the next reading went on from ``value``."""
+        limit = thr.max_rate_mm_per_h * max((t - last_t) / 3600.0, 1 / 60)
+        wrapped = None if thr.counter_max_mm is None else thr.counter_max_mm - last + value
+        if value < last and wrapped is not None and 0 <= wrapped <= limit:
+            st.events.append([t, f"计数器回绕 ({_fmt(last)} → {_fmt(value)} mm), 后续读数已印证"])
+            self._count_rain(st, wrapped, last_t, t, thr)
+        elif value < last and value <= limit:  # the logger restarted from zero: it has counted this since
+            st.events.append([t, f"计数器复位 ({_fmt(last)} → {_fmt(value)} mm), 复位后雨量计入"])
+            self._count_rain(st, value, last_t, t, thr)
+        else:  # a new count no rain explains (a swapped logger, a reset to a preset): counting resumes from it
+            self._reject("implausible-jump")
+            st.events.append([t, f"计数器由 {_fmt(last)} 变为 {_fmt(value)} mm, 无法由降雨解释, 不计入; 此后按新读数计"])
+
+    def _count_rain(self, st: GaugeState, inc: float, t0: float, t1: float, thr: RainThresholds) -> None:
         if inc <= 0:
             return
-        if t - last_t > thr.gap_s:
-            self._spread(st, inc, last_t, t)
+        if t1 - t0 > thr.gap_s:
+            self._spread(st, inc, t0, t1)
         else:
-            self._add(st, _minute(t), inc)
+            self._add(st, _minute(t1), inc)
 
     def _period(self, st: GaugeState, mm: float, t: float) -> None:
         if st.end is not None and _minute(t) <= st.end - KEEP_MIN:

@@ -35,6 +35,7 @@ from yujing.dedup import Dedup
 from yujing.errors import PayloadError
 from yujing.log import Limiter
 from yujing.model import HazardWarning, Reading
+from yujing.provenance import Refusal, Senders
 from yujing.runtime import Runtime
 from yujing.sqlite import Writer
 
@@ -85,6 +86,9 @@ class RulesService:
         self.engine = Engine(cfg, self.store, drill=rt.drill)
         for p in self.engine.problems():
             log.warning("rules: %s", p)
+        self.senders = Senders(cfg.gateways)
+        if not self.senders.enforced:
+            log.warning("rules: no gateways configured: any authenticated publisher's readings are judged for any site")
         # by count only (no time window): the ids the saved state covers, oldest forgotten first
         self.seen = Dedup(window_s=math.inf, max_ids=SEEN_IDS)
         self.seen.load([(rid, 0.0) for rid in self.store.seen_ids(SEEN_IDS)])
@@ -174,6 +178,8 @@ class RulesService:
         except PayloadError as e:
             self._reject(e, topic)
             return []
+        if self.senders.enforced:
+            readings = self._screen(topic, payload, readings)
         fresh = self.seen.fresh(readings, 0.0)
         if len(fresh) < len(readings):
             REJECTED.labels("duplicate").inc(len(readings) - len(fresh))
@@ -184,6 +190,31 @@ class RulesService:
             self.fresh.append(r.id)
             out += self.engine.feed(r, now)
         return out
+
+    def _screen(self, topic: str, payload: bytes, readings: list[Reading]) -> list[Reading]:
+        """Only readings the topic's gateway may publish (:mod:`yujing.provenance`): the topic is what the broker's ACL
+        authenticated, the payload's ``gateway`` a claim. The others are counted, logged once per (reason, gateway)
+        a minute, and the message dead-lettered once per reason."""
+        gateway = topics.gateway_of(topic)
+        kept: list[Reading] = []
+        refused: dict[Refusal, list[Reading]] = {}
+        for r in readings:
+            why = self.senders.refusal(gateway, r.gateway, r.site, r.sensor)
+            if why is None:
+                kept.append(r if r.gateway else r.model_copy(update={"gateway": gateway}))
+            else:
+                refused.setdefault(why, []).append(r)
+        for why, bad in refused.items():
+            REJECTED.labels(why.value).inc(len(bad))
+            key = ("refused", why, gateway)
+            if self.limiter.allow(key):
+                log.warning("rules: refused readings a gateway may not publish", extra={"kv": {
+                    "reason": why.value, "topic": topic, "gateway": gateway, "claimed": bad[0].gateway,
+                    "site": bad[0].site, "sensor": bad[0].sensor, "readings": len(bad),
+                    "suppressed": self.limiter.take_suppressed(key)}})
+            if self.sub is not None:
+                self.sub.publish_nowait(topics.deadletter(self.prefix, why.value), payload[:65_536])
+        return kept
 
     def on_status(self, topic: str, payload: bytes, retained: bool = False) -> list[HazardWarning]:
         """A gateway heartbeat (read loosely: its arrival alone means the gateway is alive)."""

@@ -29,6 +29,16 @@ def test_a_template_with_an_unknown_variable_fails_at_load_naming_file_and_line(
     assert "local.yaml" in str(e.value) and "levle_cn" in str(e.value)
 
 
+@pytest.mark.parametrize("template", ["{site_name:d}滑坡", "{site_name:%Y}", "{title[0]}", "{evidence!z}",
+                                      "{level_cn:{advice}}"])
+def test_a_template_of_known_variables_that_cannot_be_rendered_fails_at_load(tmp_path, template):
+    """Every variable is a string (possibly empty): a template that cannot format one fails `yujing check`, not
+    the first red warning."""
+    with pytest.raises(ConfigError) as e:
+        example(tmp_path, {"templates": {"landslide.red": template}})
+    assert "local.yaml" in str(e.value) and "landslide.red" in str(e.value)
+
+
 def test_a_household_csv_with_a_bad_phone_names_its_line(tmp_path):
     (tmp_path / "h.csv").write_text("group,id,name,phone\ng1,h1,甲户,+8613900000001\ng1,h2,乙户,13900000002\n")
     with pytest.raises(ConfigError, match=r"h.csv:3: phone"):

@@ -115,6 +115,7 @@ async def test_an_ambiguous_failure_of_a_recall_is_not_mistaken_for_the_first_ca
     lookup is "a call to that number since we claimed it (less 60 s of clock skew)" — which the first call
     to that same person matches. A sid the log already holds is another notification's: never this one."""
     from testing.alerts import running_alerts
+    from alerts.service import TIMER_FAILURES
     async with TwilioStandIn(auth_token=TOKEN, account_sid=ACCOUNT, verbose=False,
                              default=Behaviour(answer=False, ring_s=0.2)) as tw:
         alerts = {"grouping": {"wait_s": 0}, "ack": {"timeout_s": {"orange": 1.0}, "steps": ["recall"]}}
@@ -214,12 +215,13 @@ async def test_a_warning_the_log_cannot_take_is_left_unacknowledged_and_is_sent_
 
 
 async def test_an_escalation_step_whose_calls_cannot_be_written_stays_due_and_runs_once_they_can(
-        mosquitto, prefix, tmp_path, caplog):
+        mosquitto, prefix, tmp_path):
     """A step is closed, the next one scheduled and its calls queued in one transaction. A SQLite trigger
     refuses new notification rows (as a full disk would) while the recalls fall due: the steps must stay
     due, not be marked done without their calls, and each recall is made once the log takes rows again.
     (A SIGKILL between those writes is the same window: seed 611517716 of test_faults_alerts_kill found it.)"""
     from testing.alerts import running_alerts
+    from alerts.service import TIMER_FAILURES
     async with TwilioStandIn(auth_token=TOKEN, account_sid=ACCOUNT, verbose=False,
                              default=Behaviour(answer=False, ring_s=0.2)) as tw:
         alerts = {"grouping": {"wait_s": 0}, "ack": {"timeout_s": {"orange": 1.0}, "steps": ["recall"]}}
@@ -233,7 +235,9 @@ async def test_an_escalation_step_whose_calls_cannot_be_written_stays_due_and_ru
             db.executescript("CREATE TABLE refuse(x); INSERT INTO refuse VALUES (1);"
                              "CREATE TRIGGER refuse_rows BEFORE INSERT ON notifications WHEN EXISTS "
                              "(SELECT 1 FROM refuse) BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;")
-            await wait_for(lambda: "alerts timer step failed" in caplog.text, 10, "a recall to fall due and fail")
+            # the counter, not the log line: the line is rate-limited process-wide, and another test may have used it
+            failed = TIMER_FAILURES._value.get()
+            await wait_for(lambda: TIMER_FAILURES._value.get() > failed, 10, "a recall to fall due and fail")
             assert {(wid, phone) for wid, phone, _, _ in nflog.due_escalations()} == chains  # all still due
             assert not rig.events(what="escalate-recall")
             db.execute("DELETE FROM refuse")

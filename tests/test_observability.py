@@ -132,7 +132,15 @@ def test_the_collectors_health_says_503_while_its_database_refuses_writes_and_20
     ports = {p: free_port() for p in PARTS}
     store = {"type": "influxdb_v1", "url": influx.url, "database": "obs", "timeout_s": 1}
     write_config(tmp_path / "conf", mosquitto.port, ports, collector={"store": store, "retry_max_s": 1})
-    prefix = yaml.safe_load((tmp_path / "conf" / "deployment.yaml").read_text())["mqtt"]["topic_prefix"]
+    path = tmp_path / "conf" / "deployment.yaml"
+    doc = yaml.safe_load(path.read_text())
+    # the reading sent must be one of gw-obs-01's own devices, or the collector refuses it (yujing/provenance.py)
+    doc["areas"] = [{"id": "c", "name": "县", "tier": "county"}]
+    doc["sites"] = [{"id": "S", "name": "S", "kind": "rain", "area": "c"}]
+    doc["gateways"][0]["devices"] = [{"id": "rg", "type": "modbus_tcp", "site": "S",
+                                      "registers": [{"quantity": "rain_mm", "address": 0}]}]
+    path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    prefix = doc["mqtt"]["topic_prefix"]
 
     def send(i: int) -> None:
         r = Reading(id=f"obs-{i}", site="S", sensor="rg", quantity="rain_mm", value=1.0, unit="mm",

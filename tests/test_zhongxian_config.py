@@ -62,6 +62,31 @@ def test_every_device_answers_on_a_unique_slave_of_its_gateways_endpoint(cfg):
         assert len({p for p, _ in slaves}) == 1, f"{gw.id}: one DTU endpoint per gateway"
 
 
+def test_every_counter_gauge_wraps_where_its_register_does_and_the_rules_know_it(cfg):
+    from rules.config import Resolver
+    res = Resolver(cfg.rules, {s.id: s for s in cfg.sites})
+    bits = {"uint16": 16, "uint32": 32}
+    counters = [(d, r) for g in cfg.gateways for d in g.devices if d.type == "modbus_tcp"
+                for r in d.registers if r.quantity == "rain_count_mm"]
+    assert len(counters) == sum(1 for s in cfg.sites if s.kind.value == "rain")
+    for d, r in counters:
+        assert res.get("rain", d.site).counter_max_mm == 2 ** bits[r.type] * r.scale, d.id
+        assert cfg.site(d.site).thresholds.rain.counter_max_mm == 32768.0  # 0.5 mm tips, not the 0.1 mm default
+
+
+def test_every_reservoir_excludes_what_its_gauge_cannot_read(cfg):
+    from rules.config import Resolver
+    res = Resolver(cfg.rules, {s.id: s for s in cfg.sites})
+    gauges = [(d, r) for g in cfg.gateways for d in g.devices if d.type == "modbus_tcp"
+              for r in d.registers if r.quantity == "level_m"]
+    assert len(gauges) == 102
+    for d, r in gauges:
+        bounds = res.get("plausible", d.site).level_m
+        assert (bounds.min, bounds.max) == (r.min, r.max), d.id
+        crest = res.get("reservoir", d.site).crest_m
+        assert bounds.min < res.get("reservoir", d.site).flood_limit_m and bounds.max > crest
+
+
 def test_every_phone_number_is_fictitious_in_the_reserved_test_block(cfg):
     phones = [p.phone for a in cfg.areas for p in a.people] + [p.phone for s in cfg.sites for p in s.people]
     with open(ZX / "households.csv", encoding="utf-8") as f:

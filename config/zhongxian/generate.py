@@ -34,6 +34,8 @@ LANDSLIDE_MIX = (680, 57, 149)  # landslides, rockfall/unstable rock, unstable s
 PHONE_BASE = 8613900000000
 PHONE_LIMIT = 10_000
 MODBUS_PORT_BASE = 15100  # gateway i serves its devices (a Modbus TCP DTU) on 15100 + i
+TIP_MM = 0.5  # the example's tipping buckets
+COUNTER_MAX_MM = 65536 * TIP_MM  # their 16-bit counters wrap here
 # Division codes (GB/T 2260; townships and villages in the 9/12-digit extensions of the statistical codes):
 # Chongqing 500000 and Zhong County 500233 are the real ones; township and village codes are numbered here in
 # the order of names.py (illustrative, not the official 统计用区划代码), so a CAP <geocode> can address them.
@@ -161,14 +163,15 @@ class Gen:
             for i in range(1, n + 1):
                 village, _g = self.a_group(tid)
                 sid = f"RG-{tid.upper()}-{i:02d}"
-                th = None
+                # the register counts 0.5 mm tips in 16 bits: it wraps at 65536 × 0.5 mm, not the 0.1 mm default
+                th: dict[str, Any] = {"rain": {"counter_max_mm": COUNTER_MAX_MM}}
                 if kind != "street" and self.rnd.random() < 0.4:  # a mountain-torrent village (山洪危险区)
                     p1, p3 = self.rnd.choice((25, 30, 35)), self.rnd.choice((45, 50, 60))
-                    th = {"torrent": {"prepare": {1: p1, 3: p3}, "evacuate": {1: p1 + 15, 3: p3 + 25}}}
+                    th["torrent"] = {"prepare": {1: p1, 3: p3}, "evacuate": {1: p1 + 15, 3: p3 + 25}}
                 self.site(sid, f"{village['name']}雨量站", "rain", tid, village["id"], thresholds=th, spread=0.05)
                 self.modbus(tid, sid.lower(), sid, "rain", {
                     "quantity": "rain_count_mm", "unit": "mm", "table": "input", "address": 0, "type": "uint16",
-                    "scale": 0.5})  # 0.5 mm per tip; the 16-bit counter rolls over
+                    "scale": TIP_MM})  # 0.5 mm per tip; the 16-bit counter rolls over
 
     def reservoirs(self) -> None:
         self.stream("reservoirs")
@@ -194,11 +197,13 @@ class Gen:
             }
             # small reservoirs fill fast: a 0.3 m/h default rate-of-rise would call every shower orange
             levels["rise_rate_m_per_h"] = 0.6 if medium else 1.0
+            # what the gauge can read: from below the dam's foot to above its crest. The edge flags readings
+            # outside it and the rules exclude them as well, should a gateway's register range be missing
+            span = {"min": round(crest - height - 5, 1), "max": round(crest + 3, 1)}
             self.site(sid, f"{word}水库" + ("(中型)" if medium else ""), "reservoir", tid, village["id"],
-                      thresholds={"reservoir": levels})
+                      thresholds={"reservoir": levels, "plausible": {"level_m": span}})
             self.modbus(tid, sid.lower(), sid, "reservoir", {
-                "quantity": "level_m", "unit": "m", "table": "input", "address": 0, "type": "float32",
-                "min": round(crest - height - 5, 1), "max": crest + 3})
+                "quantity": "level_m", "unit": "m", "table": "input", "address": 0, "type": "float32", **span})
 
     def landslide_points(self) -> None:
         self.stream("landslide_points")
