@@ -14,6 +14,7 @@ import contextlib
 import importlib
 import logging
 import ssl
+import sys
 from typing import Any
 
 from aiohttp import web
@@ -73,7 +74,7 @@ async def serve(rt: Runtime, *, ready: asyncio.Event | None = None, state: dict[
             from upstream.service import install
 
             pollers = install(app, rt, issuer, link)
-        _install_console(app, office)
+        _install_console(app, office, rt)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
 
@@ -88,6 +89,7 @@ async def serve(rt: Runtime, *, ready: asyncio.Event | None = None, state: dict[
                 port = runner.addresses[0][1]
                 url = f"{'https' if tls else 'http'}://{cfg.host}:{port}"
                 log.info("duty office listening", extra={"kv": {"url": url, "accounts": len(cfg.accounts)}})
+                _announce_console(app, url)
                 if state is not None:
                     state.update(office=office, url=url, app=app)
                 async with asyncio.TaskGroup() as tg:
@@ -106,7 +108,7 @@ async def _ready_when(link: IssuerLink, ready: asyncio.Event) -> None:
     ready.set()
 
 
-def _install_console(app: web.Application, office: Office) -> None:
+def _install_console(app: web.Application, office: Office, rt: Runtime) -> None:
     """The web console (package ``console``, when installed) adds its pages to the same application."""
     try:
         console = importlib.import_module("console")
@@ -114,4 +116,11 @@ def _install_console(app: web.Application, office: Office) -> None:
         return
     install = getattr(console, "install", None)
     if install is not None:
-        install(app, office)
+        install(app, office, rt)
+
+
+def _announce_console(app: web.Application, url: str) -> None:
+    """Say where the console is, once it listens (the README's first command shows this line)."""
+    announce = getattr(importlib.import_module("console"), "announce", None) if "console" in sys.modules else None
+    if announce is not None:
+        announce(app, url)

@@ -9,6 +9,7 @@
     testing.faults     a 4G link that can be cut (Link), three gateways streaming, a gateway watched (Watch)
     testing.payloads   hostile MQTT payloads (hypothesis strategies) for the codec's fuzz tests
     testing.waits      wait_for: poll for an event that has no hook, failing with what never happened
+    testing.console    the example on private ports under the real `yujing run`, and headless Chromium to look
 
 Production code never imports this package (tests/test_floors.py checks it); it may import anything.
 Test modules import helpers from here, never from one another.

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Install what the test suite needs on a Debian machine (run as root): the servers the
 # tests start themselves (Mosquitto, InfluxDB 1.6.7, VictoriaMetrics), Chromium for
-# the drill-report screenshot, promtool (Debian's prometheus package) for the alerting
-# rules and the parts' /metrics, and the Python package with its test extras.
+# the drill-report screenshot and the console's browser tests (Debian's chromium-driver, driven by
+# Selenium: no browser download), promtool (Debian's prometheus package) for the alerting rules and
+# the parts' /metrics, and the Python package with its test extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
 for bin in mosquitto:mosquitto mosquitto_pub:mosquitto-clients influxd:influxdb victoria-metrics:victoria-metrics chromium:chromium \
-    promtool:prometheus; do
+    chromedriver:chromium-driver promtool:prometheus; do
   command -v "${bin%%:*}" >/dev/null 2>&1 || need+=("${bin##*:}")
 done
+# the console's browser tests: a CJK font, so screenshots show the Chinese (not boxes)
+fc-list 2>/dev/null | grep -q "Noto Sans CJK" || need+=(fonts-noto-cjk)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q

@@ -5,6 +5,7 @@
     yujing edge|collector|rules|alerts|duty CONFIG   one part alone (duty: the duty office's API)
     yujing warn issue|update|lift …, yujing warnings, yujing confirm …, yujing silence add|list|remove …
                                              the duty office from the command line (duty/cli.py)
+    yujing console CONFIG                    the duty office's API and web console alone (as yujing duty)
     yujing rules test CONFIG --readings FILE  backtest rules on a CSV/JSON series
     yujing drill CONFIG SCENARIO --speed N --report DIR
 """
@@ -162,8 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--duration", type=float, metavar="SECONDS", help="stop by itself after this many real seconds")
     r.add_argument("--speed", type=float, help="clock speed (default: simulation.speed or 1)")
 
-    for part in PARTS:
-        sp = sub.add_parser(part, help=f"run the {part} part alone" + (" (or: rules test ...)" if part == "rules" else ""))
+    for part in PARTS + ("console",):
+        sp = sub.add_parser(part, help=f"run the {part} part alone" + (" (or: rules test ...)" if part == "rules" else "")
+                            + (" (the duty office's API with the console's pages)" if part == "console" else ""))
         if part == "rules":
             sp.add_argument("args", nargs="+", metavar="CONFIG | test CONFIG --readings FILE")
             sp.add_argument("--readings", help="with 'test': a CSV or JSON series to replay")
@@ -212,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "rules" and len(args.args) != 1:
         p.error("usage: yujing rules CONFIG")
     cfg = _load(config_path)
-    parts = PARTS if args.cmd == "run" else (args.cmd,)
+    # the console is served by the duty office's application: `yujing console` runs that part
+    parts = PARTS if args.cmd == "run" else ("duty",) if args.cmd == "console" else (args.cmd,)
     try:
         asyncio.run(run_parts(cfg, parts, speed=getattr(args, "speed", None), duration_s=args.duration,
                               gateways=getattr(args, "gateway", None)))

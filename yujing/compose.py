@@ -4,7 +4,7 @@
 
 The ground floor (:mod:`yujing.config`) knows the shared sections; each part owns its own section's
 model (``edge/config.py``, ``collector/config.py``, ``rules/config.py``, ``alerts/config.py``,
-``duty/config.py``, ``upstream/config.py``, ``simulators/config.py``). Only here are they put together, with the checks that cross sections
+``duty/config.py``, ``upstream/config.py``, ``console/config.py``, ``simulators/config.py``). Only here are they put together, with the checks that cross sections
 (a gateway's devices name sites; a gateway's MQTT username is its id). The ``yujing`` command, the
 drills and the tests load deployments through this module.
 """
@@ -18,6 +18,7 @@ from pydantic import Field
 
 from alerts.config import AlertsConfig
 from collector.config import CollectorConfig
+from console.config import ConsoleConfig
 from duty.config import DutyConfig
 from edge.config import GatewayConfig
 from rules.config import RulesConfig, SiteThresholds
@@ -41,6 +42,7 @@ class Config(ground.BaseConfig):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     duty: DutyConfig = Field(default_factory=DutyConfig)
     upstream: UpstreamConfig = Field(default_factory=UpstreamConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)  # the web console's map and words
     simulation: SimulationConfig | None = None
 
     def cross_check(self) -> Iterator[tuple[Loc, str]]:
