@@ -13,7 +13,7 @@ import sqlite3
 
 from conftest import wait_for
 from prometheus_client import REGISTRY
-from test_alerts_service import MONITOR, SITE_RESP, VILLAGE_RESP, warning
+from testing.alerts import MONITOR, SITE_RESP, VILLAGE_RESP, warning
 
 from alerts import pipeline as pipeline_module
 from testing.alerts import running_alerts

@@ -20,7 +20,7 @@ import aiomqtt
 import pytest
 from conftest import wait_for
 from prometheus_client import REGISTRY
-from test_security_mqtt_acl import PASSWORDS, ShippedMosquitto, plain
+from shipped_broker import PASSWORDS, ShippedMosquitto, plain
 
 from collector.service import serve as collector_serve
 from collector.stores import open_store

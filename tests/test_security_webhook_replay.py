@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from conftest import wait_for
 from prometheus_client import REGISTRY
-from test_alerts_service import MONITOR, SITE_RESP, warning
+from testing.alerts import MONITOR, SITE_RESP, warning
 
 from testing.alerts import running_alerts
 from alerts.nflog import Notification, NotificationLog, ref
