@@ -41,6 +41,7 @@ class Served:
     jinja: jinja2.Environment
     store: Store | None = None
     office: Any = None  # duty.api.Office: accounts and sessions; None before the duty office is configured
+    guarded: frozenset[Any] = frozenset()  # the console's own routes: the only ones its login guard answers for
 
 
 CONSOLE: web.AppKey[Served] = web.AppKey("console", Served)
@@ -69,7 +70,9 @@ async def _guard(request: web.Request, handler: Any) -> web.StreamResponse:
     """Every page and every piece of console JSON needs a logged-in user (phones and names are personal data)."""
     served = request.app[CONSOLE]
     path = request.path
-    if served.office is None or path.startswith("/api/") or path.startswith(OPEN):
+    # the same application serves the duty office's API and the CAP intake (POST /cap/{source}), each with its
+    # own authentication (bearer token, HMAC): a login redirect there would turn a platform's POST into a page
+    if served.office is None or request.match_info.route not in served.guarded or path.startswith(OPEN):
         return await handler(request)
     who = identify(request)
     if who is None:
@@ -88,6 +91,7 @@ def install(app: web.Application, live: Live, store: Store | None = None, office
     app[CONSOLE] = served
     app.middlewares.append(_guard)
     r = app.router
+    before = set(r.routes())
     r.add_get("/", page("map.html"))
     r.add_get("/warnings", page("warnings.html"))
     r.add_get("/warnings/{key}", warning_page)
@@ -105,6 +109,7 @@ def install(app: web.Application, live: Live, store: Store | None = None, office
     r.add_get("/console/reports/{run}/{file:.+}", report_file)
     r.add_get("/favicon.ico", _no_content)
     r.add_static("/static/", HERE / "static", append_version=False)
+    served.guarded = frozenset(set(r.routes()) - before)
     return served
 
 
