@@ -20,7 +20,7 @@ import jinja2
 from aiohttp import web
 
 from collector.stores.base import Store
-from console import i18n
+from console import drills, i18n
 from console.board import warning_json
 from console.live import Live
 from console.series import chart, window
@@ -107,6 +107,8 @@ def install(app: web.Application, live: Live, store: Store | None = None, office
     r.add_get("/console/boundaries.geojson", boundaries)
     r.add_get("/console/events", events)
     r.add_get("/console/reports/{run}/{file:.+}", report_file)
+    r.add_get("/console/drills.json", drills_json)
+    drills.install(app, live.config, _reports_dir(live))
     r.add_get("/favicon.ico", _no_content)
     r.add_static("/static/", HERE / "static", append_version=False)
     served.guarded = frozenset(set(r.routes()) - before)
@@ -197,6 +199,13 @@ def _area_names(live: Live, area: str) -> str:
 
 async def drills_page(request: web.Request) -> web.Response:
     return render(request, "drills.html", reports=_reports(request.app[CONSOLE].live))
+
+
+async def drills_json(request: web.Request) -> web.Response:
+    """The scenarios an operator may drill, the drills this console started (running or ended), the reports."""
+    d = request.app[drills.DRILLS]
+    return web.json_response({"scenarios": d.scenarios(), "runs": [r.json() for r in reversed(d.runs.values())],
+                              "reports": _reports(request.app[CONSOLE].live)})
 
 
 def _reports_dir(live: Live) -> Path:
