@@ -87,6 +87,7 @@ def render(tl: Timeline, figs: dict[str, Any], expectations: list[dict[str, Any]
     for label, value in [
         ("trigger → first notification", _fmt_s(figs["trigger_to_first_notification_s"])),
         ("trigger → every household", _fmt_s(figs["trigger_to_every_household_s"])),
+        ("household warning → every household", _fmt_s(figs["household_warning_to_every_household_s"])),
         ("bound the provider's limits impose", _fmt_s(figs["limits_bound_s"])),
         ("measured / bound", _ratio(figs["household_to_bound_ratio"])),
         ("confirmed within 5 min", _pct(figs["confirmed_within_5_min"])),

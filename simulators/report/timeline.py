@@ -164,7 +164,15 @@ def figures(tl: Timeline) -> dict[str, Any]:
 
     levels = [Level(e.data["level"]) for e in tl.warnings() if e.data.get("level")]
     every_household = since(max(reached)) if len(reached) == len(households) and reached else None
-    # the bound the provider's limits impose on the largest fan-out: segments / (senders × rate), calls / rate
+    # the bound the provider's limits impose on the largest fan-out: segments / (senders × rate), calls / rate.
+    # Households are reached by the warning (or the upgrade) that named them, so that is where their fan-out,
+    # and the time judged against the bound, starts: the latest warning change before the first household told
+    hh_trigger = None
+    if reached:
+        changes = [e.t for e in hazards + [e for e in tl.warnings() if e.data.get("state") not in ("issued", "lifted")
+                                           and e.data.get("hazard") != "equipment"] if e.t <= min(reached)]
+        hh_trigger = max(changes, default=None)
+    fanout = round(max(reached) - hh_trigger, 3) if hh_trigger is not None and every_household is not None else None
     bound = max((float(p["last_s"]) for p in tl.plans), default=None) or None
     return {
         "warnings_issued": len(issued),
@@ -172,8 +180,10 @@ def figures(tl: Timeline) -> dict[str, Any]:
         "trigger_t": trigger,
         "trigger_to_first_notification_s": since(first_note),
         "trigger_to_every_household_s": every_household,
+        "household_warning_t": hh_trigger,  # the warning change that reached the households
+        "household_warning_to_every_household_s": fanout,
         "limits_bound_s": bound,
-        "household_to_bound_ratio": round(every_household / bound, 4) if bound and every_household else None,
+        "household_to_bound_ratio": round(fanout / bound, 4) if bound and fanout is not None else None,
         "households_told": len(households),
         "people_told": len(told),
         "would_have_been_told": len(tl.would_have_been_told),  # named by the real routing, not taking part
@@ -233,7 +243,8 @@ def check_expectations(tl: Timeline, expect: Any) -> list[dict[str, Any]]:
         out.append({"expect": f"trigger → every household within {expect.within_bound_pct:g} % of the bound the "
                               "provider's limits impose",
                     "met": ratio is not None and abs(ratio - 1) * 100 <= expect.within_bound_pct, "t": None,
-                    "detail": f"measured {f['trigger_to_every_household_s']} s, bound {f['limits_bound_s']} s, "
+                    "detail": f"measured {f['household_warning_to_every_household_s']} s (from the warning that "
+                              f"reached the households), bound {f['limits_bound_s']} s, "
                               f"ratio {ratio}"})
     if expect.min_notified:
         n = sum(1 for r in tl.recipients.values() if r.first_told_t is not None and r.tier != OBSERVER_TIER)
