@@ -8,6 +8,7 @@ reads it; :meth:`ChainLog.changed` tells the live loop when alerts has committed
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +104,19 @@ class ChainLog:
                         "attempt": attempt, "status": status, "escalation": reason or "", "created_at": created,
                         "sent_at": sent, "error": error or "", "confirmed_at": at, "confirmed_via": via,
                         "body": body})
+        return out
+
+    def plans(self, key: str) -> list[dict[str, Any]]:
+        """Alerts' fan-out plans for ``key`` (``fanout-plan`` events): per version and attempt, what was sent and
+        the estimated seconds to the last person, given our rates and the provider's limits (alerts/plan.py)."""
+        out = []
+        for wid, at, detail in self._rows("SELECT warning_id, at, detail FROM events WHERE what='fanout-plan' AND "
+                                          "warning_id IN (SELECT id FROM warnings WHERE key=?) ORDER BY seq", (key,)):
+            try:
+                plan = json.loads(detail)
+            except ValueError:
+                continue  # alerts wrote it; a torn row is not the console's to mend
+            out.append({"version": int(wid.rsplit("#", 1)[-1]), "at": at, **plan})
         return out
 
     def _role(self, phone: str) -> str:

@@ -268,6 +268,7 @@ async def warning_json_handler(request: web.Request) -> web.Response:
     d["in_force"] = key in live.board.warnings
     d["history"] = live.chain.history(key)
     d["notifications"] = live.chain.notifications(key)
+    d["plans"] = live.chain.plans(key)
     d["area_name"] = _area_names(live, w.area) if w.area else ""
     return web.json_response(d, dumps=_dumps)
 

@@ -100,7 +100,8 @@ class CallLog:
             if not text and r.kind == "call" and r.status not in _CALL_ENDED:
                 return  # TwiML fetched from a URL once answered: write the call down when its words are known
             self._seen.add(r.sid)
-            t = self.t_of(r.created)
+            # a person is reached when the provider's queue lets the request out, not when it was accepted
+            t = self.t_of(r.created) + r.queued_s
             channel = "voice" if r.kind == "call" else "sms"
             self._escalation(t, r, channel)
             rec.notified(t, r.to, channel, text)

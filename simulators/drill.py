@@ -70,6 +70,7 @@ def _note_plans(tl: Timeline, alerts_state: dict[str, Any]) -> None:
     for _, warning_id, _, what, detail in pipeline.nflog.events():
         if what == "fanout-plan":
             p = json.loads(detail)
+            tl.plans.append({"warning": warning_id, **p})
             tl.notes.append(f"Fan-out of {warning_id} through {p['provider']}: {p['sms']} SMS ({p['sms_segments']} "
                             f"segments), {p['calls']} calls; the provider's limits and our rates put the last "
                             f"person at {p['last_s']:g} s after the first request (SMS {p['sms_s']:g} s, "
@@ -200,7 +201,14 @@ async def run_drill(cfg: Config, scn: Scenario, *, speed: float | None = None, r
                 await stack.enter_async_context(embedded_broker(broker.host, broker.port))
             clock = Clock(speed, start=start)
             boot = Runtime(cfg, clock, drill=True)
-            standin = await stack.enter_async_context(_twilio(boot, 0, verbose=False))
+            limits = None
+            if scn.provider_limits:
+                from simulators.twilio_records import TwilioLimits
+                limits = TwilioLimits()
+                tl.notes.append(f"Provider limits on: the Twilio stand-in sends {limits.sms_segments_per_s:g} SMS "
+                                f"segment/s per sender and {limits.calls_per_s:g} call/s per account; senders: "
+                                f"{len(cfg.alerts.twilio.from_numbers) or 1}.")
+            standin = await stack.enter_async_context(_twilio(boot, 0, verbose=False, limits=limits))
             url = getattr(standin, "base_url", None)
             run = f"{start:%Y%m%d%H%M%S}{secrets.token_hex(2)}"
             dcfg = drill_config(cfg, scn, state_dir=Path(state), mqtt=broker, twilio_url=url, speed=speed, run=run)

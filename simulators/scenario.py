@@ -194,6 +194,8 @@ class Expect(_Strict):
     none_above: list[ExpectedWarning] = Field(default_factory=list)  # level = the ceiling, never exceeded
     lifted: list[ExpectedWarning] = Field(default_factory=list)  # these warnings are lifted by the end
     min_notified: int = Field(default=0, ge=0)  # at least this many people told
+    # trigger → every household within this many per cent of the bound the provider's limits impose
+    within_bound_pct: float | None = Field(default=None, gt=0)
 
 
 class Scenario(_Strict):
@@ -214,6 +216,9 @@ class Scenario(_Strict):
     calls: Calls = Field(default_factory=Calls)
     expect: Expect = Field(default_factory=Expect)
     participants: list[Who] = Field(default_factory=list)
+    # the Twilio stand-in enforces Twilio's published limits (1 SMS segment/s per long-code sender, 1 call/s
+    # per account) so the drill measures the fan-out a real provider would allow
+    provider_limits: bool = False
     scope: list[str] = Field(default_factory=list)  # extra site ids to simulate in a drill (beyond the scripted)
     # 加密监测: in a drill these sites' devices report every N scenario seconds, as stations do once
     # deformation or water rises (an RTU's added reports); site id -> interval_s

@@ -130,7 +130,7 @@ async def _faults(rt: Runtime, sim: Simulation, events: list[FaultEvent], gatewa
 
 
 @contextlib.asynccontextmanager
-async def _twilio(rt: Runtime, port: int | None, verbose: bool = True) -> AsyncIterator[Any]:
+async def _twilio(rt: Runtime, port: int | None, verbose: bool = True, limits: Any = None) -> AsyncIterator[Any]:
     """The Twilio stand-in (simulators/twilio.py), on simulation.twilio_port, printing what it would send."""
     try:
         mod = importlib.import_module("simulators.twilio")
@@ -153,5 +153,5 @@ async def _twilio(rt: Runtime, port: int | None, verbose: bool = True) -> AsyncI
     hook = rt.config.alerts.webhook
     replies = f"{hook.public_url or f'http://{hook.host}:{hook.port}'}/twilio/sms" if hook.port else None
     async with mod.TwilioStandIn(auth_token=token, account_sid=twcfg.account_sid, port=port, clock=rt.clock,
-                                 verbose=verbose, sms_webhook=replies) as standin:
+                                 verbose=verbose, sms_webhook=replies, limits=limits) as standin:
         yield standin

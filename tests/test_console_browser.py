@@ -8,6 +8,7 @@ Screenshots go to $YUJING_SCREENSHOTS (default: the test's temporary directory).
 from __future__ import annotations
 
 import os
+import json
 import sqlite3
 import time
 import urllib.error
@@ -145,6 +146,15 @@ def test_opening_the_warning_shows_who_was_told_and_who_confirmed(demo, browser,
     assert "12小时累计雨量" in browser.find_element(By.ID, "w-evidence").text
     history = browser.find_element(By.ID, "w-history").text
     assert "发布" in history and "蓝色" in history
+    # alerts' fan-out plan (its estimate of when the last person is reached) is shown as alerts logged it
+    with sqlite3.connect(f"file:{nflog}?mode=ro", uri=True) as db:
+        plans = [json.loads(d) for (d,) in db.execute(
+            "SELECT detail FROM events WHERE what='fanout-plan' AND warning_id LIKE ? ORDER BY seq", (KEY + "#%",))]
+    assert plans
+    wait_js(browser, f"return document.querySelectorAll('#w-plans tbody tr').length == {len(plans)}", 20,
+            "a row per fan-out plan")
+    shown = browser.execute_script("return [...document.querySelectorAll('#w-plans td.last')].map(c => c.textContent)")
+    assert shown == [f"{int(p['last_s'] + 0.5)} s" for p in plans]
     browser.save_screenshot(str(shots / "console-warning.png"))
     assert not page_errors(browser)
 

@@ -16,7 +16,8 @@ from yujing.config.mqtt import MqttConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 ZX = ROOT / "config" / "zhongxian"
-SCENARIOS = sorted((ZX / "scenarios").glob("*.yaml"))
+LIMITS_DRILL = ZX / "scenarios" / "red-fanout-limits.yaml"  # run (and judged further) by its own test below
+SCENARIOS = sorted(p for p in (ZX / "scenarios").glob("*.yaml") if p != LIMITS_DRILL)
 CHAIN = ("rules.service", "alerts.service")  # the collector stores; warnings do not wait for it
 CHAIN_MISSING = [m for m in CHAIN if importlib.util.find_spec(m.split(".")[0]) is None
                  or importlib.util.find_spec(m) is None]
@@ -183,3 +184,21 @@ async def test_a_drill_tells_only_participants_the_real_orange_names_and_counts_
     assert [e for e in notes if e["phone"] in leaders and e["channel"] == "voice"]
     assert not [e for e in doc["events"] if e["kind"] == "warning" and e["hazard"] == "equipment"]
     assert "Would have been told" in (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
+
+
+async def test_with_provider_limits_on_every_household_is_reached_within_5_percent_of_their_bound(
+        cfg, mosquitto, prefix, tmp_path):
+    """red-fanout-limits.yaml: a red torrent warning at 杨柳村 reaches all its households through the Twilio
+    stand-in at Twilio's published limits (one sender, 1 segment/s; 1 call/s). The report states the bound
+    those limits impose and the measured warning → every household beside it, within 5 %."""
+    await run_drill(cfg, load_scenario(LIMITS_DRILL), mqtt=broker(mosquitto, prefix), report=tmp_path / "report")
+    doc = json.loads((tmp_path / "report" / "report.json").read_text(encoding="utf-8"))
+    f = doc["figures"]
+    rows = (ZX / "households.csv").read_text(encoding="utf-8").splitlines()
+    households = [r for r in rows if r.startswith("shibao.yangliu.")]
+    assert households and f["households_told"] == len(households)  # every household of the warned village
+    assert f["limits_bound_s"] == max(p["last_s"] for p in doc["plans"]) >= 60, doc["plans"]
+    assert 0.95 <= f["household_to_bound_ratio"] <= 1.05, f
+    assert all(e["met"] for e in doc["expectations"]), doc["expectations"]
+    page = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
+    assert "bound the provider" in page and f"{f['household_to_bound_ratio']:.3f}" in page

@@ -25,6 +25,10 @@ text-align:left;vertical-align:top} th{background:#f9fafb} .ok{color:#15803d;fon
 """
 
 
+def _ratio(r: float | None) -> str:
+    return "—" if r is None else f"{r:.3f}"
+
+
 def _fmt_s(v: Any) -> str:
     if v is None:
         return "—"
@@ -83,6 +87,9 @@ def render(tl: Timeline, figs: dict[str, Any], expectations: list[dict[str, Any]
     for label, value in [
         ("trigger → first notification", _fmt_s(figs["trigger_to_first_notification_s"])),
         ("trigger → every household", _fmt_s(figs["trigger_to_every_household_s"])),
+        ("household warning → every household", _fmt_s(figs["household_warning_to_every_household_s"])),
+        ("bound the provider's limits impose", _fmt_s(figs["limits_bound_s"])),
+        ("measured / bound", _ratio(figs["household_to_bound_ratio"])),
         ("confirmed within 5 min", _pct(figs["confirmed_within_5_min"])),
         ("confirmed within 15 min", _pct(figs["confirmed_within_15_min"])),
         ("warnings issued", figs["warnings_issued"]),

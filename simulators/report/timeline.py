@@ -70,6 +70,8 @@ class Timeline:
     # would have been told; messages/calls: what they would have got)
     would_have_been_told: dict[str, Recipient] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what the drill could not do, said plainly
+    # alerts' fanout-plans (alerts/plan.py): what the provider's limits allow, to judge the measured fan-out by
+    plans: list[dict[str, Any]] = field(default_factory=list)
     ended_t: float = 0.0
 
     def offset(self, ts: datetime) -> float:
@@ -110,6 +112,7 @@ class Timeline:
             "sensor_site": self.sensor_site,
             "sites": self.sites,
             "notes": self.notes,
+            "plans": self.plans,
             "figures": figures(self),
         }
 
@@ -160,12 +163,27 @@ def figures(tl: Timeline) -> dict[str, Any]:
         return None if t is None or trigger is None else round(t - trigger, 3)
 
     levels = [Level(e.data["level"]) for e in tl.warnings() if e.data.get("level")]
+    every_household = since(max(reached)) if len(reached) == len(households) and reached else None
+    # the bound the provider's limits impose on the largest fan-out: segments / (senders × rate), calls / rate.
+    # Households are reached by the warning (or the upgrade) that named them, so that is where their fan-out,
+    # and the time judged against the bound, starts: the latest warning change before the first household told
+    hh_trigger = None
+    if reached:
+        changes = [e.t for e in hazards + [e for e in tl.warnings() if e.data.get("state") not in ("issued", "lifted")
+                                           and e.data.get("hazard") != "equipment"] if e.t <= min(reached)]
+        hh_trigger = max(changes, default=None)
+    fanout = round(max(reached) - hh_trigger, 3) if hh_trigger is not None and every_household is not None else None
+    bound = max((float(p["last_s"]) for p in tl.plans), default=None) or None
     return {
         "warnings_issued": len(issued),
         "highest_level": max(levels).value if levels else None,
         "trigger_t": trigger,
         "trigger_to_first_notification_s": since(first_note),
-        "trigger_to_every_household_s": since(max(reached)) if len(reached) == len(households) and reached else None,
+        "trigger_to_every_household_s": every_household,
+        "household_warning_t": hh_trigger,  # the warning change that reached the households
+        "household_warning_to_every_household_s": fanout,
+        "limits_bound_s": bound,
+        "household_to_bound_ratio": round(fanout / bound, 4) if bound and fanout is not None else None,
         "households_told": len(households),
         "people_told": len(told),
         "would_have_been_told": len(tl.would_have_been_told),  # named by the real routing, not taking part
@@ -219,6 +237,15 @@ def check_expectations(tl: Timeline, expect: Any) -> list[dict[str, Any]]:
         out.append({"expect": f"{exp.hazard.value} warning at {exp.site or exp.area} lifted",
                     "met": bool(lifted), "t": lifted[0].t if lifted else None,
                     "detail": lifted[0].summary if lifted else "never lifted"})
+    if expect.within_bound_pct is not None:
+        f = figures(tl)
+        ratio = f["household_to_bound_ratio"]
+        out.append({"expect": f"trigger → every household within {expect.within_bound_pct:g} % of the bound the "
+                              "provider's limits impose",
+                    "met": ratio is not None and abs(ratio - 1) * 100 <= expect.within_bound_pct, "t": None,
+                    "detail": f"measured {f['household_warning_to_every_household_s']} s (from the warning that "
+                              f"reached the households), bound {f['limits_bound_s']} s, "
+                              f"ratio {ratio}"})
     if expect.min_notified:
         n = sum(1 for r in tl.recipients.values() if r.first_told_t is not None and r.tier != OBSERVER_TIER)
         out.append({"expect": f"at least {expect.min_notified} people told", "met": n >= expect.min_notified,
