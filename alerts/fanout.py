@@ -228,8 +228,10 @@ class Dispatcher:
                 await self.on_done(nflog, Outcome(n, None, exc))
             return
         assert sid is not None
-        nflog.sent(n.key, sid, self.clock.now())
-        nflog.event(self.clock.now(), n.warning_id, n.phone, f"{n.channel}-sent", {"sid": sid, "attempt": n.attempt})
+        with nflog.transaction():  # the sid and its event: one commit, not two (a commit per step bounded fan-out)
+            nflog.sent(n.key, sid, self.clock.now())
+            nflog.event(self.clock.now(), n.warning_id, n.phone, f"{n.channel}-sent",
+                        {"sid": sid, "attempt": n.attempt})
         SENT.labels(channel=n.channel, outcome="sent").inc()
         if self.on_done:
             await self.on_done(nflog, Outcome(n, sid))

@@ -401,10 +401,12 @@ class Pipeline:
 
     async def on_status(self, sid: str, status: str, error: str) -> Notification | None:
         now = self.clock.now()
-        n = self.nflog.provider_status(sid, status, error, now)
+        with self.nflog.transaction():  # the status and its event: one commit, not two (fan-out's callbacks)
+            n = self.nflog.provider_status(sid, status, error, now)
+            if n is not None:
+                self.nflog.event(now, n.warning_id, n.phone, f"{n.channel}-{status}", {"sid": sid, "error": error})
         if n is None:
             return None
-        self.nflog.event(now, n.warning_id, n.phone, f"{n.channel}-{status}", {"sid": sid, "error": error})
         if n.channel == Channel.SMS.value and status in ("undelivered", "failed"):
             await self._fallback(n, f"status {status} {error}".strip())
         return n

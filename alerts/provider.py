@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
+from urllib.parse import urlencode
 
 import aiohttp
 from prometheus_client import Counter
@@ -66,6 +67,13 @@ class RedirectedHttpClient(AsyncTwilioHttpClient):
     async def request(self, method: str, url: str, *args, **kwargs):  # type: ignore[override]
         if url.startswith(TWILIO_API):
             url = self.base_url + url[len(TWILIO_API):]
+        data = kwargs.get("data")
+        if isinstance(data, dict) and data:
+            # the same bytes aiohttp would send, encoded once here: handed a dict, aiohttp builds a FormData
+            # (and a multipart writer, with a uuid4) per request, a tenth of a fan-out's CPU
+            kwargs["data"] = urlencode(data, doseq=True).encode()
+            kwargs["headers"] = {**(kwargs.get("headers") or {}),
+                                 "Content-Type": "application/x-www-form-urlencoded"}
         return await super().request(method, url, *args, **kwargs)
 
 
