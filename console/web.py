@@ -20,7 +20,7 @@ import jinja2
 from aiohttp import web
 
 from collector.stores.base import Store
-from console import i18n
+from console import drills, i18n
 from console.board import warning_json
 from console.live import Live
 from console.series import chart, window
@@ -41,6 +41,7 @@ class Served:
     jinja: jinja2.Environment
     store: Store | None = None
     office: Any = None  # duty.api.Office: accounts and sessions; None before the duty office is configured
+    guarded: frozenset[Any] = frozenset()  # the console's own routes: the only ones its login guard answers for
 
 
 CONSOLE: web.AppKey[Served] = web.AppKey("console", Served)
@@ -69,7 +70,11 @@ async def _guard(request: web.Request, handler: Any) -> web.StreamResponse:
     """Every page and every piece of console JSON needs a logged-in user (phones and names are personal data)."""
     served = request.app[CONSOLE]
     path = request.path
-    if served.office is None or path.startswith("/api/") or path.startswith(OPEN):
+    # the same application serves the duty office's API and the CAP intake (POST /cap/{source}), each with its
+    # own authentication (bearer token, HMAC): a login redirect there would turn a platform's POST into a page.
+    # The console's own API routes (/api/v1/drills) are answered by the duty office's gate, as the others are
+    if (served.office is None or request.match_info.route not in served.guarded or path.startswith("/api/")
+            or path.startswith(OPEN)):
         return await handler(request)
     who = identify(request)
     if who is None:
@@ -88,6 +93,7 @@ def install(app: web.Application, live: Live, store: Store | None = None, office
     app[CONSOLE] = served
     app.middlewares.append(_guard)
     r = app.router
+    before = set(r.routes())
     r.add_get("/", page("map.html"))
     r.add_get("/warnings", page("warnings.html"))
     r.add_get("/warnings/{key}", warning_page)
@@ -103,8 +109,11 @@ def install(app: web.Application, live: Live, store: Store | None = None, office
     r.add_get("/console/boundaries.geojson", boundaries)
     r.add_get("/console/events", events)
     r.add_get("/console/reports/{run}/{file:.+}", report_file)
+    r.add_get("/console/drills.json", drills_json)
+    drills.install(app, live.config, _reports_dir(live))
     r.add_get("/favicon.ico", _no_content)
     r.add_static("/static/", HERE / "static", append_version=False)
+    served.guarded = frozenset(set(r.routes()) - before)
     return served
 
 
@@ -192,6 +201,13 @@ def _area_names(live: Live, area: str) -> str:
 
 async def drills_page(request: web.Request) -> web.Response:
     return render(request, "drills.html", reports=_reports(request.app[CONSOLE].live))
+
+
+async def drills_json(request: web.Request) -> web.Response:
+    """The scenarios an operator may drill, the drills this console started (running or ended), the reports."""
+    d = request.app[drills.DRILLS]
+    return web.json_response({"scenarios": d.scenarios(), "runs": [r.json() for r in reversed(d.runs.values())],
+                              "reports": _reports(request.app[CONSOLE].live)})
 
 
 def _reports_dir(live: Live) -> Path:

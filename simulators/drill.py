@@ -178,8 +178,12 @@ def _service(part: str) -> Any | None:
 
 async def run_drill(cfg: Config, scn: Scenario, *, speed: float | None = None, report: str | Path | None = None,
                     progress: bool = False, mqtt: Any = None, start: datetime | None = None,
-                    settle_s: float = 0.0) -> dict[str, Any]:
-    """Run ``scn`` against ``cfg``; returns the report document (and writes the files if ``report``)."""
+                    settle_s: float = 0.0, live_broker: bool = False) -> dict[str, Any]:
+    """Run ``scn`` against ``cfg``; returns the report document (and writes the files if ``report``).
+
+    ``live_broker``: the deployment's broker is already running (a drill started from the live system's
+    console): use it, on the drill's own prefix, rather than start an embedded one on the same port.
+    """
     problems = check_against(scn, cfg)
     if problems:
         raise ConfigError([f"scenario {scn.name}: {p}" for p in problems])
@@ -191,7 +195,7 @@ async def run_drill(cfg: Config, scn: Scenario, *, speed: float | None = None, r
                   started_at=start, speed=speed, deployment=cfg.deployment.name)
     with tempfile.TemporaryDirectory(prefix="yujing-drill-") as state:
         async with contextlib.AsyncExitStack() as stack:
-            if broker.embedded:
+            if broker.embedded and not live_broker:
                 from yujing.mqtt import embedded_broker
                 await stack.enter_async_context(embedded_broker(broker.host, broker.port))
             clock = Clock(speed, start=start)
@@ -379,11 +383,12 @@ async def _point_replies_at_alerts(standin: Any, state: dict[str, Any], rt: Runt
 
 
 async def main(cfg: Config, scenario_path: str, speed: float | None = None, report: str | None = None,
-               progress: bool = True) -> int:
+               progress: bool = True, live_broker: bool = False) -> int:
     """The ``yujing drill`` command: 0 when every expectation of the scenario is met, 1 when not, 2 on bad input."""
     try:
         scn = load_scenario(scenario_path)
-        doc = await run_drill(cfg, scn, speed=speed, report=report, progress=progress)
+        doc = await run_drill(cfg, scn, speed=speed, report=report, progress=progress,
+                              live_broker=live_broker)
     except ConfigError as exc:
         print(f"yujing drill: {exc}", file=sys.stderr)
         return 2

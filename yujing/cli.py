@@ -182,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--speed", type=float, default=None, help="clock speed (default: the scenario's speed)")
     d.add_argument("--report", metavar="DIR", help="write report.html, report.json and charts here")
     d.add_argument("--no-progress", action="store_true")
+    d.add_argument("--live-broker", action="store_true",
+                   help="the deployment's broker is running (the live system): use it, do not start one")
 
     importlib.import_module("duty.cli").add_commands(sub)  # warn, warnings, confirm, silence: requests to the API
     args = p.parse_args(argv)
@@ -208,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "drill":
         drill = importlib.import_module("simulators.drill")
         return int(asyncio.run(drill.main(_load(args.config), args.scenario, speed=args.speed,
-                                          report=args.report, progress=not args.no_progress)) or 0)
+                                          report=args.report, progress=not args.no_progress,
+                                          live_broker=args.live_broker)) or 0)
 
     config_path = args.args[0] if args.cmd == "rules" else args.config
     if args.cmd == "rules" and len(args.args) != 1:
