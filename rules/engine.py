@@ -168,8 +168,9 @@ class Engine:
     def _message(self, a: Assessment, lc: Lifecycle, state: WarningState, before: Level | None) -> HazardWarning:
         level = lc.active if lc.active is not None else before
         assert level is not None
-        title = a.title if a.title and a.level == level else self._title(a, level)
-        evidence = list(a.evidence)
+        a_title, a_evidence = a.wording()
+        title = a_title if a_title and a.level == level else self._title(a, level)
+        evidence = list(a_evidence)
         held = (f"持续 {a.mechanics.clear_after_s / 60:.0f} 分钟" if a.mechanics.clear_after_s >= 60
                 else "已")
         if state is WarningState.LIFTED:

@@ -8,6 +8,7 @@ Levels come from each site's design documents (``thresholds.reservoir`` / ``thre
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,11 +40,16 @@ def rise_rate(samples: list[list[float]], window_s: float) -> tuple[float, float
     if len(samples) < 2:
         return None
     t1, v1 = samples[-1]
-    old = next((s for s in samples if s[0] >= t1 - window_s), samples[0])
+    # samples ascend by time: a bisection, not a scan of the window per reading (the last sample is always in it)
+    old = samples[bisect_left(samples, t1 - window_s, key=_t)]
     span = t1 - old[0]
     if span < window_s / 2:
         return None
     return (v1 - old[1]) / span * 3600.0, span
+
+
+def _t(sample: list[float]) -> float:
+    return sample[0]
 
 
 @register
@@ -88,8 +94,9 @@ class LevelsPack:
         st.samples.append([t, r.value])
         if site.kind == "reservoir":
             thr = self.reservoir(r.site)
-            horizon = t - thr.rise_window_s * 1.5
-            st.samples = [s for s in st.samples if s[0] >= horizon] or st.samples[-1:]
+            # what fell out of 1.5 windows is at the front (samples ascend; the newest, at t, always stays):
+            # dropped in place, not the whole list re-filtered on every reading
+            del st.samples[:bisect_left(st.samples, t - thr.rise_window_s * 1.5, key=_t)]
             return [self._reservoir(r, st, thr, ctx, site.name)]
         st.samples = st.samples[-1:]
         return [self._river(r, self.river(r.site), ctx, site.name)]

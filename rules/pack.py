@@ -44,6 +44,13 @@ class Assessment:
     values: dict[str, float] = field(default_factory=dict)
     t: float = 0.0  # POSIX seconds the assessment holds for
     drill: bool = False
+    # (title, evidence) on demand, instead of ``title``/``evidence``: most assessments change nothing and are
+    # dropped, so a pack judging every reading may leave the wording to the few that become a message
+    explain: Callable[[], tuple[str, list[str]]] | None = field(default=None, repr=False, compare=False)
+
+    def wording(self) -> tuple[str, list[str]]:
+        """The title and evidence, however the pack gave them."""
+        return self.explain() if self.explain is not None else (self.title, self.evidence)
 
 
 class Context(Protocol):
