@@ -202,9 +202,12 @@ def test_the_drills_page_lists_the_drill_reports_and_opens_one(demo, browser):
                   deployment="忠县")
     write_report(tl, Expect(min_notified=0), demo.cfg_dir / "var" / "reports" / "demo-1")
     browser.get(f"{demo.console}drills")
-    row = browser.find_element(By.CSS_SELECTOR, 'tr[data-run="demo-1"]')
-    assert "演示：忠州城区持续降雨（蓝色预警）" in row.text and "通过" in row.text
-    row.find_element(By.TAG_NAME, "a").click()
+    # the page redraws its list every second (drills started from the console): read the row and follow its link
+    # in one script, so a redraw between two WebDriver calls cannot leave a stale element
+    text = wait_js(browser, "const r = document.querySelector('tr[data-run=\"demo-1\"]'); return r && r.innerText",
+                   10, "the report's row")
+    assert "演示：忠州城区持续降雨（蓝色预警）" in text and "通过" in text
+    browser.execute_script("document.querySelector('tr[data-run=\"demo-1\"] a').click()")
     wait_js(browser, "return location.pathname == '/console/reports/demo-1/report.html'", 10, "the report")
     assert "DRILL" in browser.page_source
     # nothing outside the reports directory is served through it
