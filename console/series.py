@@ -13,33 +13,9 @@ from typing import Any
 from rules.config import effective
 from yujing.compose import Config, Site
 from yujing.model import Level, Reading
+from yujing.rainfall import increments, rolling
 
 RAIN = ("rain_count_mm", "rain_mm")
-
-
-def rain_increments(points: list[tuple[float, float]], quantity: str) -> list[tuple[float, float]]:
-    out, prev = [], None
-    for t, v in points:
-        if v != v:  # NaN: a failed poll
-            continue
-        if quantity == "rain_mm":
-            out.append((t, max(0.0, v)))
-        elif prev is not None:
-            d = v - prev
-            out.append((t, d if d >= 0 else 0.0))
-        prev = v
-    return out
-
-
-def rolling(incs: list[tuple[float, float]], window_s: float) -> list[float]:
-    out, lo, acc = [], 0, 0.0
-    for t, mm in incs:
-        acc += mm
-        while incs[lo][0] <= t - window_s:
-            acc -= incs[lo][1]
-            lo += 1
-        out.append(round(acc, 2))
-    return out
 
 
 def thin(xs: list[float], ys: list[list[float | None]], limit: int) -> tuple[list[float], list[list[float | None]]]:
@@ -88,11 +64,11 @@ def chart(cfg: Config, site: Site, readings: list[Reading], *, since: datetime, 
     panels = []
     for q, pts in sorted(by_q.items()):
         if q in RAIN:
-            incs = rain_increments(pts, q)
+            incs = increments(pts, q)
             windows = sorted({t["window_h"] for t in lines if "window_h" in t}) or [1, 3, 6, 12]
             xs = [t for t, _ in incs]
             series = [{"label": f"{h}h", "window_h": h} for h in windows]
-            ys: list[list[float | None]] = [list(rolling(incs, h * 3600)) for h in windows]
+            ys: list[list[float | None]] = [[round(mm, 2) for _, mm in rolling(incs, h * 3600)] for h in windows]
             unit = "mm"
         else:
             xs = [t for t, _ in pts]

@@ -14,36 +14,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from simulators.report.timeline import Kind, Timeline  # noqa: E402
+from yujing.rainfall import increments, rolling  # noqa: E402
 
 SHADE = {"blue": "#3b82f6", "yellow": "#facc15", "orange": "#f97316", "red": "#dc2626"}
 CMA_RAIN = [(12, 50.0, "blue"), (6, 50.0, "yellow"), (3, 50.0, "orange"), (3, 100.0, "red")]
-
-
-def rain_increments(points: list[tuple[float, float]], quantity: str) -> list[tuple[float, float]]:
-    """Rain per interval from a tipping counter (rollover and resets read as a fresh start) or per-period values."""
-    out = []
-    prev = None
-    for t, v in points:
-        if v != v:  # NaN: a failed poll
-            continue
-        if quantity == "rain_mm":
-            out.append((t, max(0.0, v)))
-        elif prev is not None:
-            d = v - prev
-            out.append((t, d if d >= 0 else 0.0))
-        prev = v
-    return out
-
-
-def rolling(incs: list[tuple[float, float]], window_s: float) -> list[tuple[float, float]]:
-    out, lo, acc = [], 0, 0.0
-    for i, (t, mm) in enumerate(incs):
-        acc += mm
-        while incs[lo][0] <= t - window_s:
-            acc -= incs[lo][1]
-            lo += 1
-        out.append((t, acc))
-    return out
 
 
 def level_spans(tl: Timeline, site: str) -> list[tuple[float, float, str]]:
@@ -94,7 +68,7 @@ def plot_site(tl: Timeline, site_id: str, path: Path) -> bool:
     for sensor in sensors:
         for q, pts in tl.series[sensor].items():
             if kind == "rain" and q in ("rain_count_mm", "rain_mm"):
-                incs = rain_increments(pts, q)
+                incs = increments(pts, q)
                 if not incs:
                     continue
                 for hours, style in ((3, ":"), (6, "--"), (12, "-")):
