@@ -363,14 +363,18 @@ async def remove_silence(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+def query_limit(request: web.Request, default: int = 100, most: int = 1000) -> int:
+    """``?limit=N`` of a listing, held to 1..``most``; anything but a whole number is a 400."""
+    try:
+        return max(1, min(most, int(request.query.get("limit", str(default)))))
+    except ValueError:
+        raise ApiError(400, "bad-request", "limit: a whole number") from None
+
+
 @needs(Role.ADMIN)
 async def audit(request: web.Request) -> web.Response:
     office = request.app[OFFICE]
-    try:
-        limit = max(1, min(1000, int(request.query.get("limit", "100"))))
-    except ValueError:
-        raise ApiError(400, "bad-request", "limit: a whole number") from None
-    return web.json_response({"entries": [e.as_json() for e in office.audit.entries(limit)]})
+    return web.json_response({"entries": [e.as_json() for e in office.audit.entries(query_limit(request))]})
 
 
 def make_app(office: Office) -> web.Application:

@@ -24,7 +24,7 @@ from typing import Any
 import aiomqtt
 from aiohttp import web
 
-from duty.api import ApiError, needs
+from duty.api import needs, query_limit
 from duty.config import Role
 from duty.issuer import Issuer
 from duty.publisher import IssuerLink
@@ -89,11 +89,7 @@ async def post(request: web.Request) -> web.Response:
 @needs(Role.OPERATOR)
 async def deadletters(request: web.Request) -> web.Response:
     intake = request.app[INTAKE]
-    try:
-        limit = max(1, min(1000, int(request.query.get("limit", "100"))))
-    except ValueError:
-        raise ApiError(400, "bad-request", "limit: a whole number") from None
-    return web.json_response({"refused": intake.deadletters.entries(limit)})
+    return web.json_response({"refused": intake.deadletters.entries(query_limit(request))})
 
 
 def install(app: web.Application, rt: Runtime, issuer: Issuer, link: IssuerLink) -> list[Coroutine[Any, Any, None]]:
