@@ -135,8 +135,17 @@ async def running_alerts(directory: Path, *, mqtt_port: int, prefix: str, alerts
             yield rig
         finally:
             rt.stop.set()
+            done, _ = await asyncio.wait({rig.task}, timeout=10)
+            if not done:  # say where the service waits: the one clue to a stop that hangs (seen once under load)
+                from yujing.cli import _where
+                me = asyncio.current_task()
+                chains = "; ".join(f"{t.get_name()} in {_where(t)}" for t in asyncio.all_tasks() if t is not me)
+                rig.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await rig.task
+                raise TimeoutError(f"the alerts service did not stop within 10 s of stop; still running: {chains}")
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(rig.task, 10)
+                await rig.task
 
 
 def warning(level: Level = Level.BLUE, version: int = 1, state: WarningState = WarningState.ISSUED, key: str = "",
