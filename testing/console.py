@@ -34,6 +34,21 @@ CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 CONSOLE_LINE = re.compile(r"控制台 console: (\S+)")
 
 
+# An operator and a viewer beside the example's demo account, for the tests of writes and of refusals
+PASSWORDS = {"li": "li-operator-password", "wang": "wang-viewer-password"}
+
+
+def example_with_operators(dst: Path) -> Path:
+    """:func:`relocated_example` with the accounts of :data:`PASSWORDS`: ``li`` (operator), ``wang`` (viewer)."""
+    from duty.accounts import hash_password
+
+    dep = yaml.safe_load((EXAMPLE / "deployment.yaml").read_text(encoding="utf-8"))
+    accounts = dep["duty"]["accounts"] + [
+        {"user": "li", "role": "operator", "password_hash": hash_password(PASSWORDS["li"])},
+        {"user": "wang", "role": "viewer", "password_hash": hash_password(PASSWORDS["wang"])}]
+    return relocated_example(dst, extra={"duty": {"accounts": accounts}})
+
+
 def relocated_example(dst: Path, src: Path = EXAMPLE, *, extra: dict[str, Any] | None = None) -> Path:
     """A copy of ``src`` whose every port is a free one of ours and whose state lives under ``dst``."""
     dst.mkdir(parents=True, exist_ok=True)

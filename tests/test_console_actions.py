@@ -18,27 +18,21 @@ from typing import Any
 
 import pytest
 import yaml
-from testing.console import EXAMPLE, chromium, log_in, page_errors, relocated_example, wait_js, yujing_run
+from testing.console import PASSWORDS, chromium, example_with_operators, log_in, page_errors, wait_js, yujing_run
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
-from duty.accounts import hash_password
 
 pytestmark = pytest.mark.timeout(480)
 
 VILLAGE, TOWNSHIP = "zhongzhou.shidi", "zhongzhou"  # 石堤社区, 忠州街道
 HEAD, TOWN_DUTY = "+8613900000033", "+8613900000005"  # its responsible person (蔡大军), the township's duty office
 TITLE, TEXT = "石堤社区后山沟道水位上涨", "请做好转移准备"
-PASSWORDS = {"li": "li-operator-password", "wang": "wang-viewer-password"}
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    dep = yaml.safe_load((EXAMPLE / "deployment.yaml").read_text(encoding="utf-8"))
-    accounts = dep["duty"]["accounts"] + [
-        {"user": "li", "role": "operator", "password_hash": hash_password(PASSWORDS["li"])},
-        {"user": "wang", "role": "viewer", "password_hash": hash_password(PASSWORDS["wang"])}]
-    cfg_dir = relocated_example(tmp_path_factory.mktemp("zhongxian"), extra={"duty": {"accounts": accounts}})
+    cfg_dir = example_with_operators(tmp_path_factory.mktemp("zhongxian"))
     with yujing_run(cfg_dir, duration_s=420, extra=("--speed", "30")) as run:
         run.cfg_dir = cfg_dir
         run.twilio = yaml.safe_load((cfg_dir / "deployment.yaml").read_text())["alerts"]["twilio"]["base_url"]

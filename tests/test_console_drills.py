@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 import urllib.request
 from typing import Any
 
@@ -19,13 +18,11 @@ import pytest
 import yaml
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
-from testing.console import EXAMPLE, chromium, log_in, page_errors, relocated_example, wait_js, yujing_run
+from testing.console import EXAMPLE, PASSWORDS, chromium, example_with_operators, log_in, page_errors, wait_js, yujing_run
 
-from duty.accounts import hash_password
 
 pytestmark = pytest.mark.timeout(300)
 
-PASSWORDS = {"li": "li-operator-password", "wang": "wang-viewer-password"}
 SCENARIO = "drill-smoke"  # half an hour of light rain over 忠州街道 at 600×: three seconds, nothing to warn
 
 
@@ -39,11 +36,7 @@ def smoke() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    dep = yaml.safe_load((EXAMPLE / "deployment.yaml").read_text(encoding="utf-8"))
-    accounts = dep["duty"]["accounts"] + [
-        {"user": "li", "role": "operator", "password_hash": hash_password(PASSWORDS["li"])},
-        {"user": "wang", "role": "viewer", "password_hash": hash_password(PASSWORDS["wang"])}]
-    cfg_dir = relocated_example(tmp_path_factory.mktemp("zhongxian"), extra={"duty": {"accounts": accounts}})
+    cfg_dir = example_with_operators(tmp_path_factory.mktemp("zhongxian"))
     (cfg_dir / "scenarios" / f"{SCENARIO}.yaml").write_text(yaml.safe_dump(smoke(), allow_unicode=True),
                                                             encoding="utf-8")
     with yujing_run(cfg_dir, duration_s=240) as run:
