@@ -18,7 +18,8 @@ import pytest
 import yaml
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
-from testing.console import EXAMPLE, PASSWORDS, chromium, example_with_operators, log_in, page_errors, wait_js, yujing_run
+from testing.console import (EXAMPLE, PASSWORDS, chromium, example_with_operators, log_in, page_errors, wait_js,
+                             yujing_run)
 
 
 pytestmark = pytest.mark.timeout(300)
