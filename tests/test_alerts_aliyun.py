@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from testing.alerts import warning
 
-from alerts.harness import running_alerts
+from testing.alerts import running_alerts
 from conftest import wait_for
 from alerts.provider import PROVIDER_ERRORS
 from simulators.aliyun import AliyunStandIn
@@ -246,7 +246,7 @@ async def test_the_same_text_to_many_goes_in_one_sendsms_and_each_receipt_finds_
 
 
 def test_a_drill_of_a_deployment_on_alibaba_cloud_sends_through_the_stand_in_only(tmp_path, monkeypatch):
-    from alerts.harness import write_config
+    from testing.alerts import write_config
     from simulators.drill import drill_config
     from simulators.scenario import Scenario
     from yujing.config import load_config

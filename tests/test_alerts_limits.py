@@ -11,7 +11,7 @@ from testing.alerts import warning
 
 from alerts.config import AlertsConfig
 from conftest import wait_for
-from alerts.harness import ACCOUNT, TOKEN, running_alerts
+from testing.alerts import ACCOUNT, TOKEN, running_alerts
 from alerts.nflog import Notification
 from alerts.plan import estimate, segments
 from simulators.aliyun_setup import approved

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from alerts.harness import Rig, running_alerts
+from testing.alerts import Rig, running_alerts
 from duty.accounts import hash_password
 from duty.service import serve as serve_duty
 from simulators.twilio import Behaviour
@@ -67,7 +67,7 @@ async def duty_office(tmp_path: Path, mosquitto: Any, prefix: str, speed: float 
             "accounts": [{"user": "li", "role": "operator", "token": {"file": str(tokens["li"])}},
                          {"user": "wang", "role": "viewer", "token": {"file": str(tokens["wang"])}},
                          {"user": "chief", "role": "admin", "password_hash": hash_password(CHIEF_PASSWORD)}]}
-    import alerts.harness as harness
+    import testing.alerts as harness
 
     original = harness.write_config
 
@@ -313,7 +313,7 @@ def _tls_files(directory: Path) -> tuple[Path, Path]:
 async def test_with_tls_the_duty_office_serves_https_and_its_session_cookie_is_secure(mosquitto, prefix, tmp_path):
     import ssl
 
-    from alerts.harness import write_config
+    from testing.alerts import write_config
     from yujing.clock import Clock
     from yujing.runtime import Runtime
 

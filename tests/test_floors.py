@@ -20,7 +20,7 @@ TOP = {"yujing/cli.py", "yujing/__main__.py", "yujing/compose.py"}
 SHIMS = {("yujing/config/__init__.py", "yujing.compose")}
 # Old names of the test rigs, aliases of testing.* while other branches still import them: not production
 # code (nothing in production imports them), and to be removed with their last user.
-RIG_ALIASES = {"alerts/harness.py", "rules/testkit.py"}
+RIG_ALIASES = {"rules/testkit.py"}
 
 
 def _imports(path: Path) -> set[str]:

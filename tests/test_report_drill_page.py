@@ -139,7 +139,7 @@ async def test_every_sms_and_call_in_the_report_carries_the_words_sent_even_a_ca
     carries what the call says, as the SMS entries carry their text."""
     from conftest import wait_for
 
-    from alerts.harness import running_alerts
+    from testing.alerts import running_alerts
     from simulators.calls import CallLog
     from simulators.recorder import Recorder
     from simulators.twilio import Behaviour

@@ -11,7 +11,7 @@ import pytest
 
 from alerts.config import AlertsConfig
 from alerts.directory import Directory
-from alerts.harness import running_alerts
+from testing.alerts import running_alerts
 from alerts.route import route
 from duty.issuer import Issue, IssueError, Issuer
 from duty.publisher import IssuerLink
