@@ -43,6 +43,7 @@ from alerts.fanout import Dispatcher, Outcome, run_until
 from alerts.nflog import NotificationLog, WarningStatus
 from alerts.pipeline import Pipeline, Publish
 from alerts.provider import twilio_provider
+from alerts.running import Running
 from alerts.webhooks import Webhooks
 from yujing import metrics, topics, wire
 from yujing.bus import Session, Subscription, reconnecting
@@ -63,8 +64,9 @@ _limiter = Limiter(60.0)
 
 
 async def serve(rt: Runtime, *, drill_recipients: list[Person] | None = None, auth_token: str | None = None,
-                ready: asyncio.Event | None = None, state: dict[str, Any] | None = None) -> None:
-    """Run until ``rt.stop``. ``state`` (optional) receives the live parts, for tests and drills."""
+                ready: asyncio.Event | None = None, on_running: Callable[[Running], None] | None = None) -> None:
+    """Run until ``rt.stop``; ``ready`` is set once subscribed. ``on_running`` is handed what a caller (a test,
+    a drill) may look at, once the service is wired (alerts/running.py)."""
     cfg = rt.config.alerts
     directory = Directory.load(rt.config)
     gc.collect()
@@ -107,9 +109,9 @@ async def serve(rt: Runtime, *, drill_recipients: list[Person] | None = None, au
             pipelines["drill"] = Pipeline(nflog=drill, drill=True, publish=publisher.to(drill),
                                           drill_people=list(cfg.drill.recipients) + list(drill_recipients or []),
                                           **common)
-            if state is not None:
-                state.update(pipelines=pipelines, webhooks=webhooks, dispatcher=dispatcher, caps=caps,
-                             provider=provider, providers=providers, aliyun_hooks=aliyun_hooks)
+            if on_running is not None:
+                on_running(Running(pipelines, caps, webhooks.base_url, webhooks.port,
+                                   aliyun_hooks.urls(webhooks.base_url) if aliyun_hooks else {}, dispatcher))
             if aliyun_hooks is not None:
                 log.info("Alibaba Cloud push URLs (set them in its console)",
                          extra={"kv": {k: v.replace(aliyun_hooks.token, "…") for k, v in

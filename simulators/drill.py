@@ -24,7 +24,7 @@ import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from simulators.config import SimulationConfig
 from simulators.link import LinkRelay
@@ -40,6 +40,9 @@ from yujing.clock import Clock
 from yujing.compose import Config
 from yujing.errors import ConfigError
 from yujing.runtime import Runtime
+
+if TYPE_CHECKING:  # alerts is imported only when the drill runs it
+    from alerts.running import Running
 
 log = logging.getLogger("yujing.drill")
 SERVICES = ("collector", "rules", "alerts")
@@ -61,11 +64,11 @@ def storm_sites(cfg: Config, scn: Scenario, min_mm_h: float = 5.0) -> set[str]:
     return out
 
 
-def _note_plans(tl: Timeline, alerts_state: dict[str, Any]) -> None:
+def _note_plans(tl: Timeline, alerts: list[Running]) -> None:
     """The bound the provider's limits put on each fan-out (alerts' ``fanout-plan``), said in the report."""
-    pipeline = alerts_state.get("pipelines", {}).get("drill")
-    if pipeline is None:
+    if not alerts:
         return
+    pipeline = alerts[0].pipeline("drill")
     import json
     for _, warning_id, _, what, detail in pipeline.nflog.timeline.all():
         if what == "fanout-plan":
@@ -301,7 +304,7 @@ async def _run(rt: Runtime, scn: Scenario, rec: Recorder, stack: contextlib.Asyn
                 if ev.fault is FaultKind.DARK and ev.gateway not in gw_tasks:
                     start_gateway(ev.gateway)
 
-        alerts_state: dict[str, Any] = {}
+        alerts: list[Running] = []  # the alerts service, once wired
         services = []
         for part in SERVICES:
             fn = _service(part)
@@ -314,12 +317,12 @@ async def _run(rt: Runtime, scn: Scenario, rec: Recorder, stack: contextlib.Asyn
                 if not people:
                     rec.tl.notes.append("Nobody takes part: the scenario names no participants and "
                                         "alerts.drill.recipients is empty, so no drill warning is sent.")
-                kw = {"drill_recipients": people, "state": alerts_state}
+                kw = {"drill_recipients": people, "on_running": alerts.append}
                 if standin is not None:
                     kw["auth_token"] = standin.auth_token
             services.append(tg.create_task(fn(rt, **kw), name=part))
         if standin is not None:
-            tg.create_task(_point_replies_at_alerts(standin, alerts_state, rt))
+            tg.create_task(_point_replies_at_alerts(standin, alerts, rt))
         call_log = None
         if standin is not None:
             from simulators.calls import CallLog
@@ -341,7 +344,7 @@ async def _run(rt: Runtime, scn: Scenario, rec: Recorder, stack: contextlib.Asyn
             bar.show(scn.duration, rec.tl, done=True)
             rec.tl.ended_t = sim.offset(rt.clock.now())
             rec.active = False
-            _note_plans(rec.tl, alerts_state)
+            _note_plans(rec.tl, alerts)
             # the chain stops before the field: a gateway shut down at the end says goodbye (offline), which
             # rules still running would raise (and alerts send) as a gateway failure. The end is not one
             rt.stop.set()
@@ -382,12 +385,12 @@ async def _clean_broker(cfg: Config, rec: Recorder) -> None:
         log.warning("drill: could not clean up the broker", extra={"kv": {"error": repr(exc)[:200]}})
 
 
-async def _point_replies_at_alerts(standin: Any, state: dict[str, Any], rt: Runtime) -> None:
+async def _point_replies_at_alerts(standin: Any, alerts: list[Running], rt: Runtime) -> None:
     """Inbound SMS (replies such as 收到) go where the alerts service listens, once it does."""
-    while "webhooks" not in state and not rt.stop.is_set():
+    while not alerts and not rt.stop.is_set():
         await asyncio.sleep(0.02)
-    if "webhooks" in state:
-        standin.sms_webhook = f"{state['webhooks'].base_url}/twilio/sms"
+    if alerts:
+        standin.sms_webhook = f"{alerts[0].webhook_url}/twilio/sms"
 
 
 async def main(cfg: Config, scenario_path: str, speed: float | None = None, report: str | None = None,

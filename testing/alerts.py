@@ -17,7 +17,7 @@ import os
 import shutil
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -25,6 +25,8 @@ from typing import IO, Any
 import aiomqtt
 import yaml
 
+from alerts.pipeline import Pipeline
+from alerts.running import Running
 from simulators.twilio import Behaviour, TwilioStandIn
 from testing.waits import wait_for
 from yujing import topics
@@ -73,8 +75,13 @@ class Rig:
     twilio: TwilioStandIn
     rt: Runtime
     config_dir: Path
-    state: dict[str, Any] = field(default_factory=dict)
+    running: Running | None = None  # what the service shows once wired (alerts/running.py)
     task: asyncio.Task | None = None
+
+    @property
+    def live(self) -> Running:
+        assert self.running is not None, "the alerts service is not wired yet"
+        return self.running
 
     @property
     def prefix(self) -> str:
@@ -86,15 +93,14 @@ class Rig:
             for w in warnings:
                 await c.publish(topics.warnings(self.prefix, w.hazard.value, w.site), w.model_dump_json(), qos=1)
 
-    def pipeline(self, kind: str = "real") -> Any:
-        return self.state["pipelines"][kind]
+    def pipeline(self, kind: str = "real") -> Pipeline:
+        return self.live.pipeline(kind)
 
     async def settled(self, timeout_s: float = 15.0) -> None:
         """Wait until nothing is queued or in flight (every notification decided so far was sent or failed)."""
         deadline = asyncio.get_running_loop().time() + timeout_s
         while True:
-            logs = [p.nflog for p in self.state["pipelines"].values()]
-            busy = self.state["dispatcher"].backlog + sum(n.notifications.pending_count() for n in logs)
+            busy = self.live.busy()
             if busy == 0:
                 return
             if asyncio.get_running_loop().time() > deadline:
@@ -124,7 +130,10 @@ async def running_alerts(directory: Path, *, mqtt_port: int, prefix: str, alerts
         ready = asyncio.Event()
         from alerts.service import serve
 
-        rig.task = asyncio.create_task(serve(rt, drill_recipients=drill_recipients, ready=ready, state=rig.state))
+        def wired(running: Running) -> None:
+            rig.running = running
+
+        rig.task = asyncio.create_task(serve(rt, drill_recipients=drill_recipients, ready=ready, on_running=wired))
         done, _ = await asyncio.wait({rig.task, asyncio.ensure_future(ready.wait())}, timeout=15,
                                      return_when=asyncio.FIRST_COMPLETED)
         if rig.task in done:

@@ -51,7 +51,7 @@ async def aliyun_rig(tmp_path: Path, mosquitto: Any, prefix: str, monkeypatch: p
                     "aliyun": section(endpoint or ali.endpoint, templates or cfg_templates), **(alerts or {})}
         async with running_alerts(tmp_path, mqtt_port=mosquitto.port, prefix=prefix, alerts=settings,
                                   clock=clock, default=fast, twilio=twilio) as rig:
-            ali.push_to(**rig.state["aliyun_hooks"].urls(rig.state["webhooks"].base_url))
+            ali.push_to(**rig.live.aliyun_urls)
             yield rig, ali
 
 
@@ -132,7 +132,7 @@ async def test_a_push_without_the_token_is_refused_and_confirms_nothing(mosquitt
         w = warning(Level.RED)
         await rig.publish(w)
         await ali.wait_until(lambda: ali.sms_to(VILLAGE_RESP), 20, "the SMS")
-        base = rig.state["webhooks"].base_url
+        base = rig.live.webhook_url
         async with aiohttp.ClientSession() as s:
             body = [{"phone_number": VILLAGE_RESP[3:], "content": "1", "send_time": "2026-07-14 00:00:00",
                      "dest_code": "1", "sequence_id": "1"}]

@@ -125,7 +125,7 @@ async def test_a_red_drill_calls_asks_and_escalates_like_the_real_one_but_only_w
         assert [e[3] for e in rig.events("drill") if e[2] == G1_LEADER and e[3].startswith("escalate")] == \
             ["escalate-recall", "escalate-deputy-nobody", "escalate-up"]
         assert rig.pipeline("real").nflog.timeline.all() == []
-        cap = rig.state["caps"].latest[("landslide", "LS-GONGHE-01")]
+        cap = rig.live.caps.latest[("landslide", "LS-GONGHE-01")]
         assert "<status>Exercise</status>" in cap
 
 

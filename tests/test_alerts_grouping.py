@@ -119,7 +119,7 @@ async def test_grouped_inhibited_and_lifted_at_the_stand_in_with_cap_on_mqtt_and
                 assert doc.findtext(f"{CAP}status") == "Actual"
                 assert doc.findtext(f"{CAP}info/{CAP}severity") == "Extreme"
                 assert doc.findtext(f"{CAP}references").count(",") == 2
-                port = rig.state["webhooks"].port
+                port = rig.live.webhook_port
                 async with aiohttp.ClientSession() as http:
                     async with http.get(f"http://127.0.0.1:{port}/cap/latest/landslide/LS-GONGHE-01.xml") as r:
                         assert r.status == 200

@@ -153,8 +153,8 @@ async def test_the_first_cap_update_after_a_crash_references_the_message_before_
     v3 = warning(Level.ORANGE, version=3, state=WarningState.LIFTED)
     async with running_alerts(tmp_path, **kw) as rig:
         await rig.publish(v1)
-        await wait_for(lambda: identifier(v1) in rig.state["caps"].by_id, 10, "the CAP Alert")
-        alert_xml = rig.state["caps"].by_id[identifier(v1)]
+        await wait_for(lambda: identifier(v1) in rig.live.caps.by_id, 10, "the CAP Alert")
+        alert_xml = rig.live.caps.by_id[identifier(v1)]
         await rig.settled()
     with NotificationLog(tmp_path / "var" / "alerts.sqlite") as nflog:  # what a SIGKILL right after
         assert nflog.warnings.record(v2, v2.updated_at)                 # recording v2 leaves behind
@@ -171,7 +171,7 @@ async def test_the_first_cap_update_after_a_crash_references_the_message_before_
                 await rig.publish(v3)
                 await wait_for(lambda: len({d.findtext(f"{cap}identifier") for d in docs}) >= 3, 10,
                                "Alert (retained), Update, Cancel on MQTT")
-                book = rig.state["caps"]
+                book = rig.live.caps
                 assert book.by_id[identifier(v1)] == alert_xml
         finally:
             collector.cancel()

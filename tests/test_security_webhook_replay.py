@@ -130,7 +130,7 @@ async def test_a_confirmation_from_a_number_never_asked_is_refused_and_counted(m
         assert refused("not-asked") - before == 2
         # a keypress signed for a notification that asked nothing (the monitor's blue SMS)
         told = next(n for n in rig.pipeline().nflog.notifications.for_warning(blue.id) if n.phone == MONITOR)
-        url = f"{rig.state['webhooks'].base_url}/twilio/gather?n={ref(told.key)}&k=real"
+        url = f"{rig.live.webhook_url}/twilio/gather?n={ref(told.key)}&k=real"
         assert await tw.post_signed(url, {"CallSid": "CA" + "0" * 32, "Digits": "1", "From": "+8610123456789",
                                           "To": MONITOR, "AccountSid": tw.account_sid}) == 200
         assert refused("not-asked") - before == 3
