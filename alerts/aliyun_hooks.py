@@ -90,11 +90,11 @@ class AliyunHooks:
             status = "delivered" if r.get("success") is True else "undelivered"
             error = "" if status == "delivered" else str(r.get("err_code", ""))
             sid = f"ali-sms:{r.get('biz_id', '')}:{r.get('phone_number', '')}"  # one of a batch: BizId + number
-            if any([await p.on_status(sid, status, error) is not None for p in self.pipelines.values()]):
+            if any([await p.receipts.on_status(sid, status, error) is not None for p in self.pipelines.values()]):
                 continue
             found = self._find(str(r.get("out_id", "")))  # one found again after a lost answer: by its OutId
             if found is not None and found[1].sid:
-                await found[0].on_status(found[1].sid, status, error)
+                await found[0].receipts.on_status(found[1].sid, status, error)
         return web.json_response(OK)
 
     async def _sms_up(self, request: web.Request) -> web.Response:
@@ -120,7 +120,7 @@ class AliyunHooks:
                         log.warning("a confirmation from a number never asked", extra={"kv": {"from": phone}})
                 else:
                     for p in self.pipelines.values():
-                        if p.confirm_reply(phone, "sms", received_at):
+                        if p.receipts.confirm_reply(phone, "sms", received_at):
                             CONFIRMED.labels(via="sms", kind=p.kind).inc()
         return web.json_response(OK)
 
@@ -143,10 +143,10 @@ class AliyunHooks:
                 p.nflog.notifications.sent(n.key, f"ali-call:{r.get('call_id', '')}", now)
                 p.nflog.timeline.add(now, n.warning_id, n.phone, "reconciled", {"key": n.key, "by": "VoiceReport"})
                 n = p.nflog.notifications.get(n.key) or n
-            if self.cfg.ack.digits in str(r.get("dtmf", "") or "") and n.ack and p.confirm(n, "voice"):
+            if self.cfg.ack.digits in str(r.get("dtmf", "") or "") and n.ack and p.receipts.confirm(n, "voice"):
                 CONFIRMED.labels(via="voice", kind=p.kind).inc()
             if n.sid:
                 answered = str(r.get("status_code", "")) == ANSWERED
-                await p.on_status(n.sid, "completed" if answered else "no-answer",
+                await p.receipts.on_status(n.sid, "completed" if answered else "no-answer",
                                   "" if answered else str(r.get("status_code", "")))
         return web.json_response(OK)

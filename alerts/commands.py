@@ -65,7 +65,7 @@ def confirm(p: Pipeline, cmd: Command, now: datetime) -> dict[str, Any]:
     done = set()
     for n in asked:
         if n.warning_id not in done:
-            p.confirm(n, via)
+            p.receipts.confirm(n, via)
             p.nflog.timeline.add(now, n.warning_id, n.phone, "confirmed-on-behalf", {"by": cmd.by, "via": cmd.via,
                                                                                "note": cmd.note})
             done.add(n.warning_id)

@@ -1,6 +1,12 @@
-"""The notification pipeline, in one visible order:
+"""The notification pipeline: each warning through the stages listed in :meth:`Pipeline.__post_init__`, in order.
 
-    record (nflog) → group / inhibit / silence → route → render → enqueue (nflog) → fan-out → confirm / escalate
+    record → group → decide → route → render → enqueue → fan-out → confirm → publish → done
+
+Every stage has one signature: it takes a :class:`Job` (one warning on its way, each stage filling in its part)
+and returns the jobs that go on to the next stage — none stops it there (a re-delivery, a warning held for its
+group or silenced, a chunk handed to the senders), several split it (the group's decisions, the chunks of a
+fan-out). Once a warning is recorded, a stage that fails has it retried from the log (alerts/retry.py).
+Escalation steps (the timers of 叫应) and the providers' receipts (alerts/receipts.py) reuse the same parts.
 
 One :class:`Pipeline` per kind of warning: real, or drill. Each has its own notification log, so a drill
 can never reach a real recipient nor be promoted to a real warning; they share the provider and its
@@ -11,11 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
-import json
+import dataclasses
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -24,12 +29,14 @@ from prometheus_client import Counter
 from alerts.config import AlertsConfig, ProviderName
 from alerts.directory import Directory
 from alerts.escalate import Escalator
-from alerts.fanout import Dispatcher, Outcome
+from alerts.fanout import Dispatcher
 from alerts.group import Decision, Grouper, Verdict
 from alerts.nflog import NodeTier, Notification, NotificationLog, Status, WarningStatus
+from alerts.notices import PROBLEMS, Notices
 from alerts.plan import estimate
+from alerts.receipts import Receipts
 from alerts.render import Renderer
-from alerts.retry import FAILURES, Failed, Retries, Stage, alarm, duty_office
+from alerts.retry import Failures, Retries, Stage
 from alerts.route import DrillRouted, Recipient, drill_route, route
 from yujing.clock import Clock
 from yujing.config.people import Channel, Person, Role
@@ -38,13 +45,47 @@ from yujing.model import HazardWarning, WarningState
 
 log = logging.getLogger("yujing.alerts")
 DECISIONS = Counter("yujing_alerts_warnings_total", "Warnings by what was decided", ["verdict", "kind"])
-PROBLEMS = Counter("yujing_alerts_routing_problems_total", "Warnings that could not be fully routed", ["reason"])
 _limiter = Limiter(60.0)
 
-_VALUE = {c: c.value for c in Channel}
 CHUNK = 250  # recipients written (and handed to the senders) per transaction
 
 Publish = Callable[[HazardWarning, str], Awaitable[None]]  # (warning as sent, its text) → CAP etc.
+
+
+@dataclass
+class Tally:
+    """What the chunks of one fan-out came to (shared by the warning's job and its chunks)."""
+
+    recipients: int
+    fresh: list[Notification] = field(default_factory=list)  # new in the log (a re-decision finds the rest there)
+    asked: set[str] = field(default_factory=set)  # phones asked to confirm
+
+
+@dataclass
+class Job:
+    """One warning on its way through the stages; each stage fills in its part."""
+
+    warning: HazardWarning  # as received
+    now: datetime  # scenario time of the step that started it
+    decision: Decision | None = None  # group: what its group decided
+    told: HazardWarning | None = None  # decide: the warning as told (its group's evidence)
+    recipients: list[Recipient] = field(default_factory=list)  # route
+    tally: Tally | None = None  # render: shared with the chunks
+    items: list[Notification] = field(default_factory=list)  # render: a chunk's notifications
+    fresh: list[Notification] = field(default_factory=list)  # enqueue: those of the chunk new in the log
+    chunk: bool = False  # one chunk of the fan-out (its way ends at the senders)
+
+
+Run = Callable[[Job], Awaitable[Iterable[Job]]]
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    run: Run
+    counted_as: Stage  # where a failure is counted (alerts/retry.py; the log's own errors count as "log")
+    apart: bool = False  # the jobs it returns go on each alone: one that fails is retried, the others go on
+    retried: bool = True  # False: a failure is raised to the caller (the warning is not in the log yet)
 
 
 @dataclass
@@ -59,7 +100,6 @@ class Pipeline:
     publish: Publish | None = None
 
     def __post_init__(self) -> None:
-        self.renderer = Renderer(self.cfg.templates, self.cfg.ack.digits)
         devices = collections.Counter(d.site for g in self.directory.config.gateways for d in g.devices)
         # a site with one device has nothing to gather (several rules of one reading arrive as one warning);
         # with none configured its devices are unknown: held as before
@@ -68,49 +108,52 @@ class Pipeline:
         self.escalator = Escalator(self.cfg, self.directory)
         self.kind = "drill" if self.drill else "real"
         self.retries = Retries(self.kind, self.clock)
-        self._stage = Stage.GROUP  # the stage _decide_one is in (what a failure is counted under)
-        self.templated = any(p is not ProviderName.TWILIO for p in self.cfg.providers)  # approved templates only
-        self._allowed: frozenset[str] | None = None
+        templated = any(p is not ProviderName.TWILIO for p in self.cfg.providers)  # approved templates only
+        self.notices = Notices(Renderer(self.cfg.templates, self.cfg.ack.digits), self.directory, templated,
+                               self.drill, self.drill_people)
+        self.failures = Failures(self.nflog, self.retries, self.notices, self.dispatcher, self.directory, self.clock,
+                                 self.drill, self.drill_people)
+        self.receipts = Receipts(self.nflog, self.notices, self.escalator, self.dispatcher, self.clock,
+                                 self.failures.alarm, self.kind)
+        # The order, in one place.
+        self.stages: tuple[Step, ...] = (
+            Step("record", self._record, Stage.LOG, retried=False),  # into the log before anything else
+            Step("group", self._group, Stage.GROUP, apart=True),  # group / inhibit / silence (alerts/group.py)
+            Step("decide", self._decide, Stage.GROUP),  # counted; one that does not speak stops here
+            Step("route", self._route, Stage.ROUTE),  # who is told, by which channels (alerts/route.py)
+            Step("render", self._render, Stage.RENDER),  # the words; one job per chunk of recipients
+            Step("enqueue", self._enqueue, Stage.RENDER),  # 'queued' in the log before it is sent
+            Step("fan-out", self._fan_out, Stage.RENDER),  # handed to the senders (alerts/fanout.py)
+            Step("confirm", self._confirm, Stage.RENDER),  # a 叫应 chain for each asked (alerts/escalate.py)
+            Step("publish", self._publish, Stage.RENDER),  # the CAP document kept and published
+            Step("done", self._done, Stage.LOG),  # 'routed': a crash before this decides it again
+        )
+        self._start = {s.name: i for i, s in enumerate(self.stages)}
+        self._at = self.stages[0]  # the stage running (what a failure is counted under)
 
     # ---- in ---------------------------------------------------------------------------------------
     async def handle(self, w: HazardWarning) -> None:
-        """One warning from the rules: recorded first, then decided on."""
+        """One warning from the rules. Raises only if it could not be recorded (the broker sends it again)."""
         if w.drill != self.drill:
             raise ValueError(f"a {'drill' if w.drill else 'real'} warning reached the {self.kind} pipeline")
-        now = self.clock.now()
-        if not self.nflog.warnings.record(w, now):
-            return  # a re-delivery (QoS 1, persistent session): already recorded, already acted on (or retried)
-        # From here on the warning is in the log: whatever fails is retried from it, never dropped (alerts/retry.py)
-        await self._offer(w)
-
-    async def _offer(self, w: HazardWarning) -> None:
-        now = self.clock.now()
-        try:
-            if w.id not in self.retries:
-                self.nflog.timeline.add(now, w.id, "", "received", {"level": w.level.value, "state": w.state.value})
-            decisions = self.grouper.offer(w, now)
-        except Exception as exc:  # noqa: BLE001  a bug or a full disk must not lose the warning: retried
-            self._failed(w, Stage.GROUP, exc)
-            return
-        if w.id in self.retries:
-            self._recovered(w.id)
-        await self._decide(decisions)
+        await self._attempt(Job(w, self.clock.now()), "record")
 
     async def tick(self) -> None:
-        """Flush held groups and run due escalation steps; call whenever :meth:`next_due` passes."""
+        """Flush held groups, retry failed warnings and run due escalation steps; call whenever
+        :meth:`next_due` passes."""
         now = self.clock.now()
-        await self._decide(self.grouper.due(now))
+        for d in self.grouper.due(now):
+            await self._attempt(Job(d.warning, now, decision=d), "decide")
         for f in self.retries.due(now):
             latest = self.nflog.warnings.latest(f.warning.key)
             if latest is not None and latest.version > f.warning.version:  # a newer version speaks instead
                 self.retries.recovered(f.warning.id)
                 self.nflog.warnings.set_state(f.warning.id, WarningStatus.SUPERSEDED)
                 self.nflog.timeline.add(now, f.warning.id, "", "handling-superseded", {"by": latest.id})
-                continue
-            if isinstance(f.item, Decision):
-                await self._decide([f.item])
+            elif isinstance(f.item, Decision):
+                await self._attempt(Job(f.warning, now, decision=f.item), "decide")
             else:
-                await self._offer(f.item)
+                await self._attempt(Job(f.item, now), "group")
         failed: Exception | None = None
         for wid, origin, step, due in list(self.nflog.timers.pending()):
             if due > now:
@@ -119,35 +162,9 @@ class Pipeline:
                 self._escalate(wid, origin, step, now)
             except Exception as exc:  # noqa: BLE001  one chain's failure must not hold up the others' steps
                 failed = failed or exc
-                self._escalation_failed(wid, exc)
+                self.failures.escalation_failed(wid, exc)
         if failed is not None:
             raise failed  # the failed steps are still due: the timer retries them after a pause
-
-    def _escalate(self, wid: str, origin: str, step: int, now: datetime) -> None:
-        # one transaction: a crash leaves the step either due (it runs again) or done with its calls queued
-        with self.nflog.transaction():
-            esc = self.escalator.step(self.nflog, wid, origin, step, now)
-            w = self.nflog.warnings.get(wid)
-            if esc is None or w is None:
-                return
-            people = esc.recipients
-            if self.drill:  # the step is timed as for real; only its participants are called
-                people = self._taking_part(w, people, attempt=esc.attempt, now=now, observers=False)
-            fresh = self.nflog.notifications.enqueue(self._items(w, people, esc.attempt, escalation=True), now)
-            self.nflog.timeline.add(now, w.id, "", "escalation-queued", {"recipients": len(people),
-                                                                   "notifications": len(fresh),
-                                                                   "attempt": esc.attempt})
-        self.dispatcher.submit(self.nflog, fresh)
-        self._routed(w, len(people), len(fresh))
-
-    def _escalation_failed(self, wid: str, exc: Exception) -> None:
-        """Counted, and the duty office alarmed (once per warning); the step itself stays due and is retried."""
-        stage = Stage.ESCALATE  # whatever raised (the log's disk included): it is the step that did not happen
-        FAILURES.labels(stage=stage.value, kind=self.kind).inc()
-        with contextlib.suppress(sqlite3.Error):
-            w = self.nflog.warnings.get(wid)
-            if w is not None:
-                self._alarm(w, Failed(w, stage, f"{type(exc).__name__}: {exc}"[:300], 1, self.clock.now()))
 
     def next_due(self) -> datetime | None:
         times = [t for t in (self.grouper.next_due(), self.escalator.next_due(self.nflog), self.retries.next_due())
@@ -160,113 +177,180 @@ class Pipeline:
         for state in (WarningStatus.ROUTED, WarningStatus.GROUPED, WarningStatus.INHIBITED, WarningStatus.SILENCED):
             for w in self.nflog.warnings.in_state(state):
                 self.grouper.restore(w, state is WarningStatus.ROUTED, now)
-        for w in (self.nflog.warnings.in_state(WarningStatus.RECEIVED)
-                  + self.nflog.warnings.in_state(WarningStatus.FAILED)):
-            await self._offer(w)
+        for state in (WarningStatus.RECEIVED, WarningStatus.FAILED):
+            for w in self.nflog.warnings.in_state(state):
+                await self._attempt(Job(w, now), "group")
         queued, found = await self.dispatcher.recover(self.nflog)
         if queued or found:
             log.info("notification log recovered", extra={"kv": {"kind": self.kind, "requeued": queued,
                                                                    "found_sent": found}})
 
-    # ---- decide -----------------------------------------------------------------------------------
-    async def _decide(self, decisions: list[Decision]) -> None:
-        """Carry out each decision; one that fails is retried (alerts/retry.py) and the others go on."""
-        for d in decisions:
-            self._stage = Stage.GROUP
-            try:
-                await self._decide_one(d)
-            except Exception as exc:  # noqa: BLE001  never swallowed: counted, alarmed and retried
-                self._failed(d, Stage.LOG if isinstance(exc, sqlite3.Error) else self._stage, exc)
-            else:
-                if d.warning.id in self.retries:
-                    self._recovered(d.warning.id)
+    def text(self, w: HazardWarning, ack: bool = False, channel: str = "sms", language: str = "zh") -> str:
+        return self.notices.text(w, ack, channel, language)
 
-    async def _decide_one(self, d: Decision) -> None:
-        now = self.clock.now()
-        if d.warning.id not in self.retries:
-            DECISIONS.labels(verdict=d.verdict.value, kind=self.kind).inc()
-        w = d.warning
-        if d.verdict is Verdict.HOLD:
+    # ---- running the stages -------------------------------------------------------------------------
+    async def _attempt(self, job: Job, start: str) -> None:
+        """``job`` through the stages from ``start`` on. One that fails is kept for a retry with backoff,
+        counted and alarmed (alerts/retry.py), and the others go on."""
+        try:
+            await self._through(job, self._start[start])
+        except Exception as exc:  # noqa: BLE001  never swallowed: counted, alarmed and retried
+            if not self._at.retried:
+                raise
+            self.failures.failed(job.decision or job.warning, Stage.LOG if isinstance(exc, sqlite3.Error)
+                         else self._at.counted_as, exc)
+        else:
+            if job.decision is not None and job.warning.id in self.retries:
+                self.failures.recovered(job.warning.id)
+
+    async def _through(self, job: Job, i: int) -> None:
+        if i == len(self.stages):
             return
+        step = self.stages[i]
+        self._at = step
+        jobs: Iterator[Job] = iter(await step.run(job))
+        first = True
+        while True:
+            self._at = step  # a stage's jobs may be made as they are taken (the chunks of a fan-out)
+            nxt = next(jobs, None)
+            if nxt is None:
+                return
+            if step.apart:
+                await self._attempt(nxt, self.stages[i + 1].name)
+                continue
+            if not first and nxt.chunk:  # the senders start on the chunk before while this one is written
+                await asyncio.sleep(0)
+            first = False
+            await self._through(nxt, i + 1)
+
+    # ---- the stages, in order ---------------------------------------------------------------------
+    async def _record(self, job: Job) -> Iterable[Job]:
+        if not self.nflog.warnings.record(job.warning, job.now):
+            return ()  # a re-delivery (QoS 1, persistent session): already recorded, already acted on (or retried)
+        return (job,)  # from here on the warning is in the log: whatever fails is retried from it, never dropped
+
+    async def _group(self, job: Job) -> Iterable[Job]:
+        w = job.warning
+        if w.id not in self.retries:
+            self.nflog.timeline.add(job.now, w.id, "", "received", {"level": w.level.value, "state": w.state.value})
+        decisions = self.grouper.offer(w, job.now)
+        if w.id in self.retries:
+            self.failures.recovered(w.id)
+        return [Job(d.warning, job.now, decision=d) for d in decisions]
+
+    async def _decide(self, job: Job) -> Iterable[Job]:
+        d = job.decision
+        assert d is not None
+        w = d.warning
+        if w.id not in self.retries:
+            DECISIONS.labels(verdict=d.verdict.value, kind=self.kind).inc()
+        if d.verdict is Verdict.HOLD:
+            return ()
         if d.verdict is not Verdict.SEND:
             if d.verdict is not Verdict.DUPLICATE:
                 self.nflog.warnings.set_state(w.id, WarningStatus(d.verdict.value))
-                self.nflog.timeline.add(now, w.id, "", d.verdict.value, {"by": d.by})
-            return
-        sent = w.model_copy(update={"evidence": list(d.evidence)}) if d.evidence else w
-        self._stage = Stage.ROUTE
+                self.nflog.timeline.add(job.now, w.id, "", d.verdict.value, {"by": d.by})
+            return ()
+        job.told = w.model_copy(update={"evidence": list(d.evidence)}) if d.evidence else w
+        return (job,)
+
+    async def _route(self, job: Job) -> Iterable[Job]:
+        """Who is told (a lift: everyone the warning reached); a drill: only those taking part. The 叫应
+        chains of the key's older versions stop: this one speaks now."""
+        w, d = job.warning, job.decision
+        assert d is not None
         if w.state is WarningState.LIFTED:
-            recipients = self._lift_recipients(d.keys)
+            job.recipients = self._lift_recipients(d.keys)
         else:
             routed = route(w, self.directory, self.cfg)
             for p in routed.problems:
                 PROBLEMS.labels(reason=p.split(" ")[0]).inc()
                 if _limiter.allow(("route", p)):
                     log.warning("routing problem", extra={"kv": {"warning": w.id, "problem": p}})
-            recipients = routed.recipients
+            job.recipients = routed.recipients
             if self.drill:  # routed like the real warning, then cut down to the people taking part
-                recipients = self._taking_part(w, recipients, attempt=1, now=now, observers=True)
-        self._stage = Stage.RENDER
-        self.escalator.supersede(self.nflog, w.key, w.id, now)
-        await self._notify(sent, recipients, attempt=1)
-        if self.publish is not None:  # before 'routed': a crash in between re-decides it, CAP included
+                job.recipients = self._taking_part(w, job.recipients, attempt=1, now=job.now, observers=True)
+        self.escalator.supersede(self.nflog, w.key, w.id, job.now)
+        return (job,)
+
+    async def _render(self, job: Job) -> Iterable[Job]:
+        """One job per CHUNK recipients, each rendered as it is taken, then the warning's own: the first
+        recipients (the officials) are on their way while the households are still being written."""
+        assert job.told is not None
+        told, tally = job.told, Tally(len(job.recipients))
+        job.tally = tally
+        texts: dict[tuple[bool, str, str], tuple[str, str]] = {}
+
+        def jobs() -> Iterator[Job]:
+            for i in range(0, len(job.recipients), CHUNK):
+                items = self.notices.items(told, job.recipients[i:i + CHUNK], 1, texts=texts)
+                tally.asked.update(n.phone for n in items if n.ack)
+                yield dataclasses.replace(job, items=items, chunk=True)
+            yield job
+        return jobs()
+
+    async def _enqueue(self, job: Job) -> Iterable[Job]:
+        if job.chunk:
+            assert job.tally is not None
+            job.fresh = self.nflog.notifications.enqueue(job.items, job.now)
+            job.tally.fresh += job.fresh
+        return (job,)
+
+    async def _fan_out(self, job: Job) -> Iterable[Job]:
+        """A chunk is handed to the senders; the warning's own job writes down what the fan-out came to."""
+        if job.chunk:
+            self.dispatcher.submit(self.nflog, job.fresh)
+            return ()
+        assert job.tally is not None and job.told is not None
+        fresh = job.tally.fresh
+        self.nflog.timeline.add(job.now, job.warning.id, "", "queued", {
+            "recipients": job.tally.recipients, "notifications": len(fresh), "attempt": 1})
+        if fresh:
+            plan = estimate(fresh, self.cfg)
+            self.nflog.timeline.add(job.now, job.warning.id, "", "fanout-plan", plan.as_dict())
+            log.info("fan-out plan: the last person is reached in about %.0f s", plan.last_s,
+                     extra={"kv": {"warning": job.warning.id, **plan.as_dict()}})
+        return (job,)
+
+    async def _confirm(self, job: Job) -> Iterable[Job]:
+        """Everyone asked, not only the fresh: after a crash mid fan-out the re-decision opens the missing chains."""
+        assert job.tally is not None and job.told is not None
+        self.escalator.open(self.nflog, job.told, sorted(job.tally.asked), job.now)
+        self._routed(job.told, job.tally.recipients, len(job.tally.fresh))
+        return (job,)
+
+    async def _publish(self, job: Job) -> Iterable[Job]:
+        """Before 'routed': a crash in between decides it again, CAP document included."""
+        assert job.told is not None
+        if self.publish is not None:
             try:
-                await self.publish(sent, self.text(sent, ack=False, channel="sms"))
+                await self.publish(job.told, self.text(job.told, ack=False, channel="sms"))
             except Exception:  # publishing CAP must never stop the phones
-                log.exception("publishing the CAP document failed", extra={"kv": {"warning": w.id}})
-        self.nflog.warnings.set_state(w.id, WarningStatus.ROUTED)
+                log.exception("publishing the CAP document failed", extra={"kv": {"warning": job.warning.id}})
+        return (job,)
 
-    # ---- when a stage fails -----------------------------------------------------------------------
-    def _failed(self, item: Decision | HazardWarning, stage: Stage, exc: BaseException) -> None:
-        """Keep ``item`` for a retry with backoff, mark it failed in the log, and tell the county duty office."""
-        f = self.retries.failed(item, stage, exc)
-        now = self.clock.now()
-        # the log may be what failed: then the retry is in memory, and the warning 'received' on disk
-        with contextlib.suppress(sqlite3.Error):
-            self.nflog.warnings.set_state(f.warning.id, WarningStatus.FAILED)
-            self.nflog.timeline.add(now, f.warning.id, "", "handling-failed", {
-                "stage": stage.value, "error": f.error, "attempt": f.attempts})
-        if not f.alarmed:  # an alarm the log refused is tried again at the next failure, or at recovery
-            f.alarmed = self._alarm(f.warning, f)
+    async def _done(self, job: Job) -> Iterable[Job]:
+        self.nflog.warnings.set_state(job.warning.id, WarningStatus.ROUTED)
+        return ()
 
-    def _recovered(self, warning_id: str) -> None:
-        f = self.retries.recovered(warning_id)
-        if f is None:
-            return
-        with contextlib.suppress(sqlite3.Error):
-            self.nflog.timeline.add(self.clock.now(), warning_id, "", "handling-recovered", {"attempts": f.attempts})
-        if not f.alarmed:  # late is still worth the duty office's knowing
-            self._alarm(f.warning, f)
-
-    def _alarm(self, w: HazardWarning, f: Failed) -> bool:
-        """The equipment-style alarm to the county duty office (drill participants, in a drill): once per warning."""
-        now = self.clock.now()
-        to = ([("drill", NodeTier.DRILL, p) for p in self.drill_people] if self.drill
-              else duty_office(self.directory, w))
-        a, items = alarm(w, f, to, self.drill, now)
-        if self.templated:  # a provider of approved templates only: the alarm goes as an equipment warning's
-            try:
-                for n in items:
-                    n.template = self.rendered(a, False, n.channel)[1]
-            except Exception:  # noqa: BLE001  the full text still goes to any full-text provider
-                log.exception("could not render the internal alarm for a template provider")
-        try:
-            if not self.nflog.warnings.record(a, now):
-                return True  # already raised for this warning
-            with self.nflog.transaction():
-                fresh = self.nflog.notifications.enqueue(items, now)
-                self.nflog.warnings.set_state(a.id, WarningStatus.INTERNAL_ALARM)  # not 'routed': no group, no CAP, not restored
-                self.nflog.timeline.add(now, w.id, "", "internal-alarm", {"alarm": a.id, "to": [n.phone for n in fresh]})
-        except sqlite3.Error:
-            log.exception("could not queue the internal alarm", extra={"kv": {"warning": w.id}})
-            with contextlib.suppress(sqlite3.Error):  # not raised yet: the next failure tries again
-                self.nflog.warnings.unrecord(a.id)
-            return False
-        if not to:
-            log.error("no county duty office to alarm", extra={"kv": {"warning": w.id}})
+    # ---- 叫应 escalation steps (on the timer) -------------------------------------------------------
+    def _escalate(self, wid: str, origin: str, step: int, now: datetime) -> None:
+        # one transaction: a crash leaves the step either due (it runs again) or done with its calls queued
+        with self.nflog.transaction():
+            esc = self.escalator.step(self.nflog, wid, origin, step, now)
+            w = self.nflog.warnings.get(wid)
+            if esc is None or w is None:
+                return
+            people = esc.recipients
+            if self.drill:  # the step is timed as for real; only its participants are called
+                people = self._taking_part(w, people, attempt=esc.attempt, now=now, observers=False)
+            fresh = self.nflog.notifications.enqueue(self.notices.items(w, people, esc.attempt, escalation=True), now)
+            self.nflog.timeline.add(now, w.id, "", "escalation-queued", {
+                "recipients": len(people), "notifications": len(fresh), "attempt": esc.attempt})
         self.dispatcher.submit(self.nflog, fresh)
-        return True
+        self._routed(w, len(people), len(fresh))
 
+    # ---- who -------------------------------------------------------------------------------------
     def _taking_part(self, w: HazardWarning, found: list[Recipient], *, attempt: int, now: datetime,
                      observers: bool) -> list[Recipient]:
         """A drill: who of ``found`` takes part (told), and the rest written down as would-have-been-told."""
@@ -274,7 +358,7 @@ class Pipeline:
         if cut.untold:
             self.nflog.timeline.add(now, w.id, "", "drill-untold", {
                 "attempt": attempt,
-                "recipients": [[r.phone, r.node, r.tier, " ".join(_VALUE[c] for c in r.channels), r.ack]
+                "recipients": [[r.phone, r.node, r.tier, " ".join(c.value for c in r.channels), r.ack]
                                for r in cut.untold]})
         return cut.told
 
@@ -283,91 +367,6 @@ class Pipeline:
         site = self.directory.site(w.site) if w.site else None
         area = w.area or (site.area if site else "")
         return {a.id for a in self.directory.config.lineage(area)} if self.directory.area(area) else set()
-
-    # ---- route → render → enqueue ----------------------------------------------------------------
-    def text(self, w: HazardWarning, ack: bool = False, channel: str = "sms", language: str = "zh") -> str:
-        return self.rendered(w, ack, channel, language)[0]
-
-    def rendered(self, w: HazardWarning, ack: bool = False, channel: str = "sms",
-                 language: str = "zh") -> tuple[str, str]:
-        """(full text, template JSON {name, params}): the one definition, for both kinds of provider."""
-        site = self.directory.site(w.site) if w.site else None
-        area = w.area or (site.area if site else "")
-        lineage = [(a.tier, a.name) for a in self.directory.config.lineage(area)] if self.directory.area(area) else []
-        body, name, params = self.renderer.render(w, site.name if site else w.site, lineage, ack=ack,
-                                                  channel=channel, language=language)
-        if not self.templated:  # only full-text providers: nothing else to keep per notification
-            return body, ""
-        return body, json.dumps({"name": name, "params": params}, ensure_ascii=False)
-
-    def _items(self, w: HazardWarning, recipients: list[Recipient], attempt: int, escalation: bool = False,
-               texts: dict[tuple[bool, str, str], tuple[str, str]] | None = None) -> list[Notification]:
-        """The notifications that tell ``recipients`` about ``w``: one per channel, each text rendered once
-        (``texts`` carries the rendered ones across the chunks of one fan-out)."""
-        lift = w.state is WarningState.LIFTED
-        texts = {} if texts is None else texts
-        if self.drill:  # whatever asked (a lift, an escalation, a bug), a drill reaches only its own people
-            allowed = self._drill_phones()
-            refused = [r for r in recipients if r.phone not in allowed]
-            if refused:
-                PROBLEMS.labels(reason="drill-non-participant").inc()
-                log.error("a drill notification to someone not taking part was refused",
-                          extra={"kv": {"warning": w.id, "phones": len(refused)}})
-                recipients = [r for r in recipients if r.phone in allowed]
-        priority_base = w.level.severity * 10 + (20 if escalation else 0)
-        out = []
-        for r in recipients:
-            ack = r.ack and not lift
-            for channel in r.channels:
-                ch = _VALUE[channel]  # Enum.value is slow, and this runs 10,000 times for a red
-                lang = r.person.language
-                done = texts.get((ack, ch, lang))
-                if done is None:
-                    done = texts[(ack, ch, lang)] = self.rendered(w, ack, ch, lang)
-                body, template = done
-                out.append(Notification(
-                    key=Notification.make_key(w.id, r.phone, ch, attempt), warning_id=w.id,
-                    warning_key=w.key, phone=r.phone, channel=channel, attempt=attempt,
-                    priority=priority_base + (5 if ack else 0), body=body, ack=ack, node=r.node, tier=r.tier,
-                    name=r.person.name, reason=r.reason, template=template))
-        return out
-
-    def _drill_phones(self) -> frozenset[str]:
-        if self._allowed is None:
-            self._allowed = frozenset(p.phone for p in self.drill_people)
-        return self._allowed
-
-    async def _notify(self, w: HazardWarning, recipients: list[Recipient], attempt: int) -> list[Notification]:
-        """Queue and hand on the first notifications of ``w``, and open a 叫应 chain for each asked to confirm."""
-        now = self.clock.now()
-        fresh: list[Notification] = []
-        asked: set[str] = set()
-        texts: dict[tuple[bool, str, str], tuple[str, str]] = {}
-        # in chunks: the first recipients (the officials) are on their way while the households are written
-        for i in range(0, len(recipients), CHUNK):
-            items = self._items(w, recipients[i:i + CHUNK], attempt, texts=texts)
-            asked.update(n.phone for n in items if n.ack)
-            chunk = self.nflog.notifications.enqueue(items, now)
-            self.dispatcher.submit(self.nflog, chunk)
-            fresh += chunk
-            if i + CHUNK < len(recipients):
-                await asyncio.sleep(0)
-        self.nflog.timeline.add(now, w.id, "", "queued",
-                         {"recipients": len(recipients), "notifications": len(fresh), "attempt": attempt})
-        if fresh:
-            plan = estimate(fresh, self.cfg)
-            self.nflog.timeline.add(now, w.id, "", "fanout-plan", plan.as_dict())
-            log.info("fan-out plan: the last person is reached in about %.0f s", plan.last_s,
-                     extra={"kv": {"warning": w.id, **plan.as_dict()}})
-        # everyone asked, not only the fresh: after a crash mid fan-out the re-decision opens the missing chains
-        self.escalator.open(self.nflog, w, sorted(asked), now)
-        self._routed(w, len(recipients), len(fresh))
-        return fresh
-
-    def _routed(self, w: HazardWarning, recipients: int, notifications: int) -> None:
-        log.info("warning routed", extra={"kv": {"kind": self.kind, "warning": w.id, "level": w.level.value,
-                                                 "state": w.state.value, "recipients": recipients,
-                                                 "notifications": notifications}})
 
     def _lift_recipients(self, keys: tuple[str, ...]) -> list[Recipient]:
         """Everyone the warning reached (any version, any member of its group), by SMS where they had it."""
@@ -380,67 +379,13 @@ class Pipeline:
                 entry[1].add(n.channel)
         out = []
         for phone, (n, chans) in seen.items():
-            ch = Channel.SMS if Channel.SMS.value in chans or not chans else Channel.VOICE
+            ch = Channel.SMS if Channel.SMS in chans or not chans else Channel.VOICE
             person = Person(name=n.name, role=Role.HOUSEHOLD if n.tier is NodeTier.HOUSEHOLD else Role.RESPONSIBLE,
                             phone=phone, channels=[ch])
             out.append(Recipient(person, n.node, n.tier, (ch,), False, "lift"))
         return out
 
-    # ---- callbacks from the provider -------------------------------------------------------------
-    async def on_outcome(self, outcome: Outcome) -> None:
-        if outcome.error is None:
-            return
-        n = outcome.notification
-        if n.channel is Channel.SMS:
-            await self._fallback(n, f"provider: {outcome.error}")
-        w = self.nflog.warnings.get(n.warning_id)
-        if w is not None and n.reason != "alerts-failure":  # an alarm that failed cannot be alarmed about
-            # refused for good: that person may not be reached at all (the SMS's call fallback and 叫应 carry on);
-            # the duty office hears of it, once per warning
-            FAILURES.labels(stage=Stage.SEND.value, kind=self.kind).inc()
-            self._alarm(w, Failed(w, Stage.SEND, f"{n.phone} {n.channel}: {outcome.error}"[:300], 1, self.clock.now()))
-
-    async def on_status(self, sid: str, said: str, error: str) -> Notification | None:
-        """The provider's word ``said`` on the message or call ``sid``."""
-        now = self.clock.now()
-        status = Status.from_provider(said)
-        with self.nflog.transaction():  # the status and its event: one commit, not two (fan-out's callbacks)
-            n = self.nflog.notifications.receipt(sid, status, error, now)
-            if n is not None:
-                self.nflog.timeline.add(now, n.warning_id, n.phone, f"{n.channel}-{said}", {"sid": sid, "error": error})
-        if n is None:
-            return None
-        if n.channel is Channel.SMS and status in (Status.UNDELIVERED, Status.FAILED):
-            await self._fallback(n, f"status {status} {error}".strip())
-        return n
-
-    async def _fallback(self, n: Notification, why: str) -> None:
-        """A failed SMS is followed by a voice call with the same words (once per SMS)."""
-        w = self.nflog.warnings.get(n.warning_id)
-        if w is None:
-            return
-        now = self.clock.now()
-        body, template = self.rendered(w, n.ack, Channel.VOICE)
-        voice = Notification(key=Notification.make_key(n.warning_id, n.phone, Channel.VOICE, n.attempt),
-                             warning_id=n.warning_id, warning_key=n.warning_key, phone=n.phone,
-                             channel=Channel.VOICE, attempt=n.attempt, priority=n.priority + 1,
-                             body=body, ack=n.ack, node=n.node, tier=n.tier, name=n.name, reason=n.reason,
-                             template=template)
-        fresh = self.nflog.notifications.enqueue([voice], now)
-        if fresh:
-            self.nflog.timeline.add(now, n.warning_id, n.phone, "sms-fallback-to-voice", why)
-            self.dispatcher.submit(self.nflog, fresh)
-
-    def confirm(self, n: Notification, via: str) -> bool:
-        return self.escalator.confirm(self.nflog, n, via, self.clock.now())
-
-    def confirm_reply(self, phone: str, via: str, received_at: datetime) -> list[str]:
-        """An SMS reply from ``phone`` that the provider received at ``received_at`` (wall clock) confirms every
-        warning it was asked to confirm, by a request made by then, and has not confirmed yet; not one asked
-        later (the reply cannot be about it)."""
-        done: list[str] = []
-        for n in self.nflog.notifications.awaiting_confirmation(phone, asked_by=received_at):
-            if n.warning_id not in done:
-                self.confirm(n, via)
-                done.append(n.warning_id)
-        return done
+    def _routed(self, w: HazardWarning, recipients: int, notifications: int) -> None:
+        log.info("warning routed", extra={"kv": {"kind": self.kind, "warning": w.id, "level": w.level.value,
+                                                 "state": w.state.value, "recipients": recipients,
+                                                 "notifications": notifications}})

@@ -17,8 +17,10 @@ good — the pipeline hands the warning (or the decision to send it) to :class:`
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -26,7 +28,9 @@ from prometheus_client import Counter, Gauge
 
 from alerts.directory import Directory
 from alerts.group import Decision
-from alerts.nflog import NodeTier, Notification
+from alerts.fanout import Dispatcher
+from alerts.nflog import NodeTier, Notification, NotificationLog, WarningStatus
+from alerts.notices import Notices
 from yujing.clock import Clock
 from yujing.config.areas import Tier
 from yujing.config.people import Person, Role
@@ -136,3 +140,77 @@ def alarm(w: HazardWarning, f: Failed, to: list[tuple[str, NodeTier, Person]], d
                           tier=tier, name=p.name, reason="alerts-failure")
              for node, tier, p in to for ch in p.channels]
     return a, items
+
+
+@dataclass
+class Failures:
+    """A stage that failed: the warning kept for a retry, marked failed in the log, and the county duty office
+    alarmed, once per warning (drill participants, in a drill)."""
+
+    nflog: NotificationLog
+    retries: Retries
+    notices: Notices
+    dispatcher: Dispatcher
+    directory: Directory
+    clock: Clock
+    drill: bool
+    drill_people: list[Person]
+
+    def escalation_failed(self, wid: str, exc: Exception) -> None:
+        """Counted, and the duty office alarmed (once per warning); the step itself stays due and is retried."""
+        stage = Stage.ESCALATE  # whatever raised (the log's disk included): it is the step that did not happen
+        FAILURES.labels(stage=stage.value, kind=self.retries.kind).inc()
+        with contextlib.suppress(sqlite3.Error):
+            w = self.nflog.warnings.get(wid)
+            if w is not None:
+                self.alarm(w, Failed(w, stage, f"{type(exc).__name__}: {exc}"[:300], 1, self.clock.now()))
+
+    def failed(self, item: Decision | HazardWarning, stage: Stage, exc: BaseException) -> None:
+        """Keep ``item`` for a retry with backoff, mark it failed in the log, and tell the county duty office."""
+        f = self.retries.failed(item, stage, exc)
+        now = self.clock.now()
+        # the log may be what failed: then the retry is in memory, and the warning 'received' on disk
+        with contextlib.suppress(sqlite3.Error):
+            self.nflog.warnings.set_state(f.warning.id, WarningStatus.FAILED)
+            self.nflog.timeline.add(now, f.warning.id, "", "handling-failed", {
+                "stage": stage.value, "error": f.error, "attempt": f.attempts})
+        if not f.alarmed:  # an alarm the log refused is tried again at the next failure, or at recovery
+            f.alarmed = self.alarm(f.warning, f)
+
+    def recovered(self, warning_id: str) -> None:
+        f = self.retries.recovered(warning_id)
+        if f is None:
+            return
+        with contextlib.suppress(sqlite3.Error):
+            self.nflog.timeline.add(self.clock.now(), warning_id, "", "handling-recovered", {"attempts": f.attempts})
+        if not f.alarmed:  # late is still worth the duty office's knowing
+            self.alarm(f.warning, f)
+
+    def alarm(self, w: HazardWarning, f: Failed) -> bool:
+        """The equipment-style alarm to the county duty office (drill participants, in a drill): once per warning."""
+        now = self.clock.now()
+        to = ([("drill", NodeTier.DRILL, p) for p in self.drill_people] if self.drill
+              else duty_office(self.directory, w))
+        a, items = alarm(w, f, to, self.drill, now)
+        if self.notices.templated:  # a provider of approved templates only: it goes as an equipment warning's
+            try:
+                for n in items:
+                    n.template = self.notices.rendered(a, False, n.channel)[1]
+            except Exception:  # noqa: BLE001  the full text still goes to any full-text provider
+                log.exception("could not render the internal alarm for a template provider")
+        try:
+            if not self.nflog.warnings.record(a, now):
+                return True  # already raised for this warning
+            with self.nflog.transaction():
+                fresh = self.nflog.notifications.enqueue(items, now)
+                self.nflog.warnings.set_state(a.id, WarningStatus.INTERNAL_ALARM)  # no group, no CAP, not restored
+                self.nflog.timeline.add(now, w.id, "", "internal-alarm", {"alarm": a.id, "to": [n.phone for n in fresh]})
+        except sqlite3.Error:
+            log.exception("could not queue the internal alarm", extra={"kv": {"warning": w.id}})
+            with contextlib.suppress(sqlite3.Error):  # not raised yet: the next failure tries again
+                self.nflog.warnings.unrecord(a.id)
+            return False
+        if not to:
+            log.error("no county duty office to alarm", extra={"kv": {"warning": w.id}})
+        self.dispatcher.submit(self.nflog, fresh)
+        return True

@@ -94,7 +94,7 @@ async def serve(rt: Runtime, *, drill_recipients: list[Person] | None = None, au
             urls = CallbackUrls(webhooks.base_url)
 
             async def on_done(nflog: NotificationLog, outcome: Outcome) -> None:
-                await pipelines["drill" if nflog.drill else "real"].on_outcome(outcome)
+                await pipelines["drill" if nflog.drill else "real"].receipts.on_outcome(outcome)
 
             limits = Escalator(cfg, directory)  # the first voice provider's per-callee limits
 

@@ -113,7 +113,7 @@ class Webhooks:
                 if not fresh:
                     self._refuse(request, "replay", form, event)
                     return web.Response(status=204)
-                await p.on_status(sid, status, form.get("ErrorCode", ""))
+                await p.receipts.on_status(sid, status, form.get("ErrorCode", ""))
         return web.Response(status=204)
 
     async def _gather(self, request: web.Request) -> web.Response:
@@ -137,7 +137,7 @@ class Webhooks:
                 self._refuse(request, "not-asked", form, event)
                 n = None
             if p is not None and n is not None and digits == self.cfg.ack.digits:
-                if p.confirm(n, "voice"):
+                if p.receipts.confirm(n, "voice"):
                     CONFIRMED.labels(via="voice", kind=p.kind).inc()
                 r.say("已确认收到预警，谢谢。请按预案行动。", language=lang, voice=voice)
             else:
@@ -165,7 +165,7 @@ class Webhooks:
                 self._refuse(request, "not-asked", form, f"sms:{sid}")
             else:
                 for p in self.pipelines.values():
-                    if p.confirm_reply(phone, "sms", received_at):
+                    if p.receipts.confirm_reply(phone, "sms", received_at):
                         CONFIRMED.labels(via="sms", kind=p.kind).inc()
         return web.Response(text=_EMPTY_TWIML, content_type="application/xml")
 

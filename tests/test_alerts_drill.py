@@ -136,7 +136,7 @@ async def test_a_drill_never_reaches_someone_not_taking_part_whatever_asks(mosqu
         pipe = rig.pipeline("drill")
         [stranger] = chain_people(rig.rt.config, VILLAGE_RESP)
         w = warning(Level.RED, drill=True)
-        items = pipe._items(w, [Recipient(stranger, "shibao.gonghe", "village", (Channel.SMS,), True)], 1)
+        items = pipe.notices.items(w, [Recipient(stranger, "shibao.gonghe", "village", (Channel.SMS,), True)], 1)
         assert items == []
 
 

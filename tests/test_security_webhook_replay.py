@@ -117,6 +117,26 @@ async def test_a_replayed_keypress_and_status_callback_are_refused(mosquitto, pr
         assert by_sid(sms.sid).status is Status.DELIVERED
 
 
+async def test_a_providers_own_queued_status_never_makes_a_sent_sms_pending_again(mosquitto, prefix, tmp_path):
+    """Twilio's 'queued' (or 'sending') is the provider's, not ours: read as ours, the row would be pending again,
+    and a restart would send the SMS a second time."""
+    async with running_alerts(tmp_path, mqtt_port=mosquitto.port, prefix=prefix,
+                              alerts={"grouping": {"wait_s": 0}}) as rig:
+        tw = rig.twilio
+        await rig.publish(warning(Level.BLUE))
+        await tw.wait_until(lambda: tw.messages_to(MONITOR) and tw.messages_to(MONITOR)[0].status == "delivered", 10,
+                            "the blue SMS delivered")
+        sms = tw.messages_to(MONITOR)[0]
+        by_sid = rig.pipeline().nflog.notifications.by_sid
+        await wait_for(lambda: by_sid(sms.sid).status is Status.DELIVERED, 10, "the delivery logged")
+        for said in ("queued", "sending"):  # late or out of order: each a new event, not a replay
+            url, form = captured(tw, "/twilio/status", MessageSid=sms.sid, MessageStatus="sent")
+            assert await tw.post_signed(url, {**form, "MessageStatus": said}) == 204
+            assert by_sid(sms.sid).status is Status.QUEUED_AT_PROVIDER
+            assert rig.pipeline().nflog.notifications.pending() == []
+        assert [e[3] for e in rig.events() if e[2] == MONITOR][-2:] == ["sms-queued", "sms-sending"]
+
+
 async def test_a_confirmation_from_a_number_never_asked_is_refused_and_counted(mosquitto, prefix, tmp_path):
     async with running_alerts(tmp_path, mqtt_port=mosquitto.port, prefix=prefix,
                               alerts={"grouping": {"wait_s": 0}}) as rig:

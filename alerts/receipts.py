@@ -1,0 +1,95 @@
+"""What comes back from the providers and the people: a send's outcome, a delivery or call status, a 叫应
+confirmation. A failed SMS is followed by a call with the same words; a notification refused for good alarms
+the county duty office (once per warning).
+
+Called by the fan-out (``on_outcome``), the webhooks (Twilio's, Alibaba Cloud's) and the duty office's
+requests; each writes to the pipeline's log and, for a fallback call, hands it to the same fan-out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from alerts.escalate import Escalator
+from alerts.fanout import Dispatcher, Outcome
+from alerts.nflog import Notification, NotificationLog, Status
+from alerts.notices import Notices
+from alerts.retry import FAILURES, Failed, Stage
+from yujing.clock import Clock
+from yujing.config.people import Channel
+from yujing.model import HazardWarning
+
+Alarm = Callable[[HazardWarning, Failed], bool]  # the pipeline's alarm to the duty office
+
+
+@dataclass
+class Receipts:
+    nflog: NotificationLog
+    notices: Notices
+    escalator: Escalator
+    dispatcher: Dispatcher
+    clock: Clock
+    alarm: Alarm
+    kind: str  # "real" or "drill": a metric label
+
+    async def on_outcome(self, outcome: Outcome) -> None:
+        """The fan-out's word on one send (alerts/fanout.py)."""
+        if outcome.error is None:
+            return
+        n = outcome.notification
+        if n.channel is Channel.SMS:
+            await self._fallback(n, f"provider: {outcome.error}")
+        w = self.nflog.warnings.get(n.warning_id)
+        if w is not None and n.reason != "alerts-failure":  # an alarm that failed cannot be alarmed about
+            # refused for good: that person may not be reached at all (the SMS's call fallback and 叫应 carry on);
+            # the duty office hears of it, once per warning
+            FAILURES.labels(stage=Stage.SEND.value, kind=self.kind).inc()
+            self.alarm(w, Failed(w, Stage.SEND, f"{n.phone} {n.channel}: {outcome.error}"[:300], 1, self.clock.now()))
+
+    async def on_status(self, sid: str, said: str, error: str) -> Notification | None:
+        """The provider's word ``said`` on the message or call ``sid``: the notification it is about, if ours."""
+        now = self.clock.now()
+        status = Status.from_provider(said)
+        with self.nflog.transaction():  # the status and its event: one commit, not two (fan-out's callbacks)
+            n = self.nflog.notifications.receipt(sid, status, error, now)
+            if n is not None:
+                self.nflog.timeline.add(now, n.warning_id, n.phone, f"{n.channel}-{said}", {"sid": sid, "error": error})
+        if n is None:
+            return None
+        if n.channel is Channel.SMS and status in (Status.UNDELIVERED, Status.FAILED):
+            await self._fallback(n, f"status {said} {error}".strip())
+        return n
+
+    async def _fallback(self, n: Notification, why: str) -> None:
+        """A failed SMS is followed by a voice call with the same words (once per SMS)."""
+        w = self.nflog.warnings.get(n.warning_id)
+        if w is None:
+            return
+        now = self.clock.now()
+        body, template = self.notices.rendered(w, n.ack, Channel.VOICE)
+        voice = Notification(key=Notification.make_key(n.warning_id, n.phone, Channel.VOICE, n.attempt),
+                             warning_id=n.warning_id, warning_key=n.warning_key, phone=n.phone,
+                             channel=Channel.VOICE, attempt=n.attempt, priority=n.priority + 1,
+                             body=body, ack=n.ack, node=n.node, tier=n.tier, name=n.name, reason=n.reason,
+                             template=template)
+        fresh = self.nflog.notifications.enqueue([voice], now)
+        if fresh:
+            self.nflog.timeline.add(now, n.warning_id, n.phone, "sms-fallback-to-voice", why)
+            self.dispatcher.submit(self.nflog, fresh)
+
+    def confirm(self, n: Notification, via: str) -> bool:
+        """``n``'s recipient confirmed (叫应): their chain stops. False if they had already."""
+        return self.escalator.confirm(self.nflog, n, via, self.clock.now())
+
+    def confirm_reply(self, phone: str, via: str, received_at: datetime) -> list[str]:
+        """An SMS reply from ``phone`` that the provider received at ``received_at`` (wall clock) confirms every
+        warning it was asked to confirm, by a request made by then, and has not confirmed yet; not one asked
+        later (the reply cannot be about it)."""
+        done: list[str] = []
+        for n in self.nflog.notifications.awaiting_confirmation(phone, asked_by=received_at):
+            if n.warning_id not in done:
+                self.confirm(n, via)
+                done.append(n.warning_id)
+        return done
