@@ -42,7 +42,7 @@ from testing.alerts import start, subscribed
 from testing.alerts import warning
 
 from testing.alerts import ACCOUNT, TOKEN, running_alerts, write_config
-from alerts.nflog import NotificationLog, ref
+from alerts.nflog import ChainState, NotificationLog, ref
 from simulators.twilio import Behaviour, Record, TwilioStandIn
 from yujing import topics
 from yujing.errors import StoreError
@@ -202,7 +202,7 @@ async def test_sigkill_at_random_points_of_a_stream_loses_nothing_and_sends_noth
 
             # kill 2: around the first escalation step's due time
             await wait_for(lambda: victim.pending_escalations(), 15, "escalation chains to open")
-            first_due = min(datetime.fromisoformat(r[3]) for r in victim.pending_escalations())
+            first_due = min(r[3] for r in victim.pending_escalations())
             await asyncio.sleep(max(0.0, (first_due - _now()).total_seconds() + rng.uniform(-0.8, 0.1)))
             pending_at_kill = {r[:3] for r in victim.pending_escalations()}
             killed = await kill()
@@ -232,7 +232,7 @@ async def test_sigkill_at_random_points_of_a_stream_loses_nothing_and_sends_noth
             except AssertionError:
                 names = {**ref_log_keys(reference), **victim.keys()}
                 missing = sorted(names.get(r, r) for r in set(expected) - set(refs(tw)))
-                busy = victim.rows("SELECT key, status FROM notifications WHERE status IN ('queued', 'sending')")
+                busy = victim.read(lambda log: [(n.key, n.status) for n in log.notifications.pending()], [])
                 pytest.fail(f"seed {seed}: the victim never sent {missing}; idle={victim.idle()}, busy {busy}, "
                             f"pending escalations {victim.pending_escalations()}")
             await wait_for(lambda: set(caps[vic_prefix]) >= set(caps[ref_prefix]), 10, "every CAP document")
@@ -271,18 +271,18 @@ async def test_sigkill_at_random_points_of_a_stream_loses_nothing_and_sends_noth
         # escalation steps pending at kill 2 each ran once, when due (or as soon as the victim was back)
         fired: dict[tuple[str, str, int], list[datetime]] = {}
         nobody: set[tuple[str, str, int]] = set()
-        for at, wid, phone, what, detail in victim.rows(
-                "SELECT at, warning_id, phone, what, detail FROM events WHERE what LIKE 'escalate-%'"):
+        for at, wid, phone, what, detail in victim.read(lambda log: log.timeline.all(), []):
+            if not what.startswith("escalate-"):
+                continue
             step = json.loads(detail)["step"]
             fired.setdefault((wid, phone, step), []).append(datetime.fromisoformat(at))
             if what.endswith("-nobody"):
                 nobody.add((wid, phone, step))
         assert pending_at_kill
-        rows = {r[:3]: (datetime.fromisoformat(r[3]), r[4]) for r in victim.rows(
-            "SELECT warning_id, phone, step, due_at, state FROM escalations")}
+        rows = {r[:3]: r[3:] for r in victim.read(lambda log: log.timers.all(), [])}
         for chain in pending_at_kill:
             due, state = rows[chain]
-            assert state == "done" and len(fired.get(chain, [])) == 1, (chain, state, fired.get(chain))
+            assert state is ChainState.DONE and len(fired.get(chain, [])) == 1, (chain, state, fired.get(chain))
             at = fired[chain][0]
             wid, phone, step = chain
             if (wid, phone, step - 1) not in nobody:  # else it ran at once with the step before

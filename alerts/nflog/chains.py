@@ -64,6 +64,11 @@ class Timers:
         for wid, phone, step, due in rows.fetchall():
             yield wid, phone, step, datetime.fromisoformat(due)
 
+    def all(self) -> list[tuple[str, str, int, datetime, ChainState]]:
+        """Every step, whatever its state: (warning id, origin phone, step, due, state)."""
+        rows = self.db.execute("SELECT warning_id, phone, step, due_at, state FROM escalations ORDER BY due_at")
+        return [(wid, phone, step, datetime.fromisoformat(due), ChainState(state)) for wid, phone, step, due, state in rows]
+
     def next_due(self) -> datetime | None:
         row = self.db.execute("SELECT MIN(due_at) FROM escalations WHERE state='pending'").fetchone()
         return datetime.fromisoformat(row[0]) if row and row[0] else None
