@@ -61,6 +61,7 @@ TIMER_FAILURES = Counter("yujing_alerts_timer_failures_total",
                          "Escalation/group timer passes that failed (the step stays due and is retried)")
 SUBSCRIBED = Gauge("yujing_alerts_mqtt_subscribed", "1 while subscribed to the warnings topics")
 _limiter = Limiter(60.0)
+CHECKPOINT_S = 2.0  # the WAL holds at most what the log writes in this time (plus a checkpoint's own)
 
 
 async def serve(rt: Runtime, *, drill_recipients: list[Person] | None = None, auth_token: str | None = None,
@@ -125,6 +126,7 @@ async def serve(rt: Runtime, *, drill_recipients: list[Person] | None = None, au
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(run_until(dispatcher, rt.stop))
                 tg.create_task(_timers(rt, list(pipelines.values()), wake))
+                tg.create_task(_checkpoints(rt, [real, drill]))
                 tg.create_task(_subscribe(rt, pipelines, publisher, wake, ready))
                 await rt.stop.wait()
                 wake.set()
@@ -193,6 +195,20 @@ async def _timers(rt: Runtime, pipelines: list[Pipeline], wake: asyncio.Event) -
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(real_s):
                 await wake.wait()
+
+
+async def _checkpoints(rt: Runtime, logs: list[NotificationLog]) -> None:
+    """The logs' WAL into their files every CHECKPOINT_S (real time), in threads: the fsyncs stay off the loop."""
+    while not rt.stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CHECKPOINT_S):
+                await rt.stop.wait()
+        for nflog in logs:
+            try:
+                await nflog.checkpoint()
+            except sqlite3.Error:  # the disk: the WAL keeps growing (nothing lost) and the next pass tries again
+                if _limiter.allow("checkpoint"):
+                    log.exception("checkpointing the notification log failed")
 
 
 class _CapPublisher:

@@ -26,7 +26,7 @@ from typing import Self
 from alerts.nflog import caps, chains, notifications, timeline, warnings
 from alerts.nflog.caps import CapArchive, KeptCap
 from alerts.nflog.chains import Confirmations, Timers
-from alerts.nflog.db import LogDb
+from alerts.nflog.db import Checkpointer, LogDb
 from alerts.nflog.notifications import Notification, Notifications, ref
 from alerts.nflog.replays import ProviderEvents
 from alerts.nflog.states import Channel, ChainState, NodeTier, Status, WarningStatus
@@ -58,6 +58,7 @@ class NotificationLog:
 
     def __enter__(self) -> Self:
         db = self._db = LogDb(self.path, self.drill, _SCHEMAS)
+        self._checkpointer = Checkpointer(self.path)
         self.warnings = WarningRecord(db, self.drill)
         self.notifications = Notifications(db)
         self.confirmations = Confirmations(db)
@@ -69,8 +70,14 @@ class NotificationLog:
 
     def __exit__(self, *exc: object) -> None:
         if self._db is not None:
+            self._checkpointer.close()
             self._db.close()
             self._db = None
+
+    async def checkpoint(self) -> None:
+        """The WAL into the database file, in a thread of its own (the log's commits never do it: db.py).
+        The service calls it every few seconds; a log left open without it keeps growing its WAL until closed."""
+        await self._checkpointer.run()
 
     def transaction(self) -> contextlib.AbstractContextManager[None]:
         """Everything inside commits together or not at all (see :meth:`LogDb.transaction`)."""
