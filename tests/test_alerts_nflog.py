@@ -53,3 +53,13 @@ def test_commits_leave_the_checkpoint_to_the_checkpointer_thread(tmp_path: Path)
         log.notifications.enqueue(_notifications(6001)[6000:], AT)
     assert not wal.exists()  # closing checkpoints the rest
     assert _rows_in_main_file(path, tmp_path) == 6001
+
+
+def test_no_alerts_module_outside_the_log_speaks_sql():
+    """The log's tables have one owner each, in alerts/nflog/: every other stage asks its parts."""
+    root = Path(__file__).resolve().parent.parent / "alerts"
+    outside = [p for p in root.rglob("*.py") if "nflog" not in p.relative_to(root).parts]
+    assert outside, "no alerts modules found"
+    speaking = sorted(str(p.relative_to(root)) for p in outside
+                      if any(s in p.read_text() for s in (".execute(", ".executemany(", "sqlite3.connect(")))
+    assert speaking == []
