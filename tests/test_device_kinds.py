@@ -175,18 +175,22 @@ def test_a_kind_added_as_one_folder_is_taken_by_config_agent_simulators_and_exam
     assert "tally" not in kinds()  # nor this interpreter's registry
 
 
-def test_the_registry_refuses_a_type_declared_by_two_folders(tmp_path):
-    files = dict(TALLY)
-    files["config.py"] = TALLY["config.py"].replace('Literal["tally"]', 'Literal["modbus_tcp"]')
-    write_kind(tmp_path / "kinds" / "clash", files)
+CLASH = {**TALLY, "config.py": TALLY["config.py"].replace('Literal["tally"]', 'Literal["modbus_tcp"]')}
+NO_CONFIG = {k: v for k, v in TALLY.items() if k != "config.py"}
+
+
+@pytest.mark.parametrize("files, complaint", [
+    (CLASH, "device type 'modbus_tcp' is declared by edge.devices.modbus and edge.devices.odd"),
+    (NO_CONFIG, "edge.devices.odd: every folder here is a device kind, and this one has no config.py"),
+], ids=["a type declared twice", "a folder without config.py"])
+def test_the_registry_refuses_a_folder_it_cannot_make_a_kind_of(tmp_path, files, complaint):
+    write_kind(tmp_path / "kinds" / "odd", files)
     probe = ("import sys, edge.devices\nedge.devices.__path__.append(sys.argv[1])\n"
              "try:\n    edge.devices.kinds()\nexcept LookupError as e:\n    print(e)\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     run = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "kinds")], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=60)
-    assert "device type 'modbus_tcp' is declared by edge.devices.clash and edge.devices.modbus" in run.stdout \
-        or "device type 'modbus_tcp' is declared by edge.devices.modbus and edge.devices.clash" in run.stdout, \
-        run.stdout + run.stderr
+    assert complaint in run.stdout, run.stdout + run.stderr
 
 
 MODBUS_EXAMPLE = "devices:\n  - {id: d, type: modbus_tcp, site: S, registers: [{quantity: level_m, address: 0}]}\n"

@@ -64,7 +64,13 @@ def kinds() -> dict[str, Kind]:
         if not info.ispkg:
             continue
         package = f"{__name__}.{info.name}"
-        config = importlib.import_module(f"{package}.config")
+        try:
+            config = importlib.import_module(f"{package}.config")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{package}.config":
+                raise
+            raise LookupError(f"{package}: every folder here is a device kind, and this one has no config.py "
+                              "listing its models in DEVICES") from None
         folder = Path(config.__file__).parent
         for model in config.DEVICES:
             kind = _kind_of(model)
