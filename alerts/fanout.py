@@ -106,7 +106,8 @@ class Dispatcher:
                 sid = await self.senders[n.channel].find(n, since, nflog.notifications.has_sid)
                 if sid is not None:
                     nflog.notifications.sent(n.key, sid, self.clock.now())
-                    nflog.timeline.add(self.clock.now(), n.warning_id, n.phone, "reconciled", {"key": n.key, "sid": sid})
+                    nflog.timeline.add(self.clock.now(), n.warning_id, n.phone, "reconciled",
+                                       {"key": n.key, "sid": sid})
                     found += 1
                     continue
                 nflog.notifications.requeue(n.key, self.clock.now())

@@ -204,7 +204,8 @@ class Failures:
             with self.nflog.transaction():
                 fresh = self.nflog.notifications.enqueue(items, now)
                 self.nflog.warnings.set_state(a.id, WarningStatus.INTERNAL_ALARM)  # no group, no CAP, not restored
-                self.nflog.timeline.add(now, w.id, "", "internal-alarm", {"alarm": a.id, "to": [n.phone for n in fresh]})
+                self.nflog.timeline.add(now, w.id, "", "internal-alarm",
+                                        {"alarm": a.id, "to": [n.phone for n in fresh]})
         except sqlite3.Error:
             log.exception("could not queue the internal alarm", extra={"kv": {"warning": w.id}})
             with contextlib.suppress(sqlite3.Error):  # not raised yet: the next failure tries again

@@ -12,7 +12,7 @@ from testing.alerts import warning
 from alerts.config import AlertsConfig
 from conftest import wait_for
 from testing.alerts import ACCOUNT, TOKEN, running_alerts
-from alerts.nflog import Notification
+from alerts.nflog import NodeTier, Notification
 from alerts.plan import estimate, segments
 from simulators.aliyun_setup import approved
 from simulators.twilio import TwilioLimits, TwilioStandIn
@@ -62,7 +62,8 @@ async def test_a_sender_pool_at_twilios_rate_reaches_the_last_household_when_the
             await wait_for(lambda: rig.events(what="fanout-plan"), 20, "the fan-out plan")
             await rig.settled(30)
             plan = rig.events(what="fanout-plan")
-            households = {n.phone for n in rig.pipeline().nflog.notifications.for_warning_key(w.key) if n.tier == "household"}
+            households = {n.phone for n in rig.pipeline().nflog.notifications.for_warning_key(w.key)
+                          if n.tier is NodeTier.HOUSEHOLD}
             await tw.wait_until(lambda: all(m.sent_at for m in tw.messages) and all(c.sent_at for c in tw.calls),
                                 60, "every SMS and call out of Twilio's queue")
             assert Counter(m.from_ for m in tw.messages).keys() == set(POOL)

@@ -57,7 +57,8 @@ async def test_a_captured_reply_replayed_after_a_newer_warning_does_not_confirm_
         tw.set_behaviour(SITE_RESP, Behaviour())  # the person does not answer the newer one
         await rig.publish(v2)
         await wait_for(lambda: asked(rig, v2, SITE_RESP) and any(
-            n.status != "queued" for n in rig.pipeline().nflog.notifications.for_warning(v2.id) if n.phone == SITE_RESP), 10,
+            n.status != "queued" for n in rig.pipeline().nflog.notifications.for_warning(v2.id)
+            if n.phone == SITE_RESP), 10,
             "the red warning asking them again, sent")
         before = refused("replay")
         assert await tw.post_signed(url, form) == 200  # answered as if fine: Twilio must not retry it
@@ -83,7 +84,8 @@ async def test_a_reply_replayed_after_a_restart_is_still_refused(mosquitto, pref
     async with running_alerts(tmp_path, mqtt_port=mosquitto.port, prefix=prefix, alerts=alerts) as rig:
         await rig.publish(v2)
         await wait_for(lambda: asked(rig, v2, SITE_RESP) and any(
-            n.status != "queued" for n in rig.pipeline().nflog.notifications.for_warning(v2.id) if n.phone == SITE_RESP), 10,
+            n.status != "queued" for n in rig.pipeline().nflog.notifications.for_warning(v2.id)
+            if n.phone == SITE_RESP), 10,
             "the red warning asking them again, sent")
         before = refused("replay")
         assert await rig.twilio.post_signed(url, form) == 200

@@ -67,7 +67,8 @@ class Timers:
     def all(self) -> list[tuple[str, str, int, datetime, ChainState]]:
         """Every step, whatever its state: (warning id, origin phone, step, due, state)."""
         rows = self.db.execute("SELECT warning_id, phone, step, due_at, state FROM escalations ORDER BY due_at")
-        return [(wid, phone, step, datetime.fromisoformat(due), ChainState(state)) for wid, phone, step, due, state in rows]
+        return [(wid, phone, step, datetime.fromisoformat(due), ChainState(state))
+                for wid, phone, step, due, state in rows]
 
     def next_due(self) -> datetime | None:
         row = self.db.execute("SELECT MIN(due_at) FROM escalations WHERE state='pending'").fetchone()
