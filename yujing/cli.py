@@ -37,7 +37,9 @@ PARTS = ("edge", "collector", "rules", "alerts", "duty")
 
 
 def _service(part: str) -> Callable[..., Awaitable[None]]:
-    return importlib.import_module(f"{part}.service").serve  # type: ignore[no-any-return]
+    # the collector's part is its worker supervisor (collector/workers.py: in-process when one worker is meant)
+    module = "collector.workers" if part == "collector" else f"{part}.service"
+    return importlib.import_module(module).serve  # type: ignore[no-any-return]
 
 
 async def run_parts(cfg: Config, parts: tuple[str, ...], *, speed: float | None = None,
