@@ -200,6 +200,8 @@ class Supervisor:
                 msg = json.loads(line)
             except ValueError:
                 continue  # not ours: something printed to stdout
+            if not isinstance(msg, dict):
+                continue
             if "port" in msg:
                 w.port = int(msg["port"])
             if msg.get("subscribed"):

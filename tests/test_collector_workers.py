@@ -73,7 +73,8 @@ def write_config(tmp_path: Path, mqtt_port: int, prefix: str, influx_url: str, d
 
 
 @contextlib.asynccontextmanager
-async def collector(tmp_path: Path, mosquitto, influxdb, prefix: str, db: str, workers: object) -> AsyncIterator[Running]:
+async def collector(tmp_path: Path, mosquitto, influxdb, prefix: str, db: str,
+                    workers: object) -> AsyncIterator[Running]:
     """`yujing collector CONFIG` as an operator starts it; on leaving, SIGTERM and a clean exit (code 0)."""
     port = free_port()
     cfg = write_config(tmp_path, mosquitto.port, prefix, influxdb.url, db, workers, port)
@@ -201,25 +202,30 @@ async def test_switching_from_one_process_to_workers_keeps_the_session_and_split
     assert taken["2"] > 0 and sum(taken.values()) == len(early) + len(later)
 
 
+async def check(path: Path) -> tuple[int, str]:
+    """`yujing check PATH`: its exit code and stderr."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "yujing", "check", str(path),
+                                                stderr=asyncio.subprocess.PIPE, env=env)
+    _, err = await proc.communicate()
+    return proc.returncode, err.decode()
+
+
 async def test_worker_count_errors_name_the_file_line_and_field(tmp_path):
+    path = tmp_path / "bad.yaml"
     cases = {
         "workers: 0": "'auto' or a number of processes from 1 to 256",
         "workers: many": "'auto' or a number of processes",
         "store: {type: sqlite}\n  workers: 2": "a SQLite store has one writer",
     }
     for body, why in cases.items():
-        path = tmp_path / "bad.yaml"
         path.write_text("mqtt: {embedded: false}\ncollector:\n  " + body + "\n")
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "yujing", "check", str(path),
-                                                    stderr=asyncio.subprocess.PIPE, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-        _, err = await proc.communicate()
+        code, err = await check(path)
         line = body.count("\n") + 3
-        assert proc.returncode == 2 and f"{path}:{line}: collector.workers: " in err.decode() and why in err.decode(), err
+        assert code == 2 and f"{path}:{line}: collector.workers: " in err and why in err, err
     path.write_text("mqtt: {embedded: true}\ncollector:\n  store: {type: influxdb_v1}\n  workers: 2\n")
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "yujing", "check", str(path),
-                                                stderr=asyncio.subprocess.PIPE, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    _, err = await proc.communicate()
-    assert proc.returncode == 2 and f"{path}:4: collector.workers: the embedded broker" in err.decode(), err
+    code, err = await check(path)
+    assert code == 2 and f"{path}:4: collector.workers: the embedded broker" in err, err
 
 
 def test_auto_means_a_worker_per_core_only_where_workers_can_run(tmp_path):
