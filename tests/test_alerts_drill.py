@@ -13,7 +13,7 @@ from alerts.directory import Directory
 from alerts.nflog import NotificationLog
 from alerts.route import Recipient, drill_route, route
 from simulators.twilio import Behaviour
-from yujing.config import load_config
+from yujing.compose import load_config
 from yujing.config.people import Channel, Person, Role
 from yujing.errors import StoreError
 from yujing.model import Level

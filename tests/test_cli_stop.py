@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from yujing import cli
-from yujing.config import Config
+from yujing.compose import Config
 from yujing.runtime import Runtime
 
 

@@ -21,7 +21,7 @@ from alerts.harness import Rig, running_alerts
 from duty.accounts import hash_password
 from duty.service import serve as serve_duty
 from simulators.twilio import Behaviour
-from yujing.config import load_config
+from yujing.compose import load_config
 from yujing.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,7 +20,7 @@ from simulators.devices.values import Manual, TippingCounter
 from simulators.twilio import TwilioStandIn
 from yujing.cli import PARTS, STOP_GRACE_S, run_parts
 from yujing.clock import Clock
-from yujing.config import load_config
+from yujing.compose import load_config
 from yujing.runtime import Runtime
 
 MONITOR = "+8613900010001"

@@ -15,12 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("edge", "collector", "rules", "alerts", "duty", "upstream", "console", "simulators", "testing")
 # The top floor: it composes the parts, so it may import them all.
 TOP = {"yujing/cli.py", "yujing/__main__.py", "yujing/compose.py"}
-# yujing.config's lazy ``Config``/``load_config`` (resolved to yujing.compose on first use, for callers written
-# before the split): the one upward reference the ground floor keeps, and it names the top floor, not a stage.
-SHIMS = {("yujing/config/__init__.py", "yujing.compose")}
-# Old names of the test rigs, aliases of testing.* while other branches still import them: not production
-# code (nothing in production imports them), and to be removed with their last user.
-RIG_ALIASES = {"alerts/harness.py", "rules/testkit.py"}
+# The alerts rig's old name, an alias of testing.alerts while other branches still import it: not production
+# code (nothing in production imports it), and to be removed with its last user.
+RIG_ALIASES = {"alerts/harness.py"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -45,7 +42,6 @@ def _ground() -> list[Path]:
 def test_the_ground_floor_imports_no_stage(path: Path):
     rel = str(path.relative_to(ROOT))
     upward = {m for m in _imports(path) if m.split(".")[0] in STAGES or m == "yujing.compose"}
-    upward -= {m for f, m in SHIMS if f == rel}
     assert not upward, f"{rel} imports {sorted(upward)}: the ground floor must not import a stage"
 
 
@@ -53,7 +49,7 @@ def test_the_ground_floor_imports_no_stage(path: Path):
                          ids=lambda p: str(p.relative_to(ROOT)))
 def test_production_imports_no_simulator_and_no_test_rig(path: Path):
     if str(path.relative_to(ROOT)) in RIG_ALIASES:
-        assert _imports(path) <= {"sys", "testing.alerts", "testing.rules"}, "an alias, and nothing more"
+        assert _imports(path) <= {"sys", "testing.alerts"}, "an alias, and nothing more"
         return
     bad = {m for m in _imports(path) if m.split(".")[0] in ("simulators", "testing", "tests")}
     assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}: production never imports a simulator or a rig"

@@ -36,7 +36,7 @@ from edge.config import ModbusRegister, SerialAsciiDevice
 from edge.readers import modbus_map, sl651_frame as sl
 from edge.readers.serial_ascii import parse_line
 from rules.service import parse_readings
-from yujing.config import load_config
+from yujing.compose import load_config
 from yujing.errors import ConfigError, PayloadError
 from yujing.model import Hazard, HazardWarning, Level, Quality, Reading, WarningState
 

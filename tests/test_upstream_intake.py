@@ -15,7 +15,7 @@ from duty.issuer import Issuer
 from upstream.cap import Reason, Refusal, read
 from upstream.config import Source
 from upstream.intake import DeadLetters, Intake, Status
-from yujing.config import load_config
+from yujing.compose import load_config
 from yujing.model import Hazard, Level, WarningState
 
 DATA = Path(__file__).parent / "data" / "cap"
