@@ -55,18 +55,11 @@ def test_production_imports_no_simulator_and_no_test_rig(path: Path):
     assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}: production never imports a simulator or a rig"
 
 
-# Landed from branches still at work while this rule came in: the duty office's rigs (duty_office, phones, sign,
-# _cert_and_key) and the drill's chain people (chain_people, example, ...) are to move to testing/ once those
-# branches settle. A ratchet: no other module may join this list.
-NOT_YET_MOVED = {"test_upstream_daemon.py": {"test_duty_office", "test_upstream_intake"},
-                 "test_report_drill_page.py": {"test_alerts_drill"}}
-
-
 @pytest.mark.parametrize("path", sorted((ROOT / "tests").glob("test_*.py")), ids=lambda p: p.name)
 def test_a_test_module_imports_no_other_test_module(path: Path):
     """Shared helpers live in testing/ (or conftest.py): importing a test module runs its module code and
     couples two specifications that should change independently."""
-    bad = {m for m in _imports(path) if m.split(".")[0].startswith("test_")} - NOT_YET_MOVED.get(path.name, set())
+    bad = {m for m in _imports(path) if m.split(".")[0].startswith("test_")}
     assert not bad, f"{path.name} imports {sorted(bad)}: move what it needs to testing/"
 
 
