@@ -99,11 +99,20 @@ async def test_session_login_needs_csrf_for_writes_and_bad_passwords_are_refused
         async with http.post(api + "/warnings", json={**issue, "area": "nowhere"},
                              headers={"X-CSRF-Token": me["csrf"]}) as r:
             assert r.status == 422 and (await r.json())["error"] == "unknown-area"
+        # a warning or a silence is over exactly one place: both, or neither, is refused before anything is done
+        async with http.post(api + "/warnings", json={**issue, "site": "LS-GONGHE-01"},
+                             headers={"X-CSRF-Token": me["csrf"]}) as r:
+            assert r.status == 400 and (await r.json())["detail"] == "give exactly one of site or area"
+        async with http.post(api + "/silences", json={"for_s": 600, "reason": "维护"},
+                             headers={"X-CSRF-Token": me["csrf"]}) as r:
+            assert r.status == 400 and (await r.json())["detail"] == "give exactly one of site or area"
         async with http.get(api + "/audit?limit=10") as r:
             entries = (await r.json())["entries"]
         assert [(e["user"], e["result"]) for e in reversed(entries)] == [
             ("chief", "bad-credentials"), ("chief", "ok"), ("chief", "csrf"), ("chief", "ok"),
-            ("chief", "unknown-area")]
+            ("chief", "unknown-area"), ("chief", "bad-request"), ("chief", "bad-request")]
+        async with http.get(api + "/silences") as r:
+            assert (await r.json())["silences"] == []
         await office.rig.twilio.wait_until(lambda: office.rig.twilio.messages_to(XL_RESP), 20, "the blue SMS")
         # the shapes the console reads (the duty-office API contract)
         async with http.get(api + "/warnings") as r:
