@@ -100,7 +100,8 @@ def drill_config(cfg: Config, scn: Scenario, *, state_dir: Path, mqtt: Any = Non
     """
     m = mqtt or cfg.mqtt
     prefix = f"{m.topic_prefix}-drill" + (f"-{run}" if run else "")
-    m = m.model_copy(update={"topic_prefix": prefix})
+    # its own sessions too: a part of a drill on the live broker never resumes (nor takes over) a live part's
+    m = m.model_copy(update={"topic_prefix": prefix, "client_id_suffix": f"{m.client_id_suffix}-drill-{run or 'x'}"})
     gateways = []
     endpoints: dict[tuple, Any] = {}
     for gw in drill_scope(cfg, scn):
@@ -134,8 +135,6 @@ def drill_config(cfg: Config, scn: Scenario, *, state_dir: Path, mqtt: Any = Non
     if getattr(alerts, "providers", None) and [p.value for p in alerts.providers] != ["twilio"]:
         # a drill sends through the stand-in only: never through a real provider's endpoint (Alibaba Cloud…)
         alerts = alerts.model_copy(update={"providers": [type(alerts.providers[0])("twilio")]})
-    if hasattr(alerts, "client_id"):
-        alerts = alerts.model_copy(update={"client_id": f"{alerts.client_id}-drill-{run or 'x'}"})
     if hasattr(alerts, "webhook"):  # its own callback server, on a free port, beside any live one
         alerts = alerts.model_copy(update={"webhook": alerts.webhook.model_copy(update={"port": 0,
                                                                                           "public_url": ""})})
@@ -371,7 +370,7 @@ async def _clean_broker(cfg: Config, rec: Recorder) -> None:
         async with mqtt_client(cfg.mqtt, f"yujing-drill-cleanup-{cfg.mqtt.topic_prefix}") as c:
             for topic in sorted(rec.retained_topics):
                 await c.publish(topic, b"", qos=1, retain=True)
-        ids = [getattr(cfg.alerts, "client_id", "")]
+        ids = [cfg.alerts.client_id, cfg.collector.client_id]  # + the drill's client id suffix, as they had
         with contextlib.suppress(ImportError):
             from rules.service import client_id
             ids.append(client_id(Runtime(cfg)))

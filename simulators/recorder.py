@@ -74,6 +74,8 @@ class Recorder:
                 await c.subscribe(topic, qos=1)
             self.subscribed = True
             async for msg in c.messages:
+                if not str(msg.topic).startswith(self.prefix + "/"):
+                    continue  # not the drill's (a broker may serve more than was asked): never recorded, never cleared
                 kind = str(msg.topic)[len(self.prefix) + 1:].split("/", 1)[0]
                 if kind in ("warnings", "status", "cap"):
                     self.retained_topics.add(str(msg.topic))  # the drill clears these when it ends
