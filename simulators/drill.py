@@ -3,11 +3,12 @@
 The real edge agents, broker, collector, rules and alerts run on an accelerated clock, drill-marked
 (``Runtime(drill=True)``), on their own topic prefix (``<prefix>-drill-<run>``), MQTT sessions (client ids
 ending ``-drill-<run>``) and state directory, so a drill never mixes with live warnings, even on the live
-broker. They are started, supervised and stopped by :mod:`yujing.stack`, as ``yujing run`` starts them. The simulated devices play the scenario; each
-gateway reaches the broker through a :class:`~simulators.link.LinkRelay` so a 4G link can drop and a
-gateway can go dark; the Twilio stand-in answers calls as the scenario says. Alerts routes each drill
-warning as the real one, cut down to the participants; whom it left out is read from its drill log. The
-recorder writes down everything it sees and the report is written from that timeline.
+broker. They are started, supervised and stopped by :mod:`yujing.stack`, as ``yujing run`` starts them.
+The simulated devices play the scenario; each gateway reaches the broker through a
+:class:`~simulators.link.LinkRelay` so a 4G link can drop and a gateway can go dark; the Twilio stand-in
+answers calls as the scenario says. Alerts routes each drill warning as the real one, cut down to the
+participants; whom it left out is read from its drill log. The recorder writes down everything it sees and
+the report is written from that timeline.
 
 Scope: a drill simulates the devices the scenario scripts (and the gateways it faults), not the whole
 county, so hours of weather replay in seconds.
