@@ -241,3 +241,10 @@ def test_auto_means_a_worker_per_core_only_where_workers_can_run(tmp_path):
     assert count("mqtt: {embedded: true}\ncollector: {store: {type: influxdb_v1}}\n") == 1  # the demo's broker
     assert count(influx, clock=Clock(speed=60)) == 1  # a drill's scenario clock lives in one process
     assert count(influx, hook=lambda readings: None) == 1  # an in-process hook
+
+
+def test_yujing_run_and_yujing_collector_start_the_collector_through_its_supervisor():
+    from collector import workers
+    from yujing.stack import serve_of
+
+    assert serve_of("collector") is workers.serve  # which runs it in-process when one worker is meant (above)
