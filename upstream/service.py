@@ -3,7 +3,8 @@
 - ``POST /cap/{source}`` on the duty office's server: ``Authorization: Bearer <token>``, or HMAC
   (``X-Yujing-Timestamp: <unix s>``, ``X-Yujing-Signature: sha256=<hex HMAC-SHA256(key, ts + "." + body)>``,
   5 minutes either side). 200/201 with what came of it; 4xx ``{"error": <reason>, "detail": …}`` if refused.
-- a feed (Atom or RSS index of CAP documents) polled with conditional GET (``upstream/feeds.py``);
+- a feed (Atom or RSS index of CAP documents) polled with conditional GET (``upstream/feeds.py``), what it
+  fetched remembered across restarts (``<data_dir>/upstream-feeds.sqlite``);
 - an MQTT topic on the deployment's broker.
 
 The duty office's ``GET /api/v1/cap/deadletter`` (operator) lists what was refused.
@@ -19,7 +20,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiomqtt
 from aiohttp import web
@@ -34,6 +35,9 @@ from upstream.intake import DeadLetters, Intake, Status
 from yujing.log import Limiter
 from yujing.mqtt import client as mqtt_client
 from yujing.runtime import Runtime
+
+if TYPE_CHECKING:
+    from upstream.feeds import FeedMemory
 
 log = logging.getLogger("yujing.upstream")
 SKEW_S = 300.0
@@ -103,18 +107,21 @@ def install(app: web.Application, rt: Runtime, issuer: Issuer, link: IssuerLink)
     app.router.add_get("/api/v1/cap/deadletter", deadletters)
     app.on_cleanup.append(lambda _app: _close(dead))
     tasks: list[Coroutine[Any, Any, None]] = []
-    from upstream.feeds import poll
+    from upstream.feeds import FeedMemory, poll
 
+    feeds = [s for s in cfg.sources if s.feed is not None]
+    if feeds:
+        memory = FeedMemory(rt.config.path(cfg.feeds, "upstream-feeds.sqlite"))
+        app.on_cleanup.append(lambda _app: _close(memory))
+        tasks.extend(poll(rt, intake, link, s, memory) for s in feeds)
     for s in cfg.sources:
-        if s.feed is not None:
-            tasks.append(poll(rt, intake, link, s))
         if s.mqtt_topic:
             tasks.append(_mqtt(rt, intake, link, s))
     return tasks
 
 
-async def _close(dead: DeadLetters) -> None:
-    dead.close()
+async def _close(store: DeadLetters | FeedMemory) -> None:
+    store.close()
 
 
 async def _mqtt(rt: Runtime, intake: Intake, link: IssuerLink, source: Source) -> None:
