@@ -9,7 +9,8 @@ import contextlib
 from datetime import datetime, timezone
 
 import aiomqtt
-from aiohttp import web
+from aiohttp import ClientSession, web
+from prometheus_client import REGISTRY
 from cap_docs import SENDER, document
 from conftest import wait_for
 
@@ -18,7 +19,7 @@ from duty.publisher import IssuerLink
 from upstream.config import FeedConfig, Source
 from upstream.feeds import FeedMemory, entries, poll
 from upstream.intake import DeadLetters, Intake
-from upstream.service import _mqtt
+from upstream.service import INTAKE, LINK, SOURCES, _mqtt, post
 from yujing.clock import Clock
 from yujing.config import load_config
 from yujing.runtime import Runtime
@@ -208,3 +209,34 @@ async def test_documents_published_on_the_sources_topic_are_taken(tmp_path, mosq
         finally:
             rt.stop.set()
             await asyncio.wait_for(task, 10)
+
+
+async def test_a_document_posted_for_no_configured_source_is_refused_counted_and_kept(tmp_path, mosquitto, prefix):
+    # was: a 404 and nothing else: a platform given the wrong address lost its warnings without a trace
+    def refused() -> float:
+        return REGISTRY.get_sample_value("yujing_upstream_refused_total", {"source": "?",
+                                                                            "reason": "unknown-source"}) or 0.0
+
+    before = refused()
+    async with intake_rig(tmp_path, mosquitto, prefix) as (rt, intake, link):
+        app = web.Application()
+        app[INTAKE], app[LINK] = intake, link
+        app[SOURCES] = {"zx-met": Source(id="zx-met", sender=SENDER)}
+        app.router.add_post("/cap/{source}", post)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        raw = document("lost-1").encode()
+        try:
+            async with ClientSession() as http:
+                async with http.post(f"http://127.0.0.1:{runner.addresses[0][1]}/cap/zx-meteo", data=raw) as r:
+                    assert r.status == 404
+                    assert (await r.json()) == {"error": "unknown-source", "detail": "no source 'zx-meteo'"}
+        finally:
+            await runner.cleanup()
+        [entry] = intake.deadletters.entries()
+        assert (entry["source"], entry["route"], entry["reason"], entry["size"]) == ("?", "post", "unknown-source",
+                                                                                     len(raw))
+        assert "zx-meteo" in entry["detail"]
+        assert intake.issuer.in_force() == []
+    assert refused() == before + 1

@@ -45,7 +45,7 @@ _limiter = Limiter(60.0)
 INTAKE: web.AppKey[Intake] = web.AppKey("upstream-intake", Intake)
 LINK: web.AppKey[IssuerLink] = web.AppKey("upstream-link", IssuerLink)
 SOURCES: web.AppKey[dict[str, Source]] = web.AppKey("upstream-sources", dict)
-_STATUS = {Reason.UNAUTHENTICATED: 401, Reason.OVERSIZED: 413, Reason.UNKNOWN_SENDER: 403,
+_STATUS = {Reason.UNKNOWN_SOURCE: 404, Reason.UNAUTHENTICATED: 401, Reason.OVERSIZED: 413, Reason.UNKNOWN_SENDER: 403,
            Reason.NOT_PERMITTED: 403, Reason.UNKNOWN_REFERENCE: 409}
 
 
@@ -72,18 +72,20 @@ def _authenticated(source: Source, request: web.Request, body: bytes) -> bool:
 
 async def post(request: web.Request) -> web.Response:
     intake, sources = request.app[INTAKE], request.app[SOURCES]
-    source = sources.get(request.match_info["source"])
-    if source is None:
-        return web.json_response({"error": "unknown-source", "detail": "no such source"}, status=404)
+    name = request.match_info["source"]
+    source = sources.get(name)
     limit = intake.config.upstream.max_bytes
     body = await request.content.read(limit + 1)  # never more than one byte past the limit in memory
     try:
+        if source is None:  # a platform with the wrong address, or someone probing: counted and kept like any
+            raise Refusal(Reason.UNKNOWN_SOURCE, f"no source {name[:64]!r}")
         if not _authenticated(source, request, body):
             raise Refusal(Reason.UNAUTHENTICATED, "bad or missing bearer token or HMAC signature")
         outcome = intake.receive(body, source, "post")
     except Refusal as r:
-        if r.reason is Reason.UNAUTHENTICATED:  # not through receive(): count and keep it here
-            intake.refuse(source.id, "post", r, body)
+        if r.reason in (Reason.UNKNOWN_SOURCE, Reason.UNAUTHENTICATED):  # not through receive(): counted here
+            # an unknown source is counted under "?": the name is the sender's to choose, the label set is not
+            intake.refuse(source.id if source else "?", "post", r, body)
         return web.json_response({"error": r.reason.value, "detail": r.detail}, status=_STATUS.get(r.reason, 422))
     request.app[LINK].poke()
     return web.json_response({"status": outcome.status.value, "warnings": [w.key for w in outcome.warnings],
