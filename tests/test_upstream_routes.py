@@ -168,11 +168,16 @@ async def test_a_restarted_feed_poller_fetches_only_what_is_new_and_forgets_entr
             await asyncio.wait_for(task, 10)
             memory.close()
 
+    def failures() -> float:
+        return REGISTRY.get_sample_value("yujing_upstream_feed_failures_total", {"source": "zx-met"}) or 0.0
+
+    failed_before = failures()
     try:
         async with intake_rig(tmp_path, mosquitto, prefix) as (rt, intake, link):
             # first run: document 2 fails once; after the back-off the index is asked for again, not a 304
             await run_poller(rt, intake, link, lambda: "/cap/2.xml" in fetches, "document 2 after its failure")
             assert fetches == ["index", "/cap/1.xml", "/cap/2.xml 500", "index", "/cap/2.xml"]
+            assert failures() == failed_before + 1  # the failure counted, not only logged
             # a restart on an unchanged feed: a conditional GET, and no document again
             first = len(fetches)
             await run_poller(rt, intake, link, lambda: "index 304" in fetches[first:], "a conditional poll")

@@ -6,8 +6,8 @@ anyway. What was fetched, and the index's validators, are kept in :class:`FeedMe
 fetches only what is new instead of every document of the feed again; an entry gone from the index is
 forgotten, so the memory is as large as the feeds, no larger. The validators are remembered only once every
 entry of that index was fetched: a document that failed is asked for again, not hidden behind a 304.
-The interval is the source's ``interval_s``; on errors it doubles up to ``max_interval_s`` and is reset
-by the next success. The index is parsed with defusedxml like the documents.
+The interval is the source's ``interval_s``; on errors (each counted, ``yujing_upstream_feed_failures_total
+{source}``, and logged once a minute) it doubles up to ``max_interval_s`` and is reset by the next success. The index is parsed with defusedxml like the documents.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from pathlib import Path
 import aiohttp
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
+from prometheus_client import Counter
 
 from duty.publisher import IssuerLink
 from upstream.cap import Refusal
@@ -31,6 +32,8 @@ from yujing.sqlite import Sync, open_db
 
 log = logging.getLogger("yujing.upstream")
 _limiter = Limiter(60.0)
+FAILED = Counter("yujing_upstream_feed_failures_total", "CAP feed polls that failed: the index or a document "
+                 "unreachable or answered with an error, an index that does not parse", ["source"])
 ATOM = "{http://www.w3.org/2005/Atom}"
 MAX_INDEX_BYTES = 4 * 1024 * 1024
 
@@ -140,6 +143,7 @@ async def poll(rt: Runtime, intake: Intake, link: IssuerLink, source: Source, me
                     memory.set_validators(source.id, feed.url, validators)
                 wait_s = feed.interval_s
             except (aiohttp.ClientError, TimeoutError, SafeET.ParseError, DefusedXmlException) as exc:
+                FAILED.labels(source.id).inc()  # a feed failing for hours must show, not only in a log line a minute
                 wait_s = min(wait_s * 2, feed.max_interval_s)
                 if _limiter.allow(("feed", source.id)):
                     log.warning("CAP feed failed; backing off", extra={"kv": {"source": source.id, "url": feed.url,
