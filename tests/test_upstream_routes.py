@@ -10,9 +10,9 @@ from datetime import datetime, timezone
 
 import aiomqtt
 from aiohttp import ClientSession, web
-from prometheus_client import REGISTRY
 from cap_docs import SENDER, document
 from conftest import wait_for
+from prometheus_client import REGISTRY
 
 from duty.issuer import Issuer
 from duty.publisher import IssuerLink
@@ -21,7 +21,7 @@ from upstream.feeds import FeedMemory, entries, poll
 from upstream.intake import DeadLetters, Intake
 from upstream.service import INTAKE, LINK, SOURCES, _mqtt, post
 from yujing.clock import Clock
-from yujing.config import load_config
+from yujing.compose import load_config
 from yujing.runtime import Runtime
 
 
