@@ -121,12 +121,12 @@ def test_a_drill_report_states_the_bound_the_limits_put_on_each_fan_out(tmp_path
     from alerts.cap import CapBook
     from alerts.nflog import NotificationLog
     from alerts.running import Running
-    from simulators.drill import _note_plans
+    from simulators.recorder import note_plans
     from simulators.report import Timeline
 
     with NotificationLog(tmp_path / "d.sqlite", drill=True) as nflog:
         plan = estimate([n("sms", "长" * 100) for _ in range(40)], AlertsConfig())
         nflog.timeline.add(datetime.now(UTC), "landslide:LS-01#1", "", "fanout-plan", plan.as_dict())
         tl = Timeline(scenario="t", started_at=datetime.now(UTC), speed=1.0)
-        _note_plans(tl, [Running({"drill": SimpleNamespace(nflog=nflog)}, CapBook(), "", 0)])  # type: ignore[dict-item]
+        note_plans(tl, [Running({"drill": SimpleNamespace(nflog=nflog)}, CapBook(), "", 0)])  # type: ignore[dict-item]
     assert any("80 segments" in note and "80 s after the first request" in note for note in tl.notes), tl.notes
