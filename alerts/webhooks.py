@@ -10,7 +10,7 @@
 Every POST must carry a valid ``X-Twilio-Signature`` over the *public* URL (``alerts.webhook.public_url``)
 and the form parameters; forgeries get 403, are counted and logged (rate-limited), and change nothing.
 A signature carries no time, so a captured request stays valid: each is acted on once, by the provider's
-id of its event (:mod:`alerts.replay`, durable); a replay is answered as if it were fine (the provider must
+id of its event (:mod:`alerts.nflog.replays`, durable); a replay is answered as if it were fine (the provider must
 not retry it), counted (``reason="replay"``) and changes nothing. A confirmation by SMS counts only for
 what its sender was asked before the reply arrived; one from a number never asked is refused and counted
 (``reason="not-asked"``).
