@@ -22,6 +22,7 @@ import logging
 import math
 import re
 import time
+from collections import deque
 from concurrent.futures import Future
 from typing import Any
 
@@ -99,6 +100,8 @@ class RulesService:
         # never stalls the event loop (which the collector and alerts share in `yujing run`).
         self.writer = Writer("rules-state")
         self.saves: set[asyncio.Task[None]] = set()
+        # handed to the writer, not yet acknowledged: (its write, or None for the write before; messages; warnings)
+        self.unacked: deque[tuple[Future[None] | None, list[Message], list[HazardWarning]]] = deque()
         self.failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()  # a save that raised
         self.sub: Subscription | None = None  # the live connection (acks of an earlier one are void: redelivered)
         self.limiter = Limiter(60.0)
@@ -123,22 +126,27 @@ class RulesService:
 
         The snapshot is taken here, synchronously, and writes run in the order they were handed over, so
         each transaction holds a state at least as new as the one before it."""
-        done, acks, warnings = self._hand_over()
+        done = self._hand_over()
         if done is None:
-            self._saved(acks, warnings)
+            self._release()
             return
-        task = asyncio.get_running_loop().create_task(self._when_durable(done, acks, warnings))
+        task = asyncio.get_running_loop().create_task(self._when_durable(done))
         self.saves.add(task)
         task.add_done_callback(self.saves.discard)
 
     def save_now(self) -> None:
-        """:meth:`save`, waiting for the write (and any before it): on the way out, or between connections."""
-        done, acks, warnings = self._hand_over()
+        """:meth:`save`, waiting for the write (and any before it): on the way out, or between connections.
+
+        Every earlier save is durable too once this one is (the writer keeps their order), so their
+        acknowledgements go now as well, while the connection may still carry them: left to their tasks, they
+        would run after the connection closed and the broker would redeliver up to ``ACK_WINDOW / 2``
+        messages at the next start (counted once by the saved ids, but judged for nothing)."""
+        done = self._hand_over()
         if done is not None:
             done.result()
-        self._saved(acks, warnings)
+        self._release()
 
-    def _hand_over(self) -> tuple[Future[None] | None, list[Message], list[HazardWarning]]:
+    def _hand_over(self) -> Future[None] | None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -148,18 +156,31 @@ class RulesService:
         fresh, self.fresh = self.fresh, []
         acks, self.acks = self.acks, []
         if not (packs or lcs or warnings or fresh):
-            return None, acks, warnings
+            # nothing to write: these messages are as durable as the last save, and acknowledged with it
+            self.unacked.append((self.unacked[-1][0] if self.unacked else None, acks, warnings))
+            return None
         rows = self.store.prepare(packs, lcs, warnings, seen=fresh, keep_seen=SEEN_IDS)
-        return self.writer.submit(self.store.write, rows), acks, warnings
+        done = self.writer.submit(self.store.write, rows)
+        self.unacked.append((done, acks, warnings))
+        return done
 
-    async def _when_durable(self, done: Future[None], acks: list[Message], warnings: list[HazardWarning]) -> None:
+    async def _when_durable(self, done: Future[None]) -> None:
         try:
             await self.writer.wait(done)
         except Exception as exc:  # the state file refused it (StoreError): the service stops, as it always did
             if not self.failed.done():
                 self.failed.set_exception(exc)
             return
-        self._saved(acks, warnings)
+        self._release()
+
+    def _release(self) -> None:
+        """Acknowledge, in order, the messages of every save that is durable (a failed one holds the rest)."""
+        while self.unacked:
+            done, acks, warnings = self.unacked[0]
+            if done is not None and (not done.done() or done.exception() is not None):
+                return
+            self.unacked.popleft()
+            self._saved(acks, warnings)
 
     def _saved(self, acks: list[Message], warnings: list[HazardWarning]) -> None:
         for msg in acks:
