@@ -62,6 +62,9 @@ class Engine:
         lc = self.lifecycles.get(key)
         return lc.active if lc else None
 
+    def tracks(self, key: str) -> bool:
+        return key in self.lifecycles
+
     def in_force(self) -> dict[str, Level]:
         return {k: lc.active for k, lc in self.lifecycles.items() if lc.active is not None}
 
@@ -178,7 +181,7 @@ class Engine:
             evidence.insert(0, f"{held}低于{level.chinese}预警条件, 预警解除")
         elif state is WarningState.DOWNGRADED:
             evidence.insert(0, f"由{before.chinese if before else ''}降为{level.chinese}: {held}低于原级别条件")
-        values = a.values
+        values = a.figures()
         if a.hazard is not Hazard.EQUIPMENT and self.plausibility is not None:
             notes, n = self.plausibility.notes(a.site, a.t)
             if n:

@@ -74,7 +74,7 @@ def client_id(rt: Runtime) -> str:
 
 def parse_readings(payload: bytes, topic: str = "") -> list[Reading]:
     """The readings of one message, as the collector reads them; raises PayloadError with a :class:`wire.Reject`."""
-    return wire.decode(payload, topic, MAX_PAYLOAD_BYTES)
+    return wire.decode_readings(payload, topic, MAX_PAYLOAD_BYTES)
 
 
 class RulesService:
@@ -206,10 +206,11 @@ class RulesService:
             REJECTED.labels("duplicate").inc(len(readings) - len(fresh))
         out: list[HazardWarning] = []
         now = self.rt.clock.now()
+        READINGS.inc(len(fresh))  # counted before they are judged, as one by one before
+        self.fresh += [r.id for r in fresh]
+        feed = self.engine.feed
         for r in fresh:
-            READINGS.inc()
-            self.fresh.append(r.id)
-            out += self.engine.feed(r, now)
+            out += feed(r, now)
         return out
 
     def _screen(self, topic: str, payload: bytes, readings: list[Reading]) -> list[Reading]:

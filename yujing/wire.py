@@ -165,6 +165,35 @@ def decode(payload: bytes, topic: str, max_bytes: int) -> list[Reading]:
     return [r if r.gateway else r.model_copy(update={"gateway": gateway}) for r in readings]
 
 
+def decode_readings(payload: bytes, topic: str, max_bytes: int) -> list[Reading]:
+    """What :func:`decode` returns, faster: the rules service's decoder.
+
+    The same validation; the difference is the readings that name no gateway (an edge's batch leaves it to
+    the batch): :func:`decode` makes a copy of each with ``model_copy``, about a third of its time on such a
+    batch, where this fills the field in place: the objects are new and no one else holds them yet.
+    (pydantic-core reuses ``Reading``'s own validator for any schema naming the class, so the two Python
+    callbacks per reading, ``ts`` to UTC and the NaN check, cannot be left out here the way
+    :func:`decode_rows` leaves them out with a typed dict.) ``tests/test_wire_decode_readings.py`` holds the two
+    to the same output and the same refusals."""
+    if len(payload) > max_bytes:
+        raise PayloadError(Reject.OVERSIZE, f"{len(payload)} bytes > {max_bytes}", topic=topic)
+    try:
+        if b'"readings"' in payload:
+            batch = _BATCH.validate_json(payload)
+            readings, gateway = batch.readings, batch.gateway
+        else:
+            readings, gateway = [_READING.validate_json(payload)], topic.rsplit("/", 1)[-1]
+    except ValidationError:
+        return decode(payload, topic, max_bytes)  # raises with the reference's reason and message
+    if not readings:
+        raise PayloadError(Reject.EMPTY, "batch carries no readings", topic=topic)
+    for r in readings:
+        if not r.gateway:
+            r.__dict__["gateway"] = gateway
+            r.__pydantic_fields_set__.add("gateway")
+    return readings
+
+
 def _reason(e: ValidationError) -> Reject:
     errors = e.errors(include_url=False)
     kinds = {err["type"] for err in errors}
