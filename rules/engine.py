@@ -43,6 +43,7 @@ class Engine:
         self._drills: Engine | None = None  # drill-marked readings on a live system: see feed()
         self.by_quantity: dict[str, list[Pack]] = {}
         self.every: list[Pack] = []
+        self._hazards: dict[str, list[Pack]] = {}  # quantity -> the hazard packs it goes to (not the "*" ones)
         for pack in self.packs.values():
             if "*" in pack.quantities:
                 self.every.append(pack)
@@ -92,7 +93,10 @@ class Engine:
         try:
             for pack in self.every:
                 out += pack.feed(reading, self)
-            hazards = [p for p in self.by_quantity.get(reading.quantity, ()) if p not in self.every]
+            hazards = self._hazards.get(reading.quantity)
+            if hazards is None:
+                hazards = self._hazards[reading.quantity] = [p for p in self.by_quantity.get(reading.quantity, ())
+                                                             if p not in self.every]
             if self.implausible is None:
                 for pack in hazards:
                     out += pack.feed(reading, self)

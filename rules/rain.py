@@ -223,12 +223,15 @@ class RainPack:
 
     # --- evaluation ----------------------------------------------------------------------------
     def feed(self, r: Reading, ctx: Context) -> list[Assessment]:
-        rain, _ = self.thresholds(r.site)
+        site = r.site
+        grading = self._grading.get(site) or self.grading(site)
         st = self.gauges[r.sensor]
-        st.site = r.site
-        self._gauge_of(r.site, r.sensor)
+        if st.site != site:
+            st.site = site
+            self._gauge_of(site, r.sensor)
         t = r.ts.timestamp()
         if r.quantity == Q.RAIN_COUNT_MM:
+            rain = grading[0]
             self._count(st, r.value, t, rain)
         else:
             self._period(st, r.value, t)

@@ -24,16 +24,19 @@ import re
 import time
 from collections import deque
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import Counter, Gauge
 
+from rules import partition
 from rules.engine import Engine
+from rules.partition import Share
 from rules.store import StateStore
 from yujing import metrics, topics, wire
 from yujing.bus import Message, Session, Subscription, reconnecting
 from yujing.dedup import Dedup
-from yujing.errors import PayloadError
+from yujing.errors import ConfigError, PayloadError
 from yujing.log import Limiter
 from yujing.model import HazardWarning, Reading
 from yujing.provenance import Refusal, Senders
@@ -69,7 +72,17 @@ def client_id(rt: Runtime) -> str:
     prefix = rt.config.mqtt.topic_prefix
     if prefix != "yujing":
         slug += "-" + re.sub(r"[^A-Za-z0-9_-]+", "-", prefix)
+    p = rt.config.rules.partition
+    if p.count > 1 and p.index is not None:  # each partition keeps a session of its own
+        slug += f"-p{p.index}of{p.count}"
     return f"yujing-rules-{slug}"[:128]
+
+
+def state_path(cfg: Any, mine: Share | None) -> Path:
+    """The state file: ``rules.state`` or ``<data_dir>/rules.state.sqlite``; a partition's has its ``p<i>of<n>``
+    before the extension (a partition holds its own gateways' state only)."""
+    path = cfg.path(cfg.rules.state, "rules.state.sqlite")
+    return path if mine is None else path.with_name(f"{path.stem}.{mine.suffix}{path.suffix}")
 
 
 def parse_readings(payload: bytes, topic: str = "") -> list[Reading]:
@@ -83,8 +96,16 @@ class RulesService:
         self.ready = ready or asyncio.Event()  # set once subscribed (tests wait on it)
         cfg = rt.config
         self.prefix = cfg.mqtt.topic_prefix
-        self.store = StateStore(cfg.path(cfg.rules.state, "rules.state.sqlite"))
+        self.share = partition.share(cfg)  # None: one process judges every gateway
+        if self.share is not None and not cfg.gateways:
+            raise ConfigError(["rules.partition: partitions are by gateway, and the configuration has no gateways"])
+        self.store = StateStore(state_path(cfg, self.share))
         self.engine = Engine(cfg, self.store, drill=rt.drill)
+        if self.share is not None:  # silence is judged only for this partition's devices (it hears no others)
+            self.engine.packs["equipment"].watch_only(self.share.devices)  # type: ignore[attr-defined]
+            log.info("rules: partition", extra={"kv": {"partition": self.share.index, "of": self.share.count,
+                                                        "gateways": len(self.share.gateways),
+                                                        "sites": len(self.share.sites)}})
         for p in self.engine.problems():
             log.warning("rules: %s", p)
         self.senders = Senders(cfg.gateways)
@@ -354,6 +375,11 @@ class RulesService:
     async def connection(self, session: Session) -> None:
         mq = self.rt.config.mqtt
         subs = [(topics.readings(self.prefix), 1), (topics.status(self.prefix), 1), (topics.loss(self.prefix), 1)]
+        if self.share is not None:  # its own gateways' topics only (a filter per gateway: brokers take thousands)
+            subs = [(t, 1) for g in sorted(self.share.gateways)
+                    for t in (topics.readings(self.prefix, g), topics.status(self.prefix, g))]
+            if self.share.takes_loss_reports:
+                subs.append((topics.loss(self.prefix), 1))
         # No manual acks on the demo's embedded broker: it lives and dies with us (nothing to redeliver), and
         # amqtt gives up on a PUBACK held until our next save, loudly.
         async with Subscription(mq, session, subs, receive_maximum=ACK_WINDOW, manual_ack=not mq.embedded,
@@ -379,6 +405,9 @@ async def serve(rt: Runtime, ready: asyncio.Event | None = None, **_: Any) -> No
 
     ``ready`` (optional) is set once the service is subscribed.
     """
+    if rt.config.rules.partition.count > 1 and rt.config.rules.partition.index is None:
+        await partition.supervise(rt)  # one process per partition (rules/partition.py)
+        return
     service = RulesService(rt, ready)
     cfg = rt.config.rules
 
