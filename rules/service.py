@@ -121,6 +121,8 @@ class RulesService:
         # never stalls the event loop (which the collector and alerts share in `yujing run`).
         self.writer = Writer("rules-state")
         self.saves: set[asyncio.Task[None]] = set()
+        self._writing = False  # a save is being written (the next waits for it: see save())
+        self._wanted = False  # a save was asked for meanwhile
         # handed to the writer, not yet acknowledged: (its write, or None for the write before; messages; warnings)
         self.unacked: deque[tuple[Future[None] | None, list[Message], list[HazardWarning]]] = deque()
         self.failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()  # a save that raised
@@ -146,11 +148,20 @@ class RulesService:
         that issued them, so a restart never judges again what it already announced.
 
         The snapshot is taken here, synchronously, and writes run in the order they were handed over, so
-        each transaction holds a state at least as new as the one before it."""
+        each transaction holds a state at least as new as the one before it.
+
+        One write at a time (group commit): a save asked for while one is being written is made when that one
+        is durable, and holds everything asked for meanwhile. A warning waited for the write before it anyway
+        (writes are in order); now a burst of them costs one snapshot of the state, not one each (on 12 h of
+        the bench's rain, 254 saves had been a third of the service's CPU)."""
+        if self._writing:
+            self._wanted = True
+            return
         done = self._hand_over()
         if done is None:
             self._release()
             return
+        self._writing = True
         task = asyncio.get_running_loop().create_task(self._when_durable(done))
         self.saves.add(task)
         task.add_done_callback(self.saves.discard)
@@ -192,7 +203,12 @@ class RulesService:
             if not self.failed.done():
                 self.failed.set_exception(exc)
             return
+        finally:
+            self._writing = False
         self._release()
+        if self._wanted:
+            self._wanted = False
+            self.save()
 
     def _release(self) -> None:
         """Acknowledge, in order, the messages of every save that is durable (a failed one holds the rest)."""
