@@ -117,6 +117,14 @@ def reached_at(reach: float) -> float:
     reading (with the comparisons, a third of the rain pack's time). Found by bisection over the floats."""
     if 0.0 >= reach:
         return -math.inf  # even an empty window reaches it
+    # a threshold in mm to 3 decimals or fewer (every configured one): the edge is within a few floats of
+    # half a unit of the 3rd decimal below it; walk there, and bisect only if it is not
+    x = math.nextafter(reach - 0.0005, -math.inf)
+    for _ in range(8):
+        up = math.nextafter(x, math.inf)
+        if x >= 0.0 and round(x, 3) < reach <= round(up, 3):
+            return up
+        x = up
     lo, hi = _bits(0.0), _bits(reach + 1.0)  # round(lo) < reach <= round(hi)
     while hi - lo > 1:
         mid = (lo + hi) // 2
