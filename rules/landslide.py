@@ -21,6 +21,7 @@ Per displacement sensor (crack meter, GNSS, inclinometer; cumulative mm):
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,6 +46,10 @@ class SensorState:
     level: str | None = None  # the persistent deformation level
     sparse_s: float = 0.0  # > 0: the last min_points readings span this long, beyond max_window_s (not graded)
     last: dict[str, float] = field(default_factory=dict)  # latest figures, for evidence
+
+
+def _time(point: list[float]) -> float:
+    return point[0]
 
 
 def slope(points: list[list[float]]) -> float:
@@ -113,6 +118,9 @@ class LandslidePack:
         self.sites = {s.id: s for s in config.sites}
         self.resolver = Resolver(config.rules, self.sites)
         self.by_site: dict[str, set[str]] = {}
+        # sensor -> its rates are in time order (they are, unless a late sample moved a window's centre back):
+        # then the rate one window back and the expired ones are found by bisection instead of a scan per reading
+        self._ordered: dict[str, bool] = {}
         # rain site -> landslide sites whose watch its rain warnings raise
         self.coupled: dict[str, set[str]] = {}
         for s in config.sites:
@@ -174,11 +182,24 @@ class LandslidePack:
         v = slope(st.samples) * DAY
         # the least-squares rate is the mean velocity over the window: it belongs at the window's centre
         tc = sum(s[0] for s in st.samples) / len(st.samples)
-        prev = next((p for p in st.rates if p[0] >= tc - span), None)  # the rate one window back
+        ordered = self._ordered.get(r.sensor, False)
+        if ordered:  # the first rate at or after tc - span, by bisection (a day of 5-min rates is 288)
+            k = bisect_left(st.rates, tc - span, key=_time)
+            prev = st.rates[k] if k < len(st.rates) else None
+        else:
+            prev = next((p for p in st.rates if p[0] >= tc - span), None)  # the rate one window back
         accel = (v - prev[1]) / ((tc - prev[0]) / DAY) if prev is not None and tc > prev[0] else 0.0
+        if ordered and st.rates and tc < st.rates[-1][0]:
+            ordered = False  # a late sample moved a window's centre back: scan until the list is in order again
         st.rates.append([tc, v])
         # kept for the fit, and at least two windows back (a sparse sensor's window is long) for the acceleration
-        st.rates = [p for p in st.rates if p[0] >= t - max(thr.failure_window_s, 2 * span)]
+        cut = t - max(thr.failure_window_s, 2 * span)
+        if ordered:
+            del st.rates[:bisect_left(st.rates, cut, key=_time)]
+        else:
+            st.rates = [p for p in st.rates if p[0] >= cut]
+            ordered = all(a[0] <= b[0] for a, b in zip(st.rates, st.rates[1:]))
+        self._ordered[r.sensor] = ordered
         st.last = {"displacement_mm": r.value, "rate_mm_per_day": round(v, 4),
                    "accel_mm_per_day2": round(accel, 4), "rate_window_h": round(span / 3600.0, 2),
                    "rate_points": float(len(st.samples))}
