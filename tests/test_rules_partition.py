@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import signal
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -151,3 +153,34 @@ async def test_yujing_rules_starts_a_process_per_partition_and_stops_them_all(mo
     assert sorted(p.name for p in (tmp_path / "var").glob("rules.state.*.sqlite")) == [
         "rules.state.p0of2.sqlite", "rules.state.p1of2.sqlite"]
     assert "did not stop" not in text and "restarting" not in text
+
+
+@pytest.mark.timeout(90)
+async def test_a_partition_that_dies_is_started_again_and_judges_what_arrived_meanwhile(mosquitto, prefix, tmp_path):
+    cfg_dir = tmp_path / "cfg"
+    cfg_dir.mkdir()
+    (cfg_dir / "deployment.yaml").write_text(yaml.safe_dump(
+        doc(count=2, port=mosquitto.port, prefix=prefix, data_dir=str(tmp_path / "var")), allow_unicode=True))
+    log = tmp_path / "rules.log"
+    got, ready = Warnings(), asyncio.Event()
+    sub = asyncio.create_task(subscribe(mosquitto.port, prefix, got, ready))
+    await ready.wait()
+    with log.open("ab") as err:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "yujing", "rules", str(cfg_dir), cwd=ROOT, stdout=asyncio.subprocess.DEVNULL,
+            stderr=err, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        await wait_for(lambda: log.read_text(errors="replace").count("rules: subscribed") == 2, 30,
+                       "both partitions subscribed")
+        pids = dict(re.findall(r"partition started partition=(\d) of=2 pid=(\d+)", log.read_text(errors="replace")))
+        os.kill(int(pids["1"]), signal.SIGKILL)
+        await wait_for(lambda: "partition exited; restarting" in log.read_text(errors="replace"), 15, "the restart")
+        await publish_rain(mosquitto.port, prefix)  # partition 1's share waits in its persistent session
+        await wait_for(lambda: len(got.got) >= len(GATEWAYS), 30, "a warning for every site")
+        await wait_for(lambda: log.read_text(errors="replace").count("rules: subscribed") == 3, 15,
+                       "the new partition 1 subscribed")
+    finally:
+        sub.cancel()
+        await terminate(proc, 20.0)
+    assert proc.returncode == 0, log.read_text(errors="replace")[-2000:]
+    assert sorted(w.key for w in got.got) == sorted(f"rainstorm:RG-{i}" for i in range(len(GATEWAYS)))
