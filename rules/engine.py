@@ -238,6 +238,10 @@ class Engine:
                     n += 1
                 except (TypeError, ValueError) as e:
                     log.warning("rules state: dropped unreadable %s state of %s: %s", pack, entity, e)
+        for p in self.packs.values():
+            restored = getattr(p, "restored", None)  # optional: a pack whose entities span several rows
+            if restored is not None:
+                restored()
         for key, data in store.lifecycles():
             self.lifecycles[key] = Lifecycle.from_json(data)
         log.info("rules state restored", extra={"kv": {

@@ -35,6 +35,12 @@ class GaugeState:
     gaps: list[list[float]] = field(default_factory=list)  # [start, end] of spread gaps, last 24 h
     events: list[list[Any]] = field(default_factory=list)  # [t, text]: resets, rollovers, rejected jumps
     pending: list[float] = field(default_factory=list)  # [t, value]: a break in the count, until the next reading
+    # the hours (epoch minute // 60) whose bins changed since the state was last saved (ALL: every one); not
+    # saved itself: the bins are saved an hour a row, only the hours changed (see RainPack.dump)
+    touched: set[int] = field(default_factory=set)
+
+
+ALL = -1  # in GaugeState.touched: every hour changed (the bins were rebuilt)
 
 
 def _minute(t: float) -> int:
@@ -50,6 +56,7 @@ def add(st: GaugeState, minute: int, mm: float) -> None:
         advance(st, minute)
     bins, sums = st.bins, st.sums
     bins[minute] = bins.get(minute, 0.0) + mm
+    st.touched.add(minute // 60)
     age = st.end - minute  # 0 for the latest minute: every window holds it
     for h, w in _WINDOWS_MIN:
         if age < w:
@@ -77,9 +84,11 @@ def advance(st: GaugeState, end: int) -> None:
             sums[h] -= sum(bins.get(m, 0.0) for m in range(old - w + 1, end - w + 1))
     if step >= KEEP_MIN:
         st.bins = {m: mm for m, mm in bins.items() if m > end - KEEP_MIN}
+        st.touched.add(ALL)
     else:
         for m in range(old - KEEP_MIN + 1, end - KEEP_MIN + 1):
-            bins.pop(m, None)
+            if bins.pop(m, None) is not None:
+                st.touched.add(m // 60)
     st.end = end
 
 

@@ -54,6 +54,7 @@ class Rows(NamedTuple):
     warnings: list[tuple[str]]
     seen: list[tuple[str]]
     keep_seen: int
+    dropped: list[tuple[str, str]] = []  # (pack, entity) rows to delete (a pack dumped None for them)
 
 
 class StateStore:
@@ -103,9 +104,10 @@ class StateStore:
                 warnings: list[HazardWarning], seen: Sequence[str] = (), keep_seen: int = 200_000) -> Rows:
         """What :meth:`save` writes, serialised now: the state as it is at this instant, whatever changes next
         (the service serialises on the event loop and writes in a worker thread, see yujing.sqlite.Writer)."""
-        return Rows([(p, e, dumps(s)) for p, ents in packs.items() for e, s in ents.items()],
+        return Rows([(p, e, dumps(s)) for p, ents in packs.items() for e, s in ents.items() if s is not None],
                     [(k, dumps(v)) for k, v in lifecycles.items()],
-                    [(w.model_dump_json(),) for w in warnings], [(i,) for i in seen], keep_seen)
+                    [(w.model_dump_json(),) for w in warnings], [(i,) for i in seen], keep_seen,
+                    [(p, e) for p, ents in packs.items() for e, s in ents.items() if s is None])
 
     def write(self, rows: Rows) -> None:
         """One transaction (with ``synchronous=FULL``: fsynced before it returns)."""
@@ -114,6 +116,8 @@ class StateStore:
                 self.db.execute("BEGIN IMMEDIATE")
                 self.db.executemany("INSERT OR REPLACE INTO pack_state (pack, entity, json) VALUES (?, ?, ?)",
                                     rows.packs)
+                if rows.dropped:
+                    self.db.executemany("DELETE FROM pack_state WHERE pack = ? AND entity = ?", rows.dropped)
                 self.db.executemany("INSERT OR REPLACE INTO lifecycle (key, json) VALUES (?, ?)", rows.lifecycles)
                 self.db.executemany("INSERT INTO outbox (warning) VALUES (?)", rows.warnings)
                 if rows.seen:
