@@ -76,9 +76,9 @@ async def drain(link: Link, queue: Queue, *, window: int = 1, until_empty: bool 
     """Publish ``queue`` over ``link`` until cancelled (or, ``until_empty``, until nothing is left to send and
     every message sent is acknowledged). ``pace(msg)``: the real seconds ``msg`` takes of a rate bound.
 
-    A broken link raises ``aiomqtt.MqttError``: at the next publish, or when a PUBACK does not come in time
-    (the client's ``timeout``: aiomqtt does not wake a publish waiting for its PUBACK when the link breaks).
-    What was not acknowledged stays in the queue for the next connection.
+    A broken link raises ``aiomqtt.MqttError`` at the next publish, or when a PUBACK does not come in time
+    (the client's ``timeout``; a :class:`Publisher` notices at once). What was not acknowledged stays in
+    the queue for the next connection.
     """
     slots = asyncio.Semaphore(window)
     after = 0
@@ -197,7 +197,7 @@ class Publisher:
                 self.outage.up()
                 self.connected.set()
                 try:
-                    await body(client)
+                    await _until_lost(client, body(client))
                 finally:
                     self.connected.clear()
         except BaseExceptionGroup as group:  # body's task group: a broken link is one of its tasks' errors
@@ -210,6 +210,30 @@ class Publisher:
         if self.on_failure is not None:
             self.on_failure(exc)
         self.outage.down(exc, self.session.retry_s)
+
+
+async def _until_lost(client: aiomqtt.Client, body: Awaitable[Any]) -> None:
+    """Run ``body``; if the link breaks first, cancel it and raise ``aiomqtt.MqttError``.
+
+    A publisher subscribes to nothing, so the message iterator only ever ends by raising when the link
+    breaks: that is how a publisher notices a broken link at once (aiomqtt would leave a publish waiting
+    for its PUBACK until the client's ``timeout``, and an idle link would not notice at all).
+    """
+    lost = asyncio.ensure_future(anext(aiter(client.messages)))
+    work = asyncio.ensure_future(body)
+    try:
+        await asyncio.wait({lost, work}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not work.done():
+            work.cancel()
+            await asyncio.wait([work])
+        lost.cancel()
+    if not work.cancelled() and (work.exception() is not None or not lost.done()):
+        work.result()  # done (or failed) first: its result is the connection's
+        return
+    if not lost.cancelled():
+        lost.result()  # raises MqttError ("disconnected")
+    raise aiomqtt.MqttError("the link broke")
 
 
 def _first(group: BaseException) -> BaseException:
