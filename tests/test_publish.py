@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from dataclasses import dataclass, field
 
 import pytest
@@ -110,6 +111,8 @@ class Recording:
 
     def __init__(self, client) -> None:
         self.client, self.returned = client, []
+        sock = client._client.socket()  # (a test may look inside; the publisher itself never does)
+        self.nodelay = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
     async def publish(self, topic: str, payload: bytes, *, qos: int, retain: bool) -> None:
         await self.client.publish(topic, payload, qos=qos, retain=retain)
@@ -146,6 +149,7 @@ async def test_a_message_is_delivered_only_once_its_puback_and_every_earlier_one
         await wait_for(lambda: len(broker.got) == 3, 10, "three messages in flight at once (the window)")
         assert [p.payload for p in broker.got] == [b"m1", b"m2", b"m3"]  # the stored bytes, in order
         assert broker.connects == [(5, 0x02)]  # MQTT 5, clean start: the queue keeps what is undelivered
+        assert seen[0].nodelay  # no Nagle: a PUBLISH is not held for the previous one's TCP ACK
         broker.puback(1, broker.got[2].mid)
         broker.puback(1, broker.got[1].mid)
         await wait_for(lambda: sorted(seen[0].returned) == [b"m2", b"m3"], 10, "PUBACKs of m3 and m2 read")
