@@ -173,3 +173,39 @@ async def test_what_was_not_acknowledged_when_the_link_broke_is_sent_again_on_th
     assert queue.delivered_in_order == [1, 2, 3]
     again = [p.payload for p in broker.got if p.connection == 2]
     assert again == [b"m2", b"m3"]  # once more each, from the oldest not acknowledged; m1 not again
+
+
+async def test_over_the_demos_embedded_broker_it_speaks_mqtt_3_1_1_and_delivers_in_order():
+    import aiomqtt
+
+    from simulators.ports import free_port
+    from yujing.mqtt import embedded_broker
+
+    port = free_port()
+    cfg = MqttConfig(port=port, embedded=True)
+    queue, got, ready, stop = ListQueue(5), [], asyncio.Event(), asyncio.Event()
+
+    async def subscriber() -> None:
+        async with aiomqtt.Client("127.0.0.1", port, identifier="test-sub") as c:
+            await c.subscribe("t/readings", qos=1)
+            ready.set()
+            async for m in c.messages:
+                got.append(m.payload)
+
+    async def body(client) -> None:
+        async with asyncio.TaskGroup() as tg:
+            work = tg.create_task(drain(client, queue, window=3))
+            await stop.wait()
+            work.cancel()
+
+    async with embedded_broker("127.0.0.1", port):
+        sub = asyncio.create_task(subscriber())
+        await asyncio.wait_for(ready.wait(), 10)
+        task = asyncio.create_task(Publisher(cfg, "test-embedded", name="test").run(stop, body))
+        await wait_for(lambda: len(queue.delivered_in_order) == 5, 10, "five delivered")
+        await wait_for(lambda: len(got) == 5, 10, "five received")
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        sub.cancel()
+    assert queue.delivered_in_order == [1, 2, 3, 4, 5]
+    assert got == [f"m{i}".encode() for i in range(1, 6)]
