@@ -6,8 +6,14 @@ marked delivered only once the broker's PUBACK for it (and for every message bef
         async def pending(self, after: int) -> list[Outgoing]: ...   # the next messages past position `after`
         async def delivered(self, msg: Outgoing) -> None: ...        # the broker has it: forget it for good
 
-    link = Publisher(cfg.mqtt, "yujing-edge-gw1", name="uplink", log=log, kv=lambda: {"gateway": "gw1"})
-    await link.run(stop, lambda client: drain(client, outbox, window=8))
+    async def connected(client: aiomqtt.Client) -> None:   # while connected; returns once `stop` is set
+        async with asyncio.TaskGroup() as tg:
+            sending = tg.create_task(drain(client, outbox, window=8))
+            await stop.wait()
+            sending.cancel()
+
+    link = Publisher(cfg.mqtt, "yujing-edge-gw1", name="uplink", logger=log, kv=lambda: {"gateway": "gw1"})
+    await link.run(stop, connected)                   # reconnecting with backoff until `stop`
 
 - :func:`drain` publishes the queue's messages in order, QoS 1, with up to ``window`` awaiting their PUBACK,
   and hands each to ``queue.delivered`` in order: the PUBACK of a later message that overtook an earlier one
