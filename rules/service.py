@@ -36,6 +36,7 @@ from yujing.errors import PayloadError
 from yujing.log import Limiter
 from yujing.model import HazardWarning, Reading
 from yujing.provenance import Refusal, Senders
+from yujing.publish import Outgoing, drain
 from yujing.runtime import Runtime
 from yujing.sqlite import Writer
 
@@ -56,6 +57,7 @@ GATEWAY_ONLINE = Gauge("yujing_rules_gateway_online", "0 once the gateway said g
 # forced at half of it, so the window never closes while state waits for its time to be saved.
 ACK_WINDOW = 1000
 MAX_PAYLOAD_BYTES = 16 * 1_048_576  # far above any uplink's batch: only a runaway payload is refused for size
+PUBLISH_WINDOW = 8  # warnings awaiting their PUBACK at once (deleted from the outbox in order)
 SEEN_IDS = 200_000  # reading ids remembered (and saved with the state) to count a redelivered reading once
 
 
@@ -275,17 +277,26 @@ class RulesService:
             self.commit(self.engine.tick(self.rt.clock.now()))
 
     async def publish(self, sub: Subscription) -> None:
+        """The outbox to the broker on this connection (yujing.publish: deleted once its PUBACK has come)."""
+        await drain(sub, self, window=PUBLISH_WINDOW)
+
+    @property
+    def changed(self) -> asyncio.Event:  # (the outbox as a yujing.publish.Queue: changed, pending, delivered)
+        return self.work
+
+    async def pending(self, after: int) -> list[Outgoing]:
         retain = self.rt.config.rules.retain
-        while True:
-            await self.work.wait()
-            self.work.clear()
-            while rows := await self.writer.run(self.store.outbox, 100):
-                for seq, w in rows:
-                    # a drill's warning on a live system is never retained: the retained slot is the real state
-                    await sub.publish(topics.warning(self.prefix, w.hazard.value, w.site, w.key),
-                                      wire.encode(w), qos=1, retain=retain and w.drill == self.rt.drill)
-                    await self.writer.run(self.store.published, seq)
-            OUTBOX.set(await self.writer.run(lambda: self.store.outbox_depth))
+        out = []
+        for seq, saved in await self.writer.run(self.store.outbox_json, 100, after):
+            w = wire.decode_warning(saved.encode())  # for its topic; what goes out is the saved bytes
+            # a drill's warning on a live system is never retained: the retained slot is the real state
+            out.append(Outgoing(topics.warning(self.prefix, w.hazard.value, w.site, w.key), saved.encode(),
+                                seq, seq, retain=retain and w.drill == self.rt.drill))
+        return out
+
+    async def delivered(self, msg: Outgoing) -> None:
+        await self.writer.run(self.store.published, msg.last)
+        OUTBOX.set(await self.writer.run(lambda: self.store.outbox_depth))
 
     async def session(self, sub: Subscription) -> None:
         """Receive and publish until stopping or the connection fails (MqttError propagates)."""

@@ -122,9 +122,13 @@ class StateStore:
         except sqlite3.Error as e:
             raise StoreError(f"rules state {self.path}: saving: {e}") from e
 
-    def outbox(self, limit: int = 1000) -> list[tuple[int, HazardWarning]]:
-        rows = self.db.execute("SELECT seq, warning FROM outbox ORDER BY seq LIMIT ?", (limit,)).fetchall()
-        return [(seq, HazardWarning.model_validate_json(w)) for seq, w in rows]
+    def outbox(self, limit: int = 1000, after: int = 0) -> list[tuple[int, HazardWarning]]:
+        return [(seq, HazardWarning.model_validate_json(w)) for seq, w in self.outbox_json(limit, after)]
+
+    def outbox_json(self, limit: int = 1000, after: int = 0) -> list[tuple[int, str]]:
+        """The oldest unpublished warnings past ``after``, as they were saved (the bytes that go on the bus)."""
+        return self.db.execute("SELECT seq, warning FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+                               (after, limit)).fetchall()
 
     def published(self, seq: int) -> None:
         self.db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))

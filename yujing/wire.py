@@ -29,7 +29,7 @@ from __future__ import annotations
 import enum
 import math
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, TypeAdapter, ValidationError
 from pydantic_core import SchemaSerializer, SchemaValidator, core_schema
@@ -37,6 +37,7 @@ from pydantic_core import SchemaSerializer, SchemaValidator, core_schema
 from yujing.errors import PayloadError
 from yujing.model import HazardWarning, Quality, Reading, ReadingBatch
 
+M = TypeVar("M", bound=BaseModel)
 Row = dict[str, Any]  # a Reading's fields by name (see the module docstring and _row_schema)
 
 
@@ -189,11 +190,16 @@ def _summary(e: ValidationError) -> str:
 _WARNING = TypeAdapter(HazardWarning)
 
 
-def decode_warning(payload: bytes, topic: str = "") -> HazardWarning:
+def _decode_model(adapter: TypeAdapter[M], payload: bytes, topic: str) -> M:
+    """One message of a model's shape (a warning, a heartbeat, a loss report), refused with its reason."""
     try:
-        return _WARNING.validate_json(payload)
+        return adapter.validate_json(payload)
     except ValidationError as e:
         raise PayloadError(_reason(e), _summary(e), topic=topic) from None
+
+
+def decode_warning(payload: bytes, topic: str = "") -> HazardWarning:
+    return _decode_model(_WARNING, payload, topic)
 
 
 def encode(message: BaseModel) -> bytes:
@@ -278,14 +284,8 @@ _LOSS = TypeAdapter(LossReport)
 
 
 def decode_status(payload: bytes, topic: str = "") -> GatewayStatus:
-    try:
-        return _STATUS.validate_json(payload)
-    except ValidationError as e:
-        raise PayloadError(_reason(e), _summary(e), topic=topic) from None
+    return _decode_model(_STATUS, payload, topic)
 
 
 def decode_loss(payload: bytes, topic: str = "") -> LossReport:
-    try:
-        return _LOSS.validate_json(payload)
-    except ValidationError as e:
-        raise PayloadError(_reason(e), _summary(e), topic=topic) from None
+    return _decode_model(_LOSS, payload, topic)
