@@ -68,6 +68,7 @@ class Session:
         self.generation = 0
         self.held = held
         self.connects = 0  # connections that reached "subscribed" (reconnecting() restarts its backoff on one)
+        self.retry_s = 0.0  # reconnecting()'s wait before the next attempt (for its on_error to tell)
 
 
 class Message:
@@ -247,6 +248,7 @@ async def reconnecting(stop: asyncio.Event, session: Session, connection: Callab
         try:
             await connection()
         except (aiomqtt.MqttError, *retry_on) as exc:
+            session.retry_s = first_s if session.connects != connects else delay
             if on_error is not None:
                 on_error(exc)
             elif limiter.allow(type(exc)):
