@@ -100,16 +100,16 @@ class Dispatcher:
         """Re-queue what a crash left: ('queued' re-queued, 'sending' found at the provider)."""
         requeue: list[Notification] = []
         found = 0
-        for n in nflog.pending():
+        for n in nflog.notifications.pending():
             if n.status == "sending":
                 since = datetime.fromisoformat(n.sending_at) if n.sending_at else datetime.now(UTC)
-                sid = await self.senders[n.channel].find(n, since, nflog.has_sid)
+                sid = await self.senders[n.channel].find(n, since, nflog.notifications.has_sid)
                 if sid is not None:
-                    nflog.sent(n.key, sid, self.clock.now())
-                    nflog.event(self.clock.now(), n.warning_id, n.phone, "reconciled", {"key": n.key, "sid": sid})
+                    nflog.notifications.sent(n.key, sid, self.clock.now())
+                    nflog.timeline.add(self.clock.now(), n.warning_id, n.phone, "reconciled", {"key": n.key, "sid": sid})
                     found += 1
                     continue
-                nflog.requeue(n.key, self.clock.now())
+                nflog.notifications.requeue(n.key, self.clock.now())
             requeue.append(n)
         self.submit(nflog, requeue)
         return len(requeue), found
@@ -152,7 +152,7 @@ class Dispatcher:
                 self.in_flight -= 1
 
     def _hold(self, nflog: NotificationLog, n: Notification, wait_s: float) -> None:
-        nflog.event(self.clock.now(), n.warning_id, n.phone, f"{n.channel}-held", {"wait_s": round(wait_s, 1)})
+        nflog.timeline.add(self.clock.now(), n.warning_id, n.phone, f"{n.channel}-held", {"wait_s": round(wait_s, 1)})
         SENT.labels(channel=n.channel, outcome="held").inc()
 
         async def later() -> None:
@@ -180,7 +180,7 @@ class Dispatcher:
 
     async def _send_batch(self, sender: Any, nflog: NotificationLog, ns: list[Notification]) -> None:
         wall = datetime.now(UTC)
-        claimed = [n for n in ns if nflog.claim(n.key, wall)]
+        claimed = [n for n in ns if nflog.notifications.claim(n.key, wall)]
         if not claimed:
             return
         try:
@@ -196,10 +196,10 @@ class Dispatcher:
 
     async def _send_one(self, sender: Sender, nflog: NotificationLog, n: Notification) -> None:
         wall = datetime.now(UTC)
-        if not nflog.claim(n.key, wall):
+        if not nflog.notifications.claim(n.key, wall):
             return  # already sending or sent: the log has the one answer
         try:
-            sid = await sender.send(n, wall, nflog.drill, nflog.has_sid)
+            sid = await sender.send(n, wall, nflog.drill, nflog.notifications.has_sid)
         except Exception as raised:  # noqa: BLE001  a worker that died would take every channel's workers with it
             exc = raised if isinstance(raised, ProviderError) else _unexpected(raised, n)
             await self._done(sender, nflog, n, wall, None, exc)
@@ -213,15 +213,15 @@ class Dispatcher:
             if exc.retryable and tries < self.outage_retries:  # an outage, not a refusal: keep it, look later
                 self._deferred[n.key] = tries + 1
                 delay = min(300.0, self.outage_retry_s * 2 ** tries)
-                nflog.event(self.clock.now(), n.warning_id, n.phone, f"{n.channel}-deferred",
+                nflog.timeline.add(self.clock.now(), n.warning_id, n.phone, f"{n.channel}-deferred",
                             {"error": str(exc), "retry_in_s": delay})
                 SENT.labels(channel=n.channel, outcome="deferred").inc()
                 task = asyncio.create_task(self._retry_later(sender, nflog, n, wall, delay))
                 self._later.add(task)
                 task.add_done_callback(self._later.discard)
                 return
-            nflog.failed(n.key, str(exc), self.clock.now())
-            nflog.event(self.clock.now(), n.warning_id, n.phone, f"{n.channel}-failed", str(exc))
+            nflog.notifications.failed(n.key, str(exc), self.clock.now())
+            nflog.timeline.add(self.clock.now(), n.warning_id, n.phone, f"{n.channel}-failed", str(exc))
             SENT.labels(channel=n.channel, outcome="failed").inc()
             log.warning("notification failed", extra={"kv": {"key": n.key, "error": str(exc)}})
             if self.on_done:
@@ -229,8 +229,8 @@ class Dispatcher:
             return
         assert sid is not None
         with nflog.transaction():  # the sid and its event: one commit, not two (a commit per step bounded fan-out)
-            nflog.sent(n.key, sid, self.clock.now())
-            nflog.event(self.clock.now(), n.warning_id, n.phone, f"{n.channel}-sent",
+            nflog.notifications.sent(n.key, sid, self.clock.now())
+            nflog.timeline.add(self.clock.now(), n.warning_id, n.phone, f"{n.channel}-sent",
                         {"sid": sid, "attempt": n.attempt})
         SENT.labels(channel=n.channel, outcome="sent").inc()
         if self.on_done:
@@ -244,23 +244,23 @@ class Dispatcher:
         'sending' and is reconciled at the next start."""
         for _ in range(self.outage_retries + 1):
             await asyncio.sleep(delay)
-            if nflog.status(n.key) != "sending":  # settled meanwhile (a receipt proved it was sent)
+            if nflog.notifications.status(n.key) != "sending":  # settled meanwhile (a receipt proved it was sent)
                 return
             try:
-                sid = await sender.find(n, since, nflog.has_sid)
+                sid = await sender.find(n, since, nflog.notifications.has_sid)
             except Exception:  # noqa: BLE001  still unreachable, whatever the library raises: ask again later
                 delay = min(300.0, delay * 2)
                 continue
             if sid is not None:
-                nflog.sent(n.key, sid, self.clock.now())
-                nflog.event(self.clock.now(), n.warning_id, n.phone, "reconciled", {"key": n.key, "sid": sid})
+                nflog.notifications.sent(n.key, sid, self.clock.now())
+                nflog.timeline.add(self.clock.now(), n.warning_id, n.phone, "reconciled", {"key": n.key, "sid": sid})
             else:
-                nflog.requeue(n.key, self.clock.now())
+                nflog.notifications.requeue(n.key, self.clock.now())
                 self.submit(nflog, [n])
             return
-        if nflog.status(n.key) != "sending":
+        if nflog.notifications.status(n.key) != "sending":
             return
-        nflog.failed(n.key, "provider unreachable: could not tell whether it was sent", self.clock.now())
+        nflog.notifications.failed(n.key, "provider unreachable: could not tell whether it was sent", self.clock.now())
         SENT.labels(channel=n.channel, outcome="failed").inc()
 
 

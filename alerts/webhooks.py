@@ -31,7 +31,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from alerts.cap import CapBook
 from alerts.config import AlertsConfig
 from alerts.pipeline import Pipeline
-from alerts.replay import ProviderEvents
+from alerts.nflog import ProviderEvents
 from yujing.log import Limiter
 
 log = logging.getLogger("yujing.alerts.webhooks")
@@ -57,7 +57,7 @@ class Webhooks:
     def events(self) -> ProviderEvents:
         """The replay store, in the real notification log (opened once the pipelines exist)."""
         if self._events is None:
-            self._events = ProviderEvents(self.pipelines["real"].nflog)
+            self._events = self.pipelines["real"].nflog.provider_events
         return self._events
 
     def _refuse(self, request: web.Request, reason: str, form: dict[str, str], event: str = "") -> None:
@@ -130,7 +130,7 @@ class Webhooks:
                 self._refuse(request, "replay", form, event)
                 return web.Response(text=_EMPTY_TWIML, content_type="application/xml")
             p = self._pipeline(request)
-            n = p.nflog.by_ref(request.query.get("n", "")) if p is not None else None
+            n = p.nflog.notifications.by_ref(request.query.get("n", "")) if p is not None else None
             r = VoiceResponse()
             lang, voice = self.cfg.voice_language, self.cfg.voice
             if n is not None and not n.ack:  # that call asked nothing: a keypress on it confirms nothing
@@ -161,7 +161,7 @@ class Webhooks:
                 self._refuse(request, "replay", form, f"sms:{sid}")
             elif body not in words:
                 log.info("inbound SMS is not a confirmation", extra={"kv": {"from": phone, "body": body[:40]}})
-            elif not any(p.nflog.was_asked(phone, received_at) for p in self.pipelines.values()):
+            elif not any(p.nflog.notifications.was_asked(phone, received_at) for p in self.pipelines.values()):
                 self._refuse(request, "not-asked", form, f"sms:{sid}")
             else:
                 for p in self.pipelines.values():

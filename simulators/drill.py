@@ -67,7 +67,7 @@ def _note_plans(tl: Timeline, alerts_state: dict[str, Any]) -> None:
     if pipeline is None:
         return
     import json
-    for _, warning_id, _, what, detail in pipeline.nflog.events():
+    for _, warning_id, _, what, detail in pipeline.nflog.timeline.all():
         if what == "fanout-plan":
             p = json.loads(detail)
             tl.plans.append({"warning": warning_id, **p})

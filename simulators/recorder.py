@@ -192,16 +192,16 @@ class Recorder:
         if not drill_log.exists():
             return
         with NotificationLog(drill_log, drill=True) as nflog:
-            for at, wid, _phone, what, detail in nflog.events():
+            for at, wid, _phone, what, detail in nflog.timeline.all():
                 if what == "drill-untold":
                     doc = json.loads(detail)
-                    self.would_notify(self.tl.offset(datetime.fromisoformat(at)), nflog.warning(wid), wid,
+                    self.would_notify(self.tl.offset(datetime.fromisoformat(at)), nflog.warnings.get(wid), wid,
                                       int(doc.get("attempt", 1)), doc.get("recipients", []))
             for e in self.tl.events:
                 if e.kind is Kind.WARNING:
                     wid = f"{e.data['key']}#{e.data['version']}"
                     e.data["participants_told"] = any(n.warning_id == wid and n.tier != OBSERVER_TIER
-                                                      for n in nflog.for_warning_key(e.data["key"]))
+                                                      for n in nflog.notifications.for_warning_key(e.data["key"]))
 
     def confirmed(self, t: float, phone: str, via: str) -> None:
         r = self.recipient(phone)
