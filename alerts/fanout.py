@@ -180,7 +180,7 @@ class Dispatcher:
 
     async def _send_batch(self, sender: Any, nflog: NotificationLog, ns: list[Notification]) -> None:
         wall = datetime.now(UTC)
-        claimed = [n for n in ns if nflog.notifications.claim(n.key, wall)]
+        claimed = await nflog.group.run(lambda: [n for n in ns if nflog.notifications.claim(n.key, wall)])
         if not claimed:
             return
         try:
@@ -196,7 +196,8 @@ class Dispatcher:
 
     async def _send_one(self, sender: Sender, nflog: NotificationLog, n: Notification) -> None:
         wall = datetime.now(UTC)
-        if not nflog.notifications.claim(n.key, wall):
+        # durable before the request (committed with the other workers' writes of this turn: nflog/group.py)
+        if not await nflog.group.run(lambda: nflog.notifications.claim(n.key, wall)):
             return  # already sending or sent: the log has the one answer
         try:
             sid = await sender.send(n, wall, nflog.drill, nflog.notifications.has_sid)
@@ -228,14 +229,14 @@ class Dispatcher:
                 await self.on_done(nflog, Outcome(n, None, exc))
             return
         assert sid is not None
-        with nflog.transaction():  # the sid and its event: one commit, not two (a commit per step bounded fan-out)
-            nflog.notifications.sent(n.key, sid, self.clock.now())
-            nflog.timeline.add(self.clock.now(), n.warning_id, n.phone, f"{n.channel}-sent",
-                        {"sid": sid, "attempt": n.attempt})
+        def record() -> None:  # the sid and its event commit together, with the other workers' of this turn
+            now = self.clock.now()
+            nflog.notifications.sent(n.key, sid, now)
+            nflog.timeline.add(now, n.warning_id, n.phone, f"{n.channel}-sent", {"sid": sid, "attempt": n.attempt})
+        await nflog.group.run(record)
         SENT.labels(channel=n.channel, outcome="sent").inc()
         if self.on_done:
             await self.on_done(nflog, Outcome(n, sid))
-
 
     async def _retry_later(self, sender: Sender, nflog: NotificationLog, n: Notification, since: datetime,
                            delay: float) -> None:

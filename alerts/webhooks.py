@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
@@ -109,11 +110,17 @@ class Webhooks:
         status = form.get("MessageStatus") or form.get("CallStatus") or ""
         if p is not None and sid and status:
             event = f"status:{sid}:{status}"  # each status of a message or call is reported once
-            with self.events.acting_on(PROVIDER, event, datetime.now(UTC)) as fresh:
-                if not fresh:
-                    self._refuse(request, "replay", form, event)
-                    return web.Response(status=204)
+            now = datetime.now(UTC)
+            # as acting_on, with the id's commit grouped with the other callbacks' (a fan-out's receipts)
+            if await self.pipelines["real"].nflog.group.run(lambda: self.events.seen(PROVIDER, event, now)):
+                self._refuse(request, "replay", form, event)
+                return web.Response(status=204)
+            try:
                 await p.on_status(sid, status, form.get("ErrorCode", ""))
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    self.events.forget(PROVIDER, event)
+                raise
         return web.Response(status=204)
 
     async def _gather(self, request: web.Request) -> web.Response:

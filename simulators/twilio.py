@@ -254,7 +254,7 @@ class TwilioStandIn(StandIn, FarEnd):
 
         def row(r: Record) -> dict[str, Any]:
             return {"sid": r.sid, "to": r.to, "created": r.created, "status": r.status, "body": r.body,
-                    "from": r.from_, "queued_s": r.queued_s}
+                    "from": r.from_, "queued_s": r.queued_s, "status_callback": r.status_callback}
         return web.json_response({"messages": [row(r) for r in self.messages[sms:]],
                                   "calls": [row(r) for r in self.calls[calls:]]})
 
