@@ -7,8 +7,10 @@ schedules one flush for the next turn (after every coroutine woken in this one h
 writer resumes only once the transaction holding its write has committed: a claim is still durable before its
 request is made, a receipt before its callback is answered, so a crash never sends twice.
 
-Each write runs in a savepoint: one that raises is rolled back alone and its writer gets the exception; the
-others commit. If the commit itself fails (disk full, locked), every writer of the turn gets that error.
+A write is statements on this log and nothing else, since it may run twice: if one write of a turn raises, the
+whole transaction is rolled back and each write of the turn runs again in a transaction of its own, so the
+error is its writer's alone and the others commit. If the commit fails (disk full, locked), they are tried
+one by one the same way, and each writer gets its own outcome.
 """
 
 from __future__ import annotations
@@ -43,28 +45,31 @@ class GroupCommit:
         if self.db.conn.in_transaction:  # someone's transaction is open across an await: theirs commits first
             asyncio.get_running_loop().call_soon(self._flush)
             return
-        batch, self._pending = self._pending, []
-        ok: list[tuple[asyncio.Future, Any]] = []
+        batch = [(write, done) for write, done in self._pending if not done.cancelled()]  # a writer that stopped
+        self._pending = []                                                # waiting is not written behind its back
         try:
             with self.db.transaction():
-                for write, done in batch:
-                    if done.cancelled():  # its writer stopped waiting: it must not be written behind its back
-                        continue
-                    self.db.execute("SAVEPOINT w")
-                    try:
-                        result = write()
-                    except Exception as exc:  # noqa: BLE001  this writer's error, not the others'
-                        self.db.execute("ROLLBACK TO w")
-                        self.db.execute("RELEASE w")
-                        done.set_exception(exc)
-                        continue
-                    self.db.execute("RELEASE w")
-                    ok.append((done, result))
-        except sqlite3.Error as exc:  # the commit (or a savepoint) failed: nothing of this turn is durable
-            for _, done in batch:
-                if not done.done():
-                    done.set_exception(exc)
+                results = [write() for write, _ in batch]
+        except sqlite3.Error as exc:
+            if len(batch) > 1:
+                self._one_by_one(batch)
+            else:
+                batch[0][1].set_exception(exc)
+            return
+        except Exception:  # a writer's bug: all was rolled back; now each alone, so the error is its own
+            self._one_by_one(batch)
             return
         self.commits += 1
-        for done, result in ok:
+        for (_, done), result in zip(batch, results, strict=True):
+            done.set_result(result)
+
+    def _one_by_one(self, batch: list[tuple[Callable[[], Any], asyncio.Future]]) -> None:
+        for write, done in batch:
+            try:
+                with self.db.transaction():
+                    result = write()
+            except Exception as exc:  # noqa: BLE001  handed to its writer
+                done.set_exception(exc)
+                continue
+            self.commits += 1
             done.set_result(result)
