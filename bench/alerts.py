@@ -138,6 +138,14 @@ class Profiler:
         return out
 
 
+def push_urls(rig) -> dict[str, str]:
+    """Alibaba Cloud's push URLs of the running service (as the console's "HTTP 批量推送" is set)."""
+    running = getattr(rig, "running", None)
+    if running is not None:  # the rig shows a typed Running
+        return running.aliyun_urls
+    return rig.state["aliyun_hooks"].urls(rig.state["webhooks"].base_url)
+
+
 async def receipts_in(rig, timeout_s: float) -> None:
     """Until every SMS of the red has its delivery receipt recorded in the log."""
     deadline = time.monotonic() + timeout_s
@@ -216,7 +224,7 @@ async def main(args: argparse.Namespace) -> dict:
                     running_alerts(d / "run", mqtt_port=broker.port, prefix="bench", alerts=alerts,
                                    twilio=tw.url) as rig:
                 if args.provider == "aliyun":  # its pushes go to the service's URLs, known now that it listens
-                    push = f"{rig.state['webhooks'].base_url}/aliyun/{ALI_PUSH}"
+                    push = push_urls(rig)["sms_report"].rsplit("/", 1)[0]
                     ali = subprocess.Popen([sys.executable, str(ROOT / "bench" / "alerts_aliyun.py"), "--port",
                                             str(ali_port), "--push-base", push], stdout=subprocess.PIPE,
                                            stderr=subprocess.DEVNULL)
