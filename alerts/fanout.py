@@ -188,11 +188,11 @@ class Dispatcher:
         except Exception as raised:  # noqa: BLE001  as in _send_one: never let a worker die
             exc = raised if isinstance(raised, ProviderError) else _unexpected(raised, claimed[0])
             results = [exc] * len(claimed)
+        sent = [(n, got) for n, got in zip(claimed, results, strict=True) if not isinstance(got, ProviderError)]
+        await self._sent(nflog, sent)  # a batch's sids in one write: its receipts may follow within the second
         for n, got in zip(claimed, results, strict=True):
             if isinstance(got, ProviderError):
                 await self._done(sender, nflog, n, wall, None, got)
-            else:
-                await self._done(sender, nflog, n, wall, got, None)
 
     async def _send_one(self, sender: Sender, nflog: NotificationLog, n: Notification) -> None:
         wall = datetime.now(UTC)
@@ -229,14 +229,22 @@ class Dispatcher:
                 await self.on_done(nflog, Outcome(n, None, exc))
             return
         assert sid is not None
-        def record() -> None:  # the sid and its event commit together, with the other workers' of this turn
+        await self._sent(nflog, [(n, sid)])
+
+    async def _sent(self, nflog: NotificationLog, sent: list[tuple[Notification, str]]) -> None:
+        if not sent:
+            return
+
+        def record() -> None:  # each sid and its event commit together, with the other workers' of this turn
             now = self.clock.now()
-            nflog.notifications.sent(n.key, sid, now)
-            nflog.timeline.add(now, n.warning_id, n.phone, f"{n.channel}-sent", {"sid": sid, "attempt": n.attempt})
+            for n, sid in sent:
+                nflog.notifications.sent(n.key, sid, now)
+                nflog.timeline.add(now, n.warning_id, n.phone, f"{n.channel}-sent", {"sid": sid, "attempt": n.attempt})
         await nflog.group.run(record)
-        SENT.labels(channel=n.channel, outcome="sent").inc()
-        if self.on_done:
-            await self.on_done(nflog, Outcome(n, sid))
+        for n, sid in sent:
+            SENT.labels(channel=n.channel, outcome="sent").inc()
+            if self.on_done:
+                await self.on_done(nflog, Outcome(n, sid))
 
     async def _retry_later(self, sender: Sender, nflog: NotificationLog, n: Notification, since: datetime,
                            delay: float) -> None:

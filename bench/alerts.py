@@ -133,7 +133,7 @@ class Profiler:
                                          "_run_", "main (")):
                         incl[f] += int(n)
             out[name] = {"samples": total,
-                         "inclusive_pct": {f: round(100 * c / total, 1) for f, c in incl.most_common(top * 2)},
+                         "inclusive_pct": {f: round(100 * c / total, 1) for f, c in incl.most_common(top * 4)},
                          "self_pct": {f: round(100 * c / total, 1) for f, c in own.most_common(top)}}
         return out
 
