@@ -111,5 +111,40 @@ async def test_a_fan_out_makes_each_request_only_once_its_claim_is_committed_and
         assert log.group.commits - before <= 800 / 4, log.group.commits - before
 
 
+class BatchProvider(Provider):
+    """Takes up to 1,000 numbers a request (as SendSms does), and looks at the claims as each request arrives."""
+
+    batch = 1000
+
+    async def send_batch(self, ns: list[Notification], since: datetime, drill: bool) -> list[str]:
+        self.on_disk_at_request += [status_on_disk(self.path, n.key) for n in ns]
+        await asyncio.sleep(0)
+        return ["ali-sms:1:" + n.phone for n in ns]
+
+
+async def test_a_batch_is_claimed_before_its_request_and_its_sids_are_recorded_together(tmp_path: Path):
+    path = tmp_path / "alerts.sqlite"
+    provider = BatchProvider(path)
+    with NotificationLog(path) as log:
+        fresh = log.notifications.enqueue([note(i) for i in range(600)], NOW)
+        for n in fresh:
+            n.template = '{"name": "default.warning", "params": {}}'  # one template: one batch
+        d = Dispatcher({Channel.SMS: provider}, {Channel.SMS: RateConfig(per_s=100000, burst=64, concurrency=1)},
+                       Clock())
+        before = log.group.commits
+        stop = asyncio.Event()
+        runner = asyncio.create_task(run_until(d, stop))
+        d.submit(log, fresh)
+        async with asyncio.timeout(30):
+            while d.backlog:
+                await asyncio.sleep(0.01)
+        stop.set()
+        await runner
+        assert provider.on_disk_at_request == ["sending"] * 600
+        assert {n.status for n in log.notifications.all()} == {Status.SENT}
+        # one claim and one record of the sids per request, whatever the batch's size (a receipt can follow fast)
+        assert log.group.commits - before <= 4, log.group.commits - before
+
+
 if __name__ == "__main__":
     raise SystemExit(pytest.main([__file__, "-q"]))
