@@ -1,7 +1,8 @@
 """The duty office's JSON API under ``/api/v1/`` (the contract the console is built on: README of duty/).
 
 Every request is identified (bearer token or session cookie) by one middleware, which also checks CSRF on
-cookie writes and writes every write — allowed or refused — to the audit log before answering.
+cookie writes and writes every write — allowed, refused, or failed inside — to the audit log before answering.
+Every refusal is counted by its code (``yujing_duty_refused_total{reason}``) and logged once a minute per code.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
+from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from alerts.commands import Action, Command
@@ -27,9 +29,14 @@ from duty.progress import Progress
 from duty.publisher import IssuerLink
 from duty.silences import Silences
 from yujing import topics
+from yujing.log import Limiter
 from yujing.model import AwareUTC, Hazard, HazardWarning, Level, WarningState
 
 log = logging.getLogger("yujing.duty")
+REFUSED = Counter("yujing_duty_refused_total", "Duty office API requests refused, by error code "
+                  "(unauthenticated, forbidden, csrf, bad-credentials, too-many-attempts, internal-error, ...)",
+                  ["reason"])
+_limiter = Limiter(60.0)
 WRITE = ("POST", "PUT", "PATCH", "DELETE")
 PUBLIC = ("/api/v1/login",)
 
@@ -106,6 +113,12 @@ class ApiError(Exception):
         self.status, self.code, self.detail = status, code, detail
 
 
+def _one_place(site: str, area: str) -> None:
+    """A warning or a silence is over one site or one area: never both, never neither."""
+    if bool(site) == bool(area):
+        raise ApiError(400, "bad-request", "give exactly one of site or area")
+
+
 def _error(status: int, code: str, detail: str = "") -> web.Response:
     return web.json_response({"error": code, "detail": detail}, status=status)
 
@@ -161,9 +174,19 @@ async def _gate(request: web.Request, handler: Handler) -> web.StreamResponse:
                           exc.detail)
     except web.HTTPException as exc:  # aiohttp's own refusals (a body over client_max_size…): audited too
         response = _error(exc.status, exc.reason.lower().replace(" ", "-"), exc.text or "")
+    except Exception:  # noqa: BLE001 — a write that failed inside (a database refusing) is answered and audited
+        log.exception("duty office request failed", extra={"kv": {"action": f"{request.method} {request.path}"}})
+        response = _error(500, "internal-error", "the duty office could not complete this; see its log")
+    who = request.get(WHO)
+    result = "ok" if response.status < 400 else _code(response)
+    if response.status >= 400:
+        REFUSED.labels(result).inc()
+        if _limiter.allow(result):
+            log.warning("duty office request refused", extra={"kv": {
+                "reason": result, "status": response.status, "action": f"{request.method} {request.path}",
+                "user": who.user if who else request[AUDIT].get("user", ""), "remote": request.remote or "",
+                "suppressed": _limiter.take_suppressed(result)}})
     if write:
-        who = request.get(WHO)
-        result = "ok" if response.status < 400 else _code(response)
         office.audit.record(office.now(), user=who.user if who else request[AUDIT].get("user", ""),
                             role=who.role.value if who else "", remote=request.remote or "",
                             action=f"{request.method} {request.path}", target=request[AUDIT]["target"],
@@ -260,8 +283,7 @@ async def issue(request: web.Request) -> web.Response:
     who: Identity = request[WHO]
     body: IssueIn = await _body(request, IssueIn)
     request[AUDIT]["detail"] = body.model_dump(mode="json")
-    if bool(body.site) == bool(body.area):
-        raise ApiError(400, "bad-request", "give exactly one of site or area")
+    _one_place(body.site, body.area)
     expires = body.expires or office.now() + timedelta(seconds=body.expires_in_s or office.cfg.default_expiry_s)
     if expires <= office.now():
         raise ApiError(422, "expired", "expires is in the past")
@@ -335,8 +357,7 @@ async def add_silence(request: web.Request) -> web.Response:
     who: Identity = request[WHO]
     body: SilenceIn = await _body(request, SilenceIn)
     request[AUDIT]["detail"] = body.model_dump(mode="json")
-    if bool(body.site) == bool(body.area):
-        raise ApiError(400, "bad-request", "give exactly one of site or area")
+    _one_place(body.site, body.area)
     try:
         office.issuer.check_place(body.site, body.area)
     except IssueError as exc:

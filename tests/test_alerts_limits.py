@@ -118,12 +118,12 @@ def test_a_drill_report_states_the_bound_the_limits_put_on_each_fan_out(tmp_path
     from types import SimpleNamespace
 
     from alerts.nflog import NotificationLog
-    from simulators.drill import _note_plans
+    from simulators.recorder import note_plans
     from simulators.report import Timeline
 
     with NotificationLog(tmp_path / "d.sqlite", drill=True) as nflog:
         plan = estimate([n("sms", "长" * 100) for _ in range(40)], AlertsConfig())
         nflog.timeline.add(datetime.now(UTC), "landslide:LS-01#1", "", "fanout-plan", plan.as_dict())
         tl = Timeline(scenario="t", started_at=datetime.now(UTC), speed=1.0)
-        _note_plans(tl, {"pipelines": {"drill": SimpleNamespace(nflog=nflog)}})
+        note_plans(tl, {"pipelines": {"drill": SimpleNamespace(nflog=nflog)}})
     assert any("80 segments" in note and "80 s after the first request" in note for note in tl.notes), tl.notes

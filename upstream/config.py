@@ -74,3 +74,4 @@ class UpstreamConfig(BaseModel):
     max_bytes: int = Field(default=256 * 1024, ge=1024, le=10 * 1024 * 1024)
     events: list[EventRule] = Field(default_factory=list)
     deadletter: str = ""  # <data_dir>/upstream-deadletter.sqlite
+    feeds: str = ""  # <data_dir>/upstream-feeds.sqlite: what each feed's poller fetched, across restarts
