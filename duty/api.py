@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Awaitable, Callable
 
@@ -28,6 +27,7 @@ from duty.issuer import Issue, IssueError, Issuer
 from duty.progress import Progress
 from duty.publisher import IssuerLink
 from duty.silences import Silences
+from duty.throttle import LoginThrottle
 from yujing import topics
 from yujing.log import Limiter
 from yujing.model import AwareUTC, Hazard, HazardWarning, Level, WarningState
@@ -54,11 +54,8 @@ class Office:
     silences: Silences
     now: Callable[[], datetime]
     prefix: str
+    throttle: LoginThrottle  # failed logins per user name and per address: no guessing at argon2's pace
     tls: bool = False
-    failures: dict[str, list[float]] = field(default_factory=dict)  # login failures per user and per address
-
-
-LOGIN_FAILURES, LOGIN_WINDOW_S = 5, 300.0  # then 429 until the window has passed: no guessing at argon2's pace
 
 
 class _In(BaseModel):
@@ -206,16 +203,12 @@ async def login(request: web.Request) -> web.Response:
     office = request.app[OFFICE]
     body: LoginIn = await _body(request, LoginIn)
     request[AUDIT]["user"] = body.username
-    now = time.monotonic()
-    keys = (f"user:{body.username}", f"addr:{request.remote}")
-    for k in keys:
-        office.failures[k] = [t for t in office.failures.get(k, []) if now - t < LOGIN_WINDOW_S]
-    if any(len(office.failures[k]) >= LOGIN_FAILURES for k in keys):
-        raise ApiError(429, "too-many-attempts", f"too many failed logins; try again in {LOGIN_WINDOW_S:.0f} s")
+    throttle, remote = office.throttle, request.remote or ""
+    if throttle.blocked(body.username, remote):
+        raise ApiError(429, "too-many-attempts", f"too many failed logins; try again in {throttle.window_s:.0f} s")
     who = office.sessions.login(body.username, body.password)
     if who is None:
-        for k in keys:
-            office.failures[k].append(now)
+        throttle.failed(body.username, remote)
         raise ApiError(401, "bad-credentials", "wrong user name or password")
     request[WHO] = who
     resp = web.json_response({"user": who.user, "role": who.role.value, "csrf": who.csrf})

@@ -17,8 +17,9 @@ from prometheus_client import REGISTRY
 from duty.issuer import Issuer
 from duty.publisher import IssuerLink
 from upstream.config import FeedConfig, Source
+from upstream.deadletter import DeadLetters
 from upstream.feeds import FeedMemory, entries, poll
-from upstream.intake import DeadLetters, Intake
+from upstream.intake import Intake
 from upstream.service import INTAKE, LINK, SOURCES, _mqtt, post
 from yujing.clock import Clock
 from yujing.compose import load_config

@@ -31,7 +31,8 @@ from duty.issuer import Issuer
 from duty.publisher import IssuerLink
 from upstream.cap import Reason, Refusal
 from upstream.config import Source
-from upstream.intake import DeadLetters, Intake, Status
+from upstream.deadletter import DeadLetters
+from upstream.intake import Intake, Status
 from yujing.log import Limiter
 from yujing.mqtt import client as mqtt_client
 from yujing.runtime import Runtime
@@ -101,7 +102,8 @@ async def deadletters(request: web.Request) -> web.Response:
 def install(app: web.Application, rt: Runtime, issuer: Issuer, link: IssuerLink) -> list[Coroutine[Any, Any, None]]:
     """Add the intake's routes to the duty office's application; returns the pollers to run beside it."""
     cfg = rt.config.upstream
-    dead = DeadLetters(rt.config.path(cfg.deadletter, "upstream-deadletter.sqlite"))
+    dead = DeadLetters(rt.config.path(cfg.deadletter, "upstream-deadletter.sqlite"),
+                       max_rows=cfg.deadletter_max_rows, max_bytes=cfg.deadletter_max_bytes)
     intake = Intake(rt.config, issuer, dead, rt.clock.now)
     app[INTAKE], app[LINK] = intake, link
     app[SOURCES] = {s.id: s for s in cfg.sources}
