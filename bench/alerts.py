@@ -146,6 +146,17 @@ def push_urls(rig) -> dict[str, str]:
     return rig.state["aliyun_hooks"].urls(rig.state["webhooks"].base_url)
 
 
+async def queued(rig, warning_id: str, timeout_s: float) -> None:
+    """Until the notifications of ``warning_id`` are in the log (written in one transaction: all, or none yet).
+    The service may take a warning after publish() returns, when settled() would still see nothing to do."""
+    deadline = time.monotonic() + timeout_s
+    db = rig.pipeline().nflog.notifications.db
+    while not db.execute("SELECT COUNT(*) FROM notifications WHERE warning_id=?", (warning_id,)).fetchone()[0]:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{warning_id} was not taken")
+        await asyncio.sleep(0.01)
+
+
 async def receipts_in(rig, timeout_s: float) -> None:
     """Until every SMS of the red has its delivery receipt recorded in the log."""
     deadline = time.monotonic() + timeout_s
@@ -242,7 +253,9 @@ async def main(args: argparse.Namespace) -> dict:
                     lat.append((tw.messages[n0]["created"] - w.updated_at.timestamp()) * 1000)
                     await rig.settled(30)
                     # lift it, so the next trial is a new group (the same level again would be inhibited)
-                    await rig.publish(w.model_copy(update={"version": 2, "state": WarningState.LIFTED}))
+                    lifted = w.model_copy(update={"version": 2, "state": WarningState.LIFTED})
+                    await rig.publish(lifted)
+                    await queued(rig, lifted.id, 30)
                     await rig.settled(30)
                     await tw.poll(http)
                 out["trigger_to_first_sms_ms"] = {"p50": round(statistics.median(lat), 2),
@@ -254,6 +267,7 @@ async def main(args: argparse.Namespace) -> dict:
                     cpu0 = {"alerts": cpu_s(os.getpid()), "standin": cpu_s(standin.pid)}
                     t0 = time.time()
                     await rig.publish(warning(Level.RED, "bench:red"))  # fan-out: one red to every household
+                    await queued(rig, "bench:red#1", 60)
                     await rig.settled(900)
                     await receipts_in(rig, 120)  # the CPU counted is the whole fan-out's, receipts included
                     await tw.poll(http)
