@@ -181,7 +181,7 @@ class Dispatcher:
 
     async def _send_batch(self, sender: Any, nflog: NotificationLog, ns: list[Notification]) -> None:
         wall = datetime.now(UTC)
-        claimed = [n for n in ns if nflog.notifications.claim(n.key, wall)]
+        claimed = await nflog.group.run(lambda: [n for n in ns if nflog.notifications.claim(n.key, wall)])
         if not claimed:
             return
         try:
@@ -189,15 +189,16 @@ class Dispatcher:
         except Exception as raised:  # noqa: BLE001  as in _send_one: never let a worker die
             exc = raised if isinstance(raised, ProviderError) else _unexpected(raised, claimed[0])
             results = [exc] * len(claimed)
+        sent = [(n, got) for n, got in zip(claimed, results, strict=True) if not isinstance(got, ProviderError)]
+        await self._sent(nflog, sent)  # a batch's sids in one write: its receipts may follow within the second
         for n, got in zip(claimed, results, strict=True):
             if isinstance(got, ProviderError):
                 await self._done(sender, nflog, n, wall, None, got)
-            else:
-                await self._done(sender, nflog, n, wall, got, None)
 
     async def _send_one(self, sender: Sender, nflog: NotificationLog, n: Notification) -> None:
         wall = datetime.now(UTC)
-        if not nflog.notifications.claim(n.key, wall):
+        # durable before the request (committed with the other workers' writes of this turn: nflog/group.py)
+        if not await nflog.group.run(lambda: nflog.notifications.claim(n.key, wall)):
             return  # already sending or sent: the log has the one answer
         try:
             sid = await sender.send(n, wall, nflog.drill, nflog.notifications.has_sid)
@@ -229,14 +230,22 @@ class Dispatcher:
                 await self.on_done(nflog, Outcome(n, None, exc))
             return
         assert sid is not None
-        with nflog.transaction():  # the sid and its event: one commit, not two (a commit per step bounded fan-out)
-            nflog.notifications.sent(n.key, sid, self.clock.now())
-            nflog.timeline.add(self.clock.now(), n.warning_id, n.phone, f"{n.channel}-sent",
-                        {"sid": sid, "attempt": n.attempt})
-        SENT.labels(channel=n.channel, outcome="sent").inc()
-        if self.on_done:
-            await self.on_done(nflog, Outcome(n, sid))
+        await self._sent(nflog, [(n, sid)])
 
+    async def _sent(self, nflog: NotificationLog, sent: list[tuple[Notification, str]]) -> None:
+        if not sent:
+            return
+
+        def record() -> None:  # each sid and its event commit together, with the other workers' of this turn
+            now = self.clock.now()
+            for n, sid in sent:
+                nflog.notifications.sent(n.key, sid, now)
+                nflog.timeline.add(now, n.warning_id, n.phone, f"{n.channel}-sent", {"sid": sid, "attempt": n.attempt})
+        await nflog.group.run(record)
+        for n, sid in sent:
+            SENT.labels(channel=n.channel, outcome="sent").inc()
+            if self.on_done:
+                await self.on_done(nflog, Outcome(n, sid))
 
     async def _retry_later(self, sender: Sender, nflog: NotificationLog, n: Notification, since: datetime,
                            delay: float) -> None:

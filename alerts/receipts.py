@@ -52,10 +52,12 @@ class Receipts:
         """The provider's word ``said`` on the message or call ``sid``: the notification it is about, if ours."""
         now = self.clock.now()
         status = Status.from_provider(said)
-        with self.nflog.transaction():  # the status and its event: one commit, not two (fan-out's callbacks)
+        def record() -> Notification | None:  # the status and its event, committed with the turn's others
             n = self.nflog.notifications.receipt(sid, status, error, now)
             if n is not None:
                 self.nflog.timeline.add(now, n.warning_id, n.phone, f"{n.channel}-{said}", {"sid": sid, "error": error})
+            return n
+        n = await self.nflog.group.run(record)
         if n is None:
             return None
         if n.channel is Channel.SMS and status in (Status.UNDELIVERED, Status.FAILED):

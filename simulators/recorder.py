@@ -247,14 +247,13 @@ def note_plans(tl: Timeline, alerts: list[Running]) -> None:
     """The bound the provider's limits put on each fan-out (alerts' ``fanout-plan``), said in the report."""
     if not alerts:
         return
-    for _, warning_id, _, what, detail in alerts[0].pipeline("drill").nflog.timeline.all():
-        if what == "fanout-plan":
-            p = json.loads(detail)
-            tl.plans.append({"warning": warning_id, **p})
-            tl.notes.append(
-                f"Fan-out of {warning_id} through {p['provider']}: {p['sms']} SMS ({p['sms_segments']} "
-                f"segments), {p['calls']} calls; the provider's limits and our rates put the last person at "
-                f"{p['last_s']:g} s after the first request (SMS {p['sms_s']:g} s, calls {p['calls_s']:g} s).")
+    for _, warning_id, _, _, detail in alerts[0].pipeline("drill").nflog.timeline.all(what="fanout-plan"):
+        p = json.loads(detail)
+        tl.plans.append({"warning": warning_id, **p})
+        tl.notes.append(
+            f"Fan-out of {warning_id} through {p['provider']}: {p['sms']} SMS ({p['sms_segments']} "
+            f"segments), {p['calls']} calls; the provider's limits and our rates put the last person at "
+            f"{p['last_s']:g} s after the first request (SMS {p['sms_s']:g} s, calls {p['calls_s']:g} s).")
 
 
 def _ts(v: Any) -> datetime | None:

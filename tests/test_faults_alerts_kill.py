@@ -102,6 +102,10 @@ class Log:
         except (StoreError, sqlite3.OperationalError):  # not fully created yet, or locked a moment too long
             return empty
 
+    def rows(self, sql: str, args: tuple = ()) -> list[tuple]:
+        """Raw rows, for what the log's parts do not answer (events of a kind, escalation rows with their state)."""
+        return self.read(lambda log: log.timeline.db.execute(sql, args).fetchall(), [])
+
     def pending_escalations(self) -> list[tuple[str, str, int, datetime]]:
         return self.read(lambda log: list(log.timers.pending()), [])
 
@@ -202,7 +206,7 @@ async def test_sigkill_at_random_points_of_a_stream_loses_nothing_and_sends_noth
 
             # kill 2: around the first escalation step's due time
             await wait_for(lambda: victim.pending_escalations(), 15, "escalation chains to open")
-            first_due = min(r[3] for r in victim.pending_escalations())
+            first_due = min(r[3] for r in victim.pending_escalations())  # timers.pending() yields datetimes
             await asyncio.sleep(max(0.0, (first_due - _now()).total_seconds() + rng.uniform(-0.8, 0.1)))
             pending_at_kill = {r[:3] for r in victim.pending_escalations()}
             killed = await kill()

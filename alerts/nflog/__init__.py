@@ -27,15 +27,16 @@ from alerts.nflog import caps, chains, notifications, timeline, warnings
 from alerts.nflog.caps import CapArchive, KeptCap
 from alerts.nflog.chains import Confirmations, Timers
 from alerts.nflog.db import Checkpointer, LogDb
+from alerts.nflog.group import GroupCommit
 from alerts.nflog.notifications import Notification, Notifications, ref
 from alerts.nflog.replays import ProviderEvents
 from alerts.nflog.states import Channel, ChainState, NodeTier, Status, WarningStatus
 from alerts.nflog.timeline import Event, Timeline
 from alerts.nflog.warnings import WarningRecord
 
-__all__ = ["CapArchive", "ChainState", "Channel", "Confirmations", "Event", "KeptCap", "NodeTier", "Notification",
-           "NotificationLog", "Notifications", "ProviderEvents", "Status", "Timeline", "Timers", "WarningRecord",
-           "WarningStatus", "ref"]
+__all__ = ["CapArchive", "ChainState", "Channel", "Confirmations", "Event", "GroupCommit", "KeptCap", "NodeTier",
+           "Notification", "NotificationLog", "Notifications", "ProviderEvents", "Status", "Timeline", "Timers",
+           "WarningRecord", "WarningStatus", "ref"]
 
 _SCHEMAS = [warnings.SCHEMA, notifications.SCHEMA, chains.SCHEMA, caps.SCHEMA, timeline.SCHEMA]
 
@@ -50,6 +51,7 @@ class NotificationLog:
     caps: CapArchive
     timeline: Timeline
     provider_events: ProviderEvents
+    group: GroupCommit  # writes of many coroutines, one commit per turn of the event loop (a fan-out's steps)
 
     def __init__(self, path: Path | str, drill: bool = False) -> None:
         self.path = Path(path)
@@ -66,6 +68,7 @@ class NotificationLog:
         self.caps = CapArchive(db)
         self.timeline = Timeline(db)
         self.provider_events = ProviderEvents(db)
+        self.group = GroupCommit(db)
         return self
 
     def __exit__(self, *exc: object) -> None:
