@@ -41,7 +41,7 @@ log = logging.getLogger("yujing.collector")
 
 OnAccepted = Callable[[list[Reading]], None]
 _DEADLETTER_SAMPLE = 65_536
-_MAX_QUEUED_BATCHES = 4  # closed batches (each up to batch_size readings) waiting for the sink
+_MAX_QUEUED_BATCHES = 2  # closed batches (each up to batch_size readings) waiting for the sink
 
 
 class Intake:
