@@ -18,7 +18,8 @@ from prometheus_client import Counter
 from pydantic import ValidationError
 
 from edge.quality import QualityChecker
-from edge.readers import PolledReader, ReaderContext, Sample, make_reader
+from edge.devices import make_reader
+from edge.devices.reader import PolledReader, ReaderContext, Sample
 from edge.status import DeviceState, DeviceStatus
 from yujing.errors import DeviceError, PayloadError, StoreError
 from yujing.log import Limiter
@@ -163,7 +164,7 @@ class DevicePoller:
             while not self.rt.stop.is_set():
                 try:
                     async with reader:
-                        if getattr(reader, "silence_is_normal", False):
+                        if dev.silence_is_normal:
                             st.set(DeviceState.OK, self.rt.clock.now())
                         async for samples in _until_stop(reader.samples(), self.rt.stop):
                             now = self.rt.clock.now()
@@ -188,7 +189,7 @@ class DevicePoller:
         """A push device silent for ``offline_after`` report intervals is offline (unless silence is normal)."""
         dev, st = self.device, self.status
         while not await self.rt.sleep(dev.interval_s):
-            if getattr(dev, "type", "") == "mqtt":
+            if dev.silence_is_normal:
                 continue
             last = st.last_ok
             quiet_s = (self.rt.clock.now() - last).total_seconds() if last else None

@@ -21,7 +21,7 @@ from datetime import datetime
 from edge.config import GatewayConfig
 from edge.outbox import GroupCommit, Outbox
 from edge.poller import DevicePoller
-from edge.readers import ReaderContext
+from edge.devices.reader import ReaderContext
 from edge.status import DeviceStatus
 from edge.uplink import Uplink
 from yujing import metrics, wire

@@ -85,7 +85,7 @@ class EquipmentPack:
         self.gateways: dict[str, tuple[float, str]] = {}  # id -> (heartbeat_s, a site for the area)
         for gw in config.gateways:
             for d in gw.devices:
-                self.devices[d.id] = Device(d.id, gw.id, d.site, d.interval_s, event_driven=d.type == "mqtt")
+                self.devices[d.id] = Device(d.id, gw.id, d.site, d.interval_s, event_driven=d.silence_is_normal)
             self.gateways[gw.id] = (gw.heartbeat_s, gw.devices[0].site if gw.devices else gw.id)
         self.state: States[DeviceState] = States(DeviceState)  # device ids and "gateway:<id>"
         self.sensors: States[SensorState] = States(SensorState)

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from simulators.config import SimulationConfig
+from simulators.devices import Place, relocate
 from simulators.link import LinkRelay
 from simulators.playback import StormRain
-from simulators.ports import free_port
 from simulators.recorder import Recorder
 from simulators.report import Kind, Timeline, write_report
 from simulators.report.progress import Progress
@@ -102,15 +102,16 @@ def drill_config(cfg: Config, scn: Scenario, *, state_dir: Path, mqtt: Any = Non
     prefix = f"{m.topic_prefix}-drill" + (f"-{run}" if run else "")
     m = m.model_copy(update={"topic_prefix": prefix})
     gateways = []
-    endpoints: dict[tuple, Any] = {}
+    # simulated devices answer on loopback ports and ptys of the drill's own, never where a live system's
+    # devices are (a drill may run beside production, and a pty would replace a real /dev/tty node);
+    # MQTT sources publish under the drill's prefix, to the drill's broker (even one with a broker of its own)
+    place = Place(state_dir, prefix=prefix)
     for gw in drill_scope(cfg, scn):
         devs = []
         for d in gw.devices:
-            if d.type == "mqtt":
-                d = d.model_copy(update={"topic": f"{prefix}/{d.topic}"})
             if d.site in scn.intensive:
                 d = d.model_copy(update={"interval_s": scn.intensive[d.site]})
-            devs.append(_relocate(d, state_dir, endpoints))
+            devs.append(relocate(d, place))
         gateways.append(_unserved(gw.model_copy(update={"devices": devs, "outbox": ""})))
     update: dict[str, Any] = {
         "mqtt": m,
@@ -153,21 +154,6 @@ def _unserved(section: Any) -> Any:
     if getattr(section, "metrics_port", None) is None:
         return section
     return section.model_copy(update={"metrics_port": None})
-
-
-def _relocate(dev: Any, state_dir: Path, endpoints: dict[tuple, Any]) -> Any:
-    """Simulated devices answer on loopback ports and ptys of the drill's own: never where a live system's
-    devices are (a drill may run beside production, and a pty would replace a real /dev/tty node)."""
-    if dev.type == "modbus_tcp":
-        port = endpoints.setdefault(("tcp", dev.host, dev.port), free_port())
-        return dev.model_copy(update={"host": "127.0.0.1", "port": port})
-    if dev.type in ("modbus_rtu", "serial_ascii") or (dev.type == "sl651" and dev.transport == "serial"):
-        path = endpoints.setdefault(("tty", dev.port), str(state_dir / f"tty-{len(endpoints)}"))
-        return dev.model_copy(update={"port": path})
-    if dev.type == "sl651" and dev.transport == "tcp":
-        port = endpoints.setdefault(("sl651", dev.listen_host, dev.listen_port), free_port())
-        return dev.model_copy(update={"listen_host": "127.0.0.1", "listen_port": port})
-    return dev
 
 
 def _service(part: str) -> Any | None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Awaitable, Callable, Sequence
 
+from simulators.devices import simulator_of
 from simulators.devices.faults import source_key
 from simulators.devices.values import Constant, PiecewiseLinear, TippingCounter, ValueSource
 from simulators.scenario import GATEWAY_FAULTS, FaultEvent, Landslide, Scenario, Storm
@@ -139,17 +140,6 @@ class Plan:
     rain: dict[str, ValueSource]  # site id → rain rate (mm/h), for the report
 
 
-def _values(dev: Any) -> list[Any]:
-    """What a device reports: its registers, fields or elements (each with .quantity, maybe .sensor)."""
-    if hasattr(dev, "registers"):
-        return list(dev.registers)
-    if hasattr(dev, "fields"):
-        return list(dev.fields)
-    if hasattr(dev, "elements"):
-        return list(dev.elements.values())
-    return []
-
-
 def build_plan(cfg: Any, scn: Scenario | None, t0: datetime, devices: list[Any] | None = None) -> Plan:
     scn = scn or Scenario(name="calm", duration=86400)
     sites = {s.id: s for s in cfg.sites}
@@ -168,7 +158,7 @@ def build_plan(cfg: Any, scn: Scenario | None, t0: datetime, devices: list[Any] 
     for dev in devices if devices is not None else [d for g in cfg.gateways for d in g.devices]:
         site = sites.get(dev.site)
         srcs: dict[str, ValueSource] = {}
-        for v in _values(dev):
+        for v in dev.values():
             key = source_key(v.quantity, getattr(v, "sensor", ""))
             q = v.quantity
             if q == "rain_count_mm":
@@ -190,10 +180,9 @@ def build_plan(cfg: Any, scn: Scenario | None, t0: datetime, devices: list[Any] 
                 srcs[key] = PiecewiseLinear(series, t0) if series else Constant(0.0)
             else:
                 srcs[key] = Constant(0.0)
-        if dev.type == "mqtt":
-            f = cams.get(dev.id)
-            bearing = f.bearing_deg if f and f.bearing_deg is not None else zlib.crc32(dev.id.encode()) % 360
-            srcs["bearing_deg"] = Constant(float(bearing))
+        extra = getattr(simulator_of(dev.type), "scenario_sources", None)  # what only this kind needs
+        if extra is not None:
+            srcs.update(extra(dev, scn, t0))
         out[dev.id] = srcs
     return Plan(sources=out, rain=rates)
 

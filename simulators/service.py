@@ -18,26 +18,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, AsyncIterator
 
-from simulators.devices import Fault, SimulatedDevices, simulate_devices
+from simulators.devices import Fault, SimulatedDevices, simulable, simulate_devices
 from simulators.playback import Action, Plan, build_plan, play_faults
 from simulators.scenario import FaultEvent, Scenario, check_against, load_scenario
 from yujing.errors import ConfigError
 from yujing.runtime import Runtime
 
 log = logging.getLogger("yujing.sim")
-
-_SIM_MODULE = {"modbus_tcp": "simulators.devices.modbus", "modbus_rtu": "simulators.devices.modbus",
-               "serial_ascii": "simulators.devices.ascii_gauge", "sl651": "simulators.devices.sl651_rtu",
-               "mqtt": "simulators.devices.camera"}
-
-
-def simulable(kind: str) -> bool:
-    try:
-        importlib.import_module(_SIM_MODULE[kind])
-    except (KeyError, ImportError):
-        return False
-    return True
-
 
 @dataclass
 class Simulation:
@@ -76,7 +63,7 @@ async def running(rt: Runtime, scenario: Scenario | None = None, *, devices: lis
     wanted = devices if devices is not None else [d for g in cfg.gateways for d in g.devices]
     if simcfg is not None and not simcfg.devices and devices is None:
         wanted = []
-    served = [_with_broker(d, cfg.mqtt) for d in wanted if simulable(d.type)]
+    served = [d for d in wanted if simulable(d.type)]
     skipped = [d.id for d in wanted if not simulable(d.type)]
     if skipped:
         kinds = sorted({d.type for d in wanted if not simulable(d.type)})
@@ -88,7 +75,7 @@ async def running(rt: Runtime, scenario: Scenario | None = None, *, devices: lis
     async with contextlib.AsyncExitStack() as stack:
         if use_twilio:
             sim.twilio = await stack.enter_async_context(_twilio(rt, twilio_port))
-        sim.devices = await stack.enter_async_context(simulate_devices(served, plan.sources, rt.clock))
+        sim.devices = await stack.enter_async_context(simulate_devices(served, plan.sources, rt.clock, cfg.mqtt))
         log.info("simulation running", extra={"kv": {
             "devices": len(served), "scenario": scn.name if scn else "calm", "speed": rt.clock.speed,
             "twilio": getattr(sim.twilio, "base_url", "") if sim.twilio else "off"}})
@@ -102,14 +89,6 @@ async def running(rt: Runtime, scenario: Scenario | None = None, *, devices: lis
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-
-
-def _with_broker(dev: Any, mqtt: Any) -> Any:
-    """An MQTT source without its own broker publishes to the deployment's: tell its simulator where."""
-    if dev.type != "mqtt" or dev.broker is not None:
-        return dev
-    from edge.config import MqttBroker
-    return dev.model_copy(update={"broker": MqttBroker(host=mqtt.host, port=mqtt.port)})
 
 
 async def _faults(rt: Runtime, sim: Simulation, events: list[FaultEvent], gateway_action: Action | None) -> None:

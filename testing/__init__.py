@@ -4,7 +4,8 @@
                        start/subscribed for a child process)
     testing.collector  the collector on a bare deployment, readings to publish to it (make_config, running)
     testing.rules      builders for rule tests; the rules service running (Service) and its warnings (Warnings)
-    testing.devices    a minimal deployment around some gateways (a site per device)
+    testing.devices    a minimal deployment around some gateways (a site per device); the checks every device
+                       kind's examples pass (check_examples, run_examples)
     testing.edge       simulated gauges and subscribers that keep what crossed the broker (Durable, Collected)
     testing.faults     a 4G link that can be cut (Link), three gateways streaming, a gateway watched (Watch)
     testing.payloads   hostile MQTT payloads (hypothesis strategies) for the codec's fuzz tests

@@ -83,6 +83,20 @@ def test_the_zhongxian_deployment_routes_a_red_landslide_to_its_households():
     assert routed.problems == [] and any(r.tier == "household" for r in routed.recipients)
 
 
+def test_a_red_calls_every_household_unless_its_csv_row_says_sms_only(tmp_path):
+    """立即转移 calls every household (the default policy's red: SMS and voice). The Zhong County CSV has no
+    channels column: each household there must be both texted and called, not texted only."""
+    cfg = load_config(ZHONGXIAN)
+    site = next(s for s in cfg.sites if s.kind == "landslide")
+    w = warning(Level.RED).model_copy(update={"site": site.id, "area": site.area})
+    households = [r for r in route(w, Directory.load(cfg), cfg.alerts).recipients if r.tier == "household"]
+    assert households and all(set(r.channels) == {"sms", "voice"} for r in households)
+    (tmp_path / "h.csv").write_text("group,id,name,phone,channels\ng1,h1,甲户,+8613900000001,sms\n"
+                                    "g1,h2,乙户,+8613900000002,\n")
+    by_id = {p.id: [c.value for c in p.channels] for p in load_households(tmp_path / "h.csv")["g1"]}
+    assert by_id == {"h1": ["sms"], "h2": ["sms", "voice"]}
+
+
 def test_drill_texts_start_with_the_drill_mark_and_lifts_ask_for_nothing():
     r = Renderer({})
     assert r.text(warning(Level.RED, drill=True), "某隐患点", [], ack=True).startswith(DRILL_MARK)

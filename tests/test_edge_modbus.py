@@ -11,13 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from servers import free_port
 
-from edge.config import ModbusRegister, ModbusRtuDevice, ModbusTcpDevice
-from edge.readers import ReaderContext, make_reader
-from edge.readers import modbus_map
-from edge.readers.modbus_map import decode, encode, plan
+from edge.devices import make_reader
+from edge.devices.modbus import map as modbus_map
+from edge.devices.modbus.config import ModbusRegister, ModbusRtuDevice, ModbusTcpDevice
+from edge.devices.modbus.map import decode, encode, plan
+from edge.devices.modbus.sim import registers_of
+from edge.devices.reader import ReaderContext
 from simulators.devices import Fault, simulate_devices
 from simulators.devices.faults import source_key
-from simulators.devices.modbus import registers_of
 from simulators.devices.values import Constant, Manual
 from yujing.clock import Clock
 from yujing.errors import DeviceError

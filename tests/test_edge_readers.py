@@ -9,10 +9,12 @@ from datetime import datetime, timezone
 import pytest
 from conftest import wait_for
 
-from edge.config import MqttSourceDevice, SerialAsciiDevice
-from edge.readers import ReaderContext, make_reader
-from edge.readers.mqtt_source import map_payload
-from edge.readers.serial_ascii import parse_line
+from edge.devices import make_reader
+from edge.devices.mqtt.config import MqttSourceDevice
+from edge.devices.mqtt.reader import map_payload
+from edge.devices.reader import ReaderContext
+from edge.devices.serial_ascii.config import SerialAsciiDevice
+from edge.devices.serial_ascii.reader import parse_line
 from simulators.devices import Fault, simulate_device
 from simulators.devices.values import Constant, Manual
 from yujing.clock import Clock

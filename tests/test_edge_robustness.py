@@ -17,9 +17,11 @@ import pytest
 from conftest import wait_for
 from servers import free_port
 
-from edge.config import SerialAsciiDevice, Sl651Device
-from edge.readers import REJECTED, ReaderContext, make_reader
-from edge.readers.sl651_frame import Deframer, FrameError
+from edge.devices import make_reader
+from edge.devices.reader import REJECTED, ReaderContext
+from edge.devices.serial_ascii.config import SerialAsciiDevice
+from edge.devices.sl651.config import Sl651Device
+from edge.devices.sl651.frame import Deframer, FrameError
 from edge.service import serve
 from simulators.devices import Fault, simulate_device, simulate_devices
 from testing.devices import deployment

@@ -12,9 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from servers import free_port
 
-from edge.config import Sl651Device
-from edge.readers import REJECTED, ReaderContext, make_reader
-from edge.readers.sl651_frame import (
+from edge.devices import make_reader
+from edge.devices.reader import REJECTED, ReaderContext
+from edge.devices.sl651.config import Sl651Device
+from edge.devices.sl651.frame import (
     ADDED,
     EOT,
     HOURLY,

@@ -7,6 +7,9 @@ hidden in a function counts as much as one at the top.
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,14 +52,50 @@ def test_the_ground_floor_imports_no_stage(path: Path):
     assert not upward, f"{rel} imports {sorted(upward)}: the ground floor must not import a stage"
 
 
-@pytest.mark.parametrize("path", _modules("edge", "collector", "rules", "alerts", "duty", "upstream"),
-                         ids=lambda p: str(p.relative_to(ROOT)))
+def _kind_simulator(path: Path) -> bool:
+    """A device kind's simulator (``edge/devices/<kind>/sim.py``): simulator code that lives beside its
+    reader so that a kind is one folder (ARCHITECTURE.md). Only simulators/ and testing/ load it."""
+    rel = path.relative_to(ROOT)
+    return rel.parts[:2] == ("edge", "devices") and len(rel.parts) == 4 and rel.name == "sim.py"
+
+
+@pytest.mark.parametrize("path", [p for p in _modules("edge", "collector", "rules", "alerts", "duty", "upstream")
+                                  if not _kind_simulator(p)], ids=lambda p: str(p.relative_to(ROOT)))
 def test_production_imports_no_simulator_and_no_test_rig(path: Path):
     if str(path.relative_to(ROOT)) in RIG_ALIASES:
         assert _imports(path) <= {"sys", "testing.alerts", "testing.rules"}, "an alias, and nothing more"
         return
-    bad = {m for m in _imports(path) if m.split(".")[0] in ("simulators", "testing", "tests")}
+    bad = {m for m in _imports(path) if m.split(".")[0] in ("simulators", "testing", "tests")
+           or (m.startswith("edge.devices.") and m.endswith(".sim"))}
     assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}: production never imports a simulator or a rig"
+
+
+def test_a_gateway_running_every_kind_loads_no_simulator():
+    """The kinds' registry loads a kind's ``sim`` module only when simulators/ ask for it: a gateway that
+    validates every shipped example and builds every reader has loaded no simulator module at all."""
+    probe = """
+import asyncio, sys, yaml
+from edge.config import GatewayConfig
+from edge.devices import kinds, make_reader
+from edge.devices.reader import ReaderContext
+import edge.service
+from yujing.clock import Clock
+
+async def main():
+    for kind in kinds().values():
+        for path in kind.examples():
+            gw = GatewayConfig.model_validate({"id": "g", "devices": yaml.safe_load(path.read_text())["devices"]})
+            for d in gw.devices:
+                make_reader(d, ReaderContext(Clock()))
+
+asyncio.run(main())
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("simulators", "testing") or m.endswith(".sim")))
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]", f"a gateway loaded {run.stdout.strip()}"
 
 
 # Landed from branches still at work while this rule came in: the duty office's rigs (duty_office, phones, sign,

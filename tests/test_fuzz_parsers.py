@@ -32,9 +32,11 @@ from alerts.channels.voice import twiml
 from alerts.nflog import Notification
 from yujing.wire import Reject, decode
 from testing.payloads import FEW, FUZZ, VALID, payloads
-from edge.config import ModbusRegister, SerialAsciiDevice
-from edge.readers import modbus_map, sl651_frame as sl
-from edge.readers.serial_ascii import parse_line
+from edge.devices.modbus import map as modbus_map
+from edge.devices.modbus.config import ModbusRegister
+from edge.devices.serial_ascii.config import SerialAsciiDevice
+from edge.devices.serial_ascii.reader import parse_line
+from edge.devices.sl651 import frame as sl
 from rules.service import parse_readings
 from yujing.config import load_config
 from yujing.errors import ConfigError, PayloadError

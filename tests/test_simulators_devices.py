@@ -7,8 +7,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from servers import free_port
 
-from edge.config import ModbusTcpDevice
-from edge.readers import ReaderContext, make_reader
+from edge.devices import make_reader
+from edge.devices.modbus.config import ModbusTcpDevice
+from edge.devices.reader import ReaderContext
 from simulators.devices import Fault, simulate_devices
 from simulators.devices.values import Constant, Manual, PiecewiseLinear, Ramp, TippingCounter
 from yujing.clock import Clock

@@ -1,4 +1,4 @@
-"""Device simulators for every configured device kind, driven by value sources, with fault injection.
+"""Device simulators for every configured device, driven by value sources, with fault injection.
 
     async with simulate_device(device_cfg, {"rain_count_mm": TippingCounter(...)}, clock) as sim:
         ...                        # the device answers where its config says
@@ -7,20 +7,50 @@
     async with simulate_devices(gw.devices, {dev.id: sources, ...}, clock) as sims:
         await sims.fault(Fault.OFFLINE, "rg-01")
 
-Modbus devices that share a TCP host:port or a serial port share one
-simulated server answering each slave id, as a real RS-485 bus or a Modbus
-gateway does.
+Each kind's simulator lives beside its reader, in ``edge/devices/<kind>/sim.py``: ``simulate(devices,
+sources, clock, mqtt)`` gives a simulator (an async context manager with ``set_fault``) per device id, the
+same one for devices that share a link (a Modbus RS-485 bus or TCP gateway), and ``relocate(device,
+place)`` moves a device onto a :class:`~simulators.devices.place.Place`. This package keeps what the
+kinds share: faults, value sources, ptys, places.
 """
 
 from __future__ import annotations
 
 import contextlib
+from types import ModuleType
 from typing import Any, AsyncIterator, Iterable
 
+from edge.devices import kind
 from simulators.devices.faults import Fault
+from simulators.devices.place import Place
 from simulators.devices.values import ValueSource
 
-__all__ = ["Fault", "SimulatedDevices", "ValueSource", "simulate_device", "simulate_devices"]
+__all__ = ["Fault", "Place", "SimulatedDevices", "ValueSource", "relocate", "simulable", "simulate_device",
+           "simulate_devices", "simulator_of"]
+
+
+def simulator_of(kind_name: str) -> ModuleType:
+    """The ``sim`` module of a device kind; LookupError if the kind has none (yet)."""
+    k = kind(kind_name)
+    try:
+        return k.load("sim")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{k.package}.sim":
+            raise  # the simulator exists and is broken: say so, do not hide it as "no simulator"
+        raise LookupError(f"no simulator for device type {kind_name!r}") from None
+
+
+def simulable(kind_name: str) -> bool:
+    try:
+        simulator_of(kind_name)
+    except LookupError:
+        return False
+    return True
+
+
+def relocate(device: Any, place: Place) -> Any:
+    """``device`` as it answers on ``place`` (see simulators/devices/place.py)."""
+    return simulator_of(device.type).relocate(device, place)
 
 
 class SimulatedDevices:
@@ -44,37 +74,17 @@ class SimulatedDevices:
 async def simulate_devices(devices: Iterable[Any], sources: dict[str, dict[str, ValueSource]],
                            clock: Any, mqtt: Any = None) -> AsyncIterator[SimulatedDevices]:
     """``mqtt``: the deployment's MqttConfig, where MQTT devices without their own ``broker`` publish."""
-    from simulators.devices.modbus import ModbusBusSim
     out = SimulatedDevices()
+    by_module: dict[str, tuple[ModuleType, list[Any]]] = {}  # a folder's kinds share links (Modbus TCP, RTU)
+    for dev in devices:
+        mod = simulator_of(dev.type)
+        by_module.setdefault(mod.__name__, (mod, []))[1].append(dev)
+    for mod, devs in by_module.values():
+        out.by_device.update(mod.simulate(devs, sources, clock, mqtt))
     async with contextlib.AsyncExitStack() as stack:
-        buses: dict[tuple, ModbusBusSim] = {}
-        for dev in devices:
-            srcs = sources.get(dev.id, {})
-            if dev.type in ("modbus_tcp", "modbus_rtu"):
-                key = (dev.type, dev.host, dev.port) if dev.type == "modbus_tcp" else (dev.type, dev.port)
-                if key not in buses:
-                    buses[key] = ModbusBusSim(dev)
-                buses[key].add(dev, srcs, clock)
-                out.by_device[dev.id] = buses[key]
-            else:
-                sim = _make_single(dev, srcs, clock, mqtt)
-                out.by_device[dev.id] = sim
         for sim in {id(s): s for s in out.by_device.values()}.values():
             await stack.enter_async_context(sim)
         yield out
-
-
-def _make_single(dev: Any, sources: dict[str, ValueSource], clock: Any, mqtt: Any) -> Any:
-    if dev.type == "serial_ascii":
-        from simulators.devices.ascii_gauge import AsciiGaugeSim
-        return AsciiGaugeSim(dev, sources, clock)
-    if dev.type == "sl651":
-        from simulators.devices.sl651_rtu import Sl651RtuSim
-        return Sl651RtuSim(dev, sources, clock)
-    if dev.type == "mqtt":
-        from simulators.devices.camera import FireCameraSim
-        return FireCameraSim(dev, sources, clock, mqtt)
-    raise LookupError(f"no simulator for device type {dev.type!r}")
 
 
 @contextlib.asynccontextmanager

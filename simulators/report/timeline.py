@@ -147,8 +147,13 @@ def figures(tl: Timeline) -> dict[str, Any]:
     told = [r for r in tl.recipients.values() if r.first_told_t is not None and r.tier != OBSERVER_TIER]
     households = {r.phone for r in told if r.tier == "household" or r.role == "household"}
     first_after: dict[str, float] = {}
+    by_channel: dict[tuple[str, str], float] = {}  # a red texts AND calls each household
     for e in notes:
         first_after.setdefault(e.data.get("phone", ""), e.t)
+        by_channel.setdefault((e.data.get("phone", ""), e.data.get("channel", "")), e.t)
+    last_after: dict[str, float] = {}  # a household's fan-out ends with the first message of its last channel
+    for (phone, _), t in by_channel.items():
+        last_after[phone] = max(t, last_after.get(phone, t))
     reached = [t for p, t in first_after.items() if p in households]
     askable = [r for r in told if r.asked_to_confirm]
 
@@ -172,7 +177,9 @@ def figures(tl: Timeline) -> dict[str, Any]:
         changes = [e.t for e in hazards + [e for e in tl.warnings() if e.data.get("state") not in ("issued", "lifted")
                                            and e.data.get("hazard") != "equipment"] if e.t <= min(reached)]
         hh_trigger = max(changes, default=None)
-    fanout = round(max(reached) - hh_trigger, 3) if hh_trigger is not None and every_household is not None else None
+    # judged against the bound, which is for the fan-out's last request: each household's last notification
+    fanout = (round(max(last_after[p] for p in households) - hh_trigger, 3)
+              if hh_trigger is not None and every_household is not None else None)
     bound = max((float(p["last_s"]) for p in tl.plans), default=None) or None
     return {
         "warnings_issued": len(issued),

@@ -51,8 +51,10 @@ class Area(BaseModel):
 def load_households(path: str | Path) -> dict[str, list[Person]]:
     """Households (户) from a CSV ``group,id,name,phone[,channels]``, keyed by the group (组) they hang under.
 
-    ``channels`` is optional, ``sms`` or ``sms voice`` (space- or ``|``-separated). Errors name the
-    file and line: ``households.csv:12: phone: …``.
+    ``channels`` is optional, ``sms``, ``voice`` or ``sms voice`` (space- or ``|``-separated); left out, a
+    household can take both, because a red's 立即转移 calls every household (alerts' default policy) and a
+    CSV that forgot the column must not silently drop those calls. Errors name the file and line:
+    ``households.csv:12: phone: …``.
     """
     import csv
 
@@ -74,7 +76,7 @@ def load_households(path: str | Path) -> dict[str, list[Person]]:
             raise ConfigError([f"{path}:1: missing columns {sorted(missing)}"])
         for row in reader:
             line = reader.line_num
-            raw = (row.get("channels") or "sms").replace("|", " ").split()
+            raw = (row.get("channels") or "sms voice").replace("|", " ").split()
             try:
                 person = Person(id=row.get("id") or "", name=row["name"], role=Role.HOUSEHOLD,
                                 phone=row["phone"].strip(), channels=raw)

@@ -6,7 +6,7 @@ A line that does not parse is counted and logged, never fatal. So is a line long
 ``max_line_bytes``: its bytes are discarded up to the next newline, whatever comes in between (a
 transmitter stuck without a newline once sent 200 KB, and asyncio's line reader raised on it).
 
-Example: edge/readers/serial_ascii.example.yaml
+Example: serial_ascii.example.yaml beside this module.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import AsyncIterator
 
 import serial_asyncio
 
-from edge.config import SerialAsciiDevice
-from edge.readers import ReaderContext, Sample, register
+from edge.devices.reader import ReaderContext, Sample
+from edge.devices.serial_ascii.config import SerialAsciiDevice
 from yujing.errors import DeviceError, PayloadError
 from yujing.log import Limiter
 
@@ -140,7 +140,8 @@ class AsciiStreamReader(_AsciiLine):
                 self.reject(exc)
 
 
-@register("serial_ascii")
 def make(device: SerialAsciiDevice, ctx: ReaderContext) -> _AsciiLine:
     return AsciiPolledReader(device, ctx) if device.request is not None else AsciiStreamReader(device, ctx)
 
+
+READERS = {"serial_ascii": make}

@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 from simulators.devices.faults import Fault, GoesOffline, source_key
+from simulators.devices.place import Place
 from simulators.devices.pty import PtyLine
 from simulators.devices.values import ValueSource
 
@@ -109,3 +110,12 @@ class AsciiGaugeSim(GoesOffline):
 
     async def __aexit__(self, *exc: object) -> None:
         await self._stop()
+
+
+def simulate(devices: list[Any], sources: dict[str, dict[str, ValueSource]], clock: Any,
+             mqtt: Any = None) -> dict[str, AsciiGaugeSim]:
+    return {d.id: AsciiGaugeSim(d, sources.get(d.id, {}), clock) for d in devices}
+
+
+def relocate(dev: Any, place: Place) -> Any:
+    return dev.model_copy(update={"port": place.tty(dev.port)})

@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass
 from typing import Sequence
 
-from edge.config import ModbusRegister
+from edge.devices.modbus.config import ModbusRegister
 
 WORDS = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2, "float64": 4, "bool": 1}
 _FMT = {"int16": ">h", "uint16": ">H", "int32": ">i", "uint32": ">I", "float32": ">f", "float64": ">d"}

@@ -7,13 +7,15 @@ import contextlib
 import os
 from typing import Any
 
-from edge.readers.sl651_frame import TIMED, Deframer, Frame, FrameError, element, report_body
+from edge.devices.sl651.frame import TIMED, Deframer, Frame, FrameError, element, report_body
 from simulators.devices.faults import Fault, GoesOffline
+from simulators.devices.place import Place
 from simulators.devices.pty import PtyLine
 from simulators.devices.values import ValueSource
 
-# quantity → (element id, bytes, decimals), the definitions common RTUs use
-ELEMENTS = {"rain_mm": (0x20, 3, 1), "rain_count_mm": (0x26, 3, 1), "level_m": (0x39, 4, 3)}
+# element id → (bytes, decimals), the definitions common RTUs use; other elements get 4 bytes, 2 decimals
+LAYOUT = {0x20: (3, 1), 0x26: (3, 1), 0x39: (4, 3)}
+SERIES = (0xF4, 0xF5)  # twelve 5-minute values in one element: not simulated
 
 
 class Sl651RtuSim(GoesOffline):
@@ -33,10 +35,15 @@ class Sl651RtuSim(GoesOffline):
     def frame(self) -> bytes:
         now = self.clock.now()
         self.serial = (self.serial + 1) % 65536
-        els = [element(*ELEMENTS[q][:1], self.sources[q].value(now), *ELEMENTS[q][1:])
-               for q in ELEMENTS if q in self.sources]
+        els = [element(ident, self.sources[el.quantity].value(now), *LAYOUT.get(ident, (4, 2)))
+               for ident, el in self._elements() if el.quantity in self.sources]
         body = report_body(self.serial, now, self.device.station, 0x50, now, els)
         return Frame(self.device.station, TIMED, body).encode()
+
+    def _elements(self) -> list[tuple[int, Any]]:
+        """The configured elements this RTU reports (by element id), in the config's order."""
+        out = [(int(key, 16), el) for key, el in self.device.elements.items()]
+        return [(ident, el) for ident, el in out if ident <= 0xFF and ident not in SERIES]
 
     async def send(self, raw: bytes) -> None:
         """Put raw bytes on the link (tests send malformed frames this way)."""
@@ -116,3 +123,17 @@ class Sl651RtuSim(GoesOffline):
 
     async def __aexit__(self, *exc: object) -> None:
         await self._stop()
+
+
+def simulate(devices: list[Any], sources: dict[str, dict[str, ValueSource]], clock: Any,
+             mqtt: Any = None) -> dict[str, Sl651RtuSim]:
+    return {d.id: Sl651RtuSim(d, sources.get(d.id, {}), clock) for d in devices}
+
+
+def relocate(dev: Any, place: Place) -> Any:
+    """A serial RTU on a pty of the place's; one that dials in, to a loopback port of the place's (RTUs
+    that shared a listener still share one)."""
+    if dev.transport == "serial":
+        return dev.model_copy(update={"port": place.tty(dev.port)})
+    port = place.port("sl651", dev.listen_host, dev.listen_port)
+    return dev.model_copy(update={"listen_host": "127.0.0.1", "listen_port": port})

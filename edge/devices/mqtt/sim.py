@@ -15,12 +15,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import Any
+import zlib
+from typing import TYPE_CHECKING, Any
 
 import aiomqtt
 
 from simulators.devices.faults import Fault, source_key
-from simulators.devices.values import ValueSource
+from simulators.devices.place import Place
+from simulators.devices.values import Constant, ValueSource
+
+if TYPE_CHECKING:
+    from simulators.scenario import Scenario
 
 
 def _put(doc: dict, path: str, value: Any) -> None:
@@ -106,4 +111,24 @@ class MqttDeviceSim:
                 await self._client.__aexit__(None, None, None)
 
 
-FireCameraSim = MqttDeviceSim  # a fire camera is an MQTT device whose fields are detection events
+
+def simulate(devices: list[Any], sources: dict[str, dict[str, ValueSource]], clock: Any,
+             mqtt: Any = None) -> dict[str, MqttDeviceSim]:
+    """``mqtt``: the deployment's broker, where a device without a ``broker`` of its own publishes."""
+    return {d.id: MqttDeviceSim(d, sources.get(d.id, {}), clock, mqtt) for d in devices}
+
+
+def relocate(dev: Any, place: Place) -> Any:
+    """Topics under the place's prefix. A device with a broker of its own publishes to the place's broker,
+    or (a place without one) to the deployment's, never to the vendor's."""
+    update: dict[str, Any] = {"topic": place.topic(dev.topic)}
+    if dev.broker is not None:  # without the vendor's credentials: they are not the place's
+        update["broker"] = type(dev.broker)(host=place.broker[0], port=place.broker[1]) if place.broker else None
+    return dev.model_copy(update=update)
+
+
+def scenario_sources(dev: Any, scn: Scenario, t0: Any) -> dict[str, ValueSource]:
+    """A camera's bearing to what it sees: the scenario's fire, else a fixed one of its own."""
+    fire = next((f for f in scn.fire if dev.id in f.cameras), None)
+    bearing = fire.bearing_deg if fire and fire.bearing_deg is not None else zlib.crc32(dev.id.encode()) % 360
+    return {"bearing_deg": Constant(float(bearing))}

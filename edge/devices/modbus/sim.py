@@ -20,10 +20,11 @@ import struct
 from typing import Any, AsyncIterator
 
 from pymodbus.client.mixin import ModbusClientMixin
+from pymodbus.framer.rtu import FramerRTU
 
-from edge.readers.modbus_map import WORDS
-from edge.readers.sl651_frame import crc16  # the same CRC-16 (Modbus polynomial 0xA001) as RTU frames
+from edge.devices.modbus.map import WORDS
 from simulators.devices.faults import Fault, source_key
+from simulators.devices.place import Place
 from simulators.devices.pty import PtyLine
 from simulators.devices.values import ValueSource
 
@@ -55,6 +56,9 @@ def registers_of(value: float, type_: str, order: str = "ABCD") -> list[int]:
     return words
 
 
+def crc16(data: bytes) -> int:
+    """CRC-16/MODBUS as an RTU frame carries it (low byte first), by pymodbus's own (independent) code."""
+    return int.from_bytes(FramerRTU.compute_CRC(data).to_bytes(2, "big"), "little")
 
 
 class SimSlave:
@@ -268,3 +272,27 @@ class ModbusBusSim:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.server.stop()
+
+
+def _bus(dev: Any) -> tuple:
+    return (dev.type, dev.host, dev.port) if dev.type == "modbus_tcp" else (dev.type, dev.port)
+
+
+def simulate(devices: list[Any], sources: dict[str, dict[str, ValueSource]], clock: Any,
+             mqtt: Any = None) -> dict[str, ModbusBusSim]:
+    """Devices that share a TCP host:port or a serial port share one simulated server answering each slave
+    id, as a real RS-485 bus or a Modbus gateway does."""
+    buses: dict[tuple, ModbusBusSim] = {}
+    out: dict[str, ModbusBusSim] = {}
+    for dev in devices:
+        sim = buses.setdefault(_bus(dev), ModbusBusSim(dev))
+        sim.add(dev, sources.get(dev.id, {}), clock)
+        out[dev.id] = sim
+    return out
+
+
+def relocate(dev: Any, place: Place) -> Any:
+    """On the place's own loopback port or pty; devices that shared an endpoint still share one."""
+    if dev.type == "modbus_tcp":
+        return dev.model_copy(update={"host": "127.0.0.1", "port": place.port("tcp", dev.host, dev.port)})
+    return dev.model_copy(update={"port": place.tty(dev.port)})

@@ -6,7 +6,7 @@ from ``ts`` when the device sends one. A payload that is not JSON, or lacks
 a configured path, is counted and logged, never fatal. Silence is normal: a
 camera that sees no fire says nothing.
 
-Example: edge/readers/mqtt_source.example.yaml
+Example: mqtt.example.yaml beside this module.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any, AsyncIterator
 
 import aiomqtt
 
-from edge.config import MqttSourceDevice
-from edge.readers import ReaderContext, Sample, register
+from edge.devices.mqtt.config import MqttSourceDevice
+from edge.devices.reader import ReaderContext, Sample
 from yujing.config.mqtt import MqttConfig
 from yujing.errors import DeviceError, PayloadError
 from yujing.log import Limiter
@@ -73,10 +73,7 @@ def map_payload(device: MqttSourceDevice, payload: bytes) -> list[Sample]:
     return out
 
 
-@register("mqtt")
 class MqttSourceReader:
-    silence_is_normal = True
-
     def __init__(self, device: MqttSourceDevice, ctx: ReaderContext) -> None:
         self.ctx = ctx
         self.device = device
@@ -116,3 +113,6 @@ class MqttSourceReader:
                             "suppressed": self.limiter.take_suppressed(exc.reason)}})
         except aiomqtt.MqttError as exc:
             raise DeviceError(self.device.id, f"MQTT source lost: {exc}") from None
+
+
+READERS = {"mqtt": MqttSourceReader}

@@ -8,7 +8,7 @@ counted by reason (once each), logged once a minute, and otherwise ignored. A fr
 off counts as ``truncated``, a multi-packet report it cut short as ``incomplete``. Multi-packet (SYN/ETB)
 reports are joined per station and answered once, when whole.
 
-Example: edge/readers/sl651.example.yaml
+Example: sl651.example.yaml beside this module.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from typing import AsyncIterator
 import serial_asyncio
 from prometheus_client import Counter
 
-from edge.config import Sl651Device
-from edge.readers import ReaderContext, Sample, register
-from edge.readers.sl651_frame import (
+from edge.devices.reader import ReaderContext, Sample
+from edge.devices.sl651.config import Sl651Device
+from edge.devices.sl651.frame import (
     KEEPALIVE,
     REPORTS,
     Deframer,
@@ -104,7 +104,6 @@ class Listener:
                 "suppressed": self.limiter.take_suppressed(reason)}})
 
 
-@register("sl651")
 class Sl651Reader:
     def __init__(self, device: Sl651Device, ctx: ReaderContext) -> None:
         self.device = device
@@ -225,3 +224,6 @@ class Sl651Reader:
             log.warning("SL651 frame rejected", extra={"kv": {
                 "device": self.device.id, "reason": reason, "error": message,
                 "suppressed": self.limiter.take_suppressed(reason)}})
+
+
+READERS = {"sl651": Sl651Reader}

@@ -11,8 +11,8 @@ from typing import Any
 from prometheus_client import Counter
 from pymodbus.exceptions import ModbusException
 
-from edge.readers import Sample
-from edge.readers.modbus_map import decode, plan, slice_words
+from edge.devices.modbus.map import decode, plan, slice_words
+from edge.devices.reader import Sample
 from yujing.errors import DeviceError
 from yujing.log import Limiter
 

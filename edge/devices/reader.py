@@ -1,4 +1,4 @@
-"""Readers: one module per device ``type:``, one small interface, one registry.
+"""The reader interface every device kind implements (edge/devices/<kind>/reader.py), and what readers share.
 
 A reader is an async context manager (open the connection on enter, close on
 exit) and either *polled* — ``await reader.read()`` returns the samples of one
@@ -10,7 +10,6 @@ Readers know nothing about MQTT, the outbox or quality rules; the poller
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, AsyncIterator, Callable, Protocol, runtime_checkable
@@ -52,23 +51,7 @@ class PushReader(Reader, Protocol):
     def samples(self) -> AsyncIterator[list[Sample]]: ...
 
 
-Factory = Callable[..., Reader]  # (device_cfg, ctx: ReaderContext) -> Reader
-_REGISTRY: dict[str, Factory] = {}
-_MODULES = {
-    "modbus_tcp": "edge.readers.modbus_tcp",
-    "modbus_rtu": "edge.readers.modbus_rtu",
-    "serial_ascii": "edge.readers.serial_ascii",
-    "sl651": "edge.readers.sl651",
-    "mqtt": "edge.readers.mqtt_source",
-}
-
-
-def register(kind: str) -> Callable[[Factory], Factory]:
-    def deco(factory: Factory) -> Factory:
-        _REGISTRY[kind] = factory
-        return factory
-
-    return deco
+Factory = Callable[..., Reader]  # (device_cfg, ctx: ReaderContext) -> Reader; a kind lists its own in READERS
 
 
 @dataclass
@@ -88,14 +71,3 @@ class ReaderContext:
         REJECTED.labels(device, reason).inc()
         tally = self.rejects.setdefault(device, {})
         tally[reason] = tally.get(reason, 0) + 1
-
-
-def make_reader(device: Any, ctx: ReaderContext) -> Reader:
-    kind = device.type
-    if kind not in _REGISTRY and kind in _MODULES:
-        importlib.import_module(_MODULES[kind])
-    try:
-        factory = _REGISTRY[kind]
-    except KeyError:
-        raise LookupError(f"no reader registered for device type {kind!r}") from None
-    return factory(device, ctx)

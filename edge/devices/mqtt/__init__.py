@@ -1,0 +1,1 @@
+"""JSON over MQTT (``mqtt``): third-party sensors and fire cameras. See README.md."""

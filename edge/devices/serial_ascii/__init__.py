@@ -1,0 +1,1 @@
+"""Line-oriented serial instruments (``serial_ascii``). See README.md."""

@@ -1,0 +1,1 @@
+"""SL 651-2014 hydrological RTUs (``sl651``). See README.md."""
