@@ -19,7 +19,6 @@ import gc
 import logging
 from collections.abc import Callable
 
-
 from collector import metrics as m
 from collector.config import CollectorConfig
 from yujing.wire import Row, decode_rows, to_readings

@@ -127,7 +127,9 @@ class Subscription:
             # read_ahead, QoS 0/1 PUBLISHes do not reach paho at all: see yujing.mqtt_reads.)
             self._paho.on_message = lambda _c, _u, m: on_message(m)
             self._paho._handle_on_message = on_message  # noqa: SLF001 -- inert, not wrong, if paho renames it
-        self.reader = ReadAhead(self.client, on_publish=on_message) if read_ahead else None
+        # (without manual acks paho's own reader must see each PUBLISH: it sends the PUBACK)
+        self.reader = (ReadAhead(self.client, on_publish=on_message if manual_ack else None) if read_ahead
+                       else None)
         self._present = False
         chained = self._paho.on_connect  # aiomqtt's own; it drops CONNACK's session-present flag
 
