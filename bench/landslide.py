@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from rules.backtest import replay  # noqa: E402
 from rules.series import load_series  # noqa: E402
-from yujing.config import load_config  # noqa: E402
+from yujing.compose import load_config  # noqa: E402
 from yujing.model import Level  # noqa: E402
 
 SERIES = ROOT / "rules" / "examples" / "landslide-acceleration.csv"

@@ -106,6 +106,12 @@ class ApiError(Exception):
         self.status, self.code, self.detail = status, code, detail
 
 
+def _one_place(site: str, area: str) -> None:
+    """A warning or a silence is over one site or one area: never both, never neither."""
+    if bool(site) == bool(area):
+        raise ApiError(400, "bad-request", "give exactly one of site or area")
+
+
 def _error(status: int, code: str, detail: str = "") -> web.Response:
     return web.json_response({"error": code, "detail": detail}, status=status)
 
@@ -260,8 +266,7 @@ async def issue(request: web.Request) -> web.Response:
     who: Identity = request[WHO]
     body: IssueIn = await _body(request, IssueIn)
     request[AUDIT]["detail"] = body.model_dump(mode="json")
-    if bool(body.site) == bool(body.area):
-        raise ApiError(400, "bad-request", "give exactly one of site or area")
+    _one_place(body.site, body.area)
     expires = body.expires or office.now() + timedelta(seconds=body.expires_in_s or office.cfg.default_expiry_s)
     if expires <= office.now():
         raise ApiError(422, "expired", "expires is in the past")
@@ -335,8 +340,7 @@ async def add_silence(request: web.Request) -> web.Response:
     who: Identity = request[WHO]
     body: SilenceIn = await _body(request, SilenceIn)
     request[AUDIT]["detail"] = body.model_dump(mode="json")
-    if bool(body.site) == bool(body.area):
-        raise ApiError(400, "bad-request", "give exactly one of site or area")
+    _one_place(body.site, body.area)
     try:
         office.issuer.check_place(body.site, body.area)
     except IssueError as exc:

@@ -24,9 +24,12 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from yujing.config import Config
 from yujing.model import Hazard, HazardWarning, Level, WarningState
+
+if TYPE_CHECKING:
+    from yujing.compose import Config  # the composed deployment (top floor); a type only
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (

@@ -1,12 +1,14 @@
 """``yujing drill CONFIG SCENARIO --speed N --report DIR``: a scenario replayed through the real chain.
 
 The real edge agents, broker, collector, rules and alerts run on an accelerated clock, drill-marked
-(``Runtime(drill=True)``) and on their own topic prefix (``<prefix>-drill``) with their own state
-directory, so a drill never mixes with live warnings. The simulated devices play the scenario; each
-gateway reaches the broker through a :class:`~simulators.link.LinkRelay` so a 4G link can drop and a
-gateway can go dark; the Twilio stand-in answers calls as the scenario says. Alerts routes each drill
-warning as the real one, cut down to the participants; whom it left out is read from its drill log. The
-recorder writes down everything it sees and the report is written from that timeline.
+(``Runtime(drill=True)``), on their own topic prefix (``<prefix>-drill-<run>``), MQTT sessions (client ids
+ending ``-drill-<run>``) and state directory, so a drill never mixes with live warnings, even on the live
+broker. They are started, supervised and stopped by :mod:`yujing.stack`, as ``yujing run`` starts them.
+The simulated devices play the scenario; each gateway reaches the broker through a
+:class:`~simulators.link.LinkRelay` so a 4G link can drop and a gateway can go dark; the Twilio stand-in
+answers calls as the scenario says. Alerts routes each drill warning as the real one, cut down to the
+participants; whom it left out is read from its drill log. The recorder writes down everything it sees and
+the report is written from that timeline.
 
 Scope: a drill simulates the devices the scenario scripts (and the gateways it faults), not the whole
 county, so hours of weather replay in seconds.
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import secrets
 import sys
@@ -31,15 +32,16 @@ from simulators.devices import Place, relocate
 from simulators.link import LinkRelay
 from simulators.playback import StormRain
 from simulators.recorder import Recorder
-from simulators.report import Kind, Timeline, write_report
+from simulators.report import Timeline, write_report
 from simulators.report.progress import Progress
 from simulators.report.timeline import check_expectations, figures
 from simulators.scenario import FaultEvent, FaultKind, Scenario, check_against, load_scenario
 from simulators.service import _twilio, running
 from yujing.clock import Clock
 from yujing.compose import Config
-from yujing.errors import ConfigError
+from yujing.errors import ConfigError, YujingError
 from yujing.runtime import Runtime
+from yujing.stack import STOP_GRACE_S, Parts, broker, serve_of
 
 log = logging.getLogger("yujing.drill")
 SERVICES = ("collector", "rules", "alerts")
@@ -59,22 +61,6 @@ def storm_sites(cfg: Config, scn: Scenario, min_mm_h: float = 5.0) -> set[str]:
                 out.add(site.id)
                 break
     return out
-
-
-def _note_plans(tl: Timeline, alerts_state: dict[str, Any]) -> None:
-    """The bound the provider's limits put on each fan-out (alerts' ``fanout-plan``), said in the report."""
-    pipeline = alerts_state.get("pipelines", {}).get("drill")
-    if pipeline is None:
-        return
-    import json
-    for _, warning_id, _, what, detail in pipeline.nflog.events():
-        if what == "fanout-plan":
-            p = json.loads(detail)
-            tl.plans.append({"warning": warning_id, **p})
-            tl.notes.append(f"Fan-out of {warning_id} through {p['provider']}: {p['sms']} SMS ({p['sms_segments']} "
-                            f"segments), {p['calls']} calls; the provider's limits and our rates put the last "
-                            f"person at {p['last_s']:g} s after the first request (SMS {p['sms_s']:g} s, "
-                            f"calls {p['calls_s']:g} s).")
 
 
 def drill_scope(cfg: Config, scn: Scenario) -> list[Any]:
@@ -100,7 +86,8 @@ def drill_config(cfg: Config, scn: Scenario, *, state_dir: Path, mqtt: Any = Non
     """
     m = mqtt or cfg.mqtt
     prefix = f"{m.topic_prefix}-drill" + (f"-{run}" if run else "")
-    m = m.model_copy(update={"topic_prefix": prefix})
+    # its own sessions too: a part of a drill on the live broker never resumes (nor takes over) a live part's
+    m = m.model_copy(update={"topic_prefix": prefix, "client_id_suffix": f"{m.client_id_suffix}-drill-{run or 'x'}"})
     gateways = []
     # simulated devices answer on loopback ports and ptys of the drill's own, never where a live system's
     # devices are (a drill may run beside production, and a pty would replace a real /dev/tty node);
@@ -135,8 +122,6 @@ def drill_config(cfg: Config, scn: Scenario, *, state_dir: Path, mqtt: Any = Non
     if getattr(alerts, "providers", None) and [p.value for p in alerts.providers] != ["twilio"]:
         # a drill sends through the stand-in only: never through a real provider's endpoint (Alibaba Cloud…)
         alerts = alerts.model_copy(update={"providers": [type(alerts.providers[0])("twilio")]})
-    if hasattr(alerts, "client_id"):
-        alerts = alerts.model_copy(update={"client_id": f"{alerts.client_id}-drill-{run or 'x'}"})
     if hasattr(alerts, "webhook"):  # its own callback server, on a free port, beside any live one
         alerts = alerts.model_copy(update={"webhook": alerts.webhook.model_copy(update={"port": 0,
                                                                                           "public_url": ""})})
@@ -156,13 +141,6 @@ def _unserved(section: Any) -> Any:
     return section.model_copy(update={"metrics_port": None})
 
 
-def _service(part: str) -> Any | None:
-    try:
-        return importlib.import_module(f"{part}.service").serve
-    except ImportError:
-        return None
-
-
 async def run_drill(cfg: Config, scn: Scenario, *, speed: float | None = None, report: str | Path | None = None,
                     progress: bool = False, mqtt: Any = None, start: datetime | None = None,
                     settle_s: float = 0.0, live_broker: bool = False) -> dict[str, Any]:
@@ -176,15 +154,13 @@ async def run_drill(cfg: Config, scn: Scenario, *, speed: float | None = None, r
         raise ConfigError([f"scenario {scn.name}: {p}" for p in problems])
     speed = speed or scn.speed
     start = start or datetime.now(timezone.utc).replace(microsecond=0)
-    broker = mqtt or cfg.mqtt
+    mqtt = mqtt or cfg.mqtt
     tl = Timeline(scenario={"name": scn.name, "description": scn.description, "duration_s": scn.duration,
                             "hazard": scn.hazard.value if scn.hazard else None},
                   started_at=start, speed=speed, deployment=cfg.deployment.name)
     with tempfile.TemporaryDirectory(prefix="yujing-drill-") as state:
         async with contextlib.AsyncExitStack() as stack:
-            if broker.embedded and not live_broker:
-                from yujing.mqtt import embedded_broker
-                await stack.enter_async_context(embedded_broker(broker.host, broker.port))
+            await stack.enter_async_context(broker(mqtt, live=live_broker))
             clock = Clock(speed, start=start)
             boot = Runtime(cfg, clock, drill=True)
             limits = None
@@ -197,13 +173,13 @@ async def run_drill(cfg: Config, scn: Scenario, *, speed: float | None = None, r
             standin = await stack.enter_async_context(_twilio(boot, 0, verbose=False, limits=limits))
             url = getattr(standin, "base_url", None)
             run = f"{start:%Y%m%d%H%M%S}{secrets.token_hex(2)}"
-            dcfg = drill_config(cfg, scn, state_dir=Path(state), mqtt=broker, twilio_url=url, speed=speed, run=run)
+            dcfg = drill_config(cfg, scn, state_dir=Path(state), mqtt=mqtt, twilio_url=url, speed=speed, run=run)
             rt = Runtime(dcfg, clock, drill=True)
             rec = Recorder(tl, dcfg)
             rec.clock = clock
-            _describe_sites(tl, dcfg, scn)
+            rec.describe_sites()
             for ev in scn.faults:
-                _mark_fault(tl, ev)
+                rec.mark_fault(ev)
             if standin is None:
                 tl.notes.append("The Twilio stand-in is not available: no notification could be observed.")
             else:
@@ -212,7 +188,7 @@ async def run_drill(cfg: Config, scn: Scenario, *, speed: float | None = None, r
             tl.notes.append(f"Clock speed {speed:g}: every real second of processing (sending at the provider's "
                             f"rate, callbacks) counts as {speed:g} scenario seconds, so notification and "
                             "confirmation times here are upper bounds; drill at a lower speed for sharper figures.")
-            missing = [p for p in ("edge",) + SERVICES if _service(p) is None]
+            missing = [p for p in ("edge",) + SERVICES if serve_of(p) is None]
             if missing:
                 tl.notes.append(f"Not run (not available in this build): {', '.join(missing)}. "
                                 "The timeline shows only what the parts that ran produced.")
@@ -229,27 +205,10 @@ async def run_drill(cfg: Config, scn: Scenario, *, speed: float | None = None, r
     return doc
 
 
-def _describe_sites(tl: Timeline, cfg: Config, scn: Scenario) -> None:
-    scripted = {d.site for g in cfg.gateways for d in g.devices}
-    for s in cfg.sites:
-        tl.sites[s.id] = {"name": s.name, "kind": s.kind.value, "area": s.area,
-                          "lineage": [a.id for a in cfg.lineage(s.area)], "scripted": s.id in scripted,
-                          "thresholds": s.thresholds.model_dump(mode="json", exclude_none=True)}
-
-
-def _mark_fault(tl: Timeline, ev: FaultEvent) -> None:
-    target = ev.gateway or ev.device
-    names = {FaultKind.LINK_DOWN: "4G link drops", FaultKind.DARK: "goes dark (power lost)",
-             FaultKind.OFFLINE: "goes offline", FaultKind.HANG: "hangs", FaultKind.GARBLED: "sends garbage"}
-    tl.add(ev.at, Kind.FAULT, f"{target} {names[ev.fault]}", target=target, fault=ev.fault.value, starting=True)
-    if ev.until is not None:
-        tl.add(ev.until, Kind.FAULT, f"{target} restored", target=target, fault=ev.fault.value, starting=False)
-
-
 async def _run(rt: Runtime, scn: Scenario, rec: Recorder, stack: contextlib.AsyncExitStack, progress: bool,
                standin: Any, settle_s: float) -> None:
     cfg = rt.config
-    edge = _service("edge")
+    edge = serve_of("edge")
     links: dict[str, LinkRelay] = {}
     gw_tasks: dict[str, asyncio.Task] = {}
     gw_stops: dict[str, asyncio.Event] = {}
@@ -288,22 +247,16 @@ async def _run(rt: Runtime, scn: Scenario, rec: Recorder, stack: contextlib.Asyn
                     start_gateway(ev.gateway)
 
         alerts_state: dict[str, Any] = {}
-        services = []
-        for part in SERVICES:
-            fn = _service(part)
-            if fn is None:
-                continue
-            kw: dict[str, Any] = {}
-            if part == "alerts":
-                from simulators.calls import participants
-                people = participants(cfg, scn.participants, rec.people)
-                if not people:
-                    rec.tl.notes.append("Nobody takes part: the scenario names no participants and "
-                                        "alerts.drill.recipients is empty, so no drill warning is sent.")
-                kw = {"drill_recipients": people, "state": alerts_state}
-                if standin is not None:
-                    kw["auth_token"] = standin.auth_token
-            services.append(tg.create_task(fn(rt, **kw), name=part))
+        chain = Parts(tg, rt)  # started, supervised and stopped as `yujing run` does
+        chain.start("collector")
+        chain.start("rules")
+        from simulators.calls import participants
+        people = participants(cfg, scn.participants, rec.people)
+        if not people:
+            rec.tl.notes.append("Nobody takes part: the scenario names no participants and "
+                                "alerts.drill.recipients is empty, so no drill warning is sent.")
+        chain.start("alerts", drill_recipients=people, state=alerts_state,
+                    **({"auth_token": standin.auth_token} if standin is not None else {}))
         if standin is not None:
             tg.create_task(_point_replies_at_alerts(standin, alerts_state, rt))
         call_log = None
@@ -321,23 +274,18 @@ async def _run(rt: Runtime, scn: Scenario, rec: Recorder, stack: contextlib.Asyn
                 if call_log is not None:
                     call_log.update()
                 bar.show(t, rec.tl)
-                if t >= scn.duration + settle_s:
+                if t >= scn.duration + settle_s or rt.stop.is_set():  # the end, or a part failed
                     break
                 await asyncio.sleep(min(0.25, rt.clock.real_seconds(scn.duration + settle_s - t) + 0.01))
             bar.show(scn.duration, rec.tl, done=True)
             rec.tl.ended_t = sim.offset(rt.clock.now())
             rec.active = False
-            _note_plans(rec.tl, alerts_state)
+            rec.note_plans(alerts_state)
             # the chain stops before the field: a gateway shut down at the end says goodbye (offline), which
             # rules still running would raise (and alerts send) as a gateway failure. The end is not one
-            rt.stop.set()
-            for s in services:  # each part flushes and returns; one that does not is stopped, and said so
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(asyncio.shield(s), 15)
-                if not s.done():
-                    rec.tl.notes.append(f"{s.get_name()} did not stop within 15 s of the drill's end; it was "
-                                        "cancelled.")
-                    s.cancel()
+            for late in await chain.stop():  # each part flushes and returns; one that does not is stopped, said so
+                rec.tl.notes.append(f"{late} did not stop within {STOP_GRACE_S:g} s of the drill's end; it "
+                                    "was cancelled.")
             for stop in gw_stops.values():
                 stop.set()
             for task in list(gw_tasks.values()):
@@ -348,6 +296,7 @@ async def _run(rt: Runtime, scn: Scenario, rec: Recorder, stack: contextlib.Asyn
             call_log.update()
         rec.read_drill_log(cfg.path(cfg.alerts.drill.log, "alerts-drill.sqlite"))
         listener.cancel()
+    chain.raise_if_failed()  # a drill with a part down proves nothing: no report, and the reason
 
 
 async def _clean_broker(cfg: Config, rec: Recorder) -> None:
@@ -357,7 +306,7 @@ async def _clean_broker(cfg: Config, rec: Recorder) -> None:
         async with mqtt_client(cfg.mqtt, f"yujing-drill-cleanup-{cfg.mqtt.topic_prefix}") as c:
             for topic in sorted(rec.retained_topics):
                 await c.publish(topic, b"", qos=1, retain=True)
-        ids = [getattr(cfg.alerts, "client_id", "")]
+        ids = [cfg.alerts.client_id, cfg.collector.client_id]  # + the drill's client id suffix, as they had
         with contextlib.suppress(ImportError):
             from rules.service import client_id
             ids.append(client_id(Runtime(cfg)))
@@ -386,6 +335,9 @@ async def main(cfg: Config, scenario_path: str, speed: float | None = None, repo
     except ConfigError as exc:
         print(f"yujing drill: {exc}", file=sys.stderr)
         return 2
+    except YujingError as exc:  # a part of the chain failed (the log above says how)
+        print(f"yujing drill: {exc}", file=sys.stderr)
+        return 1
     f = doc["figures"]
     print(f"drill: {scn.name}: {'PASSED' if doc['passed'] else 'FAILED'} — {f['warnings_issued']} warnings "
           f"(highest {f['highest_level'] or 'none'}), {f['people_told']} people told "

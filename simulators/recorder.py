@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from simulators.report.timeline import OBSERVER_TIER, Kind, Recipient, Timeline
+from simulators.scenario import FaultEvent, FaultKind
 from yujing import topics, wire
 from yujing.config.areas import load_households
 from yujing.mqtt import client as mqtt_client
@@ -74,6 +75,8 @@ class Recorder:
                 await c.subscribe(topic, qos=1)
             self.subscribed = True
             async for msg in c.messages:
+                if not str(msg.topic).startswith(self.prefix + "/"):
+                    continue  # not the drill's (a broker may serve more than was asked): never recorded, never cleared
                 kind = str(msg.topic)[len(self.prefix) + 1:].split("/", 1)[0]
                 if kind in ("warnings", "status", "cap"):
                     self.retained_topics.add(str(msg.topic))  # the drill clears these when it ends
@@ -214,6 +217,41 @@ class Recorder:
     def unanswered(self, t: float, phone: str, outcome: str) -> None:
         r = self.recipient(phone)
         self.tl.add(t, Kind.UNANSWERED, f"call to {r.name} ({r.role}) {outcome}", phone=phone, outcome=outcome)
+
+    # --- what the drill knows beforehand and afterwards --------------------------------------------
+
+    def describe_sites(self) -> None:
+        """Every site of the deployment for the report's map, marked whether the drill scripts it."""
+        scripted = {d.site for g in self.cfg.gateways for d in g.devices}
+        for s in self.cfg.sites:
+            self.tl.sites[s.id] = {"name": s.name, "kind": s.kind.value, "area": s.area,
+                                   "lineage": [a.id for a in self.cfg.lineage(s.area)], "scripted": s.id in scripted,
+                                   "thresholds": s.thresholds.model_dump(mode="json", exclude_none=True)}
+
+    def mark_fault(self, ev: FaultEvent) -> None:
+        """A fault the scenario scripts, at its start and (if it ends) its end."""
+        target = ev.gateway or ev.device
+        names = {FaultKind.LINK_DOWN: "4G link drops", FaultKind.DARK: "goes dark (power lost)",
+                 FaultKind.OFFLINE: "goes offline", FaultKind.HANG: "hangs", FaultKind.GARBLED: "sends garbage"}
+        self.tl.add(ev.at, Kind.FAULT, f"{target} {names[ev.fault]}", target=target, fault=ev.fault.value,
+                    starting=True)
+        if ev.until is not None:
+            self.tl.add(ev.until, Kind.FAULT, f"{target} restored", target=target, fault=ev.fault.value,
+                        starting=False)
+
+    def note_plans(self, alerts_state: dict[str, Any]) -> None:
+        """The bound the provider's limits put on each fan-out (alerts' ``fanout-plan``), said in the report."""
+        pipeline = alerts_state.get("pipelines", {}).get("drill")
+        if pipeline is None:
+            return
+        for _, warning_id, _, what, detail in pipeline.nflog.events():
+            if what == "fanout-plan":
+                p = json.loads(detail)
+                self.tl.plans.append({"warning": warning_id, **p})
+                self.tl.notes.append(
+                    f"Fan-out of {warning_id} through {p['provider']}: {p['sms']} SMS ({p['sms_segments']} "
+                    f"segments), {p['calls']} calls; the provider's limits and our rates put the last person at "
+                    f"{p['last_s']:g} s after the first request (SMS {p['sms_s']:g} s, calls {p['calls_s']:g} s).")
 
 
 def _ts(v: Any) -> datetime | None:

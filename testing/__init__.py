@@ -11,6 +11,9 @@
     testing.payloads   hostile MQTT payloads (hypothesis strategies) for the codec's fuzz tests
     testing.waits      wait_for: poll for an event that has no hook, failing with what never happened
     testing.console    the example on private ports under the real `yujing run`, and headless Chromium to look
+    testing.duty       the duty office beside the alerts rig, with an operator, a viewer and an admin
+    testing.cap        a CAP signer's certificate and key, and XML-DSig signing
+    testing.chain      the example chain's people by phone, as a drill's participants
 
 Production code never imports this package (tests/test_floors.py checks it); it may import anything.
 Test modules import helpers from here, never from one another.

@@ -137,9 +137,9 @@ async def running_alerts(directory: Path, *, mqtt_port: int, prefix: str, alerts
             rt.stop.set()
             done, _ = await asyncio.wait({rig.task}, timeout=10)
             if not done:  # say where the service waits: the one clue to a stop that hangs (seen once under load)
-                from yujing.cli import _where
+                from yujing.stack import where
                 me = asyncio.current_task()
-                chains = "; ".join(f"{t.get_name()} in {_where(t)}" for t in asyncio.all_tasks() if t is not me)
+                chains = "; ".join(f"{t.get_name()} in {where(t)}" for t in asyncio.all_tasks() if t is not me)
                 rig.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await rig.task

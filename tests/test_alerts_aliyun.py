@@ -249,7 +249,7 @@ def test_a_drill_of_a_deployment_on_alibaba_cloud_sends_through_the_stand_in_onl
     from alerts.harness import write_config
     from simulators.drill import drill_config
     from simulators.scenario import Scenario
-    from yujing.config import load_config
+    from yujing.compose import load_config
 
     monkeypatch.setenv("YUJING_TEST_ALIYUN_SECRET", SECRET)
     cfg_templates, _, _ = approved()

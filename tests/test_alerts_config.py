@@ -11,7 +11,8 @@ from alerts.directory import Directory
 from testing.alerts import EXAMPLE, write_config
 from alerts.render import DRILL_MARK, Renderer
 from alerts.route import route
-from yujing.config import ConfigError, load_config
+from yujing.compose import load_config
+from yujing.config import ConfigError
 from yujing.config.areas import load_households
 from yujing.model import Hazard, Level
 

@@ -7,42 +7,18 @@ import json
 
 import pytest
 from conftest import wait_for
-from testing.alerts import running_alerts, warning, write_config
+from testing.alerts import running_alerts, warning
+from testing.chain import (CITY_DUTY, COUNTY_DUTY, DRILL_HOME, DRILL_OFFICER, G1_LEADER, G2_LEADER, HOME_G1,
+                           HOME_G1_SMS_ONLY, HOME_XINLE, LIAISON, MONITOR, SITE_RESP, TOWN_DUTY, VILLAGE_RESP,
+                           XINLE_RESP, chain_people, example)
 
 from alerts.directory import Directory
 from alerts.nflog import NotificationLog
 from alerts.route import Recipient, drill_route, route
 from simulators.twilio import Behaviour
-from yujing.config import load_config
-from yujing.config.people import Channel, Person, Role
+from yujing.config.people import Channel
 from yujing.errors import StoreError
 from yujing.model import Level
-
-DRILL_OFFICER = {"name": "演练联络员", "role": "duty", "phone": "+8613911900001", "channels": ["sms", "voice"]}
-DRILL_HOME = {"name": "演练住户", "role": "household", "phone": "+8613911900002", "channels": ["sms"]}
-
-# the example chain (alerts/example): LS-GONGHE-01 sits in 共和村1组 of 石宝镇
-CITY_DUTY, COUNTY_DUTY = "+8613911000001", "+8613911000002"
-TOWN_DUTY, TOWN_RESP, TOWN_DEPUTY = "+8613911000010", "+8613911000011", "+8613911000012"
-VILLAGE_RESP, VILLAGE_GRID = "+8613911000020", "+8613911000022"
-G1_LEADER, G2_LEADER, XINLE_RESP, XINLE_LEADER = "+8613911000031", "+8613911000032", "+8613911000040", "+8613911000041"
-MONITOR, SITE_RESP = "+8613911000050", "+8613911000051"
-HOME_G1, HOME_G1_SMS_ONLY, HOME_XINLE = "+8613911200001", "+8613911200002", "+8613911200012"
-LIAISON = "+8613911900001"  # DRILL_OFFICER: configured for drills, nowhere in the chain
-
-
-def example(tmp_path):
-    return load_config(write_config(tmp_path / "chain", mqtt_port=1883, prefix="d", twilio_url="http://127.0.0.1:1",
-                                    alerts={"drill": {"recipients": [DRILL_OFFICER]}}))
-
-
-def chain_people(cfg, *phones: str) -> list[Person]:
-    """The configured people of the example chain with these phones (a scenario's participants)."""
-    d = Directory.load(cfg)
-    people = [p for a in cfg.areas for p in a.people] + [p for s in cfg.sites for p in s.people]
-    people += [p for hs in d.households.values() for p in hs]
-    return [next(p for p in people if p.phone == phone) for phone in phones]
-
 
 # Per level, what each participant hears in a drill: (channels, asked to confirm). Participants missing from
 # a row are told nothing at that level, exactly as the real warning would not tell them.

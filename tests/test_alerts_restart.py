@@ -49,7 +49,7 @@ async def test_sigkill_during_fan_out_then_restart_delivers_each_notification_ex
         try:
             await subscribed(tmp_path)
             from testing.alerts import Rig  # publish as the rules would
-            from yujing.config import load_config
+            from yujing.compose import load_config
             from yujing.runtime import Runtime
             rig = Rig(tw, Runtime(load_config(tmp_path)), tmp_path)
             await rig.publish(warning(Level.RED))

@@ -23,7 +23,7 @@ from testing.collector import stream
 
 from collector.config import InfluxV1Store, InfluxV2Store
 from yujing.clock import Clock
-from yujing.config import Config
+from yujing.compose import Config
 from yujing.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,7 +115,7 @@ async def test_resent_readings_are_stored_once_in_victoriametrics(mosquitto, vic
 RUNNER = """
 import asyncio, sys
 sys.path.insert(0, {root!r})
-from yujing.config import Config
+from yujing.compose import Config
 from collector.service import serve
 from yujing.runtime import Runtime
 cfg = Config.model_validate_json(open(sys.argv[1]).read())

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from yujing.cli import main
-from yujing.config import ConfigError, load_config
+from yujing.compose import load_config
+from yujing.config import ConfigError
 from yujing.config.secrets import Secret
 
 ROOT = Path(__file__).resolve().parent.parent

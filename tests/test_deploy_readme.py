@@ -10,7 +10,8 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from yujing.config import MqttConfig, load_config
+from yujing.compose import load_config
+from yujing.config import MqttConfig
 
 README = (ROOT / "deploy" / "README.md").read_text()
 

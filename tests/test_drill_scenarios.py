@@ -11,7 +11,7 @@ import pytest
 
 from simulators.drill import drill_config, drill_scope, run_drill
 from simulators.scenario import Scenario, load_scenario
-from yujing.config import load_config
+from yujing.compose import load_config
 from yujing.config.mqtt import MqttConfig
 
 ROOT = Path(__file__).resolve().parent.parent

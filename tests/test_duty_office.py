@@ -5,96 +5,26 @@ the audit log; sessions need CSRF; confirmations entered for a person stop their
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import sys
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from testing.duty import CHIEF_PASSWORD, duty_office, phones
 
-from alerts.harness import Rig, running_alerts
 from duty.accounts import hash_password
 from duty.service import serve as serve_duty
 from simulators.twilio import Behaviour
-from yujing.config import load_config
+from yujing.compose import load_config
 from yujing.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
 CITY_DUTY, COUNTY_DUTY = "+8613911000001", "+8613911000002"
 TOWN_DUTY, TOWN_RESP = "+8613911000010", "+8613911000011"
 VIL_RESP, VIL_GRID, G1_LEADER, G2_LEADER = "+8613911000020", "+8613911000022", "+8613911000031", "+8613911000032"
 XL_RESP, XL_G1_LEADER = "+8613911000040", "+8613911000041"
 GONGHE_HOMES = {f"+86139112{n:05d}" for n in range(1, 12)}
 ORANGE_GONGHE = {VIL_RESP, TOWN_RESP, TOWN_DUTY, VIL_GRID, G1_LEADER, G2_LEADER, COUNTY_DUTY, CITY_DUTY}
-CHIEF_PASSWORD = "chief-password-for-tests"
-
-
-@dataclass
-class Office:
-    rig: Rig
-    url: str
-    tokens: dict[str, Path]
-    state: dict[str, Any]
-
-    async def cli(self, user: str, *args: str) -> tuple[int, str, str]:
-        """`yujing …` as a child process, authenticated by the user's token file."""
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "YUJING_URL": self.url,
-               "YUJING_TOKEN_FILE": str(self.tokens[user])}
-        env.pop("YUJING_TOKEN", None)
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "yujing", *args, env=env,
-                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
-        return proc.returncode or 0, out.decode(), err.decode()
-
-    def audit(self) -> list[Any]:
-        return list(reversed(self.state["office"].audit.entries(1000)))
-
-
-@contextlib.asynccontextmanager
-async def duty_office(tmp_path: Path, mosquitto: Any, prefix: str, speed: float = 60.0,
-                      behaviours: dict[str, Behaviour] | None = None, alerts: dict[str, Any] | None = None,
-                      upstream: dict[str, Any] | None = None) -> AsyncIterator[Office]:
-    tokens = {}
-    for user in ("li", "wang"):
-        tokens[user] = tmp_path / f"{user}.token"
-        tokens[user].write_text(f"token-of-{user}-{prefix}-0123456789")
-    duty = {"port": 0, "client_id": f"duty-{prefix}", "sender_name": "忠县防汛抗旱指挥部",
-            "accounts": [{"user": "li", "role": "operator", "token": {"file": str(tokens["li"])}},
-                         {"user": "wang", "role": "viewer", "token": {"file": str(tokens["wang"])}},
-                         {"user": "chief", "role": "admin", "password_hash": hash_password(CHIEF_PASSWORD)}]}
-    import alerts.harness as harness
-
-    original = harness.write_config
-
-    def with_duty(directory: Path, **kw: Any) -> Path:
-        return original(directory, **kw, extra={"duty": duty, **({"upstream": upstream} if upstream else {})})
-
-    harness.write_config = with_duty  # the harness lays out the deployment; the duty section joins it
-    try:
-        async with running_alerts(tmp_path / "d", mqtt_port=mosquitto.port, prefix=prefix, speed=speed,
-                                  alerts={"grouping": {"wait_s": 0}, **(alerts or {})}, behaviours=behaviours,
-                                  default=Behaviour.answers_and_presses("1", after_s=5)) as rig:
-            harness.write_config = original
-            state: dict[str, Any] = {}
-            ready = asyncio.Event()
-            task = asyncio.create_task(serve_duty(rig.rt, ready=ready, state=state))
-            await asyncio.wait_for(ready.wait(), 15)
-            try:
-                yield Office(rig, state["url"], tokens, state)
-            finally:
-                rig.rt.stop.set()
-                await asyncio.wait_for(task, 10)
-    finally:
-        harness.write_config = original
-
-
-def phones(rig: Rig, start: int = 0) -> set[str]:
-    return {m.to for m in rig.twilio.messages[start:]}
 
 
 async def test_operator_issues_upgrades_and_lifts_a_village_warning_from_the_cli_and_a_viewer_cannot(
@@ -169,11 +99,20 @@ async def test_session_login_needs_csrf_for_writes_and_bad_passwords_are_refused
         async with http.post(api + "/warnings", json={**issue, "area": "nowhere"},
                              headers={"X-CSRF-Token": me["csrf"]}) as r:
             assert r.status == 422 and (await r.json())["error"] == "unknown-area"
+        # a warning or a silence is over exactly one place: both, or neither, is refused before anything is done
+        async with http.post(api + "/warnings", json={**issue, "site": "LS-GONGHE-01"},
+                             headers={"X-CSRF-Token": me["csrf"]}) as r:
+            assert r.status == 400 and (await r.json())["detail"] == "give exactly one of site or area"
+        async with http.post(api + "/silences", json={"for_s": 600, "reason": "维护"},
+                             headers={"X-CSRF-Token": me["csrf"]}) as r:
+            assert r.status == 400 and (await r.json())["detail"] == "give exactly one of site or area"
         async with http.get(api + "/audit?limit=10") as r:
             entries = (await r.json())["entries"]
         assert [(e["user"], e["result"]) for e in reversed(entries)] == [
             ("chief", "bad-credentials"), ("chief", "ok"), ("chief", "csrf"), ("chief", "ok"),
-            ("chief", "unknown-area")]
+            ("chief", "unknown-area"), ("chief", "bad-request"), ("chief", "bad-request")]
+        async with http.get(api + "/silences") as r:
+            assert (await r.json())["silences"] == []
         await office.rig.twilio.wait_until(lambda: office.rig.twilio.messages_to(XL_RESP), 20, "the blue SMS")
         # the shapes the console reads (the duty-office API contract)
         async with http.get(api + "/warnings") as r:

@@ -18,10 +18,10 @@ from servers import free_port
 from simulators.devices import simulate_device
 from simulators.devices.values import Manual, TippingCounter
 from simulators.twilio import TwilioStandIn
-from yujing.cli import PARTS, STOP_GRACE_S, run_parts
 from yujing.clock import Clock
-from yujing.config import load_config
+from yujing.compose import load_config
 from yujing.runtime import Runtime
+from yujing.stack import PARTS, STOP_GRACE_S, run_parts
 
 MONITOR = "+8613900010001"
 VILLAGE_HEAD = "+8613900000100"

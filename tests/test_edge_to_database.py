@@ -28,7 +28,7 @@ from simulators.devices import simulate_devices
 from testing.devices import deployment
 from testing.edge import accepted, duplicates, produced, saved_since, stored_ids
 from yujing.clock import Clock
-from yujing.config import Config
+from yujing.compose import Config
 from yujing.runtime import Runtime
 
 

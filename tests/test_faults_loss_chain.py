@@ -40,7 +40,7 @@ from collector.config import InfluxV1Store
 from edge.service import serve as serve_edge
 from yujing import topics
 from yujing.clock import Clock
-from yujing.config import Config, load_config
+from yujing.compose import Config, load_config
 from yujing.model import Hazard, HazardWarning, Level, WarningState, utcnow
 from yujing.runtime import Runtime
 

@@ -29,7 +29,7 @@ from conftest import terminate, wait_for
 
 from rules.engine import Engine
 from yujing import topics
-from yujing.config import load_config
+from yujing.compose import load_config
 from yujing.model import HazardWarning, Q, Reading, ReadingBatch
 
 ROOT = Path(__file__).resolve().parent.parent

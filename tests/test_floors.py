@@ -17,13 +17,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("edge", "collector", "rules", "alerts", "duty", "upstream", "console", "simulators", "testing")
 # The top floor: it composes the parts, so it may import them all.
-TOP = {"yujing/cli.py", "yujing/__main__.py", "yujing/compose.py"}
-# yujing.config's lazy ``Config``/``load_config`` (resolved to yujing.compose on first use, for callers written
-# before the split): the one upward reference the ground floor keeps, and it names the top floor, not a stage.
-SHIMS = {("yujing/config/__init__.py", "yujing.compose")}
-# Old names of the test rigs, aliases of testing.* while other branches still import them: not production
-# code (nothing in production imports them), and to be removed with their last user.
-RIG_ALIASES = {"alerts/harness.py", "rules/testkit.py"}
+TOP = {"yujing/cli.py", "yujing/__main__.py", "yujing/compose.py", "yujing/stack.py"}
+# The alerts rig's old name, an alias of testing.alerts while other branches still import it: not production
+# code (nothing in production imports it), and to be removed with its last user.
+RIG_ALIASES = {"alerts/harness.py"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -48,7 +45,6 @@ def _ground() -> list[Path]:
 def test_the_ground_floor_imports_no_stage(path: Path):
     rel = str(path.relative_to(ROOT))
     upward = {m for m in _imports(path) if m.split(".")[0] in STAGES or m == "yujing.compose"}
-    upward -= {m for f, m in SHIMS if f == rel}
     assert not upward, f"{rel} imports {sorted(upward)}: the ground floor must not import a stage"
 
 
@@ -63,7 +59,7 @@ def _kind_simulator(path: Path) -> bool:
                                   if not _kind_simulator(p)], ids=lambda p: str(p.relative_to(ROOT)))
 def test_production_imports_no_simulator_and_no_test_rig(path: Path):
     if str(path.relative_to(ROOT)) in RIG_ALIASES:
-        assert _imports(path) <= {"sys", "testing.alerts", "testing.rules"}, "an alias, and nothing more"
+        assert _imports(path) <= {"sys", "testing.alerts"}, "an alias, and nothing more"
         return
     bad = {m for m in _imports(path) if m.split(".")[0] in ("simulators", "testing", "tests")
            or (m.startswith("edge.devices.") and m.endswith(".sim"))}
@@ -98,18 +94,11 @@ print(sorted(m for m in sys.modules if m.split(".")[0] in ("simulators", "testin
     assert run.stdout.strip() == "[]", f"a gateway loaded {run.stdout.strip()}"
 
 
-# Landed from branches still at work while this rule came in: the duty office's rigs (duty_office, phones, sign,
-# _cert_and_key) and the drill's chain people (chain_people, example, ...) are to move to testing/ once those
-# branches settle. A ratchet: no other module may join this list.
-NOT_YET_MOVED = {"test_upstream_daemon.py": {"test_duty_office", "test_upstream_intake"},
-                 "test_report_drill_page.py": {"test_alerts_drill"}}
-
-
 @pytest.mark.parametrize("path", sorted((ROOT / "tests").glob("test_*.py")), ids=lambda p: p.name)
 def test_a_test_module_imports_no_other_test_module(path: Path):
     """Shared helpers live in testing/ (or conftest.py): importing a test module runs its module code and
     couples two specifications that should change independently."""
-    bad = {m for m in _imports(path) if m.split(".")[0].startswith("test_")} - NOT_YET_MOVED.get(path.name, set())
+    bad = {m for m in _imports(path) if m.split(".")[0].startswith("test_")}
     assert not bad, f"{path.name} imports {sorted(bad)}: move what it needs to testing/"
 
 

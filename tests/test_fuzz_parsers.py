@@ -38,7 +38,7 @@ from edge.devices.serial_ascii.config import SerialAsciiDevice
 from edge.devices.serial_ascii.reader import parse_line
 from edge.devices.sl651 import frame as sl
 from rules.service import parse_readings
-from yujing.config import load_config
+from yujing.compose import load_config
 from yujing.errors import ConfigError, PayloadError
 from yujing.model import Hazard, HazardWarning, Level, Quality, Reading, WarningState
 

@@ -139,12 +139,11 @@ async def test_every_sms_and_call_in_the_report_carries_the_words_sent_even_a_ca
     carries what the call says, as the SMS entries carry their text."""
     from conftest import wait_for
 
-    from alerts.harness import running_alerts
     from simulators.calls import CallLog
     from simulators.recorder import Recorder
     from simulators.twilio import Behaviour
-    from test_alerts_drill import G1_LEADER, HOME_G1, chain_people, example
-    from testing.alerts import warning
+    from testing.alerts import running_alerts, warning
+    from testing.chain import G1_LEADER, HOME_G1, chain_people, example
 
     people = chain_people(example(tmp_path), G1_LEADER, HOME_G1)
     async with running_alerts(tmp_path, mqtt_port=mosquitto.port, prefix=prefix, speed=60.0, drill_recipients=people,

@@ -11,7 +11,7 @@ import pytest
 
 from rules.backtest import replay
 from rules.series import load_series
-from yujing.config import load_config
+from yujing.compose import load_config
 from yujing.errors import ConfigError
 from yujing.model import HazardWarning
 

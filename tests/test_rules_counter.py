@@ -9,7 +9,7 @@ import pytest
 
 from rules.config import RainThresholds
 from rules.engine import Engine
-from rules.testkit import at, deployment, reading, site
+from testing.rules import at, deployment, reading, site
 from yujing.model import Level, Q
 
 TOP = 6553.6  # the documented default: 65536 tips × 0.1 mm

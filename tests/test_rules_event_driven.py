@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 import yaml
 
 from rules.engine import Engine
-from yujing.config import load_config
+from yujing.compose import load_config
 from yujing.model import Hazard
 
 

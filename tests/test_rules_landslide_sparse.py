@@ -8,7 +8,7 @@ import math
 import pytest
 
 from rules.engine import Engine
-from rules.testkit import at, deployment, reading, site
+from testing.rules import at, deployment, reading, site
 from yujing.model import Hazard, Level, Q, WarningState
 
 V0 = 2.0  # reference velocity, mm/day
@@ -91,7 +91,7 @@ def test_hourly_readings_still_smooth_over_six_hours():
 
 @pytest.mark.parametrize("interval_d, reported", [(3.5, False), (3.51, True), (30.0, True)])
 def test_a_device_configured_too_sparse_to_grade_is_reported_as_a_problem(interval_d, reported):
-    from rules.testkit import device
+    from testing.rules import device
     eng = Engine(deployment([site("HP-1", "landslide", landslide={"reference_mm_per_day": V0})],
                             gateways=[{"id": "gw-1", "devices": [
                                 device("hp-1", "HP-1", interval_d * 86400, "displacement_mm")]}]))

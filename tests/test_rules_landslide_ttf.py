@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from rules.engine import Engine
-from rules.testkit import at, deployment, reading, site
+from testing.rules import at, deployment, reading, site
 from yujing.model import Level, Q
 
 ROOT = Path(__file__).resolve().parent.parent

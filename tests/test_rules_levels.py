@@ -102,7 +102,7 @@ def test_a_reservoir_without_characteristic_levels_is_reported_not_guessed():
 
 
 def test_levels_out_of_order_in_a_site_are_a_config_error(tmp_path):
-    from yujing.config import load_config
+    from yujing.compose import load_config
     from yujing.errors import ConfigError
     (tmp_path / "a.yaml").write_text(
         "areas: [{id: c, name: 县, tier: county}]\n"

@@ -11,7 +11,7 @@ import pytest
 
 from rules.config import Resolver
 from rules.engine import Engine
-from rules.testkit import at, deployment, device, reading, site
+from testing.rules import at, deployment, device, reading, site
 from yujing.errors import ConfigError
 from yujing.model import Level, Q, Quality, WarningState
 
@@ -215,7 +215,7 @@ def test_a_site_bound_contradicting_the_deployments_is_refused_naming_the_site()
 def test_the_demo_deployment_states_the_defaults_and_a_reservoir_range():
     from pathlib import Path
 
-    from yujing.config import load_config
+    from yujing.compose import load_config
     cfg = load_config(Path(__file__).resolve().parent.parent / "rules" / "examples" / "demo")
     res = Resolver(cfg.rules, {s.id: s for s in cfg.sites})
     assert cfg.rules.plausible == type(cfg.rules.plausible)()  # the example shows the built-in defaults

@@ -15,7 +15,7 @@ from testing.rules import Service, subscribe, Warnings
 
 from yujing import topics
 from yujing.clock import Clock
-from yujing.config import Config, load_config
+from yujing.compose import Config, load_config
 from yujing.model import HazardWarning, Level, Q, Reading, ReadingBatch, WarningState, new_id
 from yujing.runtime import Runtime
 

@@ -25,7 +25,7 @@ from shipped_broker import PASSWORDS, ShippedMosquitto, plain
 from collector.service import serve as collector_serve
 from collector.stores import open_store
 from rules.service import serve as rules_serve
-from yujing.config import Config
+from yujing.compose import Config
 from yujing.model import HazardWarning
 from yujing.provenance import Refusal, Senders
 from yujing.runtime import Runtime

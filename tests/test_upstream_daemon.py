@@ -13,10 +13,10 @@ from datetime import datetime, timezone
 
 import aiohttp
 from cap_docs import BILLION_LAUGHS, SENDER, document
-from test_duty_office import duty_office, phones
+from testing.cap import cert_and_key, sign
+from testing.duty import duty_office, phones
 
 from simulators.twilio import Behaviour
-from test_upstream_intake import _cert_and_key, sign
 
 CITY_DUTY, COUNTY_DUTY = "+8613911000001", "+8613911000002"
 TOWN_DUTY, TOWN_RESP = "+8613911000010", "+8613911000011"
@@ -36,8 +36,8 @@ async def test_cap_from_the_bureau_reaches_the_township_chain_escalates_updates_
         mosquitto, prefix, tmp_path, monkeypatch):
     monkeypatch.setenv("TEST_CAP_TOKEN", TOKEN)
     monkeypatch.setenv("TEST_CAP_HMAC", HMAC_KEY)
-    cert, key = _cert_and_key()
-    other_cert, other_key = _cert_and_key()
+    cert, key = cert_and_key()
+    other_cert, other_key = cert_and_key()
     (tmp_path / "signer.pem").write_text(cert)
     upstream = {"max_bytes": 65536, "sources": [
         {"id": "signed", "sender": "500233_Natural_Resources", "auth": {"bearer": {"env": "TEST_CAP_TOKEN"}},

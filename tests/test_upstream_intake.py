@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 from cap_docs import BILLION_LAUGHS, EXTERNAL_ENTITY, SENDER, document
+from testing.cap import cert_and_key, sign
 
 from duty.issuer import Issuer
 from upstream.cap import Reason, Refusal, read
 from upstream.config import Source
 from upstream.intake import DeadLetters, Intake, Status
-from yujing.config import load_config
+from yujing.compose import load_config
 from yujing.model import Hazard, Level, WarningState
 
 DATA = Path(__file__).parent / "data" / "cap"
@@ -140,35 +141,9 @@ def test_areas_by_geocode_polygon_and_circle(rig, shape, expected):
     assert [w.area for w in out.warnings] == expected
 
 
-def _cert_and_key():
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "zx-met test signer")])
-    now = datetime.now(timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=30))
-            .sign(key, hashes.SHA256()))
-    return (cert.public_bytes(serialization.Encoding.PEM).decode(),
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption()))
-
-
-def sign(xml: str, cert: str, key: bytes) -> bytes:
-    from lxml import etree
-    from signxml import XMLSigner
-
-    root = etree.fromstring(xml.encode())
-    signed = XMLSigner().sign(root, key=key, cert=cert)
-    return etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
-
-
 def test_signed_source_takes_a_good_signature_and_refuses_missing_wrong_and_tampered_ones(rig):
-    cert, key = _cert_and_key()
-    other_cert, other_key = _cert_and_key()
+    cert, key = cert_and_key()
+    other_cert, other_key = cert_and_key()
     rig.certificates = {"zx-met": cert}
     assert refused(rig, document("sig1")).reason is Reason.UNSIGNED
     assert refused(rig, sign(document("sig2"), other_cert, other_key)).reason is Reason.BAD_SIGNATURE

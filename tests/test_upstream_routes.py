@@ -20,7 +20,7 @@ from upstream.feeds import entries, poll
 from upstream.intake import DeadLetters, Intake
 from upstream.service import _mqtt
 from yujing.clock import Clock
-from yujing.config import load_config
+from yujing.compose import load_config
 from yujing.runtime import Runtime
 
 

@@ -16,7 +16,7 @@ from alerts.route import route
 from duty.issuer import Issue, IssueError, Issuer
 from duty.publisher import IssuerLink
 from simulators.twilio import Behaviour
-from yujing.config import load_config
+from yujing.compose import load_config
 from yujing.model import Hazard, HazardWarning, Level, WarningState, utcnow
 
 EXAMPLE = "alerts/example"

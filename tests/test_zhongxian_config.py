@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from simulators.scenario import check_against, load_scenario
-from yujing.config import Tier, load_config
+from yujing.compose import load_config
+from yujing.config import Tier
 
 ROOT = Path(__file__).resolve().parent.parent
 ZX = ROOT / "config" / "zhongxian"

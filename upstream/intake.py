@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter
 
@@ -27,9 +28,11 @@ from duty.issuer import Issue, Issuer
 from upstream.cap import CapAlert, Reason, Refusal, read
 from upstream.config import Source
 from upstream.mapping import areas_of, hazard_of, level_of, permitted
-from yujing.config import Config
 from yujing.log import Limiter
 from yujing.model import HazardWarning, WarningState
+
+if TYPE_CHECKING:
+    from yujing.compose import Config  # the composed deployment (top floor); a type only
 
 log = logging.getLogger("yujing.upstream")
 REFUSED = Counter("yujing_upstream_refused_total", "CAP documents refused, by reason", ["source", "reason"])

@@ -15,12 +15,15 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from upstream.cap import CapArea, CapInfo, Reason, Refusal
 from upstream.config import EventRule
-from yujing.config import Config
 from yujing.config.areas import Area, Tier
 from yujing.model import Hazard, Level
+
+if TYPE_CHECKING:
+    from yujing.compose import Config  # the composed deployment (top floor); a type only
 
 DEFAULT_EVENTS: list[tuple[str, Hazard]] = [
     ("地质灾害", Hazard.LANDSLIDE), ("滑坡", Hazard.LANDSLIDE), ("泥石流", Hazard.LANDSLIDE),

@@ -8,136 +8,22 @@
     yujing console CONFIG                    the duty office's API and web console alone (as yujing duty)
     yujing rules test CONFIG --readings FILE  backtest rules on a CSV/JSON series
     yujing drill CONFIG SCENARIO --speed N --report DIR
+
+The parts are started by :mod:`yujing.stack`, the composition root this command and drills share.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import importlib
-import logging
-import signal
 import sys
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from yujing import __version__
 from yujing import log as ylog
-from yujing import systemd
-from yujing.clock import Clock
 from yujing.compose import Config, load_config
 from yujing.errors import ConfigError, YujingError
-
-if TYPE_CHECKING:
-    from yujing.runtime import Runtime
-
-log = logging.getLogger("yujing")
-
-PARTS = ("edge", "collector", "rules", "alerts", "duty")
-
-
-def _service(part: str) -> Callable[..., Awaitable[None]]:
-    return importlib.import_module(f"{part}.service").serve  # type: ignore[no-any-return]
-
-
-async def run_parts(cfg: Config, parts: tuple[str, ...], *, speed: float | None = None,
-                    duration_s: float | None = None, gateways: list[str] | None = None,
-                    rt: "Runtime | None" = None, handle_signals: bool = True) -> None:
-    """Start ``parts`` (and the embedded broker and simulators if configured) until ``rt.stop``.
-
-    SIGTERM and SIGINT set the stop event; each part then flushes what it holds and returns.
-    """
-    from yujing.mqtt import embedded_broker
-    from yujing.runtime import Runtime
-
-    sim = cfg.simulation
-    if rt is None:
-        rt = Runtime(cfg, Clock(speed or (sim.speed if sim else 1.0)))
-    loop = asyncio.get_running_loop()
-    if handle_signals:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, rt.stop.set)
-    if duration_s:
-        loop.call_later(duration_s, rt.stop.set)
-    async with contextlib.AsyncExitStack() as stack:
-        if cfg.mqtt.embedded:
-            await stack.enter_async_context(embedded_broker(cfg.mqtt.host, cfg.mqtt.port))
-        if sim is not None:
-            simulators = importlib.import_module("simulators.service")
-            await stack.enter_async_context(simulators.running(rt))
-        failed: list[str] = []
-        async with asyncio.TaskGroup() as tg:
-            running = []
-            for part in parts:
-                kwargs: dict[str, Any] = {"gateways": gateways} if part == "edge" and gateways else {}
-                if part == "alerts":
-                    kwargs.update(_lent_token(cfg))
-                running.append(tg.create_task(_supervised(part, _service(part)(rt, **kwargs), rt, failed), name=part))
-            tg.create_task(systemd.supervise(rt.stop, "running " + " ".join(parts)), name="systemd")
-            tg.create_task(_stop_deadline(rt, running), name="stop-deadline")
-    if failed:
-        raise YujingError(f"stopped because {', '.join(failed)} failed (see the log above)")
-    log.info("stopped")
-
-
-def _lent_token(cfg: Config) -> dict[str, Any]:
-    """Against a Twilio stand-in (``base_url`` set) with no auth token to be had, the stand-in's own (the demo,
-    or ``yujing alerts`` beside ``python -m simulators.twilio``). Decided here, at the top: production code
-    never imports a simulator."""
-    twilio = cfg.alerts.twilio
-    if twilio.base_url is None:
-        return {}
-    try:
-        if twilio.auth_token is not None:
-            twilio.auth_token.get()
-            return {}
-    except LookupError:
-        pass
-    from simulators.twilio_records import DEFAULT_TOKEN
-
-    log.warning("no Twilio auth token; using the stand-in's (demo only)", extra={"kv": {"base_url": twilio.base_url}})
-    return {"auth_token": DEFAULT_TOKEN}
-
-
-STOP_GRACE_S = 30.0
-
-
-async def _stop_deadline(rt: "Runtime", running: list["asyncio.Task[None]"]) -> None:
-    """After stop, give the parts STOP_GRACE_S real seconds to flush; then cancel the stragglers, loudly.
-
-    What they hold is durable already (outbox, spool, state, notification log), so a forced stop loses
-    nothing; a stop that never ends would leave systemd or the shell waiting for ever.
-    """
-    await rt.stop.wait()
-    _, pending = await asyncio.wait(running, timeout=STOP_GRACE_S)
-    if pending:  # say where they wait: the one clue to a stop that hangs
-        me = asyncio.current_task()
-        for task in sorted(asyncio.all_tasks() - {me}, key=lambda t: t.get_name()):
-            log.error("still running at the stop deadline: %s waits in %s", task.get_name(), _where(task))
-    for task in pending:
-        log.error("%s did not stop within %.0f s: cancelling it", task.get_name(), STOP_GRACE_S)
-        task.cancel()
-
-
-def _where(task: "asyncio.Task[object]") -> str:
-    """The await chain a task is suspended in, innermost last (its last three frames)."""
-    frames, coro = [], task.get_coro()
-    while coro is not None:
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-        if frame is not None:
-            frames.append(f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno} {frame.f_code.co_name}")
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
-    return " > ".join(frames[-3:]) or "?"
-
-
-async def _supervised(part: str, work: Awaitable[None], rt: "Runtime", failed: list[str]) -> None:
-    """Run one part; if it fails, log it at once and stop the others gracefully (they flush what they hold)."""
-    try:
-        await work
-    except Exception:
-        log.exception("%s failed; stopping every part", part)
-        failed.append(part)
-        rt.stop.set()
+from yujing.stack import PARTS, run_parts
 
 
 def _load(path: str) -> Config:

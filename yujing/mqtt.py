@@ -11,7 +11,7 @@ import contextlib
 import logging
 import socket
 import ssl
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 import aiomqtt
 
@@ -45,14 +45,16 @@ def client(
     password: str | None = None,
     **extra: object,
 ) -> aiomqtt.Client:
-    """An aiomqtt client for ``cfg`` (use as ``async with``). Per-gateway credentials may override."""
+    """An aiomqtt client for ``cfg`` (use as ``async with``). Per-gateway credentials may override.
+
+    Its MQTT client id is ``client_id`` + ``cfg.client_id_suffix`` (a drill's parts are never the live ones)."""
     if username is None and cfg.username is not None:
         username = cfg.username
         password = cfg.password.get() if cfg.password else None
     return aiomqtt.Client(
         cfg.host,
         cfg.port,
-        identifier=client_id,
+        identifier=client_id + cfg.client_id_suffix,
         username=username,
         password=password,
         tls_context=tls_context(cfg),
@@ -68,14 +70,33 @@ def client(
     )
 
 
+def _own_retained_only() -> type:
+    """amqtt's Broker, serving a client only the retained messages of topic filters it subscribed to.
+
+    amqtt (0.11, 0.12 and its main branch as of this writing) publishes, on every CONNECT, the retained messages
+    matching every filter *any* client holds (broker.py: "publish retained messages to a pre-existing session's
+    subscriptions" loops over the broker's whole subscription table). So a client saw topics it never asked
+    for: a drill on the demo's broker received the live system's retained heartbeats, and the live parts
+    a drill's. amqtt has no hook for this; the one method both paths go through is narrowed here.
+    """
+    from amqtt.broker import Broker
+
+    class OwnRetainedOnly(Broker):  # type: ignore[misc]
+        async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int],
+                                                              session: Any) -> None:
+            holders = self._subscriptions.get(subscription[0], [])
+            if any(held.client_id == session.client_id for held, _ in holders):
+                await super()._publish_retained_messages_for_subscription(subscription, session)
+
+    return OwnRetainedOnly
+
+
 @contextlib.asynccontextmanager
 async def embedded_broker(host: str, port: int) -> AsyncIterator[None]:
     """An in-process MQTT broker (amqtt) for the demo: no Mosquitto needed. Slow; never for production."""
     for noisy in ("amqtt", "transitions"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    from amqtt.broker import Broker
-
-    broker = Broker(
+    broker = _own_retained_only()(
         {
             "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}"}},
             "sys_interval": 0,

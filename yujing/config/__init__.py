@@ -7,9 +7,6 @@ at the top floor, in :mod:`yujing.compose`:
 
     from yujing.compose import load_config
     cfg = load_config("config/zhongxian")   # a directory of YAML files, or one file
-
-``yujing.config.Config`` and ``yujing.config.load_config`` still resolve (to :mod:`yujing.compose`, on first
-use) for callers written before the split; new code imports them from ``yujing.compose``.
 """
 
 from __future__ import annotations
@@ -147,12 +144,3 @@ def load(path: str | Path, model: type[M]) -> M:
         raise ConfigError(problems)
     return cfg
 
-
-def __getattr__(name: str) -> Any:
-    """Shim: ``Config`` and ``load_config`` live at the top floor (:mod:`yujing.compose`), which knows every part.
-    Resolved on first use, never at import, so importing this package imports no stage."""
-    if name in ("Config", "load_config"):
-        import yujing.compose  # noqa: PLC0415  (the one upward reference of this package; see the docstring)
-
-        return getattr(yujing.compose, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -29,3 +29,6 @@ class MqttConfig(BaseModel):
     tls: Tls | None = None
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     topic_prefix: str = Field(default="yujing", pattern=r"^[A-Za-z0-9_\-/]+$")
+    # appended to every client id this deployment's parts use: two deployments on one broker (a drill beside
+    # the live system) then never share a session, and neither takes the other's connection over
+    client_id_suffix: str = Field(default="", max_length=64, pattern=r"^[A-Za-z0-9_\-]*$")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
 import zlib
 from typing import TYPE_CHECKING, Any
 
@@ -97,7 +98,9 @@ class MqttDeviceSim:
         self.fault = fault
 
     async def __aenter__(self) -> "MqttDeviceSim":
-        self._client = aiomqtt.Client(self.host, self.port, identifier=f"sim-mqtt-{self.device.id}")
+        # a random tail: the same camera simulated by a drill beside the demo must not take the demo's over
+        self._client = aiomqtt.Client(self.host, self.port,
+                                      identifier=f"sim-mqtt-{self.device.id}-{secrets.token_hex(3)}")
         await self._client.__aenter__()
         self._task = asyncio.create_task(self._loop())
         return self
