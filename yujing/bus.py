@@ -179,7 +179,8 @@ class Subscription:
         """PUBACK many messages, each ``(generation, mid, qos)`` (void for an earlier connection), in one write.
 
         paho queues and sends one packet per ``ack`` (a dict, a deque entry, a writer registered with the
-        loop and a ``send`` each): here the QoS 1 acks of a batch are one out-packet of 4 bytes per message.
+        loop and a ``send`` each): here the QoS 1 acks of a batch are queued at once and sent when the socket
+        is writable (a ``send`` each, from one wake-up).
         """
         if not (self.manual_ack and self.live):
             return
@@ -191,9 +192,12 @@ class Subscription:
                     mids.append(_PUBACK | mid)
                 elif qos:
                     ack(mid, qos)
-        if mids:
-            packet = struct.pack(f"!{len(mids)}I", *mids)
-            self._paho._packet_queue(paho.PUBACK, packet, 0, 0)  # noqa: SLF001 -- see the module docstring
+        if mids:  # one out-packet each, as paho frames them, and one writer registration for all
+            out = self._paho._out_packet  # noqa: SLF001 -- see the module docstring
+            for word in mids:
+                out.append({"command": paho.PUBACK, "mid": 0, "qos": 0, "pos": 0, "to_process": 4,
+                            "packet": struct.pack("!I", word), "info": None})
+            self._paho._call_socket_register_write()  # noqa: SLF001
 
     async def messages(self, stop: asyncio.Event | None = None) -> AsyncIterator[Message]:
         """Messages until ``stop`` (then it returns) or a broken link (then ``aiomqtt.MqttError``)."""
