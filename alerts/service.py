@@ -50,6 +50,7 @@ from yujing.errors import PayloadError
 from yujing.config.people import Person
 from yujing.log import Limiter
 from yujing.model import HazardWarning
+from yujing.publish import Outgoing, drain
 from yujing.runtime import Runtime
 
 log = logging.getLogger("yujing.alerts")
@@ -195,7 +196,9 @@ async def _timers(rt: Runtime, pipelines: list[Pipeline], wake: asyncio.Event) -
 
 class _CapPublisher:
     """CAP documents: built once, kept in the warning's notification log (real or drill: each references
-    its own kind), served by the webhooks' CapBook and published on MQTT once the broker is there."""
+    its own kind), served by the webhooks' CapBook and published on MQTT once the broker is there: the logs'
+    unpublished documents are a yujing.publish.Queue, drained on the live connection (``changed``,
+    ``pending``, ``delivered``), oldest first, each marked published once its PUBACK is in."""
 
     def __init__(self, rt: Runtime, caps: CapBook, directory: Directory) -> None:
         self.rt = rt
@@ -203,7 +206,10 @@ class _CapPublisher:
         self.directory = directory
         self.sub: Subscription | None = None  # the live connection, if any
         self.logs: list[NotificationLog] = []
-        self._lock = asyncio.Lock()  # one publisher of a log's backlog at a time: nothing goes out twice
+        self.changed = asyncio.Event()  # a document was kept: publish it
+        self._order: dict[tuple[int, str], int] = {}  # (log, identifier) -> its place in the queue, first seen
+        self._at: dict[int, tuple[int, NotificationLog, str]] = {}
+        self._last = 0
 
     def to(self, nflog: NotificationLog) -> Publish:
         """The pipeline's ``publish`` for warnings of ``nflog``."""
@@ -211,7 +217,7 @@ class _CapPublisher:
 
         async def publish(w: HazardWarning, text: str) -> None:
             self.keep(nflog, w, text)
-            await self.flush()
+            self.changed.set()
         return publish
 
     def keep(self, nflog: NotificationLog, w: HazardWarning, text: str, published: bool = False) -> None:
@@ -238,18 +244,37 @@ class _CapPublisher:
         for ident, hazard, site, xml in nflog.caps():
             self.caps.add(hazard, site, ident, xml)
 
-    async def flush(self) -> None:
-        """Publish every document the broker has not taken yet, oldest first (the last one stays retained; a
-        drill's document on a live system is not retained: the slot is the real state's)."""
-        async with self._lock:
-            for nflog in self.logs:
-                retain = nflog.drill == self.rt.drill
-                for ident, hazard, site, xml in nflog.caps(unpublished=True):
-                    if self.sub is None:
-                        return
+    async def pending(self, after: int) -> list[Outgoing]:
+        """Every document the broker has not taken yet, in the order first seen (the last one stays retained;
+        a drill's document on a live system is not retained: the slot is the real state's)."""
+        out = []
+        for i, nflog in enumerate(self.logs):
+            retain = nflog.drill == self.rt.drill
+            for ident, hazard, site, xml in nflog.caps(unpublished=True):
+                at = self._order.get((i, ident))
+                if at is None:
+                    self._last = self._order[i, ident] = at = self._last + 1
+                self._at[at] = (i, nflog, ident)
+                if at > after:
                     topic = topics.cap(self.rt.config.mqtt.topic_prefix, hazard, site)
-                    await self.sub.publish(topic, xml.encode(), qos=1, retain=retain)
-                    nflog.cap_published(ident)
+                    out.append(Outgoing(topic, xml.encode(), at, at, retain=retain))
+        return sorted(out, key=lambda m: m.first)
+
+    async def delivered(self, msg: Outgoing) -> None:
+        i, nflog, ident = self._at.pop(msg.first)
+        nflog.cap_published(ident)
+        del self._order[i, ident]
+
+    async def publishing(self, sub: Subscription) -> None:
+        """Publish documents on ``sub`` until cancelled; a log that refuses a read or a write (they stay
+        unpublished) is logged once a minute and tried again at the next document."""
+        while True:
+            try:
+                await drain(sub, self)
+            except* sqlite3.Error:
+                if _limiter.allow("cap-publish"):
+                    log.exception("publishing CAP documents failed; trying again at the next one")
+            await self.changed.wait()
 
 
 async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _CapPublisher, wake: asyncio.Event,
@@ -265,11 +290,9 @@ async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _Ca
             publisher.sub = sub
             SUBSCRIBED.set(1)
             log.info("alerts subscribed", extra={"kv": {"topic": topic}})
+            # CAP documents made while the broker was away (or we were down), then each as it is made
+            caps = asyncio.create_task(publisher.publishing(sub), name="alerts-cap")
             try:
-                try:
-                    await publisher.flush()  # CAP documents made while the broker was away (or we were down)
-                except sqlite3.Error:  # they stay unpublished until the next connect; the warnings come first
-                    log.exception("publishing the CAP backlog failed")
                 if ready is not None:
                     ready.set()
                 async for msg in sub.messages(rt.stop):
@@ -288,6 +311,10 @@ async def _subscribe(rt: Runtime, pipelines: dict[str, Pipeline], publisher: _Ca
                     msg.ack()
                     wake.set()
             finally:
+                caps.cancel()
+                await asyncio.wait([caps])
+                if not caps.cancelled():
+                    caps.exception()  # a broken link: the message loop's to raise (it has, or will)
                 publisher.sub = None
                 SUBSCRIBED.set(0)
 

@@ -10,6 +10,9 @@
               same run, the InfluxDB ceiling: the same readings as pre-built line protocol POSTed straight to the
               same InfluxDB (batch_size points per POST, one connection as the collector's writer, and two)
 (d2)          d with two collector processes on a shared subscription (how the collector scales)
+(dw)          d with ONE collector invocation as `yujing collector` runs it: ``collector.workers: auto``, a worker
+              process per core on a shared subscription (collector/workers.py); CPU and peak RSS of the whole tree.
+              The other figures run ``workers: 1`` (one process each) unless --collector workers=... says otherwise
 (dv)          d into VictoriaMetrics through the influxdb_v2 writer: the collector's own ceiling when the
               database is not the bound (not the InfluxDB figure)
 (e) latency:  publish → visible in InfluxDB, p50/p99, with a 1,000 readings/s background stream
@@ -60,7 +63,7 @@ RUNNER = """
 import asyncio, sys
 sys.path.insert(0, {root!r})
 from yujing.compose import Config
-from collector.service import serve
+from collector.workers import serve
 from yujing.runtime import Runtime
 import logging; logging.basicConfig(level=logging.WARNING)
 cfg = Config.model_validate_json(open(sys.argv[1]).read())
@@ -152,15 +155,17 @@ class Collector:
     """One collector process with its own metrics port."""
 
     def __init__(self, work: Path, mqtt_port: int, store: InfluxV1Store | InfluxV2Store, name: str,
-                 share_group: str | None, profile: Path | None) -> None:
+                 share_group: str | None, profile: Path | None, workers: str | int | None = None) -> None:
         self.metrics_port = servers.free_port()
+        tuning = {"workers": 1, **TUNING, **({"workers": workers} if workers is not None else {})}
+        self.workers = servers_workers(tuning["workers"])
         cfg = Config()
         cfg = cfg.model_copy(update={
             "mqtt": cfg.mqtt.model_copy(update={"port": mqtt_port, "topic_prefix": PREFIX}),
             "deployment": cfg.deployment.model_copy(update={"data_dir": str(work / name)}),
             "collector": CollectorConfig(store=store,
                                          client_id=f"bench-{name}", share_group=share_group,
-                                         metrics_port=self.metrics_port, **TUNING),
+                                         metrics_port=self.metrics_port, **tuning),
         })
         (work / f"{name}.json").write_text(cfg.model_dump_json())
         (work / "run.py").write_text(RUNNER.format(root=str(ROOT)))
@@ -206,14 +211,21 @@ class Collector:
         return out
 
     def wait_subscribed(self) -> None:
-        servers._wait(lambda: self.metric("yujing_collector_mqtt_subscribed") >= 1, "collector subscribed", 30)
+        servers._wait(lambda: self.metric("yujing_collector_mqtt_subscribed") >= self.workers, "collector subscribed",
+                      60)
 
     def stats(self) -> dict:
-        status = Path(f"/proc/{self.pid}/status").read_text()
-        hwm_kib = int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1])
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        cpu_s = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        return {"peak_rss_mib": round(hwm_kib / 1024, 1), "cpu_s": cpu_s}
+        """CPU seconds of the process and its workers; peak RSS of the biggest one (and each, with workers)."""
+        cpu_s, hwm = 0.0, []
+        for pid in [self.pid, *descendants(self.pid)]:
+            status = Path(f"/proc/{pid}/status").read_text()
+            hwm.append(int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1]))
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            cpu_s += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        out = {"peak_rss_mib": round(max(hwm) / 1024, 1), "cpu_s": cpu_s}
+        if len(hwm) > 1:
+            out["peak_rss_mib_each"] = [round(h / 1024, 1) for h in hwm]
+        return out
 
     def stop(self) -> None:
         os.kill(self.pid, signal.SIGTERM)
@@ -221,8 +233,33 @@ class Collector:
         self.log.close()
 
 
+def servers_workers(workers: str | int) -> int:
+    """How many worker processes ``collector.workers`` means on this machine (as collector/workers.py decides)."""
+    from collector.workers import usable_cores
+
+    return usable_cores() if workers == "auto" else int(workers)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (a collector's workers), from /proc/*/stat."""
+    kids: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            kids.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        for c in kids.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
 def drain(work: Path, mq, db, items: list[bytes], readings: int, name: str, processes: int,
-          profile: Path | None) -> dict:
+          profile: Path | None, workers: str | int | None = None) -> dict:
     """Start collectors (persistent sessions), stop them, queue the backlog, restart them, time the drain.
 
     ``db``: an InfluxDB1 (database bench_<name>) or a VictoriaMetrics (written through the influxdb_v2 writer)."""
@@ -232,14 +269,14 @@ def drain(work: Path, mq, db, items: list[bytes], readings: int, name: str, proc
         store = InfluxV2Store(type="influxdb_v2", url=db.url, bucket=f"bench_{name}")
     group = f"g{name}" if processes > 1 else None
     names = [f"{name}{i}" for i in range(processes)]
-    first = [Collector(work, mq.port, store, n, group, None) for n in names]
+    first = [Collector(work, mq.port, store, n, group, None, workers) for n in names]
     for c in first:
         c.wait_subscribed()
     startup_cpu_s = max(c.stats()["cpu_s"] for c in first)  # imports and connecting: not per-reading work
     for c in first:
         c.stop()
     publish_all(mq.port, items)
-    cols = [Collector(work, mq.port, store, n, group, profile) for n in names]
+    cols = [Collector(work, mq.port, store, n, group, profile, workers) for n in names]
     t0 = None
     while True:
         msgs = sum(max(0.0, c.metric("yujing_collector_messages_total")) for c in cols)
@@ -263,7 +300,8 @@ def drain(work: Path, mq, db, items: list[bytes], readings: int, name: str, proc
         per.append(s)
         c.stop()
     for n in names:
-        forget_session(mq.port, f"bench-{n}")
+        for k in range(1, cols[0].workers + 1):  # worker k > 1 has its own session: collector/workers.py
+            forget_session(mq.port, f"bench-{n}" if k == 1 else f"bench-{n}-w{k}")
     return {"rate": round(readings / elapsed), "seconds": round(elapsed, 2), "processes": per}
 
 
@@ -359,11 +397,11 @@ def main() -> None:
     ap.add_argument("--per-message", type=int, default=50)
     ap.add_argument("--latency-s", type=float, default=15.0)
     ap.add_argument("--profile", type=Path, default=None)
-    ap.add_argument("--only", default="a,b,c,d,d2,dv,e", help="comma-separated figures to run")
+    ap.add_argument("--only", default="a,b,c,d,d2,dw,dv,e", help="comma-separated figures to run")
     ap.add_argument("--collector", action="append", default=[], metavar="KEY=VALUE",
                     help="a CollectorConfig field for every collector (repeatable), e.g. receive_maximum=2000")
     args = ap.parse_args()
-    only = set(args.only.split(",")) if "," in args.only or args.only in ("d2", "dv") else set(args.only)
+    only = set(args.only.split(",")) if "," in args.only or args.only in ("d2", "dv", "dw") else set(args.only)
     for kv in args.collector:
         key, _, value = kv.partition("=")
         TUNING[key] = json.loads(value) if value[:1].isdigit() or value in ("true", "false") else value
@@ -382,7 +420,7 @@ def main() -> None:
         if "c" in only:
             out["c_two_collectors_shared"] = drain(work, mq, influx, singles, args.messages, "c", 2, args.profile)
         n_batched = args.batch_messages * args.per_message
-        batched = payloads(args.batch_messages, args.per_message, "d") if only & {"d", "d2", "dv"} else []
+        batched = payloads(args.batch_messages, args.per_message, "d") if only & {"d", "d2", "dw", "dv"} else []
         if "d" in only:
             out["d_batched"] = drain(work, mq, influx, batched, n_batched, "d", 1, args.profile)
             out["d_batched"]["readings_per_message"] = args.per_message
@@ -392,6 +430,9 @@ def main() -> None:
             out["d_influx_raw_points_per_s"]["points_per_post"] = size
         if "d2" in only:
             out["d2_two_collectors_shared"] = drain(work, mq, influx, batched, n_batched, "dd", 2, args.profile)
+        if "dw" in only:
+            out["dw_one_invocation_workers_auto"] = drain(work, mq, influx, batched, n_batched, "dw", 1, args.profile,
+                                                          workers="auto")
         if "dv" in only:
             vm = servers.VictoriaMetrics().start()
             try:
@@ -413,7 +454,8 @@ def main() -> None:
                       (("b/a", "b_collector"), ("c/a", "c_two_collectors_shared")) if f in out}
         if raw:  # (d) against what this InfluxDB takes at all from one writer
             ratios.update({k: round(out[f]["rate"] / raw, 2) for k, f in
-                           (("d/influx_raw", "d_batched"), ("d2/influx_raw", "d2_two_collectors_shared")) if f in out})
+                           (("d/influx_raw", "d_batched"), ("d2/influx_raw", "d2_two_collectors_shared"),
+                            ("dw/influx_raw", "dw_one_invocation_workers_auto")) if f in out})
         if ratios:
             out["ratios"] = ratios
     finally:

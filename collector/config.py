@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from yujing.config.secrets import Secret
 
@@ -75,3 +75,21 @@ class CollectorConfig(BaseModel):
     writes_in_flight: int = Field(default=4, ge=1, le=16)  # direct writes at once (finished in arrival order)
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    # Worker processes on one shared subscription (collector/workers.py): "auto" = one per usable core, except
+    # where a second process cannot help or cannot run (SQLite store, embedded demo broker: see its README).
+    workers: Literal["auto"] | int = "auto"
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _auto_or_count(cls, v: object) -> object:
+        if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 256):
+            return v
+        raise ValueError(f"'auto' or a number of processes from 1 to 256, not {v!r}")
+
+    @field_validator("workers")
+    @classmethod
+    def _one_writer_for_sqlite(cls, v: Literal["auto"] | int, info: ValidationInfo) -> Literal["auto"] | int:
+        store = info.data.get("store")
+        if v != "auto" and v > 1 and isinstance(store, SqliteStore):
+            raise ValueError("a SQLite store has one writer: use workers: 1 (or auto), or a database server")
+        return v

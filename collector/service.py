@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import re
 from collections.abc import Callable
 
 from collector import metrics as m
@@ -166,12 +167,25 @@ def subscription(cfg: CollectorConfig, prefix: str) -> str:
     return f"$share/{cfg.share_group}/{topic}" if cfg.share_group else topic
 
 
+def stale_filters(cfg: CollectorConfig, prefix: str) -> list[str]:
+    """The readings filters this client id holds in its session if it ran alone before and now runs as worker 1
+    of several (collector/workers.py keeps worker 1 on the configured id and spool), or the other way round."""
+    topic = topics.readings(prefix, "+")
+    return [topic, f"$share/{default_share_group(cfg)}/{topic}"]
+
+
+def default_share_group(cfg: CollectorConfig) -> str:
+    """The group the workers share when ``share_group`` is not set: the client id, in the characters allowed."""
+    return cfg.share_group or re.sub(r"[^A-Za-z0-9_\-]", "-", cfg.client_id)
+
+
 async def _connected(rt: Runtime, cfg: CollectorConfig, intake: Intake, session: Session) -> None:
     """One MQTT connection: paho's socket reads feed the intake until stop or a broken link."""
     topic = subscription(cfg, rt.config.mqtt.topic_prefix)
     sub = Subscription(rt.config.mqtt, session, [(topic, 1)], receive_maximum=cfg.receive_maximum,
                        on_message=intake.on_message, read_ahead=True,
-                       on_session_lost=lambda: _session_lost(cfg.client_id))
+                       on_session_lost=lambda: _session_lost(cfg.client_id),
+                       stale=() if rt.config.mqtt.embedded else stale_filters(cfg, rt.config.mqtt.topic_prefix))
     intake.sub = sub  # before connecting: a held session's messages arrive with CONNACK
     try:
         async with sub:

@@ -1,7 +1,8 @@
 """The duty office's JSON API under ``/api/v1/`` (the contract the console is built on: README of duty/).
 
 Every request is identified (bearer token or session cookie) by one middleware, which also checks CSRF on
-cookie writes and writes every write — allowed or refused — to the audit log before answering.
+cookie writes and writes every write — allowed, refused, or failed inside — to the audit log before answering.
+Every refusal is counted by its code (``yujing_duty_refused_total{reason}``) and logged once a minute per code.
 """
 
 from __future__ import annotations
@@ -9,12 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
+from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from alerts.commands import Action, Command
@@ -26,10 +27,16 @@ from duty.issuer import Issue, IssueError, Issuer
 from duty.progress import Progress
 from duty.publisher import IssuerLink
 from duty.silences import Silences
+from duty.throttle import LoginThrottle
 from yujing import topics
+from yujing.log import Limiter
 from yujing.model import AwareUTC, Hazard, HazardWarning, Level, WarningState
 
 log = logging.getLogger("yujing.duty")
+REFUSED = Counter("yujing_duty_refused_total", "Duty office API requests refused, by error code "
+                  "(unauthenticated, forbidden, csrf, bad-credentials, too-many-attempts, internal-error, ...)",
+                  ["reason"])
+_limiter = Limiter(60.0)
 WRITE = ("POST", "PUT", "PATCH", "DELETE")
 PUBLIC = ("/api/v1/login",)
 
@@ -47,11 +54,8 @@ class Office:
     silences: Silences
     now: Callable[[], datetime]
     prefix: str
+    throttle: LoginThrottle  # failed logins per user name and per address: no guessing at argon2's pace
     tls: bool = False
-    failures: dict[str, list[float]] = field(default_factory=dict)  # login failures per user and per address
-
-
-LOGIN_FAILURES, LOGIN_WINDOW_S = 5, 300.0  # then 429 until the window has passed: no guessing at argon2's pace
 
 
 class _In(BaseModel):
@@ -167,9 +171,19 @@ async def _gate(request: web.Request, handler: Handler) -> web.StreamResponse:
                           exc.detail)
     except web.HTTPException as exc:  # aiohttp's own refusals (a body over client_max_size…): audited too
         response = _error(exc.status, exc.reason.lower().replace(" ", "-"), exc.text or "")
+    except Exception:  # noqa: BLE001 — a write that failed inside (a database refusing) is answered and audited
+        log.exception("duty office request failed", extra={"kv": {"action": f"{request.method} {request.path}"}})
+        response = _error(500, "internal-error", "the duty office could not complete this; see its log")
+    who = request.get(WHO)
+    result = "ok" if response.status < 400 else _code(response)
+    if response.status >= 400:
+        REFUSED.labels(result).inc()
+        if _limiter.allow(result):
+            log.warning("duty office request refused", extra={"kv": {
+                "reason": result, "status": response.status, "action": f"{request.method} {request.path}",
+                "user": who.user if who else request[AUDIT].get("user", ""), "remote": request.remote or "",
+                "suppressed": _limiter.take_suppressed(result)}})
     if write:
-        who = request.get(WHO)
-        result = "ok" if response.status < 400 else _code(response)
         office.audit.record(office.now(), user=who.user if who else request[AUDIT].get("user", ""),
                             role=who.role.value if who else "", remote=request.remote or "",
                             action=f"{request.method} {request.path}", target=request[AUDIT]["target"],
@@ -189,16 +203,12 @@ async def login(request: web.Request) -> web.Response:
     office = request.app[OFFICE]
     body: LoginIn = await _body(request, LoginIn)
     request[AUDIT]["user"] = body.username
-    now = time.monotonic()
-    keys = (f"user:{body.username}", f"addr:{request.remote}")
-    for k in keys:
-        office.failures[k] = [t for t in office.failures.get(k, []) if now - t < LOGIN_WINDOW_S]
-    if any(len(office.failures[k]) >= LOGIN_FAILURES for k in keys):
-        raise ApiError(429, "too-many-attempts", f"too many failed logins; try again in {LOGIN_WINDOW_S:.0f} s")
+    throttle, remote = office.throttle, request.remote or ""
+    if throttle.blocked(body.username, remote):
+        raise ApiError(429, "too-many-attempts", f"too many failed logins; try again in {throttle.window_s:.0f} s")
     who = office.sessions.login(body.username, body.password)
     if who is None:
-        for k in keys:
-            office.failures[k].append(now)
+        throttle.failed(body.username, remote)
         raise ApiError(401, "bad-credentials", "wrong user name or password")
     request[WHO] = who
     resp = web.json_response({"user": who.user, "role": who.role.value, "csrf": who.csrf})

@@ -1,18 +1,20 @@
 """The audit log: every write to the duty office, allowed or refused — who, when, from where, what, the result.
 
-SQLite (WAL, synchronous FULL), append-only: an entry is written before the answer goes back, so an action
-the operator saw succeed is in the log even if the power fails right after.
+SQLite (opened as every part opens one: yujing/sqlite.py, WAL, ``Sync.FULL``), append-only — triggers refuse
+any UPDATE or DELETE: an entry is written before the answer goes back, so an action the operator saw succeed is
+in the log even if the power fails right after.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from yujing.sqlite import Sync, open_db
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -44,11 +46,8 @@ class Entry:
 
 class AuditLog:
     def __init__(self, path: Path | str) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
+        # not tied to the thread that opened it, as before; the lock keeps writers one at a time
+        self.db = open_db(Path(path), SCHEMA, sync=Sync.FULL, what="duty audit log", threads=True)
         self._lock = threading.Lock()
 
     def close(self) -> None:

@@ -78,6 +78,9 @@ class DutyConfig(BaseModel):
     metrics_port: int | None = Field(default=None, ge=0, le=65535)  # /metrics and /health, as every part
     sender_name: str = "县防汛抗旱指挥部办公室"  # who the duty office's warnings name as their issuer
     default_expiry_s: float = Field(default=24 * 3600.0, gt=0)  # an operator's warning without an expiry lifts then
+    # failed logins remembered for unknown user names and addresses (duty/throttle.py): memory an
+    # unauthenticated caller cannot grow past this; the accounts' own names are always remembered
+    login_max_tracked: int = Field(default=10_000, ge=10)
 
     @model_validator(mode="after")
     def _loopback_or_tls(self) -> "DutyConfig":

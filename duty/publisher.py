@@ -7,7 +7,6 @@ as rules do: the retained slot is the real state), so alerts takes them with eve
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -17,13 +16,11 @@ from prometheus_client import Gauge
 
 from duty.issuer import Issuer
 from yujing import topics
-from yujing.log import Limiter
 from yujing.model import HazardWarning
-from yujing.mqtt import client as mqtt_client
+from yujing.publish import Publisher
 from yujing.runtime import Runtime
 
 log = logging.getLogger("yujing.duty")
-_limiter = Limiter(60.0)
 CONNECTED = Gauge("yujing_duty_mqtt_connected", "1 while the duty office's link to the broker is up")
 
 
@@ -33,7 +30,9 @@ class IssuerLink:
         self.issuer = issuer
         self.client_id = client_id
         self.wake = asyncio.Event()  # set after every issue/update/lift: publish now
-        self.connected = asyncio.Event()
+        # the issuer's store is the durable queue; the link reconnects with backoff and tells an outage once
+        self.link = Publisher(rt.config.mqtt, client_id, name="duty link", logger=log, max_s=10.0)
+        self.connected = self.link.connected
         self.retained: dict[str, bytes] = {}  # the current silences list: published again on every connect
         self._dirty: set[str] = set()
 
@@ -52,24 +51,7 @@ class IssuerLink:
 
     async def run(self) -> None:
         """Until ``rt.stop``: publish every unpublished version, lift expired warnings when they fall due."""
-        backoff = 0.5
-        while not self.rt.stop.is_set():
-            try:
-                async with mqtt_client(self.rt.config.mqtt, self.client_id) as client:
-                    backoff = 0.5
-                    self.connected.set()
-                    CONNECTED.set(1)
-                    await self._loop(client)
-            except aiomqtt.MqttError as exc:
-                if _limiter.allow("mqtt"):
-                    log.warning("duty lost the broker; reconnecting", extra={"kv": {"error": str(exc)}})
-            finally:
-                self.connected.clear()
-                CONNECTED.set(0)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(backoff):
-                    await self.rt.stop.wait()
-            backoff = min(backoff * 2, 10.0)
+        await self.link.run(self.rt.stop, self._loop)
 
     async def _loop(self, client: aiomqtt.Client) -> None:
         prefix = self.rt.config.mqtt.topic_prefix
@@ -81,16 +63,14 @@ class IssuerLink:
                                                                      "level": w.level.value, "state": w.state.value}})
 
         self._dirty |= set(self.retained)
-        # nothing is subscribed: the message iterator only ever ends by raising when the connection drops, which
-        # is how an idle link notices (a publish would, but an idle duty office publishes nothing)
-        lost = asyncio.ensure_future(anext(aiter(client.messages)))
+        CONNECTED.set(1)
         try:
-            await self._serve(client, publish, lost)
+            await self._serve(client, publish)
         finally:
-            lost.cancel()
+            CONNECTED.set(0)
 
-    async def _serve(self, client: aiomqtt.Client, publish: Callable[[HazardWarning], Awaitable[None]],
-                     lost: asyncio.Future[object]) -> None:
+    async def _serve(self, client: aiomqtt.Client, publish: Callable[[HazardWarning], Awaitable[None]]) -> None:
+        """Until ``rt.stop``; a broken link cancels it (yujing.publish.Publisher watches the link)."""
         while not self.rt.stop.is_set():
             self.wake.clear()
             while self._dirty:
@@ -111,11 +91,8 @@ class IssuerLink:
             stop = asyncio.ensure_future(self.rt.stop.wait())
             wake = asyncio.ensure_future(self.wake.wait())
             try:
-                await asyncio.wait({stop, wake, lost}, timeout=self.rt.clock.real_seconds(wait_s) + 0.01,
+                await asyncio.wait({stop, wake}, timeout=self.rt.clock.real_seconds(wait_s) + 0.01,
                                    return_when=asyncio.FIRST_COMPLETED)
             finally:
                 stop.cancel()
                 wake.cancel()
-            if lost.done():
-                lost.result()  # the broker went away (MqttError): reconnect
-                raise aiomqtt.MqttError("a message on a link that subscribes to nothing")

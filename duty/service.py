@@ -28,6 +28,7 @@ from duty.issuer import Issuer
 from duty.progress import Progress
 from duty.publisher import IssuerLink
 from duty.silences import Silences
+from duty.throttle import LoginThrottle
 from yujing import metrics, topics
 from yujing.runtime import Runtime
 
@@ -67,7 +68,8 @@ async def serve(rt: Runtime, *, ready: asyncio.Event | None = None, state: dict[
         office = Office(cfg=cfg, issuer=issuer, link=link, audit=audit, sessions=Sessions(Accounts(cfg), cfg.session_ttl_s),
                         progress=Progress(rt.config.path(alerts.log, "alerts.sqlite"),
                                           rt.config.path(alerts.drill.log, "alerts-drill.sqlite")),
-                        silences=silences, now=rt.clock.now, prefix=prefix, tls=tls is not None)
+                        silences=silences, now=rt.clock.now, prefix=prefix, tls=tls is not None,
+                        throttle=LoginThrottle((a.user for a in cfg.accounts), max_keys=cfg.login_max_tracked))
         app = make_app(office)
         pollers = []
         if rt.config.upstream.sources:  # CAP 1.2 from upper-level platforms: POST, feeds, MQTT

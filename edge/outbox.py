@@ -39,6 +39,7 @@ from prometheus_client import Counter, Gauge
 from yujing.errors import StoreError
 from yujing.log import Limiter
 from yujing.model import Reading
+from yujing.sqlite import Sync, Writer, open_db
 
 log = logging.getLogger("yujing.edge.outbox")
 T = TypeVar("T")
@@ -77,23 +78,17 @@ class Outbox:
         self._gone: list[tuple[int, int]] = []  # acknowledged seq ranges whose DELETE the file refused
         self._retry_at = 0.0  # monotonic: no write is tried before (the file refused one)
         self.lost = asyncio.Event()  # set when readings are dropped
-        self._db: sqlite3.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._db: sqlite3.Connection | None = None  # used only on the writer's thread once open
+        self._writer: Writer
         self._limiter = Limiter(60.0)
         self.changed = asyncio.Event()  # set when rows are added
         self.depth = 0  # rows held; kept exact by the statements themselves (no COUNT(*) per commit)
         self.dropped = 0
 
     async def __aenter__(self) -> "Outbox":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise StoreError(f"outbox {self.path}: {exc}") from exc
-        self._db = db
+        # FULL: gateways lose power, not just processes (see the module docstring)
+        self._db = db = open_db(self.path, _SCHEMA, sync=Sync.FULL, what="outbox", threads=True)
+        self._writer = Writer(f"outbox-{self.gateway}")
         self.depth = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
         row = db.execute("SELECT value FROM counters WHERE name='dropped'").fetchone()
         self.dropped = row[0] if row else 0
@@ -117,20 +112,20 @@ class Outbox:
             if self._unsaved_dropped:
                 log.error("outbox closed with readings it could not store", extra={"kv": {
                     "gateway": self.gateway, "dropped_total": self.dropped, "not_persisted": self._unsaved_dropped}})
-        async with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+        if self._db is not None:
+            db, self._db = self._db, None
+            await self._writer.run(db.close)  # after every statement handed over before
+            self._writer.close()
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        async with self._lock:  # one statement stream; fsync happens off the event loop
-            assert self._db is not None, "outbox is closed"
-            work = asyncio.ensure_future(asyncio.to_thread(fn, self._db, *args))
-            try:
-                return await asyncio.shield(work)
-            except asyncio.CancelledError:
-                await asyncio.wait([work])  # a cancelled caller must not leave the connection mid-statement
-                raise
+        """``fn(db, *args)`` on the writer thread, in the order handed over: fsync happens off the event loop."""
+        assert self._db is not None, "outbox is closed"
+        work = asyncio.wrap_future(self._writer.submit(fn, self._db, *args))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            await asyncio.wait([work])  # a cancelled caller's write is still made (a put is never half-lost)
+            raise
 
     async def put(self, readings: Sequence[Reading]) -> int:
         """Commit ``readings`` (ids already assigned), behind any held ones, in one transaction; returns how

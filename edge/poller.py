@@ -9,6 +9,7 @@ its slot skips the missed slots rather than bunching up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from datetime import datetime
@@ -75,12 +76,11 @@ class DevicePoller:
             try:
                 reader = make_reader(self.device, self.ctx)
                 if isinstance(reader, PolledReader):
-                    async with reader:
-                        await self._poll_loop(reader)
+                    await self._poll_loop(reader)
                 else:
                     await self._push_loop(reader)
                 return
-            except (DeviceError, OSError) as exc:  # a reader that cannot even open: like a failed poll
+            except (DeviceError, OSError) as exc:  # a push reader that cannot even be built
                 self._failed(str(exc))
             except Exception as exc:  # noqa: BLE001 — the isolation boundary of one device
                 self._failed(f"reader crashed: {type(exc).__name__}: {exc}")
@@ -115,16 +115,28 @@ class DevicePoller:
         clock, interval = self.rt.clock, self.device.interval_s
         start = clock.timestamp()
         k = 0
-        while not self.rt.stop.is_set():
-            now = clock.now()
-            samples = await self._poll_once(reader, now)
-            if samples:
-                await self._emit(samples, now)
-            k = max(k + 1, math.floor((clock.timestamp() - start) / interval) + 1)  # skip missed slots
-            if await self.rt.sleep(start + k * interval - clock.timestamp()):
-                return
+        async with contextlib.AsyncExitStack() as opened:
+            is_open = False
 
-    async def _poll_once(self, reader: PolledReader, now: datetime) -> list[Sample]:
+            async def read() -> list[Sample]:
+                # a reader that cannot open (a USB adapter unplugged, a port not there at boot) has failed this
+                # poll like any other: retried at the next slot, and its comm-error readings go out meanwhile
+                nonlocal is_open
+                if not is_open:
+                    await opened.enter_async_context(reader)
+                    is_open = True
+                return await reader.read()
+
+            while not self.rt.stop.is_set():
+                now = clock.now()
+                samples = await self._poll_once(read, now)
+                if samples:
+                    await self._emit(samples, now)
+                k = max(k + 1, math.floor((clock.timestamp() - start) / interval) + 1)  # skip missed slots
+                if await self.rt.sleep(start + k * interval - clock.timestamp()):
+                    return
+
+    async def _poll_once(self, read: Callable[[], Awaitable[list[Sample]]], now: datetime) -> list[Sample]:
         dev, st = self.device, self.status
         st.polls += 1
         error = ""
@@ -132,7 +144,7 @@ class DevicePoller:
             try:
                 # the reader has its own per-request timeouts; this bounds a reader that forgets them
                 async with asyncio.timeout(dev.timeout_s * 8 + 1):
-                    samples = await reader.read()
+                    samples = await read()
             except (DeviceError, PayloadError, OSError, TimeoutError) as exc:
                 error = str(exc) or type(exc).__name__
                 if attempt < dev.retries and await self.rt.sleep(dev.backoff_s * 2 ** attempt):
@@ -150,9 +162,7 @@ class DevicePoller:
             log.warning("device poll failed", extra={"kv": {
                 "device": dev.id, "error": error, "failures": st.failures, "state": st.state.value,
                 "suppressed": self.limiter.take_suppressed("fail")}})
-        expected = getattr(reader, "expected", None)
-        return [Sample(q, math.nan, unit, sensor, quality=Quality.COMM_ERROR) for q, unit, sensor in
-                (expected() if expected else [])]
+        return comm_errors(dev)
 
     # --- push devices ------------------------------------------------------------------------------
 
@@ -197,6 +207,14 @@ class DevicePoller:
                 st.set(DeviceState.OFFLINE, self.rt.clock.now(), f"silent for {quiet_s:.0f} s")
             elif quiet_s is not None and quiet_s > dev.interval_s * 1.5:
                 st.set(DeviceState.DEGRADED, self.rt.clock.now(), f"silent for {quiet_s:.0f} s")
+
+
+def comm_errors(device: Any) -> list[Sample]:
+    """What a failed poll reports: one comm-error sample, value NaN, per value the device's config says it
+    reports (``values()``: its register map, fields, elements), whatever its kind, so that the rules see a
+    fault where they would otherwise see silence."""
+    return [Sample(v.quantity, math.nan, v.unit, getattr(v, "sensor", ""), quality=Quality.COMM_ERROR)
+            for v in device.values()]
 
 
 async def _until_stop(it: Any, stop: asyncio.Event) -> Any:

@@ -266,6 +266,19 @@ class SiteThresholds(_Strict):
     plausible: PlausibleThresholds | None = None
 
 
+class Partition(_Strict):
+    """``rules.partition``: the rules spread over ``count`` processes by gateway (see rules/partition.py)."""
+
+    count: int = Field(default=1, ge=1, le=64)
+    index: int | None = Field(default=None, ge=0)  # None: `yujing rules` starts and supervises all ``count``
+
+    @model_validator(mode="after")
+    def _in_range(self) -> Partition:
+        if self.index is not None and self.index >= self.count:
+            raise ValueError(f"index {self.index} is not below count {self.count}")
+        return self
+
+
 class RulesConfig(_Strict):
     rain: RainThresholds = Field(default_factory=RainThresholds)
     torrent: TorrentThresholds = Field(default_factory=TorrentThresholds)
@@ -281,6 +294,7 @@ class RulesConfig(_Strict):
     retain: bool = True  # publish warnings retained: the latest message per site and hazard
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = Field(default=None, ge=0, le=65535)  # /metrics and /health
+    partition: Partition = Field(default_factory=Partition)  # several processes, by gateway (rules/partition.py)
 
 
 M = TypeVar("M", bound=BaseModel)

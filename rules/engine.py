@@ -43,6 +43,7 @@ class Engine:
         self._drills: Engine | None = None  # drill-marked readings on a live system: see feed()
         self.by_quantity: dict[str, list[Pack]] = {}
         self.every: list[Pack] = []
+        self._hazards: dict[str, list[Pack]] = {}  # quantity -> the hazard packs it goes to (not the "*" ones)
         for pack in self.packs.values():
             if "*" in pack.quantities:
                 self.every.append(pack)
@@ -61,6 +62,9 @@ class Engine:
     def active(self, key: str) -> Level | None:
         lc = self.lifecycles.get(key)
         return lc.active if lc else None
+
+    def tracks(self, key: str) -> bool:
+        return key in self.lifecycles
 
     def in_force(self) -> dict[str, Level]:
         return {k: lc.active for k, lc in self.lifecycles.items() if lc.active is not None}
@@ -89,7 +93,10 @@ class Engine:
         try:
             for pack in self.every:
                 out += pack.feed(reading, self)
-            hazards = [p for p in self.by_quantity.get(reading.quantity, ()) if p not in self.every]
+            hazards = self._hazards.get(reading.quantity)
+            if hazards is None:
+                hazards = self._hazards[reading.quantity] = [p for p in self.by_quantity.get(reading.quantity, ())
+                                                             if p not in self.every]
             if self.implausible is None:
                 for pack in hazards:
                     out += pack.feed(reading, self)
@@ -178,7 +185,7 @@ class Engine:
             evidence.insert(0, f"{held}低于{level.chinese}预警条件, 预警解除")
         elif state is WarningState.DOWNGRADED:
             evidence.insert(0, f"由{before.chinese if before else ''}降为{level.chinese}: {held}低于原级别条件")
-        values = a.values
+        values = a.figures()
         if a.hazard is not Hazard.EQUIPMENT and self.plausibility is not None:
             notes, n = self.plausibility.notes(a.site, a.t)
             if n:
@@ -231,6 +238,10 @@ class Engine:
                     n += 1
                 except (TypeError, ValueError) as e:
                     log.warning("rules state: dropped unreadable %s state of %s: %s", pack, entity, e)
+        for p in self.packs.values():
+            restored = getattr(p, "restored", None)  # optional: a pack whose entities span several rows
+            if restored is not None:
+                restored()
         for key, data in store.lifecycles():
             self.lifecycles[key] = Lifecycle.from_json(data)
         log.info("rules state restored", extra={"kv": {

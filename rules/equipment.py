@@ -92,6 +92,7 @@ class EquipmentPack:
         self.losses: States[LossState] = States(LossState)  # by component
         self.started: float | None = None  # silence is measured from here for never-heard devices
         self.watched: set[str] | None = None  # None: every configured device
+        self._keys: dict[str, tuple[Device | None, str, str | None, str]] = {}  # see _keys_of
 
     def watch_only(self, sensors: Iterable[str]) -> None:
         """Judge the silence of these sensors' devices only (a backtest replays a slice of the data)."""
@@ -116,31 +117,42 @@ class EquipmentPack:
         arrived = getattr(ctx, "arrived", None)
         heard = t if arrived is None else arrived
         out = []
-        dev = self.device_of(r.sensor)
+        dev, silence_key, gateway_key, fault_key = self._keys_of(r.sensor)
         if dev is not None:
             st = self.state[dev.id]
             st.last_t = heard if st.last_t is None else max(st.last_t, heard)
             st.drill = r.drill
-            if ctx.active(f"{Hazard.EQUIPMENT}:{dev.id}") is not None:
+            if ctx.active(silence_key) is not None:
                 out.append(self._silence_of(dev, heard, ctx))
-        if dev is not None and dev.gateway in self.gateways:
-            gst = self.state[f"gateway:{dev.gateway}"]
+        if gateway_key is not None:
+            gst = self.state[gateway_key]
             gst.last_t = heard if gst.last_t is None else max(gst.last_t, heard)
             gst.online = True
         elif r.gateway in self.gateways:
             gst = self.state[f"gateway:{r.gateway}"]
             gst.last_t = heard if gst.last_t is None else max(gst.last_t, heard)
         fault = self._fault(r, t, ctx)
-        key = f"{Hazard.EQUIPMENT}:{r.sensor}:fault"
-        if fault is not None or ctx.active(key) is not None:
+        if fault is not None or ctx.active(fault_key) is not None:
             thr = self.thr(r.site)
             level = thr.fault_level if fault else None
             evidence = [fault] if fault else [f"{r.sensor} 数值恢复正常: {r.value:g} {r.unit}"]
             out.append(Assessment(
-                key=key, hazard=Hazard.EQUIPMENT, site=r.site, level=level, mechanics=thr.mechanics,
+                key=fault_key, hazard=Hazard.EQUIPMENT, site=r.site, level=level, mechanics=thr.mechanics,
                 rule="equipment-fault", title=f"{self._name(r.site)}监测设备 {r.sensor} 故障" if fault else "",
                 evidence=evidence, values={"value": r.value} if r.value == r.value else {}, t=t, drill=r.drill))
         return out
+
+    def _keys_of(self, sensor: str) -> tuple[Device | None, str, str | None, str]:
+        """A sensor's device, its silence warning's key, its gateway's state key (if watched) and its fault
+        warning's key: built once per sensor, not once per reading."""
+        got = self._keys.get(sensor)
+        if got is None:
+            dev = self.device_of(sensor)
+            got = self._keys[sensor] = (
+                dev, f"{Hazard.EQUIPMENT}:{dev.id}" if dev is not None else "",
+                f"gateway:{dev.gateway}" if dev is not None and dev.gateway in self.gateways else None,
+                f"{Hazard.EQUIPMENT}:{sensor}:fault")
+        return got
 
     def _fault(self, r: Reading, t: float, ctx: Context) -> str | None:
         """What is wrong with this reading, in words, or None."""

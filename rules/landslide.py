@@ -21,6 +21,7 @@ Per displacement sensor (crack meter, GNSS, inclinometer; cumulative mm):
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,6 +46,10 @@ class SensorState:
     level: str | None = None  # the persistent deformation level
     sparse_s: float = 0.0  # > 0: the last min_points readings span this long, beyond max_window_s (not graded)
     last: dict[str, float] = field(default_factory=dict)  # latest figures, for evidence
+
+
+def _time(point: list[float]) -> float:
+    return point[0]
 
 
 def slope(points: list[list[float]]) -> float:
@@ -113,6 +118,9 @@ class LandslidePack:
         self.sites = {s.id: s for s in config.sites}
         self.resolver = Resolver(config.rules, self.sites)
         self.by_site: dict[str, set[str]] = {}
+        # sensor -> its rates are in time order (they are, unless a late sample moved a window's centre back):
+        # then the rate one window back and the expired ones are found by bisection instead of a scan per reading
+        self._ordered: dict[str, bool] = {}
         # rain site -> landslide sites whose watch its rain warnings raise
         self.coupled: dict[str, set[str]] = {}
         for s in config.sites:
@@ -164,21 +172,34 @@ class LandslidePack:
             # too sparse to say anything about now: no grade, and the maintainer hears of it
             st.sparse_s = span
             st.last = {"displacement_mm": r.value}
-            return [self.assess(r.site, t, ctx, r.drill), self._sampling(r, st, thr, t)]
+            return [*self.assess(r.site, t, ctx, r.drill), self._sampling(r, st, thr, t)]
         if st.sparse_s:
             st.sparse_s = 0.0
             out.append(self._sampling(r, st, thr, t))
         if len(st.samples) < thr.min_points or span < thr.min_span_s:
             st.last = {"displacement_mm": r.value}
-            return [self.assess(r.site, t, ctx, r.drill), *out]
+            return [*self.assess(r.site, t, ctx, r.drill), *out]
         v = slope(st.samples) * DAY
         # the least-squares rate is the mean velocity over the window: it belongs at the window's centre
         tc = sum(s[0] for s in st.samples) / len(st.samples)
-        prev = next((p for p in st.rates if p[0] >= tc - span), None)  # the rate one window back
+        ordered = self._ordered.get(r.sensor, False)
+        if ordered:  # the first rate at or after tc - span, by bisection (a day of 5-min rates is 288)
+            k = bisect_left(st.rates, tc - span, key=_time)
+            prev = st.rates[k] if k < len(st.rates) else None
+        else:
+            prev = next((p for p in st.rates if p[0] >= tc - span), None)  # the rate one window back
         accel = (v - prev[1]) / ((tc - prev[0]) / DAY) if prev is not None and tc > prev[0] else 0.0
+        if ordered and st.rates and tc < st.rates[-1][0]:
+            ordered = False  # a late sample moved a window's centre back: scan until the list is in order again
         st.rates.append([tc, v])
         # kept for the fit, and at least two windows back (a sparse sensor's window is long) for the acceleration
-        st.rates = [p for p in st.rates if p[0] >= t - max(thr.failure_window_s, 2 * span)]
+        cut = t - max(thr.failure_window_s, 2 * span)
+        if ordered:
+            del st.rates[:bisect_left(st.rates, cut, key=_time)]
+        else:
+            st.rates = [p for p in st.rates if p[0] >= cut]
+            ordered = all(a[0] <= b[0] for a, b in zip(st.rates, st.rates[1:]))
+        self._ordered[r.sensor] = ordered
         st.last = {"displacement_mm": r.value, "rate_mm_per_day": round(v, 4),
                    "accel_mm_per_day2": round(accel, 4), "rate_window_h": round(span / 3600.0, 2),
                    "rate_points": float(len(st.samples))}
@@ -207,7 +228,7 @@ class LandslidePack:
             if ttf is not None:
                 st.last["failure_in_h"], st.last["failure_sigma_h"] = round(ttf.in_h, 1), round(ttf.sigma_h, 1)
                 st.last["failure_fit_n"], st.last["failure_fit_r2"] = ttf.n, round(ttf.r2, 3)
-        return [self.assess(r.site, t, ctx, r.drill), *out]
+        return [*self.assess(r.site, t, ctx, r.drill), *out]
 
     @staticmethod
     def _grade(v: float, thr: LandslideThresholds, current: Level | None) -> Level | None:
@@ -242,12 +263,13 @@ class LandslidePack:
         """A rain warning changed: re-judge the landslide sites it is coupled to."""
         if w.hazard not in (Hazard.RAINSTORM, Hazard.TORRENT):
             return []
-        return [self.assess(site, w.updated_at.timestamp(), ctx, w.drill)
-                for site in sorted(self.coupled.get(w.site, ()))]
+        return [a for site in sorted(self.coupled.get(w.site, ()))
+                for a in self.assess(site, w.updated_at.timestamp(), ctx, w.drill)]
 
-    def assess(self, site: str, t: float, ctx: Context, drill: bool) -> Assessment:
+    def assess(self, site: str, t: float, ctx: Context, drill: bool) -> list[Assessment]:
+        """The site's condition: none when it calls for nothing and has no lifecycle (the engine would drop it);
+        evidence and values are made when the engine makes a message of it (in the same feed)."""
         thr = self.thr(site)
-        name = self.sites[site].name if site in self.sites else site
         worst: tuple[Level | None, str, SensorState] | None = None
         for sensor in sorted(self.by_site.get(site, ())):
             st = self.sensors.items[sensor]
@@ -255,26 +277,36 @@ class LandslidePack:
             if worst is None or (lv is not None and (worst[0] is None or lv > worst[0])):
                 worst = (lv, sensor, st)
         deform = worst[0] if worst else None
-        evidence: list[str] = []
-        values: dict[str, float] = {}
-        if worst is not None:
-            evidence += self._describe(worst[2], thr, deform)
-            evidence.append(f"监测点 {worst[1]}")
-            values.update(worst[2].last)
         rain = max_level(*(ctx.active(f"{h}:{rs}") for rs in [site, *thr.rain_sites]
                            for h in (Hazard.RAINSTORM, Hazard.TORRENT)))
         level = deform
-        if rain is not None and rain >= thr.rain_level:
+        raised = rain is not None and rain >= thr.rain_level
+        if raised:
             level = Level.BLUE if deform is None else max(deform, step(deform, 1, cap=Level.ORANGE))
-            evidence.append(f"关联雨量站正处于暴雨/山洪{rain.chinese}预警: 滑坡预警级别提升为{level.chinese}")
-            values["rain_level"] = float(rain.severity)
-        elif deform is None:
-            evidence.append("关联雨量站无暴雨/山洪预警" if rain is None else
-                            f"关联雨量站暴雨/山洪预警为{rain.chinese}, 低于联动级别{thr.rain_level.chinese}")
-        title = f"{name}{'' if name.endswith('滑坡') else '滑坡'}{level.chinese}预警" if level else ""
-        return Assessment(key=f"{Hazard.LANDSLIDE}:{site}", hazard=Hazard.LANDSLIDE, site=site, level=level,
-                          mechanics=thr.mechanics, rule="landslide-deformation", title=title, evidence=evidence,
-                          values=values, t=t, drill=drill)
+        key = f"{Hazard.LANDSLIDE}:{site}"
+        if level is None and not ctx.tracks(key):
+            return []
+
+        def explain() -> tuple[str, list[str]]:
+            evidence: list[str] = []
+            if worst is not None:
+                evidence += self._describe(worst[2], thr, deform)
+                evidence.append(f"监测点 {worst[1]}")
+            if raised:
+                evidence.append(f"关联雨量站正处于暴雨/山洪{rain.chinese}预警: 滑坡预警级别提升为{level.chinese}")
+            elif deform is None:
+                evidence.append("关联雨量站无暴雨/山洪预警" if rain is None else
+                                f"关联雨量站暴雨/山洪预警为{rain.chinese}, 低于联动级别{thr.rain_level.chinese}")
+            name = self.sites[site].name if site in self.sites else site
+            return f"{name}{'' if name.endswith('滑坡') else '滑坡'}{level.chinese}预警" if level else "", evidence
+
+        def values() -> dict[str, float]:
+            out: dict[str, float] = dict(worst[2].last) if worst is not None else {}
+            if raised:
+                out["rain_level"] = float(rain.severity)  # type: ignore[union-attr]
+            return out
+        return [Assessment(key=key, hazard=Hazard.LANDSLIDE, site=site, level=level, mechanics=thr.mechanics,
+                           rule="landslide-deformation", t=t, drill=drill, explain=explain, measure=values)]
 
     @staticmethod
     def _describe(st: SensorState, thr: LandslideThresholds, level: Level | None) -> list[str]:

@@ -47,10 +47,16 @@ class Assessment:
     # (title, evidence) on demand, instead of ``title``/``evidence``: most assessments change nothing and are
     # dropped, so a pack judging every reading may leave the wording to the few that become a message
     explain: Callable[[], tuple[str, list[str]]] | None = field(default=None, repr=False, compare=False)
+    # ``values`` on demand, likewise (made when the message is, in the same Engine.feed)
+    measure: Callable[[], dict[str, float]] | None = field(default=None, repr=False, compare=False)
 
     def wording(self) -> tuple[str, list[str]]:
         """The title and evidence, however the pack gave them."""
         return self.explain() if self.explain is not None else (self.title, self.evidence)
+
+    def figures(self) -> dict[str, float]:
+        """The values, however the pack gave them."""
+        return self.measure() if self.measure is not None else self.values
 
 
 class Context(Protocol):
@@ -59,6 +65,11 @@ class Context(Protocol):
     config: Config
 
     def active(self, key: str) -> Level | None: ...
+
+    def tracks(self, key: str) -> bool:
+        """The condition has a lifecycle (in force, pending or once issued): its assessments count even when
+        they call for nothing. Without one, an assessment calling for nothing is dropped by the engine."""
+        ...
 
 
 class Pack(Protocol):

@@ -22,97 +22,20 @@ tipping bucket in a storm, a backlog replayed after an outage), and this runs in
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
 from rules.config import RainThresholds, Resolver, TorrentThresholds
-from rules.lifecycle import max_level
 from rules.pack import Assessment, Context, ignored, register
+# the sums and their grading (re-exported: tests and tools read them from here)
+from rules.rainsums import (ALL, KEEP_MIN, WINDOWS_H, GaugeState, Grader, _minute, add, advance,  # noqa: F401
+                            grade_windows, reached_at, recount, totals)
 from rules.state import States
 from yujing.model import Hazard, Level, Q, Reading
 
-WINDOWS_H = (1, 3, 6, 12, 24)
-KEEP_MIN = 24 * 60 + 1
 
-
-@dataclass
-class GaugeState:
-    site: str = ""
-    last_count: float | None = None  # the counter's baseline: its last reading that continued the count
-    count_t: float | None = None  # ... and its time
-    last_t: float | None = None  # latest reading of the gauge (either quantity)
-    bins: dict[int, float] = field(default_factory=dict)  # epoch minute -> mm, the last 24 h
-    end: int | None = None  # the minute the window sums end at (the gauge's latest reading)
-    sums: dict[int, float] = field(default_factory=dict)  # window hours -> mm, kept incrementally
-    period: dict[str, float] = field(default_factory=dict)  # reading ts -> mm, for idempotent re-sends
-    gaps: list[list[float]] = field(default_factory=list)  # [start, end] of spread gaps, last 24 h
-    events: list[list[Any]] = field(default_factory=list)  # [t, text]: resets, rollovers, rejected jumps
-    pending: list[float] = field(default_factory=list)  # [t, value]: a break in the count, until the next reading
-
-
-def _minute(t: float) -> int:
-    return int(math.floor(t / 60.0))
-
-
-def add(st: GaugeState, minute: int, mm: float) -> None:
-    """Add ``mm`` at ``minute``, moving the windows' end forward first if it is newer."""
-    if st.end is None:
-        st.end = minute
-        st.sums = {h: 0.0 for h in WINDOWS_H}
-    if minute > st.end:
-        advance(st, minute)
-    st.bins[minute] = st.bins.get(minute, 0.0) + mm
-    for h in WINDOWS_H:
-        if minute > st.end - h * 60:
-            st.sums[h] += mm
-
-
-def advance(st: GaugeState, end: int) -> None:
-    """Move the windows' end to ``end``: what leaves a window is subtracted, what leaves 24 h is dropped."""
-    old = st.end
-    if old is None or end <= old:
-        return
-    for h in WINDOWS_H:
-        w = h * 60
-        if end - old >= w:
-            st.sums[h] = sum(mm for m, mm in st.bins.items() if end - w < m <= end)
-        else:
-            st.sums[h] -= sum(st.bins.get(m, 0.0) for m in range(old - w + 1, end - w + 1))
-    if end - old >= KEEP_MIN:
-        st.bins = {m: mm for m, mm in st.bins.items() if m > end - KEEP_MIN}
-    else:
-        for m in range(old - KEEP_MIN + 1, end - KEEP_MIN + 1):
-            st.bins.pop(m, None)
-    st.end = end
-
-
-def totals(st: GaugeState) -> dict[int, float]:
-    """Rainfall in each window ending at the gauge's latest minute (that minute included)."""
-    return {h: round(max(st.sums.get(h, 0.0), 0.0), 3) for h in WINDOWS_H}
-
-
-def recount(st: GaugeState) -> None:
-    """Sums from the bins (after loading state, whose JSON keys are strings)."""
-    st.bins = {int(m): float(mm) for m, mm in st.bins.items()}
-    if st.end is None:
-        st.sums = {}
-        return
-    st.sums = {h: sum(mm for m, mm in st.bins.items() if st.end - h * 60 < m <= st.end) for h in WINDOWS_H}
-
-
-def grade_windows(tot: dict[int, float], table: dict[Level, dict[int, float]], current: Level | None,
-                  hysteresis: float) -> tuple[Level | None, list[tuple[Level, int, float, float]]]:
-    """The highest level any window reaches, and every (level, hours, total, threshold) met."""
-    met = []
-    for lv, windows in table.items():
-        for hours, mm in windows.items():
-            reach = mm - hysteresis if current is not None and lv <= current else mm
-            if tot.get(hours, 0.0) >= reach:
-                met.append((lv, hours, tot.get(hours, 0.0), mm))
-    return max_level(*(m[0] for m in met)), met
+_HOUR = "\x1fbins"  # in a pack_state entity: an hour of a gauge's bins (no sensor id holds a control character)
 
 
 def _fmt(mm: float) -> str:
@@ -131,18 +54,18 @@ class RainPack:
         self.resolver = Resolver(config.rules, self.sites)
         self.rejected: dict[str, int] = {}
         self.by_site: dict[str, list[str]] = {}  # site -> its gauges, sorted (assess picks among them in order)
+        self._stored: dict[str, set[int]] = {}  # sensor -> the hours of bins the state file holds a row for
+        self._hours: dict[str, dict[int, float]] = {}  # while restoring: bins read from hours' rows
         # site -> (rain, torrent, rain table, torrent table): thresholds are frozen, so their grading tables are
         # built once per site, not once per reading (they were a fifth of the rain pack's time)
-        self._grading: dict[str, tuple[RainThresholds, TorrentThresholds, dict[Level, dict[int, float]],
-                                       dict[Level, dict[int, float]]]] = {}
+        self._grading: dict[str, tuple[RainThresholds, TorrentThresholds, Grader, Grader]] = {}
 
     # --- configuration -------------------------------------------------------------------------
     def thresholds(self, site: str) -> tuple[RainThresholds, TorrentThresholds]:
         g = self.grading(site)
         return g[0], g[1]
 
-    def grading(self, site: str) -> tuple[RainThresholds, TorrentThresholds, dict[Level, dict[int, float]],
-                                          dict[Level, dict[int, float]]]:
+    def grading(self, site: str) -> tuple[RainThresholds, TorrentThresholds, Grader, Grader]:
         g = self._grading.get(site)
         if g is None:
             rain, torrent = self.resolver.get("rain", site), self.resolver.get("torrent", site)
@@ -151,7 +74,8 @@ class RainPack:
                 table[torrent.prepare_level] = dict(torrent.prepare)
             if torrent.evacuate:
                 table[torrent.evacuate_level] = {**table.get(torrent.evacuate_level, {}), **torrent.evacuate}
-            g = self._grading[site] = (rain, torrent, rain.table(), table)
+            g = self._grading[site] = (rain, torrent, Grader(rain.table(), rain.hysteresis_mm),
+                                       Grader(table, torrent.hysteresis_mm))
         return g
 
     def _gauge_of(self, site: str, sensor: str) -> None:
@@ -165,12 +89,15 @@ class RainPack:
 
     # --- evaluation ----------------------------------------------------------------------------
     def feed(self, r: Reading, ctx: Context) -> list[Assessment]:
-        rain, _ = self.thresholds(r.site)
+        site = r.site
+        grading = self._grading.get(site) or self.grading(site)
         st = self.gauges[r.sensor]
-        st.site = r.site
-        self._gauge_of(r.site, r.sensor)
+        if st.site != site:
+            st.site = site
+            self._gauge_of(site, r.sensor)
         t = r.ts.timestamp()
         if r.quantity == Q.RAIN_COUNT_MM:
+            rain = grading[0]
             self._count(st, r.value, t, rain)
         else:
             self._period(st, r.value, t)
@@ -292,54 +219,74 @@ class RainPack:
             st.events = [e for e in st.events if e[0] >= cut][-10:]
 
     def assess(self, site: str, ctx: Context, drill: bool = False) -> list[Assessment]:
+        """What the site's rain calls for now, per condition (rainstorm, torrent if the site has one).
+
+        Judged on every reading, so only what grading needs is computed here: the site's gauge (the wettest),
+        the windows its tables name, rounded as :func:`totals` rounds them, and a level. A condition that
+        calls for nothing and has no lifecycle is not even assessed (the engine would drop it); the values,
+        notes and wording of the rest are made when the engine makes a message of them (in this same
+        :meth:`Engine.feed`, before the gauge changes again)."""
         rain, torrent, rain_table, torrent_table = self.grading(site)
-        best: tuple[str, GaugeState, dict[int, float]] | None = None
-        for sensor in self.by_site.get(site, ()):
+        gauges = self.by_site.get(site, ())
+        if len(gauges) == 1:  # the usual site: one gauge, no need to compare day totals
+            sensor = gauges[0]
             st = self.gauges.items[sensor]
             if st.last_t is None:
-                continue
-            tot = totals(st)
-            if best is None or tot[24] > best[2][24] or (tot[24] == best[2][24] and tot[1] > best[2][1]):
-                best = (sensor, st, tot)
-        if best is None:
-            return []
-        sensor, st, tot = best
-        name = self._site_name(site)
-        values = {f"rain_{h}h_mm": v for h, v in tot.items()}
-        notes = self._notes(st)
+                return []
+        else:
+            best: tuple[str, GaugeState, dict[int, float]] | None = None
+            for g in gauges:
+                gst = self.gauges.items[g]
+                if gst.last_t is None:
+                    continue
+                tot = totals(gst)
+                if best is None or tot[24] > best[2][24] or (tot[24] == best[2][24] and tot[1] > best[2][1]):
+                    best = (g, gst, tot)
+            if best is None:
+                return []
+            sensor, st, _ = best
         out = []
         key = f"{Hazard.RAINSTORM}:{site}"
-        level, met = grade_windows(tot, rain_table, ctx.active(key), rain.hysteresis_mm)
-        out.append(self._assessment(key, Hazard.RAINSTORM, site, level, met, values, notes, rain, name,
-                                    st.last_t, drill, sensor))
+        current = ctx.active(key)
+        level = rain_table.level(st, current)
+        if level is not None or ctx.tracks(key):
+            out.append(self._assessment(key, Hazard.RAINSTORM, site, level, current, rain_table, st, rain, drill,
+                                        sensor))
         if torrent.defined:
             key = f"{Hazard.TORRENT}:{site}"
-            level, met = grade_windows(tot, torrent_table, ctx.active(key), torrent.hysteresis_mm)
-            out.append(self._assessment(key, Hazard.TORRENT, site, level, met, values, notes, torrent, name,
-                                        st.last_t, drill, sensor))
+            current = ctx.active(key)
+            level = torrent_table.level(st, current)
+            if level is not None or ctx.tracks(key):
+                out.append(self._assessment(key, Hazard.TORRENT, site, level, current, torrent_table, st, torrent,
+                                            drill, sensor))
         return out
 
-    def _assessment(self, key: str, hazard: Hazard, site: str, level: Level | None,
-                    met: list[tuple[Level, int, float, float]], values: dict[str, float], notes: list[str],
-                    thr: Any, name: str, t: float, drill: bool, sensor: str) -> Assessment:
+    def _assessment(self, key: str, hazard: Hazard, site: str, level: Level | None, current: Level | None,
+                    grader: Grader, st: GaugeState, thr: Any, drill: bool,
+                    sensor: str) -> Assessment:
+        def values() -> dict[str, float]:
+            return {f"rain_{h}h_mm": v for h, v in totals(st).items()}
+
         def explain() -> tuple[str, list[str]]:  # worded only if the engine makes a message of it
             evidence = []
+            tot = totals(st)
             if level is not None:
+                _, met = grade_windows(tot, grader.table, current, grader.hysteresis)
                 for lv, hours, total, mm in sorted(met, key=lambda m: (-m[0].severity, m[1])):
                     if lv == level:
                         evidence.append(f"{hours}小时累计雨量 {_fmt(total)} mm ≥ {self._label(hazard, lv, thr)}阈值 {_fmt(mm)} mm")
             else:
-                evidence.append("各时段累计雨量均低于预警阈值: " + ", ".join(
-                    f"{h}小时 {_fmt(values[f'rain_{h}h_mm'])} mm" for h in WINDOWS_H))
+                evidence.append("各时段累计雨量均低于预警阈值: " + ", ".join(f"{h}小时 {_fmt(tot[h])} mm" for h in WINDOWS_H))
             evidence.append(f"雨量计 {sensor}")
-            evidence.extend(notes)
+            evidence.extend(self._notes(st))
             title = ""
             if level is not None:
+                name = self._site_name(site)
                 title = (f"{name}{self._label(hazard, level, thr)}预警" if hazard is Hazard.TORRENT
                          else f"{name}暴雨{level.chinese}预警")
             return title, evidence
         return Assessment(key=key, hazard=hazard, site=site, level=level, mechanics=thr.mechanics,
-                          rule=hazard.value, values=dict(values), t=t, drill=drill, explain=explain)
+                          rule=hazard.value, t=st.last_t, drill=drill, explain=explain, measure=values)
 
     @staticmethod
     def _label(hazard: Hazard, level: Level, thr: Any) -> str:
@@ -362,9 +309,54 @@ class RainPack:
 
     # --- persistence ---------------------------------------------------------------------------
     def dump(self) -> dict[str, Any]:
-        return self.gauges.dump_dirty()
+        """The changed gauges, each in rows: its scalar state (``<sensor>``), and its bins an hour a row
+        (``<sensor>\x1fbins<hour>``), only the hours changed since the last dump; None deletes an hour emptied.
+
+        A gauge's whole day of per-minute bins rewritten at every save had been the save's cost (a day of
+        300 gauges read every minute: 432,000 numbers serialised on the loop and written per save)."""
+        out: dict[str, Any] = {}
+        items = self.gauges.items
+        for sensor in self.gauges.dirty:
+            st = items.get(sensor)
+            if st is None:
+                continue
+            row = dict(vars(st))
+            del row["touched"]
+            row["bins"], row["sums"] = {}, {}  # the bins are in their hours' rows; sums are recounted from them
+            out[sensor] = row
+            stored = self._stored.setdefault(sensor, set())
+            hours = stored | {m // 60 for m in st.bins} if ALL in st.touched else st.touched
+            bins = st.bins
+            for h in hours:
+                chunk = {m: bins[m] for m in range(h * 60, h * 60 + 60) if m in bins}
+                if chunk:
+                    out[f"{sensor}{_HOUR}{h}"] = chunk
+                    stored.add(h)
+                elif h in stored:
+                    out[f"{sensor}{_HOUR}{h}"] = None
+                    stored.discard(h)
+            st.touched = set()
+        self.gauges.dirty.clear()
+        return out
 
     def load(self, entity: str, data: dict[str, Any]) -> None:
+        if _HOUR in entity:  # an hour of a gauge's bins: merged once every row is read (restored)
+            sensor, _, hour = entity.partition(_HOUR)
+            self._stored.setdefault(sensor, set()).add(int(hour))
+            self._hours.setdefault(sensor, {}).update({int(m): float(mm) for m, mm in data.items()})
+            return
         self.gauges.load(entity, data)
-        recount(self.gauges.items[entity])
-        self._gauge_of(self.gauges.items[entity].site, entity)
+        st = self.gauges.items[entity]
+        if st.bins:  # saved before the bins had rows of their own: they move there at the next save
+            st.touched.add(ALL)
+        recount(st)
+        self._gauge_of(st.site, entity)
+
+    def restored(self) -> None:
+        """Every saved row is loaded: each gauge's bins from its hours' rows, and its sums from them."""
+        for sensor, bins in self._hours.items():
+            st = self.gauges.items.get(sensor)
+            if st is not None:
+                st.bins.update(bins)
+                recount(st)
+        self._hours = {}

@@ -22,20 +22,26 @@ import logging
 import math
 import re
 import time
+from collections import deque
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import Counter, Gauge
 
+from rules import partition
 from rules.engine import Engine
+from rules.partition import Share
+from rules.saving import ACK_WINDOW, ISSUED, SEEN_IDS, Saving  # noqa: F401  (ISSUED: re-exported)
 from rules.store import StateStore
 from yujing import metrics, topics, wire
 from yujing.bus import Message, Session, Subscription, reconnecting
 from yujing.dedup import Dedup
-from yujing.errors import PayloadError
+from yujing.errors import ConfigError, PayloadError
 from yujing.log import Limiter
 from yujing.model import HazardWarning, Reading
 from yujing.provenance import Refusal, Senders
+from yujing.publish import Outgoing, drain
 from yujing.runtime import Runtime
 from yujing.sqlite import Writer
 
@@ -43,7 +49,6 @@ log = logging.getLogger("yujing.rules")
 
 READINGS = Counter("yujing_rules_readings_total", "Readings evaluated by the rules engine")
 REJECTED = Counter("yujing_rules_rejected_total", "Messages or readings the rules engine rejected", ["reason"])
-ISSUED = Counter("yujing_rules_warnings_total", "Warning messages issued", ["hazard", "state"])
 OUTBOX = Gauge("yujing_rules_outbox_depth", "Warnings persisted but not yet acknowledged by the broker")
 SUBSCRIBED = Gauge("yujing_rules_mqtt_subscribed", "1 while subscribed to readings, heartbeats and loss reports")
 # what a Prometheus alert on a silent gateway needs (see deploy/prometheus/): when each gateway was last heard
@@ -52,11 +57,8 @@ GATEWAY_SEEN = Gauge("yujing_rules_gateway_last_heartbeat_timestamp_seconds",
 GATEWAY_ONLINE = Gauge("yujing_rules_gateway_online", "0 once the gateway said goodbye or its last will came",
                        ["gateway"])
 
-# MQTT 5 receive maximum: messages the broker may send us before we acknowledge any. A save is
-# forced at half of it, so the window never closes while state waits for its time to be saved.
-ACK_WINDOW = 1000
 MAX_PAYLOAD_BYTES = 16 * 1_048_576  # far above any uplink's batch: only a runaway payload is refused for size
-SEEN_IDS = 200_000  # reading ids remembered (and saved with the state) to count a redelivered reading once
+PUBLISH_WINDOW = 8  # warnings awaiting their PUBACK at once (deleted from the outbox in order)
 
 
 def client_id(rt: Runtime) -> str:
@@ -68,22 +70,40 @@ def client_id(rt: Runtime) -> str:
     prefix = rt.config.mqtt.topic_prefix
     if prefix != "yujing":
         slug += "-" + re.sub(r"[^A-Za-z0-9_-]+", "-", prefix)
+    p = rt.config.rules.partition
+    if p.count > 1 and p.index is not None:  # each partition keeps a session of its own
+        slug += f"-p{p.index}of{p.count}"
     return f"yujing-rules-{slug}"[:128]
+
+
+def state_path(cfg: Any, mine: Share | None) -> Path:
+    """The state file: ``rules.state`` or ``<data_dir>/rules.state.sqlite``; a partition's has its ``p<i>of<n>``
+    before the extension (a partition holds its own gateways' state only)."""
+    path = cfg.path(cfg.rules.state, "rules.state.sqlite")
+    return path if mine is None else path.with_name(f"{path.stem}.{mine.suffix}{path.suffix}")
 
 
 def parse_readings(payload: bytes, topic: str = "") -> list[Reading]:
     """The readings of one message, as the collector reads them; raises PayloadError with a :class:`wire.Reject`."""
-    return wire.decode(payload, topic, MAX_PAYLOAD_BYTES)
+    return wire.decode_readings(payload, topic, MAX_PAYLOAD_BYTES)
 
 
-class RulesService:
+class RulesService(Saving):
     def __init__(self, rt: Runtime, ready: asyncio.Event | None = None) -> None:
         self.rt = rt
         self.ready = ready or asyncio.Event()  # set once subscribed (tests wait on it)
         cfg = rt.config
         self.prefix = cfg.mqtt.topic_prefix
-        self.store = StateStore(cfg.path(cfg.rules.state, "rules.state.sqlite"))
+        self.share = partition.share(cfg)  # None: one process judges every gateway
+        if self.share is not None and not cfg.gateways:
+            raise ConfigError(["rules.partition: partitions are by gateway, and the configuration has no gateways"])
+        self.store = StateStore(state_path(cfg, self.share))
         self.engine = Engine(cfg, self.store, drill=rt.drill)
+        if self.share is not None:  # silence is judged only for this partition's devices (it hears no others)
+            self.engine.packs["equipment"].watch_only(self.share.devices)  # type: ignore[attr-defined]
+            log.info("rules: partition", extra={"kv": {"partition": self.share.index, "of": self.share.count,
+                                                        "gateways": len(self.share.gateways),
+                                                        "sites": len(self.share.sites)}})
         for p in self.engine.problems():
             log.warning("rules: %s", p)
         self.senders = Senders(cfg.gateways)
@@ -99,6 +119,10 @@ class RulesService:
         # never stalls the event loop (which the collector and alerts share in `yujing run`).
         self.writer = Writer("rules-state")
         self.saves: set[asyncio.Task[None]] = set()
+        self._writing = False  # a save is being written (the next waits for it: see save())
+        self._wanted = False  # a save was asked for meanwhile
+        # handed to the writer, not yet acknowledged: (its write, or None for the write before; messages; warnings)
+        self.unacked: deque[tuple[Future[None] | None, list[Message], list[HazardWarning]]] = deque()
         self.failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()  # a save that raised
         self.sub: Subscription | None = None  # the live connection (acks of an earlier one are void: redelivered)
         self.limiter = Limiter(60.0)
@@ -106,71 +130,6 @@ class RulesService:
         self.work.set()  # the outbox may hold warnings from before a crash
         self._flushed = time.monotonic()
         self._timer: asyncio.TimerHandle | None = None
-
-    def commit(self, warnings: list[HazardWarning]) -> None:
-        """Save state now if warnings were issued or a save is due; else make sure one follows soon."""
-        self.issued += warnings
-        flush_s = self.rt.config.rules.state_flush_s
-        if self.issued or len(self.acks) >= ACK_WINDOW // 2 or time.monotonic() - self._flushed >= flush_s:
-            self.save()
-        elif self.acks and self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(flush_s, self.save)
-
-    def save(self) -> None:
-        """Snapshot state, the warnings it issued and the ids of the readings it covers, hand them to the writer
-        as one transaction, and PUBACK what it covers once it is durable. Warnings are saved with the state
-        that issued them, so a restart never judges again what it already announced.
-
-        The snapshot is taken here, synchronously, and writes run in the order they were handed over, so
-        each transaction holds a state at least as new as the one before it."""
-        done, acks, warnings = self._hand_over()
-        if done is None:
-            self._saved(acks, warnings)
-            return
-        task = asyncio.get_running_loop().create_task(self._when_durable(done, acks, warnings))
-        self.saves.add(task)
-        task.add_done_callback(self.saves.discard)
-
-    def save_now(self) -> None:
-        """:meth:`save`, waiting for the write (and any before it): on the way out, or between connections."""
-        done, acks, warnings = self._hand_over()
-        if done is not None:
-            done.result()
-        self._saved(acks, warnings)
-
-    def _hand_over(self) -> tuple[Future[None] | None, list[Message], list[HazardWarning]]:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._flushed = time.monotonic()  # I/O pacing, not scenario time
-        packs, lcs = self.engine.dirty_state()
-        warnings, self.issued = self.issued, []
-        fresh, self.fresh = self.fresh, []
-        acks, self.acks = self.acks, []
-        if not (packs or lcs or warnings or fresh):
-            return None, acks, warnings
-        rows = self.store.prepare(packs, lcs, warnings, seen=fresh, keep_seen=SEEN_IDS)
-        return self.writer.submit(self.store.write, rows), acks, warnings
-
-    async def _when_durable(self, done: Future[None], acks: list[Message], warnings: list[HazardWarning]) -> None:
-        try:
-            await self.writer.wait(done)
-        except Exception as exc:  # the state file refused it (StoreError): the service stops, as it always did
-            if not self.failed.done():
-                self.failed.set_exception(exc)
-            return
-        self._saved(acks, warnings)
-
-    def _saved(self, acks: list[Message], warnings: list[HazardWarning]) -> None:
-        for msg in acks:
-            msg.ack()
-        for w in warnings:
-            ISSUED.labels(w.hazard.value, w.state.value).inc()
-            log.info("warning %s", w.title, extra={"kv": {
-                "key": w.key, "version": w.version, "state": w.state.value, "level": w.level.value,
-                "drill": w.drill}})
-        if warnings:
-            self.work.set()
 
     def on_readings(self, topic: str, payload: bytes) -> list[HazardWarning]:
         try:
@@ -185,10 +144,11 @@ class RulesService:
             REJECTED.labels("duplicate").inc(len(readings) - len(fresh))
         out: list[HazardWarning] = []
         now = self.rt.clock.now()
+        READINGS.inc(len(fresh))  # counted before they are judged, as one by one before
+        self.fresh += [r.id for r in fresh]
+        feed = self.engine.feed
         for r in fresh:
-            READINGS.inc()
-            self.fresh.append(r.id)
-            out += self.engine.feed(r, now)
+            out += feed(r, now)
         return out
 
     def _screen(self, topic: str, payload: bytes, readings: list[Reading]) -> list[Reading]:
@@ -275,17 +235,26 @@ class RulesService:
             self.commit(self.engine.tick(self.rt.clock.now()))
 
     async def publish(self, sub: Subscription) -> None:
+        """The outbox to the broker on this connection (yujing.publish: deleted once its PUBACK has come)."""
+        await drain(sub, self, window=PUBLISH_WINDOW)
+
+    @property
+    def changed(self) -> asyncio.Event:  # (the outbox as a yujing.publish.Queue: changed, pending, delivered)
+        return self.work
+
+    async def pending(self, after: int) -> list[Outgoing]:
         retain = self.rt.config.rules.retain
-        while True:
-            await self.work.wait()
-            self.work.clear()
-            while rows := await self.writer.run(self.store.outbox, 100):
-                for seq, w in rows:
-                    # a drill's warning on a live system is never retained: the retained slot is the real state
-                    await sub.publish(topics.warning(self.prefix, w.hazard.value, w.site, w.key),
-                                      wire.encode(w), qos=1, retain=retain and w.drill == self.rt.drill)
-                    await self.writer.run(self.store.published, seq)
-            OUTBOX.set(await self.writer.run(lambda: self.store.outbox_depth))
+        out = []
+        for seq, saved in await self.writer.run(self.store.outbox_json, 100, after):
+            w = wire.decode_warning(saved.encode())  # for its topic; what goes out is the saved bytes
+            # a drill's warning on a live system is never retained: the retained slot is the real state
+            out.append(Outgoing(topics.warning(self.prefix, w.hazard.value, w.site, w.key), saved.encode(),
+                                seq, seq, retain=retain and w.drill == self.rt.drill))
+        return out
+
+    async def delivered(self, msg: Outgoing) -> None:
+        await self.writer.run(self.store.published, msg.last)
+        OUTBOX.set(await self.writer.run(lambda: self.store.outbox_depth))
 
     async def session(self, sub: Subscription) -> None:
         """Receive and publish until stopping or the connection fails (MqttError propagates)."""
@@ -332,6 +301,11 @@ class RulesService:
     async def connection(self, session: Session) -> None:
         mq = self.rt.config.mqtt
         subs = [(topics.readings(self.prefix), 1), (topics.status(self.prefix), 1), (topics.loss(self.prefix), 1)]
+        if self.share is not None:  # its own gateways' topics only (a filter per gateway: brokers take thousands)
+            subs = [(t, 1) for g in sorted(self.share.gateways)
+                    for t in (topics.readings(self.prefix, g), topics.status(self.prefix, g))]
+            if self.share.takes_loss_reports:
+                subs.append((topics.loss(self.prefix), 1))
         # No manual acks on the demo's embedded broker: it lives and dies with us (nothing to redeliver), and
         # amqtt gives up on a PUBACK held until our next save, loudly.
         async with Subscription(mq, session, subs, receive_maximum=ACK_WINDOW, manual_ack=not mq.embedded,
@@ -357,6 +331,9 @@ async def serve(rt: Runtime, ready: asyncio.Event | None = None, **_: Any) -> No
 
     ``ready`` (optional) is set once the service is subscribed.
     """
+    if rt.config.rules.partition.count > 1 and rt.config.rules.partition.index is None:
+        await partition.supervise(rt)  # one process per partition (rules/partition.py)
+        return
     service = RulesService(rt, ready)
     cfg = rt.config.rules
 

@@ -54,6 +54,7 @@ class Rows(NamedTuple):
     warnings: list[tuple[str]]
     seen: list[tuple[str]]
     keep_seen: int
+    dropped: list[tuple[str, str]] = []  # (pack, entity) rows to delete (a pack dumped None for them)
 
 
 class StateStore:
@@ -103,9 +104,10 @@ class StateStore:
                 warnings: list[HazardWarning], seen: Sequence[str] = (), keep_seen: int = 200_000) -> Rows:
         """What :meth:`save` writes, serialised now: the state as it is at this instant, whatever changes next
         (the service serialises on the event loop and writes in a worker thread, see yujing.sqlite.Writer)."""
-        return Rows([(p, e, dumps(s)) for p, ents in packs.items() for e, s in ents.items()],
+        return Rows([(p, e, dumps(s)) for p, ents in packs.items() for e, s in ents.items() if s is not None],
                     [(k, dumps(v)) for k, v in lifecycles.items()],
-                    [(w.model_dump_json(),) for w in warnings], [(i,) for i in seen], keep_seen)
+                    [(w.model_dump_json(),) for w in warnings], [(i,) for i in seen], keep_seen,
+                    [(p, e) for p, ents in packs.items() for e, s in ents.items() if s is None])
 
     def write(self, rows: Rows) -> None:
         """One transaction (with ``synchronous=FULL``: fsynced before it returns)."""
@@ -114,6 +116,8 @@ class StateStore:
                 self.db.execute("BEGIN IMMEDIATE")
                 self.db.executemany("INSERT OR REPLACE INTO pack_state (pack, entity, json) VALUES (?, ?, ?)",
                                     rows.packs)
+                if rows.dropped:
+                    self.db.executemany("DELETE FROM pack_state WHERE pack = ? AND entity = ?", rows.dropped)
                 self.db.executemany("INSERT OR REPLACE INTO lifecycle (key, json) VALUES (?, ?)", rows.lifecycles)
                 self.db.executemany("INSERT INTO outbox (warning) VALUES (?)", rows.warnings)
                 if rows.seen:
@@ -122,9 +126,13 @@ class StateStore:
         except sqlite3.Error as e:
             raise StoreError(f"rules state {self.path}: saving: {e}") from e
 
-    def outbox(self, limit: int = 1000) -> list[tuple[int, HazardWarning]]:
-        rows = self.db.execute("SELECT seq, warning FROM outbox ORDER BY seq LIMIT ?", (limit,)).fetchall()
-        return [(seq, HazardWarning.model_validate_json(w)) for seq, w in rows]
+    def outbox(self, limit: int = 1000, after: int = 0) -> list[tuple[int, HazardWarning]]:
+        return [(seq, HazardWarning.model_validate_json(w)) for seq, w in self.outbox_json(limit, after)]
+
+    def outbox_json(self, limit: int = 1000, after: int = 0) -> list[tuple[int, str]]:
+        """The oldest unpublished warnings past ``after``, as they were saved (the bytes that go on the bus)."""
+        return self.db.execute("SELECT seq, warning FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+                               (after, limit)).fetchall()
 
     def published(self, seq: int) -> None:
         self.db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))

@@ -52,21 +52,23 @@ class Office:
 @contextlib.asynccontextmanager
 async def duty_office(tmp_path: Path, mosquitto: Any, prefix: str, speed: float = 60.0,
                       behaviours: dict[str, Behaviour] | None = None, alerts: dict[str, Any] | None = None,
-                      upstream: dict[str, Any] | None = None) -> AsyncIterator[Office]:
+                      upstream: dict[str, Any] | None = None, duty: dict[str, Any] | None = None
+                      ) -> AsyncIterator[Office]:
     """The alerts rig's deployment plus a duty section (operator li, viewer wang by token; admin chief by
-    password), and the duty office serving it; ``upstream`` adds CAP sources."""
+    password; ``duty`` adds to it), and the duty office serving it; ``upstream`` adds CAP sources."""
     tokens = {}
     for user in ("li", "wang"):
         tokens[user] = tmp_path / f"{user}.token"
         tokens[user].write_text(f"token-of-{user}-{prefix}-0123456789")
-    duty = {"port": 0, "client_id": f"duty-{prefix}", "sender_name": "忠县防汛抗旱指挥部",
-            "accounts": [{"user": "li", "role": "operator", "token": {"file": str(tokens["li"])}},
-                         {"user": "wang", "role": "viewer", "token": {"file": str(tokens["wang"])}},
-                         {"user": "chief", "role": "admin", "password_hash": hash_password(CHIEF_PASSWORD)}]}
+    section = {"port": 0, "client_id": f"duty-{prefix}", "sender_name": "忠县防汛抗旱指挥部",
+               "accounts": [{"user": "li", "role": "operator", "token": {"file": str(tokens["li"])}},
+                            {"user": "wang", "role": "viewer", "token": {"file": str(tokens["wang"])}},
+                            {"user": "chief", "role": "admin", "password_hash": hash_password(CHIEF_PASSWORD)}],
+               **(duty or {})}
     original = harness.write_config
 
     def with_duty(directory: Path, **kw: Any) -> Path:
-        return original(directory, **kw, extra={"duty": duty, **({"upstream": upstream} if upstream else {})})
+        return original(directory, **kw, extra={"duty": section, **({"upstream": upstream} if upstream else {})})
 
     harness.write_config = with_duty  # the harness lays out the deployment; the duty section joins it
     try:

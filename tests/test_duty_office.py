@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client import REGISTRY
 from testing.duty import CHIEF_PASSWORD, duty_office, phones
 
 from duty.accounts import hash_password
@@ -303,3 +304,39 @@ async def test_an_oversized_request_is_refused_and_audited(mosquitto, prefix, tm
         [entry] = office.audit()
         assert (entry.user, entry.status, entry.result) == ("li", 413, "request-entity-too-large")
         assert office.rig.twilio.messages == []
+
+
+async def test_every_refusal_is_counted_by_reason_and_a_write_that_fails_inside_is_answered_and_audited(
+        mosquitto, prefix, tmp_path):
+    # was: refusals were audited (writes) but counted nowhere, and a write whose store failed escaped the
+    # middleware: aiohttp answered a bare 500 and the audit log never heard of the attempt
+    def refused(reason: str) -> float:
+        return REGISTRY.get_sample_value("yujing_duty_refused_total", {"reason": reason}) or 0.0
+
+    reasons = ("unauthenticated", "forbidden", "bad-credentials", "internal-error")
+    before = {r: refused(r) for r in reasons}
+    async with duty_office(tmp_path, mosquitto, prefix) as office, aiohttp.ClientSession() as http:
+        api = office.url + "/api/v1"
+
+        def bearer(user: str) -> dict[str, str]:
+            return {"Authorization": f"Bearer {office.tokens[user].read_text()}"}
+
+        issue = {"hazard": "rainstorm", "level": "blue", "area": "shibao.xinle", "text": "注意防范"}
+        async with http.get(api + "/warnings") as r:
+            assert r.status == 401
+        async with http.post(api + "/warnings", json=issue, headers=bearer("wang")) as r:
+            assert r.status == 403
+        async with http.post(api + "/login", json={"username": "chief", "password": "guess"}) as r:
+            assert r.status == 401
+        # the issuer's database refuses writes (as a failing or read-only disk would): SQLite's own refusal
+        office.state["office"].issuer.db.execute("PRAGMA query_only = ON")
+        async with http.post(api + "/warnings", json=issue, headers=bearer("li")) as r:
+            assert r.status == 500 and (await r.json())["error"] == "internal-error"
+        entry = office.audit()[-1]
+        assert (entry.user, entry.action, entry.status, entry.result) == ("li", "POST /api/v1/warnings", 500,
+                                                                           "internal-error")
+        assert entry.detail["area"] == "shibao.xinle"
+        office.state["office"].issuer.db.execute("PRAGMA query_only = OFF")
+        async with http.post(api + "/warnings", json=issue, headers=bearer("li")) as r:
+            assert r.status == 201  # the office carries on
+    assert {r: refused(r) - before[r] for r in reasons} == {r: 1.0 for r in reasons}

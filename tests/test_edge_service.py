@@ -127,6 +127,51 @@ async def test_on_an_rs485_bus_a_silent_slave_costs_the_others_at_most_its_timeo
     assert got.status["gw1"]["devices"]["rtu-2"]["state"] == "offline"
 
 
+async def test_a_polled_serial_gauge_that_is_absent_or_stops_answering_reports_comm_errors_and_comes_back(
+        mosquitto, prefix, tmp_path):
+    # was: a gauge whose port was missing when the agent started produced no reading at all (the rules saw
+    # silence, not a fault), and one whose line went away and came back was never read again
+    gauge = {"id": "radar", "type": "serial_ascii", "site": "RADAR", "port": str(tmp_path / "ttyUSB0"),
+             "request": "R\r\n", "pattern": r"L=(?P<level>[-0-9.]+)m", "interval_s": 0.2, "timeout_s": 0.3,
+             "retries": 0, "offline_after": 2, "fields": [{"key": "level", "quantity": "level_m", "unit": "m"}]}
+    cfg = deployment(tmp_path / "cfg", [{"id": "gw1", "heartbeat_s": 5, "devices": [gauge]}],
+                     mqtt_port=mosquitto.port, prefix=prefix)
+    clock = Clock()
+    rt = Runtime(cfg, clock)
+    got, ready = Collected(), asyncio.Event()
+
+    def since(t, quality):
+        return [r for r in got.readings("radar") if r.ts >= t and r.quality == quality]
+
+    sub = asyncio.create_task(collect(mosquitto.port, prefix, got, ready))
+    await asyncio.wait_for(ready.wait(), 10)
+    agent = asyncio.create_task(serve(rt))
+    try:
+        started = clock.now()
+        await wait_for(lambda: len(since(started, "comm-error")) >= 2, 10, "comm-error readings while the port is missing")
+        await wait_for(lambda: got.status.get("gw1", {}).get("devices", {}).get("radar", {}).get("state")
+                       == "offline", 10, "the missing gauge reported offline")
+        async with simulate_devices(cfg.gateways[0].devices, {"radar": {"level_m": Constant(7.5)}}, clock) as sims:
+            await wait_for(lambda: [r for r in got.readings("radar") if r.quality == "ok"], 10, "the gauge read")
+            await sims.fault(Fault.HANG, "radar")
+            hung_at = clock.now()
+            await wait_for(lambda: since(hung_at, "comm-error"), 10, "comm-error readings while it is silent")
+            await sims.fault(Fault.OFFLINE, "radar")
+            gone_at = clock.now()
+            await wait_for(lambda: len(since(gone_at, "comm-error")) >= 2, 10, "comm-error readings while it is gone")
+            await sims.fault(Fault.NONE, "radar")
+            back_at = clock.now()
+            await wait_for(lambda: since(back_at, "ok"), 10, "the gauge read again once its line is back")
+    finally:
+        rt.stop.set()
+        await asyncio.wait_for(agent, 10)
+        sub.cancel()
+    readings = got.readings("radar")
+    assert {(r.quantity, r.unit) for r in readings} == {("level_m", "m")}
+    assert all(math.isnan(r.value) for r in readings if r.quality == "comm-error")
+    assert {r.value for r in readings if r.quality == "ok"} == {7.5}
+
+
 @pytest.mark.timeout(90)
 async def test_a_broker_outage_makes_one_line_per_gateway_not_one_per_reconnect(private_server, prefix, tmp_path,
                                                                                caplog):

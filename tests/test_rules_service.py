@@ -133,21 +133,25 @@ async def test_a_reading_sent_twice_is_counted_once(mosquitto, prefix, tmp_path)
         sub.cancel()
 
 
-async def test_warnings_left_in_the_outbox_by_a_crash_are_published_on_start(mosquitto, prefix, tmp_path):
+async def test_warnings_left_in_the_outbox_by_a_crash_are_published_on_start_in_order(mosquitto, prefix, tmp_path):
     from rules.store import StateStore
     from yujing.model import Hazard
     cfg = demo_config(tmp_path, mosquitto.port, prefix)
-    left = HazardWarning(key="rainstorm:RG-SQ-01", version=7, hazard=Hazard.RAINSTORM, level=Level.RED,
-                         state=WarningState.UPGRADED, site="RG-SQ-01", area="zx.xl.sq", issued_at=T0, updated_at=T0)
+    left = [HazardWarning(key="rainstorm:RG-SQ-01", version=v, hazard=Hazard.RAINSTORM, level=Level.RED,
+                          state=WarningState.UPGRADED, site="RG-SQ-01", area="zx.xl.sq", issued_at=T0, updated_at=T0)
+            for v in range(1, 21)]  # more than the publishing window: several in flight at once
     with StateStore(cfg.path(cfg.rules.state, "rules.state.sqlite")) as store:
-        store.save({}, {}, [left])
+        store.save({}, {}, left)
     got, ready = Warnings(), asyncio.Event()
     sub = asyncio.create_task(subscribe(mosquitto.port, prefix, got, ready))
     await ready.wait()
     try:
         async with Service(Runtime(cfg, Clock(start=T0))):
-            await wait_for(lambda: got.of("rainstorm:RG-SQ-01"), 10, "the warning from the outbox")
-        assert got.got == [left]
+            await wait_for(lambda: len(got.of("rainstorm:RG-SQ-01")) == 20, 10, "the warnings from the outbox")
+            # deleted once their PUBACKs are in (a stop before that would only publish them again)
+            with StateStore(cfg.path(cfg.rules.state, "rules.state.sqlite")) as store:
+                await wait_for(lambda: store.peek_outbox_depth() == 0, 10, "the outbox emptied")
+        assert got.got == left
         with StateStore(cfg.path(cfg.rules.state, "rules.state.sqlite")) as store:
             assert store.outbox_depth == 0
     finally:

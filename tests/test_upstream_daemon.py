@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 
 import aiohttp
 from cap_docs import BILLION_LAUGHS, SENDER, document
+from prometheus_client import REGISTRY
 from testing.cap import cert_and_key, sign
 from testing.duty import duty_office, phones
 
@@ -135,3 +136,23 @@ async def test_cap_from_the_bureau_reaches_the_township_chain_escalates_updates_
                                "unknown-area", "entities", "unauthenticated"]
         status, out = await post(sign(nr, cert, key), "signed")  # signed by the configured certificate: taken
         assert status == 201 and out["warnings"][0].startswith("landslide:@shibao:"), out
+
+
+async def test_unauthenticated_posts_are_kept_only_up_to_the_configured_dead_letter_bound(
+        mosquitto, prefix, tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_CAP_TOKEN", TOKEN)
+    upstream = {"deadletter_max_rows": 3, "sources": [
+        {"id": "zx-met", "sender": SENDER, "auth": {"bearer": {"env": "TEST_CAP_TOKEN"}}}]}
+    dropped = REGISTRY.get_sample_value("yujing_upstream_deadletter_dropped_total") or 0.0
+    async with duty_office(tmp_path, mosquitto, prefix, upstream=upstream) as office, \
+            aiohttp.ClientSession() as http:
+        for n in range(8):  # nobody's token, or nobody's source: refused, and kept only up to the bound
+            source, token = ("zx-met", "guess") if n % 2 else ("nowhere", TOKEN)
+            async with http.post(f"{office.url}/cap/{source}", data=document(f"u-{n}").encode(),
+                                 headers={"Authorization": f"Bearer {token}"}) as r:
+                assert r.status in (401, 404), await r.text()
+        async with http.get(f"{office.url}/api/v1/cap/deadletter",
+                            headers={"Authorization": f"Bearer {office.tokens['li'].read_text()}"}) as r:
+            kept = [e["reason"] for e in (await r.json())["refused"]]
+    assert kept == ["unauthenticated", "unknown-source", "unauthenticated"]
+    assert (REGISTRY.get_sample_value("yujing_upstream_deadletter_dropped_total") or 0.0) - dropped == 5

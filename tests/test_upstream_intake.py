@@ -10,13 +10,16 @@ from pathlib import Path
 
 import pytest
 from cap_docs import BILLION_LAUGHS, EXTERNAL_ENTITY, SENDER, document
+from prometheus_client import REGISTRY
 from testing.cap import cert_and_key, sign
 
 from duty.issuer import Issuer
 from upstream.cap import Reason, Refusal, read
 from upstream.config import Source
-from upstream.intake import DeadLetters, Intake, Status
+from upstream.deadletter import DeadLetters
+from upstream.intake import Intake, Status
 from yujing.compose import load_config
+from yujing.errors import StoreError
 from yujing.model import Hazard, Level, WarningState
 
 DATA = Path(__file__).parent / "data" / "cap"
@@ -199,3 +202,41 @@ def test_one_platform_cannot_cancel_another_platforms_warning(rig):
         rig.receive(forged.encode(), other, "test")
     assert e.value.reason is Reason.UNKNOWN_REFERENCE
     assert rig.issuer.get(w.key).state is WarningState.ISSUED
+
+
+def _dropped() -> float:
+    return REGISTRY.get_sample_value("yujing_upstream_deadletter_dropped_total") or 0.0
+
+
+def test_the_dead_letter_store_keeps_only_the_newest_documents_within_its_row_and_byte_bounds(tmp_path):
+    config = load_config("alerts/example")
+    issuer = Issuer(tmp_path / "issued.sqlite", config, lambda: datetime.now(timezone.utc))
+    dead = DeadLetters(tmp_path / "dead.sqlite", max_rows=5, max_bytes=3 * DeadLetters.KEEP_BYTES)
+    intake = Intake(config, issuer, dead, lambda: datetime.now(timezone.utc), certificates={})
+    before = _dropped()
+    try:
+        for n in range(12):  # small documents: the row bound holds
+            refused(intake, document(f"r{n}", sender=f"nobody-{n}"))
+        kept = dead.entries(100)
+        assert [e["detail"] for e in kept] == [f"sender 'nobody-{n}' is not this source's ({SENDER!r})"
+                                               for n in range(11, 6, -1)]
+        assert _dropped() - before == 7
+        big = b"<" + b"x" * (2 * DeadLetters.KEEP_BYTES)  # each kept as its first 64 KB: the byte bound holds
+        for _ in range(4):
+            intake.refuse("?", "post", Refusal(Reason.UNKNOWN_SOURCE, "no source 'probe'"), big)
+        kept = dead.entries(100)
+        assert [e["reason"] for e in kept] == ["unknown-source"] * 3 and kept[0]["size"] == len(big)
+        assert _dropped() - before == 7 + 5 + 1  # the 5 small ones, then the first big one
+        dead.close()
+        # a bound tightened between runs applies when the store is opened
+        dead = DeadLetters(tmp_path / "dead.sqlite", max_rows=1)
+        assert [e["seq"] for e in dead.entries(100)] == [kept[0]["seq"]] and _dropped() - before == 15
+    finally:
+        issuer.close()
+        dead.close()
+
+
+def test_a_dead_letter_store_that_cannot_be_opened_says_which_file(tmp_path):
+    (tmp_path / "not-a-dir").write_text("")
+    with pytest.raises(StoreError, match="upstream dead letters .*not-a-dir"):
+        DeadLetters(tmp_path / "not-a-dir" / "dead.sqlite")

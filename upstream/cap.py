@@ -38,6 +38,7 @@ class Reason(enum.StrEnum):
     UNSIGNED = "unsigned"
     BAD_SIGNATURE = "bad-signature"
     UNAUTHENTICATED = "unauthenticated"
+    UNKNOWN_SOURCE = "unknown-source"  # POSTed to /cap/<id> for an id no source has
     UNKNOWN_SENDER = "unknown-sender"
     EXPIRED = "expired"
     UNKNOWN_AREA = "unknown-area"

@@ -12,6 +12,8 @@
           mqtt_topic: yujing/upstream/cap/zx-met   # optional: documents on the deployment's broker (ACL: deploy/)
       max_bytes: 262144
       events: [{match: 地质灾害, hazard: landslide}, …]   # before the defaults (upstream/mapping.py)
+      deadletter_max_rows: 10000              # refused documents kept, newest first (upstream/deadletter.py)
+      deadletter_max_bytes: 67108864          # ... and at most this many of their bytes
 """
 
 from __future__ import annotations
@@ -74,3 +76,7 @@ class UpstreamConfig(BaseModel):
     max_bytes: int = Field(default=256 * 1024, ge=1024, le=10 * 1024 * 1024)
     events: list[EventRule] = Field(default_factory=list)
     deadletter: str = ""  # <data_dir>/upstream-deadletter.sqlite
+    # refused documents kept (anyone reaching POST /cap/… can be refused): the newest, within both bounds
+    deadletter_max_rows: int = Field(default=10_000, ge=1)
+    deadletter_max_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024)  # of kept bytes, 64 KB a document at most
+    feeds: str = ""  # <data_dir>/upstream-feeds.sqlite: what each feed's poller fetched, across restarts

@@ -5,7 +5,8 @@
 
 Everything is checked and mapped before anything changes, and all of a document's warnings are written in
 one transaction (the issuer's batch): a document is applied whole or not at all. Each refusal is counted by
-reason, logged once per (source, reason) a minute, and kept in the dead-letter store with its bytes.
+reason, logged once per (source, reason) a minute, and kept in the dead-letter store with its bytes
+(upstream/deadletter.py).
 ``Exercise`` and ``Test`` become drill warnings (drill recipients only, 【演练】); ``System`` and ``Draft`` are
 logged and nothing is sent. A document seen before (its identifier) changes nothing.
 """
@@ -14,12 +15,9 @@ from __future__ import annotations
 
 import enum
 import logging
-import sqlite3
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prometheus_client import Counter
@@ -27,6 +25,7 @@ from prometheus_client import Counter
 from duty.issuer import Issue, Issuer
 from upstream.cap import CapAlert, Reason, Refusal, read
 from upstream.config import Source
+from upstream.deadletter import DeadLetters
 from upstream.mapping import areas_of, hazard_of, level_of, permitted
 from yujing.log import Limiter
 from yujing.model import HazardWarning, WarningState
@@ -54,37 +53,6 @@ class Outcome:
     status: Status
     warnings: list[HazardWarning] = field(default_factory=list)
     note: str = ""
-
-
-class DeadLetters:
-    """Refused documents, for the duty office to inspect: when, from whom, by which route, why, the bytes."""
-
-    SCHEMA = ("CREATE TABLE IF NOT EXISTS deadletter (seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL,"
-              " source TEXT NOT NULL, route TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL,"
-              " size INTEGER NOT NULL, body BLOB NOT NULL)")
-    KEEP_BYTES = 64 * 1024  # an oversized document is kept in part: the store must not be the next disk-filler
-
-    def __init__(self, path: Path | str) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute(self.SCHEMA)
-        self._lock = threading.Lock()
-
-    def add(self, at: datetime, source: str, route: str, refusal: Refusal, body: bytes) -> None:
-        with self._lock:
-            self.db.execute("INSERT INTO deadletter(at, source, route, reason, detail, size, body)"
-                            " VALUES (?,?,?,?,?,?,?)", (at.isoformat(), source, route, refusal.reason.value,
-                                                        refusal.detail, len(body), body[:self.KEEP_BYTES]))
-
-    def entries(self, limit: int = 100) -> list[dict[str, object]]:
-        rows = self.db.execute("SELECT seq, at, source, route, reason, detail, size FROM deadletter"
-                               " ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
-        keys = ("seq", "at", "source", "route", "reason", "detail", "size")
-        return [dict(zip(keys, r)) for r in rows]
-
-    def close(self) -> None:
-        self.db.close()
 
 
 class Intake:

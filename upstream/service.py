@@ -3,7 +3,8 @@
 - ``POST /cap/{source}`` on the duty office's server: ``Authorization: Bearer <token>``, or HMAC
   (``X-Yujing-Timestamp: <unix s>``, ``X-Yujing-Signature: sha256=<hex HMAC-SHA256(key, ts + "." + body)>``,
   5 minutes either side). 200/201 with what came of it; 4xx ``{"error": <reason>, "detail": …}`` if refused.
-- a feed (Atom or RSS index of CAP documents) polled with conditional GET (``upstream/feeds.py``);
+- a feed (Atom or RSS index of CAP documents) polled with conditional GET (``upstream/feeds.py``), what it
+  fetched remembered across restarts (``<data_dir>/upstream-feeds.sqlite``);
 - an MQTT topic on the deployment's broker.
 
 The duty office's ``GET /api/v1/cap/deadletter`` (operator) lists what was refused.
@@ -19,7 +20,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiomqtt
 from aiohttp import web
@@ -30,10 +31,14 @@ from duty.issuer import Issuer
 from duty.publisher import IssuerLink
 from upstream.cap import Reason, Refusal
 from upstream.config import Source
-from upstream.intake import DeadLetters, Intake, Status
+from upstream.deadletter import DeadLetters
+from upstream.intake import Intake, Status
 from yujing.log import Limiter
 from yujing.mqtt import client as mqtt_client
 from yujing.runtime import Runtime
+
+if TYPE_CHECKING:
+    from upstream.feeds import FeedMemory
 
 log = logging.getLogger("yujing.upstream")
 SKEW_S = 300.0
@@ -41,7 +46,7 @@ _limiter = Limiter(60.0)
 INTAKE: web.AppKey[Intake] = web.AppKey("upstream-intake", Intake)
 LINK: web.AppKey[IssuerLink] = web.AppKey("upstream-link", IssuerLink)
 SOURCES: web.AppKey[dict[str, Source]] = web.AppKey("upstream-sources", dict)
-_STATUS = {Reason.UNAUTHENTICATED: 401, Reason.OVERSIZED: 413, Reason.UNKNOWN_SENDER: 403,
+_STATUS = {Reason.UNKNOWN_SOURCE: 404, Reason.UNAUTHENTICATED: 401, Reason.OVERSIZED: 413, Reason.UNKNOWN_SENDER: 403,
            Reason.NOT_PERMITTED: 403, Reason.UNKNOWN_REFERENCE: 409}
 
 
@@ -68,18 +73,20 @@ def _authenticated(source: Source, request: web.Request, body: bytes) -> bool:
 
 async def post(request: web.Request) -> web.Response:
     intake, sources = request.app[INTAKE], request.app[SOURCES]
-    source = sources.get(request.match_info["source"])
-    if source is None:
-        return web.json_response({"error": "unknown-source", "detail": "no such source"}, status=404)
+    name = request.match_info["source"]
+    source = sources.get(name)
     limit = intake.config.upstream.max_bytes
     body = await request.content.read(limit + 1)  # never more than one byte past the limit in memory
     try:
+        if source is None:  # a platform with the wrong address, or someone probing: counted and kept like any
+            raise Refusal(Reason.UNKNOWN_SOURCE, f"no source {name[:64]!r}")
         if not _authenticated(source, request, body):
             raise Refusal(Reason.UNAUTHENTICATED, "bad or missing bearer token or HMAC signature")
         outcome = intake.receive(body, source, "post")
     except Refusal as r:
-        if r.reason is Reason.UNAUTHENTICATED:  # not through receive(): count and keep it here
-            intake.refuse(source.id, "post", r, body)
+        if r.reason in (Reason.UNKNOWN_SOURCE, Reason.UNAUTHENTICATED):  # not through receive(): counted here
+            # an unknown source is counted under "?": the name is the sender's to choose, the label set is not
+            intake.refuse(source.id if source else "?", "post", r, body)
         return web.json_response({"error": r.reason.value, "detail": r.detail}, status=_STATUS.get(r.reason, 422))
     request.app[LINK].poke()
     return web.json_response({"status": outcome.status.value, "warnings": [w.key for w in outcome.warnings],
@@ -95,7 +102,8 @@ async def deadletters(request: web.Request) -> web.Response:
 def install(app: web.Application, rt: Runtime, issuer: Issuer, link: IssuerLink) -> list[Coroutine[Any, Any, None]]:
     """Add the intake's routes to the duty office's application; returns the pollers to run beside it."""
     cfg = rt.config.upstream
-    dead = DeadLetters(rt.config.path(cfg.deadletter, "upstream-deadletter.sqlite"))
+    dead = DeadLetters(rt.config.path(cfg.deadletter, "upstream-deadletter.sqlite"),
+                       max_rows=cfg.deadletter_max_rows, max_bytes=cfg.deadletter_max_bytes)
     intake = Intake(rt.config, issuer, dead, rt.clock.now)
     app[INTAKE], app[LINK] = intake, link
     app[SOURCES] = {s.id: s for s in cfg.sources}
@@ -103,18 +111,21 @@ def install(app: web.Application, rt: Runtime, issuer: Issuer, link: IssuerLink)
     app.router.add_get("/api/v1/cap/deadletter", deadletters)
     app.on_cleanup.append(lambda _app: _close(dead))
     tasks: list[Coroutine[Any, Any, None]] = []
-    from upstream.feeds import poll
+    from upstream.feeds import FeedMemory, poll
 
+    feeds = [s for s in cfg.sources if s.feed is not None]
+    if feeds:
+        memory = FeedMemory(rt.config.path(cfg.feeds, "upstream-feeds.sqlite"))
+        app.on_cleanup.append(lambda _app: _close(memory))
+        tasks.extend(poll(rt, intake, link, s, memory) for s in feeds)
     for s in cfg.sources:
-        if s.feed is not None:
-            tasks.append(poll(rt, intake, link, s))
         if s.mqtt_topic:
             tasks.append(_mqtt(rt, intake, link, s))
     return tasks
 
 
-async def _close(dead: DeadLetters) -> None:
-    dead.close()
+async def _close(store: DeadLetters | FeedMemory) -> None:
+    store.close()
 
 
 async def _mqtt(rt: Runtime, intake: Intake, link: IssuerLink, source: Source) -> None:

@@ -74,6 +74,7 @@ class Session:
         self.generation = 0
         self.held = held
         self.connects = 0  # connections that reached "subscribed" (reconnecting() restarts its backoff on one)
+        self.retry_s = 0.0  # reconnecting()'s wait before the next attempt (for its on_error to tell)
 
 
 class Message:
@@ -102,8 +103,11 @@ class Subscription:
     def __init__(self, cfg: MqttConfig, session: Session, topics: Sequence[tuple[str, int]], *,
                  receive_maximum: int | None = None, manual_ack: bool = True,
                  on_message: Callable[[Received], None] | None = None, read_ahead: bool = False,
-                 on_session_lost: Callable[[], None] | None = None) -> None:
+                 on_session_lost: Callable[[], None] | None = None, stale: Sequence[str] = ()) -> None:
         self.cfg, self.session, self.topics = cfg, session, list(topics)
+        # Filters an earlier run of this client id may have left in its persistent session (the broker keeps
+        # them across connections): dropped after subscribing, or they would go on delivering beside ours.
+        self.stale = [t for t in stale if t not in {f for f, _ in self.topics}]
         self.manual_ack = manual_ack
         self.on_session_lost = on_session_lost
         v5 = not cfg.embedded  # the embedded demo broker (amqtt) speaks 3.1.1 only
@@ -157,6 +161,8 @@ class Subscription:
                 self.on_session_lost()  # (the embedded demo broker lives and dies with us: no session to lose)
             self.session.held = True
             await self.client.subscribe(self.topics)
+            if self.stale:
+                await self.client.unsubscribe(self.stale)
         except BaseException as exc:
             await self.__aexit__(type(exc), exc, exc.__traceback__)
             raise
@@ -275,6 +281,7 @@ async def reconnecting(stop: asyncio.Event, session: Session, connection: Callab
         try:
             await connection()
         except (aiomqtt.MqttError, *retry_on) as exc:
+            session.retry_s = first_s if session.connects != connects else delay
             if on_error is not None:
                 on_error(exc)
             elif limiter.allow(type(exc)):

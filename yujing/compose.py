@@ -52,6 +52,9 @@ class Config(ground.BaseConfig):
             for j, area in enumerate(src.may_address):
                 if area not in self._areas:
                     yield ("upstream", "sources", i, "may_address", j), f"no area with id {area!r}"
+        if self.mqtt.embedded and self.collector.workers not in ("auto", 1):
+            yield ("collector", "workers"), ("the embedded broker speaks MQTT 3.1.1 (no shared subscriptions): "
+                                             "use workers: 1 (or auto) with it")
         device_ids: dict[str, Loc] = {}
         for g, gw in enumerate(self.gateways):
             if gw.uplink.username is not None and gw.uplink.username != gw.id:

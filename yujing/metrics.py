@@ -12,21 +12,29 @@ them all, each ``/health`` its own part.
 from __future__ import annotations
 
 import contextlib
-from typing import AsyncContextManager, AsyncIterator, Callable
+import inspect
+from typing import AsyncContextManager, AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 
 @contextlib.asynccontextmanager
-async def serve(host: str, port: int, health: Callable[[], dict[str, object]] | None = None) -> AsyncIterator[int]:
-    """Serve ``/metrics`` and ``/health`` on host:port (0 = any free port); yields the bound port."""
+async def serve(host: str, port: int, health: "Health | None" = None,
+                render: Callable[[], Awaitable[bytes]] | None = None) -> AsyncIterator[int]:
+    """Serve ``/metrics`` and ``/health`` on host:port (0 = any free port); yields the bound port.
+
+    ``health`` may be a coroutine function; ``render`` replaces the default registry's exposition (a process
+    that serves what other processes count, e.g. the collector's supervisor, collector/workers.py)."""
 
     async def metrics(_req: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        body = await render() if render is not None else generate_latest()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(_req: web.Request) -> web.Response:
         doc = health() if health else {"ok": True}
+        if inspect.isawaitable(doc):
+            doc = await doc
         return web.json_response(doc, status=200 if doc.get("ok", True) else 503)
 
     app = web.Application()
@@ -43,11 +51,12 @@ async def serve(host: str, port: int, health: Callable[[], dict[str, object]] | 
         await runner.cleanup()
 
 
-Health = Callable[[], dict[str, object]]
+Health = Callable[[], "dict[str, object] | Awaitable[dict[str, object]]"]
 
 
-def serving(host: str, port: int | None, health: Health) -> AsyncContextManager[int | None]:
+def serving(host: str, port: int | None, health: Health,
+            render: Callable[[], Awaitable[bytes]] | None = None) -> AsyncContextManager[int | None]:
     """:func:`serve` when ``port`` is set, else nothing (yields None)."""
     if port is None:
         return contextlib.nullcontext()
-    return serve(host, port, health)
+    return serve(host, port, health, render)

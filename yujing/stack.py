@@ -45,11 +45,15 @@ STOP_GRACE_S = 30.0
 
 
 def serve_of(part: str) -> Callable[..., Awaitable[None]] | None:
-    """``<part>.service.serve``, or None if this build has no such part (a drill says what it could not run)."""
+    """``<part>.service.serve``, or None if this build has no such part (a drill says what it could not run).
+
+    The collector's is its worker supervisor's (collector/workers.py), which runs the collector in this process
+    when one worker is meant (always in a drill: its scenario clock lives here)."""
+    name = "collector.workers" if part == "collector" else f"{part}.service"
     try:
-        module = importlib.import_module(f"{part}.service")
+        module = importlib.import_module(name)
     except ImportError as exc:
-        if exc.name not in (part, f"{part}.service"):
+        if exc.name not in (part, f"{part}.service", name):
             raise  # the part is there but something it needs is not: that is a fault, not a smaller build
         return None
     return module.serve  # type: ignore[no-any-return]

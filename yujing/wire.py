@@ -29,7 +29,7 @@ from __future__ import annotations
 import enum
 import math
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, TypeAdapter, ValidationError
 from pydantic_core import SchemaSerializer, SchemaValidator, core_schema
@@ -37,6 +37,7 @@ from pydantic_core import SchemaSerializer, SchemaValidator, core_schema
 from yujing.errors import PayloadError
 from yujing.model import HazardWarning, Quality, Reading, ReadingBatch
 
+M = TypeVar("M", bound=BaseModel)
 Row = dict[str, Any]  # a Reading's fields by name (see the module docstring and _row_schema)
 
 
@@ -167,6 +168,35 @@ def decode(payload: bytes, topic: str, max_bytes: int) -> list[Reading]:
     return [r if r.gateway else r.model_copy(update={"gateway": gateway}) for r in readings]
 
 
+def decode_readings(payload: bytes, topic: str, max_bytes: int) -> list[Reading]:
+    """What :func:`decode` returns, faster: the rules service's decoder.
+
+    The same validation; the difference is the readings that name no gateway (an edge's batch leaves it to
+    the batch): :func:`decode` makes a copy of each with ``model_copy``, about a third of its time on such a
+    batch, where this fills the field in place: the objects are new and no one else holds them yet.
+    (pydantic-core reuses ``Reading``'s own validator for any schema naming the class, so the two Python
+    callbacks per reading, ``ts`` to UTC and the NaN check, cannot be left out here the way
+    :func:`decode_rows` leaves them out with a typed dict.) ``tests/test_wire_decode_readings.py`` holds the two
+    to the same output and the same refusals."""
+    if len(payload) > max_bytes:
+        raise PayloadError(Reject.OVERSIZE, f"{len(payload)} bytes > {max_bytes}", topic=topic)
+    try:
+        if b'"readings"' in payload:
+            batch = _BATCH.validate_json(payload)
+            readings, gateway = batch.readings, batch.gateway
+        else:
+            readings, gateway = [_READING.validate_json(payload)], topic.rsplit("/", 1)[-1]
+    except ValidationError:
+        return decode(payload, topic, max_bytes)  # raises with the reference's reason and message
+    if not readings:
+        raise PayloadError(Reject.EMPTY, "batch carries no readings", topic=topic)
+    for r in readings:
+        if not r.gateway:
+            r.__dict__["gateway"] = gateway
+            r.__pydantic_fields_set__.add("gateway")
+    return readings
+
+
 def _reason(e: ValidationError) -> Reject:
     errors = e.errors(include_url=False)
     kinds = {err["type"] for err in errors}
@@ -191,11 +221,16 @@ def _summary(e: ValidationError) -> str:
 _WARNING = TypeAdapter(HazardWarning)
 
 
-def decode_warning(payload: bytes, topic: str = "") -> HazardWarning:
+def _decode_model(adapter: TypeAdapter[M], payload: bytes, topic: str) -> M:
+    """One message of a model's shape (a warning, a heartbeat, a loss report), refused with its reason."""
     try:
-        return _WARNING.validate_json(payload)
+        return adapter.validate_json(payload)
     except ValidationError as e:
         raise PayloadError(_reason(e), _summary(e), topic=topic) from None
+
+
+def decode_warning(payload: bytes, topic: str = "") -> HazardWarning:
+    return _decode_model(_WARNING, payload, topic)
 
 
 def encode(message: BaseModel) -> bytes:
@@ -280,14 +315,8 @@ _LOSS = TypeAdapter(LossReport)
 
 
 def decode_status(payload: bytes, topic: str = "") -> GatewayStatus:
-    try:
-        return _STATUS.validate_json(payload)
-    except ValidationError as e:
-        raise PayloadError(_reason(e), _summary(e), topic=topic) from None
+    return _decode_model(_STATUS, payload, topic)
 
 
 def decode_loss(payload: bytes, topic: str = "") -> LossReport:
-    try:
-        return _LOSS.validate_json(payload)
-    except ValidationError as e:
-        raise PayloadError(_reason(e), _summary(e), topic=topic) from None
+    return _decode_model(_LOSS, payload, topic)

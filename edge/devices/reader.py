@@ -3,16 +3,20 @@
 A reader is an async context manager (open the connection on enter, close on
 exit) and either *polled* — ``await reader.read()`` returns the samples of one
 poll — or *push* — ``async for samples in reader.samples()`` yields what the
-device sends by itself (SL651 RTUs, MQTT sources, streaming instruments).
-Readers know nothing about MQTT, the outbox or quality rules; the poller
-(edge/poller.py) turns samples into readings.
+device sends by itself (SL651 RTUs, MQTT sources, streaming instruments); a
+reader without ``read`` is push. Readers know nothing about MQTT, the outbox or
+quality rules; the poller (edge/poller.py) turns samples into readings. For a
+polled reader the poller also owns failure: an enter or a read that raises is a
+failed poll, retried at the next slot, and reported as one comm-error reading
+per value the device's config lists (``values()``), so a kind has nothing to
+declare for it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, AsyncIterator, Callable, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 from prometheus_client import Counter
 
@@ -44,11 +48,6 @@ class Reader(Protocol):
 @runtime_checkable
 class PolledReader(Reader, Protocol):
     async def read(self) -> list[Sample]: ...
-
-
-@runtime_checkable
-class PushReader(Reader, Protocol):
-    def samples(self) -> AsyncIterator[list[Sample]]: ...
 
 
 Factory = Callable[..., Reader]  # (device_cfg, ctx: ReaderContext) -> Reader; a kind lists its own in READERS

@@ -72,7 +72,3 @@ def trusted_time(unix_s: float, now: float, max_skew_s: float, device_id: str) -
         return None
     return datetime.fromtimestamp(unix_s, timezone.utc)
 
-
-def expected(device: Any) -> list[tuple[str, str, str]]:
-    """(quantity, unit, sensor) of every value the map yields: what a failed poll reports as comm-error."""
-    return [(r.quantity, r.unit, r.sensor) for r in device.registers]

@@ -11,7 +11,7 @@ import asyncio
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 
 from edge.devices.modbus.config import ModbusRtuDevice, ModbusTcpDevice
-from edge.devices.modbus.poll import expected, read_map
+from edge.devices.modbus.poll import read_map
 from edge.devices.reader import ReaderContext, Sample
 from yujing.errors import DeviceError
 
@@ -29,9 +29,6 @@ class ModbusTcpReader:
 
     async def __aexit__(self, *exc: object) -> None:
         self.client.close()
-
-    def expected(self) -> list[tuple[str, str, str]]:
-        return expected(self.device)
 
     async def read(self) -> list[Sample]:
         if not self.client.connected:
@@ -77,9 +74,6 @@ class ModbusRtuReader:
         self.bus.users -= 1
         if self.bus.users == 0:
             self.bus.client.close()
-
-    def expected(self) -> list[tuple[str, str, str]]:
-        return expected(self.device)
 
     async def read(self) -> list[Sample]:
         async with self.bus.lock:

@@ -61,6 +61,13 @@ class _AsciiLine:
         self._w: asyncio.StreamWriter | None = None
 
     async def __aenter__(self):
+        await self._open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._close()
+
+    async def _open(self) -> None:
         d = self.device
         try:
             self._r, self._w = await serial_asyncio.open_serial_connection(
@@ -68,12 +75,12 @@ class _AsciiLine:
                 stopbits=d.stopbits)
         except OSError as exc:
             raise DeviceError(d.id, f"cannot open {d.port}: {exc}") from None
-        return self
+        self.discarding = False
 
-    async def __aexit__(self, *exc: object) -> None:
+    def _close(self) -> None:
         if self._w is not None:
             self._w.close()
-            self._w = None
+        self._r = self._w = None
 
     async def _line(self) -> str | None:
         """The next line, or None for an overlong one (counted and logged here, its bytes discarded)."""
@@ -96,9 +103,6 @@ class _AsciiLine:
                 return None
             return raw.decode(self.device.encoding, errors="replace")
 
-    def expected(self) -> list[tuple[str, str, str]]:
-        return [(f.quantity, f.unit, f.sensor) for f in self.device.fields]
-
     def reject(self, exc: PayloadError) -> None:
         self.rejected += 1
         self.ctx.reject(self.device.id, exc.reason)
@@ -108,17 +112,31 @@ class _AsciiLine:
 
 
 class AsciiPolledReader(_AsciiLine):
+    """Opens its port in :meth:`read`, and again after the line was lost (a USB adapter unplugged and
+    plugged back, a port missing at boot): the device comes back by itself, and until then every poll fails
+    as it should (the poller turns that into comm-error readings)."""
+
+    async def __aenter__(self) -> "AsciiPolledReader":
+        return self
+
     async def read(self) -> list[Sample]:
-        assert self._r is not None and self._w is not None and self.device.request is not None
+        assert self.device.request is not None
+        if self._w is None or self._w.transport.is_closing():
+            self._close()
+            await self._open()
+        assert self._r is not None and self._w is not None
         while self._r._buffer:
             self._r._buffer.clear()
             self.discarding = False  # what was left of an overlong answer went with it
-        self._w.write(self.device.request.encode(self.device.encoding))
         try:
+            self._w.write(self.device.request.encode(self.device.encoding))
             async with asyncio.timeout(self.device.timeout_s):
                 line = await self._line()
-        except TimeoutError:
+        except TimeoutError:  # a silent instrument on a good line: keep the line, ask again next poll
             raise DeviceError(self.device.id, f"no answer within {self.device.timeout_s} s") from None
+        except (DeviceError, OSError):  # the line itself failed (EIO, hang-up): reopen it next poll
+            self._close()
+            raise
         if line is None:  # counted already
             raise PayloadError("overlong", f"an answer longer than {self.device.max_line_bytes} bytes")
         try:
