@@ -182,7 +182,7 @@ class Subscription:
             self._paho.ack(mid, qos)
 
     def ack_many(self, acks: list[tuple[int, int, int]]) -> None:
-        """PUBACK many messages, each ``(generation, mid, qos)`` (void for an earlier connection), in one write.
+        """PUBACK many messages, each ``(generation, mid, qos)`` (void for an earlier connection), at once.
 
         paho queues and sends one packet per ``ack`` (a dict, a deque entry, a writer registered with the
         loop and a ``send`` each): here the QoS 1 acks of a batch are queued at once and sent when the socket
