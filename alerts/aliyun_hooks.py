@@ -28,7 +28,7 @@ from aiohttp import web
 from alerts.config import AlertsConfig
 from alerts.nflog import Notification
 from alerts.pipeline import Pipeline
-from alerts.replay import ProviderEvents
+from alerts.nflog import ProviderEvents
 from alerts.webhooks import CONFIRMED, REJECTED
 from yujing.log import Limiter
 
@@ -77,7 +77,7 @@ class AliyunHooks:
 
     def _find(self, out_id: str) -> tuple[Pipeline, Notification] | None:
         for p in self.pipelines.values():
-            n = p.nflog.by_ref(out_id) if out_id else None
+            n = p.nflog.notifications.by_ref(out_id) if out_id else None
             if n is not None:
                 return p, n
         return None
@@ -114,7 +114,7 @@ class AliyunHooks:
                     REJECTED.labels(reason="replay").inc()
                 elif text not in words:
                     log.info("inbound SMS is not a confirmation", extra={"kv": {"from": phone, "body": text[:40]}})
-                elif not any(p.nflog.was_asked(phone, received_at) for p in self.pipelines.values()):
+                elif not any(p.nflog.notifications.was_asked(phone, received_at) for p in self.pipelines.values()):
                     REJECTED.labels(reason="not-asked").inc()
                     if _limiter.allow("aliyun-not-asked"):
                         log.warning("a confirmation from a number never asked", extra={"kv": {"from": phone}})
@@ -126,7 +126,7 @@ class AliyunHooks:
 
     def _events(self) -> ProviderEvents:
         if self._replay is None:
-            self._replay = ProviderEvents(self.pipelines["real"].nflog)
+            self._replay = self.pipelines["real"].nflog.provider_events
         return self._replay
 
     async def _voice_report(self, request: web.Request) -> web.Response:
@@ -140,9 +140,9 @@ class AliyunHooks:
             p, n = found
             if n.status == "sending":  # its answer was lost: the receipt is the proof the call was placed
                 now = p.clock.now()
-                p.nflog.sent(n.key, f"ali-call:{r.get('call_id', '')}", now)
-                p.nflog.event(now, n.warning_id, n.phone, "reconciled", {"key": n.key, "by": "VoiceReport"})
-                n = p.nflog.get(n.key) or n
+                p.nflog.notifications.sent(n.key, f"ali-call:{r.get('call_id', '')}", now)
+                p.nflog.timeline.add(now, n.warning_id, n.phone, "reconciled", {"key": n.key, "by": "VoiceReport"})
+                n = p.nflog.notifications.get(n.key) or n
             if self.cfg.ack.digits in str(r.get("dtmf", "") or "") and n.ack and p.confirm(n, "voice"):
                 CONFIRMED.labels(via="voice", kind=p.kind).inc()
             if n.sid:

@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from alerts.config import Silence
 from alerts.nflog import Notification
 from alerts.pipeline import Pipeline
-from yujing.config.people import Channel
 from yujing.model import WarningState
 
 log = logging.getLogger("yujing.alerts")
@@ -52,14 +51,14 @@ RESEND_ATTEMPT = 1000  # resends number their notifications from here: never an 
 
 def apply(pipelines: dict[str, Pipeline], cmd: Command, now: datetime) -> dict[str, Any]:
     for p in pipelines.values():
-        if p.nflog.latest(cmd.key) is not None:
+        if p.nflog.warnings.latest(cmd.key) is not None:
             return confirm(p, cmd, now) if cmd.action is Action.CONFIRM else resend(p, cmd, now)
     return {"ok": False, "why": "unknown warning"}
 
 
 def confirm(p: Pipeline, cmd: Command, now: datetime) -> dict[str, Any]:
     """Confirm ``cmd.phone`` for ``cmd.key``, recorded as entered by the duty officer: stops their escalation."""
-    asked = [n for n in p.nflog.awaiting_confirmation(cmd.phone) if n.warning_key == cmd.key]
+    asked = [n for n in p.nflog.notifications.awaiting_confirmation(cmd.phone) if n.warning_key == cmd.key]
     if not asked:
         return {"ok": False, "why": "not awaiting confirmation"}
     via = f"{cmd.via} (entered by {cmd.by})"
@@ -67,7 +66,7 @@ def confirm(p: Pipeline, cmd: Command, now: datetime) -> dict[str, Any]:
     for n in asked:
         if n.warning_id not in done:
             p.confirm(n, via)
-            p.nflog.event(now, n.warning_id, n.phone, "confirmed-on-behalf", {"by": cmd.by, "via": cmd.via,
+            p.nflog.timeline.add(now, n.warning_id, n.phone, "confirmed-on-behalf", {"by": cmd.by, "via": cmd.via,
                                                                                "note": cmd.note})
             done.add(n.warning_id)
     return {"ok": True, "confirmed": sorted(done)}
@@ -75,22 +74,22 @@ def confirm(p: Pipeline, cmd: Command, now: datetime) -> dict[str, Any]:
 
 def resend(p: Pipeline, cmd: Command, now: datetime) -> dict[str, Any]:
     """Send the latest version again to everyone asked to confirm it who has not (by SMS and voice as before)."""
-    w = p.nflog.latest(cmd.key)
+    w = p.nflog.warnings.latest(cmd.key)
     if w is None or w.state is WarningState.LIFTED:
         return {"ok": False, "why": "lifted"}
-    sent = [n for n in p.nflog.for_warning(w.id) if n.ack and n.attempt < RESEND_ATTEMPT]
-    confirmed = p.nflog.confirmed(w.id)
-    attempt = RESEND_ATTEMPT + 1 + max((n.attempt - RESEND_ATTEMPT for n in p.nflog.for_warning(w.id)
+    sent = [n for n in p.nflog.notifications.for_warning(w.id) if n.ack and n.attempt < RESEND_ATTEMPT]
+    confirmed = p.nflog.confirmations.of(w.id)
+    attempt = RESEND_ATTEMPT + 1 + max((n.attempt - RESEND_ATTEMPT for n in p.nflog.notifications.for_warning(w.id)
                                         if n.attempt > RESEND_ATTEMPT), default=0)
     items: list[Notification] = []
     for n in sent:
-        if n.phone in confirmed or n.channel not in (Channel.SMS.value, Channel.VOICE.value):
+        if n.phone in confirmed:
             continue
         items.append(Notification(key=Notification.make_key(w.id, n.phone, n.channel, attempt), warning_id=w.id,
                                   warning_key=w.key, phone=n.phone, channel=n.channel, attempt=attempt,
                                   priority=n.priority, body=n.body, ack=True, node=n.node, tier=n.tier, name=n.name,
                                   reason="resend"))
-    fresh = p.nflog.enqueue(items, now)
-    p.nflog.event(now, w.id, "", "resend", {"by": cmd.by, "notifications": len(fresh)})
+    fresh = p.nflog.notifications.enqueue(items, now)
+    p.nflog.timeline.add(now, w.id, "", "resend", {"by": cmd.by, "notifications": len(fresh)})
     p.dispatcher.submit(p.nflog, fresh)
     return {"ok": True, "notifications": len(fresh)}

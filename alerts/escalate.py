@@ -16,7 +16,7 @@ from prometheus_client import Counter
 
 from alerts.config import AlertsConfig, EscalationStep, ProviderName
 from alerts.directory import Directory
-from alerts.nflog import Notification, NotificationLog
+from alerts.nflog import NodeTier, Notification, NotificationLog
 from alerts.route import Recipient
 from yujing.config.areas import Tier
 from yujing.config.people import Channel, Person, Role
@@ -57,7 +57,7 @@ class Escalator:
         """Seconds until the provider would take another call to ``phone`` (0: now), by the calls placed."""
         wait = 0.0
         for w in self.callee_limits:
-            placed = nflog.calls_to(phone, now - timedelta(seconds=w.seconds), now=now)
+            placed = nflog.notifications.calls_to(phone, now - timedelta(seconds=w.seconds), now=now)
             if len(placed) >= w.count:
                 oldest = datetime.fromisoformat(placed[len(placed) - w.count])
                 wait = max(wait, (oldest + timedelta(seconds=w.seconds) - now).total_seconds())
@@ -66,7 +66,7 @@ class Escalator:
     def may_call(self, nflog: NotificationLog, phone: str, now: datetime) -> bool:
         """Would the provider take one more call to ``phone`` now? (Every call queued to it counts.)"""
         for w in self.callee_limits:
-            if len(nflog.calls_to(phone, now - timedelta(seconds=w.seconds))) >= w.count:
+            if len(nflog.notifications.calls_to(phone, now - timedelta(seconds=w.seconds))) >= w.count:
                 return False
         return True
 
@@ -80,44 +80,42 @@ class Escalator:
         if timeout is None or not self.cfg.ack.steps:
             return
         for phone in phones:
-            if nflog.schedule(w.id, phone, 1, now + timedelta(seconds=timeout)):
-                nflog.event(now, w.id, phone, "awaiting-confirmation", {"timeout_s": timeout})
+            if nflog.timers.schedule(w.id, phone, 1, now + timedelta(seconds=timeout)):
+                nflog.timeline.add(now, w.id, phone, "awaiting-confirmation", {"timeout_s": timeout})
 
     def supersede(self, nflog: NotificationLog, key: str, keep: str, now: datetime) -> None:
         """A newer version (or the lift) of ``key`` replaces older chains."""
-        rows = nflog.db.execute("SELECT DISTINCT warning_id FROM escalations WHERE warning_id LIKE ? AND "
-                                "warning_id != ? AND state='pending'", (key + "#%", keep)).fetchall()
-        for (wid,) in rows:
-            if nflog.stop_escalations(wid):
-                nflog.event(now, wid, "", "escalation-superseded", {"by": keep})
+        for wid in nflog.timers.waiting_versions(key, but=keep):
+            if nflog.timers.stop(wid):
+                nflog.timeline.add(now, wid, "", "escalation-superseded", {"by": keep})
 
     def confirm(self, nflog: NotificationLog, n: Notification, via: str, now: datetime) -> bool:
         """``n.phone`` confirmed ``n.warning_id``: record it and close the chain it belongs to."""
-        fresh = nflog.confirm(n.warning_id, n.phone, via, now)
+        fresh = nflog.confirmations.add(n.warning_id, n.phone, via, now)
         if fresh:
-            nflog.event(now, n.warning_id, n.phone, "confirmed", {"via": via, "key": n.key})
+            nflog.timeline.add(now, n.warning_id, n.phone, "confirmed", {"via": via, "key": n.key})
         origin = chain_of(n)
-        stopped = nflog.stop_escalations(n.warning_id, origin)
+        stopped = nflog.timers.stop(n.warning_id, origin)
         if origin != n.phone:
-            stopped += nflog.stop_escalations(n.warning_id, n.phone)
+            stopped += nflog.timers.stop(n.warning_id, n.phone)
         if stopped:
-            nflog.event(now, n.warning_id, origin, "escalation-stopped", {"confirmed_by": n.phone})
+            nflog.timeline.add(now, n.warning_id, origin, "escalation-stopped", {"confirmed_by": n.phone})
         return fresh
 
     def chain_confirmed(self, nflog: NotificationLog, warning_id: str, origin: str) -> bool:
-        confirmed = nflog.confirmed(warning_id)
+        confirmed = nflog.confirmations.of(warning_id)
         if origin in confirmed:
             return True
-        return bool(nflog.chain_members(warning_id, origin) & confirmed)
+        return bool(nflog.notifications.chain_members(warning_id, origin) & confirmed)
 
     def step(self, nflog: NotificationLog, warning_id: str, origin: str, step_no: int,
              now: datetime) -> Escalation | None:
         """A due step of the chain (warning, origin): what to send, and the next step scheduled."""
-        nflog.close_escalation(warning_id, origin, step_no)
+        nflog.timers.close(warning_id, origin, step_no)
         if self.chain_confirmed(nflog, warning_id, origin):
             return None
-        first = nflog.first_to(warning_id, origin)
-        w = nflog.warning(warning_id)
+        first = nflog.notifications.first_to(warning_id, origin)
+        w = nflog.warnings.get(warning_id)
         if first is None or w is None:
             return None
         steps = self.cfg.ack.steps
@@ -126,20 +124,20 @@ class Escalator:
             action = steps[step_no - 1]
             people = self._limited(nflog, warning_id, origin, action, first, now)
             if step_no < len(steps):
-                nflog.schedule(warning_id, origin, step_no + 1, now + timedelta(seconds=timeout))
+                nflog.timers.schedule(warning_id, origin, step_no + 1, now + timedelta(seconds=timeout))
             if people:
                 ESCALATIONS.labels(str(action)).inc()
-                nflog.event(now, warning_id, origin, f"escalate-{action}",
+                nflog.timeline.add(now, warning_id, origin, f"escalate-{action}",
                             {"step": step_no, "to": [r.phone for r in people]})
                 log.info("no confirmation: escalating", extra={"kv": {"warning": warning_id, "origin": origin,
                                                                         "step": str(action), "to": len(people)}})
                 return Escalation(people, step_no + 1, action)
-            nflog.event(now, warning_id, origin, f"escalate-{action}-nobody", {"step": step_no})
+            nflog.timeline.add(now, warning_id, origin, f"escalate-{action}-nobody", {"step": step_no})
             if step_no < len(steps):  # nobody for this step (no deputy configured): take the next one now
-                nflog.close_escalation(warning_id, origin, step_no + 1)
+                nflog.timers.close(warning_id, origin, step_no + 1)
             step_no += 1
         UNCONFIRMED.inc()
-        nflog.event(now, warning_id, origin, "unconfirmed-after-all-steps")
+        nflog.timeline.add(now, warning_id, origin, "unconfirmed-after-all-steps")
         return None
 
     def _limited(self, nflog: NotificationLog, warning_id: str, origin: str, action: EscalationStep,
@@ -148,7 +146,7 @@ class Escalator:
         deputy instead (or, with none, the level above); anyone else it would refuse a call is sent the SMS."""
         if action is EscalationStep.RECALL and not self.may_call(nflog, first.phone, now):
             instead = self._people(EscalationStep.DEPUTY, first) or self._people(EscalationStep.UP, first)
-            nflog.event(now, warning_id, origin, "recall-limited",
+            nflog.timeline.add(now, warning_id, origin, "recall-limited",
                         {"phone": first.phone, "instead": [r.phone for r in instead]})
             people = instead
         else:
@@ -157,7 +155,7 @@ class Escalator:
         for r in people:
             if Channel.VOICE in r.channels and not self.may_call(nflog, r.phone, now):
                 chans = tuple(c for c in r.channels if c is not Channel.VOICE) or (Channel.SMS,)
-                nflog.event(now, warning_id, origin, "call-limited", {"phone": r.phone, "instead": "sms"})
+                nflog.timeline.add(now, warning_id, origin, "call-limited", {"phone": r.phone, "instead": "sms"})
                 r = Recipient(r.person, r.node, r.tier, chans, r.ack, r.reason)
             out.append(r)
         return out
@@ -174,7 +172,7 @@ class Escalator:
         if node is None:
             return []
         people = [p for p in self.directory.people(node, [Role.RESPONSIBLE, Role.DUTY]) if p.phone != n.phone]
-        tier = self.directory.area(node).tier.value  # type: ignore[union-attr]
+        tier = NodeTier.of(self.directory.area(node).tier)  # type: ignore[union-attr]
         return [Recipient(p, node, tier, _voice_first(p), True, reason) for p in people]
 
     def _node_people(self, node: str) -> list[Person]:
@@ -196,8 +194,7 @@ class Escalator:
         return parent.id if parent else None
 
     def next_due(self, nflog: NotificationLog) -> datetime | None:
-        row = nflog.db.execute("SELECT MIN(due_at) FROM escalations WHERE state='pending'").fetchone()
-        return datetime.fromisoformat(row[0]) if row and row[0] else None
+        return nflog.timers.next_due()
 
 
 def _voice_first(p: Person) -> tuple[Channel, ...]:

@@ -100,16 +100,16 @@ class Dispatcher:
         """Re-queue what a crash left: ('queued' re-queued, 'sending' found at the provider)."""
         requeue: list[Notification] = []
         found = 0
-        for n in nflog.pending():
+        for n in nflog.notifications.pending():
             if n.status == "sending":
                 since = datetime.fromisoformat(n.sending_at) if n.sending_at else datetime.now(UTC)
-                sid = await self.senders[n.channel].find(n, since, nflog.has_sid)
+                sid = await self.senders[n.channel].find(n, since, nflog.notifications.has_sid)
                 if sid is not None:
-                    nflog.sent(n.key, sid, self.clock.now())
-                    nflog.event(self.clock.now(), n.warning_id, n.phone, "reconciled", {"key": n.key, "sid": sid})
+                    nflog.notifications.sent(n.key, sid, self.clock.now())
+                    nflog.timeline.add(self.clock.now(), n.warning_id, n.phone, "reconciled", {"key": n.key, "sid": sid})
                     found += 1
                     continue
-                nflog.requeue(n.key, self.clock.now())
+                nflog.notifications.requeue(n.key, self.clock.now())
             requeue.append(n)
         self.submit(nflog, requeue)
         return len(requeue), found
@@ -152,7 +152,7 @@ class Dispatcher:
                 self.in_flight -= 1
 
     def _hold(self, nflog: NotificationLog, n: Notification, wait_s: float) -> None:
-        nflog.event(self.clock.now(), n.warning_id, n.phone, f"{n.channel}-held", {"wait_s": round(wait_s, 1)})
+        nflog.timeline.add(self.clock.now(), n.warning_id, n.phone, f"{n.channel}-held", {"wait_s": round(wait_s, 1)})
         SENT.labels(channel=n.channel, outcome="held").inc()
 
         async def later() -> None:
@@ -180,7 +180,7 @@ class Dispatcher:
 
     async def _send_batch(self, sender: Any, nflog: NotificationLog, ns: list[Notification]) -> None:
         wall = datetime.now(UTC)
-        claimed = [n for n in ns if nflog.claim(n.key, wall)]
+        claimed = await nflog.group.run(lambda: [n for n in ns if nflog.notifications.claim(n.key, wall)])
         if not claimed:
             return
         try:
@@ -188,18 +188,19 @@ class Dispatcher:
         except Exception as raised:  # noqa: BLE001  as in _send_one: never let a worker die
             exc = raised if isinstance(raised, ProviderError) else _unexpected(raised, claimed[0])
             results = [exc] * len(claimed)
+        sent = [(n, got) for n, got in zip(claimed, results, strict=True) if not isinstance(got, ProviderError)]
+        await self._sent(nflog, sent)  # a batch's sids in one write: its receipts may follow within the second
         for n, got in zip(claimed, results, strict=True):
             if isinstance(got, ProviderError):
                 await self._done(sender, nflog, n, wall, None, got)
-            else:
-                await self._done(sender, nflog, n, wall, got, None)
 
     async def _send_one(self, sender: Sender, nflog: NotificationLog, n: Notification) -> None:
         wall = datetime.now(UTC)
-        if not nflog.claim(n.key, wall):
+        # durable before the request (committed with the other workers' writes of this turn: nflog/group.py)
+        if not await nflog.group.run(lambda: nflog.notifications.claim(n.key, wall)):
             return  # already sending or sent: the log has the one answer
         try:
-            sid = await sender.send(n, wall, nflog.drill, nflog.has_sid)
+            sid = await sender.send(n, wall, nflog.drill, nflog.notifications.has_sid)
         except Exception as raised:  # noqa: BLE001  a worker that died would take every channel's workers with it
             exc = raised if isinstance(raised, ProviderError) else _unexpected(raised, n)
             await self._done(sender, nflog, n, wall, None, exc)
@@ -213,29 +214,37 @@ class Dispatcher:
             if exc.retryable and tries < self.outage_retries:  # an outage, not a refusal: keep it, look later
                 self._deferred[n.key] = tries + 1
                 delay = min(300.0, self.outage_retry_s * 2 ** tries)
-                nflog.event(self.clock.now(), n.warning_id, n.phone, f"{n.channel}-deferred",
+                nflog.timeline.add(self.clock.now(), n.warning_id, n.phone, f"{n.channel}-deferred",
                             {"error": str(exc), "retry_in_s": delay})
                 SENT.labels(channel=n.channel, outcome="deferred").inc()
                 task = asyncio.create_task(self._retry_later(sender, nflog, n, wall, delay))
                 self._later.add(task)
                 task.add_done_callback(self._later.discard)
                 return
-            nflog.failed(n.key, str(exc), self.clock.now())
-            nflog.event(self.clock.now(), n.warning_id, n.phone, f"{n.channel}-failed", str(exc))
+            nflog.notifications.failed(n.key, str(exc), self.clock.now())
+            nflog.timeline.add(self.clock.now(), n.warning_id, n.phone, f"{n.channel}-failed", str(exc))
             SENT.labels(channel=n.channel, outcome="failed").inc()
             log.warning("notification failed", extra={"kv": {"key": n.key, "error": str(exc)}})
             if self.on_done:
                 await self.on_done(nflog, Outcome(n, None, exc))
             return
         assert sid is not None
-        with nflog.transaction():  # the sid and its event: one commit, not two (a commit per step bounded fan-out)
-            nflog.sent(n.key, sid, self.clock.now())
-            nflog.event(self.clock.now(), n.warning_id, n.phone, f"{n.channel}-sent",
-                        {"sid": sid, "attempt": n.attempt})
-        SENT.labels(channel=n.channel, outcome="sent").inc()
-        if self.on_done:
-            await self.on_done(nflog, Outcome(n, sid))
+        await self._sent(nflog, [(n, sid)])
 
+    async def _sent(self, nflog: NotificationLog, sent: list[tuple[Notification, str]]) -> None:
+        if not sent:
+            return
+
+        def record() -> None:  # each sid and its event commit together, with the other workers' of this turn
+            now = self.clock.now()
+            for n, sid in sent:
+                nflog.notifications.sent(n.key, sid, now)
+                nflog.timeline.add(now, n.warning_id, n.phone, f"{n.channel}-sent", {"sid": sid, "attempt": n.attempt})
+        await nflog.group.run(record)
+        for n, sid in sent:
+            SENT.labels(channel=n.channel, outcome="sent").inc()
+            if self.on_done:
+                await self.on_done(nflog, Outcome(n, sid))
 
     async def _retry_later(self, sender: Sender, nflog: NotificationLog, n: Notification, since: datetime,
                            delay: float) -> None:
@@ -244,23 +253,23 @@ class Dispatcher:
         'sending' and is reconciled at the next start."""
         for _ in range(self.outage_retries + 1):
             await asyncio.sleep(delay)
-            if nflog.status(n.key) != "sending":  # settled meanwhile (a receipt proved it was sent)
+            if nflog.notifications.status(n.key) != "sending":  # settled meanwhile (a receipt proved it was sent)
                 return
             try:
-                sid = await sender.find(n, since, nflog.has_sid)
+                sid = await sender.find(n, since, nflog.notifications.has_sid)
             except Exception:  # noqa: BLE001  still unreachable, whatever the library raises: ask again later
                 delay = min(300.0, delay * 2)
                 continue
             if sid is not None:
-                nflog.sent(n.key, sid, self.clock.now())
-                nflog.event(self.clock.now(), n.warning_id, n.phone, "reconciled", {"key": n.key, "sid": sid})
+                nflog.notifications.sent(n.key, sid, self.clock.now())
+                nflog.timeline.add(self.clock.now(), n.warning_id, n.phone, "reconciled", {"key": n.key, "sid": sid})
             else:
-                nflog.requeue(n.key, self.clock.now())
+                nflog.notifications.requeue(n.key, self.clock.now())
                 self.submit(nflog, [n])
             return
-        if nflog.status(n.key) != "sending":
+        if nflog.notifications.status(n.key) != "sending":
             return
-        nflog.failed(n.key, "provider unreachable: could not tell whether it was sent", self.clock.now())
+        nflog.notifications.failed(n.key, "provider unreachable: could not tell whether it was sent", self.clock.now())
         SENT.labels(channel=n.channel, outcome="failed").inc()
 
 

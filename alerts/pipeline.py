@@ -26,7 +26,7 @@ from alerts.directory import Directory
 from alerts.escalate import Escalator
 from alerts.fanout import Dispatcher, Outcome
 from alerts.group import Decision, Grouper, Verdict
-from alerts.nflog import Notification, NotificationLog
+from alerts.nflog import NodeTier, Notification, NotificationLog, Status, WarningStatus
 from alerts.plan import estimate
 from alerts.render import Renderer
 from alerts.retry import FAILURES, Failed, Retries, Stage, alarm, duty_office
@@ -78,7 +78,7 @@ class Pipeline:
         if w.drill != self.drill:
             raise ValueError(f"a {'drill' if w.drill else 'real'} warning reached the {self.kind} pipeline")
         now = self.clock.now()
-        if not self.nflog.record_warning(w, now):
+        if not self.nflog.warnings.record(w, now):
             return  # a re-delivery (QoS 1, persistent session): already recorded, already acted on (or retried)
         # From here on the warning is in the log: whatever fails is retried from it, never dropped (alerts/retry.py)
         await self._offer(w)
@@ -87,7 +87,7 @@ class Pipeline:
         now = self.clock.now()
         try:
             if w.id not in self.retries:
-                self.nflog.event(now, w.id, "", "received", {"level": w.level.value, "state": w.state.value})
+                self.nflog.timeline.add(now, w.id, "", "received", {"level": w.level.value, "state": w.state.value})
             decisions = self.grouper.offer(w, now)
         except Exception as exc:  # noqa: BLE001  a bug or a full disk must not lose the warning: retried
             self._failed(w, Stage.GROUP, exc)
@@ -101,18 +101,18 @@ class Pipeline:
         now = self.clock.now()
         await self._decide(self.grouper.due(now))
         for f in self.retries.due(now):
-            latest = self.nflog.latest(f.warning.key)
+            latest = self.nflog.warnings.latest(f.warning.key)
             if latest is not None and latest.version > f.warning.version:  # a newer version speaks instead
                 self.retries.recovered(f.warning.id)
-                self.nflog.set_warning_state(f.warning.id, "superseded")
-                self.nflog.event(now, f.warning.id, "", "handling-superseded", {"by": latest.id})
+                self.nflog.warnings.set_state(f.warning.id, WarningStatus.SUPERSEDED)
+                self.nflog.timeline.add(now, f.warning.id, "", "handling-superseded", {"by": latest.id})
                 continue
             if isinstance(f.item, Decision):
                 await self._decide([f.item])
             else:
                 await self._offer(f.item)
         failed: Exception | None = None
-        for wid, origin, step, due in list(self.nflog.due_escalations()):
+        for wid, origin, step, due in list(self.nflog.timers.pending()):
             if due > now:
                 break
             try:
@@ -127,14 +127,14 @@ class Pipeline:
         # one transaction: a crash leaves the step either due (it runs again) or done with its calls queued
         with self.nflog.transaction():
             esc = self.escalator.step(self.nflog, wid, origin, step, now)
-            w = self.nflog.warning(wid)
+            w = self.nflog.warnings.get(wid)
             if esc is None or w is None:
                 return
             people = esc.recipients
             if self.drill:  # the step is timed as for real; only its participants are called
                 people = self._taking_part(w, people, attempt=esc.attempt, now=now, observers=False)
-            fresh = self.nflog.enqueue(self._items(w, people, esc.attempt, escalation=True), now)
-            self.nflog.event(now, w.id, "", "escalation-queued", {"recipients": len(people),
+            fresh = self.nflog.notifications.enqueue(self._items(w, people, esc.attempt, escalation=True), now)
+            self.nflog.timeline.add(now, w.id, "", "escalation-queued", {"recipients": len(people),
                                                                    "notifications": len(fresh),
                                                                    "attempt": esc.attempt})
         self.dispatcher.submit(self.nflog, fresh)
@@ -145,7 +145,7 @@ class Pipeline:
         stage = Stage.ESCALATE  # whatever raised (the log's disk included): it is the step that did not happen
         FAILURES.labels(stage=stage.value, kind=self.kind).inc()
         with contextlib.suppress(sqlite3.Error):
-            w = self.nflog.warning(wid)
+            w = self.nflog.warnings.get(wid)
             if w is not None:
                 self._alarm(w, Failed(w, stage, f"{type(exc).__name__}: {exc}"[:300], 1, self.clock.now()))
 
@@ -157,10 +157,11 @@ class Pipeline:
     async def restore(self) -> None:
         """After a (re)start: rebuild group state from the log, finish warnings caught mid-way."""
         now = self.clock.now()
-        for state in ("routed", "grouped", "inhibited", "silenced"):
-            for w in self.nflog.warnings_in(state):
-                self.grouper.restore(w, state == "routed", now)
-        for w in self.nflog.warnings_in("received") + self.nflog.warnings_in("failed"):
+        for state in (WarningStatus.ROUTED, WarningStatus.GROUPED, WarningStatus.INHIBITED, WarningStatus.SILENCED):
+            for w in self.nflog.warnings.in_state(state):
+                self.grouper.restore(w, state is WarningStatus.ROUTED, now)
+        for w in (self.nflog.warnings.in_state(WarningStatus.RECEIVED)
+                  + self.nflog.warnings.in_state(WarningStatus.FAILED)):
             await self._offer(w)
         queued, found = await self.dispatcher.recover(self.nflog)
         if queued or found:
@@ -189,8 +190,8 @@ class Pipeline:
             return
         if d.verdict is not Verdict.SEND:
             if d.verdict is not Verdict.DUPLICATE:
-                self.nflog.set_warning_state(w.id, d.verdict.value)
-                self.nflog.event(now, w.id, "", d.verdict.value, {"by": d.by})
+                self.nflog.warnings.set_state(w.id, WarningStatus(d.verdict.value))
+                self.nflog.timeline.add(now, w.id, "", d.verdict.value, {"by": d.by})
             return
         sent = w.model_copy(update={"evidence": list(d.evidence)}) if d.evidence else w
         self._stage = Stage.ROUTE
@@ -213,7 +214,7 @@ class Pipeline:
                 await self.publish(sent, self.text(sent, ack=False, channel="sms"))
             except Exception:  # publishing CAP must never stop the phones
                 log.exception("publishing the CAP document failed", extra={"kv": {"warning": w.id}})
-        self.nflog.set_warning_state(w.id, "routed")
+        self.nflog.warnings.set_state(w.id, WarningStatus.ROUTED)
 
     # ---- when a stage fails -----------------------------------------------------------------------
     def _failed(self, item: Decision | HazardWarning, stage: Stage, exc: BaseException) -> None:
@@ -222,8 +223,8 @@ class Pipeline:
         now = self.clock.now()
         # the log may be what failed: then the retry is in memory, and the warning 'received' on disk
         with contextlib.suppress(sqlite3.Error):
-            self.nflog.set_warning_state(f.warning.id, "failed")
-            self.nflog.event(now, f.warning.id, "", "handling-failed", {
+            self.nflog.warnings.set_state(f.warning.id, WarningStatus.FAILED)
+            self.nflog.timeline.add(now, f.warning.id, "", "handling-failed", {
                 "stage": stage.value, "error": f.error, "attempt": f.attempts})
         if not f.alarmed:  # an alarm the log refused is tried again at the next failure, or at recovery
             f.alarmed = self._alarm(f.warning, f)
@@ -233,14 +234,14 @@ class Pipeline:
         if f is None:
             return
         with contextlib.suppress(sqlite3.Error):
-            self.nflog.event(self.clock.now(), warning_id, "", "handling-recovered", {"attempts": f.attempts})
+            self.nflog.timeline.add(self.clock.now(), warning_id, "", "handling-recovered", {"attempts": f.attempts})
         if not f.alarmed:  # late is still worth the duty office's knowing
             self._alarm(f.warning, f)
 
     def _alarm(self, w: HazardWarning, f: Failed) -> bool:
         """The equipment-style alarm to the county duty office (drill participants, in a drill): once per warning."""
         now = self.clock.now()
-        to = ([("drill", "drill", p) for p in self.drill_people] if self.drill
+        to = ([("drill", NodeTier.DRILL, p) for p in self.drill_people] if self.drill
               else duty_office(self.directory, w))
         a, items = alarm(w, f, to, self.drill, now)
         if self.templated:  # a provider of approved templates only: the alarm goes as an equipment warning's
@@ -250,16 +251,16 @@ class Pipeline:
             except Exception:  # noqa: BLE001  the full text still goes to any full-text provider
                 log.exception("could not render the internal alarm for a template provider")
         try:
-            if not self.nflog.record_warning(a, now):
+            if not self.nflog.warnings.record(a, now):
                 return True  # already raised for this warning
             with self.nflog.transaction():
-                fresh = self.nflog.enqueue(items, now)
-                self.nflog.set_warning_state(a.id, "internal-alarm")  # not 'routed': no group, no CAP, not restored
-                self.nflog.event(now, w.id, "", "internal-alarm", {"alarm": a.id, "to": [n.phone for n in fresh]})
+                fresh = self.nflog.notifications.enqueue(items, now)
+                self.nflog.warnings.set_state(a.id, WarningStatus.INTERNAL_ALARM)  # not 'routed': no group, no CAP, not restored
+                self.nflog.timeline.add(now, w.id, "", "internal-alarm", {"alarm": a.id, "to": [n.phone for n in fresh]})
         except sqlite3.Error:
             log.exception("could not queue the internal alarm", extra={"kv": {"warning": w.id}})
             with contextlib.suppress(sqlite3.Error):  # not raised yet: the next failure tries again
-                self.nflog.db.execute("DELETE FROM warnings WHERE id=? AND state='received'", (a.id,))
+                self.nflog.warnings.unrecord(a.id)
             return False
         if not to:
             log.error("no county duty office to alarm", extra={"kv": {"warning": w.id}})
@@ -271,7 +272,7 @@ class Pipeline:
         """A drill: who of ``found`` takes part (told), and the rest written down as would-have-been-told."""
         cut: DrillRouted = drill_route(found, self.drill_people, self.directory, observers=observers)
         if cut.untold:
-            self.nflog.event(now, w.id, "", "drill-untold", {
+            self.nflog.timeline.add(now, w.id, "", "drill-untold", {
                 "attempt": attempt,
                 "recipients": [[r.phone, r.node, r.tier, " ".join(_VALUE[c] for c in r.channels), r.ack]
                                for r in cut.untold]})
@@ -326,7 +327,7 @@ class Pipeline:
                 body, template = done
                 out.append(Notification(
                     key=Notification.make_key(w.id, r.phone, ch, attempt), warning_id=w.id,
-                    warning_key=w.key, phone=r.phone, channel=ch, attempt=attempt,
+                    warning_key=w.key, phone=r.phone, channel=channel, attempt=attempt,
                     priority=priority_base + (5 if ack else 0), body=body, ack=ack, node=r.node, tier=r.tier,
                     name=r.person.name, reason=r.reason, template=template))
         return out
@@ -346,16 +347,16 @@ class Pipeline:
         for i in range(0, len(recipients), CHUNK):
             items = self._items(w, recipients[i:i + CHUNK], attempt, texts=texts)
             asked.update(n.phone for n in items if n.ack)
-            chunk = self.nflog.enqueue(items, now)
+            chunk = self.nflog.notifications.enqueue(items, now)
             self.dispatcher.submit(self.nflog, chunk)
             fresh += chunk
             if i + CHUNK < len(recipients):
                 await asyncio.sleep(0)
-        self.nflog.event(now, w.id, "", "queued",
+        self.nflog.timeline.add(now, w.id, "", "queued",
                          {"recipients": len(recipients), "notifications": len(fresh), "attempt": attempt})
         if fresh:
             plan = estimate(fresh, self.cfg)
-            self.nflog.event(now, w.id, "", "fanout-plan", plan.as_dict())
+            self.nflog.timeline.add(now, w.id, "", "fanout-plan", plan.as_dict())
             log.info("fan-out plan: the last person is reached in about %.0f s", plan.last_s,
                      extra={"kv": {"warning": w.id, **plan.as_dict()}})
         # everyone asked, not only the fresh: after a crash mid fan-out the re-decision opens the missing chains
@@ -372,15 +373,15 @@ class Pipeline:
         """Everyone the warning reached (any version, any member of its group), by SMS where they had it."""
         seen: dict[str, tuple[Notification, set[str]]] = {}
         for key in keys:
-            for n in self.nflog.for_warning_key(key):
-                if n.status == "failed":
+            for n in self.nflog.notifications.for_warning_key(key):
+                if n.status is Status.FAILED:
                     continue
                 entry = seen.setdefault(n.phone, (n, set()))
                 entry[1].add(n.channel)
         out = []
         for phone, (n, chans) in seen.items():
             ch = Channel.SMS if Channel.SMS.value in chans or not chans else Channel.VOICE
-            person = Person(name=n.name, role=Role.HOUSEHOLD if n.tier == "household" else Role.RESPONSIBLE,
+            person = Person(name=n.name, role=Role.HOUSEHOLD if n.tier is NodeTier.HOUSEHOLD else Role.RESPONSIBLE,
                             phone=phone, channels=[ch])
             out.append(Recipient(person, n.node, n.tier, (ch,), False, "lift"))
         return out
@@ -390,42 +391,46 @@ class Pipeline:
         if outcome.error is None:
             return
         n = outcome.notification
-        if n.channel == Channel.SMS.value:
+        if n.channel is Channel.SMS:
             await self._fallback(n, f"provider: {outcome.error}")
-        w = self.nflog.warning(n.warning_id)
+        w = self.nflog.warnings.get(n.warning_id)
         if w is not None and n.reason != "alerts-failure":  # an alarm that failed cannot be alarmed about
             # refused for good: that person may not be reached at all (the SMS's call fallback and 叫应 carry on);
             # the duty office hears of it, once per warning
             FAILURES.labels(stage=Stage.SEND.value, kind=self.kind).inc()
             self._alarm(w, Failed(w, Stage.SEND, f"{n.phone} {n.channel}: {outcome.error}"[:300], 1, self.clock.now()))
 
-    async def on_status(self, sid: str, status: str, error: str) -> Notification | None:
+    async def on_status(self, sid: str, said: str, error: str) -> Notification | None:
+        """The provider's word ``said`` on the message or call ``sid``."""
         now = self.clock.now()
-        with self.nflog.transaction():  # the status and its event: one commit, not two (fan-out's callbacks)
-            n = self.nflog.provider_status(sid, status, error, now)
+        status = Status.from_provider(said)
+        def record() -> Notification | None:  # the status and its event, committed with the turn's others
+            n = self.nflog.notifications.receipt(sid, status, error, now)
             if n is not None:
-                self.nflog.event(now, n.warning_id, n.phone, f"{n.channel}-{status}", {"sid": sid, "error": error})
+                self.nflog.timeline.add(now, n.warning_id, n.phone, f"{n.channel}-{said}", {"sid": sid, "error": error})
+            return n
+        n = await self.nflog.group.run(record)
         if n is None:
             return None
-        if n.channel == Channel.SMS.value and status in ("undelivered", "failed"):
+        if n.channel is Channel.SMS and status in (Status.UNDELIVERED, Status.FAILED):
             await self._fallback(n, f"status {status} {error}".strip())
         return n
 
     async def _fallback(self, n: Notification, why: str) -> None:
         """A failed SMS is followed by a voice call with the same words (once per SMS)."""
-        w = self.nflog.warning(n.warning_id)
+        w = self.nflog.warnings.get(n.warning_id)
         if w is None:
             return
         now = self.clock.now()
-        body, template = self.rendered(w, n.ack, Channel.VOICE.value)
-        voice = Notification(key=Notification.make_key(n.warning_id, n.phone, Channel.VOICE.value, n.attempt),
+        body, template = self.rendered(w, n.ack, Channel.VOICE)
+        voice = Notification(key=Notification.make_key(n.warning_id, n.phone, Channel.VOICE, n.attempt),
                              warning_id=n.warning_id, warning_key=n.warning_key, phone=n.phone,
-                             channel=Channel.VOICE.value, attempt=n.attempt, priority=n.priority + 1,
+                             channel=Channel.VOICE, attempt=n.attempt, priority=n.priority + 1,
                              body=body, ack=n.ack, node=n.node, tier=n.tier, name=n.name, reason=n.reason,
                              template=template)
-        fresh = self.nflog.enqueue([voice], now)
+        fresh = self.nflog.notifications.enqueue([voice], now)
         if fresh:
-            self.nflog.event(now, n.warning_id, n.phone, "sms-fallback-to-voice", why)
+            self.nflog.timeline.add(now, n.warning_id, n.phone, "sms-fallback-to-voice", why)
             self.dispatcher.submit(self.nflog, fresh)
 
     def confirm(self, n: Notification, via: str) -> bool:
@@ -436,7 +441,7 @@ class Pipeline:
         warning it was asked to confirm, by a request made by then, and has not confirmed yet; not one asked
         later (the reply cannot be about it)."""
         done: list[str] = []
-        for n in self.nflog.awaiting_confirmation(phone, asked_by=received_at):
+        for n in self.nflog.notifications.awaiting_confirmation(phone, asked_by=received_at):
             if n.warning_id not in done:
                 self.confirm(n, via)
                 done.append(n.warning_id)

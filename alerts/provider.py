@@ -15,6 +15,7 @@ recall is calling again, the SMS an escalation repeats to someone already told â
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import warnings
@@ -63,6 +64,7 @@ class RedirectedHttpClient(AsyncTwilioHttpClient):
     def __init__(self, base_url: str, timeout: float | None = None) -> None:
         super().__init__(timeout=timeout)
         self.base_url = base_url.rstrip("/")
+        self._auth: dict[tuple[str, str], str] = {}  # (account, token) -> its Authorization header, built once
 
     async def request(self, method: str, url: str, *args, **kwargs):  # type: ignore[override]
         if url.startswith(TWILIO_API):
@@ -74,6 +76,12 @@ class RedirectedHttpClient(AsyncTwilioHttpClient):
             kwargs["data"] = urlencode(data, doseq=True).encode()
             kwargs["headers"] = {**(kwargs.get("headers") or {}),
                                  "Content-Type": "application/x-www-form-urlencoded"}
+        auth = kwargs.get("auth")
+        if auth is not None:  # the same header aiohttp's (deprecated) BasicAuth would build, once, not per request
+            header = self._auth.get(auth) or self._auth.setdefault(
+                auth, "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
+            kwargs["headers"] = {**(kwargs.get("headers") or {}), "Authorization": header}
+            kwargs["auth"] = None
         return await super().request(method, url, *args, **kwargs)
 
 

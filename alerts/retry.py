@@ -26,7 +26,7 @@ from prometheus_client import Counter, Gauge
 
 from alerts.directory import Directory
 from alerts.group import Decision
-from alerts.nflog import Notification
+from alerts.nflog import NodeTier, Notification
 from yujing.clock import Clock
 from yujing.config.areas import Tier
 from yujing.config.people import Person, Role
@@ -108,18 +108,18 @@ class Retries:
         return min((f.due for f in self._failed.values()), default=None)
 
 
-def duty_office(directory: Directory, w: HazardWarning) -> list[tuple[str, str, Person]]:
+def duty_office(directory: Directory, w: HazardWarning) -> list[tuple[str, NodeTier, Person]]:
     """(node, tier, person) of the county duty office above ``w``'s site (every county's if that is unknown)."""
     site = directory.site(w.site)
     county = directory.ancestor(w.area or (site.area if site else ""), Tier.COUNTY)
     counties = [county] if county else [a for a in directory.config.areas if a.tier is Tier.COUNTY]
-    return [(a.id, a.tier.value, p) for a in counties for p in directory.people(a.id, [Role.DUTY])]
+    return [(a.id, NodeTier.of(a.tier), p) for a in counties for p in directory.people(a.id, [Role.DUTY])]
 
 
 _WHAT_FAILED = {Stage.SEND: "未能送达部分接收人", Stage.ESCALATE: "的叫应追呼升级未能执行"}
 
 
-def alarm(w: HazardWarning, f: Failed, to: list[tuple[str, str, Person]], drill: bool,
+def alarm(w: HazardWarning, f: Failed, to: list[tuple[str, NodeTier, Person]], drill: bool,
           now: datetime) -> tuple[HazardWarning, list[Notification]]:
     """The internal alarm about ``w``: a warning of its own (key ``equipment:alerts-failure:<id>``) and its SMS and
     calls, in a fixed text that needs no template."""
@@ -131,8 +131,8 @@ def alarm(w: HazardWarning, f: Failed, to: list[tuple[str, str, Person]], drill:
                       level=Level.ORANGE if w.level >= Level.ORANGE else Level.YELLOW, state=WarningState.ISSUED,
                       site=w.site, area=w.area, rule="alerts-failure", title="预警发送故障", evidence=[text],
                       issued_at=now, updated_at=now, drill=drill)
-    items = [Notification(key=Notification.make_key(a.id, p.phone, ch.value, 1), warning_id=a.id, warning_key=a.key,
-                          phone=p.phone, channel=ch.value, attempt=1, priority=100, body=text, ack=False, node=node,
+    items = [Notification(key=Notification.make_key(a.id, p.phone, ch, 1), warning_id=a.id, warning_key=a.key,
+                          phone=p.phone, channel=ch, attempt=1, priority=100, body=text, ack=False, node=node,
                           tier=tier, name=p.name, reason="alerts-failure")
              for node, tier, p in to for ch in p.channels]
     return a, items

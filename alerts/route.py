@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from alerts.config import AlertsConfig, Scope, Target
 from alerts.directory import Directory
+from alerts.nflog.states import NodeTier
 from alerts.policy import targets
 from yujing.config.areas import Tier
 from yujing.config.people import Channel, Person
@@ -18,7 +19,7 @@ class Recipient:
 
     person: Person
     node: str
-    tier: str  # 'site' or a Tier value: for the text ("村责任人") and for escalation ("next level up")
+    tier: NodeTier  # the site's, or a level of the chain: for the text ("村责任人") and for escalation
     channels: tuple[Channel, ...]
     ack: bool = False
     reason: str = ""  # '' for the policy; 'deputy of …' / 'escalated from …' for escalation
@@ -60,7 +61,7 @@ def route(warning: HazardWarning, directory: Directory, cfg: AlertsConfig) -> Ro
     for target in targets(cfg, warning.hazard, warning.level):
         if target.scope is Scope.SITE:
             if site is not None:
-                found += [Recipient(p, f"site:{site.id}", "site", _channels(target, p), target.ack)
+                found += [Recipient(p, f"site:{site.id}", NodeTier.SITE, _channels(target, p), target.ack)
                           for p in site.people if not target.roles or p.role in target.roles]
             continue
         tier = target.scope.tier
@@ -74,7 +75,7 @@ def route(warning: HazardWarning, directory: Directory, cfg: AlertsConfig) -> Ro
                           for g, p in directory.households_under(root.id)]
                 continue
             for group in directory.under(root.id, Tier.GROUP):
-                found += [Recipient(p, group.id, tier.value, _channels(target, p), target.ack)
+                found += [Recipient(p, group.id, NodeTier.of(tier), _channels(target, p), target.ack)
                           for p in directory.people(group.id, target.roles)]
             continue
         node = directory.ancestor(area_id, tier)
@@ -84,7 +85,7 @@ def route(warning: HazardWarning, directory: Directory, cfg: AlertsConfig) -> Ro
         if central and tier.depth <= Tier.COUNTY.depth:
             nodes = [a for a in directory.config.areas if a.tier is tier]
         for node in nodes:
-            found += [Recipient(p, node.id, tier.value, _channels(target, p), target.ack)
+            found += [Recipient(p, node.id, NodeTier.of(tier), _channels(target, p), target.ack)
                       for p in directory.people(node.id, target.roles)]
     out.recipients = merge(found)
     if not out.recipients:

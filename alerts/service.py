@@ -40,7 +40,7 @@ from alerts.config import AlertsConfig, AliyunConfig, ProviderName
 from alerts.directory import Directory
 from alerts.escalate import Escalator
 from alerts.fanout import Dispatcher, Outcome, run_until
-from alerts.nflog import NotificationLog
+from alerts.nflog import NotificationLog, WarningStatus
 from alerts.pipeline import Pipeline, Publish
 from alerts.provider import twilio_provider
 from alerts.webhooks import Webhooks
@@ -223,25 +223,26 @@ class _CapPublisher:
     def keep(self, nflog: NotificationLog, w: HazardWarning, text: str, published: bool = False) -> None:
         """Build and record ``w``'s document unless it already is (a warning re-decided after a crash)."""
         ident = identifier(w)
-        xml = nflog.cap(ident)
+        xml = nflog.caps.get(ident)
         if xml is None:
+            before = nflog.caps.last_warning(w.hazard.value, thread(w))
             site = self.directory.site(w.site) if w.site else None
             area = self.directory.area(w.area or (site.area if site else ""))
             desc = "".join(a.name for a in reversed(self.rt.config.lineage(area.id))) if area else w.site
             cap = self.rt.config.alerts.cap
-            xml = build(w, text, desc + (site.name if site else ""), nflog.last_capped(w.hazard.value, thread(w)),
+            xml = build(w, text, desc + (site.name if site else ""), nflog.warnings.get(before) if before else None,
                         sender=cap.sender, sender_name=cap.sender_name or self.rt.config.deployment.name,
                         lat=site.lat if site else None, lon=site.lon if site else None,
                         area_code=area.code if area else None)
-            nflog.record_cap(w, ident, xml, published)
+            nflog.caps.keep(w.id, w.hazard.value, thread(w), ident, xml, published)
         self.caps.add(w.hazard.value, thread(w), ident, xml)
 
     def restore(self, nflog: NotificationLog, text: Callable[[HazardWarning], str]) -> None:
         """At start: the CapBook from the log (a log from before CAP documents were kept gets them now)."""
-        if not nflog.caps():
-            for w in nflog.warnings_in("routed"):
+        if not nflog.caps.all():
+            for w in nflog.warnings.in_state(WarningStatus.ROUTED):
                 self.keep(nflog, w, text(w), published=True)
-        for ident, hazard, site, xml in nflog.caps():
+        for ident, hazard, site, xml in nflog.caps.all():
             self.caps.add(hazard, site, ident, xml)
 
     async def pending(self, after: int) -> list[Outgoing]:
@@ -250,7 +251,7 @@ class _CapPublisher:
         out = []
         for i, nflog in enumerate(self.logs):
             retain = nflog.drill == self.rt.drill
-            for ident, hazard, site, xml in nflog.caps(unpublished=True):
+            for ident, hazard, site, xml in nflog.caps.all(unpublished=True):
                 at = self._order.get((i, ident))
                 if at is None:
                     self._last = self._order[i, ident] = at = self._last + 1
@@ -262,7 +263,7 @@ class _CapPublisher:
 
     async def delivered(self, msg: Outgoing) -> None:
         i, nflog, ident = self._at.pop(msg.first)
-        nflog.cap_published(ident)
+        nflog.caps.published(ident)
         del self._order[i, ident]
 
     async def publishing(self, sub: Subscription) -> None:

@@ -14,7 +14,11 @@ households under its village. Measures:
   request at the stand-in, p50/p99. The rules stage (reading → warning) is measured by its own bench.
 
 The per-channel rate limit is ours: ``--sms-rate`` per second. Without ``--limits`` the stand-in takes
-everything at once, so the figure is the software's own ceiling (notifications/s). With ``--limits`` the
+everything at once, so the figure is the software's own ceiling (notifications/s). The fan-out also reports
+the CPU each process used meanwhile (the alerts service with this bench's client, and the stand-in: a separate
+service in the field, here on the same cores), the distinct notifications the stand-in received (by the
+notification ref each request's status callback carries: a notification sent twice would count once) and,
+with ``--profile DIR`` (py-spy), what each process spent its time on. With ``--limits`` the
 stand-in applies Twilio's published limits (1 SMS segment a second per long code, 1 call a second per account;
 ``--pool`` long codes): the bench then reports the time from publishing the red to the last household's last
 segment leaving Twilio's queue (computed from the queue slots the stand-in assigned; nothing waits for hours),
@@ -26,7 +30,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
+import os
+import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -34,6 +42,7 @@ import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
@@ -41,8 +50,13 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import aiohttp
 from servers import Mosquitto, free_port
 
+from alerts_aliyun import SECRET as ALI_SECRET
+from alerts_aliyun import settings as ali_settings
 from testing.alerts import ACCOUNT, TOKEN, running_alerts
 from yujing.model import Hazard, HazardWarning, Level, WarningState, utcnow
+
+
+ALI_PUSH = "bench-push-token-0123"
 
 
 def households_csv(path: Path, n: int, voice_share: float) -> None:
@@ -60,6 +74,98 @@ def warning(level: Level, key: str, site: str = "LS-GONGHE-01") -> HazardWarning
     return HazardWarning(key=key, version=1, hazard=Hazard.LANDSLIDE, level=level, state=WarningState.ISSUED,
                          site=site, area="shibao.gonghe.g1", title="位移速率超阈值", evidence=["裂缝计1 位移 12.5 mm"],
                          issued_at=now - timedelta(seconds=1), updated_at=now)
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def notification_ref(record: dict) -> str:
+    """The notification a request at the stand-in was for: the ``n`` of its status callback URL."""
+    return parse_qs(urlsplit(record.get("status_callback") or "").query).get("n", [""])[0]
+
+
+IDLE = re.compile(r";_worker \([^;]*concurrent/futures/thread\.py:\d+\)$")  # an executor thread waiting
+
+
+class Profiler:
+    """py-spy over each process during the fan-out (``--profile DIR``); a summary of where the CPU went."""
+
+    def __init__(self, out: Path | None, pids: dict[str, int]) -> None:
+        self.out, self.pids, self.procs = out, pids, {}
+
+    def __enter__(self) -> "Profiler":
+        if self.out is not None:
+            self.out.mkdir(parents=True, exist_ok=True)
+            for name, pid in self.pids.items():
+                self.procs[name] = subprocess.Popen(["py-spy", "record", "-r", "100", "-f", "raw", "-p", str(pid),
+                                                     "-o", str(self.out / f"{name}.txt")],
+                                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1.0)  # py-spy attaches
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self.procs.values():
+            proc.send_signal(signal.SIGINT)
+        for proc in self.procs.values():
+            proc.wait(30)
+
+    def summary(self, top: int = 8) -> dict:
+        """Per process: the share of samples in each of our frames and the library frames they call, and the
+        functions the CPU was in (self time)."""
+        out = {}
+        for name in self.procs:
+            incl: collections.Counter = collections.Counter()
+            own: collections.Counter = collections.Counter()
+            total = 0
+            for line in (self.out / f"{name}.txt").read_text().splitlines():  # type: ignore[operator]
+                stack, _, n = line.rpartition(" ")
+                if IDLE.search(stack):  # py-spy counts an idle executor thread as busy; /proc says it uses none
+                    continue
+                frames = [re.sub(r" \(.*/(site-packages|python3\.\d+|alerts|simulators|yujing)/", r" (\1/",
+                                 re.sub(r":\d+\)$", ")", f)) for f in stack.split(";")[1:]]
+                total += int(n)
+                own[frames[-1] if frames else "?"] += int(n)
+                for f in set(frames):
+                    if not f.startswith(("Runner.run", "run (", "BaseEventLoop", "Handle._run", "<module>",
+                                         "_run_", "main (")):
+                        incl[f] += int(n)
+            out[name] = {"samples": total,
+                         "inclusive_pct": {f: round(100 * c / total, 1) for f, c in incl.most_common(top * 4)},
+                         "self_pct": {f: round(100 * c / total, 1) for f, c in own.most_common(top)}}
+        return out
+
+
+def push_urls(rig) -> dict[str, str]:
+    """Alibaba Cloud's push URLs of the running service (as the console's "HTTP 批量推送" is set)."""
+    running = getattr(rig, "running", None)
+    if running is not None:  # the rig shows a typed Running
+        return running.aliyun_urls
+    return rig.state["aliyun_hooks"].urls(rig.state["webhooks"].base_url)
+
+
+async def queued(rig, warning_id: str, timeout_s: float) -> None:
+    """Until the notifications of ``warning_id`` are in the log (written in one transaction: all, or none yet).
+    The service may take a warning after publish() returns, when settled() would still see nothing to do."""
+    deadline = time.monotonic() + timeout_s
+    db = rig.pipeline().nflog.notifications.db
+    while not db.execute("SELECT COUNT(*) FROM notifications WHERE warning_id=?", (warning_id,)).fetchone()[0]:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{warning_id} was not taken")
+        await asyncio.sleep(0.01)
+
+
+async def receipts_in(rig, timeout_s: float) -> None:
+    """Until every SMS of the red has its delivery receipt recorded in the log."""
+    deadline = time.monotonic() + timeout_s
+    db = rig.pipeline().nflog.notifications.db
+    sql = "SELECT COUNT(*) FROM notifications WHERE warning_key=? AND channel='sms' AND status!='delivered'"
+    while db.execute(sql, ("bench:red",)).fetchone()[0]:
+        if time.monotonic() > deadline:
+            raise TimeoutError("receipts did not all come back")
+        await asyncio.sleep(0.25)  # a count over the red's rows: cheap, but it runs in the measured process
 
 
 def pct(values: list[float], q: float) -> float:
@@ -103,8 +209,11 @@ async def main(args: argparse.Namespace) -> dict:
     assert standin.stdout is not None
     standin.stdout.readline()  # "Twilio stand-in on …": it is listening
     tw = Remote(f"http://127.0.0.1:{port}")
+    children = [standin]
     out: dict = {"households": args.households, "sms_rate_limit_per_s": args.sms_rate,
-                 "concurrency": args.concurrency, "standin": "separate process",
+                 "concurrency": args.concurrency,
+                 "standin": "its own process (a separate service in the field), on the same 2 cores",
+                 "load_before": os.getloadavg(),
                  "twilio_limits": "1 segment/s per long code, 1 call/s per account" if args.limits else "off",
                  "pool": args.pool}
     try:
@@ -116,9 +225,24 @@ async def main(args: argparse.Namespace) -> dict:
                                         "concurrency": args.concurrency},
                                 "voice": {"per_s": args.voice_rate, "burst": 8, "concurrency": 16}},
                       "twilio": {"from_numbers": [f"+86101234{i:05d}" for i in range(args.pool)]}}
+            ali_port = free_port()
+            if args.provider == "aliyun":
+                os.environ["YUJING_BENCH_ALIYUN_SECRET"], os.environ["YUJING_BENCH_ALIYUN_PUSH"] = ALI_SECRET, ALI_PUSH
+                alerts.update(providers=["aliyun"], aliyun=ali_settings(f"127.0.0.1:{ali_port}",
+                                                                        "YUJING_BENCH_ALIYUN_PUSH",
+                                                                        "YUJING_BENCH_ALIYUN_SECRET"))
             async with aiohttp.ClientSession() as http, \
                     running_alerts(d / "run", mqtt_port=broker.port, prefix="bench", alerts=alerts,
                                    twilio=tw.url) as rig:
+                if args.provider == "aliyun":  # its pushes go to the service's URLs, known now that it listens
+                    push = push_urls(rig)["sms_report"].rsplit("/", 1)[0]
+                    ali = subprocess.Popen([sys.executable, str(ROOT / "bench" / "alerts_aliyun.py"), "--port",
+                                            str(ali_port), "--push-base", push], stdout=subprocess.PIPE,
+                                           stderr=subprocess.DEVNULL)
+                    children.append(ali)
+                    assert ali.stdout is not None
+                    ali.stdout.readline()
+                    tw, standin = Remote(f"http://127.0.0.1:{ali_port}"), ali
                 lat: list[float] = []
                 for i in range(args.trials):  # latency: one small warning at a time
                     await tw.poll(http)
@@ -129,7 +253,9 @@ async def main(args: argparse.Namespace) -> dict:
                     lat.append((tw.messages[n0]["created"] - w.updated_at.timestamp()) * 1000)
                     await rig.settled(30)
                     # lift it, so the next trial is a new group (the same level again would be inhibited)
-                    await rig.publish(w.model_copy(update={"version": 2, "state": WarningState.LIFTED}))
+                    lifted = w.model_copy(update={"version": 2, "state": WarningState.LIFTED})
+                    await rig.publish(lifted)
+                    await queued(rig, lifted.id, 30)
                     await rig.settled(30)
                     await tw.poll(http)
                 out["trigger_to_first_sms_ms"] = {"p50": round(statistics.median(lat), 2),
@@ -137,27 +263,46 @@ async def main(args: argparse.Namespace) -> dict:
                                                   "trials": len(lat)}
                 await tw.poll(http)
                 n0, c0 = len(tw.messages), len(tw.calls)
-                t0 = time.time()
-                await rig.publish(warning(Level.RED, "bench:red"))  # fan-out: one red to every household
-                await rig.settled(900)
-                await tw.poll(http)
+                with Profiler(args.profile, {"alerts": os.getpid(), "standin": standin.pid}) as prof:
+                    cpu0 = {"alerts": cpu_s(os.getpid()), "standin": cpu_s(standin.pid)}
+                    t0 = time.time()
+                    await rig.publish(warning(Level.RED, "bench:red"))  # fan-out: one red to every household
+                    await queued(rig, "bench:red#1", 60)
+                    await rig.settled(900)
+                    await receipts_in(rig, 120)  # the CPU counted is the whole fan-out's, receipts included
+                    await tw.poll(http)
+                    wall = time.time() - t0
+                    cpu = {k: cpu_s(pid) - cpu0[k] for k, pid in (("alerts", os.getpid()), ("standin", standin.pid))}
                 sms, calls = tw.messages[n0:], tw.calls[c0:]
                 stamps = sorted(r["created"] for r in sms + calls)
                 sms_t = sorted(r["created"] for r in sms)
                 span = stamps[-1] - stamps[0]
+                if args.provider == "twilio":  # the notification ref each request's status callback carries
+                    refs = {notification_ref(r) for r in sms} | {notification_ref(r) for r in calls}
+                else:  # SendSms carries one OutId for a batch: a notification is a (kind, number) here
+                    refs = {f"sms:{r['to']}" for r in sms} | {f"call:{r['to']}" for r in calls}
                 out["red_fanout"] = {
-                    "sms": len(sms), "calls": len(calls), "notifications": len(stamps),
+                    "provider": args.provider, "sms": len(sms), "calls": len(calls), "notifications": len(stamps),
+                    "distinct_notifications": len(refs - {""}),
+                    "duplicates": len(stamps) - len(refs - {""}),
+                    "sms_to_a_number_twice": len(sms) - len({r["to"] for r in sms}),
                     "first_request_after_publish_ms": round((stamps[0] - t0) * 1000, 1),
                     "last_request_after_publish_s": round(stamps[-1] - t0, 3),
                     "notifications_per_s": round((len(stamps) - 1) / span, 1) if span > 0 else None,
                     "sms_per_s": round((len(sms_t) - 1) / (sms_t[-1] - sms_t[0]), 1),
-                    "duplicates": len(sms) - len({r["to"] for r in sms}),
+                    "cpu_s": {k: round(v, 2) for k, v in cpu.items()},
+                    "cpu_share_of_a_core": {k: round(v / wall, 2) for k, v in cpu.items()},
+                    "cpu_ms_per_notification": {k: round(1000 * v / len(stamps), 3) for k, v in cpu.items()},
+                    "window_s": round(wall, 2),  # publish → the last delivery receipt recorded
                 }
+                if args.profile is not None:
+                    out["profile"] = prof.summary()
                 if args.limits:
                     out["red_fanout"].update(limited(sms, calls, t0, rig, args.pool))
     finally:
-        standin.terminate()
-        standin.wait()
+        for child in children:
+            child.terminate()
+            child.wait()
         broker.cleanup()
     return out
 
@@ -187,4 +332,7 @@ if __name__ == "__main__":
     p.add_argument("--trials", type=int, default=40)
     p.add_argument("--limits", action="store_true", help="the stand-in applies Twilio's published limits")
     p.add_argument("--pool", type=int, default=1, help="long codes in the sender pool")
+    p.add_argument("--provider", choices=["twilio", "aliyun"], default="twilio",
+                   help="aliyun: Alibaba Cloud's SDKs against its stand-in (bench/alerts_aliyun.py), limits off")
+    p.add_argument("--profile", type=Path, default=None, help="py-spy each process during the fan-out into DIR")
     print(json.dumps(asyncio.run(main(p.parse_args())), ensure_ascii=False, indent=2))

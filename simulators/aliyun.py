@@ -33,15 +33,14 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from simulators.aliyun_far_end import AliyunFarEnd, cst, local
 from simulators.aliyun_limits import AliyunLimits, Ledger, Qps, signature_error
+from simulators.standin import StandIn
 from simulators.twilio_records import Behaviour
 
 log = logging.getLogger("yujing.sim.aliyun")
@@ -73,12 +72,16 @@ def fill(template: str, params: dict[str, str]) -> str:
     return VAR.sub(lambda m: params.get(m.group(1), ""), template)
 
 
-class AliyunStandIn(AliyunFarEnd):
+class AliyunStandIn(StandIn, AliyunFarEnd):
+    title = "阿里云短信/语音模拟服务"
+    log = log
+
     def __init__(self, *, secrets: dict[str, str], signs: set[str] | frozenset[str] = frozenset(),
                  sms_templates: dict[str, str] | None = None, tts_templates: dict[str, str] | None = None,
                  show_numbers: set[str] | frozenset[str] = frozenset(), limits: AliyunLimits | None = None,
                  behaviours: dict[str, Behaviour] | None = None, default: Behaviour | None = None,
                  clock: Any = None, host: str = "127.0.0.1", port: int = 0, verbose: bool = True) -> None:
+        super().__init__()
         self.secrets = dict(secrets)
         self.signs = set(signs)
         self.sms_templates = dict(sms_templates or {})
@@ -97,35 +100,14 @@ class AliyunStandIn(AliyunFarEnd):
         self.lost: dict[str, int] = {}  # action -> how many more answers to drop after doing the work
         self._ledger = Ledger()
         self._qps = Qps()
-        self._changed = asyncio.Condition()
-        self._tasks: set[asyncio.Task] = set()
-        self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
         self._seq = 0
 
     # ---- lifecycle ------------------------------------------------------------------------------
-    async def __aenter__(self) -> Self:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/", self._rpc)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        log.info("阿里云短信/语音模拟服务已启动 (stand-in listening)", extra={"kv": {"endpoint": self.endpoint}})
-        return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        for t in list(self._tasks):
-            t.cancel()
-        for t in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await t
-        if self._session is not None:
-            await self._session.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+    def listening(self) -> str:
+        return self.endpoint
 
     @property
     def endpoint(self) -> str:
@@ -145,28 +127,8 @@ class AliyunStandIn(AliyunFarEnd):
     def calls_to(self, phone: str) -> list[AliRecord]:
         return [r for r in self.records if r.kind == "call" and r.to == local(phone)]
 
-    async def wait_until(self, predicate: Callable[[], Any], timeout_s: float = 10.0, what: str = "") -> Any:
-        async with self._changed:
-            try:
-                return await asyncio.wait_for(self._changed.wait_for(predicate), timeout_s)
-            except TimeoutError:
-                raise AssertionError(f"aliyun stand-in: timed out after {timeout_s} s waiting for "
-                                     f"{what or predicate}") from None
-
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
-
     def _now(self) -> float:
-        return self.clock.timestamp() if self.clock is not None else time.time()
-
-    async def _sleep(self, scenario_s: float) -> None:
-        await (self.clock.sleep(scenario_s) if self.clock is not None else asyncio.sleep(scenario_s))
-
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        return self._now_s()
 
     # ---- RPC --------------------------------------------------------------------------------------
     async def _rpc(self, request: web.Request) -> web.StreamResponse:

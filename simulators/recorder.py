@@ -195,16 +195,16 @@ class Recorder:
         if not drill_log.exists():
             return
         with NotificationLog(drill_log, drill=True) as nflog:
-            for at, wid, _phone, what, detail in nflog.events():
+            for at, wid, _phone, what, detail in nflog.timeline.all():
                 if what == "drill-untold":
                     doc = json.loads(detail)
-                    self.would_notify(self.tl.offset(datetime.fromisoformat(at)), nflog.warning(wid), wid,
+                    self.would_notify(self.tl.offset(datetime.fromisoformat(at)), nflog.warnings.get(wid), wid,
                                       int(doc.get("attempt", 1)), doc.get("recipients", []))
             for e in self.tl.events:
                 if e.kind is Kind.WARNING:
                     wid = f"{e.data['key']}#{e.data['version']}"
                     e.data["participants_told"] = any(n.warning_id == wid and n.tier != OBSERVER_TIER
-                                                      for n in nflog.for_warning_key(e.data["key"]))
+                                                      for n in nflog.notifications.for_warning_key(e.data["key"]))
 
     def confirmed(self, t: float, phone: str, via: str) -> None:
         r = self.recipient(phone)
@@ -240,18 +240,21 @@ class Recorder:
                         starting=False)
 
     def note_plans(self, alerts_state: dict[str, Any]) -> None:
-        """The bound the provider's limits put on each fan-out (alerts' ``fanout-plan``), said in the report."""
-        pipeline = alerts_state.get("pipelines", {}).get("drill")
-        if pipeline is None:
-            return
-        for _, warning_id, _, what, detail in pipeline.nflog.events():
-            if what == "fanout-plan":
-                p = json.loads(detail)
-                self.tl.plans.append({"warning": warning_id, **p})
-                self.tl.notes.append(
-                    f"Fan-out of {warning_id} through {p['provider']}: {p['sms']} SMS ({p['sms_segments']} "
-                    f"segments), {p['calls']} calls; the provider's limits and our rates put the last person at "
-                    f"{p['last_s']:g} s after the first request (SMS {p['sms_s']:g} s, calls {p['calls_s']:g} s).")
+        note_plans(self.tl, alerts_state)
+
+
+def note_plans(tl: Timeline, alerts_state: dict[str, Any]) -> None:
+    """The bound the provider's limits put on each fan-out (alerts' ``fanout-plan``), said in the report."""
+    pipeline = alerts_state.get("pipelines", {}).get("drill")
+    if pipeline is None:
+        return
+    for _, warning_id, _, _, detail in pipeline.nflog.timeline.all(what="fanout-plan"):
+        p = json.loads(detail)
+        tl.plans.append({"warning": warning_id, **p})
+        tl.notes.append(
+            f"Fan-out of {warning_id} through {p['provider']}: {p['sms']} SMS ({p['sms_segments']} "
+            f"segments), {p['calls']} calls; the provider's limits and our rates put the last person at "
+            f"{p['last_s']:g} s after the first request (SMS {p['sms_s']:g} s, calls {p['calls_s']:g} s).")
 
 
 def _ts(v: Any) -> datetime | None:

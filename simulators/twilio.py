@@ -29,13 +29,12 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, Self
+from typing import Any
 
-import aiohttp
 from aiohttp import web
-from twilio.request_validator import RequestValidator
 
-from simulators.twilio_far_end import FarEnd
+from simulators.standin import StandIn
+from simulators.twilio_far_end import FarEnd, Signer, new_sid
 from simulators.twilio_records import (API, DEFAULT_TOKEN, Behaviour, Injection, Record, TwilioLimits, segments,
                                        twilio_error)
 
@@ -44,13 +43,17 @@ __all__ = ["API", "DEFAULT_TOKEN", "Behaviour", "Injection", "Record", "TwilioLi
 log = logging.getLogger("yujing.sim.twilio")
 
 
-class TwilioStandIn(FarEnd):
+class TwilioStandIn(StandIn, FarEnd):
     """The stand-in server; use as ``async with``. Records go to :attr:`messages` and :attr:`calls`."""
+
+    title = "Twilio 模拟服务"
+    log = log
 
     def __init__(self, auth_token: str = DEFAULT_TOKEN, account_sid: str = "AC" + "0" * 32,
                  host: str = "127.0.0.1", port: int = 0, behaviours: dict[str, Behaviour] | None = None,
                  default: Behaviour | None = None, sms_webhook: str | None = None, clock: Any = None,
                  verbose: bool = True, latency_s: float = 0.0, limits: TwilioLimits | None = None) -> None:
+        super().__init__()
         self.auth_token = auth_token
         self.account_sid = account_sid
         self.host = host
@@ -68,17 +71,13 @@ class TwilioStandIn(FarEnd):
         self.requests: list[tuple[float, str, str, dict[str, str]]] = []  # (time, method, path, form)
         self.inbound: list[dict[str, str]] = []  # inbound SMS posted to the webhook
         self.callbacks: list[tuple[str, dict[str, str], int]] = []  # (url, params, HTTP status answered)
-        self._validator = RequestValidator(auth_token)
+        self._signer = Signer(auth_token)
         self._injections: list[Injection] = []
-        self._changed = asyncio.Condition()
-        self._tasks: set[asyncio.Task] = set()
-        self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
         self._by_sid: dict[str, Record] = {}
+        self._auth_ok = ""  # the last Authorization header found good (a fan-out sends the same one each time)
 
     # ---- lifecycle ------------------------------------------------------------------------------
-    async def __aenter__(self) -> Self:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         acct = "/2010-04-01/Accounts/{account}"
         app.router.add_post(acct + "/Messages.json", self._create_message)
         app.router.add_get(acct + "/Messages.json", self._list("sms"))
@@ -89,25 +88,6 @@ class TwilioStandIn(FarEnd):
         app.router.add_get(acct + "/IncomingPhoneNumbers.json", self._list_numbers)
         app.router.add_post(acct + "/IncomingPhoneNumbers/{sid}.json", self._update_number)
         app.router.add_get("/_standin/records", self._records)  # not Twilio's: for benches and other processes
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        log.info("Twilio 模拟服务已启动 (stand-in listening)", extra={"kv": {"url": self.base_url}})
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        for t in list(self._tasks):
-            t.cancel()
-        for t in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await t
-        if self._session is not None:
-            await self._session.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     @property
     def base_url(self) -> str:
@@ -129,35 +109,21 @@ class TwilioStandIn(FarEnd):
     def calls_to(self, phone: str) -> list[Record]:
         return [c for c in self.calls if c.to == phone]
 
-    async def wait_until(self, predicate: Callable[[], Any], timeout_s: float = 10.0, what: str = "") -> Any:
-        """Wait until ``predicate()`` is truthy (re-checked on every change at the stand-in); return its value."""
-        async with self._changed:
-            try:
-                return await asyncio.wait_for(self._changed.wait_for(predicate), timeout_s)
-            except TimeoutError:
-                raise AssertionError(f"stand-in: timed out after {timeout_s} s waiting for {what or predicate}") from None
-
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
-
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-
     # ---- REST -----------------------------------------------------------------------------------
     def _authorised(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
+        if header and header == self._auth_ok:
+            return request.match_info["account"] == self.account_sid
         if not header.startswith("Basic "):
             return False
         try:
             user, _, password = base64.b64decode(header[6:]).decode().partition(":")
         except ValueError:
             return False
-        return user == self.account_sid and password == self.auth_token and \
-            request.match_info["account"] == self.account_sid
+        if user == self.account_sid and password == self.auth_token:
+            self._auth_ok = header
+            return request.match_info["account"] == self.account_sid
+        return False
 
     def _refuse(self, request: web.Request) -> web.Response | None:
         if not self._authorised(request):
@@ -188,7 +154,7 @@ class TwilioStandIn(FarEnd):
             return injected
         if "To" not in form or not (form.get("Body") or form.get("MediaUrl")):
             return twilio_error(400, 21602, "Message body is required.")
-        rec = Record(sid="SM" + uuid.uuid4().hex, kind="sms", to=form["To"], from_=form.get("From", ""),
+        rec = Record(sid=new_sid("SM"), kind="sms", to=form["To"], from_=form.get("From", ""),
                      body=form.get("Body", ""), status_callback=form.get("StatusCallback", ""), params=form)
         rec.queued_s, rec.slot = self._queue("sms:" + rec.from_, segments(rec.body), self.limits.sms_segments_per_s)
         self._add(rec)
@@ -215,7 +181,7 @@ class TwilioStandIn(FarEnd):
             return injected
         if "To" not in form or not (form.get("Url") or form.get("Twiml")):
             return twilio_error(400, 21205, "Url or Twiml is required.")
-        rec = Record(sid="CA" + uuid.uuid4().hex, kind="call", to=form["To"], from_=form.get("From", ""),
+        rec = Record(sid=new_sid("CA"), kind="call", to=form["To"], from_=form.get("From", ""),
                      url=form.get("Url", ""), twiml=form.get("Twiml", ""),
                      status_callback=form.get("StatusCallback", ""), params=form,
                      callback_events=frozenset(" ".join(map(str, posted.getall("StatusCallbackEvent", []))).split())
@@ -288,7 +254,7 @@ class TwilioStandIn(FarEnd):
 
         def row(r: Record) -> dict[str, Any]:
             return {"sid": r.sid, "to": r.to, "created": r.created, "status": r.status, "body": r.body,
-                    "from": r.from_, "queued_s": r.queued_s}
+                    "from": r.from_, "queued_s": r.queued_s, "status_callback": r.status_callback}
         return web.json_response({"messages": [row(r) for r in self.messages[sms:]],
                                   "calls": [row(r) for r in self.calls[calls:]]})
 

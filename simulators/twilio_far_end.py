@@ -9,19 +9,41 @@ carries a correct ``X-Twilio-Signature``, as Twilio's do. A mixin of
 
 from __future__ import annotations
 
-import asyncio
+import base64
+import hashlib
+import hmac
 import logging
+import os
 import time
-import uuid
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import yarl
-from twilio.request_validator import RequestValidator
 
 from simulators.twilio_records import Behaviour, Record, parse_twiml
 
 log = logging.getLogger("yujing.sim.twilio")
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+class Signer:
+    """``X-Twilio-Signature`` as Twilio computes it: base64 HMAC-SHA1, keyed by the auth token, of the URL followed
+    by each form parameter's name and value, sorted by name. The twilio library's ``RequestValidator`` computes
+    the same, but for any kind of multi-dict and checking two URL variants; the stand-in signs a plain dict tens
+    of thousands of times in a fan-out (the alerts side still verifies with the library's validator)."""
+
+    def __init__(self, auth_token: str) -> None:
+        self.key = auth_token.encode()
+
+    def sign(self, url: str, params: dict[str, str]) -> str:
+        text = url + "".join(k + params[k] for k in sorted(params))
+        return base64.b64encode(hmac.new(self.key, text.encode(), hashlib.sha1).digest()).decode()
+
+
+def new_sid(prefix: str) -> str:
+    """A Twilio-shaped sid: two letters and 32 hex digits (uuid4's randomness, without building a UUID)."""
+    return prefix + os.urandom(16).hex()
 
 
 class FarEnd:
@@ -36,7 +58,7 @@ class FarEnd:
     limits: Any  # TwilioLimits
     inbound: list[dict[str, str]]  # inbound SMS posted to the webhook
     callbacks: list[tuple[str, dict[str, str], int]]  # (url, params, HTTP status answered)
-    _validator: RequestValidator
+    _signer: Signer
     _session: aiohttp.ClientSession | None
 
     def set_behaviour(self, phone: str, behaviour: Behaviour) -> None:
@@ -49,10 +71,7 @@ class FarEnd:
         """Something changed (the stand-in wakes whoever waits on it)."""
 
     async def _sleep(self, scenario_s: float) -> None:
-        if self.clock is not None:
-            await self.clock.sleep(scenario_s)
-        else:
-            await asyncio.sleep(scenario_s)
+        raise NotImplementedError  # the stand-in's (simulators.standin)
 
     async def _status(self, rec: Record, status: str, **extra: str) -> None:
         rec.status = status
@@ -73,7 +92,7 @@ class FarEnd:
             await self.post_signed(rec.status_callback, params)
 
     def _now_s(self) -> float:
-        return self.clock.timestamp() if self.clock is not None else time.time()
+        raise NotImplementedError  # the stand-in's (simulators.standin)
 
     async def _play_sms(self, rec: Record) -> None:
         b = self.behaviour(rec.to)
@@ -95,7 +114,7 @@ class FarEnd:
 
     async def send_inbound_sms(self, from_: str, body: str, to: str = "") -> int:
         """A person texts the service number: POST to :attr:`sms_webhook` like Twilio does. Returns the status."""
-        params = {"MessageSid": "SM" + uuid.uuid4().hex, "AccountSid": self.account_sid, "From": from_,
+        params = {"MessageSid": new_sid("SM"), "AccountSid": self.account_sid, "From": from_,
                   "To": to, "Body": body, "NumMedia": "0", "SmsStatus": "received"}
         self.inbound.append(params)
         if self.verbose:
@@ -144,8 +163,9 @@ class FarEnd:
 
     async def _fetch_twiml(self, url: str, params: dict[str, str], rec: Record) -> str:
         assert self._session is not None
-        headers = {"X-Twilio-Signature": self._validator.compute_signature(url, params)}
-        async with self._session.post(yarl.URL(url, encoded=True), data=params, headers=headers) as resp:
+        headers = {**FORM, "X-Twilio-Signature": self._signer.sign(url, params)}
+        async with self._session.post(yarl.URL(url, encoded=True), data=urlencode(params).encode(),
+                                      headers=headers) as resp:
             text = await resp.text()
             self.callbacks.append((url, params, resp.status))
             return text if resp.status == 200 else ""
@@ -153,10 +173,12 @@ class FarEnd:
     async def post_signed(self, url: str, params: dict[str, str], signature: str | None = None) -> int:
         """POST ``params`` form-encoded to ``url`` signed like Twilio (or with a given, e.g. forged, signature)."""
         assert self._session is not None
-        sig = signature if signature is not None else self._validator.compute_signature(url, params)
+        sig = signature if signature is not None else self._signer.sign(url, params)
         try:
-            async with self._session.post(yarl.URL(url, encoded=True), data=params,  # the URL exactly as signed
-                                          headers={"X-Twilio-Signature": sig}) as resp:
+            # the URL exactly as signed; the form encoded once here (a dict makes aiohttp build a FormData and a
+            # multipart writer per request: a fifth of the stand-in's CPU in a fan-out)
+            async with self._session.post(yarl.URL(url, encoded=True), data=urlencode(params).encode(),
+                                          headers={**FORM, "X-Twilio-Signature": sig}) as resp:
                 await resp.read()
                 status = resp.status
         except aiohttp.ClientError as exc:

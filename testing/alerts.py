@@ -94,7 +94,7 @@ class Rig:
         deadline = asyncio.get_running_loop().time() + timeout_s
         while True:
             logs = [p.nflog for p in self.state["pipelines"].values()]
-            busy = self.state["dispatcher"].backlog + sum(n.pending_count() for n in logs)
+            busy = self.state["dispatcher"].backlog + sum(n.notifications.pending_count() for n in logs)
             if busy == 0:
                 return
             if asyncio.get_running_loop().time() > deadline:
@@ -102,7 +102,7 @@ class Rig:
             await asyncio.sleep(0.02)
 
     def events(self, kind: str = "real", what: str | None = None) -> list[tuple[str, str, str, str, str]]:
-        return [e for e in self.pipeline(kind).nflog.events() if what is None or e[3] == what]
+        return [e for e in self.pipeline(kind).nflog.timeline.all() if what is None or e[3] == what]
 
 
 @contextlib.asynccontextmanager

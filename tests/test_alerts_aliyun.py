@@ -66,7 +66,7 @@ async def test_red_warning_reaches_officials_by_ivr_and_sms_and_households_by_te
         assert call.action == "IvrCall" and "收到请按1确认" in call.text and "红色" in call.text
         sms = ali.sms_to(VILLAGE_RESP)[0]
         assert sms.text.startswith(f"【{SIGN}】") and "收到请回复1确认" in sms.text
-        households = [n for n in rig.pipeline().nflog.for_warning_key(warning().key) if n.tier == "household"]
+        households = [n for n in rig.pipeline().nflog.notifications.for_warning_key(warning().key) if n.tier == "household"]
         assert households
         for n in households:
             got = ali.sms_to(n.phone) if n.channel == "sms" else ali.calls_to(n.phone)
@@ -88,8 +88,8 @@ async def test_keypress_1_and_an_sms_reply_confirm_through_push_receipts_and_sto
         nflog = rig.pipeline().nflog
 
         async def confirmed() -> set[str]:
-            return nflog.confirmed(w.id)
-        await ali.wait_until(lambda: {VILLAGE_RESP, TOWN_RESP} <= nflog.confirmed(w.id), 20, "both confirmations")
+            return nflog.confirmations.of(w.id)
+        await ali.wait_until(lambda: {VILLAGE_RESP, TOWN_RESP} <= nflog.confirmations.of(w.id), 20, "both confirmations")
         kinds = {k for k, body, status in ali.pushes if status == 200}
         assert {"VoiceReport", "SmsUp", "SmsReport"} <= kinds
         vias = dict((e[2], e[4]) for e in rig.events(what="confirmed"))
@@ -138,7 +138,7 @@ async def test_a_push_without_the_token_is_refused_and_confirms_nothing(mosquitt
                      "dest_code": "1", "sequence_id": "1"}]
             async with s.post(f"{base}/aliyun/wrong-token/sms-up", json=body) as r:
                 assert r.status == 403
-        assert VILLAGE_RESP not in rig.pipeline().nflog.confirmed(w.id)
+        assert VILLAGE_RESP not in rig.pipeline().nflog.confirmations.of(w.id)
 
 
 async def test_failover_to_twilio_when_aliyun_is_down_tells_everyone_once(mosquitto, prefix, tmp_path, monkeypatch):
@@ -234,14 +234,14 @@ async def test_the_same_text_to_many_goes_in_one_sendsms_and_each_receipt_finds_
         w = warning(Level.RED)
         await rig.publish(w)
         await wait_for(lambda: rig.events(what="fanout-plan"), 20, "the fan-out")
-        households = {n.phone for n in rig.pipeline().nflog.for_warning_key(w.key) if n.tier == "household"}
+        households = {n.phone for n in rig.pipeline().nflog.notifications.for_warning_key(w.key) if n.tier == "household"}
         assert len(households) >= 10
         await ali.wait_until(lambda: {h[3:] for h in households} <= {r.to for r in ali.records if r.kind == "sms"},
                              30, "every household's SMS")
         by_request = Counter(r.id for r in ali.records if r.kind == "sms" and "+86" + r.to in households)
         assert max(by_request.values()) > 1  # households share requests (SendSms takes up to 1,000 numbers)
         assert Counter(r.to for r in ali.records if r.kind == "sms").most_common(1)[0][1] == 1  # nobody twice
-        await wait_for(lambda: all(n.status == "delivered" for n in rig.pipeline().nflog.for_warning_key(w.key)
+        await wait_for(lambda: all(n.status == "delivered" for n in rig.pipeline().nflog.notifications.for_warning_key(w.key)
                                    if n.channel == "sms"), 20, "every SMS delivered, by its own receipt")
 
 
@@ -273,7 +273,7 @@ async def test_lost_answers_are_never_sent_again_the_sms_found_by_outid_the_call
         ali.lose_answers("IvrCall", 1)
         w = warning(Level.RED)
         await rig.publish(w)
-        await ali.wait_until(lambda: VILLAGE_RESP in rig.pipeline().nflog.confirmed(w.id), 30, "the confirmation")
+        await ali.wait_until(lambda: VILLAGE_RESP in rig.pipeline().nflog.confirmations.of(w.id), 30, "the confirmation")
         await rig.settled(30)
         assert not ali.lost["SendSms"] and not ali.lost["IvrCall"]  # the answers were indeed lost
         sms = Counter(r.to for r in ali.records if r.kind == "sms")

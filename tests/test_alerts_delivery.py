@@ -36,7 +36,7 @@ async def test_429_5xx_and_lost_answers_are_retried_with_backoff_and_nobody_is_t
         after = errors("rate-limited"), errors("server-error"), errors("network")
         assert after[0] - before[0] == 3 and after[1] - before[1] == 2 and after[2] - before[2] == 4
         assert all(s == "sent" or s == "delivered" for s in
-                   (n.status for n in rig.pipeline().nflog.for_warning_key(warning().key)))
+                   (n.status for n in rig.pipeline().nflog.notifications.for_warning_key(warning().key)))
 
 
 async def test_red_goes_out_before_blue_and_each_channel_keeps_its_rate(mosquitto, prefix, tmp_path):
@@ -69,4 +69,4 @@ async def test_a_provider_outage_longer_than_the_retries_defers_notifications_in
         await tw.wait_until(lambda: {m.to for m in tw.messages} == expected, 20, "delivery once Twilio is back")
         await rig.settled()
         assert Counter(m.to for m in tw.messages) == Counter(expected)
-        assert not [n for n in rig.pipeline().nflog.for_warning_key(warning().key) if n.status == "failed"]
+        assert not [n for n in rig.pipeline().nflog.notifications.for_warning_key(warning().key) if n.status == "failed"]

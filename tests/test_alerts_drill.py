@@ -69,7 +69,7 @@ async def test_a_blue_drill_texts_only_the_participants_the_chain_names_and_call
         assert all(m.body.startswith("【演练】") for m in tw.messages)
         untold = [json.loads(e[4]) for e in rig.events("drill", "drill-untold")]
         assert [{r[0] for r in u["recipients"]} for u in untold] == [{SITE_RESP, VILLAGE_RESP}]
-        assert rig.pipeline("real").nflog.events() == []
+        assert rig.pipeline("real").nflog.timeline.all() == []
 
 
 async def test_a_red_drill_calls_asks_and_escalates_like_the_real_one_but_only_within_the_drill(
@@ -100,7 +100,7 @@ async def test_a_red_drill_calls_asks_and_escalates_like_the_real_one_but_only_w
         assert {HOME_G1_SMS_ONLY, COUNTY_DUTY, CITY_DUTY, TOWN_DUTY} <= untold[1] and HOME_XINLE not in untold[1]
         assert [e[3] for e in rig.events("drill") if e[2] == G1_LEADER and e[3].startswith("escalate")] == \
             ["escalate-recall", "escalate-deputy-nobody", "escalate-up"]
-        assert rig.pipeline("real").nflog.events() == []
+        assert rig.pipeline("real").nflog.timeline.all() == []
         cap = rig.state["caps"].latest[("landslide", "LS-GONGHE-01")]
         assert "<status>Exercise</status>" in cap
 
@@ -119,12 +119,12 @@ async def test_a_drill_never_reaches_someone_not_taking_part_whatever_asks(mosqu
 async def test_the_drill_log_refuses_real_warnings_and_the_real_log_drills(tmp_path):
     with NotificationLog(tmp_path / "drill.sqlite", drill=True) as drill_log:
         with pytest.raises(StoreError, match="real warning"):
-            drill_log.record_warning(warning(Level.RED, drill=False), warning().updated_at)
+            drill_log.warnings.record(warning(Level.RED, drill=False), warning().updated_at)
     with pytest.raises(StoreError, match="holds drill warnings"):
         with NotificationLog(tmp_path / "drill.sqlite", drill=False):
             pass
     with NotificationLog(tmp_path / "real.sqlite") as real_log, pytest.raises(StoreError, match="drill warning"):
-        real_log.record_warning(warning(Level.RED, drill=True), warning().updated_at)
+        real_log.warnings.record(warning(Level.RED, drill=True), warning().updated_at)
 
 
 async def test_in_a_drill_run_even_an_unmarked_warning_is_treated_as_a_drill(mosquitto, prefix, tmp_path):
@@ -135,4 +135,4 @@ async def test_in_a_drill_run_even_an_unmarked_warning_is_treated_as_a_drill(mos
         await tw.wait_until(lambda: tw.messages, 10, "the drill SMS")
         await rig.settled()
         assert [(m.to, m.body[:4]) for m in tw.messages] == [("+8613911900002", "【演练】")]
-        assert rig.pipeline("real").nflog.events() == []
+        assert rig.pipeline("real").nflog.timeline.all() == []

@@ -62,7 +62,7 @@ async def test_a_sender_pool_at_twilios_rate_reaches_the_last_household_when_the
             await wait_for(lambda: rig.events(what="fanout-plan"), 20, "the fan-out plan")
             await rig.settled(30)
             plan = rig.events(what="fanout-plan")
-            households = {n.phone for n in rig.pipeline().nflog.for_warning_key(w.key) if n.tier == "household"}
+            households = {n.phone for n in rig.pipeline().nflog.notifications.for_warning_key(w.key) if n.tier == "household"}
             await tw.wait_until(lambda: all(m.sent_at for m in tw.messages) and all(c.sent_at for c in tw.calls),
                                 60, "every SMS and call out of Twilio's queue")
             assert Counter(m.from_ for m in tw.messages).keys() == set(POOL)
@@ -118,12 +118,12 @@ def test_a_drill_report_states_the_bound_the_limits_put_on_each_fan_out(tmp_path
     from types import SimpleNamespace
 
     from alerts.nflog import NotificationLog
-    from simulators.drill import _note_plans
+    from simulators.recorder import note_plans
     from simulators.report import Timeline
 
     with NotificationLog(tmp_path / "d.sqlite", drill=True) as nflog:
         plan = estimate([n("sms", "长" * 100) for _ in range(40)], AlertsConfig())
-        nflog.event(datetime.now(UTC), "landslide:LS-01#1", "", "fanout-plan", plan.as_dict())
+        nflog.timeline.add(datetime.now(UTC), "landslide:LS-01#1", "", "fanout-plan", plan.as_dict())
         tl = Timeline(scenario="t", started_at=datetime.now(UTC), speed=1.0)
-        _note_plans(tl, {"pipelines": {"drill": SimpleNamespace(nflog=nflog)}})
+        note_plans(tl, {"pipelines": {"drill": SimpleNamespace(nflog=nflog)}})
     assert any("80 segments" in note and "80 s after the first request" in note for note in tl.notes), tl.notes

@@ -17,6 +17,7 @@ from testing.alerts import MONITOR, SITE_RESP, VILLAGE_RESP, warning
 
 from alerts import pipeline as pipeline_module
 from testing.alerts import running_alerts
+from alerts.nflog import WarningStatus
 from alerts.render import Renderer
 from simulators.twilio import Behaviour
 from yujing.model import Hazard, Level
@@ -89,8 +90,7 @@ async def test_a_warning_that_can_never_be_rendered_stays_failed_is_retried_and_
         assert "render" in alarms(tw)[0].body
         await wait_for(lambda: failures("render") - before >= 3, 15, "three attempts (1 s, then 2 s apart)")
         assert failing() == 1
-        assert rig.pipeline().nflog.db.execute("SELECT state FROM warnings WHERE id=?", (red.id,)).fetchone() == \
-            ("failed",)
+        assert rig.pipeline().nflog.warnings.state(red.id) is WarningStatus.FAILED
         await rig.publish(warning(Level.BLUE, hazard=Hazard.RAINSTORM, site="LS-GONGHE-01"))
         await tw.wait_until(lambda: tw.messages_to(SITE_RESP), 10, "the blue rainstorm warning meanwhile")
         assert len(alarms(tw)) == 1
@@ -166,8 +166,8 @@ async def test_an_escalation_step_that_fails_holds_up_no_other_chain_and_alarms_
                               default=Behaviour(answer=False, ring_s=0.2)) as rig:
         tw, nflog = rig.twilio, rig.pipeline().nflog
         await rig.publish(warning(Level.ORANGE))
-        await wait_for(lambda: len(list(nflog.due_escalations())) >= 2, 10, "the 叫应 chains to open")
-        chains = [phone for _, phone, _, _ in nflog.due_escalations()]
+        await wait_for(lambda: len(list(nflog.timers.pending())) >= 2, 10, "the 叫应 chains to open")
+        chains = [phone for _, phone, _, _ in nflog.timers.pending()]
         stuck = chains[0]  # the first in due order: the one a failure used to hold every other behind
         db = sqlite3.connect(nflog.path)
         db.executescript(f"CREATE TRIGGER refuse_step BEFORE UPDATE ON escalations WHEN NEW.phone = '{stuck}' "

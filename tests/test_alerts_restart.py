@@ -125,7 +125,7 @@ async def test_an_ambiguous_failure_of_a_recall_is_not_mistaken_for_the_first_ca
             await tw.wait_until(lambda: len(tw.calls) >= 8, 10, "the first calls")
             asked = {c.to for c in tw.calls}
             tw.fail_next(1, status=0, kinds=("call",))  # the first recall's request never arrives
-            await wait_for(lambda: not list(rig.pipeline().nflog.due_escalations()), 10, "every recall")
+            await wait_for(lambda: not list(rig.pipeline().nflog.timers.pending()), 10, "every recall")
             await rig.settled()
             calls = Counter(c.to for c in tw.calls)
             assert {p: calls[p] for p in asked if calls[p] != 2} == {}
@@ -157,7 +157,7 @@ async def test_the_first_cap_update_after_a_crash_references_the_message_before_
         alert_xml = rig.state["caps"].by_id[identifier(v1)]
         await rig.settled()
     with NotificationLog(tmp_path / "var" / "alerts.sqlite") as nflog:  # what a SIGKILL right after
-        assert nflog.record_warning(v2, v2.updated_at)                 # recording v2 leaves behind
+        assert nflog.warnings.record(v2, v2.updated_at)                 # recording v2 leaves behind
     docs: list[ET.Element] = []
     async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"cap-{prefix}") as sub:
         await sub.subscribe(topics.cap(prefix), qos=1)
@@ -229,8 +229,8 @@ async def test_an_escalation_step_whose_calls_cannot_be_written_stays_due_and_ru
                                   alerts=alerts) as rig:
             nflog = rig.pipeline().nflog
             await rig.publish(warning(Level.ORANGE))
-            await wait_for(lambda: list(nflog.due_escalations()), 10, "the 叫应 chains to open")
-            chains = {(wid, phone) for wid, phone, _, _ in nflog.due_escalations()}
+            await wait_for(lambda: list(nflog.timers.pending()), 10, "the 叫应 chains to open")
+            chains = {(wid, phone) for wid, phone, _, _ in nflog.timers.pending()}
             db = sqlite3.connect(nflog.path)
             db.executescript("CREATE TABLE refuse(x); INSERT INTO refuse VALUES (1);"
                              "CREATE TRIGGER refuse_rows BEFORE INSERT ON notifications WHEN EXISTS "
@@ -238,12 +238,12 @@ async def test_an_escalation_step_whose_calls_cannot_be_written_stays_due_and_ru
             # the counter, not the log line: the line is rate-limited process-wide, and another test may have used it
             failed = TIMER_FAILURES._value.get()
             await wait_for(lambda: TIMER_FAILURES._value.get() > failed, 10, "a recall to fall due and fail")
-            assert {(wid, phone) for wid, phone, _, _ in nflog.due_escalations()} == chains  # all still due
+            assert {(wid, phone) for wid, phone, _, _ in nflog.timers.pending()} == chains  # all still due
             assert not rig.events(what="escalate-recall")
             db.execute("DELETE FROM refuse")
             db.commit()
             db.close()
-            await wait_for(lambda: not list(nflog.due_escalations()), 10, "every recall")
+            await wait_for(lambda: not list(nflog.timers.pending()), 10, "every recall")
             await rig.settled()
             assert len(rig.events(what="escalate-recall")) == len(chains)
         calls = Counter(c.to for c in tw.calls)

@@ -23,11 +23,11 @@ def test_a_warnings_fan_out_plans_are_read_per_version_and_other_warnings_are_le
     other = warning(Level.RED, site="RG-XINLE-01")
     with NotificationLog(path) as log:
         for w in (orange, red, other):
-            log.record_warning(w, at)
-        log.event(at, orange.id, "", "fanout-plan", {**PLAN, "sms": 10, "sms_segments": 30, "last_s": 30.0})
-        log.event(at, red.id, "", "fanout-plan", PLAN)
-        log.event(at, red.id, "", "escalate-recall", "{}")  # not a plan
-        log.event(at, other.id, "", "fanout-plan", {**PLAN, "last_s": 999.0})
+            log.warnings.record(w, at)
+        log.timeline.add(at, orange.id, "", "fanout-plan", {**PLAN, "sms": 10, "sms_segments": 30, "last_s": 30.0})
+        log.timeline.add(at, red.id, "", "fanout-plan", PLAN)
+        log.timeline.add(at, red.id, "", "escalate-recall", "{}")  # not a plan
+        log.timeline.add(at, other.id, "", "fanout-plan", {**PLAN, "last_s": 999.0})
     chain = ChainLog(path)
     try:
         plans = chain.plans(orange.key)

@@ -29,8 +29,10 @@ import sqlite3
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import aiomqtt
@@ -40,10 +42,13 @@ from testing.alerts import start, subscribed
 from testing.alerts import warning
 
 from testing.alerts import ACCOUNT, TOKEN, running_alerts, write_config
-from alerts.nflog import ref
+from alerts.nflog import NotificationLog, ref
 from simulators.twilio import Behaviour, Record, TwilioStandIn
 from yujing import topics
+from yujing.errors import StoreError
 from yujing.model import Hazard, HazardWarning, Level, WarningState
+
+T = TypeVar("T")
 
 RG = "RG-XINLE-01"
 DRILL_PHONE = "+8613900009999"
@@ -88,26 +93,28 @@ class Log:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def rows(self, sql: str, args: tuple = ()) -> list[tuple]:
+    def read(self, what: Callable[[NotificationLog], T], empty: T) -> T:
         if not self.path.exists():
-            return []
-        db = sqlite3.connect(self.path, timeout=5)
+            return empty
         try:
-            return db.execute(sql, args).fetchall()
-        except sqlite3.OperationalError:  # not created yet
-            return []
-        finally:
-            db.close()
+            with NotificationLog(self.path) as log:
+                return what(log)
+        except (StoreError, sqlite3.OperationalError):  # not fully created yet, or locked a moment too long
+            return empty
 
-    def pending_escalations(self) -> list[tuple[str, str, int, str]]:
-        return self.rows("SELECT warning_id, phone, step, due_at FROM escalations WHERE state='pending'")
+    def rows(self, sql: str, args: tuple = ()) -> list[tuple]:
+        """Raw rows, for what the log's parts do not answer (events of a kind, escalation rows with their state)."""
+        return self.read(lambda log: log.timeline.db.execute(sql, args).fetchall(), [])
+
+    def pending_escalations(self) -> list[tuple[str, str, int, datetime]]:
+        return self.read(lambda log: list(log.timers.pending()), [])
 
     def idle(self) -> bool:
-        busy = self.rows("SELECT COUNT(*) FROM notifications WHERE status IN ('queued', 'sending')")
-        return bool(busy) and busy[0][0] == 0 and not self.pending_escalations()
+        busy = self.read(lambda log: log.notifications.pending_count(), None)
+        return busy == 0 and not self.pending_escalations()
 
     def keys(self) -> dict[str, str]:
-        return {ref(k): k for (k,) in self.rows("SELECT key FROM notifications")}
+        return self.read(lambda log: {ref(n.key): n.key for n in log.notifications.all()}, {})
 
 
 # 611517716 killed between closing an escalation step and queueing its recall (fixed: one transaction)
@@ -117,7 +124,7 @@ KILL_SEEDS = os.environ.get("YUJING_KILL_SEED", "12345,611517716").split(",")
 def ref_log_keys(reference) -> dict[str, str]:
     """ref → notification key for everything the reference logged (real and drill)."""
     return {ref(k): k for p in ("real", "drill")
-            for (k,) in reference.pipeline(p).nflog.db.execute("SELECT key FROM notifications")}
+            for k in (n.key for n in reference.pipeline(p).nflog.notifications.all())}
 
 
 def _now() -> datetime:
@@ -199,7 +206,7 @@ async def test_sigkill_at_random_points_of_a_stream_loses_nothing_and_sends_noth
 
             # kill 2: around the first escalation step's due time
             await wait_for(lambda: victim.pending_escalations(), 15, "escalation chains to open")
-            first_due = min(datetime.fromisoformat(r[3]) for r in victim.pending_escalations())
+            first_due = min(r[3] for r in victim.pending_escalations())  # timers.pending() yields datetimes
             await asyncio.sleep(max(0.0, (first_due - _now()).total_seconds() + rng.uniform(-0.8, 0.1)))
             pending_at_kill = {r[:3] for r in victim.pending_escalations()}
             killed = await kill()
@@ -207,7 +214,7 @@ async def test_sigkill_at_random_points_of_a_stream_loses_nothing_and_sends_noth
             await player
 
             # the lift, to each once all its chains have run (so both send it to the same people)
-            await wait_for(lambda: not list(ref_log.due_escalations()), 30, "the reference's chains to end")
+            await wait_for(lambda: not list(ref_log.timers.pending()), 30, "the reference's chains to end")
             await publish(lift(), ref_prefix)
             await wait_for(lambda: not victim.pending_escalations(), 30, "the victim's chains to end")
             lift_sms = rng.randint(1, 4)

@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from testing.alerts import MONITOR, SITE_RESP, warning
 
 from testing.alerts import running_alerts
-from alerts.nflog import Notification, NotificationLog, ref
+from alerts.nflog import Notification, NotificationLog, Status, ref
 from simulators.ports import free_port
 from simulators.twilio import Behaviour
 from yujing.model import Level, WarningState
@@ -38,7 +38,7 @@ def captured(tw, path: str, **match: str) -> tuple[str, dict[str, str]]:
 
 
 def confirmed(rig, w, phone: str) -> bool:
-    return phone in rig.pipeline().nflog.confirmed(w.id)
+    return phone in rig.pipeline().nflog.confirmations.of(w.id)
 
 
 def asked(rig, w, phone: str) -> bool:
@@ -57,16 +57,14 @@ async def test_a_captured_reply_replayed_after_a_newer_warning_does_not_confirm_
         tw.set_behaviour(SITE_RESP, Behaviour())  # the person does not answer the newer one
         await rig.publish(v2)
         await wait_for(lambda: asked(rig, v2, SITE_RESP) and any(
-            n.status != "queued" for n in rig.pipeline().nflog.for_warning(v2.id) if n.phone == SITE_RESP), 10,
+            n.status != "queued" for n in rig.pipeline().nflog.notifications.for_warning(v2.id) if n.phone == SITE_RESP), 10,
             "the red warning asking them again, sent")
         before = refused("replay")
         assert await tw.post_signed(url, form) == 200  # answered as if fine: Twilio must not retry it
         assert not confirmed(rig, v2, SITE_RESP)
         assert refused("replay") - before == 1
-        pending = rig.pipeline().nflog.db.execute(
-            "SELECT COUNT(*) FROM escalations WHERE warning_id=? AND phone=? AND state='pending'",
-            (v2.id, SITE_RESP)).fetchone()[0]
-        assert pending == 1  # their escalation goes on
+        pending = [t for t in rig.pipeline().nflog.timers.pending() if t[:2] == (v2.id, SITE_RESP)]
+        assert len(pending) == 1  # their escalation goes on
         # a reply that is new (its own MessageSid) still confirms: the refusal is of the replay, not of the person
         assert await tw.send_inbound_sms(SITE_RESP, "1", to="+8610123456789") == 200
         await wait_for(lambda: confirmed(rig, v2, SITE_RESP), 10, "a genuine reply to confirm v2")
@@ -85,7 +83,7 @@ async def test_a_reply_replayed_after_a_restart_is_still_refused(mosquitto, pref
     async with running_alerts(tmp_path, mqtt_port=mosquitto.port, prefix=prefix, alerts=alerts) as rig:
         await rig.publish(v2)
         await wait_for(lambda: asked(rig, v2, SITE_RESP) and any(
-            n.status != "queued" for n in rig.pipeline().nflog.for_warning(v2.id) if n.phone == SITE_RESP), 10,
+            n.status != "queued" for n in rig.pipeline().nflog.notifications.for_warning(v2.id) if n.phone == SITE_RESP), 10,
             "the red warning asking them again, sent")
         before = refused("replay")
         assert await rig.twilio.post_signed(url, form) == 200
@@ -111,13 +109,12 @@ async def test_a_replayed_keypress_and_status_callback_are_refused(mosquitto, pr
         # a status callback replayed: the SMS's earlier 'sent' must not overwrite 'delivered'
         sms = tw.messages_to(SITE_RESP)[0]
         await tw.wait_until(lambda: sms.status == "delivered", 10, "the SMS delivered")
-        await wait_for(lambda: rig.pipeline().nflog.db.execute("SELECT status FROM notifications WHERE sid=?",
-                                                               (sms.sid,)).fetchone() == ("delivered",), 10, "logged")
+        by_sid = rig.pipeline().nflog.notifications.by_sid
+        await wait_for(lambda: by_sid(sms.sid).status is Status.DELIVERED, 10, "logged")
         url, form = captured(tw, "/twilio/status", MessageSid=sms.sid, MessageStatus="sent")
         assert await tw.post_signed(url, form) == 204
         assert refused("replay") - before == 2
-        assert rig.pipeline().nflog.db.execute("SELECT status FROM notifications WHERE sid=?",
-                                               (sms.sid,)).fetchone() == ("delivered",)
+        assert by_sid(sms.sid).status is Status.DELIVERED
 
 
 async def test_a_confirmation_from_a_number_never_asked_is_refused_and_counted(mosquitto, prefix, tmp_path):
@@ -132,12 +129,12 @@ async def test_a_confirmation_from_a_number_never_asked_is_refused_and_counted(m
             assert await tw.send_inbound_sms(phone, "1", to="+8610123456789") == 200
         assert refused("not-asked") - before == 2
         # a keypress signed for a notification that asked nothing (the monitor's blue SMS)
-        told = next(n for n in rig.pipeline().nflog.for_warning(blue.id) if n.phone == MONITOR)
+        told = next(n for n in rig.pipeline().nflog.notifications.for_warning(blue.id) if n.phone == MONITOR)
         url = f"{rig.state['webhooks'].base_url}/twilio/gather?n={ref(told.key)}&k=real"
         assert await tw.post_signed(url, {"CallSid": "CA" + "0" * 32, "Digits": "1", "From": "+8610123456789",
                                           "To": MONITOR, "AccountSid": tw.account_sid}) == 200
         assert refused("not-asked") - before == 3
-        assert rig.pipeline().nflog.db.execute("SELECT COUNT(*) FROM confirmations").fetchone()[0] == 0
+        assert rig.pipeline().nflog.confirmations.count() == 0
         before = refused("no-event-id")
         url, form = captured(tw, "/twilio/sms", From=MONITOR)
         del form["MessageSid"]
@@ -162,8 +159,8 @@ def test_a_reply_confirms_only_what_was_asked_before_the_provider_received_it(tm
                          ack=True, node="site:X", tier="site", name="n")
         queued = dataclasses.replace(n, key=Notification.make_key("landslide:X#2", SITE_RESP, "sms", 1),
                                      warning_id="landslide:X#2")
-        log.enqueue([n, queued], T1)
-        assert log.claim(n.key, T1)  # the request for #1 made at T1; #2 still queued (not asked yet)
-        assert [m.warning_id for m in log.awaiting_confirmation(SITE_RESP, asked_by=received)] == \
+        log.notifications.enqueue([n, queued], T1)
+        assert log.notifications.claim(n.key, T1)  # the request for #1 made at T1; #2 still queued (not asked yet)
+        assert [m.warning_id for m in log.notifications.awaiting_confirmation(SITE_RESP, asked_by=received)] == \
             (["landslide:X#1"] if counts else [])
-        assert log.was_asked(SITE_RESP, received) is counts
+        assert log.notifications.was_asked(SITE_RESP, received) is counts

@@ -14,6 +14,7 @@ from twilio.rest import Client
 
 from alerts.provider import RedirectedHttpClient
 from simulators.twilio import Behaviour, TwilioStandIn
+from simulators.twilio_far_end import Signer
 
 TOKEN, SID = "standin-test-token", "AC" + "2" * 32
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,6 +65,16 @@ def client(tw: TwilioStandIn, token: str = TOKEN) -> tuple[Client, RedirectedHtt
     return Client(SID, token, http_client=http), http
 
 
+@pytest.mark.parametrize("url, params", [
+    ("https://yujing.example.cn/twilio/status?n=ab%2Fc&k=real", {"MessageSid": "SM1", "MessageStatus": "sent"}),
+    ("http://127.0.0.1:8089/twilio/sms", {"Body": "收到。", "From": "+8613800000001", "To": "", "NumMedia": "0"}),
+    ("http://h/x", {}),
+])
+def test_the_stand_ins_signature_is_the_one_the_twilio_library_computes(url: str, params: dict[str, str]):
+    assert Signer(TOKEN).sign(url, params) == RequestValidator(TOKEN).compute_signature(url, params)
+    assert Signer("other").sign(url, params) != RequestValidator(TOKEN).compute_signature(url, params)
+
+
 async def test_messages_are_created_listed_and_fetched_through_the_real_client_with_signed_status_callbacks():
     async with TwilioStandIn(auth_token=TOKEN, account_sid=SID, verbose=False) as tw, Receiver() as rx:
         c, http = client(tw)
@@ -95,6 +106,9 @@ async def test_a_wrong_auth_token_is_refused_and_injected_errors_reach_the_clien
                 await good.messages.create_async(to="+8613800000001", from_="+8610000000000", body="x")
             assert e.value.status == 429
             assert (await good.messages.create_async(to="+8613800000001", from_="+8610000000000", body="x")).sid
+            with pytest.raises(TwilioRestException) as e:  # a good request before does not let a bad one through
+                await bad.messages.create_async(to="+8613800000001", from_="+8610000000000", body="x")
+            assert e.value.status == 401
             assert len(tw.messages) == 1
         finally:
             await http1.close()

@@ -16,7 +16,7 @@ import sqlite3
 from collections.abc import Iterator
 from datetime import datetime
 
-from alerts.nflog import NotificationLog
+from alerts.nflog.db import LogDb
 
 # One statement, run with execute(): executescript() would first commit whatever transaction is open.
 SCHEMA = """CREATE TABLE IF NOT EXISTS provider_events (
@@ -25,10 +25,10 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS provider_events (
 
 
 class ProviderEvents:
-    """The provider event ids acted on, in ``nflog``'s file."""
+    """The provider event ids acted on, in the real notification log's file."""
 
-    def __init__(self, nflog: NotificationLog) -> None:
-        self.db = nflog.db
+    def __init__(self, db: LogDb) -> None:
+        self.db = db
         self.db.execute(SCHEMA)
 
     def seen(self, provider: str, event_id: str, at: datetime) -> bool:

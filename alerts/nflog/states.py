@@ -1,0 +1,90 @@
+"""The words of the notification log, as enums: what state a warning or a notification is in, which
+channel, which tier of node. StrEnum, so a member is stored as its text and compares equal to it."""
+
+from __future__ import annotations
+
+import enum
+
+from yujing.config.areas import Tier
+from yujing.config.people import Channel
+
+__all__ = ["Channel", "ChainState", "NodeTier", "Status", "WarningStatus"]
+
+
+class WarningStatus(enum.StrEnum):
+    """How far a recorded warning got: ``received`` until decided; a restart finishes what is not."""
+
+    RECEIVED = "received"  # recorded, not yet decided (a crash here: decided again at start)
+    ROUTED = "routed"  # its notifications are queued and its CAP document kept
+    GROUPED = "grouped"  # folded into another member's message (alerts/group.py's verdicts)
+    INHIBITED = "inhibited"
+    SILENCED = "silenced"
+    FAILED = "failed"  # a stage failed: retried from the log (alerts/retry.py)
+    SUPERSEDED = "superseded"  # a newer version spoke before its retry did
+    INTERNAL_ALARM = "internal-alarm"  # an alarm of our own to the duty office: no group, no CAP, not restored
+
+
+class Status(enum.StrEnum):
+    """A notification's state: ours until the provider has it, then the provider's word."""
+
+    QUEUED = "queued"  # written, not yet asked for
+    SENDING = "sending"  # the dangerous window: the request may or may not have reached the provider
+    SENT = "sent"  # the provider accepted it (its sid kept)
+    FAILED = "failed"
+    # what providers report afterwards (Twilio's message and call statuses; Alibaba Cloud's, mapped to them)
+    QUEUED_AT_PROVIDER = "queued-at-provider"  # the provider's own "queued"/"sending": never ours to resend
+    ACCEPTED = "accepted"
+    SCHEDULED = "scheduled"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    READ = "read"
+    REJECTED = "rejected"
+    INITIATED = "initiated"
+    RINGING = "ringing"
+    IN_PROGRESS = "in-progress"
+    COMPLETED = "completed"
+    BUSY = "busy"
+    NO_ANSWER = "no-answer"
+    CANCELED = "canceled"
+    OTHER = "other"  # a status this code does not know (kept in the event with the provider's own word)
+
+    @property
+    def pending(self) -> bool:
+        """Not yet (known to be) with the provider: sent at start-up, or reconciled with the provider."""
+        return self in (Status.QUEUED, Status.SENDING)
+
+    @classmethod
+    def from_provider(cls, text: str) -> Status:
+        """A provider's status. Its "queued" or "sending" is not ours: read as ours it would make a row pending
+        again (sent twice after a crash); a word this code does not know is ``other``."""
+        if text in ("queued", "sending"):
+            return cls.QUEUED_AT_PROVIDER
+        return _BY_TEXT.get(text, cls.OTHER)
+
+
+_BY_TEXT = {s.value: s for s in Status}
+
+
+class ChainState(enum.StrEnum):
+    """An escalation step of a 叫应 chain."""
+
+    PENDING = "pending"  # due at its time
+    DONE = "done"  # taken
+    STOPPED = "stopped"  # confirmed, or superseded by a newer version
+
+
+class NodeTier(enum.StrEnum):
+    """Where a recipient was found: a site's own people, or a level of the chain (:class:`Tier`)."""
+
+    SITE = "site"
+    CITY = "city"
+    COUNTY = "county"
+    TOWNSHIP = "township"
+    VILLAGE = "village"
+    GROUP = "group"
+    HOUSEHOLD = "household"
+    DRILL = "drill"  # a drill's participant, told an internal alarm outside the chain
+
+    @classmethod
+    def of(cls, tier: Tier) -> NodeTier:
+        return cls(tier.value)
