@@ -57,7 +57,7 @@ class CollectorConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     store: StoreConfig = Field(default_factory=lambda: SqliteStore(type="sqlite"))
-    batch_size: int = Field(default=2000, ge=1)  # with 4 batches queued at most: memory < 100 MiB at full rate
+    batch_size: int = Field(default=2000, ge=1)  # held: ≤ 2 queued + writes_in_flight + 1 open batches
     flush_interval_s: float = Field(default=0.05, gt=0)
     spool: str = ""  # default: <data_dir>/collector.spool (SQLite: spooled batches + recently seen ids)
     spool_max_readings: int = Field(default=5_000_000, ge=1)
@@ -71,8 +71,8 @@ class CollectorConfig(BaseModel):
     dedup_max_ids: int = Field(default=2_000_000, ge=1)
     retry_initial_s: float = Field(default=0.5, gt=0)
     retry_max_s: float = Field(default=30.0, gt=0)
-    replay_chunk: int = Field(default=20_000, ge=1)  # readings per write when draining the spool
-    writes_in_flight: int = Field(default=2, ge=1, le=16)  # direct writes at once (finished in arrival order)
+    replay_chunk: int = Field(default=2_000, ge=1)  # readings per write when draining the spool (memory: ~1 KiB each)
+    writes_in_flight: int = Field(default=4, ge=1, le=16)  # direct writes at once (finished in arrival order)
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     # Worker processes on one shared subscription (collector/workers.py): "auto" = one per usable core, except

@@ -20,8 +20,6 @@ import logging
 import re
 from collections.abc import Callable
 
-import paho.mqtt.client as paho
-
 from collector import metrics as m
 from collector.config import CollectorConfig
 from yujing.wire import Row, decode_rows, to_readings
@@ -35,7 +33,7 @@ from yujing.dedup import Dedup
 from yujing.errors import PayloadError
 from yujing.log import Limiter
 from yujing.model import Reading
-from yujing.bus import Session, Subscription, reconnecting
+from yujing.bus import Received, Session, Subscription, reconnecting
 from yujing.provenance import Refusal, Senders
 from yujing.runtime import Runtime
 
@@ -43,11 +41,11 @@ log = logging.getLogger("yujing.collector")
 
 OnAccepted = Callable[[list[Reading]], None]
 _DEADLETTER_SAMPLE = 65_536
-_MAX_QUEUED_BATCHES = 4  # closed batches (each up to batch_size readings) waiting for the sink
+_MAX_QUEUED_BATCHES = 2  # closed batches (each up to batch_size readings) waiting for the sink
 
 
 class Intake:
-    """The paho message callback: decode, de-duplicate, gather into batches for the sink.
+    """The message callback: decode, de-duplicate, gather into batches for the sink.
 
     It runs inside the event loop (aiomqtt drives paho's socket from loop readers), so it is plain
     synchronous code; a batch is closed at ``batch_size`` readings or ``flush_interval_s`` after it opened.
@@ -66,7 +64,7 @@ class Intake:
         self._duplicates = 0
         self._messages = 0
 
-    def on_message(self, msg: paho.MQTTMessage) -> None:
+    def on_message(self, msg: Received) -> None:
         batch = self.batch
         self._messages += 1
         if self._timer is None:  # a new batch opens: one clock reading serves all its messages
@@ -118,12 +116,11 @@ class Intake:
         sub = self.sub
         if sub is None:
             return
-        for gen, mid, qos in acks:  # type: ignore[misc]
-            sub.ack(gen, mid, qos)
+        sub.ack_many(acks)  # type: ignore[arg-type]
         if sub.paused and self.sink.queue.qsize() < _MAX_QUEUED_BATCHES // 2:
             sub.resume()
 
-    def _screen(self, rows: list[Row], msg: paho.MQTTMessage) -> list[Row]:
+    def _screen(self, rows: list[Row], msg: Received) -> list[Row]:
         """The readings the topic's gateway may speak for (see :mod:`yujing.provenance`); the others are refused:
         counted, logged once per (reason, gateway) a minute, and the message dead-lettered once per reason."""
         gateway = topics.gateway_of(msg.topic)
@@ -148,7 +145,7 @@ class Intake:
                 self.sub.publish_nowait(topics.deadletter(self.prefix, why), msg.payload[:_DEADLETTER_SAMPLE])
         return kept if refused else rows
 
-    def _reject(self, e: PayloadError, msg: paho.MQTTMessage) -> None:
+    def _reject(self, e: PayloadError, msg: Received) -> None:
         m.REJECTED.labels(e.reason).inc()
         if self._limiter.allow((e.reason, msg.topic)):
             suppressed = self._limiter.take_suppressed((e.reason, msg.topic))

@@ -61,3 +61,23 @@ def test_dedup_of_rows_takes_whole_new_messages_at_once_and_still_forgets_oldest
     assert len(d) == 4 and [r["id"] for r in d.fresh([row("a"), row("c")], 3)] == ["a"]
     d.expire(12.5)  # all but those of t=3 (a) are older than the window
     assert len(d) == 1 and d.fresh([row("a")], 13) == []
+
+
+def test_dedup_forgets_ids_older_than_the_window_as_new_ones_arrive_without_being_asked():
+    from yujing.dedup import Dedup
+
+    d = Dedup(window_s=10, max_ids=1_000)
+    row = lambda i: {"id": i}  # noqa: E731
+    d.fresh([row("a"), row("b")], 0)
+    d.fresh([row("c")], 5)
+    assert len(d) == 3
+    d.fresh([row("d")], 10.5)  # a and b are older than 10 s now; nobody called expire()
+    assert len(d) == 2 and [r["id"] for r in d.fresh([row("a"), row("c")], 11)] == ["a"]
+
+
+def test_dedup_remembers_a_digest_of_each_id_not_the_id():
+    from yujing.dedup import Dedup, digest
+
+    d = Dedup(window_s=10, max_ids=10)
+    d.fresh([{"id": "x" * 128}], 0)
+    assert d._set == {digest("x" * 128)} and digest("x" * 128) < 2**90 and digest("x") != digest("x" * 128)

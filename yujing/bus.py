@@ -25,13 +25,15 @@ What a :class:`Subscription` owns, so no stage has to:
 - and :func:`reconnecting`: back off (doubling, real time), log once a minute, start over once connected.
 
 A consumer that needs every microsecond (the collector) hands a synchronous ``on_message`` instead of
-iterating: it is called from paho's socket read with the raw paho message, and acks through
-:meth:`Subscription.ack` with the generation it noted.
+iterating: it is called from the socket read with each message (a :class:`yujing.mqtt_reads.Publish`, parsed
+there without paho's per-message objects, or paho's own ``MQTTMessage`` for what paho reads: QoS 2), and acks
+through :meth:`Subscription.ack_many` with the generation it noted: one write of all the PUBACKs of a batch.
 
 aiomqtt 2.x offers no switch for manual acks, no view of CONNACK's session-present flag and no hook into
-paho's reads, so this module — and only this module, with :class:`yujing.mqtt.ReadAhead` — reaches into
+paho's reads, so this module — and only this module, with :mod:`yujing.mqtt_reads` — reaches into
 aiomqtt's private ``_client`` (the paho client), ``_disconnected`` (the future a broken link completes) and
-paho's ``_handle_on_message``. Should either library rename them, the breakage is here, in one place.
+paho's ``_handle_on_message`` and ``_packet_queue``. Should either library rename them, the breakage is here,
+in one place.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
@@ -50,10 +53,13 @@ from paho.mqtt.properties import Properties
 from yujing import mqtt
 from yujing.config.mqtt import MqttConfig
 from yujing.log import Limiter
+from yujing.mqtt_reads import Publish, ReadAhead
 
 log = logging.getLogger("yujing.bus")
 
 SESSION_EXPIRY_S = 7 * 86_400  # how long the broker keeps an absent subscriber's unacknowledged messages
+_PUBACK = 0x4002 << 16  # a PUBACK as one 32-bit word: type 4, remaining length 2, then the packet id
+Received = Publish | paho.MQTTMessage  # what an ``on_message`` consumer is handed (the same attribute names)
 
 
 class Session:
@@ -96,7 +102,7 @@ class Subscription:
 
     def __init__(self, cfg: MqttConfig, session: Session, topics: Sequence[tuple[str, int]], *,
                  receive_maximum: int | None = None, manual_ack: bool = True,
-                 on_message: Callable[[paho.MQTTMessage], None] | None = None, read_ahead: bool = False,
+                 on_message: Callable[[Received], None] | None = None, read_ahead: bool = False,
                  on_session_lost: Callable[[], None] | None = None, stale: Sequence[str] = ()) -> None:
         self.cfg, self.session, self.topics = cfg, session, list(topics)
         # Filters an earlier run of this client id may have left in its persistent session (the broker keeps
@@ -121,10 +127,13 @@ class Subscription:
         if on_message is not None:
             # Straight to the consumer: aiomqtt's queue would add a hop per message, and paho's own
             # _handle_on_message matches each topic against a tree of filtered callbacks under two locks.
-            # Collector bench (b), one reading per message: 126-130 → 97-109 µs CPU per reading.
+            # Collector bench (b), one reading per message: 126-130 → 97-109 µs CPU per reading. (With
+            # read_ahead, QoS 0/1 PUBLISHes do not reach paho at all: see yujing.mqtt_reads.)
             self._paho.on_message = lambda _c, _u, m: on_message(m)
             self._paho._handle_on_message = on_message  # noqa: SLF001 -- inert, not wrong, if paho renames it
-        self.reader = mqtt.ReadAhead(self.client) if read_ahead else None
+        # (without manual acks paho's own reader must see each PUBLISH: it sends the PUBACK)
+        self.reader = (ReadAhead(self.client, on_publish=on_message if manual_ack else None) if read_ahead
+                       else None)
         self._present = False
         chained = self._paho.on_connect  # aiomqtt's own; it drops CONNACK's session-present flag
 
@@ -171,6 +180,30 @@ class Subscription:
         """PUBACK message ``mid`` of connection ``generation``; void for an earlier connection (redelivered)."""
         if qos and self.manual_ack and self.live and generation == self.generation:
             self._paho.ack(mid, qos)
+
+    def ack_many(self, acks: list[tuple[int, int, int]]) -> None:
+        """PUBACK many messages, each ``(generation, mid, qos)`` (void for an earlier connection), at once.
+
+        paho queues and sends one packet per ``ack`` (a dict, a deque entry, a writer registered with the
+        loop and a ``send`` each): here the QoS 1 acks of a batch are queued at once and sent when the socket
+        is writable (a ``send`` each, from one wake-up).
+        """
+        if not (self.manual_ack and self.live):
+            return
+        gen, ack = self.generation, self._paho.ack
+        mids = []
+        for g, mid, qos in acks:
+            if g == gen:
+                if qos == 1:
+                    mids.append(_PUBACK | mid)
+                elif qos:
+                    ack(mid, qos)
+        if mids:  # one out-packet each, as paho frames them, and one writer registration for all
+            out = self._paho._out_packet  # noqa: SLF001 -- see the module docstring
+            for word in mids:
+                out.append({"command": paho.PUBACK, "mid": 0, "qos": 0, "pos": 0, "to_process": 4,
+                            "packet": struct.pack("!I", word), "info": None})
+            self._paho._call_socket_register_write()  # noqa: SLF001
 
     async def messages(self, stop: asyncio.Event | None = None) -> AsyncIterator[Message]:
         """Messages until ``stop`` (then it returns) or a broken link (then ``aiomqtt.MqttError``)."""

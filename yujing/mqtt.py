@@ -7,7 +7,6 @@ client id are handled once. Secrets come from the environment or a file
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import socket
@@ -69,78 +68,6 @@ def client(
         socket_options=extra.pop("socket_options", NO_DELAY),
         **extra,  # type: ignore[arg-type]
     )
-
-
-class ReadAhead:
-    """paho's socket reads for one subscriber connection: large reads, and a way to pause them.
-
-    paho reads each packet's fixed header, length and body with separate ``recv`` calls, and aiomqtt
-    wakes it once per readable event, i.e. once per packet: for a subscriber draining a backlog that
-    is most of its CPU outside our own code. Here one ``recv`` fills a buffer that paho's reads are
-    served from, and each wake-up parses every whole packet the buffer holds.
-
-    :meth:`pause` stops reading (the kernel's socket buffer fills, then TCP flow control holds the
-    broker back, which keeps the messages queued for us); :meth:`resume` reads on. That is how a
-    consumer slower than the wire bounds its memory by what it holds, not by message counts.
-
-    Only paho's socket reads change (its private ``_sock_recv`` and ``loop_read`` on this one
-    instance, paho 2.x; aiomqtt offers no hook for either). Create one per connection, after connect.
-    """
-
-    def __init__(self, client: aiomqtt.Client, size: int = 65_536) -> None:
-        self.client, self.size = client, size
-        self.pc = pc = client._client  # noqa: SLF001 -- aiomqtt exposes no hook for paho's reads
-        self._recv, self._loop_read = pc._sock_recv, pc.loop_read  # noqa: SLF001
-        self._buf, self._pos = b"", 0
-        self.paused = False
-        pc._sock_recv = self._buffered_recv  # noqa: SLF001
-        pc.loop_read = self._drain
-
-    def _buffered_recv(self, n: int) -> bytes:
-        if self._pos >= len(self._buf):
-            self._buf, self._pos = self._recv(self.size), 0  # BlockingIOError if nothing waits: paho's "again"
-            if not self._buf:
-                return self._buf  # the peer closed
-        chunk = self._buf[self._pos:self._pos + n]
-        self._pos += len(chunk)
-        return chunk
-
-    def _pending(self) -> bool:
-        sock = self.pc._sock  # noqa: SLF001
-        if sock is None:
-            return False
-        return self._pos < len(self._buf) or (hasattr(sock, "pending") and sock.pending() > 0)  # TLS records
-
-    def _drain(self, max_packets: int = 1) -> int:
-        rc = self._loop_read(max_packets)
-        while rc == 0 and not self.paused and self._pending():
-            rc = self._loop_read(max_packets)
-        return rc
-
-    def _on_readable(self) -> None:
-        """What aiomqtt's own reader callback does: read, and report a broken link as a disconnection."""
-        try:
-            self._drain()
-        except Exception as exc:  # noqa: BLE001 -- a broken socket: the connection is over
-            done = self.client._disconnected  # noqa: SLF001
-            if not done.done():
-                done.set_exception(exc)
-
-    def pause(self) -> None:
-        sock = self.pc.socket()
-        if not self.paused and sock is not None:
-            self.paused = True
-            asyncio.get_running_loop().remove_reader(sock)
-
-    def resume(self) -> None:
-        if not self.paused:
-            return
-        self.paused = False
-        sock = self.pc.socket()
-        if sock is not None:
-            loop = asyncio.get_running_loop()
-            loop.add_reader(sock, self._on_readable)
-            loop.call_soon(self._on_readable)  # whole packets may wait in our buffer, unseen by epoll
 
 
 def _own_retained_only() -> type:

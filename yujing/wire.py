@@ -91,12 +91,14 @@ def _batch_schema(row: core_schema.TypedDictSchema) -> core_schema.TypedDictSche
 
 
 _FINITE, _ANY = _row_schema(finite=True), _row_schema(finite=False)
-# Only keys go through pydantic-core's string cache: every reading id is new, so caching values churns it
-# (~10 % of validating a batch, measured).
-_KEYS: core_schema.CoreConfig = {"cache_strings": "keys"}
-_ROW = SchemaValidator(_FINITE, _KEYS), SchemaValidator(_ANY, _KEYS)
-_ROW_BATCH = SchemaValidator(_batch_schema(_FINITE), _KEYS), SchemaValidator(_batch_schema(_ANY), _KEYS)
-_ROWS = SchemaValidator(core_schema.list_schema(_ANY), _KEYS)  # spooled batches, validated once already
+# Values go through pydantic-core's string cache too: a row's site, sensor, quantity, unit, gateway and quality
+# are then the same str objects from one reading to the next: 429 instead of 704 bytes per row held (a collector
+# holds up to 7 batches of them). Every reading id is new and churns the cache: 1.9-2.3 against 1.8-2.2 us per
+# reading validating 50-reading batches (measured 2026-12-05, interleaved).
+_CACHE: core_schema.CoreConfig = {"cache_strings": "all"}
+_ROW = SchemaValidator(_FINITE, _CACHE), SchemaValidator(_ANY, _CACHE)
+_ROW_BATCH = SchemaValidator(_batch_schema(_FINITE), _CACHE), SchemaValidator(_batch_schema(_ANY), _CACHE)
+_ROWS = SchemaValidator(core_schema.list_schema(_ANY), _CACHE)  # spooled batches, validated once already
 _ROWS_JSON = SchemaSerializer(core_schema.list_schema(_ANY), config={"ser_json_inf_nan": "strings"})
 
 
