@@ -140,10 +140,7 @@ class Profiler:
 
 def push_urls(rig) -> dict[str, str]:
     """Alibaba Cloud's push URLs of the running service (as the console's "HTTP 批量推送" is set)."""
-    running = getattr(rig, "running", None)
-    if running is not None:  # the rig shows a typed Running
-        return running.aliyun_urls
-    return rig.state["aliyun_hooks"].urls(rig.state["webhooks"].base_url)
+    return rig.live.aliyun_urls
 
 
 async def queued(rig, warning_id: str, timeout_s: float) -> None:
