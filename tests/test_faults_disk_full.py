@@ -35,7 +35,10 @@ from testing.faults import retained, Watch
 from yujing.clock import Clock
 from yujing.runtime import Runtime
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+# In the long lane (its own process, beside the rest): at the end of round 6 these timed out twice in the main
+# lane's one process after ~1,000 other tests (the collector slow to recover or to subscribe), never alone nor
+# with the collector's files; the cause is not found yet (see the round's closing note).
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root"), pytest.mark.long]
 
 
 @pytest.fixture
