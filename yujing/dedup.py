@@ -7,98 +7,158 @@ broker redelivers after a crash, or the edge re-sends after a reconnect, counts 
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
 from typing import TypeVar
 
 T = TypeVar("T")
 
-_M64, _M26 = (1 << 64) - 1, (1 << 26) - 1
+_M64 = (1 << 64) - 1
+_MIN_SLOTS = 1 << 12
+_LOAD = 0.7  # linear probing: ~6 probes for a new id at this load, ~1.5 on average over a doubling
+_COMPACT = 1 << 16  # drop forgotten ids from the front of the arrival order once this many have gone
 
 
 def digest(rid: str) -> int:
-    """A reading id as a 90-bit number: two keyed hashes (CPython's SipHash, random key per process).
+    """A reading id as a non-zero 64-bit number: CPython's SipHash of it (random key per process).
 
-    An int under 2**90 is 36 bytes; the ids it stands for are 60-90 bytes as strings. 90 bits make a false
-    "seen before" (which would drop a reading) negligible: with 2,000,000 ids remembered, 1.6e-21 per reading.
+    8 bytes in an array, where the id is 60-90 bytes as a string. A false "seen before" (which would drop a
+    reading) needs another remembered id with the same 64 bits: n / 2**64 per reading, 1.1e-13 with the
+    default 2,000,000 ids remembered — at 1,000 readings/s and a full window, once in ~290 years.
     Digests are never stored: the spool and the rules' state keep the ids, and a restart digests them anew.
     """
-    return (hash(rid) & _M64) << 26 | (hash(rid + "\x1f") & _M26)
+    return (hash(rid) & _M64) or 1
 
 
 class Dedup:
     """Reading ids seen within a time window (bounded: ``window_s`` and ``max_ids``), oldest evicted first.
 
-    A set of id digests (:func:`digest`) for lookups and the digests in arrival order, with one (time, count)
-    mark per batch for ageing: ~90 bytes per id (the set's table half of it), against ~117 for the ids
-    themselves in a set and a deque, and ~190 for an OrderedDict of id -> time. On a busy collector the
-    window is most of the heap (the peer harness: 310,000 ids).
+    The digests (:func:`digest`) live in two flat arrays of 64-bit numbers, not in Python objects: an
+    open-addressing table (linear probing, 0 = empty, at most 70 % full, doubled when fuller) for lookups,
+    and the digests in arrival order for forgetting the oldest first, with one (time, count) mark per batch
+    for ageing. 8 bytes per id in order plus 11-23 in the table, against ~67 for a set of digest ints and a
+    deque (measured in the peer harness: 330,000 ids, 21 MiB before, 6.6 MiB now). On a busy collector the
+    window was most of the heap.
     """
 
     def __init__(self, window_s: float, max_ids: int) -> None:
         self.window_s = window_s
         self.max_ids = max_ids
-        self._set: set[int] = set()
-        self._order: deque[int] = deque()
+        self._table = array("Q", bytes(8 * _MIN_SLOTS))
+        self._mask = _MIN_SLOTS - 1
+        self._room = int(_MIN_SLOTS * _LOAD)  # ids the table takes before it doubles
+        self._n = 0
+        self._order = array("Q")  # digests in arrival order; the live ones from _head on
+        self._head = 0
         self._marks: deque[list] = deque()  # [time, ids still in _order from that time], oldest first
 
-    def _add(self, d: int, now: float) -> None:
-        self._set.add(d)
+    def __len__(self) -> int:
+        return self._n
+
+    def __contains__(self, d: int) -> bool:
+        t, mask = self._table, self._mask
+        i = d & mask
+        while True:
+            x = t[i]
+            if x == d:
+                return True
+            if not x:
+                return False
+            i = (i + 1) & mask
+
+    def _add(self, d: int) -> bool:
+        """Remember a digest; False if it was there already."""
+        t, mask = self._table, self._mask
+        i = d & mask
+        while True:
+            x = t[i]
+            if x == d:
+                return False
+            if not x:
+                break
+            i = (i + 1) & mask
+        t[i] = d
         self._order.append(d)
+        self._n += 1
+        if self._n > self._room:
+            self._grow()
+        return True
+
+    def _mark(self, now: float, n: int) -> None:
         if self._marks and self._marks[-1][0] == now:
-            self._marks[-1][1] += 1
-        else:
-            self._marks.append([now, 1])
+            self._marks[-1][1] += n
+        elif n:
+            self._marks.append([now, n])
 
     def load(self, rows: list[tuple[str, float]]) -> None:
         for i, t in rows:
-            d = digest(i)
-            if d not in self._set:
-                self._add(d, t)
+            if self._add(digest(i)):
+                self._mark(t, 1)
         self._trim(rows[-1][1] if rows else 0.0)
-
-    def __len__(self) -> int:
-        return len(self._set)
 
     def fresh(self, readings: list[T], now: float) -> list[T]:
         """The readings (rows or ``Reading`` objects) not seen before; remembers them."""
-        seen = self._set
-        rows = type(readings[0]) is dict if readings else True
         if len(readings) == 1:  # one reading per message: the common case of single-reading uplinks
             r = readings[0]
-            d = digest(r["id"] if rows else r.id)  # type: ignore[index,attr-defined]
-            if d in seen:
-                return []
-            self._add(d, now)
-            out = readings
+            out = readings if self._add(digest(r["id"] if type(r) is dict else r.id)) else []  # type: ignore
         else:
-            ds = ([digest(r["id"]) for r in readings] if rows  # type: ignore[index]
-                  else [digest(r.id) for r in readings])  # type: ignore[attr-defined]
-            if seen.isdisjoint(ds) and len(set(ds)) == len(ds):  # the usual case: set operations, not a loop
-                out = list(readings)
-                seen.update(ds)
-                self._order.extend(ds)
-                if self._marks and self._marks[-1][0] == now:
-                    self._marks[-1][1] += len(ds)
-                elif ds:
-                    self._marks.append([now, len(ds)])
-            else:  # some seen before, or one id twice in this message
-                out = []
-                for r, d in zip(readings, ds):
-                    if d in seen:
-                        continue
-                    self._add(d, now)
-                    out.append(r)
-        if len(seen) > self.max_ids or (self._marks and self._marks[0][0] < now - self.window_s):  # age, too
+            add = self._add
+            if readings and type(readings[0]) is dict:
+                out = [r for r in readings if add(digest(r["id"]))]  # type: ignore[index]
+            else:
+                out = [r for r in readings if add(digest(r.id))]  # type: ignore[attr-defined]
+        self._mark(now, len(out))
+        if self._n > self.max_ids or (self._marks and self._marks[0][0] < now - self.window_s):  # age, too
             self._trim(now)
         return out
 
+    def expire(self, now: float) -> None:
+        self._trim(now)
+
     def _trim(self, now: float) -> None:
-        horizon, marks = now - self.window_s, self._marks
-        while marks and (len(self._set) > self.max_ids or marks[0][0] < horizon):
-            self._set.discard(self._order.popleft())
+        horizon, marks, order = now - self.window_s, self._marks, self._order
+        while marks and (self._n > self.max_ids or marks[0][0] < horizon):
+            self._remove(order[self._head])
+            self._head += 1
             marks[0][1] -= 1
             if not marks[0][1]:
                 marks.popleft()
+        if self._head >= _COMPACT and self._head * 2 >= len(order):
+            del order[:self._head]  # one memmove, once per _COMPACT forgotten ids at least
+            self._head = 0
 
-    def expire(self, now: float) -> None:
-        self._trim(now)
+    def _remove(self, d: int) -> None:
+        """Forget a digest: backward-shift deletion, so lookups never need tombstones."""
+        t, mask = self._table, self._mask
+        i = d & mask
+        while True:
+            x = t[i]
+            if x == d:
+                break
+            if not x:
+                return  # not there (cannot happen: every digest in _order is in the table)
+            i = (i + 1) & mask
+        j = i
+        while True:
+            j = (j + 1) & mask
+            x = t[j]
+            if not x:
+                break
+            home = x & mask
+            # x may fill the hole at i unless its home slot lies cyclically in (i, j]
+            if (home <= i or home > j) if i < j else (j < home <= i):
+                t[i] = x
+                i = j
+        t[i] = 0
+        self._n -= 1
+
+    def _grow(self) -> None:
+        slots = 2 * len(self._table)
+        t, mask = array("Q", bytes(8 * slots)), slots - 1
+        with memoryview(self._order) as live:  # no copy of the order
+            for d in live[self._head:]:
+                i = d & mask
+                while t[i]:
+                    i = (i + 1) & mask
+                t[i] = d
+        self._table, self._mask, self._room = t, mask, int(slots * _LOAD)
