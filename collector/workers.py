@@ -42,7 +42,6 @@ from typing import TYPE_CHECKING
 
 from collector import service
 from collector.config import CollectorConfig, SqliteStore
-from collector.workermetrics import Scraper
 from yujing import metrics as http_metrics
 from yujing.log import Limiter
 
@@ -110,6 +109,9 @@ class Supervisor:
         self.rt, self.n = rt, n
         self.cfg: CollectorConfig = rt.config.collector  # type: ignore[attr-defined]
         self.workers = [Worker(k) for k in range(1, n + 1)]
+        # the supervisor's alone: its aiohttp client would be ~11 MiB in a process (workers: 1) that needs none
+        from collector.workermetrics import Scraper
+
         self.scraper = Scraper(self.workers)
         self._limiter = Limiter(60.0)
         self._all_subscribed = asyncio.Event()

@@ -1,4 +1,4 @@
-"""InfluxDB 1.x: ``POST /write?db=..&precision=ns`` with line protocol over aiohttp.
+"""InfluxDB 1.x: ``POST /write?db=..&precision=ns`` with line protocol over HTTP/1.1 (collector/stores/http.py).
 
 A point with the same measurement, tags and time overwrites the earlier one, so a
 re-sent reading is stored once even if it is written twice.
@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-
-import aiohttp
+from urllib.parse import urlencode
 
 from collector.config import InfluxV1Store
+from collector.stores.http import Client, HttpError
 from yujing.wire import Row
 from collector.stores.base import BatchRejected, register
 from collector.stores.lineproto import lines, reading_from_row, ts_ns
@@ -22,30 +22,35 @@ from yujing.model import Reading
 class InfluxV1:
     def __init__(self, cfg: InfluxV1Store, _config: Any = None) -> None:
         self.cfg = cfg
-        self._session: aiohttp.ClientSession | None = None
+        self._http: Client | None = None
         self._db_ready = False
 
     async def __aenter__(self) -> "InfluxV1":
-        auth = None
-        if self.cfg.username:
-            auth = aiohttp.BasicAuth(self.cfg.username, self.cfg.password.get() if self.cfg.password else "")
-        self._session = aiohttp.ClientSession(auth=auth, timeout=aiohttp.ClientTimeout(total=self.cfg.timeout_s))
+        try:
+            self._http = Client(self.cfg.url, self.cfg.timeout_s, self.cfg.username,
+                                self.cfg.password.get() if self.cfg.password else "")
+        except ValueError as e:
+            raise StoreError(f"influxdb {self.cfg.url}: {e}") from None
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._http is not None:
+            await self._http.close()
 
-    async def _post(self, path: str, **kw: Any) -> tuple[int, str]:
-        assert self._session is not None, "use the store as `async with`"
+    async def _post(self, path: str, body: bytes, params: dict[str, str] | None = None,
+                    form: bool = False) -> tuple[int, str]:
+        assert self._http is not None, "use the store as `async with`"
         try:
-            async with self._session.post(f"{self.cfg.url}{path}", **kw) as resp:
-                return resp.status, await resp.text()
-        except (aiohttp.ClientError, TimeoutError, OSError) as e:
-            raise StoreError(f"influxdb {self.cfg.url}: {type(e).__name__}: {e}") from None
+            return await self._http.post(path, body, params,
+                                         "application/x-www-form-urlencoded" if form else "text/plain; charset=utf-8")
+        except HttpError as e:
+            raise StoreError(f"influxdb {self.cfg.url}: {e}") from None
+
+    async def _query(self, q: str, params: dict[str, str] | None = None) -> tuple[int, str]:
+        return await self._post("/query", urlencode({"q": q}).encode(), params, form=True)
 
     async def _ensure_db(self) -> None:
-        status, text = await self._post("/query", data={"q": f'CREATE DATABASE "{self.cfg.database}"'})
+        status, text = await self._query(f'CREATE DATABASE "{self.cfg.database}"')
         if status != 200:
             raise StoreError(f"influxdb {self.cfg.url}: CREATE DATABASE: HTTP {status} {text[:200]}")
         self._db_ready = True
@@ -57,10 +62,10 @@ class InfluxV1:
             await self._ensure_db()
         body = lines(batch).encode()
         params = {"db": self.cfg.database, "precision": "ns"}
-        status, text = await self._post("/write", params=params, data=body)
+        status, text = await self._post("/write", body, params)
         if status == 404 and "database not found" in text:
             await self._ensure_db()
-            status, text = await self._post("/write", params=params, data=body)
+            status, text = await self._post("/write", body, params)
         if status == 204:
             return
         if status == 400:
@@ -77,7 +82,7 @@ class InfluxV1:
         q = f'SELECT * FROM {_ident(quantity) if quantity else "/.*/"}'
         if where:
             q += " WHERE " + " AND ".join(where)
-        status, text = await self._post("/query", params={"db": self.cfg.database, "epoch": "ns"}, data={"q": q})
+        status, text = await self._query(q, {"db": self.cfg.database, "epoch": "ns"})
         if status != 200:
             raise StoreError(f"influxdb {self.cfg.url}: query: HTTP {status} {text[:200]}")
         import json
