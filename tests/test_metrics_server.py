@@ -48,3 +48,15 @@ async def test_a_client_that_sends_nothing_does_not_hold_up_the_next_one():
         head, body = await fetch(port, b"GET /health HTTP/1.1\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200 ") and body == b'{"ok": true}'
         silent.close()
+
+
+async def test_the_server_stops_at_once_though_a_client_holds_a_connection():
+    loop = asyncio.get_running_loop()
+    async with metrics.serve("127.0.0.1", 0) as port:
+        reader, silent = await asyncio.open_connection("127.0.0.1", port)
+        silent.write(b"GET /hea")
+        await asyncio.sleep(0.05)  # the server has taken the connection
+        t0 = loop.time()
+    assert loop.time() - t0 < 1.0
+    assert await asyncio.wait_for(reader.read(), 2) == b""  # closed by the server, unanswered
+    silent.close()

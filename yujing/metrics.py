@@ -53,6 +53,7 @@ async def serve(host: str, port: int, health: "Health | None" = None,
         return 404, "text/plain; charset=utf-8", b"404: Not Found"
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        open_links.add(writer)
         try:
             try:
                 async with asyncio.timeout(_REQUEST_S):
@@ -78,15 +79,22 @@ async def serve(host: str, port: int, health: "Health | None" = None,
         except ConnectionError:
             pass
         finally:
+            open_links.discard(writer)
             writer.close()
 
+    open_links: set[asyncio.StreamWriter] = set()
     server = await asyncio.start_server(handle, host, port, limit=_MAX_HEAD)
     bound = server.sockets[0].getsockname()[1] if server.sockets else port
     try:
         yield bound
     finally:
+        # stop at once (main's 665f589: a part's stop must not wait on a scraper): close the listener and every
+        # open connection (a handler waiting for its request sees the close), then wait for them, 5 s at most
         server.close()
-        await server.wait_closed()
+        for writer in list(open_links):
+            writer.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(server.wait_closed(), 5.0)
 
 
 Health = Callable[[], "dict[str, object] | Awaitable[dict[str, object]]"]
