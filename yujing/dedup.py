@@ -36,9 +36,9 @@ class Dedup:
     The digests (:func:`digest`) live in two flat arrays of 64-bit numbers, not in Python objects: an
     open-addressing table (linear probing, 0 = empty, at most 70 % full, doubled when fuller) for lookups,
     and the digests in arrival order for forgetting the oldest first, with one (time, count) mark per batch
-    for ageing. 8 bytes per id in order plus 11-23 in the table, against ~67 for a set of digest ints and a
-    deque (measured in the peer harness: 330,000 ids, 21 MiB before, 6.6 MiB now). On a busy collector the
-    window was most of the heap.
+    for ageing. 8 bytes per id in order plus 11-23 in the table, against 86-100 for the set of digest ints
+    and the deque before (330,000 ids: 33.5 MiB then, 6.4 MiB now). On a busy collector the window was most of
+    the heap (the peer harness remembers ~310,000 ids).
     """
 
     def __init__(self, window_s: float, max_ids: int) -> None:
