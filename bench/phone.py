@@ -336,6 +336,9 @@ async def one_mode(mode: str, a: argparse.Namespace, broker: Mosquitto, twilio_u
             **({"readings_missing_log": kept_log} if kept_log else {}),
             "background_readings_sent": sent, "yujing_cpu_cores_busy": round(busy, 2),
             "reading_to_first_sms_ms": {**summary(lat), "min": round(min(lat), 1), "max": round(max(lat), 1)},
+            # (as before the split: every trial whose warning this process saw, so comparable with earlier rounds)
+            "of_which_reading_to_warning_on_broker_ms": summary([(arrived[s] - t) * 1000 for s, t in published.items()
+                                                                 if s in arrived]),
             "hops_ms": {k: summary(v) for k, v in hops.items()}, "trials_split": len(hops["claimed_to_sms_at_standin"]),
             "floor_one_broker_hop_ms": summary(hop)}
 
