@@ -30,7 +30,8 @@ there without paho's per-message objects, or paho's own ``MQTTMessage`` for what
 through :meth:`Subscription.ack_many` with the generation it noted: one write of all the PUBACKs of a batch.
 
 aiomqtt 2.x offers no switch for manual acks, no view of CONNACK's session-present flag and no hook into
-paho's reads, so this module — and only this module, with :mod:`yujing.mqtt_reads` — reaches into
+paho's reads, so this module — and only this module, with :mod:`yujing.mqtt_reads` and
+:class:`yujing.mqtt.Client` (the reason code of a PUBACK) — reaches into
 aiomqtt's private ``_client`` (the paho client), ``_disconnected`` (the future a broken link completes) and
 paho's ``_handle_on_message`` and ``_packet_queue``. Should either library rename them, the breakage is here,
 in one place.
