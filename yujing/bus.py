@@ -58,6 +58,7 @@ from yujing.mqtt_reads import Publish, ReadAhead
 
 log = logging.getLogger("yujing.bus")
 
+SYNC_FILTER = "yujing-sync/never-subscribed"  # what Subscription.sync unsubscribes from
 SESSION_EXPIRY_S = 7 * 86_400  # how long the broker keeps an absent subscriber's unacknowledged messages
 _PUBACK = 0x4002 << 16  # a PUBACK as one 32-bit word: type 4, remaining length 2, then the packet id
 Received = Publish | paho.MQTTMessage  # what an ``on_message`` consumer is handed (the same attribute names)
@@ -205,6 +206,23 @@ class Subscription:
                 out.append({"command": paho.PUBACK, "mid": 0, "qos": 0, "pos": 0, "to_process": 4,
                             "packet": struct.pack("!I", word), "info": None})
             self._paho._call_socket_register_write()  # noqa: SLF001
+
+    async def sync(self, timeout_s: float = 5.0) -> bool:
+        """A round trip to the broker, for a clean stop after the last acks: True once the broker has read
+        every packet sent before (it answers in order), False if it did not answer in time (or the link broke).
+
+        Closing the socket is not enough: a subscriber's socket still holds messages the broker sent (unread,
+        they will be redelivered), and Linux closes a socket with unread data by a TCP reset, on which the
+        broker drops what it had not read yet: the last PUBACKs, and the DISCONNECT. The collector's last
+        acks before a clean stop were lost that way (the broker sent those messages again after the
+        restart). The round trip is an UNSUBSCRIBE of a filter never subscribed: the session is left as it
+        was (the UNSUBACK says "no subscription existed").
+        """
+        try:
+            await self.client.unsubscribe(f"{SYNC_FILTER}/{self.session.client_id}", timeout=timeout_s)
+        except aiomqtt.MqttError:
+            return False
+        return True
 
     async def messages(self, stop: asyncio.Event | None = None) -> AsyncIterator[Message]:
         """Messages until ``stop`` (then it returns) or a broken link (then ``aiomqtt.MqttError``)."""
