@@ -28,7 +28,8 @@ def _sms(i: int = 0) -> Notification:
     w = warning()
     return Notification(key=Notification.make_key(w.id, f"+86139{i:08d}", Channel.SMS, 1), warning_id=w.id,
                         warning_key=w.key, phone=f"+86139{i:08d}", channel=Channel.SMS, attempt=1, priority=10,
-                        body="滑坡蓝色预警", ack=False, node="shibao.gonghe.g1", tier=NodeTier.HOUSEHOLD, name="户")
+                        body="滑坡蓝色预警", ack=False, node="shibao.gonghe.g1", tier=NodeTier.HOUSEHOLD,
+                        name="户")
 
 
 SMS_WORDS = [Status.QUEUED_AT_PROVIDER, Status.SENT, Status.DELIVERED, Status.READ]

@@ -17,11 +17,12 @@ marked delivered only once the broker's PUBACK for it (and for every message bef
 
 - :func:`drain` publishes the queue's messages in order, QoS 1, with up to ``window`` awaiting their PUBACK,
   and hands each to ``queue.delivered`` in order: the PUBACK of a later message that overtook an earlier one
-  (two brokers of a cluster, a retried packet) waits until the earlier one is settled. After a reconnect it starts again from the queue's oldest message, so a
-  message whose PUBACK was lost is sent twice (the receivers de-duplicate by id) — never zero times. It
-  publishes through anything with aiomqtt's ``publish`` (its QoS 1 ``publish`` returns on PUBACK): a
-  :class:`Publisher`'s connection, or a subscriber's own (:class:`yujing.bus.Subscription`, for a stage
-  that consumes and publishes on one session).
+  (two brokers of a cluster, a retried packet) waits until the earlier one is settled. After a reconnect
+  it starts again from the queue's oldest message, so a message whose PUBACK was lost is sent twice (the
+  receivers de-duplicate by id) — never zero times. It publishes through anything with aiomqtt's
+  ``publish`` (its QoS 1 ``publish`` returns on PUBACK): a :class:`Publisher`'s connection, or a
+  subscriber's own (:class:`yujing.bus.Subscription`, for a stage that consumes and publishes on one
+  session).
 - A message the broker *refuses* (MQTT 5: a PUBACK reason code ≥ 0x80, e.g. 0x87 when its ACL does not let
   this client write the topic; :class:`yujing.mqtt.Refused`) is never taken for delivered: it stays in the
   queue, the link's :class:`Hold` counts it by reason and says so once, and the queue is offered again after
