@@ -196,7 +196,8 @@ async def _connected(rt: Runtime, cfg: CollectorConfig, intake: Intake, session:
             log.info("collector subscribed", extra={"kv": {"topic": topic}})
             await sub.until(rt.stop)
             # A clean stop: take in nothing more (a message read now would be stored after the disconnect, its
-            # ack void: stored, and sent again), but go on reading the socket for the round trip below.
+            # ack void: stored, and sent again), but go on reading the socket for the round trip that leaving
+            # `async with sub` makes (Subscription.sync: the broker reads our last acks before we close).
             intake.stopping = True
             sub.resume()
             intake.close_batch()
@@ -206,7 +207,6 @@ async def _connected(rt: Runtime, cfg: CollectorConfig, intake: Intake, session:
                     await intake.sink.queue.join()
             except TimeoutError:
                 log.warning("stopping with batches not yet durable; the broker will redeliver them")
-            await sub.sync()  # the broker has read those acks before we close the socket
     finally:
         intake.sub = None
         intake.close_batch()  # what a broken link left open goes to the sink; its acks are void now

@@ -172,6 +172,9 @@ class Subscription:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        lost = self.client._disconnected  # noqa: SLF001 -- see the module docstring
+        if exc[0] is None and self.manual_ack and not lost.done():
+            await self.sync(timeout_s=2.0)  # a clean exit: the broker reads our last acks before we close
         self.live = False
         try:
             await self.client.__aexit__(*exc)
@@ -216,7 +219,8 @@ class Subscription:
         broker drops what it had not read yet: the last PUBACKs, and the DISCONNECT. The collector's last
         acks before a clean stop were lost that way (the broker sent those messages again after the
         restart). The round trip is an UNSUBSCRIBE of a filter never subscribed: the session is left as it
-        was (the UNSUBACK says "no subscription existed").
+        was (the UNSUBACK says "no subscription existed"). A clean exit from ``async with`` makes it (a
+        consumer stops taking messages in first: what it reads meanwhile is not acknowledged).
         """
         try:
             await self.client.unsubscribe(f"{SYNC_FILTER}/{self.session.client_id}", timeout=timeout_s)
