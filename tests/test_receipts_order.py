@@ -120,3 +120,19 @@ async def test_a_calls_late_ringing_after_completed_does_not_move_it_back(mosqui
         assert await tw.post_signed(url, {**form, "CallStatus": "initiated"}) == 204
         assert by_sid(call.sid).status is Status.COMPLETED
         assert "voice-initiated" in [e[3] for e in rig.events() if e[2] == SITE_RESP]  # said, and kept
+
+
+def test_early_receipts_whose_sid_never_lands_are_dropped_after_a_day(tmp_path: Path):
+    with NotificationLog(tmp_path / "alerts.sqlite") as log:
+        assert log.notifications.receipt("SM-other", Status.DELIVERED, "", AT) is None  # another log's, say
+        assert log.notifications.receipt("SM-late", Status.SENT, "", AT + timedelta(hours=23)) is None
+        assert log.notifications.receipt("SM-new", Status.SENT, "", AT + timedelta(days=1, minutes=1)) is None
+        n = _sms()
+        log.notifications.enqueue([n], AT)
+        log.notifications.sent(n.key, "SM-other", AT + timedelta(days=1, minutes=2))
+        assert log.notifications.status(n.key) is Status.SENT  # its day-old 'delivered' was dropped
+        assert "SM-other" not in log.notifications.applied_early
+        m = _sms(1)
+        log.notifications.enqueue([m], AT)
+        log.notifications.sent(m.key, "SM-late", AT + timedelta(days=1, minutes=2))
+        assert "SM-late" in log.notifications.applied_early  # younger than a day: kept

@@ -33,6 +33,7 @@ CREATE INDEX IF NOT EXISTS notifications_wid ON notifications(warning_id, phone)
 CREATE TABLE IF NOT EXISTS early_receipts (sid TEXT NOT NULL, status TEXT NOT NULL, error TEXT NOT NULL,
   said TEXT NOT NULL, at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS early_receipts_sid ON early_receipts(sid);
+CREATE INDEX IF NOT EXISTS early_receipts_at ON early_receipts(at);
 """
 EARLY_KEEP = timedelta(days=1)  # an early receipt whose sid never lands (another log's, a lost send) is dropped
 # a row's rank in SQL (Status.rank): a receipt moves a notification only forward
@@ -97,7 +98,8 @@ class Notifications:
         if "template" not in db.columns("notifications"):  # a log from before template providers
             db.execute("ALTER TABLE notifications ADD COLUMN template TEXT NOT NULL DEFAULT ''")
         self._seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM notifications").fetchone()[0]
-        self._early = db.execute("SELECT COUNT(*) FROM early_receipts").fetchone()[0]  # (none: no look per sid)
+        # the sids of early receipts: sent() looks in the table only for these (a fan-out's sids land by thousands)
+        self._early = {sid for (sid,) in db.execute("SELECT DISTINCT sid FROM early_receipts")}
         # receipts applied as their sid landed, for the receipts' follow-up (event, SMS fallback): sid -> them
         self.applied_early: dict[str, list[tuple[Status, str, str]]] = {}
 
@@ -137,7 +139,7 @@ class Notifications:
         advanced of them) and left in :attr:`applied_early` for the receipts' follow-up."""
         self.db.execute("UPDATE notifications SET status='sent', sid=?, sent_at=?, updated_at=? WHERE key=?",
                         (sid, at.isoformat(), at.isoformat(), key))
-        if self._early:
+        if sid in self._early:
             self._apply_early(sid, at)
 
     def failed(self, key: str, error: str, at: datetime) -> None:
@@ -161,9 +163,15 @@ class Notifications:
                                (status, error, at.isoformat(), sid)).fetchall()
         if rows:
             return _row(rows[0])
-        self.db.execute("DELETE FROM early_receipts WHERE at < ?", ((at - EARLY_KEEP).isoformat(),))
         self.db.execute("INSERT INTO early_receipts VALUES (?,?,?,?,?)", (sid, status, error, said, at.isoformat()))
-        self._early = self.db.execute("SELECT COUNT(*) FROM early_receipts").fetchone()[0]
+        self._early.add(sid)
+        pruned = {s for (s,) in self.db.execute("DELETE FROM early_receipts WHERE at < ? RETURNING sid",
+                                                ((at - EARLY_KEEP).isoformat(),)).fetchall()}
+        if pruned:  # forget those with no receipt left
+            marks = ",".join("?" * len(pruned))
+            left = {s for (s,) in self.db.execute(f"SELECT sid FROM early_receipts WHERE sid IN ({marks})",
+                                                  list(pruned))}
+            self._early -= pruned - left
         return None
 
     def _apply_early(self, sid: str, at: datetime) -> None:
@@ -172,7 +180,7 @@ class Notifications:
         if not early:
             return
         self.db.execute("DELETE FROM early_receipts WHERE sid=?", (sid,))
-        self._early = self.db.execute("SELECT COUNT(*) FROM early_receipts").fetchone()[0]
+        self._early.discard(sid)
         got = [(_STATUS.get(st, Status.OTHER), error, said) for st, error, said in early]
         best = max(got, key=lambda g: g[0].rank)  # the first of the most advanced
         if best[0].rank > Status.SENT.rank:
