@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_for
-from testing.alerts import ACCOUNT, MONITOR, SITE_RESP, TOKEN, running_alerts, warning
+from testing.alerts import ACCOUNT, MONITOR, SITE_RESP, TOKEN, captured, running_alerts, warning
 
 from alerts.nflog import Channel, NodeTier, Notification, NotificationLog, Status
 from simulators.twilio import Behaviour, TwilioStandIn
@@ -103,8 +103,6 @@ async def test_an_sms_undelivered_before_its_sid_was_stored_is_followed_by_a_cal
 
 
 async def test_a_calls_late_ringing_after_completed_does_not_move_it_back(mosquitto, prefix, tmp_path):
-    from test_security_webhook_replay import captured
-
     behaviours = {SITE_RESP: Behaviour.answers_and_presses("1", after_s=0.2)}
     async with running_alerts(tmp_path, mqtt_port=mosquitto.port, prefix=prefix, alerts={"grouping": {"wait_s": 0}},
                               behaviours=behaviours) as rig:

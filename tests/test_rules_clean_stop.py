@@ -8,13 +8,12 @@ the restart, a redelivered message whose readings were already judged and saved 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 import pytest
 from conftest import wait_for
 from prometheus_client import REGISTRY
-from test_rules_service import T0, counter, demo_config, publish
-from testing.rules import Service
+from testing.collector import T0, publish, readings
+from testing.rules import Service, deployment, site
 
 from yujing.clock import Clock
 from yujing.runtime import Runtime
@@ -32,15 +31,16 @@ def duplicates() -> float:
 
 async def test_a_clean_stop_mid_stream_leaves_no_saved_message_for_the_broker_to_send_again(
         mosquitto, prefix, tmp_path):
-    cfg = demo_config(tmp_path, mosquitto.port, prefix)
+    cfg = deployment([site("RG-1", "rain")], data_dir=str(tmp_path / "var"))
+    cfg = cfg.model_copy(update={"mqtt": cfg.mqtt.model_copy(update={"port": mosquitto.port, "topic_prefix": prefix})})
     total = 3000
-    stream = [counter(100 + i * 0.01, T0 + timedelta(minutes=i)) for i in range(total)]
+    stream = readings(total, site="RG-1")  # rain, a second apart
     j0, d0 = judged(), duplicates()
     streaming: asyncio.Task | None = None
     for i in range(2):  # stop twice while the stream goes on
         async with Service(Runtime(cfg, Clock(start=T0))):  # (subscribed: the broker keeps what comes now)
             if streaming is None:  # one reading per message
-                streaming = asyncio.create_task(publish(mosquitto.port, prefix, stream, batch=1))
+                streaming = asyncio.create_task(publish(mosquitto.port, prefix, stream))
             want = (i + 1) * total // 4
             await wait_for(lambda: judged() - j0 >= want, 60, f"{want} readings judged")
     assert streaming is not None and not streaming.done(), "the stream outlasts the stops"

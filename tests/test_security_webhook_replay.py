@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from conftest import wait_for
 from prometheus_client import REGISTRY
-from testing.alerts import MONITOR, SITE_RESP, warning
+from testing.alerts import MONITOR, SITE_RESP, captured, warning
 
 from testing.alerts import running_alerts
 from alerts.nflog import Notification, NotificationLog, Status, ref
@@ -26,15 +26,6 @@ STRANGER = "+8613999999999"
 
 def refused(reason: str) -> float:
     return REGISTRY.get_sample_value("yujing_alerts_webhook_rejected_total", {"reason": reason}) or 0.0
-
-
-def captured(tw, path: str, **match: str) -> tuple[str, dict[str, str]]:
-    """The last request the stand-in (as Twilio) sent to ``path`` whose form has ``match``: (url, form)."""
-    for url, params, status in reversed(tw.callbacks):
-        if url.split("?")[0].endswith(path) and all(params.get(k) == v for k, v in match.items()):
-            assert status in (200, 204), (url, status)
-            return url, dict(params)
-    raise AssertionError(f"no request to {path} with {match}")
 
 
 def confirmed(rig, w, phone: str) -> bool:
