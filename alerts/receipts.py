@@ -50,14 +50,9 @@ class Receipts:
 
     async def on_status(self, sid: str, said: str, error: str) -> Notification | None:
         """The provider's word ``said`` on the message or call ``sid``: the notification it is about, if ours."""
-        now = self.clock.now()
         status = Status.from_provider(said)
-        def record() -> Notification | None:  # the status and its event, committed with the turn's others
-            n = self.nflog.notifications.receipt(sid, status, error, now)
-            if n is not None:
-                self.nflog.timeline.add(now, n.warning_id, n.phone, f"{n.channel}-{said}", {"sid": sid, "error": error})
-            return n
-        n = await self.nflog.group.run(record)
+        # the status and its event, committed with this turn's other receipts (one call, nflog/group.py)
+        n = await self.nflog.group.many(self.nflog.record_receipts, (sid, said, status, error, self.clock.now()))
         if n is None:
             return None
         if n.channel is Channel.SMS and status in (Status.UNDELIVERED, Status.FAILED):

@@ -125,7 +125,7 @@ class Webhooks:
             event = f"status:{sid}:{status}"  # each status of a message or call is reported once
             now = datetime.now(UTC)
             # as acting_on, with the id's commit grouped with the other callbacks' (a fan-out's receipts)
-            if await self.pipelines["real"].nflog.group.run(lambda: self.events.seen(PROVIDER, event, now)):
+            if await self.pipelines["real"].nflog.group.many(self.events.seen_many, (PROVIDER, event, now)):
                 self._refuse(request, "replay", form, event)
                 return web.Response(status=204)
             try:
