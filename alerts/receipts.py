@@ -53,11 +53,25 @@ class Receipts:
         status = Status.from_provider(said)
         # the status and its event, committed with this turn's other receipts (one call, nflog/group.py)
         n = await self.nflog.group.many(self.nflog.record_receipts, (sid, said, status, error, self.clock.now()))
-        if n is None:
-            return None
-        if n.channel is Channel.SMS and status in (Status.UNDELIVERED, Status.FAILED):
-            await self._fallback(n, f"status {said} {error}".strip())
+        await self.after_status(n, said, error)
         return n
+
+    async def on_status_once(self, provider: str, event_id: str, sid: str, said: str, error: str) -> bool:
+        """:meth:`on_status` for a provider event whose id this log keeps (the real log): the id and the status in
+        one write. False if the id was seen before (a replay: nothing is done)."""
+        status = Status.from_provider(said)
+        replayed, n = await self.nflog.group.many(self.nflog.record_receipts_once, (
+            provider, event_id, sid, said, status, error, self.clock.now()))
+        if replayed:
+            return False
+        await self.after_status(n, said, error)
+        return True
+
+    async def after_status(self, n: Notification | None, said: str, error: str) -> None:
+        """What a recorded status leads to: a failed SMS is followed by a call."""
+        if n is not None and n.channel is Channel.SMS and Status.from_provider(said) in (Status.UNDELIVERED,
+                                                                                         Status.FAILED):
+            await self._fallback(n, f"status {said} {error}".strip())
 
     async def _fallback(self, n: Notification, why: str) -> None:
         """A failed SMS is followed by a voice call with the same words (once per SMS)."""

@@ -161,6 +161,26 @@ async def test_a_receipt_that_repeats_the_status_leaves_the_row_and_a_new_status
             db.close()
 
 
+async def test_a_callbacks_id_and_its_receipt_are_one_write_and_the_same_callback_twice_is_acted_on_once(
+        tmp_path: Path):
+    with NotificationLog(tmp_path / "alerts.sqlite") as log:
+        (n,) = log.notifications.enqueue([note(1)], NOW)
+        log.notifications.claim(n.key, NOW)
+        log.notifications.sent(n.key, "SM1", NOW)
+        before = log.group.commits
+        item = ("twilio", "status:SM1:delivered", "SM1", "delivered", Status.DELIVERED, "", NOW)
+        other = ("twilio", "status:SMx:delivered", "SMx", "delivered", Status.DELIVERED, "", NOW)
+        got = await asyncio.gather(log.group.many(log.record_receipts_once, item),
+                                   log.group.many(log.record_receipts_once, item),
+                                   log.group.many(log.record_receipts_once, other))
+        assert [replayed for replayed, _ in got] == [False, True, False]
+        assert got[0][1] is not None and got[0][1].key == n.key and got[2][1] is None  # SMx is not ours
+        assert log.group.commits - before == 1
+        assert log.notifications.status(n.key) is Status.DELIVERED
+        assert [e.what for e in log.timeline.all(n.warning_id)] == ["sms-delivered"]
+        assert log.provider_events.seen("twilio", "status:SMx:delivered", NOW)  # remembered all the same
+
+
 class Provider:
     """A provider that, as each request arrives, looks in the log file (another connection) at the claim."""
 

@@ -102,6 +102,16 @@ class NotificationLog:
             out.append(n)
         return out
 
+    def record_receipts_once(self, items: list[tuple[str, str, str, str, Status, str, datetime]]
+                             ) -> list[tuple[bool, Notification | None]]:
+        """Each (provider, event id, sid, what the provider said, its status, error, at): its event id remembered
+        (:meth:`ProviderEvents.seen_many`) and, if new, its receipt recorded — in one write, so a callback takes
+        one turn of the group commit, not two. (replayed, the notification) each."""
+        seen = self.provider_events.seen_many([(p, e, at) for p, e, _, _, _, _, at in items])
+        fresh = [item[2:] for item, replayed in zip(items, seen, strict=True) if not replayed]
+        recorded = iter(self.record_receipts(fresh) if fresh else [])
+        return [(True, None) if replayed else (False, next(recorded)) for replayed in seen]
+
     def transaction(self) -> contextlib.AbstractContextManager[None]:
         """Everything inside commits together or not at all (see :meth:`LogDb.transaction`)."""
         assert self._db is not None, "notification log is not open"
