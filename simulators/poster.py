@@ -38,12 +38,15 @@ class _Conn:
 
 class Poster:
     """``await poster.post(url, body, headers) -> status``; ``await poster.close()``. Connections per host are
-    opened as needed (as many as requests are in flight) and kept for the next requests."""
+    opened as needed (as many as requests are in flight, at most ``per_host``) and kept for the next requests."""
 
-    def __init__(self, timeout_s: float = 10.0) -> None:
+    def __init__(self, timeout_s: float = 10.0, per_host: int = 100) -> None:
         self.timeout_s = timeout_s
+        self.per_host = per_host  # requests in flight to one host (aiohttp's default limit): the rest wait
         self._idle: dict[tuple[str, int], list[_Conn]] = {}
+        self._slots: dict[tuple[str, int], asyncio.Semaphore] = {}
         self._closed = False
+        self.opened = 0  # connections opened (tests: they are kept and reused)
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
         """POST ``body`` to ``url`` (http, already percent-encoded: sent as given); the answer's status."""
@@ -55,7 +58,8 @@ class Poster:
         head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         request = (f"POST {target} HTTP/1.1\r\nHost: {parts.netloc}\r\n{head}Content-Length: {len(body)}\r\n\r\n"
                    .encode("latin-1") + body)
-        async with asyncio.timeout(self.timeout_s):
+        slots = self._slots.get((host, port)) or self._slots.setdefault((host, port), asyncio.Semaphore(self.per_host))
+        async with slots, asyncio.timeout(self.timeout_s):  # a fan-out's thousands of callbacks: 100 sockets
             conn, reused = await self._conn(host, port)
             try:
                 status, keep = await self._exchange(conn, request)
@@ -97,6 +101,7 @@ class Poster:
             reader, writer = await asyncio.open_connection(host, port)
         except OSError as exc:
             raise PostError(f"cannot connect to {host}:{port}: {exc}") from exc
+        self.opened += 1
         return _Conn(reader, writer), False
 
     async def _exchange(self, conn: _Conn, request: bytes) -> tuple[int, bool]:

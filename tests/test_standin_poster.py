@@ -63,18 +63,19 @@ async def test_each_post_arrives_once_with_its_form_and_signature_and_the_connec
         await poster.close()
 
 
-async def test_concurrent_posts_each_get_their_own_answer():
+async def test_concurrent_posts_each_get_their_own_answer_on_at_most_per_host_connections():
     async def echo_status(request: web.Request) -> web.Response:
         form = await request.post()
         await asyncio.sleep(0.01)
         return web.Response(status=int(form["want"]), text="x" * 3000)
 
-    poster = Poster()
+    poster = Poster(per_host=8)
     try:
         async with server(echo_status) as (url, seen):
             wants = [200, 201, 403, 404, 500] * 8
             got = await asyncio.gather(*(poster.post(f"{url}/p", f"want={w}".encode(), FORM) for w in wants))
             assert got == wants and len(seen) == len(wants)
+            assert poster.opened <= 8  # 40 at once, at most 8 connections: the rest waited for one
     finally:
         await poster.close()
 
