@@ -19,6 +19,7 @@ import base64
 import contextlib
 import functools
 import logging
+import string
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
@@ -102,10 +103,20 @@ class RedirectedHttpClient(AsyncTwilioHttpClient):
             super().log_response(status_code, response)
 
 
-@functools.lru_cache(maxsize=1024)
+# quote_plus of an ASCII character: itself if always safe, '+' for a space, else %XX (urllib's own rules)
+_ASCII_PLUS = {c: (chr(c) if chr(c) in string.ascii_letters + string.digits + "_.-~" else "+" if c == 32
+                   else f"%{c:02X}") for c in range(128)}
+
+
 def _quoted(value: str) -> str:
-    """``quote_plus`` remembered: a red's SMS all carry one body, which urllib quotes byte by byte in Python
-    (a twentieth of the alerts' CPU in a fan-out), and a few sender numbers and callback bases."""
+    """``quote_plus(value)``. urllib quotes byte by byte in Python once a value holds anything unsafe (each SMS's
+    number and callback URL; a twentieth of the alerts' CPU in a fan-out): an ASCII value is translated in one
+    C call instead, and a red's one Chinese body is quoted once."""
+    return value.translate(_ASCII_PLUS) if value.isascii() else _quoted_text(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _quoted_text(value: str) -> str:
     return quote_plus(value)
 
 
