@@ -37,6 +37,8 @@ class Receipts:
     async def on_outcome(self, outcome: Outcome) -> None:
         """The fan-out's word on one send (alerts/fanout.py)."""
         if outcome.error is None:
+            if outcome.sid is not None:
+                await self._early(outcome.notification, outcome.sid)
             return
         n = outcome.notification
         if n.channel is Channel.SMS:
@@ -53,7 +55,7 @@ class Receipts:
         status = Status.from_provider(said)
         # the status and its event, committed with this turn's other receipts (one call, nflog/group.py)
         n = await self.nflog.group.many(self.nflog.record_receipts, (sid, said, status, error, self.clock.now()))
-        await self.after_status(n, said, error)
+        await self.after_status(n, status, said, error)
         return n
 
     async def on_status_once(self, provider: str, event_id: str, sid: str, said: str, error: str) -> bool:
@@ -64,13 +66,31 @@ class Receipts:
             provider, event_id, sid, said, status, error, self.clock.now()))
         if replayed:
             return False
-        await self.after_status(n, said, error)
+        await self.after_status(n, status, said, error)
         return True
 
-    async def after_status(self, n: Notification | None, said: str, error: str) -> None:
-        """What a recorded status leads to: a failed SMS is followed by a call."""
-        if n is not None and n.channel is Channel.SMS and Status.from_provider(said) in (Status.UNDELIVERED,
-                                                                                         Status.FAILED):
+    async def after_status(self, n: Notification | None, status: Status, said: str, error: str) -> None:
+        """What a recorded status leads to: a failed SMS is followed by a call. (The word as kept: a late or
+        repeated one moves nothing, and calls no one.)"""
+        if n is not None and n.channel is Channel.SMS and n.status is status and status in (Status.UNDELIVERED,
+                                                                                             Status.FAILED):
+            await self._fallback(n, f"status {said} {error}".strip())
+
+    async def _early(self, n: Notification, sid: str) -> None:
+        """Receipts that came before ``sid`` was stored (the provider's callback can beat its own answer to the
+        send): the log applied them as the sid landed; here their events, and a failed SMS's call."""
+        early = self.nflog.notifications.applied_early.pop(sid, None)
+        if not early:
+            return
+        now = self.clock.now()
+
+        def record() -> None:  # committed with the turn's other writes (nflog/group.py)
+            for _status, error, said in early:
+                self.nflog.timeline.add(now, n.warning_id, n.phone, f"{n.channel}-{said}",
+                                        {"sid": sid, "error": error, "early": True})
+        await self.nflog.group.run(record)
+        best, error, said = max(early, key=lambda e: e[0].rank)
+        if n.channel is Channel.SMS and best in (Status.UNDELIVERED, Status.FAILED):
             await self._fallback(n, f"status {said} {error}".strip())
 
     async def _fallback(self, n: Notification, why: str) -> None:

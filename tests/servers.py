@@ -115,10 +115,6 @@ class Mosquitto(Server):
             "max_queued_messages 0\n"  # unbounded: benchmarks queue a 100,000-message backlog
             "max_inflight_messages 0\n"
             "max_keepalive 65535\n"
-            # as deployed (deploy/mosquitto/yujing.conf): without it the broker's Nagle holds a PUBLISH behind its
-            # last small packet until the client's delayed ACK, up to 40 ms per hop (bench/alerts.py: warning →
-            # first SMS p50 30 ms, 4 ms with it)
-            "set_tcp_nodelay true\n"
             # as root, mosquitto drops to user "mosquitto", which cannot write the 0700 temp dir: persistence
             # would fail and a restart would lose every session and the messages queued for it
             + ("user root\n" if os.geteuid() == 0 else "")

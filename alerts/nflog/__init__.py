@@ -96,7 +96,7 @@ class NotificationLog:
         event; the notification it is about (None if the sid is not ours)."""
         out: list[Notification | None] = []
         for sid, said, status, error, at in items:
-            n = self.notifications.receipt(sid, status, error, at)
+            n = self.notifications.receipt(sid, status, error, at, said)
             if n is not None:
                 self.timeline.add(at, n.warning_id, n.phone, f"{n.channel}-{said}", {"sid": sid, "error": error})
             out.append(n)
