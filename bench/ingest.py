@@ -60,15 +60,25 @@ TUNING: dict = {}  # --collector KEY=VALUE: CollectorConfig fields for every col
 TOPIC = f"{PREFIX}/readings/gw-bench"
 STALL_S = 60  # a drain that stores nothing more for this long has stalled: reported, not waited on
 
+# SIGTERM stops it as it stops `yujing collector` (rt.stop: workers stopped and waited for), not by dying at once:
+# a supervisor killed outright leaves its workers to notice and stop on their own, and one still connected when
+# the next phase starts takes messages (and their counts) from that phase's collectors under the same client id.
 RUNNER = """
-import asyncio, sys
+import asyncio, signal, sys
 sys.path.insert(0, {root!r})
 from yujing.compose import Config
 from collector.workers import serve
 from yujing.runtime import Runtime
 import logging; logging.basicConfig(level=logging.WARNING)
 cfg = Config.model_validate_json(open(sys.argv[1]).read())
-asyncio.run(serve(Runtime(cfg)))
+
+async def main():
+    rt = Runtime(cfg)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, rt.stop.set)
+    await serve(rt)
+
+asyncio.run(main())
 """
 
 
@@ -228,9 +238,20 @@ class Collector:
         return out
 
     def stop(self) -> None:
+        """SIGTERM, and wait until the process and every worker of it are gone."""
+        tree = descendants(self.pid)
         os.kill(self.pid, signal.SIGTERM)
         self.proc.wait(60)
+        servers._wait(lambda: not any(map(alive, tree)), "collector workers gone", 60)
         self.log.close()
+
+
+def alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting to be reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def cpu_s(pid: int) -> float:
