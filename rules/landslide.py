@@ -46,9 +46,10 @@ class SensorState:
     level: str | None = None  # the persistent deformation level
     sparse_s: float = 0.0  # > 0: the last min_points readings span this long, beyond max_window_s (not graded)
     last: dict[str, float] = field(default_factory=dict)  # latest figures, for evidence
-    # the latest reading's time when the slope was accelerating: the inverse-velocity fit over ``rates`` (as they
-    # are until the next reading) is due in ``last``, made when a message needs it (see LandslidePack.figures)
-    fit_t: float | None = None
+    # [the latest reading's time] when the slope was accelerating: the inverse-velocity fit over ``rates`` (as they
+    # are until the next reading) is due in ``last``, made when a message needs it (see LandslidePack.figures).
+    # A list, not an optional float: a null in saved state sends it through the slower encoder (store.dumps)
+    fit_t: list[float] = field(default_factory=list)
 
 
 def _time(point: list[float]) -> float:
@@ -176,13 +177,13 @@ class LandslidePack:
         if len(st.samples) >= thr.min_points and span > thr.max_window_s:
             # too sparse to say anything about now: no grade, and the maintainer hears of it
             st.sparse_s = span
-            st.last, st.fit_t = {"displacement_mm": r.value}, None
+            st.last, st.fit_t = {"displacement_mm": r.value}, []
             return [*self.assess(r.site, t, ctx, r.drill), self._sampling(r, st, thr, t)]
         if st.sparse_s:
             st.sparse_s = 0.0
             out.append(self._sampling(r, st, thr, t))
         if len(st.samples) < thr.min_points or span < thr.min_span_s:
-            st.last, st.fit_t = {"displacement_mm": r.value}, None
+            st.last, st.fit_t = {"displacement_mm": r.value}, []
             return [*self.assess(r.site, t, ctx, r.drill), *out]
         v = slope(st.samples) * DAY
         # the least-squares rate is the mean velocity over the window: it belongs at the window's centre
@@ -231,15 +232,15 @@ class LandslidePack:
         # the fit (a pass over a day of rates) only says something in a message's evidence and values: it is made
         # when one needs it, from these same rates (see figures); on every accelerating reading it had been a
         # tenth of the rules service's CPU
-        st.fit_t = t if accelerating else None
+        st.fit_t = [t] if accelerating else []
         return [*self.assess(r.site, t, ctx, r.drill), *out]
 
     @staticmethod
     def figures(st: SensorState) -> dict[str, float]:
         """The sensor's latest figures (``last``), with the inverse-velocity fit if it is due."""
-        if st.fit_t is not None:
-            ttf = time_to_failure(st.rates, st.fit_t)
-            st.fit_t = None  # made once: ``last`` now holds it, as it is saved
+        if st.fit_t:
+            ttf = time_to_failure(st.rates, st.fit_t[0])
+            st.fit_t = []  # made once: ``last`` now holds it, as it is saved
             if ttf is not None:
                 st.last["failure_in_h"], st.last["failure_sigma_h"] = round(ttf.in_h, 1), round(ttf.sigma_h, 1)
                 st.last["failure_fit_n"], st.last["failure_fit_r2"] = ttf.n, round(ttf.r2, 3)
