@@ -68,6 +68,9 @@ class Device:
     event_driven: bool = False  # reports only when it sees something (an MQTT camera): its silence is no fault
 
 
+_UNKNOWN = -1.0  # (not a duration: the cache of EquipmentPack._fault has no entry)
+
+
 def _minutes(s: float) -> str:
     return f"{s / 60:.0f} 分钟" if s < 7200 else f"{s / 3600:.1f} 小时"
 
@@ -93,6 +96,7 @@ class EquipmentPack:
         self.started: float | None = None  # silence is measured from here for never-heard devices
         self.watched: set[str] | None = None  # None: every configured device
         self._keys: dict[str, tuple[Device | None, str, str | None, str]] = {}  # see _keys_of
+        self._stuck: dict[tuple[str, str], float | None] = {}  # (site, quantity) -> stuck_after_s, see _fault
 
     def watch_only(self, sensors: Iterable[str]) -> None:
         """Judge the silence of these sensors' devices only (a backtest replays a slice of the data)."""
@@ -162,8 +166,9 @@ class EquipmentPack:
             return str(why)
         if r.quality is not Quality.OK:  # an engine without the plausibility check
             return f"{r.sensor} ({r.quantity}) {_QUALITY.get(r.quality, r.quality.value)}, 边缘网关已标记"
-        thr = self.thr(r.site)
-        stuck_s = thr.stuck_after_s.get(r.quantity)
+        stuck_s = self._stuck.get((r.site, r.quantity), _UNKNOWN)
+        if stuck_s is _UNKNOWN:  # resolved once per (site, quantity): most quantities are never watched for it
+            stuck_s = self._stuck[(r.site, r.quantity)] = self.thr(r.site).stuck_after_s.get(r.quantity)
         if stuck_s is None:
             return None
         st = self.sensors[r.sensor]

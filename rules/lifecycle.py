@@ -67,6 +67,13 @@ class Lifecycle:
         t = max(t, self.last_t)
         self.last_t = t
         current = self.level
+        history = self.history
+        if want is not None and want == current and history and history[-1][1] == current:
+            # the level in force called for again (most readings once a warning is out): no change point, so the
+            # hold's highest level is at least this one, and nothing is issued; only the history is trimmed
+            while len(history) > 1 and history[1][0] <= t - mech.clear_after_s:
+                history.pop(0)
+            return None
         if current is None:
             if want is None:
                 self.pending_since = None
