@@ -34,6 +34,11 @@ from rules.state import States
 from yujing.model import Hazard, HazardWarning, Level, Q, Reading, WarningState
 
 DAY = 86400.0
+_LEVEL = {lv.value: lv for lv in Level}
+
+
+def _level(v: str) -> Level:
+    return _LEVEL.get(v) or Level(v)  # (by dict: per reading; anything else gets Level's own error)
 MAX_CARRY = 4.0  # the velocity now is taken as at most this many times the window's mean
 
 
@@ -124,6 +129,8 @@ class LandslidePack:
         self.sites = {s.id: s for s in config.sites}
         self.resolver = Resolver(config.rules, self.sites)
         self.by_site: dict[str, set[str]] = {}
+        self._sorted: dict[str, list[str]] = {}  # site -> its sensors in order (by_site sorted once per change)
+        self._rain_keys: dict[str, list[str]] = {}  # site -> the rain conditions that raise its watch
         # sensor -> its rates are in time order (they are, unless a late sample moved a window's centre back):
         # then the rate one window back and the expired ones are found by bisection instead of a scan per reading
         self._ordered: dict[str, bool] = {}
@@ -136,6 +143,12 @@ class LandslidePack:
 
     def thr(self, site: str) -> LandslideThresholds:
         return self.resolver.get("landslide", site)
+
+    def _sensor_at(self, site: str, sensor: str) -> None:
+        sensors = self.by_site.setdefault(site, set())
+        if sensor not in sensors:
+            sensors.add(sensor)
+            self._sorted[site] = sorted(sensors)
 
     def problems(self, config: Any) -> Iterable[str]:
         for s in config.sites:
@@ -164,7 +177,7 @@ class LandslidePack:
         thr = self.thr(r.site)
         st = self.sensors[r.sensor]
         st.site = r.site
-        self.by_site.setdefault(r.site, set()).add(r.sensor)
+        self._sensor_at(r.site, r.sensor)
         t = r.ts.timestamp()
         if st.samples and t <= st.samples[-1][0]:
             if all(s[0] != t for s in st.samples):
@@ -209,7 +222,7 @@ class LandslidePack:
         st.last = {"displacement_mm": r.value, "rate_mm_per_day": round(v, 4),
                    "accel_mm_per_day2": round(accel, 4), "rate_window_h": round(span / 3600.0, 2),
                    "rate_points": float(len(st.samples))}
-        current = None if st.level is None else Level(st.level)
+        current = None if st.level is None else _level(st.level)
         raw = self._grade(v, thr, current)
         if raw is not None and raw >= Level.YELLOW and accel > 0 and prev is not None and v > prev[1] > 0:
             # an accelerating slope is graded on its velocity now, not at the window's centre: the mean lags it
@@ -287,14 +300,17 @@ class LandslidePack:
         evidence and values are made when the engine makes a message of it (in the same feed)."""
         thr = self.thr(site)
         worst: tuple[Level | None, str, SensorState] | None = None
-        for sensor in sorted(self.by_site.get(site, ())):
+        for sensor in self._sorted.get(site, ()):
             st = self.sensors.items[sensor]
-            lv = None if st.level is None else Level(st.level)
+            lv = None if st.level is None else _level(st.level)
             if worst is None or (lv is not None and (worst[0] is None or lv > worst[0])):
                 worst = (lv, sensor, st)
         deform = worst[0] if worst else None
-        rain = max_level(*(ctx.active(f"{h}:{rs}") for rs in [site, *thr.rain_sites]
-                           for h in (Hazard.RAINSTORM, Hazard.TORRENT)))
+        rain_keys = self._rain_keys.get(site)
+        if rain_keys is None:
+            rain_keys = self._rain_keys[site] = [f"{h}:{rs}" for rs in [site, *thr.rain_sites]
+                                                 for h in (Hazard.RAINSTORM, Hazard.TORRENT)]
+        rain = max_level(*[ctx.active(k) for k in rain_keys])
         level = deform
         raised = rain is not None and rain >= thr.rain_level
         if raised:
@@ -359,7 +375,7 @@ class LandslidePack:
 
     def load(self, entity: str, data: dict[str, Any]) -> None:
         self.sensors.load(entity, data)
-        self.by_site.setdefault(self.sensors.items[entity].site, set()).add(entity)
+        self._sensor_at(self.sensors.items[entity].site, entity)
 
 
 __all__ = ["LandslidePack", "WarningState"]
