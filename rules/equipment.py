@@ -116,7 +116,7 @@ class EquipmentPack:
 
     # --- readings ------------------------------------------------------------------------------
     def feed(self, r: Reading, ctx: Context) -> list[Assessment]:
-        t = r.ts.timestamp()
+        t = getattr(ctx, "reading_t", None) or r.ts.timestamp()
         # silence is judged on the clock tick() runs on: count from arrival, not from the gateway's clock
         arrived = getattr(ctx, "arrived", None)
         heard = t if arrived is None else arrived

@@ -178,7 +178,7 @@ class LandslidePack:
         st = self.sensors[r.sensor]
         st.site = r.site
         self._sensor_at(r.site, r.sensor)
-        t = r.ts.timestamp()
+        t = getattr(ctx, "reading_t", None) or r.ts.timestamp()
         if st.samples and t <= st.samples[-1][0]:
             if all(s[0] != t for s in st.samples):
                 st.samples.append([t, r.value])

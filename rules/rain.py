@@ -98,7 +98,7 @@ class RainPack:
         if st.site != site:
             st.site = site
             self._gauge_of(site, r.sensor)
-        t = r.ts.timestamp()
+        t = getattr(ctx, "reading_t", None) or r.ts.timestamp()
         if r.quantity == Q.RAIN_COUNT_MM:
             rain = grading[0]
             self._count(st, r.value, t, rain)
