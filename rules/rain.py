@@ -134,7 +134,8 @@ class RainPack:
             self._reject("old-or-duplicate")
             return
         last, last_t = st.last_count, st.count_t
-        if self._continues(last, last_t, value, t, thr):
+        inc = value - last  # (_continues, inline: the usual reading)
+        if 0 <= inc <= thr.max_rate_mm_per_h * max((t - last_t) / 3600.0, 1 / 60):
             if st.pending:  # the held break was one bad reading: the count went on as before
                 self._reject("glitch")
                 st.events.append([st.pending[0], f"计数器单个异常读数 {_fmt(st.pending[1])} mm "
