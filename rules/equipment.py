@@ -121,21 +121,28 @@ class EquipmentPack:
         arrived = getattr(ctx, "arrived", None)
         heard = t if arrived is None else arrived
         out = []
-        dev, silence_key, gateway_key, fault_key = self._keys_of(r.sensor)
+        dev, silence_key, gateway_key, fault_key = self._keys.get(r.sensor) or self._keys_of(r.sensor)
         if dev is not None:
             st = self.state[dev.id]
-            st.last_t = heard if st.last_t is None else max(st.last_t, heard)
+            if st.last_t is None or heard > st.last_t:
+                st.last_t = heard
             st.drill = r.drill
             if ctx.active(silence_key) is not None:
                 out.append(self._silence_of(dev, heard, ctx))
         if gateway_key is not None:
             gst = self.state[gateway_key]
-            gst.last_t = heard if gst.last_t is None else max(gst.last_t, heard)
+            if gst.last_t is None or heard > gst.last_t:
+                gst.last_t = heard
             gst.online = True
         elif r.gateway in self.gateways:
             gst = self.state[f"gateway:{r.gateway}"]
-            gst.last_t = heard if gst.last_t is None else max(gst.last_t, heard)
-        fault = self._fault(r, t, ctx)
+            if gst.last_t is None or heard > gst.last_t:
+                gst.last_t = heard
+        if (getattr(ctx, "implausible", None) is None and r.quality is Quality.OK
+                and self._stuck.get((r.site, r.quantity), _UNKNOWN) is None):
+            fault = None  # the usual reading: nothing flagged, and its quantity is not watched for sticking
+        else:
+            fault = self._fault(r, t, ctx)
         if fault is not None or ctx.active(fault_key) is not None:
             thr = self.thr(r.site)
             level = thr.fault_level if fault else None
