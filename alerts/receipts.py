@@ -37,6 +37,8 @@ class Receipts:
     async def on_outcome(self, outcome: Outcome) -> None:
         """The fan-out's word on one send (alerts/fanout.py)."""
         if outcome.error is None:
+            if outcome.sid is not None:
+                await self._early(outcome.notification, outcome.sid)
             return
         n = outcome.notification
         if n.channel is Channel.SMS:
@@ -53,16 +55,34 @@ class Receipts:
         now = self.clock.now()
         status = Status.from_provider(said)
         def record() -> Notification | None:  # the status and its event, committed with the turn's others
-            n = self.nflog.notifications.receipt(sid, status, error, now)
+            n = self.nflog.notifications.receipt(sid, status, error, now, said)
             if n is not None:
                 self.nflog.timeline.add(now, n.warning_id, n.phone, f"{n.channel}-{said}", {"sid": sid, "error": error})
             return n
         n = await self.nflog.group.run(record)
         if n is None:
             return None
-        if n.channel is Channel.SMS and status in (Status.UNDELIVERED, Status.FAILED):
+        # (the word as kept: a late or repeated one moves nothing, and calls no one)
+        if n.channel is Channel.SMS and n.status is status and status in (Status.UNDELIVERED, Status.FAILED):
             await self._fallback(n, f"status {said} {error}".strip())
         return n
+
+    async def _early(self, n: Notification, sid: str) -> None:
+        """Receipts that came before ``sid`` was stored (the provider's callback can beat its own answer to the
+        send): the log applied them as the sid landed; here their events, and a failed SMS's call."""
+        early = self.nflog.notifications.applied_early.pop(sid, None)
+        if not early:
+            return
+        now = self.clock.now()
+
+        def record() -> None:  # committed with the turn's other writes (nflog/group.py)
+            for _status, error, said in early:
+                self.nflog.timeline.add(now, n.warning_id, n.phone, f"{n.channel}-{said}",
+                                        {"sid": sid, "error": error, "early": True})
+        await self.nflog.group.run(record)
+        best, error, said = max(early, key=lambda e: e[0].rank)
+        if n.channel is Channel.SMS and best in (Status.UNDELIVERED, Status.FAILED):
+            await self._fallback(n, f"status {said} {error}".strip())
 
     async def _fallback(self, n: Notification, why: str) -> None:
         """A failed SMS is followed by a voice call with the same words (once per SMS)."""

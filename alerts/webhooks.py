@@ -206,7 +206,9 @@ class Webhooks:
 
     @contextlib.asynccontextmanager
     async def serving(self) -> AsyncIterator[Webhooks]:
-        runner = web.AppRunner(self.app(), access_log=None)
+        # a stop waits at most 5 s for requests in flight (aiohttp's default, 60 s, once held a stop for a keep-alive
+        # connection whose request came in as the server closed)
+        runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=5.0)
         await runner.setup()
         site = web.TCPSite(runner, self.cfg.webhook.host, self.cfg.webhook.port)
         await site.start()

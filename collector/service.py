@@ -63,8 +63,11 @@ class Intake:
         self._now = 0.0
         self._duplicates = 0
         self._messages = 0
+        self.stopping = False  # set at a clean stop: what arrives after is the broker's to send again
 
     def on_message(self, msg: Received) -> None:
+        if self.stopping:
+            return  # neither stored nor acknowledged: the broker sends it again after the restart
         batch = self.batch
         self._messages += 1
         if self._timer is None:  # a new batch opens: one clock reading serves all its messages
@@ -192,6 +195,11 @@ async def _connected(rt: Runtime, cfg: CollectorConfig, intake: Intake, session:
             m.CONNECTED.labels(cfg.client_id).set(1)
             log.info("collector subscribed", extra={"kv": {"topic": topic}})
             await sub.until(rt.stop)
+            # A clean stop: take in nothing more (a message read now would be stored after the disconnect, its
+            # ack void: stored, and sent again), but go on reading the socket for the round trip that leaving
+            # `async with sub` makes (Subscription.sync: the broker reads our last acks before we close).
+            intake.stopping = True
+            sub.resume()
             intake.close_batch()
             # Acknowledge what the sink makes durable before we disconnect (bounded wait).
             try:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from yujing.wire import Row, as_rows, rows_from_json, rows_json
 from yujing.model import Reading
-from yujing.sqlite import Sync, open_db
+from yujing.sqlite import Room, Sync, open_db, reclaim
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY AUTOINCREMENT, n INTEGER NOT NULL, body BLOB NOT NULL);
@@ -45,6 +45,7 @@ class Spool:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db = open_db(path, _SCHEMA, sync=Sync.NORMAL, what="collector spool")
+        self._room = Room(self._db, path)
         if self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'seen'").fetchone():  # a row per id (before)
             self._db.executescript("BEGIN; INSERT INTO seen_ids SELECT t, json_group_array(id) FROM seen GROUP BY t;"
                                    "DROP TABLE seen; COMMIT;")
@@ -73,6 +74,7 @@ class Spool:
                 yield
         except sqlite3.Error as e:
             raise SpoolUnwritable(f"spool {self.path}: {e}") from e
+        self._room.check()
 
     def oldest(self, max_readings: int) -> tuple[list[int], list[Row]]:
         """The oldest spooled batches as rows, up to about ``max_readings`` readings (at least one batch)."""
@@ -138,14 +140,8 @@ class Spool:
         return total
 
     def reclaim(self) -> None:
-        """After a refused write: fold the WAL into the file and truncate it, if there is room for that now.
-
-        Otherwise the WAL, checkpointed only at 1000 pages, would fill the space that came back and keep it.
-        """
-        try:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error:
-            pass
+        """After a refused write: give back the WAL's space if there is room for that now."""
+        reclaim(self._db)
 
     def set_reported(self, dropped: int) -> None:
         """The broker has the loss report saying ``dropped``: no need to send it again after a restart."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import sqlite3
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from yujing.model import Hazard, HazardWarning, Level, WarningState
+from yujing.sqlite import Sync, open_db
 
 if TYPE_CHECKING:
     from yujing.compose import Config  # the composed deployment (top floor); a type only
@@ -77,11 +77,8 @@ class Issuer:
     def __init__(self, path: Path | str, config: Config, clock_now: Callable[[], datetime]) -> None:
         self.config = config
         self.now = clock_now
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")  # an issued warning is a promise: it survives power loss
-        self.db.executescript(SCHEMA)
+        # FULL: an issued warning is a promise, it survives a power cut
+        self.db = open_db(Path(path), SCHEMA, sync=Sync.FULL, what="duty issuer", threads=True)
         self._lock = threading.RLock()
         self._depth = 0
 

@@ -77,7 +77,7 @@ async def serve(rt: Runtime, *, ready: asyncio.Event | None = None, state: dict[
 
             pollers = install(app, rt, issuer, link)
         _install_console(app, office, rt)
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
         await runner.setup()
 
         def health() -> dict[str, object]:

@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import secrets
-import sqlite3
 import threading
 from datetime import datetime
 from pathlib import Path
 
 from alerts.commands import SilenceList
 from alerts.config import Silence
+from yujing.sqlite import Sync, open_db
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, payload TEXT NOT NULL, by TEXT NOT NULL)"
 
 
 class Silences:
     def __init__(self, path: Path | str) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute(SCHEMA)
+        # FULL: an operator's silence must not come undone by a power cut
+        self.db = open_db(Path(path), SCHEMA, sync=Sync.FULL, what="duty silences", threads=True)
         self._lock = threading.Lock()
 
     def close(self) -> None:

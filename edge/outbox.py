@@ -39,7 +39,7 @@ from prometheus_client import Counter, Gauge
 from yujing.errors import StoreError
 from yujing.log import Limiter
 from yujing.model import Reading
-from yujing.sqlite import Sync, Writer, open_db
+from yujing.sqlite import Room, Sync, Writer, open_db, reclaim
 
 log = logging.getLogger("yujing.edge.outbox")
 T = TypeVar("T")
@@ -89,6 +89,7 @@ class Outbox:
         # FULL: gateways lose power, not just processes (see the module docstring)
         self._db = db = open_db(self.path, _SCHEMA, sync=Sync.FULL, what="outbox", threads=True)
         self._writer = Writer(f"outbox-{self.gateway}")
+        self._room = Room(db, self.path)  # checked after each commit, on the writer thread
         self.depth = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
         row = db.execute("SELECT value FROM counters WHERE name='dropped'").fetchone()
         self.dropped = row[0] if row else 0
@@ -138,7 +139,7 @@ class Outbox:
             self._hold(rows)
             return 0
         if self._retry_at:
-            await self._run(_reclaim)
+            await self._run(reclaim)
         try:
             kept, dropped = await self._run(self._put, rows, self._unsaved_dropped)
         except sqlite3.Error as exc:
@@ -205,6 +206,7 @@ class Outbox:
                 db.execute("INSERT INTO counters VALUES ('dropped', ?) "
                            "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value", (dropped + unsaved,))
             db.execute("COMMIT")
+            self._room.check()
         except BaseException:
             if db.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL)
                 db.execute("ROLLBACK")
@@ -244,6 +246,7 @@ class Outbox:
             finally:
                 db.execute("PRAGMA synchronous=FULL")
             self.depth -= removed
+            self._room.check()
 
         gone = list(self._gone)
         try:
@@ -260,17 +263,6 @@ class Outbox:
 
     async def count(self) -> int:
         return await self._run(lambda db: db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
-
-
-def _reclaim(db: sqlite3.Connection) -> None:
-    """After a refused write: fold the WAL into the database and truncate it, if there is room for that now.
-
-    Without it the WAL, checkpointed only at 1000 pages, would keep the space it took while the disk filled.
-    """
-    try:
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    except sqlite3.Error:
-        pass
 
 
 class GroupCommit:

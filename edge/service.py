@@ -54,6 +54,7 @@ def heartbeat_builder(rt: Runtime, gw: GatewayConfig, outbox: Outbox, statuses: 
             uptime_s=round((now - started).total_seconds(), 3),
             outbox_depth=outbox.depth + outbox.held, outbox_dropped=outbox.dropped,
             published=uplink_sent[0].sent if uplink_sent else 0, drill=rt.drill,
+            refused=dict(uplink_sent[0].hold.refused_by) if uplink_sent else {},
             devices={d: {**s.as_json(), "rejected": dict(rejects.get(d, {}))} for d, s in statuses.items()},
             unrouted={k: dict(v) for k, v in rejects.items() if k not in statuses},
         ).model_dump(mode="json")  # the uplink sends it as JSON (and as its last will)
@@ -94,9 +95,10 @@ async def serve_gateway(rt: Runtime, gw: GatewayConfig) -> None:
             states: dict[str, int] = {}
             for st in statuses.values():
                 states[st.state.value] = states.get(st.state.value, 0) + 1
-            connected = uplink.connected.is_set()
-            return {"ok": connected, "gateway": gw.id, "connected": connected,
-                    "outbox_depth": outbox.depth + outbox.held, "devices": states}
+            connected, held = uplink.connected.is_set(), uplink.hold.held
+            return {"ok": connected and not held, "gateway": gw.id, "connected": connected,
+                    "outbox_depth": outbox.depth + outbox.held, "devices": states,
+                    "held": held, "refused": dict(uplink.hold.refused_by)}  # held: the broker refuses readings
 
         log.info("gateway starting", extra={"kv": {"gateway": gw.id, "devices": len(gw.devices),
                                                    "outbox": str(path), "backlog": outbox.depth}})

@@ -9,6 +9,14 @@ rows' stored JSON, byte for byte what was committed (:func:`batch_payload`).
 An outage is logged once, not once per reconnect attempt (:class:`yujing.publish.Outage`): its first
 failure, then at most one line a minute with the count of the rest, and one line when the uplink is back,
 saying how long it was down. Every failure is counted in ``yujing_edge_link_failures_total``.
+
+A batch the broker refuses (MQTT 5 PUBACK reason ≥ 0x80: most often 0x87, the broker's ACL does not let this
+gateway write its readings topic) stays in the outbox: :class:`yujing.publish.Hold` counts it by reason
+(``yujing_publish_refused_total{link="uplink-<gateway>"}``), logs it once, and offers the outbox again after a
+wait doubling from ``reconnect_s`` to ``reconnect_max_s``, so once the installer fixes the ACL the backlog goes
+out by itself (restart the gateway to try at once). The counts by reason are in the heartbeat's ``refused``
+and on the gateway's ``/health`` (``held``: not ok). A refused heartbeat is counted the same way and the next
+one is tried on schedule.
 """
 
 from __future__ import annotations
@@ -24,7 +32,8 @@ from prometheus_client import Counter, Gauge
 from edge.config import GatewayConfig
 from edge.outbox import Outbox, Row
 from yujing import topics
-from yujing.publish import Outgoing, Publisher, drain
+from yujing.mqtt import Refused
+from yujing.publish import Hold, Outgoing, Publisher, drain
 from yujing.runtime import Runtime
 
 log = logging.getLogger("yujing.edge.uplink")
@@ -79,6 +88,10 @@ class Uplink:
             timeout_s=up.publish_timeout_s, first_s=rt.clock.real_seconds(up.reconnect_s),
             max_s=rt.clock.real_seconds(up.reconnect_max_s), on_failure=lambda _: LINK.labels(gw.id).inc())
         self.connected = self.link.connected
+        self.hold = Hold(f"uplink-{gw.id}", log, kv=lambda: {"gateway": gw.id, "backlog": outbox.depth},
+                         first_s=rt.clock.real_seconds(up.reconnect_s),
+                         max_s=rt.clock.real_seconds(up.reconnect_max_s),
+                         on_change=self.status_changed.set)  # a heartbeat says so at once
 
     @property
     def sent(self) -> int:
@@ -107,18 +120,24 @@ class Uplink:
                     await self._drain(client, until_empty=True)
             except* (TimeoutError, aiomqtt.MqttError):
                 pass
-            await client.publish(self._status_topic, json.dumps(self.heartbeat(False)), qos=1, retain=True)
+            await self._beat(client, online=False)
         finally:
             CONNECTED.labels(self.gw.id).set(0)
 
     async def _drain(self, client: aiomqtt.Client, until_empty: bool = False) -> None:
         up = self.gw.uplink
-        await drain(client, self.queue, window=up.inflight, until_empty=until_empty,  # the rate bound, on the
-                    pace=lambda msg: self.rt.clock.real_seconds(msg.count / up.rate_per_s))  # scenario clock
+        await drain(client, self.queue, window=up.inflight, until_empty=until_empty, hold=self.hold,  # the rate
+                    pace=lambda msg: self.rt.clock.real_seconds(msg.count / up.rate_per_s))  # bound, scenario clock
+
+    async def _beat(self, client: aiomqtt.Client, *, online: bool) -> None:
+        try:
+            await client.publish(self._status_topic, json.dumps(self.heartbeat(online)), qos=1, retain=True)
+        except Refused as exc:  # counted and said once; the next beat is tried on schedule
+            self.hold.note(exc)
 
     async def _heartbeats(self, client: aiomqtt.Client) -> None:
         while not self.finish.is_set():
-            await client.publish(self._status_topic, json.dumps(self.heartbeat(True)), qos=1, retain=True)
+            await self._beat(client, online=True)
             self.status_changed.clear()
             # beat on schedule, or soon after a device changes state. Not asyncio.wait_for: on Python 3.11 it
             # swallows a cancel that comes as the event is set (every device changes state at stop), and this

@@ -129,6 +129,7 @@ class RulesService(Saving):
         # the connection messages arrive on, from before it connects (a held session's backlog comes with CONNACK);
         # acks and dead letters go on it while it is live (acks of an earlier one are void: redelivered)
         self.link: Subscription | None = None
+        self.taking = False  # judging what arrives (off once a stop begins: see session)
         self.limiter = Limiter(60.0)
         self.work = asyncio.Event()
         self.work.set()  # the outbox may hold warnings from before a crash
@@ -226,8 +227,8 @@ class RulesService(Saving):
     def on_message(self, msg: Received) -> None:
         """One message, called from the socket read (``yujing.bus``: parsed there without paho's per-message objects
         and aiomqtt's queue, which had been ~10 % of the service's CPU); acknowledged by the save that covers it."""
-        if self.failed.done():
-            return  # stopping: left unacknowledged, the broker sends it again
+        if not self.taking or self.failed.done():
+            return  # stopping: not judged and left unacknowledged, so the broker sends it again
         try:
             link = self.link
             if link is not None and msg.qos:
@@ -295,6 +296,9 @@ class RulesService(Saving):
             for t in stuck:
                 log.error("rules: task %s did not stop", t.get_name())
                 t.print_stack()
+            # what arrives from here on (while the broker reads our last acks: Subscription.sync) is not judged:
+            # it could not be acknowledged any more, and judged now it would count as a duplicate when sent again
+            self.taking = False
             self.save_now()  # and acknowledge, while the connection may still carry it
         for t in done:
             if not t.cancelled() and t.exception() is not None:
@@ -335,6 +339,7 @@ class RulesService(Saving):
         # amqtt gives up on a PUBACK held until our next save, loudly.
         self.link = Subscription(mq, session, subs, receive_maximum=ACK_WINDOW, manual_ack=not mq.embedded,
                                  on_message=self.on_message, read_ahead=True, on_session_lost=self._session_lost)
+        self.taking = True
         async with self.link as sub:
             self.sub = sub
             SUBSCRIBED.set(1)

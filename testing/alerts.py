@@ -157,6 +157,15 @@ async def running_alerts(directory: Path, *, mqtt_port: int, prefix: str, alerts
                 await rig.task
 
 
+def captured(tw: TwilioStandIn, path: str, **match: str) -> tuple[str, dict[str, str]]:
+    """The last request the stand-in (as Twilio) sent to ``path`` whose form has ``match``: (url, form)."""
+    for url, params, status in reversed(tw.callbacks):
+        if url.split("?")[0].endswith(path) and all(params.get(k) == v for k, v in match.items()):
+            assert status in (200, 204), (url, status)
+            return url, dict(params)
+    raise AssertionError(f"no request to {path} with {match}")
+
+
 def warning(level: Level = Level.BLUE, version: int = 1, state: WarningState = WarningState.ISSUED, key: str = "",
             site: str = "LS-GONGHE-01", hazard: Hazard = Hazard.LANDSLIDE, drill: bool = False,
             evidence: list[str] | None = None) -> HazardWarning:

@@ -185,6 +185,26 @@ def wait_js(driver: Any, script: str, timeout_s: float, what: str) -> Any:
         raise AssertionError(f"{what}: not within {timeout_s} s ({type(exc).__name__})") from None
 
 
+def click(driver: Any, css: str, timeout_s: float, what: str) -> None:
+    """Click the element ``css`` names in a list the page redraws as news comes: an element found just before
+    a redraw is stale by the click, so find it again (a person clicks again too) until the click lands."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def landed(d: Any) -> bool:
+        try:
+            d.find_element(By.CSS_SELECTOR, css).click()
+        except (StaleElementReferenceException, NoSuchElementException):
+            return False
+        return True
+
+    try:
+        WebDriverWait(driver, timeout_s, poll_frequency=0.1).until(landed)
+    except Exception as exc:
+        raise AssertionError(f"{what}: not clicked within {timeout_s} s ({type(exc).__name__})") from None
+
+
 def page_errors(driver: Any) -> list[str]:
     """Errors the page's scripts raised (favicon misses are not the page's fault)."""
     return [e["message"] for e in driver.get_log("browser")

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from testing.console import PASSWORDS, chromium, example_with_operators, log_in, page_errors, wait_js, yujing_run
+from testing.console import PASSWORDS, chromium, click, example_with_operators, log_in, page_errors, wait_js, yujing_run
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
@@ -108,9 +108,7 @@ def test_operator_issues_a_village_warning_confirms_for_a_person_and_lifts_it(de
         assert "石堤社区山洪橙色预警" in sms_to(HEAD)[0]["body"]
 
         # the head cannot answer the phone (the stand-in's far end hangs up): the duty officer confirms for him
-        wait_js(b, f"return document.querySelector('button.confirm-for[data-phone=\"{HEAD}\"]')", 60,
-                "the village head among the unconfirmed")
-        b.find_element(By.CSS_SELECTOR, f'button.confirm-for[data-phone="{HEAD}"]').click()
+        click(b, f'button.confirm-for[data-phone="{HEAD}"]', 60, "the village head among the unconfirmed")
         form = b.find_element(By.CSS_SELECTOR, "#ask form")
         Select(form.find_element(By.NAME, "via")).select_by_value("landline")
         form.find_element(By.NAME, "note").send_keys("座机确认")

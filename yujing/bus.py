@@ -30,7 +30,8 @@ there without paho's per-message objects, or paho's own ``MQTTMessage`` for what
 through :meth:`Subscription.ack_many` with the generation it noted: one write of all the PUBACKs of a batch.
 
 aiomqtt 2.x offers no switch for manual acks, no view of CONNACK's session-present flag and no hook into
-paho's reads, so this module — and only this module, with :mod:`yujing.mqtt_reads` — reaches into
+paho's reads, so this module — and only this module, with :mod:`yujing.mqtt_reads` and
+:class:`yujing.mqtt.Client` (the reason code of a PUBACK) — reaches into
 aiomqtt's private ``_client`` (the paho client), ``_disconnected`` (the future a broken link completes) and
 paho's ``_handle_on_message`` and ``_packet_queue``. Should either library rename them, the breakage is here,
 in one place.
@@ -57,6 +58,7 @@ from yujing.mqtt_reads import Publish, ReadAhead
 
 log = logging.getLogger("yujing.bus")
 
+SYNC_FILTER = "yujing-sync/never-subscribed"  # what Subscription.sync unsubscribes from
 SESSION_EXPIRY_S = 7 * 86_400  # how long the broker keeps an absent subscriber's unacknowledged messages
 _PUBACK = 0x4002 << 16  # a PUBACK as one 32-bit word: type 4, remaining length 2, then the packet id
 Received = Publish | paho.MQTTMessage  # what an ``on_message`` consumer is handed (the same attribute names)
@@ -170,6 +172,9 @@ class Subscription:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        lost = self.client._disconnected  # noqa: SLF001 -- see the module docstring
+        if exc[0] is None and self.manual_ack and not lost.done():
+            await self.sync(timeout_s=2.0)  # a clean exit: the broker reads our last acks before we close
         self.live = False
         try:
             await self.client.__aexit__(*exc)
@@ -204,6 +209,24 @@ class Subscription:
                 out.append({"command": paho.PUBACK, "mid": 0, "qos": 0, "pos": 0, "to_process": 4,
                             "packet": struct.pack("!I", word), "info": None})
             self._paho._call_socket_register_write()  # noqa: SLF001
+
+    async def sync(self, timeout_s: float = 5.0) -> bool:
+        """A round trip to the broker, for a clean stop after the last acks: True once the broker has read
+        every packet sent before (it answers in order), False if it did not answer in time (or the link broke).
+
+        Closing the socket is not enough: a subscriber's socket still holds messages the broker sent (unread,
+        they will be redelivered), and Linux closes a socket with unread data by a TCP reset, on which the
+        broker drops what it had not read yet: the last PUBACKs, and the DISCONNECT. The collector's last
+        acks before a clean stop were lost that way (the broker sent those messages again after the
+        restart). The round trip is an UNSUBSCRIBE of a filter never subscribed: the session is left as it
+        was (the UNSUBACK says "no subscription existed"). A clean exit from ``async with`` makes it (a
+        consumer stops taking messages in first: what it reads meanwhile is not acknowledged).
+        """
+        try:
+            await self.client.unsubscribe(f"{SYNC_FILTER}/{self.session.client_id}", timeout=timeout_s)
+        except aiomqtt.MqttError:
+            return False
+        return True
 
     async def messages(self, stop: asyncio.Event | None = None) -> AsyncIterator[Message]:
         """Messages until ``stop`` (then it returns) or a broken link (then ``aiomqtt.MqttError``)."""

@@ -40,7 +40,7 @@ async def serve(host: str, port: int, health: "Health | None" = None,
     app = web.Application()
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/health", healthz)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

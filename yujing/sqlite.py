@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import os
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -43,6 +44,41 @@ def open_db(path: Path, schema: str, *, sync: Sync, what: str, threads: bool = F
     except (sqlite3.Error, OSError) as exc:
         raise StoreError(f"{what} {path}: {exc}") from exc
     return db
+
+
+def reclaim(db: sqlite3.Connection) -> None:
+    """After a refused write: fold the WAL into the database and truncate it, if there is room for that now.
+
+    Without it the WAL, checkpointed only at 1000 pages, would keep the space it took while the disk filled.
+    """
+    try:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.Error:
+        pass
+
+
+class Room:
+    """Keeps a WAL database able to recover from a full disk: call :meth:`check` after each commit.
+
+    A checkpoint copies the WAL's pages into the database file, which must grow by the new ones; only then
+    can the WAL be emptied. SQLite checkpoints at 1000 pages, so on a disk that fills while the WAL holds,
+    say, 700 kB of new pages, an operator who frees 300 kB has freed too little: the checkpoint grows the
+    file into the freed room, fails, and every later write fails with it, for good (a 1 MB spool that never
+    became writable again when its batches were large). Checkpointing whenever the WAL reaches half the free
+    space keeps what a checkpoint needs below what the disk has left; on a roomy disk it never fires.
+    """
+
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+        self._db, self._wal, self._dir = db, f"{path}-wal", str(path.parent)
+
+    def check(self) -> None:
+        try:
+            wal = os.stat(self._wal).st_size
+            fs = os.statvfs(self._dir)
+        except OSError:
+            return
+        if wal and 2 * wal >= fs.f_bavail * fs.f_frsize:
+            reclaim(self._db)
 
 
 class Writer:

@@ -297,6 +297,9 @@ class GatewayStatus(BaseModel):
     # frames a shared listener got for no configured device: listener -> reason -> count
     unrouted: Annotated[dict[str, dict[str, int]], BeforeValidator(lambda v: v if isinstance(v, dict) else {})] = (
         Field(default_factory=dict))
+    # messages the broker refused the uplink (MQTT 5 reason >= 0x80, kept in the outbox): reason -> count
+    refused: Annotated[dict[str, int], BeforeValidator(lambda v: v if isinstance(v, dict) else {})] = (
+        Field(default_factory=dict))
 
 
 class LossReport(BaseModel):

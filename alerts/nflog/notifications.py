@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from alerts.nflog.db import LogDb
 from alerts.nflog.states import Channel, NodeTier, Status
@@ -29,7 +29,15 @@ CREATE INDEX IF NOT EXISTS notifications_status ON notifications(status);
 CREATE INDEX IF NOT EXISTS notifications_sid ON notifications(sid);
 CREATE INDEX IF NOT EXISTS notifications_wkey ON notifications(warning_key, phone);
 CREATE INDEX IF NOT EXISTS notifications_wid ON notifications(warning_id, phone);
+-- a provider's receipt for a sid not stored yet (the callback can beat the send's own answer): applied with it
+CREATE TABLE IF NOT EXISTS early_receipts (sid TEXT NOT NULL, status TEXT NOT NULL, error TEXT NOT NULL,
+  said TEXT NOT NULL, at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS early_receipts_sid ON early_receipts(sid);
+CREATE INDEX IF NOT EXISTS early_receipts_at ON early_receipts(at);
 """
+EARLY_KEEP = timedelta(days=1)  # an early receipt whose sid never lands (another log's, a lost send) is dropped
+# a row's rank in SQL (Status.rank): a receipt moves a notification only forward
+_RANK_SQL = "CASE status " + " ".join(f"WHEN '{s.value}' THEN {s.rank}" for s in Status) + " ELSE 2 END"
 
 
 def ref(key: str) -> str:
@@ -90,6 +98,10 @@ class Notifications:
         if "template" not in db.columns("notifications"):  # a log from before template providers
             db.execute("ALTER TABLE notifications ADD COLUMN template TEXT NOT NULL DEFAULT ''")
         self._seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM notifications").fetchone()[0]
+        # the sids of early receipts: sent() looks in the table only for these (a fan-out's sids land by thousands)
+        self._early = {sid for (sid,) in db.execute("SELECT DISTINCT sid FROM early_receipts")}
+        # receipts applied as their sid landed, for the receipts' follow-up (event, SMS fallback): sid -> them
+        self.applied_early: dict[str, list[tuple[Status, str, str]]] = {}
 
     # ---- written by the pipeline and the fan-out --------------------------------------------------
     def enqueue(self, items: list[Notification], at: datetime) -> list[Notification]:
@@ -123,8 +135,12 @@ class Notifications:
         return cur.rowcount == 1
 
     def sent(self, key: str, sid: str, at: datetime) -> None:
+        """The provider took ``key`` as ``sid``; receipts for ``sid`` that came before are applied now (the most
+        advanced of them) and left in :attr:`applied_early` for the receipts' follow-up."""
         self.db.execute("UPDATE notifications SET status='sent', sid=?, sent_at=?, updated_at=? WHERE key=?",
                         (sid, at.isoformat(), at.isoformat(), key))
+        if sid in self._early:
+            self._apply_early(sid, at)
 
     def failed(self, key: str, error: str, at: datetime) -> None:
         self.db.execute("UPDATE notifications SET status='failed', error=?, updated_at=? WHERE key=?",
@@ -135,13 +151,44 @@ class Notifications:
         self.db.execute("UPDATE notifications SET status='queued', updated_at=? WHERE key=? AND status='sending'",
                         (at.isoformat(), key))
 
-    def receipt(self, sid: str, status: Status, error: str, at: datetime) -> Notification | None:
-        """A provider's status callback: record it, return the notification it belongs to (None if unknown)."""
+    def receipt(self, sid: str, status: Status, error: str, at: datetime, said: str = "") -> Notification | None:
+        """A provider's status callback: record it if it moves the notification forward (:attr:`Status.rank`:
+        a late or repeated word never moves it back), return the notification it belongs to (its status now).
+        For a sid not stored yet it is kept and applied when the sid lands (:meth:`sent`); None then."""
         # RETURNING: the row in the same statement (a fan-out's receipts arrive thousands a second)
-        rows = self.db.execute("UPDATE notifications SET status=?, error=COALESCE(NULLIF(?, ''), error), "
+        forward = f"{status.rank} > {_RANK_SQL}"
+        rows = self.db.execute(f"UPDATE notifications SET status=CASE WHEN {forward} THEN ? ELSE status END, "
+                               f"error=CASE WHEN {forward} THEN COALESCE(NULLIF(?, ''), error) ELSE error END, "
                                f"updated_at=? WHERE sid=? RETURNING {', '.join(_COLS)}",
                                (status, error, at.isoformat(), sid)).fetchall()
-        return _row(rows[0]) if rows else None
+        if rows:
+            return _row(rows[0])
+        self.db.execute("INSERT INTO early_receipts VALUES (?,?,?,?,?)", (sid, status, error, said, at.isoformat()))
+        self._early.add(sid)
+        pruned = {s for (s,) in self.db.execute("DELETE FROM early_receipts WHERE at < ? RETURNING sid",
+                                                ((at - EARLY_KEEP).isoformat(),)).fetchall()}
+        if pruned:  # forget those with no receipt left
+            marks = ",".join("?" * len(pruned))
+            left = {s for (s,) in self.db.execute(f"SELECT sid FROM early_receipts WHERE sid IN ({marks})",
+                                                  list(pruned))}
+            self._early -= pruned - left
+        return None
+
+    def _apply_early(self, sid: str, at: datetime) -> None:
+        early = self.db.execute("SELECT status, error, said FROM early_receipts WHERE sid=? ORDER BY rowid",
+                                (sid,)).fetchall()
+        if not early:
+            return
+        self.db.execute("DELETE FROM early_receipts WHERE sid=?", (sid,))
+        self._early.discard(sid)
+        got = [(_STATUS.get(st, Status.OTHER), error, said) for st, error, said in early]
+        best = max(got, key=lambda g: g[0].rank)  # the first of the most advanced
+        if best[0].rank > Status.SENT.rank:
+            self.db.execute("UPDATE notifications SET status=?, error=COALESCE(NULLIF(?, ''), error), updated_at=? "
+                            "WHERE sid=?", (best[0], best[1], at.isoformat(), sid))
+        if len(self.applied_early) >= 1000:  # a sid landed by a path with no follow-up (a reconciliation)
+            self.applied_early.pop(next(iter(self.applied_early)))
+        self.applied_early[sid] = got
 
     # ---- read ---------------------------------------------------------------------------------------
     def get(self, key: str) -> Notification | None:

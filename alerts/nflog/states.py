@@ -53,6 +53,13 @@ class Status(enum.StrEnum):
         """Not yet (known to be) with the provider: sent at start-up, or reconciled with the provider."""
         return self in (Status.QUEUED, Status.SENDING)
 
+    @property
+    def rank(self) -> int:
+        """How far along a notification is: a receipt moves it only forward. Providers' callbacks arrive in any
+        order (a late "sent" after "delivered"; a call's "ringing" after "completed"): the most advanced word
+        is kept, whatever came last."""
+        return _RANK[self]
+
     @classmethod
     def from_provider(cls, text: str) -> Status:
         """A provider's status. Its "queued" or "sending" is not ours: read as ours it would make a row pending
@@ -63,6 +70,15 @@ class Status(enum.StrEnum):
 
 
 _BY_TEXT = {s.value: s for s in Status}
+_FINAL = 7  # the provider's last word on a message or call (one of them; a later final does not replace it)
+_RANK = {
+    Status.QUEUED: 0, Status.SENDING: 1,  # ours, before the provider has it
+    Status.QUEUED_AT_PROVIDER: 2, Status.ACCEPTED: 2, Status.SCHEDULED: 2, Status.OTHER: 2,
+    Status.SENT: 3, Status.INITIATED: 4, Status.RINGING: 5, Status.IN_PROGRESS: 6,
+    Status.DELIVERED: _FINAL, Status.UNDELIVERED: _FINAL, Status.FAILED: _FINAL, Status.REJECTED: _FINAL,
+    Status.COMPLETED: _FINAL, Status.BUSY: _FINAL, Status.NO_ANSWER: _FINAL, Status.CANCELED: _FINAL,
+    Status.READ: _FINAL + 1,  # after delivered
+}
 
 
 class ChainState(enum.StrEnum):
