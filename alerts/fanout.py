@@ -181,7 +181,8 @@ class Dispatcher:
 
     async def _send_batch(self, sender: Any, nflog: NotificationLog, ns: list[Notification]) -> None:
         wall = datetime.now(UTC)
-        claimed = await nflog.group.run(lambda: [n for n in ns if nflog.notifications.claim(n.key, wall)])
+        claimed = await nflog.group.run(lambda: [n for n, ok in zip(
+            ns, nflog.notifications.claim_many([(n.key, wall) for n in ns]), strict=True) if ok])
         if not claimed:
             return
         try:
@@ -197,8 +198,8 @@ class Dispatcher:
 
     async def _send_one(self, sender: Sender, nflog: NotificationLog, n: Notification) -> None:
         wall = datetime.now(UTC)
-        # durable before the request (committed with the other workers' writes of this turn: nflog/group.py)
-        if not await nflog.group.run(lambda: nflog.notifications.claim(n.key, wall)):
+        # durable before the request: one statement and one commit for this turn's workers' claims (nflog/group.py)
+        if not await nflog.group.many(nflog.notifications.claim_many, (n.key, wall)):
             return  # already sending or sent: the log has the one answer
         try:
             sid = await sender.send(n, wall, nflog.drill, nflog.notifications.has_sid)
@@ -236,12 +237,11 @@ class Dispatcher:
         if not sent:
             return
 
-        def record() -> None:  # each sid and its event commit together, with the other workers' of this turn
-            now = self.clock.now()
-            for n, sid in sent:
-                nflog.notifications.sent(n.key, sid, now)
-                nflog.timeline.add(now, n.warning_id, n.phone, f"{n.channel}-sent", {"sid": sid, "attempt": n.attempt})
-        await nflog.group.run(record)
+        now = self.clock.now()
+        if len(sent) == 1:  # each sid and its event commit together, in one statement with this turn's others
+            await nflog.group.many(nflog.record_sent, (sent[0][0], sent[0][1], now))
+        else:
+            await nflog.group.run(lambda: nflog.record_sent([(n, sid, now) for n, sid in sent]))
         for n, sid in sent:
             SENT.labels(channel=n.channel, outcome="sent").inc()
             if self.on_done:

@@ -52,20 +52,29 @@ class Receipts:
 
     async def on_status(self, sid: str, said: str, error: str) -> Notification | None:
         """The provider's word ``said`` on the message or call ``sid``: the notification it is about, if ours."""
-        now = self.clock.now()
         status = Status.from_provider(said)
-        def record() -> Notification | None:  # the status and its event, committed with the turn's others
-            n = self.nflog.notifications.receipt(sid, status, error, now, said)
-            if n is not None:
-                self.nflog.timeline.add(now, n.warning_id, n.phone, f"{n.channel}-{said}", {"sid": sid, "error": error})
-            return n
-        n = await self.nflog.group.run(record)
-        if n is None:
-            return None
-        # (the word as kept: a late or repeated one moves nothing, and calls no one)
-        if n.channel is Channel.SMS and n.status is status and status in (Status.UNDELIVERED, Status.FAILED):
-            await self._fallback(n, f"status {said} {error}".strip())
+        # the status and its event, committed with this turn's other receipts (one call, nflog/group.py)
+        n = await self.nflog.group.many(self.nflog.record_receipts, (sid, said, status, error, self.clock.now()))
+        await self.after_status(n, status, said, error)
         return n
+
+    async def on_status_once(self, provider: str, event_id: str, sid: str, said: str, error: str) -> bool:
+        """:meth:`on_status` for a provider event whose id this log keeps (the real log): the id and the status in
+        one write. False if the id was seen before (a replay: nothing is done)."""
+        status = Status.from_provider(said)
+        replayed, n = await self.nflog.group.many(self.nflog.record_receipts_once, (
+            provider, event_id, sid, said, status, error, self.clock.now()))
+        if replayed:
+            return False
+        await self.after_status(n, status, said, error)
+        return True
+
+    async def after_status(self, n: Notification | None, status: Status, said: str, error: str) -> None:
+        """What a recorded status leads to: a failed SMS is followed by a call. (The word as kept: a late or
+        repeated one moves nothing, and calls no one.)"""
+        if n is not None and n.channel is Channel.SMS and n.status is status and status in (Status.UNDELIVERED,
+                                                                                             Status.FAILED):
+            await self._fallback(n, f"status {said} {error}".strip())
 
     async def _early(self, n: Notification, sid: str) -> None:
         """Receipts that came before ``sid`` was stored (the provider's callback can beat its own answer to the

@@ -123,13 +123,24 @@ class Webhooks:
         status = form.get("MessageStatus") or form.get("CallStatus") or ""
         if p is not None and sid and status:
             event = f"status:{sid}:{status}"  # each status of a message or call is reported once
+            error = form.get("ErrorCode", "")
+            if p is self.pipelines["real"]:  # the id and the status in one write, grouped with the turn's others
+                try:
+                    fresh = await p.receipts.on_status_once(PROVIDER, event, sid, status, error)
+                except BaseException:  # recorded, then what it led to failed: the provider's retry must work
+                    with contextlib.suppress(sqlite3.Error):
+                        self.events.forget(PROVIDER, event)
+                    raise
+                if not fresh:
+                    self._refuse(request, "replay", form, event)
+                return web.Response(status=204)
             now = datetime.now(UTC)
             # as acting_on, with the id's commit grouped with the other callbacks' (a fan-out's receipts)
-            if await self.pipelines["real"].nflog.group.run(lambda: self.events.seen(PROVIDER, event, now)):
+            if await self.pipelines["real"].nflog.group.many(self.events.seen_many, (PROVIDER, event, now)):
                 self._refuse(request, "replay", form, event)
                 return web.Response(status=204)
             try:
-                await p.receipts.on_status(sid, status, form.get("ErrorCode", ""))
+                await p.receipts.on_status(sid, status, error)
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
                     self.events.forget(PROVIDER, event)

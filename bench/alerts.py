@@ -265,6 +265,7 @@ async def main(args: argparse.Namespace) -> dict:
                 n0, c0 = len(tw.messages), len(tw.calls)
                 with Profiler(args.profile, {"alerts": os.getpid(), "standin": standin.pid}) as prof:
                     cpu0 = {"alerts": cpu_s(os.getpid()), "standin": cpu_s(standin.pid)}
+                    commits0 = rig.pipeline().nflog.group.commits
                     t0 = time.time()
                     await rig.publish(warning(Level.RED, "bench:red"))  # fan-out: one red to every household
                     await queued(rig, "bench:red#1", 60)
@@ -294,6 +295,9 @@ async def main(args: argparse.Namespace) -> dict:
                     "cpu_share_of_a_core": {k: round(v / wall, 2) for k, v in cpu.items()},
                     "cpu_ms_per_notification": {k: round(1000 * v / len(stamps), 3) for k, v in cpu.items()},
                     "window_s": round(wall, 2),  # publish → the last delivery receipt recorded
+                    # the notification log's transactions (nflog/group.py), claims, sids and receipts included
+                    "log_commits_per_notification": round((rig.pipeline().nflog.group.commits - commits0)
+                                                          / len(stamps), 3),
                 }
                 if args.profile is not None:
                     out["profile"] = prof.summary()

@@ -58,16 +58,27 @@ T0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
 PREFIX = "bench"
 TUNING: dict = {}  # --collector KEY=VALUE: CollectorConfig fields for every collector of the run
 TOPIC = f"{PREFIX}/readings/gw-bench"
+STALL_S = 60  # a drain that stores nothing more for this long has stalled: reported, not waited on
 
+# SIGTERM stops it as it stops `yujing collector` (rt.stop: workers stopped and waited for), not by dying at once:
+# a supervisor killed outright leaves its workers to notice and stop on their own, and one still connected when
+# the next phase starts takes messages (and their counts) from that phase's collectors under the same client id.
 RUNNER = """
-import asyncio, sys
+import asyncio, signal, sys
 sys.path.insert(0, {root!r})
 from yujing.compose import Config
 from collector.workers import serve
 from yujing.runtime import Runtime
 import logging; logging.basicConfig(level=logging.WARNING)
 cfg = Config.model_validate_json(open(sys.argv[1]).read())
-asyncio.run(serve(Runtime(cfg)))
+
+async def main():
+    rt = Runtime(cfg)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, rt.stop.set)
+    await serve(rt)
+
+asyncio.run(main())
 """
 
 
@@ -216,21 +227,67 @@ class Collector:
 
     def stats(self) -> dict:
         """CPU seconds of the process and its workers; peak RSS of the biggest one (and each, with workers)."""
-        cpu_s, hwm = 0.0, []
+        used, hwm = 0.0, []
         for pid in [self.pid, *descendants(self.pid)]:
             status = Path(f"/proc/{pid}/status").read_text()
             hwm.append(int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1]))
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            cpu_s += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        out = {"peak_rss_mib": round(max(hwm) / 1024, 1), "cpu_s": cpu_s}
+            used += cpu_s(pid)
+        out = {"peak_rss_mib": round(max(hwm) / 1024, 1), "cpu_s": used}
         if len(hwm) > 1:
             out["peak_rss_mib_each"] = [round(h / 1024, 1) for h in hwm]
         return out
 
     def stop(self) -> None:
+        """SIGTERM, and wait until the process and every worker of it are gone."""
+        tree = descendants(self.pid)
         os.kill(self.pid, signal.SIGTERM)
         self.proc.wait(60)
+        servers._wait(lambda: not any(map(alive, tree)), "collector workers gone", 60)
         self.log.close()
+
+
+def alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting to be reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_s() -> float:
+    """CPU seconds every core of the machine has been busy (everyone's processes, not only ours), /proc/stat."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+
+
+class Servers:
+    """CPU of InfluxDB (or VictoriaMetrics) and Mosquitto over one phase, and of the whole machine: what bounds
+    a drain on cores the servers share with the collector (and, on a shared machine, with other people's work;
+    ``load`` is the 1-minute load average at the phase's start and end)."""
+
+    def __init__(self, **servers) -> None:
+        self.pids = {name: srv.proc.pid for name, srv in servers.items() if srv is not None}
+        self.cpu0 = {n: cpu_s(p) for n, p in self.pids.items()}
+        self.t0, self.busy0, self.load0 = time.perf_counter(), machine_busy_s(), os.getloadavg()[0]
+
+    def report(self, per: int, wall: float | None = None) -> dict:
+        """Cores each server used in the phase and its CPU per reading (``per`` readings/points in the phase);
+        ``wall``: the phase's seconds when shorter than the time since this was made (a collector's start-up)."""
+        since = time.perf_counter() - self.t0
+        wall = wall or since
+        out: dict = {"load_start_end": [round(self.load0, 1), round(os.getloadavg()[0], 1)],
+                     "machine_busy_cores": round((machine_busy_s() - self.busy0) / since, 2),
+                     "machine_cores": os.cpu_count()}
+        for name, pid in self.pids.items():
+            used = cpu_s(pid) - self.cpu0[name]
+            out[name] = {"cores": round(used / wall, 2), "cpu_us_per_reading": round(used / per * 1e6, 1)}
+        return out
 
 
 def servers_workers(workers: str | int) -> int:
@@ -276,8 +333,9 @@ def drain(work: Path, mq, db, items: list[bytes], readings: int, name: str, proc
     for c in first:
         c.stop()
     publish_all(mq.port, items)
+    srv = Servers(database=db, mosquitto=mq)  # from the collectors' start: their imports cost the servers nothing
     cols = [Collector(work, mq.port, store, n, group, profile, workers) for n in names]
-    t0 = None
+    t0, last, moved = None, -1.0, time.monotonic()
     while True:
         msgs = sum(max(0.0, c.metric("yujing_collector_messages_total")) for c in cols)
         if t0 is None and msgs > 0:
@@ -285,13 +343,24 @@ def drain(work: Path, mq, db, items: list[bytes], readings: int, name: str, proc
         out = sum(max(0.0, c.metric("yujing_collector_readings_out_total")) for c in cols)
         if out >= readings:
             break
+        if out != last:
+            last, moved = out, time.monotonic()
+        elif time.monotonic() - moved > STALL_S:  # a figure, not a hang: say what is missing and stop
+            dups = sum(max(0.0, c.metric("yujing_collector_duplicates_total")) for c in cols)
+            for c in cols:
+                c.stop()
+            raise RuntimeError(f"drain {name}: stalled at {out:.0f} of {readings} readings stored for {STALL_S} s "
+                               f"({msgs:.0f} messages, {dups:.0f} duplicates); logs in {work}")
         time.sleep(0.1)  # scraping /metrics costs the collector CPU: poll gently (±0.1 s on the timing)
     elapsed = time.perf_counter() - t0
-    per = []
+    servers_cpu = srv.report(readings, elapsed)
+    per, collector_cpu_s = [], 0.0
     for c in cols:
         s = c.stats()
         s["readings"] = c.metric("yujing_collector_readings_out_total")
-        s["cpu_us_per_reading"] = round(max(0.0, s.pop("cpu_s") - startup_cpu_s) / max(1.0, s["readings"]) * 1e6, 1)
+        used = max(0.0, s.pop("cpu_s") - startup_cpu_s)
+        collector_cpu_s += used
+        s["cpu_us_per_reading"] = round(used / max(1.0, s["readings"]) * 1e6, 1)
         # How long the sink waited on the database (one write at a time): near 1, the database is the bound
         writes = c.metric("yujing_collector_write_seconds_count")
         waited = c.metric("yujing_collector_write_seconds_sum")
@@ -302,12 +371,14 @@ def drain(work: Path, mq, db, items: list[bytes], readings: int, name: str, proc
     for n in names:
         for k in range(1, cols[0].workers + 1):  # worker k > 1 has its own session: collector/workers.py
             forget_session(mq.port, f"bench-{n}" if k == 1 else f"bench-{n}-w{k}")
-    return {"rate": round(readings / elapsed), "seconds": round(elapsed, 2), "processes": per}
+    return {"rate": round(readings / elapsed), "seconds": round(elapsed, 2), "processes": per,
+            "collector_cores": round(collector_cpu_s / elapsed, 2), "servers": servers_cpu}
 
 
-def influx_raw(influx, items: list[bytes], batch_size: int, connections: int) -> float:
+def influx_raw(influx, items: list[bytes], batch_size: int, connections: int) -> dict:
     """The InfluxDB ceiling for (d): the same readings as pre-built line protocol, ``batch_size`` points per POST
-    (as the collector writes them), from ``connections`` keep-alive connections at once: points/s."""
+    (as the collector writes them), from ``connections`` keep-alive connections at once: points/s, and the
+    CPU InfluxDB spent per point (the same points the collector writes: ``lines()`` of the same rows, ns)."""
     import http.client
 
     rows = [r for p in items for r in decode_rows(p, TOPIC, 1 << 30)]
@@ -326,12 +397,14 @@ def influx_raw(influx, items: list[bytes], batch_size: int, connections: int) ->
         conn.close()
 
     threads = [threading.Thread(target=post, args=(bodies[i::connections],)) for i in range(connections)]
+    srv = Servers(influxd=influx)
     t0 = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return len(rows) / (time.perf_counter() - t0)
+    rate = len(rows) / (time.perf_counter() - t0)
+    return {"points_per_s": round(rate), **srv.report(len(rows))}
 
 
 def latency(work: Path, mq, influx, seconds: float, profile: Path | None) -> dict:
@@ -425,9 +498,10 @@ def main() -> None:
             out["d_batched"] = drain(work, mq, influx, batched, n_batched, "d", 1, args.profile)
             out["d_batched"]["readings_per_message"] = args.per_message
             size = CollectorConfig(**TUNING).batch_size
-            out["d_influx_raw_points_per_s"] = {f"{n}_connection{'s' if n > 1 else ''}": round(
-                influx_raw(influx, batched, size, n)) for n in (1, 2)}
+            raw = {f"{n}_connection{'s' if n > 1 else ''}": influx_raw(influx, batched, size, n) for n in (1, 2)}
+            out["d_influx_raw_points_per_s"] = {k: v.pop("points_per_s") for k, v in raw.items()}
             out["d_influx_raw_points_per_s"]["points_per_post"] = size
+            out["d_influx_raw_cpu"] = raw
         if "d2" in only:
             out["d2_two_collectors_shared"] = drain(work, mq, influx, batched, n_batched, "dd", 2, args.profile)
         if "dw" in only:

@@ -18,6 +18,8 @@ from typing import Any, Self
 import aiohttp
 from aiohttp import web
 
+from simulators.poster import Poster
+
 
 class StandIn:
     title = "stand-in"
@@ -32,6 +34,7 @@ class StandIn:
         self._tasks: set[asyncio.Task] = set()
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._poster = Poster(timeout_s=10)  # what the far end posts back to http URLs (simulators/poster.py)
 
     def routes(self, app: web.Application) -> None:
         raise NotImplementedError
@@ -60,6 +63,7 @@ class StandIn:
                 await t
         if self._session is not None:
             await self._session.close()
+        await self._poster.close()
         if self._runner is not None:
             await self._runner.cleanup()
 

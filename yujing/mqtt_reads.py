@@ -84,6 +84,31 @@ def parse_publishes(buf: bytes, pos: int, v5: bool, deliver: Callable[[Publish],
     return pos
 
 
+def publish_cut(buf: bytes, pos: int) -> int:
+    """If ``buf[pos:]`` starts a QoS 0/1 PUBLISH the buffer does not hold whole: how many bytes are needed in
+    all (at least; the whole packet once its length field is in), else 0 (whole, or not ours to parse)."""
+    end = len(buf)
+    if pos >= end or buf[pos] & 0xF0 != 0x30 or buf[pos] & 0x06 > 0x02:
+        return 0
+    i, length, shift = pos + 1, 0, 0
+    while True:
+        if shift > 21:
+            return 0  # a fifth length byte: malformed, paho refuses it
+        if i >= end:
+            return end - pos + 1  # the length field itself is cut
+        b = buf[i]
+        i += 1
+        length |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            break
+    size = i - pos + length
+    return size if pos + size > end else 0
+
+
+_MAX_READ = 4 << 20  # one read for the rest of a cut packet: at most this (a huge one takes several)
+
+
 class ReadAhead:
     """paho's socket reads for one subscriber connection: large reads, PUBLISH parsed here, pausable.
 
@@ -101,6 +126,7 @@ class ReadAhead:
         self.pc = pc = client._client  # noqa: SLF001 -- aiomqtt exposes no hook for paho's reads
         self._recv, self._loop_read = pc._sock_recv, pc.loop_read  # noqa: SLF001
         self._buf, self._pos = b"", 0
+        self._cut = 0  # a PUBLISH at _pos waits for its rest: the bytes it needs in all (publish_cut)
         self.paused = False
         self.on_publish = on_publish
         pc._sock_recv = self._buffered_recv  # noqa: SLF001
@@ -130,23 +156,31 @@ class ReadAhead:
         pc, v5, read = self.pc, self.pc._protocol == 5, False  # noqa: SLF001
         while not self.paused:
             if not pc._in_packet["command"]:  # noqa: SLF001 -- paho is between packets: ours to parse
-                if self._pos >= len(self._buf):
+                closed = False
+                if self._pos >= len(self._buf) or self._cut:
                     sock = pc._sock  # noqa: SLF001
                     if sock is None or (read and not (hasattr(sock, "pending") and sock.pending() > 0)):
                         return 0  # one socket read per wake-up (TLS: unless decrypted bytes wait unseen by epoll)
                     read = True
+                    tail = self._buf[self._pos:] if self._cut else b""
                     try:
-                        self._buf, self._pos = self._recv(self.size), 0
+                        data = self._recv(min(_MAX_READ, max(self.size, self._cut - len(tail))))
                     except BlockingIOError:
                         return 0
                     except OSError:  # a broken link: paho's own read below meets it again and tells
-                        self._buf, self._pos = b"", 0
-                pos = parse_publishes(self._buf, self._pos, v5, self.on_publish)
-                if pos != self._pos:
-                    self._pos = pos
-                    pc._last_bytes_received = time.monotonic()  # noqa: SLF001 -- paho's keepalive reads it
-                    if pos >= len(self._buf):
-                        continue
+                        data = b""
+                    self._buf, self._pos, self._cut = tail + data, 0, 0
+                    closed = not data  # paho reads what is left, then meets the end and tells
+                if not closed:
+                    pos = parse_publishes(self._buf, self._pos, v5, self.on_publish)
+                    if pos != self._pos:
+                        self._pos = pos
+                        pc._last_bytes_received = time.monotonic()  # noqa: SLF001 -- paho's keepalive reads it
+                        if pos >= len(self._buf):
+                            continue
+                    self._cut = publish_cut(self._buf, pos)
+                    if self._cut:
+                        continue  # its rest comes with the next read
             rc = self._loop_read(max_packets)  # one packet (or the rest of paho's) through paho
             if rc or not self._pending():
                 return rc

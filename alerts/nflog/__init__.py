@@ -20,6 +20,7 @@ opened for one refuses the other, so a drill can never be promoted to a real war
 from __future__ import annotations
 
 import contextlib
+from datetime import datetime
 from pathlib import Path
 from typing import Self
 
@@ -81,6 +82,35 @@ class NotificationLog:
         """The WAL into the database file, in a thread of its own (the log's commits never do it: db.py).
         The service calls it every few seconds; a log left open without it keeps growing its WAL until closed."""
         await self._checkpointer.run()
+
+    # ---- a fan-out's hot writes, for ``group.many`` (one call per turn for every worker's and callback's item) ----
+    def record_sent(self, items: list[tuple[Notification, str, datetime]]) -> list[None]:
+        """Each (notification, sid, at): its sid and its ``<channel>-sent`` event, committed together."""
+        self.notifications.sent_many([(n.key, sid, at) for n, sid, at in items])
+        for n, sid, at in items:
+            self.timeline.add(at, n.warning_id, n.phone, f"{n.channel}-sent", {"sid": sid, "attempt": n.attempt})
+        return [None] * len(items)
+
+    def record_receipts(self, items: list[tuple[str, str, Status, str, datetime]]) -> list[Notification | None]:
+        """Each (sid, what the provider said, its status, error, at): the status and its ``<channel>-<said>``
+        event; the notification it is about (None if the sid is not ours)."""
+        out: list[Notification | None] = []
+        for sid, said, status, error, at in items:
+            n = self.notifications.receipt(sid, status, error, at, said)
+            if n is not None:
+                self.timeline.add(at, n.warning_id, n.phone, f"{n.channel}-{said}", {"sid": sid, "error": error})
+            out.append(n)
+        return out
+
+    def record_receipts_once(self, items: list[tuple[str, str, str, str, Status, str, datetime]]
+                             ) -> list[tuple[bool, Notification | None]]:
+        """Each (provider, event id, sid, what the provider said, its status, error, at): its event id remembered
+        (:meth:`ProviderEvents.seen_many`) and, if new, its receipt recorded — in one write, so a callback takes
+        one turn of the group commit, not two. (replayed, the notification) each."""
+        seen = self.provider_events.seen_many([(p, e, at) for p, e, _, _, _, _, at in items])
+        fresh = [item[2:] for item, replayed in zip(items, seen, strict=True) if not replayed]
+        recorded = iter(self.record_receipts(fresh) if fresh else [])
+        return [(True, None) if replayed else (False, next(recorded)) for replayed in seen]
 
     def transaction(self) -> contextlib.AbstractContextManager[None]:
         """Everything inside commits together or not at all (see :meth:`LogDb.transaction`)."""

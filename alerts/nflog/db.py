@@ -36,6 +36,28 @@ class LogDb:
         # SQLite runs one in whichever commit fills the WAL past 1000 pages, here on the event loop; so this
         # connection never does, and the Checkpointer below does them in a thread of its own.
         self.conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._appends: dict[str, list[tuple]] = {}  # rows for append-only tables, written at the commit
+
+    def append(self, sql: str, row: tuple) -> None:
+        """An INSERT into an append-only table that nothing in this transaction reads back (the timeline): inside
+        a transaction it is written with the others of its statement by one ``executemany`` just before the
+        commit (a fan-out adds three events per SMS); outside one, at once."""
+        if not self.conn.in_transaction:
+            self.conn.execute(sql, row)
+            return
+        rows = self._appends.get(sql)
+        if rows is None:
+            self._appends[sql] = [row]
+        else:
+            rows.append(row)
+
+    def flush_appends(self) -> None:
+        """Write the rows :meth:`append` holds (before a read of their table, and at each commit)."""
+        if not self._appends:
+            return
+        appends, self._appends = self._appends, {}
+        for sql, rows in appends.items():
+            self.conn.executemany(sql, rows)
 
     def execute(self, sql: str, args: tuple | list = ()) -> sqlite3.Cursor:
         return self.conn.execute(sql, args)
@@ -59,7 +81,9 @@ class LogDb:
         self.conn.execute("BEGIN")
         try:
             yield
+            self.flush_appends()
         except BaseException:
+            self._appends = {}
             self.conn.rollback()
             raise
         self.conn.commit()

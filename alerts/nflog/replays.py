@@ -37,6 +37,21 @@ class ProviderEvents:
                               (provider, event_id, at.isoformat()))
         return cur.rowcount == 0
 
+    def seen_many(self, items: list[tuple[str, str, datetime]]) -> list[bool]:
+        """:meth:`seen` for a turn's (provider, event_id, at), in one statement: True for each seen before (or
+        earlier in ``items``), the others remembered."""
+        fresh: set[tuple[str, str]] = set()
+        for i in range(0, len(items), 300):
+            chunk = items[i:i + 300]
+            args = [v for p, e, at in chunk for v in (p, e, at.isoformat())]
+            fresh.update(self.db.execute("INSERT OR IGNORE INTO provider_events VALUES "
+                                         f"{','.join(['(?,?,?)'] * len(chunk))} RETURNING provider, event_id", args))
+        out = []
+        for p, e, _ in items:
+            out.append((p, e) not in fresh)
+            fresh.discard((p, e))  # the same id twice in one turn: the second is a replay
+        return out
+
     def forget(self, provider: str, event_id: str) -> None:
         """Acting on the event failed: the provider's retry of it must not look like a replay."""
         self.db.execute("DELETE FROM provider_events WHERE provider=? AND event_id=?", (provider, event_id))

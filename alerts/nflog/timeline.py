@@ -16,6 +16,10 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
+# one encoder: json.dumps with any argument builds a new JSONEncoder per call (three events per SMS in a fan-out)
+_JSON = json.JSONEncoder(ensure_ascii=False)
+
+
 class Event(NamedTuple):
     at: str  # ISO, scenario clock
     warning_id: str
@@ -29,12 +33,14 @@ class Timeline:
         self.db = db
 
     def add(self, at: datetime, warning_id: str, phone: str, what: str, detail: str | dict = "") -> None:
-        text = detail if isinstance(detail, str) else json.dumps(detail, ensure_ascii=False)
-        self.db.execute("INSERT INTO events(at, warning_id, phone, what, detail) VALUES (?,?,?,?,?)",
-                        (at.isoformat(), warning_id, phone, what, text))
+        text = detail if isinstance(detail, str) else _JSON.encode(detail)
+        # appended: inside a transaction (a group commit's turn) the turn's events go in one executemany
+        self.db.append("INSERT INTO events(at, warning_id, phone, what, detail) VALUES (?,?,?,?,?)",
+                       (at.isoformat(), warning_id, phone, what, text))
 
     def all(self, warning_id: str | None = None, what: str | None = None) -> list[Event]:
         """Oldest first; of one warning, and of one kind, if given."""
+        self.db.flush_appends()  # inside a transaction: its own events too
         where, args = [], []
         if warning_id is not None:
             where.append("warning_id=?")
