@@ -51,6 +51,9 @@ class Engine:
                 self.by_quantity.setdefault(q, []).append(pack)
         self.lifecycles: dict[str, Lifecycle] = {}
         self.arrived: float | None = None  # while feeding: when the reading arrived (None: at its own time)
+        self.reading_t: float | None = None  # while feeding: the reading's ts as POSIX seconds, worked out once
+        self._now: datetime | None = None  # the last arrival time fed, and its POSIX seconds
+        self._now_t = 0.0
         self.implausible: str | None = None  # while feeding: why the reading is kept from the hazard packs
         self.plausibility = self.packs.get(plausible.Plausibility.name)
         self._dirty: set[str] = set()
@@ -82,7 +85,14 @@ class Engine:
         """
         if reading.drill and not self.drill:
             return self.drills().feed(reading, now)
-        self.arrived = None if now is None else now.timestamp()
+        if now is None:
+            self.arrived = None
+        elif now is self._now:  # (the service hands every reading of a message the same arrival time)
+            self.arrived = self._now_t
+        else:
+            self._now, self._now_t = now, now.timestamp()
+            self.arrived = self._now_t
+        self.reading_t = reading.ts.timestamp()  # the packs' copy (a pack fed by hand works it out itself)
         # one verdict for every pack: a reading the edge flagged or that its sensor cannot read raises the
         # equipment fault (the equipment pack reads self.implausible) and never reaches a hazard pack
         if self.plausibility is not None:
@@ -105,6 +115,7 @@ class Engine:
         finally:
             self.arrived = None
             self.implausible = None
+            self.reading_t = None
         return self._apply(out)
 
     def drills(self) -> Engine:

@@ -68,6 +68,9 @@ class Device:
     event_driven: bool = False  # reports only when it sees something (an MQTT camera): its silence is no fault
 
 
+_UNKNOWN = -1.0  # (not a duration: the cache of EquipmentPack._fault has no entry)
+
+
 def _minutes(s: float) -> str:
     return f"{s / 60:.0f} 分钟" if s < 7200 else f"{s / 3600:.1f} 小时"
 
@@ -93,6 +96,7 @@ class EquipmentPack:
         self.started: float | None = None  # silence is measured from here for never-heard devices
         self.watched: set[str] | None = None  # None: every configured device
         self._keys: dict[str, tuple[Device | None, str, str | None, str]] = {}  # see _keys_of
+        self._stuck: dict[tuple[str, str], float | None] = {}  # (site, quantity) -> stuck_after_s, see _fault
 
     def watch_only(self, sensors: Iterable[str]) -> None:
         """Judge the silence of these sensors' devices only (a backtest replays a slice of the data)."""
@@ -112,26 +116,33 @@ class EquipmentPack:
 
     # --- readings ------------------------------------------------------------------------------
     def feed(self, r: Reading, ctx: Context) -> list[Assessment]:
-        t = r.ts.timestamp()
+        t = getattr(ctx, "reading_t", None) or r.ts.timestamp()
         # silence is judged on the clock tick() runs on: count from arrival, not from the gateway's clock
         arrived = getattr(ctx, "arrived", None)
         heard = t if arrived is None else arrived
         out = []
-        dev, silence_key, gateway_key, fault_key = self._keys_of(r.sensor)
+        dev, silence_key, gateway_key, fault_key = self._keys.get(r.sensor) or self._keys_of(r.sensor)
         if dev is not None:
             st = self.state[dev.id]
-            st.last_t = heard if st.last_t is None else max(st.last_t, heard)
+            if st.last_t is None or heard > st.last_t:
+                st.last_t = heard
             st.drill = r.drill
             if ctx.active(silence_key) is not None:
                 out.append(self._silence_of(dev, heard, ctx))
         if gateway_key is not None:
             gst = self.state[gateway_key]
-            gst.last_t = heard if gst.last_t is None else max(gst.last_t, heard)
+            if gst.last_t is None or heard > gst.last_t:
+                gst.last_t = heard
             gst.online = True
         elif r.gateway in self.gateways:
             gst = self.state[f"gateway:{r.gateway}"]
-            gst.last_t = heard if gst.last_t is None else max(gst.last_t, heard)
-        fault = self._fault(r, t, ctx)
+            if gst.last_t is None or heard > gst.last_t:
+                gst.last_t = heard
+        if (getattr(ctx, "implausible", None) is None and r.quality is Quality.OK
+                and self._stuck.get((r.site, r.quantity), _UNKNOWN) is None):
+            fault = None  # the usual reading: nothing flagged, and its quantity is not watched for sticking
+        else:
+            fault = self._fault(r, t, ctx)
         if fault is not None or ctx.active(fault_key) is not None:
             thr = self.thr(r.site)
             level = thr.fault_level if fault else None
@@ -162,8 +173,9 @@ class EquipmentPack:
             return str(why)
         if r.quality is not Quality.OK:  # an engine without the plausibility check
             return f"{r.sensor} ({r.quantity}) {_QUALITY.get(r.quality, r.quality.value)}, 边缘网关已标记"
-        thr = self.thr(r.site)
-        stuck_s = thr.stuck_after_s.get(r.quantity)
+        stuck_s = self._stuck.get((r.site, r.quantity), _UNKNOWN)
+        if stuck_s is _UNKNOWN:  # resolved once per (site, quantity): most quantities are never watched for it
+            stuck_s = self._stuck[(r.site, r.quantity)] = self.thr(r.site).stuck_after_s.get(r.quantity)
         if stuck_s is None:
             return None
         st = self.sensors[r.sensor]

@@ -83,7 +83,7 @@ class LevelsPack:
             return []
         st = self.gauges[r.sensor]
         st.site = r.site
-        t = r.ts.timestamp()
+        t = getattr(ctx, "reading_t", None) or r.ts.timestamp()
         if st.samples and t <= st.samples[-1][0]:
             if any(s[0] == t for s in st.samples):
                 ignored(self.name, "duplicate")

@@ -86,6 +86,8 @@ class Plausibility:
         if problems:
             raise ConfigError(problems)
         self.limiter = Limiter()  # one log line per sensor a minute: a broken gauge may send every few seconds
+        # (site, quantity, sensor) -> (its bounds, its device's interval): see judge
+        self._judged: dict[tuple[str, str, str], tuple[Bounds | None, float | None]] = {}
 
     def bounds(self, site: str, quantity: str) -> Bounds | None:
         got = self._bounds.get((site, quantity))
@@ -123,8 +125,15 @@ class Plausibility:
         """Why ``r`` must not reach the hazard packs (in words, for the maintainer), or None."""
         if r.quality is not Quality.OK:
             return f"{r.sensor} ({r.quantity}) {_QUALITY.get(r.quality, r.quality.value)}, 边缘网关已标记"
-        b = self.bounds(r.site, r.quantity)
-        why = None if b is None else out_of_bounds(r.value, b, self._interval(r.sensor))
+        key = (r.site, r.quantity, r.sensor)
+        got = self._judged.get(key)
+        if got is None:  # what a sensor is held to, resolved once (not three lookups per reading)
+            if len(self._judged) >= 100_000:  # one per sensor: only made-up names get here
+                self._judged.clear()
+            b = self.bounds(r.site, r.quantity)
+            got = self._judged[key] = (b, self._interval(r.sensor) if b is not None else None)
+        b, interval = got
+        why = None if b is None else out_of_bounds(r.value, b, interval)
         return None if why is None else f"{r.sensor} ({r.quantity}) {why}"
 
     def exclude(self, r: Reading, why: str) -> None:

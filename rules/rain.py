@@ -59,6 +59,8 @@ class RainPack:
         # site -> (rain, torrent, rain table, torrent table): thresholds are frozen, so their grading tables are
         # built once per site, not once per reading (they were a fifth of the rain pack's time)
         self._grading: dict[str, tuple[RainThresholds, TorrentThresholds, Grader, Grader]] = {}
+        # site -> its conditions' keys (rainstorm, torrent or None if the site has none), made once
+        self._keys: dict[str, tuple[str, str | None]] = {}
 
     # --- configuration -------------------------------------------------------------------------
     def thresholds(self, site: str) -> tuple[RainThresholds, TorrentThresholds]:
@@ -76,6 +78,7 @@ class RainPack:
                 table[torrent.evacuate_level] = {**table.get(torrent.evacuate_level, {}), **torrent.evacuate}
             g = self._grading[site] = (rain, torrent, Grader(rain.table(), rain.hysteresis_mm),
                                        Grader(table, torrent.hysteresis_mm))
+            self._keys[site] = (f"{Hazard.RAINSTORM}:{site}", f"{Hazard.TORRENT}:{site}" if torrent.defined else None)
         return g
 
     def _gauge_of(self, site: str, sensor: str) -> None:
@@ -95,7 +98,7 @@ class RainPack:
         if st.site != site:
             st.site = site
             self._gauge_of(site, r.sensor)
-        t = r.ts.timestamp()
+        t = getattr(ctx, "reading_t", None) or r.ts.timestamp()
         if r.quantity == Q.RAIN_COUNT_MM:
             rain = grading[0]
             self._count(st, r.value, t, rain)
@@ -103,8 +106,11 @@ class RainPack:
             self._period(st, r.value, t)
         if st.last_t is None or t > st.last_t:
             st.last_t = t
-        advance(st, _minute(st.last_t))
-        self._trim(st)
+        end = _minute(st.last_t)
+        if st.end is not None and end > st.end:  # (usually the count's own minute has moved it already)
+            advance(st, end)
+        if st.period or st.gaps or st.events:
+            self._trim(st)
         return self.assess(r.site, ctx, drill=r.drill)
 
     def tick(self, now: datetime, ctx: Context) -> list[Assessment]:
@@ -128,7 +134,8 @@ class RainPack:
             self._reject("old-or-duplicate")
             return
         last, last_t = st.last_count, st.count_t
-        if self._continues(last, last_t, value, t, thr):
+        inc = value - last  # (_continues, inline: the usual reading)
+        if 0 <= inc <= thr.max_rate_mm_per_h * max((t - last_t) / 3600.0, 1 / 60):
             if st.pending:  # the held break was one bad reading: the count went on as before
                 self._reject("glitch")
                 st.events.append([st.pending[0], f"计数器单个异常读数 {_fmt(st.pending[1])} mm "
@@ -226,7 +233,8 @@ class RainPack:
         calls for nothing and has no lifecycle is not even assessed (the engine would drop it); the values,
         notes and wording of the rest are made when the engine makes a message of them (in this same
         :meth:`Engine.feed`, before the gauge changes again)."""
-        rain, torrent, rain_table, torrent_table = self.grading(site)
+        rain, torrent, rain_table, torrent_table = self._grading.get(site) or self.grading(site)
+        rain_key, torrent_key = self._keys[site]
         gauges = self.by_site.get(site, ())
         if len(gauges) == 1:  # the usual site: one gauge, no need to compare day totals
             sensor = gauges[0]
@@ -246,14 +254,14 @@ class RainPack:
                 return []
             sensor, st, _ = best
         out = []
-        key = f"{Hazard.RAINSTORM}:{site}"
+        key = rain_key
         current = ctx.active(key)
         level = rain_table.level(st, current)
         if level is not None or ctx.tracks(key):
             out.append(self._assessment(key, Hazard.RAINSTORM, site, level, current, rain_table, st, rain, drill,
                                         sensor))
-        if torrent.defined:
-            key = f"{Hazard.TORRENT}:{site}"
+        if torrent_key is not None:
+            key = torrent_key
             current = ctx.active(key)
             level = torrent_table.level(st, current)
             if level is not None or ctx.tracks(key):

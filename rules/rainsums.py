@@ -20,6 +20,7 @@ from yujing.model import Level
 WINDOWS_H = (1, 3, 6, 12, 24)
 _WINDOWS_MIN = tuple((h, h * 60) for h in WINDOWS_H)
 KEEP_MIN = 24 * 60 + 1
+_SEVERITY = {lv: lv.severity for lv in Level}
 
 
 @dataclass
@@ -44,7 +45,7 @@ ALL = -1  # in GaugeState.touched: every hour changed (the bins were rebuilt)
 
 
 def _minute(t: float) -> int:
-    return int(math.floor(t / 60.0))
+    return math.floor(t / 60.0)  # (an int already)
 
 
 def add(st: GaugeState, minute: int, mm: float) -> None:
@@ -161,13 +162,16 @@ class Grader:
         rows = [(lv, lv.severity, [(h, reached_at(mm), reached_at(mm - hysteresis)) for h, mm in windows.items()])
                 for lv, windows in table.items()]
         self.rows = sorted(rows, key=lambda row: -row[1])  # the highest level first: the first reached is the one
+        self._windows_known = all(h in WINDOWS_H for _, _, windows in rows for h, _, _ in windows)
 
     def level(self, st: GaugeState, current: Level | None) -> Level | None:
-        held = current.severity if current is not None else 0
-        get = st.sums.get
+        held = _SEVERITY[current] if current is not None else 0
+        sums = st.sums
+        if len(sums) != len(WINDOWS_H) or not self._windows_known:  # no rain yet (no sums): every window 0.0
+            sums = {h: sums.get(h, 0.0) for h in WINDOWS_H}
         for lv, sev, windows in self.rows:
             eased = sev <= held  # a level in force (or below it) is kept until the sum falls past the hysteresis
             for hours, plain, hyst in windows:
-                if get(hours, 0.0) >= (hyst if eased else plain):
+                if sums[hours] >= (hyst if eased else plain):
                     return lv
         return None

@@ -11,16 +11,16 @@ import asyncio
 import logging
 import time
 from collections import deque
-from concurrent.futures import Future
-from typing import TYPE_CHECKING
+from concurrent.futures import Future, wait
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import Counter
 
-from yujing.bus import Message
 from yujing.model import HazardWarning
 
 if TYPE_CHECKING:
     from rules.engine import Engine
+    from yujing.bus import Subscription
     from rules.store import StateStore
     from yujing.runtime import Runtime
     from yujing.sqlite import Writer
@@ -34,23 +34,37 @@ ACK_WINDOW = 1000
 SEEN_IDS = 200_000  # reading ids remembered (and saved with the state) to count a redelivered reading once
 
 
+class Delivery:
+    """A received message, as kept until the save that covers it: its connection's generation, mid and QoS."""
+
+    __slots__ = ("generation", "mid", "qos")
+
+    def __init__(self, generation: int, mid: int, qos: int) -> None:
+        self.generation, self.mid, self.qos = generation, mid, qos
+
+
+class Acknowledgeable(Protocol):
+    def ack(self) -> None: ...
+
+
 class Saving:
     rt: Runtime
     engine: Engine
     store: StateStore
     writer: Writer
     fresh: list[str]  # ids of the readings fed since the last save
-    acks: list[Message]  # the messages received since the last save
+    acks: list[Delivery | Acknowledgeable]  # the messages received since the last save
     issued: list[HazardWarning]  # warnings issued since the last save (saved with their state)
     saves: set[asyncio.Task[None]]
     # handed to the writer, not yet acknowledged: (its write, or None for the write before; messages; warnings)
-    unacked: deque[tuple[Future[None] | None, list[Message], list[HazardWarning]]]
+    unacked: deque[tuple[Future[None] | None, list[Delivery | Acknowledgeable], list[HazardWarning]]]
     failed: asyncio.Future[None]  # a save that raised
     work: asyncio.Event  # the publisher has warnings to send
     _writing: bool  # a save is being written (the next waits for it: see save())
     _wanted: bool  # a save was asked for meanwhile
     _flushed: float
     _timer: asyncio.TimerHandle | None
+    link: Subscription | None  # the connection messages arrive on (acks of an earlier one are void: redelivered)
 
     def commit(self, warnings: list[HazardWarning]) -> None:
         """Save state now if warnings were issued or a save is due; else make sure one follows soon."""
@@ -95,6 +109,10 @@ class Saving:
         done = self._hand_over()
         if done is not None:
             done.result()
+        elif self.unacked and self.unacked[-1][0] is not None:
+            # nothing new, but a write is still under way: wait for it (its failure is the service's, see
+            # _when_durable), or its messages would be acknowledged after the connection closed, i.e. never
+            wait([self.unacked[-1][0]])
         self._release()
 
     def _hand_over(self) -> Future[None] | None:
@@ -138,9 +156,15 @@ class Saving:
             self.unacked.popleft()
             self._saved(acks, warnings)
 
-    def _saved(self, acks: list[Message], warnings: list[HazardWarning]) -> None:
-        for msg in acks:
-            msg.ack()
+    def _saved(self, acks: list[Delivery | Acknowledgeable], warnings: list[HazardWarning]) -> None:
+        # the PUBACKs of a save queued at once (Subscription.ack_many); void if their connection is gone
+        received = [(a.generation, a.mid, a.qos) for a in acks if type(a) is Delivery]
+        if received and self.link is not None:
+            self.link.ack_many(received)
+        if len(received) < len(acks):
+            for a in acks:
+                if type(a) is not Delivery:
+                    a.ack()  # type: ignore[union-attr]
         for w in warnings:
             ISSUED.labels(w.hazard.value, w.state.value).inc()
             log.info("warning %s", w.title, extra={"kv": {

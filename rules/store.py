@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -26,6 +27,7 @@ CREATE TABLE IF NOT EXISTS pack_state (pack TEXT NOT NULL, entity TEXT NOT NULL,
 CREATE TABLE IF NOT EXISTS lifecycle (key TEXT PRIMARY KEY, json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, warning TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS seen (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS seen_batch (seq INTEGER PRIMARY KEY, n INTEGER NOT NULL, ids TEXT NOT NULL);
 """
 
 
@@ -46,13 +48,27 @@ def dumps(state: Any) -> str:
     return out.decode()
 
 
+def _ids_json(ids: list[str]) -> str:
+    try:
+        return orjson.dumps(ids).decode()
+    except orjson.JSONEncodeError:  # a lone surrogate in an id (valid JSON escaped, not UTF-8): json escapes it
+        return json.dumps(ids)
+
+
+def _ids_from_json(text: str) -> list[str]:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 class Rows(NamedTuple):
     """One save, serialised: pack state, lifecycles, warnings for the outbox, covered reading ids."""
 
     packs: list[tuple[str, str, str]]
     lifecycles: list[tuple[str, str]]
     warnings: list[tuple[str]]
-    seen: list[tuple[str]]
+    seen: list[str]
     keep_seen: int
     dropped: list[tuple[str, str]] = []  # (pack, entity) rows to delete (a pack dumped None for them)
 
@@ -65,6 +81,18 @@ class StateStore:
         # FULL: a warning issued must survive a power cut
         self.db = open_db(self.path, SCHEMA, sync=Sync.FULL, what="rules state", threads=True)
         self._peek: sqlite3.Connection | None = None
+        # the reading ids the state covers are saved a save's worth to a row (``seen_batch``: the ids as a JSON
+        # array), not a row each: an INSERT and, once 200,000 are kept, a DELETE per reading had been a seventh
+        # of the service's CPU. (seq, n) of every row kept, oldest first, to know which rows fall out of the last
+        # keep_seen. A file saved before this keeps its old ids in ``seen`` (read first, and moved at the next save).
+        self._batches: deque[tuple[int, int]] = deque()
+        try:
+            self._old_seen = self.db.execute("SELECT COUNT(*) FROM seen").fetchone()[0]
+            self._batches.extend(self.db.execute("SELECT seq, n FROM seen_batch ORDER BY seq"))
+        except sqlite3.Error as e:
+            self.db.close()
+            raise StoreError(f"rules state {self.path}: reading: {e}") from e
+        self._kept = sum(n for _, n in self._batches)
 
     def __enter__(self) -> StateStore:
         return self
@@ -87,8 +115,15 @@ class StateStore:
 
     def seen_ids(self, limit: int) -> list[str]:
         """The ids of the last ``limit`` readings the saved state covers, oldest first."""
-        rows = self.db.execute("SELECT id FROM seen ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
-        return [r[0] for r in reversed(rows)]
+        out: list[str] = []
+        for (ids,) in self.db.execute("SELECT ids FROM seen_batch ORDER BY seq DESC"):
+            if len(out) >= limit:
+                break
+            out = _ids_from_json(ids) + out
+        if len(out) < limit and self._old_seen:  # saved before the ids were batched: older than every batch
+            rows = self.db.execute("SELECT id FROM seen ORDER BY seq DESC LIMIT ?", (limit - len(out),)).fetchall()
+            out = [r[0] for r in reversed(rows)] + out
+        return out[-limit:] if limit > 0 else []
 
     def save(self, packs: dict[str, dict[str, Any]], lifecycles: dict[str, dict[str, Any]],
              warnings: list[HazardWarning], seen: Sequence[str] = (), keep_seen: int = 200_000) -> None:
@@ -106,7 +141,7 @@ class StateStore:
         (the service serialises on the event loop and writes in a worker thread, see yujing.sqlite.Writer)."""
         return Rows([(p, e, dumps(s)) for p, ents in packs.items() for e, s in ents.items() if s is not None],
                     [(k, dumps(v)) for k, v in lifecycles.items()],
-                    [(w.model_dump_json(),) for w in warnings], [(i,) for i in seen], keep_seen,
+                    [(w.model_dump_json(),) for w in warnings], list(seen), keep_seen,
                     [(p, e) for p, ents in packs.items() for e, s in ents.items() if s is None])
 
     def write(self, rows: Rows) -> None:
@@ -121,10 +156,36 @@ class StateStore:
                 self.db.executemany("INSERT OR REPLACE INTO lifecycle (key, json) VALUES (?, ?)", rows.lifecycles)
                 self.db.executemany("INSERT INTO outbox (warning) VALUES (?)", rows.warnings)
                 if rows.seen:
-                    self.db.executemany("INSERT INTO seen (id) VALUES (?)", rows.seen)
-                    self.db.execute("DELETE FROM seen WHERE seq <= (SELECT MAX(seq) FROM seen) - ?", (rows.keep_seen,))
+                    forget = self._write_seen(rows.seen, rows.keep_seen)
         except sqlite3.Error as e:
+            if rows.seen:  # rolled back: what is kept is as it was (re-read, as the failed write may have moved it)
+                self._batches = deque(self.db.execute("SELECT seq, n FROM seen_batch ORDER BY seq"))
+                self._kept = sum(n for _, n in self._batches)
             raise StoreError(f"rules state {self.path}: saving: {e}") from e
+        if rows.seen:
+            for _ in range(forget):
+                self._kept -= self._batches.popleft()[1]
+
+    def _write_seen(self, ids: list[str], keep: int) -> int:
+        """One row for this save's ids; the oldest rows (and the old per-id table) dropped once the newer ones hold
+        ``keep`` ids. Returns how many batches of ``self._batches`` the transaction deleted (popped once it commits)."""
+        seq = (self._batches[-1][0] if self._batches else 0) + 1
+        self.db.execute("INSERT INTO seen_batch (seq, n, ids) VALUES (?, ?, ?)", (seq, len(ids), _ids_json(ids)))
+        self._batches.append((seq, len(ids)))
+        self._kept += len(ids)
+        forget, kept, last = 0, self._kept, None
+        for old_seq, n in self._batches:
+            if kept - n < keep:
+                break
+            kept, forget, last = kept - n, forget + 1, old_seq
+        if last is not None:
+            self.db.execute("DELETE FROM seen_batch WHERE seq <= ?", (last,))
+        if self._old_seen and kept >= keep:
+            self.db.execute("DELETE FROM seen")
+            self._old_seen = 0
+        elif self._old_seen:  # the old ids still needed: as many as the batches lack
+            self.db.execute("DELETE FROM seen WHERE seq <= (SELECT MAX(seq) FROM seen) - ?", (keep - kept,))
+        return forget
 
     def outbox(self, limit: int = 1000, after: int = 0) -> list[tuple[int, HazardWarning]]:
         return [(seq, HazardWarning.model_validate_json(w)) for seq, w in self.outbox_json(limit, after)]

@@ -90,3 +90,26 @@ def test_the_benchmark_reports_the_red_lead_time_on_the_shipped_series():
     assert abs(got["ttf_at_red_h"] - got["true_at_red_h"]) <= 3 * got["ttf_sigma_h"] + 0.6
     readme = (ROOT / "rules" / "README.md").read_text(encoding="utf-8")
     assert f"red lead time {got['red_lead_h']:.1f} h" in readme  # the README states what the bench measures
+
+
+def test_time_to_failure_due_when_the_state_was_saved_is_the_same_after_a_restart(tmp_path):
+    from rules.landslide import LandslidePack, time_to_failure
+    from rules.store import StateStore
+
+    cfg = deployment([site("HP-1", "landslide", landslide={"reference_mm_per_day": V0})])
+    series = towards_failure(10.0)
+    with StateStore(tmp_path / "rules.state.sqlite") as store:
+        eng = Engine(cfg, store)
+        pack = eng.packs["landslide"]
+        for r in series[:200]:  # accelerating: the fit is due, made only when a message needs it
+            eng.feed(r)
+        st = pack.sensors.items["hp-1"]  # type: ignore[attr-defined]
+        assert st.fit_t and "failure_in_h" not in st.last
+        eng.commit([])
+        want = time_to_failure(st.rates, st.fit_t[0])
+    with StateStore(tmp_path / "rules.state.sqlite") as store:
+        again = Engine(cfg, store).packs["landslide"].sensors.items["hp-1"]  # type: ignore[attr-defined]
+        got = LandslidePack.figures(again)
+    assert want is not None
+    assert got["failure_in_h"] == round(want.in_h, 1) and got["failure_fit_n"] == want.n
+    assert got == LandslidePack.figures(st)

@@ -107,3 +107,26 @@ async def test_warnings_issued_while_a_save_is_written_go_out_together_in_the_ne
     finally:
         svc.writer.close()
         svc.store.close()
+
+
+async def test_stopping_while_a_save_is_being_written_waits_for_it_and_acknowledges_its_messages(tmp_path):
+    svc = RulesService(Runtime(deployment([site("RG-1", "rain")], data_dir=str(tmp_path)), Clock(start=T0)))
+    acked: list[int] = []
+    disk = threading.Event()  # the write waits for it: a slow disk
+    real = svc.store.write
+
+    def slow(rows) -> None:
+        disk.wait(10)
+        real(rows)
+    svc.store.write = slow  # type: ignore[method-assign]
+    try:
+        svc.acks.append(Delivered(acked, 0))
+        svc.on_readings("yujing/readings/gw-1", payload(0))
+        svc.save()  # under way; nothing new comes before the stop
+        threading.Timer(0.2, disk.set).start()
+        svc.save_now()  # stopping: the connection closes right after, so its acks must go now
+        assert acked == [0]
+    finally:
+        disk.set()
+        svc.writer.close()
+        svc.store.close()

@@ -39,3 +39,35 @@ def test_saved_pack_state_and_lifecycles_restore_unchanged(tmp_path):
     assert saved[("levels", "sk-1")] == packs["levels"]["sk-1"]
     assert math.isnan(saved[("equipment", "rg-1")]["value"])
     assert lcs == {"reservoir:SK-1": {"active": "blue", "version": 2}}
+
+
+def test_covered_reading_ids_keep_the_newest_across_saves_and_reopens(tmp_path):
+    path = tmp_path / "rules.state.sqlite"
+    with StateStore(path) as store:
+        store.save({}, {}, [], seen=["a1", "a2", "a3"], keep_seen=5)
+        store.save({}, {}, [], seen=["b1", "b2"], keep_seen=5)
+        assert store.seen_ids(5) == ["a1", "a2", "a3", "b1", "b2"]
+        store.save({}, {}, [], seen=["c1", "c\ud800"], keep_seen=5)  # a lone surrogate: not UTF-8, still kept
+        assert store.seen_ids(5) == ["a3", "b1", "b2", "c1", "c\ud800"]  # a3 is still among the last 5
+        assert store.seen_ids(3) == ["b2", "c1", "c\ud800"]
+    with StateStore(path) as store:
+        assert store.seen_ids(5) == ["a3", "b1", "b2", "c1", "c\ud800"]
+        store.save({}, {}, [], seen=["d1", "d2", "d3", "d4"], keep_seen=5)
+        # the older saves' ids are no longer needed to cover the last 5 but for the newest of them: rows a, b gone
+        assert store.seen_ids(10) == ["c1", "c\ud800", "d1", "d2", "d3", "d4"]
+        assert store.db.execute("SELECT COUNT(*) FROM seen_batch").fetchone()[0] == 2
+
+
+def test_reading_ids_saved_one_a_row_by_older_code_are_still_covered_then_moved(tmp_path):
+    path = tmp_path / "rules.state.sqlite"
+    with StateStore(path) as store:  # as the code before batched ids wrote them: a row per id
+        store.db.executemany("INSERT INTO seen (id) VALUES (?)", [(f"old{i}",) for i in range(4)])
+    with StateStore(path) as store:
+        assert store.seen_ids(10) == ["old0", "old1", "old2", "old3"]
+        store.save({}, {}, [], seen=["n1", "n2"], keep_seen=5)
+        assert store.seen_ids(10) == ["old1", "old2", "old3", "n1", "n2"]
+        store.save({}, {}, [], seen=["n3", "n4", "n5"], keep_seen=5)
+        assert store.seen_ids(10) == ["n1", "n2", "n3", "n4", "n5"]
+        assert store.db.execute("SELECT COUNT(*) FROM seen").fetchone()[0] == 0
+    with StateStore(path) as store:
+        assert store.seen_ids(10) == ["n1", "n2", "n3", "n4", "n5"]
