@@ -18,7 +18,7 @@ from typing import Any, Self
 import aiohttp
 from aiohttp import web
 
-from simulators.poster import Poster
+from yujing.http import Client as Poster
 
 
 class StandIn:
@@ -34,7 +34,7 @@ class StandIn:
         self._tasks: set[asyncio.Task] = set()
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._poster = Poster(timeout_s=10)  # what the far end posts back to http URLs (simulators/poster.py)
+        self._poster = Poster(timeout_s=10, user_agent="TwilioProxy/1.1")  # what the far end posts back to http URLs (yujing/http.py)
 
     def routes(self, app: web.Application) -> None:
         raise NotImplementedError

@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 import aiohttp
 import yarl
 
-from simulators.poster import Poster, PostError
+from yujing.http import Client as Poster, HttpError
 from simulators.twilio_records import Behaviour, Record, parse_twiml
 
 log = logging.getLogger("yujing.sim.twilio")
@@ -178,13 +178,13 @@ class FarEnd:
         sig = signature if signature is not None else self._signer.sign(url, params)
         body, headers = urlencode(params).encode(), {**FORM, "X-Twilio-Signature": sig}
         try:
-            if url.startswith("http://"):  # the URL exactly as signed; kept-alive connections (simulators/poster.py)
-                status = await self._poster.post(url, body, headers)
+            if url.startswith("http://"):  # the URL exactly as signed; kept-alive connections (yujing/http.py)
+                status, _ = await self._poster.post(url, body, headers)
             else:
                 async with self._session.post(yarl.URL(url, encoded=True), data=body, headers=headers) as resp:
                     await resp.read()
                     status = resp.status
-        except (PostError, OSError, TimeoutError) as exc:
+        except (HttpError, OSError, TimeoutError) as exc:
             log.info("stand-in: callback failed", extra={"kv": {"url": url, "error": repr(exc)}})
             status = 0
         except aiohttp.ClientError as exc:

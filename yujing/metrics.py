@@ -9,7 +9,7 @@ no JSON parser. In ``yujing run`` the parts share one process and one registry: 
 them all, each ``/health`` its own part.
 
 Not aiohttp's server: two GET routes answered whole, one request per connection, need none of it, and in a
-collector (no other HTTP server, its InfluxDB client its own: collector/stores/http.py) importing aiohttp was
+collector (no other HTTP server, its InfluxDB client yujing/http.py) importing aiohttp was
 ~11 MiB of a process issue 18 allows 80 MiB at its peak. A scraper that sends ``Connection: keep-alive`` is
 told ``Connection: close``, which every HTTP/1.1 client handles.
 """

@@ -1,4 +1,4 @@
-"""InfluxDB 1.x: ``POST /write?db=..&precision=ns`` with line protocol over HTTP/1.1 (collector/stores/http.py).
+"""InfluxDB 1.x: ``POST /write?db=..&precision=ns`` with line protocol over HTTP/1.1 (yujing/http.py).
 
 A point with the same measurement, tags and time overwrites the earlier one, so a
 re-sent reading is stored once even if it is written twice.
@@ -6,16 +6,17 @@ re-sent reading is stored once even if it is written twice.
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from collector.config import InfluxV1Store
-from collector.stores.http import Client, HttpError
 from yujing.wire import Row
 from collector.stores.base import BatchRejected, register
 from collector.stores.lineproto import lines, reading_from_row, ts_ns
 from yujing.errors import StoreError
+from yujing.http import Client, HttpError
 from yujing.model import Reading
 
 
@@ -26,11 +27,16 @@ class InfluxV1:
         self._db_ready = False
 
     async def __aenter__(self) -> "InfluxV1":
-        try:
-            self._http = Client(self.cfg.url, self.cfg.timeout_s, self.cfg.username,
-                                self.cfg.password.get() if self.cfg.password else "")
-        except ValueError as e:
-            raise StoreError(f"influxdb {self.cfg.url}: {e}") from None
+        parts = urlsplit(self.cfg.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise StoreError(f"influxdb {self.cfg.url}: not an http(s) URL")
+        self._base = self.cfg.url.rstrip("/")  # a path prefix is kept: a proxy's https://host/influx
+        self._auth: dict[str, str] = {}
+        if self.cfg.username:
+            password = self.cfg.password.get() if self.cfg.password else ""
+            token = base64.b64encode(f"{self.cfg.username}:{password}".encode()).decode()
+            self._auth = {"Authorization": f"Basic {token}"}
+        self._http = Client(self.cfg.timeout_s, user_agent="yujing-collector")  # as many connections as writes in flight
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -40,11 +46,13 @@ class InfluxV1:
     async def _post(self, path: str, body: bytes, params: dict[str, str] | None = None,
                     form: bool = False) -> tuple[int, str]:
         assert self._http is not None, "use the store as `async with`"
+        url = self._base + path + (f"?{urlencode(params)}" if params else "")
+        kind = "application/x-www-form-urlencoded" if form else "text/plain; charset=utf-8"
         try:
-            return await self._http.post(path, body, params,
-                                         "application/x-www-form-urlencoded" if form else "text/plain; charset=utf-8")
+            status, answer = await self._http.post(url, body, {**self._auth, "Content-Type": kind})
         except HttpError as e:
             raise StoreError(f"influxdb {self.cfg.url}: {e}") from None
+        return status, answer.decode("utf-8", "replace")
 
     async def _query(self, q: str, params: dict[str, str] | None = None) -> tuple[int, str]:
         return await self._post("/query", urlencode({"q": q}).encode(), params, form=True)

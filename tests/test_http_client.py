@@ -1,4 +1,4 @@
-"""The InfluxDB store's own HTTP/1.1 client (collector/stores/http.py) against a plain asyncio server that
+"""yujing/http.py, the HTTP/1.1 client of the InfluxDB store and the stand-ins, against a plain asyncio server that
 answers as HTTP servers do: by length, in chunks, to the close; keeping connections, dropping idle ones,
 or not answering at all. The real InfluxDB paths are in test_collector_service.py and the fault tests."""
 
@@ -13,7 +13,7 @@ import pytest
 
 import yujing.config  # noqa: F401  first: collector.config is imported through it
 from collector.config import InfluxV1Store
-from collector.stores.http import Client, HttpError
+from yujing.http import Client, HttpError
 from collector.stores.influx_v1 import InfluxV1
 from yujing.config.secrets import Secret
 from yujing.errors import StoreError
@@ -68,9 +68,9 @@ async def test_answers_by_length_in_chunks_and_to_the_close_are_read_whole():
     ]
     for raw, keep in cases:
         async with Server(reply(raw, keep)) as srv:
-            client = Client(srv.url, timeout_s=5)
-            assert await client.post("/query", b"q=1") == (200, "hello")
-            assert await client.post("/query", b"q=2") == (200, "hello")
+            client = Client(timeout_s=5)
+            assert await client.post(srv.url + "/query", b"q=1") == (200, b"hello")
+            assert await client.post(srv.url + "/query", b"q=2") == (200, b"hello")
             await client.close()
         assert srv.connections == (1 if keep else 2), raw  # kept when the answer allows it, not otherwise
 
@@ -82,9 +82,10 @@ async def test_writes_in_flight_each_get_a_connection_and_the_next_ones_reuse_th
         return True
 
     async with Server(slow) as srv:
-        client = Client(srv.url, timeout_s=5)
+        client = Client(timeout_s=5)
         for _ in range(2):
-            assert await asyncio.gather(*(client.post("/write", b"m v=1") for _ in range(3))) == [(204, "")] * 3
+            got = await asyncio.gather(*(client.post(srv.url + "/write", b"m v=1") for _ in range(3)))
+            assert got == [(204, b"")] * 3
         await client.close()
     assert srv.connections == 3 and len(srv.requests) == 6
 
@@ -101,9 +102,9 @@ async def test_a_request_on_a_kept_connection_the_server_dropped_meanwhile_is_se
         return True
 
     async with Server(drops_its_idle_link) as srv:
-        client = Client(srv.url, timeout_s=5)
-        assert await client.post("/write", b"m v=1") == (204, "")
-        assert await client.post("/write", b"m v=2") == (204, "")
+        client = Client(timeout_s=5)
+        assert await client.post(srv.url + "/write", b"m v=1") == (204, b"")
+        assert await client.post(srv.url + "/write", b"m v=2") == (204, b"")
         await client.close()
     assert [r[-5:] for r in srv.requests] == [b"m v=1", b"m v=2", b"m v=2"] and srv.connections == 2
 
@@ -138,12 +139,12 @@ async def test_the_store_sends_basic_auth_and_its_query_as_a_form(monkeypatch):
 
 async def test_no_server_or_no_http_is_an_error_not_a_hang():
     async with Server(reply(b"SSH-2.0-OpenSSH\r\n\r\n")) as srv:
-        client = Client(srv.url, timeout_s=5)
+        client = Client(timeout_s=5)
         with pytest.raises(HttpError, match="not an HTTP/1.x answer"):
-            await client.post("/write", b"x")
+            await client.post(srv.url + "/write", b"x")
         await client.close()
-    client = Client(srv.url, timeout_s=5)  # closed now: nobody listens
+    client = Client(timeout_s=5)  # closed now: nobody listens
     with pytest.raises(HttpError, match="cannot connect"):
-        await client.post("/write", b"x")
-    with pytest.raises(ValueError):
-        Client("ftp://example.org", timeout_s=1)
+        await client.post(srv.url + "/write", b"x")
+    with pytest.raises(HttpError, match="not an http"):
+        await client.post("ftp://example.org/write", b"x")
