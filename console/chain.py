@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from yujing.config.areas import Tier
+from alerts.nflog.states import NOT_REACHED, REACHED
 from yujing.model import HazardWarning
 
-DELIVERED = ("delivered", "completed")
-FAILED = ("failed", "undelivered", "rejected", "busy", "no-answer", "canceled")
 TIERS = [t.value for t in Tier]
 
 
@@ -133,9 +132,9 @@ class ChainLog:
         for phone, tier, node, name, status, ack, reason, created in rows:
             t = per.setdefault(tier, {k: set() for k in ("told", "delivered", "failed", "confirmed", "escalated")})
             t["told"].add(phone)
-            if status in DELIVERED:
+            if status in REACHED:
                 t["delivered"].add(phone)
-            if status in FAILED:
+            if status in NOT_REACHED:
                 t["failed"].add(phone)
             if phone in confirmed:
                 t["confirmed"].add(phone)
@@ -143,6 +142,8 @@ class ChainLog:
                 t["escalated"].add(phone)
             if ack and phone not in confirmed and phone not in asked:
                 asked[phone] = (name, tier, node, created)
+        for t in per.values():
+            t["failed"] -= t["delivered"]  # an SMS that failed, then a call that got through: reached, not failed
         tiers = [{"tier": tier, **{k: len(v) for k, v in per[tier].items()}}
                  for tier in sorted(per, key=lambda t: TIERS.index(t) if t in TIERS else 99)]
         total = {k: sum(t[k] for t in tiers) for k in ("told", "delivered", "failed", "confirmed", "escalated")}

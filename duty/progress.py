@@ -12,10 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from alerts.nflog.states import NOT_REACHED, REACHED
 from yujing.model import HazardWarning, WarningState
 
-DELIVERED = ("delivered", "completed")
-FAILED = ("failed", "undelivered", "rejected", "busy", "no-answer", "canceled")
 
 
 class Progress:
@@ -60,9 +59,9 @@ class Progress:
                         "SELECT phone, status, ack, name, tier, node, created_at, reason, attempt FROM notifications"
                         " WHERE warning_key=? ORDER BY seq", (key,)):
                     told.add(phone)
-                    if status in DELIVERED:
+                    if status in REACHED:
                         delivered.add(phone)
-                    if status in FAILED:
+                    if status in NOT_REACHED:
                         failed.add(phone)
                     if ":" in reason:  # an escalation step ("recall:<phone>", "deputy:…", "up:…"): whose chain
                         escalated.add(reason.split(":", 1)[1])

@@ -80,6 +80,12 @@ _RANK = {
     Status.READ: _FINAL + 1,  # after delivered
 }
 
+# How the duty office counts a person told (the console and the duty API both read the log with these, not with
+# word lists of their own: they used to, and a new word such as "read" went uncounted).
+REACHED = frozenset({Status.DELIVERED, Status.READ, Status.COMPLETED})
+NOT_REACHED = frozenset({Status.FAILED, Status.UNDELIVERED, Status.REJECTED, Status.BUSY, Status.NO_ANSWER,
+                         Status.CANCELED})
+
 
 class ChainState(enum.StrEnum):
     """An escalation step of a 叫应 chain."""
