@@ -52,7 +52,7 @@ from yujing.config.people import Person
 from yujing.log import Limiter
 from yujing.model import HazardWarning
 from yujing.publish import Outgoing, drain
-from yujing.runtime import Runtime
+from yujing.runtime import Runtime, tune_gc
 
 log = logging.getLogger("yujing.alerts")
 REJECTED = Counter("yujing_alerts_rejected_warnings_total", "Warning messages that could not be read", ["reason"])
@@ -72,13 +72,7 @@ async def serve(rt: Runtime, *, drill_recipients: list[Person] | None = None, au
     cfg = rt.config.alerts
     directory = Directory.load(rt.config)
     gc.collect()
-    gc.freeze()  # the chain (thousands of households) never changes: keep it out of every later collection
-    # A fan-out makes a queue item, futures, requests and responses per notification; at CPython's default (a
-    # young collection every 700 new containers) a 5,000-household red ran ~900 collections, 0.5-1.0 s of GC,
-    # a sixth of the alerts' CPU (bench/alerts.py); with 10,000 (as the collector, collector/service.py) ~26,
-    # 0.2 s. Process-wide: cyclic garbage waits a little longer to be freed.
-    threshold = gc.get_threshold()
-    gc.set_threshold(max(threshold[0], 10_000), *threshold[1:])
+    tune_gc()  # the chain (thousands of households) never changes: keep it out of every later collection
     token = auth_token if auth_token is not None else _auth_token(cfg.twilio)
     caps = CapBook()
     with contextlib.ExitStack() as files:

@@ -15,7 +15,6 @@ readings held, whatever the number of readings per message.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import re
 from collections.abc import Callable
@@ -35,7 +34,7 @@ from yujing.log import Limiter
 from yujing.model import Reading
 from yujing.bus import Received, Session, Subscription, reconnecting
 from yujing.provenance import Refusal, Senders
-from yujing.runtime import Runtime
+from yujing.runtime import Runtime, tune_gc
 
 log = logging.getLogger("yujing.collector")
 
@@ -213,24 +212,9 @@ async def _connected(rt: Runtime, cfg: CollectorConfig, intake: Intake, session:
         m.CONNECTED.labels(cfg.client_id).set(0)
 
 
-def _tune_gc() -> None:
-    """Fewer young-generation collections, and none of them walking the code loaded at start-up.
-
-    Each accepted reading is a dict (tracked, when it carries ``meta``) held until its batch is durable,
-    ~50 ms: at CPython's default threshold (a collection every 700 new containers) every one of them is
-    walked by a young collection, promoted, walked again by the next generation's, and the full ones
-    walk the ~58,000 objects of the imported code too: 10-15 % of the collector's CPU on batched uplinks
-    (measured: 0.4-0.6 s of GC per 200,000 readings, 0.09 s with this). Process-wide, and harmless to
-    whatever shares the process: cyclic garbage waits a little longer to be freed.
-    """
-    gc.freeze()  # start-up objects: never garbage
-    threshold = gc.get_threshold()
-    gc.set_threshold(max(threshold[0], 10_000), *threshold[1:])
-
-
 async def serve(rt: Runtime, on_accepted: OnAccepted | None = None) -> None:
     cfg = rt.config.collector
-    _tune_gc()
+    tune_gc()
     spool = Spool(rt.config.path(cfg.spool, "collector.spool"))
     dedup = Dedup(cfg.dedup_window_s, cfg.dedup_max_ids)
     dedup.load(spool.seen_since(rt.clock.timestamp() - cfg.dedup_window_s))

@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import gc
 import logging
 import time
 import uuid
@@ -38,6 +37,7 @@ from simulators.standin import StandIn
 from simulators.twilio_far_end import FarEnd, Signer, new_sid
 from simulators.twilio_records import (API, DEFAULT_TOKEN, Behaviour, Injection, Record, TwilioLimits, segments,
                                        twilio_error)
+from yujing.runtime import tune_gc
 
 __all__ = ["API", "DEFAULT_TOKEN", "Behaviour", "Injection", "Record", "TwilioLimits", "TwilioStandIn"]
 
@@ -294,8 +294,7 @@ class TwilioStandIn(StandIn, FarEnd):
 
 
 async def _main(args: argparse.Namespace) -> None:
-    gc.freeze()  # as the alerts service: a fan-out's records and callbacks at fewer young collections
-    gc.set_threshold(max(gc.get_threshold()[0], 10_000), *gc.get_threshold()[1:])
+    tune_gc()  # as the alerts service: a fan-out's records and callbacks at fewer young collections
     async with TwilioStandIn(auth_token=args.auth_token, account_sid=args.account_sid, host=args.host,
                              port=args.port, sms_webhook=args.sms_webhook, verbose=not args.quiet,
                              limits=TwilioLimits(sms_segments_per_s=args.sms_segments_per_s,

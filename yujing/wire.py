@@ -63,7 +63,7 @@ def _row_schema(*, finite: bool) -> core_schema.TypedDictSchema:
     Every value of a row is an atomic object (str, float, bool, datetime), so CPython's garbage collector
     need not track a row: ``quality`` is its plain string (an enum member is a tracked object) and ``meta``
     is there only when the payload has one (no empty dict per reading). A row that does hold ``meta``
-    (every serialised Reading carries ``{}``) is tracked: see ``collector.service._tune_gc``.
+    (every serialised Reading carries ``{}``) is tracked: see ``yujing.runtime.tune_gc``.
     """
     fields = {}
     for name, field in Reading.__pydantic_core_schema__["schema"]["fields"].items():
