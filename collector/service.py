@@ -130,7 +130,7 @@ class Intake:
         refused: dict[Refusal, list[Row]] = {}
         kept = []
         for r in rows:
-            why = refusal(gateway, r["gateway"], r["site"], r["sensor"])
+            why = refusal(gateway, r.gateway, r.site, r.sensor)
             if why is None:
                 kept.append(r)
             else:
@@ -140,8 +140,8 @@ class Intake:
             key = (why, gateway)
             if self._limiter.allow(key):
                 log.warning("refused readings a gateway may not publish", extra={"kv": {
-                    "reason": why.value, "topic": msg.topic, "gateway": gateway, "claimed": bad[0]["gateway"],
-                    "site": bad[0]["site"], "sensor": bad[0]["sensor"], "readings": len(bad),
+                    "reason": why.value, "topic": msg.topic, "gateway": gateway, "claimed": bad[0].gateway,
+                    "site": bad[0].site, "sensor": bad[0].sensor, "readings": len(bad),
                     "suppressed": self._limiter.take_suppressed(key)}})
             if self.cfg.deadletter and self.sub is not None:
                 self.sub.publish_nowait(topics.deadletter(self.prefix, why), msg.payload[:_DEADLETTER_SAMPLE])

@@ -186,7 +186,7 @@ class Sink:
 
     def _seen(self, readings: list[Row]) -> None:
         try:
-            self.spool.mark_seen([r["id"] for r in readings], self.clock.timestamp())
+            self.spool.mark_seen([r.id for r in readings], self.clock.timestamp())
         except SpoolUnwritable as e:  # stored; only the restart-proof memory of these ids is missing
             self._unwritable(e)
 

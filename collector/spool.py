@@ -24,7 +24,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-from yujing.wire import Row, as_rows, rows_from_json, rows_json
+from yujing.wire import Row, rows_from_json, rows_json
 from yujing.model import Reading
 from yujing.sqlite import Room, Sync, open_db, reclaim
 
@@ -59,11 +59,10 @@ class Spool:
 
     def put(self, batch: list[Reading] | list[Row], now: float) -> None:
         """Spool a batch (a JSON array of readings) and remember its ids as seen, in one transaction."""
-        batch = as_rows(batch)
         with self._writing():
             self._db.execute("BEGIN")
             self._db.execute("INSERT INTO batches (n, body) VALUES (?, ?)", (len(batch), rows_json(batch)))
-            self._db.execute("INSERT INTO seen_ids VALUES (?, ?)", (now, json.dumps([r["id"] for r in batch])))
+            self._db.execute("INSERT INTO seen_ids VALUES (?, ?)", (now, json.dumps([r.id for r in batch])))
         self.depth += len(batch)
 
     @contextlib.contextmanager

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import sqlite3
 
 import yujing.config  # noqa: F401  first: collector.config is imported through it
@@ -54,11 +56,11 @@ def test_dedup_of_rows_takes_whole_new_messages_at_once_and_still_forgets_oldest
     from yujing.dedup import Dedup
 
     d = Dedup(window_s=10, max_ids=4)
-    row = lambda i: {"id": i}  # noqa: E731  (Dedup reads only the id)
-    assert [r["id"] for r in d.fresh([row("a"), row("b"), row("c")], 0)] == ["a", "b", "c"]
-    assert [r["id"] for r in d.fresh([row("d"), row("d"), row("b")], 1)] == ["d"]  # twice in one, one seen
-    assert [r["id"] for r in d.fresh([row("e"), row("f")], 2)] == ["e", "f"]  # 6 > 4: a and b go
-    assert len(d) == 4 and [r["id"] for r in d.fresh([row("a"), row("c")], 3)] == ["a"]
+    row = lambda i: SimpleNamespace(id=i)  # noqa: E731  (Dedup reads only the id)
+    assert [r.id for r in d.fresh([row("a"), row("b"), row("c")], 0)] == ["a", "b", "c"]
+    assert [r.id for r in d.fresh([row("d"), row("d"), row("b")], 1)] == ["d"]  # twice in one, one seen
+    assert [r.id for r in d.fresh([row("e"), row("f")], 2)] == ["e", "f"]  # 6 > 4: a and b go
+    assert len(d) == 4 and [r.id for r in d.fresh([row("a"), row("c")], 3)] == ["a"]
     d.expire(12.5)  # all but those of t=3 (a) are older than the window
     assert len(d) == 1 and d.fresh([row("a")], 13) == []
 
@@ -67,9 +69,9 @@ def test_dedup_forgets_ids_older_than_the_window_as_new_ones_arrive_without_bein
     from yujing.dedup import Dedup
 
     d = Dedup(window_s=10, max_ids=1_000)
-    row = lambda i: {"id": i}  # noqa: E731
+    row = lambda i: SimpleNamespace(id=i)  # noqa: E731
     d.fresh([row("a"), row("b")], 0)
     d.fresh([row("c")], 5)
     assert len(d) == 3
     d.fresh([row("d")], 10.5)  # a and b are older than 10 s now; nobody called expire()
-    assert len(d) == 2 and [r["id"] for r in d.fresh([row("a"), row("c")], 11)] == ["a"]
+    assert len(d) == 2 and [r.id for r in d.fresh([row("a"), row("c")], 11)] == ["a"]

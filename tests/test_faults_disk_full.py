@@ -35,7 +35,6 @@ from testing.devices import deployment
 from testing.faults import retained, Watch
 from yujing.clock import Clock
 from yujing.runtime import Runtime
-from yujing.wire import as_rows
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 
@@ -130,7 +129,7 @@ def test_a_spool_filled_by_large_batches_is_writable_again_once_an_operator_free
     filler = disk / "filler"
     filler.write_bytes(b"\0" * 300_000)
     spool = Spool(disk / "collector.spool")
-    rows = as_rows(readings(20_000))
+    rows = readings(20_000)
     taken = refused = 0
     while refused < 3:
         try:
@@ -144,7 +143,7 @@ def test_a_spool_filled_by_large_batches_is_writable_again_once_an_operator_free
     spool.reclaim()  # what the sink does before it retries a held batch
     spool.put(rows[taken:taken + batch], time.time())
     assert spool.depth == taken + batch
-    assert [r["id"] for r in spool.oldest(len(rows))[1]] == [r["id"] for r in rows[:taken + batch]]
+    assert [r.id for r in spool.oldest(len(rows))[1]] == [r.id for r in rows[:taken + batch]]
     spool.close()
 
 

@@ -8,28 +8,31 @@
 Every decoder raises :class:`yujing.errors.PayloadError` whose ``reason`` is a :class:`Reject` (a metric
 label), so every stage refuses a payload for the same reasons, spelled the same way.
 
-Readings: validation runs in pydantic-core (Rust) straight from bytes; a rejected payload raises
-:class:`yujing.errors.PayloadError` whose ``reason`` is one of :class:`Reject` (a metric label).
+Readings: a rejected payload raises :class:`yujing.errors.PayloadError` whose ``reason`` is one of
+:class:`Reject` (a metric label). Two decoders accept exactly the same payloads:
 
-Two decoders accept exactly the same payloads:
+- :func:`decode_rows`, the intake's: each reading a :class:`Row`, a msgspec ``Struct`` with ``Reading``'s fields,
+  decoded and checked in C by msgspec. pydantic-core building rows (typed dicts) was a third of the collector's CPU
+  on batched uplinks, 1.6 us a reading; msgspec takes 0.4-0.7 (profiled 2026-12-05, ``bench/ingest.py --only d``).
+  A row's ``ts`` is aware but keeps the payload's offset (the stores write it as ns since the epoch; ``Reading``
+  converts it to UTC); ``value`` is finite unless ``quality`` is not ok; ``quality`` is a plain string.
+- :func:`decode`, the reference: ``Reading`` objects (pydantic). msgspec is stricter than pydantic's lax mode
+  (``"value": "1.5"``, a timestamp as a number, ``"NaN"``): whatever msgspec refuses, or cannot be sure it reads
+  as pydantic does, is handed to the reference, so rejects keep exactly its reasons and messages and what it
+  accepts becomes rows. ``tests/test_collector_decode.py`` holds the two to the same output on hostile payloads.
 
-- :func:`decode_rows`, the intake's: each reading a plain dict of ``Reading``'s fields (a *row*, what
-  ``vars(reading)`` holds), built by a pydantic-core schema derived from ``Reading``'s own. Building a
-  frozen ``Reading`` per reading (its ``model_post_init`` NaN check and ``_utc`` conversion call back
-  into Python for every reading) was ~45 % of the collector's CPU on batched uplinks; rows cost a
-  third of that. A row's ``ts`` is aware but keeps the payload's offset (the stores write it as ns since
-  the epoch; ``Reading`` converts it to UTC); ``value`` is finite unless ``quality`` is not ok; ``quality``
-  is a plain string and ``meta`` may be absent (decoded rows), or a ``Quality`` and a dict (``vars(reading)``).
-- :func:`decode`, the reference: ``Reading`` objects. Any payload the row schema refuses, or that
-  carries a non-finite value, is handed to it, so rejects keep exactly its reasons and messages.
+A ``Reading`` and a ``Row`` have the same attributes, so the stores and the spool take either.
 """
 
 from __future__ import annotations
 
 import enum
 import math
+import re
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
+
+import msgspec
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, TypeAdapter, ValidationError
 from pydantic_core import SchemaSerializer, SchemaValidator, core_schema
@@ -38,7 +41,6 @@ from yujing.errors import PayloadError
 from yujing.model import HazardWarning, Quality, Reading, ReadingBatch
 
 M = TypeVar("M", bound=BaseModel)
-Row = dict[str, Any]  # a Reading's fields by name (see the module docstring and _row_schema)
 
 
 class Reject(enum.StrEnum):
@@ -56,23 +58,75 @@ _TYPE_ERRORS = {"float_parsing", "float_type", "string_type", "bool_parsing", "b
                 "list_type", "int_parsing", "int_type", "model_type", "model_attributes_type"}
 
 
-def _row_schema(*, finite: bool) -> core_schema.TypedDictSchema:
-    """Reading's fields as a typed dict: the same field schemas, without the two Python callbacks
-    (``ts`` not converted to UTC; the NaN check is the caller's). ``finite``: refuse NaN/inf outright.
+class Row(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """One reading as the intake holds it: ``Reading``'s fields and limits (checked below), no Python callbacks.
 
-    Every value of a row is an atomic object (str, float, bool, datetime), so CPython's garbage collector
-    need not track a row: ``quality`` is its plain string (an enum member is a tracked object) and ``meta``
-    is there only when the payload has one (no empty dict per reading). A row that does hold ``meta``
-    (every serialised Reading carries ``{}``) is tracked: see ``yujing.runtime.tune_gc``.
+    ``gc=False``: CPython's garbage collector never walks a row (a busy intake holds up to seven batches of
+    them; see ``yujing.runtime.tune_gc``). A row holds atomic values and ``meta``, a dict of strings: no cycle.
+    ``quantity``'s pattern is checked by :func:`decode_rows` (a regular expression per string in msgspec is
+    Python's ``re``: a set of the names seen is cheaper).
     """
+
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    site: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    sensor: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    quantity: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    value: float
+    unit: Annotated[str, msgspec.Meta(max_length=16)]
+    ts: Annotated[datetime, msgspec.Meta(tz=True)]
+    quality: Literal["ok", "out-of-range", "stuck", "comm-error"] = "ok"
+    gateway: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    drill: bool = False
+    meta: Annotated[dict[str, str], msgspec.Meta(max_length=16)] = {}
+
+
+def _limits(schema: Any) -> dict[str, Any]:
+    return {k: v for k, v in schema.items() if k in ("min_length", "max_length", "pattern")}
+
+
+def _check_row() -> None:
+    """Row must accept no payload the reference refuses: its fields and their limits are Reading's."""
+    ours = {f.name: f.type for f in msgspec.inspect.type_info(Row).fields}  # type: ignore[attr-defined]
+    theirs = Reading.__pydantic_core_schema__["schema"]["fields"]
+    assert list(ours) == list(theirs), "Reading's fields changed: revisit Row"
+    for name, field in theirs.items():
+        schema = field["schema"]
+        schema = schema.get("schema", schema) if schema["type"] in ("default", "function-after") else schema
+        want = _limits(schema)
+        if name == "quantity":
+            assert want.pop("pattern") == _QUANTITY_PATTERN, "Reading.quantity's pattern changed: revisit Row"
+        if name == "quality":
+            assert set(ours[name].values) == {q.value for q in Quality}, "Quality changed: revisit Row"
+            continue
+        got = {k: getattr(ours[name], k) for k in ("min_length", "max_length") if getattr(ours[name], k, None)}
+        assert got == want, f"Reading.{name}'s limits changed: revisit Row"
+
+
+class _Batch(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    gateway: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    readings: list[Row]
+
+
+_QUANTITY_PATTERN = r"^[a-z][a-z0-9_]*$"
+_QUANTITY = re.compile(r"[a-z][a-z0-9_]*")  # fullmatch: the pattern above as pydantic-core's Rust regex reads it
+_QUANTITIES: set[str] = set()  # names seen to match it (a county has dozens)
+# A timestamp with more than 6 fractional digits (before its Z or offset): msgspec rounds it to the microsecond,
+# pydantic truncates. Digits written as \u0030..: the same, unseen by the pattern (no producer of ours escapes ASCII).
+_SUBMICRO = re.compile(rb"\.\d{7,}[Zz+\-]")
+_ESCAPED_ASCII = b"\\u00"
+_check_row()
+_ROW_DECODER, _BATCH_DECODER = msgspec.json.Decoder(Row), msgspec.json.Decoder(_Batch)
+
+
+def _row_schema() -> core_schema.TypedDictSchema:
+    """Reading's fields as a typed dict, for the spool's JSON: the same field schemas, without the two Python
+    callbacks (``ts`` not converted to UTC; NaN allowed whatever the quality: rows were checked before)."""
     fields = {}
     for name, field in Reading.__pydantic_core_schema__["schema"]["fields"].items():
         schema, required = field["schema"], field["schema"]["type"] != "default"
         if name == "ts":
             assert schema["type"] == "function-after", "Reading.ts changed: revisit the row schema"
             schema = schema["schema"]
-        elif name == "value" and finite:
-            schema = core_schema.float_schema(allow_inf_nan=False)
         elif name == "quality":
             assert schema["schema"]["cls"] is Quality, "Reading.quality changed: revisit the row schema"
             schema = core_schema.with_default_schema(core_schema.literal_schema([q.value for q in Quality]),
@@ -83,72 +137,67 @@ def _row_schema(*, finite: bool) -> core_schema.TypedDictSchema:
     return core_schema.typed_dict_schema(fields, extra_behavior="forbid")
 
 
-def _batch_schema(row: core_schema.TypedDictSchema) -> core_schema.TypedDictSchema:
-    gateway = ReadingBatch.__pydantic_core_schema__["schema"]["fields"]["gateway"]["schema"]
-    return core_schema.typed_dict_schema({"gateway": core_schema.typed_dict_field(gateway),
-                                          "readings": core_schema.typed_dict_field(core_schema.list_schema(row))},
-                                         extra_behavior="forbid")
-
-
-_FINITE, _ANY = _row_schema(finite=True), _row_schema(finite=False)
-# Values go through pydantic-core's string cache too: a row's site, sensor, quantity, unit, gateway and quality
-# are then the same str objects from one reading to the next: 429 instead of 704 bytes per row held (a collector
-# holds up to 7 batches of them). Every reading id is new and churns the cache: 1.9-2.3 against 1.8-2.2 us per
-# reading validating 50-reading batches (measured 2026-12-05, interleaved).
-_CACHE: core_schema.CoreConfig = {"cache_strings": "all"}
-_ROW = SchemaValidator(_FINITE, _CACHE), SchemaValidator(_ANY, _CACHE)
-_ROW_BATCH = SchemaValidator(_batch_schema(_FINITE), _CACHE), SchemaValidator(_batch_schema(_ANY), _CACHE)
-_ROWS = SchemaValidator(core_schema.list_schema(_ANY), _CACHE)  # spooled batches, validated once already
-_ROWS_JSON = SchemaSerializer(core_schema.list_schema(_ANY), config={"ser_json_inf_nan": "strings"})
+_ROWS = SchemaValidator(core_schema.list_schema(_row_schema()), {"cache_strings": "all"})
+_ROWS_JSON = SchemaSerializer(core_schema.list_schema(_row_schema()), config={"ser_json_inf_nan": "strings"})
 
 
 def decode_rows(payload: bytes, topic: str, max_bytes: int) -> list[Row]:
     """The readings in one message as rows; ``gateway`` filled from the batch or the topic when a reading lacks it."""
     if len(payload) > max_bytes:
         raise PayloadError(Reject.OVERSIZE, f"{len(payload)} bytes > {max_bytes}", topic=topic)
-    batched = b'"readings"' in payload
-    rows = _rows(payload, 0, batched)  # the common case: every value finite
-    if rows is None:
-        rows = _rows(payload, 1, batched)
-        if rows is None or any(not math.isfinite(r["value"]) and r["quality"] == Quality.OK for r in rows[0]):
-            return [vars(r) for r in decode(payload, topic, max_bytes)]  # raises with the reference's reason
-    rows, gateway = rows if batched else (rows[0], topic.rsplit("/", 1)[-1])
+    rows: list[Row] | None
+    try:
+        if b'"readings"' in payload:
+            batch = _BATCH_DECODER.decode(payload)
+            rows, gateway = batch.readings, batch.gateway
+        else:
+            rows, gateway = [_ROW_DECODER.decode(payload)], topic.rsplit("/", 1)[-1]
+    except msgspec.DecodeError:  # and ValidationError, its subclass
+        rows = None
+    if rows is None or not _plain(rows) or _SUBMICRO.search(payload) or _ESCAPED_ASCII in payload:
+        return [_row(r) for r in decode(payload, topic, max_bytes)]  # raises with the reference's reason and message
     if not rows:
         raise PayloadError(Reject.EMPTY, "batch carries no readings", topic=topic)
     for r in rows:
-        if not r["gateway"]:
-            r["gateway"] = gateway
+        if not r.gateway:
+            r.gateway = gateway
     return rows
 
 
-def _rows(payload: bytes, which: int, batched: bool) -> tuple[list[Row], str] | None:
-    try:
-        if batched:
-            batch = _ROW_BATCH[which].validate_json(payload)
-            return batch["readings"], batch["gateway"]
-        return [_ROW[which].validate_json(payload)], ""
-    except ValidationError:
-        return None
+def _plain(rows: list[Row]) -> bool:
+    """Every value finite and every quantity name of Reading's pattern (else the reference decides)."""
+    known, isfinite = _QUANTITIES, math.isfinite
+    for r in rows:
+        if not isfinite(r.value):
+            return False
+        if r.quantity not in known:
+            if not _QUANTITY.fullmatch(r.quantity):
+                return False
+            if len(known) < 10_000:
+                known.add(r.quantity)
+    return True
 
 
-def as_rows(batch: list[Reading] | list[Row]) -> list[Row]:
-    """Rows for readings or rows (a list holds one kind)."""
-    return batch if not batch or isinstance(batch[0], dict) else [vars(r) for r in batch]  # type: ignore[misc]
+def _row(r: Reading) -> Row:
+    return Row(r.id, r.site, r.sensor, r.quantity, r.value, r.unit, r.ts, r.quality.value, r.gateway, r.drill,
+               r.meta)
 
 
 def to_readings(rows: list[Row]) -> list[Reading]:
     """``Reading`` objects for rows (for in-process consumers; ``ts`` becomes UTC)."""
-    return [Reading.model_validate(r) for r in rows]
+    return [Reading.model_validate(msgspec.structs.asdict(r)) for r in rows]
 
 
-def rows_json(rows: list[Row]) -> bytes:
-    """A JSON array of readings, as ``TypeAdapter(list[Reading]).dump_json`` writes it; :func:`rows_from_json` reads
-    either back."""
-    return _ROWS_JSON.to_json(rows)
+def rows_json(items: list[Reading] | list[Row]) -> bytes:
+    """A JSON array of readings, as ``TypeAdapter(list[Reading]).dump_json`` writes it (the spool's format since
+    before rows; NaN and infinities as strings); :func:`rows_from_json` reads it back."""
+    if items and isinstance(items[0], Row):
+        return _ROWS_JSON.to_json([msgspec.structs.asdict(r) for r in items])  # type: ignore[arg-type]
+    return _ROWS_JSON.to_json([vars(r) for r in items])
 
 
 def rows_from_json(body: bytes) -> list[Row]:
-    return _ROWS.validate_json(body)
+    return [Row(**d) for d in _ROWS.validate_json(body)]
 
 
 def decode(payload: bytes, topic: str, max_bytes: int) -> list[Reading]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timezone
 
-from yujing.wire import Row, as_rows
+from yujing.wire import Row
 from yujing.model import Quality, Reading
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -19,27 +19,9 @@ _MEAS = str.maketrans({",": r"\,", " ": r"\ "})
 
 
 def ts_ns(ts: datetime) -> int:
-    off = _OFFSET_NS.get(ts.tzinfo)
-    if off is None:
-        return _ts_ns(ts)
-    return ((ts.toordinal() - _ORDINAL_1970) * 86_400 + ts.hour * 3_600 + ts.minute * 60 + ts.second) * 1_000_000_000 \
-        + ts.microsecond * 1000 - off
-
-
-# Aware datetimes parsed by pydantic-core carry a tzinfo object of their own each (TzInfo), so ``ts - _EPOCH``
-# asks both for their offsets, which cost more than the rest of a line: the offsets of fixed-offset zones
-# are kept here (keyed by zone: TzInfo objects of one offset are equal) and the time computed from fields.
-_OFFSET_NS: dict[object, int] = {}
-_ORDINAL_1970 = _EPOCH.toordinal()
-
-
-def _ts_ns(ts: datetime) -> int:
+    """Nanoseconds since the epoch, exactly (no float on the way)."""
     d = ts - _EPOCH
-    ns = (d.days * 86_400 + d.seconds) * 1_000_000_000 + d.microseconds * 1000
-    off = ts.tzinfo.utcoffset(None) if ts.tzinfo is not None else None
-    if off is not None and len(_OFFSET_NS) < 1000:  # a fixed offset (not a zone with summer time)
-        _OFFSET_NS[ts.tzinfo] = (off.days * 86_400 + off.seconds) * 1_000_000_000 + off.microseconds * 1000
-    return ns
+    return (d.days * 86_400 + d.seconds) * 1_000_000_000 + d.microseconds * 1000
 
 
 def _str_field(s: str) -> str:
@@ -48,11 +30,12 @@ def _str_field(s: str) -> str:
 
 # The series part of a line (measurement, tags) and the unit field repeat for every reading of a sensor:
 # built once per series and kept (bounded) they make a line ~3x cheaper to write.
-_SERIES: dict[tuple, tuple[str, str]] = {}
+_SERIES: dict[tuple, tuple[str, str, str]] = {}
 _SERIES_MAX = 100_000
 
 
-def _series(key: tuple) -> tuple[str, str]:
+def _series(key: tuple) -> tuple[str, str, str]:
+    """(start of a line with a value, of one without, the unit field and the space before the time)."""
     quantity, site, sensor, gateway, quality, drill, unit = key
     tags = f"{quantity.translate(_MEAS)},site={site.translate(_TAG)},sensor={sensor.translate(_TAG)}"
     if gateway:
@@ -60,7 +43,7 @@ def _series(key: tuple) -> tuple[str, str]:
     tags += f",quality={quality},drill={'true' if drill else 'false'}"  # a Quality or its string
     if len(_SERIES) >= _SERIES_MAX:
         _SERIES.clear()
-    got = _SERIES[key] = (tags, f"unit={_str_field(unit)}")
+    got = _SERIES[key] = (f"{tags} value=", f'{tags} id="', f",unit={_str_field(unit)} ")
     return got
 
 
@@ -69,25 +52,21 @@ def line(r: Reading | Row) -> str:
 
 
 def lines(batch: list[Reading] | list[Row]) -> str:
-    """One line per reading (rows or readings, see :mod:`yujing.wire`), newline-separated."""
+    """One line per reading (rows or readings: the same attributes, see :mod:`yujing.wire`), newline-separated."""
     out = []
-    series, offsets, isfinite = _SERIES, _OFFSET_NS, math.isfinite
-    for r in as_rows(batch):
-        key = (r["quantity"], r["site"], r["sensor"], r["gateway"], r["quality"], r["drill"], r["unit"])
-        tags, unit = series.get(key) or _series(key)
-        rid, v, ts = r["id"], r["value"], r["ts"]
+    series, epoch, isfinite = _SERIES, _EPOCH, math.isfinite
+    for r in batch:
+        key = (r.quantity, r.site, r.sensor, r.gateway, r.quality, r.drill, r.unit)
+        valued, bare, unit = series.get(key) or _series(key)
+        rid, v, ts = r.id, r.value, r.ts
         if '"' in rid or "\\" in rid:
             rid = rid.replace("\\", "\\\\").replace('"', '\\"')
-        off = offsets.get(ts.tzinfo)
-        if off is None:
-            ns = _ts_ns(ts)
-        else:  # ts_ns(ts), inline
-            ns = ((ts.toordinal() - _ORDINAL_1970) * 86_400 + ts.hour * 3_600 + ts.minute * 60 + ts.second) \
-                * 1_000_000_000 + ts.microsecond * 1000 - off
+        d = ts - epoch  # ts_ns(ts), inline
+        ns = (d.days * 86_400 + d.seconds) * 1_000_000_000 + d.microseconds * 1000
         if isfinite(v):
-            out.append(f'{tags} value={v!r},id="{rid}",{unit} {ns}')
+            out.append(f'{valued}{v!r},id="{rid}"{unit}{ns}')
         else:
-            out.append(f'{tags} id="{rid}",{unit} {ns}')
+            out.append(f'{bare}{rid}"{unit}{ns}')
     return "\n".join(out)
 
 

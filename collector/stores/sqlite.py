@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.config import SqliteStore
-from yujing.wire import Row, as_rows
+from yujing.wire import Row
 from collector.stores.base import register
 from collector.stores.lineproto import ts_ns
 from yujing.errors import StoreError
@@ -50,9 +50,8 @@ class Sqlite:
             self._db.executemany("INSERT OR IGNORE INTO readings VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
 
     async def write(self, batch: list[Reading] | list[Row]) -> None:
-        rows = [(r["id"], r["site"], r["sensor"], r["quantity"], r["value"] if r["value"] == r["value"] else None,
-                 r["unit"], ts_ns(r["ts"]), str(r["quality"]), r["gateway"], int(r["drill"]),
-                 json.dumps(r["meta"]) if r.get("meta") else "{}") for r in as_rows(batch)]
+        rows = [(r.id, r.site, r.sensor, r.quantity, r.value if r.value == r.value else None, r.unit, ts_ns(r.ts),
+                 str(r.quality), r.gateway, int(r.drill), json.dumps(r.meta) if r.meta else "{}") for r in batch]
         async with self._lock:
             try:
                 await asyncio.to_thread(self._insert, rows)
