@@ -190,8 +190,8 @@ class Subscription:
         """PUBACK many messages, each ``(generation, mid, qos)`` (void for an earlier connection), at once.
 
         paho queues and sends one packet per ``ack`` (a dict, a deque entry, a writer registered with the
-        loop and a ``send`` each): here the QoS 1 acks of a batch are queued at once and sent when the socket
-        is writable (a ``send`` each, from one wake-up).
+        loop and a ``send`` each): here the QoS 1 acks of a batch go out together, the PUBACK packets one
+        after the other in one ``send`` when the socket is writable (the broker reads a stream of packets).
         """
         if not (self.manual_ack and self.live):
             return
@@ -203,11 +203,10 @@ class Subscription:
                     mids.append(_PUBACK | mid)
                 elif qos:
                     ack(mid, qos)
-        if mids:  # one out-packet each, as paho frames them, and one writer registration for all
-            out = self._paho._out_packet  # noqa: SLF001 -- see the module docstring
-            for word in mids:
-                out.append({"command": paho.PUBACK, "mid": 0, "qos": 0, "pos": 0, "to_process": 4,
-                            "packet": struct.pack("!I", word), "info": None})
+        if mids:  # all of them as one out-packet (one ``send``), and one writer registration
+            packet = struct.pack(f"!{len(mids)}I", *mids)
+            self._paho._out_packet.append({"command": paho.PUBACK, "mid": 0, "qos": 0, "pos": 0,  # noqa: SLF001
+                                           "to_process": len(packet), "packet": packet, "info": None})
             self._paho._call_socket_register_write()  # noqa: SLF001
 
     async def sync(self, timeout_s: float = 5.0) -> bool:
