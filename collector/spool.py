@@ -24,6 +24,8 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
+
 from yujing.wire import Row, rows_from_json, rows_json
 from yujing.model import Reading
 from yujing.sqlite import Room, Sync, open_db, reclaim
@@ -35,6 +37,11 @@ CREATE INDEX IF NOT EXISTS seen_ids_t ON seen_ids (t);
 CREATE TABLE IF NOT EXISTS loss (one INTEGER PRIMARY KEY CHECK (one = 1), dropped INTEGER NOT NULL,
                                  reported INTEGER NOT NULL, reason TEXT NOT NULL);
 """
+
+
+def _ids_json(ids: list[str]) -> str:
+    """A batch's ids as a JSON array (msgspec: 6x json.dumps' speed, and this runs for every stored batch)."""
+    return msgspec.json.encode(ids).decode()
 
 
 class SpoolUnwritable(Exception):
@@ -62,7 +69,7 @@ class Spool:
         with self._writing():
             self._db.execute("BEGIN")
             self._db.execute("INSERT INTO batches (n, body) VALUES (?, ?)", (len(batch), rows_json(batch)))
-            self._db.execute("INSERT INTO seen_ids VALUES (?, ?)", (now, json.dumps([r.id for r in batch])))
+            self._db.execute("INSERT INTO seen_ids VALUES (?, ?)", (now, _ids_json([r.id for r in batch])))
         self.depth += len(batch)
 
     @contextlib.contextmanager
@@ -150,7 +157,7 @@ class Spool:
 
     def mark_seen(self, ids: list[str], now: float) -> None:
         with self._writing():
-            self._db.execute("INSERT INTO seen_ids VALUES (?, ?)", (now, json.dumps(ids)))
+            self._db.execute("INSERT INTO seen_ids VALUES (?, ?)", (now, _ids_json(ids)))
 
     def seen_since(self, t: float) -> list[tuple[str, float]]:
         rows = self._db.execute("SELECT t, ids FROM seen_ids WHERE t >= ? ORDER BY t", (t,)).fetchall()

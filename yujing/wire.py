@@ -154,18 +154,16 @@ def decode_rows(payload: bytes, topic: str, max_bytes: int) -> list[Row]:
             rows, gateway = [_ROW_DECODER.decode(payload)], topic.rsplit("/", 1)[-1]
     except msgspec.DecodeError:  # and ValidationError, its subclass
         rows = None
-    if rows is None or not _plain(rows) or _SUBMICRO.search(payload) or _ESCAPED_ASCII in payload:
+    if rows is None or not _plain(rows, gateway) or _SUBMICRO.search(payload) or _ESCAPED_ASCII in payload:
         return [_row(r) for r in decode(payload, topic, max_bytes)]  # raises with the reference's reason and message
     if not rows:
         raise PayloadError(Reject.EMPTY, "batch carries no readings", topic=topic)
-    for r in rows:
-        if not r.gateway:
-            r.gateway = gateway
     return rows
 
 
-def _plain(rows: list[Row]) -> bool:
-    """Every value finite and every quantity name of Reading's pattern (else the reference decides)."""
+def _plain(rows: list[Row], gateway: str) -> bool:
+    """Every value finite and every quantity name of Reading's pattern (else the reference decides); on the way,
+    ``gateway`` filled in where a reading names none."""
     known, isfinite = _QUANTITIES, math.isfinite
     for r in rows:
         if not isfinite(r.value):
@@ -175,6 +173,8 @@ def _plain(rows: list[Row]) -> bool:
                 return False
             if len(known) < 10_000:
                 known.add(r.quantity)
+        if not r.gateway:
+            r.gateway = gateway
     return True
 
 
