@@ -16,7 +16,7 @@ T = TypeVar("T")
 _M64 = (1 << 64) - 1
 _MIN_SLOTS = 1 << 12
 _LOAD = 0.7  # linear probing: ~6 probes for a new id at this load, ~1.5 on average over a doubling
-_QUICK = 1 << 18  # the table grows 4x up to 1M slots (8 MiB, 730,000 ids), then 2x
+_QUICK = 1 << 18  # the table grows 4x up to 256k slots (2 MiB, 183,000 ids), then 2x
 _COMPACT = 1 << 16  # drop forgotten ids from the front of the arrival order once this many have gone
 
 
