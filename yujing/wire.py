@@ -141,10 +141,14 @@ _ROWS = SchemaValidator(core_schema.list_schema(_row_schema()), {"cache_strings"
 _ROWS_JSON = SchemaSerializer(core_schema.list_schema(_row_schema()), config={"ser_json_inf_nan": "strings"})
 
 
-def decode_rows(payload: bytes, topic: str, max_bytes: int) -> list[Row]:
-    """The readings in one message as rows; ``gateway`` filled from the batch or the topic when a reading lacks it."""
+def _check_size(payload: bytes, topic: str, max_bytes: int) -> None:
     if len(payload) > max_bytes:
         raise PayloadError(Reject.OVERSIZE, f"{len(payload)} bytes > {max_bytes}", topic=topic)
+
+
+def decode_rows(payload: bytes, topic: str, max_bytes: int) -> list[Row]:
+    """The readings in one message as rows; ``gateway`` filled from the batch or the topic when a reading lacks it."""
+    _check_size(payload, topic, max_bytes)
     rows: list[Row] | None
     try:
         if b'"readings"' in payload:
@@ -202,8 +206,7 @@ def rows_from_json(body: bytes) -> list[Row]:
 
 def decode(payload: bytes, topic: str, max_bytes: int) -> list[Reading]:
     """The readings in one message; ``gateway`` filled from the batch or the topic when a reading lacks it."""
-    if len(payload) > max_bytes:
-        raise PayloadError(Reject.OVERSIZE, f"{len(payload)} bytes > {max_bytes}", topic=topic)
+    _check_size(payload, topic, max_bytes)
     try:
         if b'"readings"' in payload:
             batch = _BATCH.validate_json(payload)
@@ -227,8 +230,7 @@ def decode_readings(payload: bytes, topic: str, max_bytes: int) -> list[Reading]
     callbacks per reading, ``ts`` to UTC and the NaN check, cannot be left out here the way
     :func:`decode_rows` leaves them out with a typed dict.) ``tests/test_wire_decode_readings.py`` holds the two
     to the same output and the same refusals."""
-    if len(payload) > max_bytes:
-        raise PayloadError(Reject.OVERSIZE, f"{len(payload)} bytes > {max_bytes}", topic=topic)
+    _check_size(payload, topic, max_bytes)
     try:
         if b'"readings"' in payload:
             batch = _BATCH.validate_json(payload)
