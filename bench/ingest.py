@@ -50,7 +50,7 @@ _spec.loader.exec_module(servers)  # type: ignore[union-attr]
 
 from yujing.compose import Config  # noqa: E402
 from collector.config import CollectorConfig, InfluxV1Store, InfluxV2Store  # noqa: E402
-from yujing.wire import decode_rows  # noqa: E402
+from collector.rows import decode_rows  # noqa: E402
 from collector.stores.lineproto import lines  # noqa: E402
 from yujing.model import Reading, ReadingBatch  # noqa: E402
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from collector import metrics as m
 from collector.config import CollectorConfig
-from yujing.wire import Row, decode_rows, to_readings
+from collector.rows import Row, decode_rows, to_readings
 from collector.loss import LossReport
 from collector.sink import Batch, Sink
 from collector.spool import Spool

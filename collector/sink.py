@@ -27,7 +27,8 @@ from typing import Callable
 
 from collector import metrics as m
 from collector.config import CollectorConfig, SpoolFull
-from yujing.wire import LossReason, Row
+from collector.rows import Row
+from yujing.wire import LossReason
 from collector.loss import LossReport
 from collector.spool import Spool, SpoolUnwritable
 from collector.stores.base import BatchRejected, Store
@@ -40,7 +41,7 @@ log = logging.getLogger("yujing.collector")
 
 @dataclass
 class Batch:
-    readings: list[Row] = field(default_factory=list)  # see yujing.wire
+    readings: list[Row] = field(default_factory=list)  # see collector.rows
     acks: list[object] = field(default_factory=list)  # opaque message handles, acknowledged when durable
 
 

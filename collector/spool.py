@@ -26,7 +26,7 @@ from pathlib import Path
 
 import msgspec
 
-from yujing.wire import Row, rows_from_json, rows_json
+from collector.rows import Row, rows_from_json, rows_json
 from yujing.model import Reading
 from yujing.sqlite import Room, Sync, open_db, reclaim
 

@@ -1,4 +1,4 @@
-"""The intake's row decoder (yujing.wire.decode_rows) against the reference Reading decoder (decode):
+"""The intake's row decoder (collector.rows.decode_rows) against the reference Reading decoder (decode):
 the same payloads accepted with the same readings, the same rejects with the same reasons, and rows that
 write the same line protocol and spool the same JSON; the in-process hand-off still gets Reading objects."""
 
@@ -18,7 +18,8 @@ from pydantic import TypeAdapter
 from testing.collector import make_config, publish, readings, running
 
 from collector.config import SqliteStore
-from yujing.wire import Reject, Row, decode, decode_rows, rows_from_json, rows_json, to_readings
+from collector.rows import Row, decode_rows, rows_from_json, rows_json, to_readings
+from yujing.wire import Reject, decode
 from collector.spool import Spool
 from collector.stores.lineproto import lines
 from yujing.errors import PayloadError

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from yujing.wire import Row
+from collector.rows import Row
 from yujing.errors import StoreError
 from yujing.model import Reading
 
@@ -27,7 +27,7 @@ class Store(Protocol):
     async def write(self, batch: list[Reading] | list[Row]) -> None:
         """Store every reading or raise StoreError (unreachable, refused): the caller spools and retries.
 
-        The collector hands rows (:mod:`yujing.wire`); ``Reading`` objects are taken too."""
+        The collector hands rows (:mod:`collector.rows`); ``Reading`` objects are taken too."""
 
     async def readings(self, site: str | None = None, quantity: str | None = None,
                        since: datetime | None = None) -> list[Reading]:

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from collector.config import InfluxV1Store
-from yujing.wire import Row
+from collector.rows import Row
 from collector.stores.base import BatchRejected, register
 from collector.stores.lineproto import lines, reading_from_row, ts_ns
 from yujing.errors import StoreError

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from collector.config import InfluxV2Store
-from yujing.wire import Row
+from collector.rows import Row
 from collector.stores.base import BatchRejected, register
 from collector.stores.lineproto import lines
 from yujing.errors import StoreError

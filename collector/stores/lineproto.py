@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timezone
 
-from yujing.wire import Row
+from collector.rows import Row
 from yujing.model import Quality, Reading
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -52,7 +52,7 @@ def line(r: Reading | Row) -> str:
 
 
 def lines(batch: list[Reading] | list[Row]) -> str:
-    """One line per reading (rows or readings: the same attributes, see :mod:`yujing.wire`), newline-separated."""
+    """One line per reading (rows or readings: the same attributes, see :mod:`collector.rows`), newline-separated."""
     out = []
     series, epoch, isfinite = _SERIES, _EPOCH, math.isfinite
     for r in batch:

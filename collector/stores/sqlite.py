@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.config import SqliteStore
-from yujing.wire import Row
+from collector.rows import Row
 from collector.stores.base import register
 from collector.stores.lineproto import ts_ns
 from yujing.errors import StoreError
