@@ -14,11 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from yujing.config.areas import Tier
-from alerts.nflog.states import NOT_REACHED, REACHED
+from alerts.nflog import progress
 from yujing.model import HazardWarning
-
-TIERS = [t.value for t in Tier]
 
 
 @dataclass
@@ -123,33 +120,14 @@ class ChainLog:
         return p.role if p else ""
 
     def progress(self, warning_id: str) -> dict[str, Any]:
-        """Told, delivered, failed, confirmed, escalated per tier of the chain, and who has not confirmed."""
-        rows = self._rows("SELECT phone, tier, node, name, status, ack, reason, created_at FROM notifications "
-                          "WHERE warning_id=? ORDER BY seq", (warning_id,))
+        """Told, delivered, failed, confirmed, escalated per tier of the chain, and who has not confirmed
+        (alerts.nflog.progress: the duty API counts the same way)."""
+        rows = self._rows(f"SELECT {progress.COLUMNS} FROM notifications WHERE warning_id=? ORDER BY seq", (warning_id,))
         confirmed = {p for (p,) in self._rows("SELECT phone FROM confirmations WHERE warning_id=?", (warning_id,))}
-        per: dict[str, dict[str, set[str]]] = {}
-        asked: dict[str, tuple[str, str, str, str]] = {}
-        for phone, tier, node, name, status, ack, reason, created in rows:
-            t = per.setdefault(tier, {k: set() for k in ("told", "delivered", "failed", "confirmed", "escalated")})
-            t["told"].add(phone)
-            if status in REACHED:
-                t["delivered"].add(phone)
-            if status in NOT_REACHED:
-                t["failed"].add(phone)
-            if phone in confirmed:
-                t["confirmed"].add(phone)
-            if reason:
-                t["escalated"].add(phone)
-            if ack and phone not in confirmed and phone not in asked:
-                asked[phone] = (name, tier, node, created)
-        for t in per.values():
-            t["failed"] -= t["delivered"]  # an SMS that failed, then a call that got through: reached, not failed
-        tiers = [{"tier": tier, **{k: len(v) for k, v in per[tier].items()}}
-                 for tier in sorted(per, key=lambda t: TIERS.index(t) if t in TIERS else 99)]
-        total = {k: sum(t[k] for t in tiers) for k in ("told", "delivered", "failed", "confirmed", "escalated")}
-        unconfirmed = [{"name": n, "role": self._role(p), "phone": p, "tier": t, "node": node, "asked_at": at}
-                       for p, (n, t, node, at) in asked.items()]
-        return {**total, "tiers": tiers, "unconfirmed": unconfirmed}
+        out = progress.delivery(rows, confirmed)
+        for u in out["unconfirmed"]:
+            u["role"] = self._role(u["phone"])
+        return out
 
     def level_spans(self, site: str) -> list[tuple[str, str | None, str]]:
         """(from, to, level) while a warning at ``site`` stood, from the log's history (to None: still)."""

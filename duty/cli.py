@@ -139,9 +139,10 @@ def _show(args: argparse.Namespace, body: Any) -> None:
             p = w["progress"]
             print(f"{w['level']:<6} {w['state']:<10} {w['key']}  {w['source']}  {w['title']}")
             print(f"       told {p['told']}, delivered {p['delivered']}, failed {p['failed']}, "
-                  f"confirmed {p['confirmed']}, escalated {p['escalated']}, unconfirmed {len(p['unconfirmed'])}")
+                  f"confirmed {p['confirmed']}, escalated {p['escalated']} (told by escalation {p['by_escalation']}), "
+                  f"unconfirmed {len(p['unconfirmed'])}")
             for u in p["unconfirmed"]:
-                print(f"         not confirmed: {u['name']} ({u['role']}, {u['node']}) {u['phone']}")
+                print(f"         not confirmed: {u['name']} ({u['tier']}, {u['node']}) {u['phone']}")
         return
     for s in body["silences"]:
         print(f"{s['id']}  {s['site'] or s['area']}  {s['hazard'] or '*'}  until {s['until']}  {s['reason']}")

@@ -12,9 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from alerts.nflog.states import NOT_REACHED, REACHED
+from alerts.nflog import progress
 from yujing.model import HazardWarning, WarningState
-
 
 
 class Progress:
@@ -47,32 +46,17 @@ class Progress:
         return out
 
     def summary(self, key: str) -> dict[str, Any]:
-        told: set[str] = set()
-        delivered: set[str] = set()
-        failed: set[str] = set()
-        escalated: set[str] = set()
-        asked: dict[str, tuple[str, str, str, str]] = {}
+        """Every version of ``key``, the real log's and the drill log's rows together, counted as the console counts
+        one version (alerts.nflog.progress)."""
+        rows: list[tuple] = []
         confirmed: set[str] = set()
         with self._dbs() as dbs:
             for db in dbs:
-                for phone, status, ack, name, tier, node, created, reason, attempt in db.execute(
-                        "SELECT phone, status, ack, name, tier, node, created_at, reason, attempt FROM notifications"
-                        " WHERE warning_key=? ORDER BY seq", (key,)):
-                    told.add(phone)
-                    if status in REACHED:
-                        delivered.add(phone)
-                    if status in NOT_REACHED:
-                        failed.add(phone)
-                    if ":" in reason:  # an escalation step ("recall:<phone>", "deputy:…", "up:…"): whose chain
-                        escalated.add(reason.split(":", 1)[1])
-                    if ack:
-                        asked.setdefault(phone, (name, tier, node, created))
+                rows += db.execute(f"SELECT {progress.COLUMNS} FROM notifications WHERE warning_key=? ORDER BY seq",
+                                   (key,)).fetchall()
                 confirmed |= {p for (p,) in db.execute(
                     "SELECT c.phone FROM confirmations c JOIN warnings w ON c.warning_id = w.id WHERE w.key=?", (key,))}
-        unconfirmed = [{"name": n, "role": t, "phone": p, "node": node, "asked_at": at}
-                       for p, (n, t, node, at) in asked.items() if p not in confirmed]
-        return {"told": len(told), "delivered": len(delivered), "failed": len(failed - delivered),
-                "confirmed": len(confirmed & set(asked)), "escalated": len(escalated), "unconfirmed": unconfirmed}
+        return progress.delivery(rows, confirmed)
 
     def notifications(self, key: str) -> list[dict[str, Any]]:
         out = []

@@ -121,7 +121,8 @@ async def test_session_login_needs_csrf_for_writes_and_bad_passwords_are_refused
         assert {"key", "version", "hazard", "level", "state", "site", "area", "title", "evidence", "source",
                 "issued_at", "updated_at", "drill", "progress"} <= set(w)
         assert w["source"] == "operator:chief" and w["area"] == "shibao.xinle" and w["site"] == ""
-        assert set(w["progress"]) == {"told", "delivered", "failed", "confirmed", "escalated", "unconfirmed"}
+        assert set(w["progress"]) == {"told", "delivered", "failed", "confirmed", "escalated", "by_escalation", "tiers",
+                                       "unconfirmed"}
 
         async def detail() -> dict:
             async with http.get(api + "/warnings/" + w["key"]) as r:

@@ -10,7 +10,8 @@ One file per kind of warning, in parts, each the only code that touches its tabl
     log.timeline       timeline.py       every step as an event with a timestamp
     log.provider_events replays.py       provider event ids acted on (a replayed webhook changes nothing)
 
-The words (warning and notification states, channels, tiers) are the StrEnums of ``states.py``. Statements
+Readers (the console, the duty API) open the file read-only; ``progress.py`` is how both count a warning's
+delivery from its rows. The words (warning and notification states, channels, tiers) are the StrEnums of ``states.py``. Statements
 that must not be split by a crash run in ``log.transaction()``.
 
 Real and drill warnings live in separate files (``alerts.sqlite`` and ``alerts-drill.sqlite``); a log

@@ -21,8 +21,8 @@
     // a rule's evidence, or what the operator or the platform above wrote
     $("w-evidence").innerHTML = [...(w.evidence || []), ...(w.instruction ? [w.instruction] : [])].map((e) => `<li>${E(e)}</li>`).join("");
     const p = w.progress || {tiers: [], unconfirmed: []};
-    rows("w-progress", p.tiers.map((t) => `<tr data-tier="${E(t.tier)}"><td>${E(Y.tier(t.tier))}</td><td>${t.told}</td><td>${t.delivered}</td><td>${t.failed}</td><td>${t.confirmed}</td><td>${t.escalated}</td></tr>`).join("")
-      + `<tr class="total"><td>Σ</td><td>${p.told || 0}</td><td>${p.delivered || 0}</td><td>${p.failed || 0}</td><td>${p.confirmed || 0}</td><td>${p.escalated || 0}</td></tr>`);
+    rows("w-progress", p.tiers.map((t) => `<tr data-tier="${E(t.tier)}"><td>${E(Y.tier(t.tier))}</td><td>${t.told}</td><td>${t.delivered}</td><td>${t.failed}</td><td>${t.confirmed}</td><td>${t.escalated}</td><td>${t.by_escalation}</td></tr>`).join("")
+      + `<tr class="total"><td>Σ</td><td>${p.told || 0}</td><td>${p.delivered || 0}</td><td>${p.failed || 0}</td><td>${p.confirmed || 0}</td><td>${p.escalated || 0}</td><td>${p.by_escalation || 0}</td></tr>`);
     rows("w-unconfirmed", (p.unconfirmed || []).map((u) => `<tr data-phone="${E(u.phone)}"><td>${E(u.name)}</td><td>${E(Y.role(u.role))}</td><td>${E(u.phone)}</td><td>${E(Y.tier(u.tier))}</td><td>${E(Y.ago(u.asked_at, u.asked_s))}</td><td>${Y.canWrite() && w.in_force ? `<button type="button" class="confirm-for" data-phone="${E(u.phone)}" data-name="${E(u.name)}">${E(Y.T.confirm_for)}</button>` : ""}</td></tr>`).join(""));
     // alerts' estimate of when the last person is reached, given our rates and the provider's limits
     rows("w-plans", (w.plans || []).map((f) => `<tr><td>${f.version}</td><td>${E(f.provider)}</td><td>${f.sms} / ${f.sms_segments}</td><td>${f.calls}</td><td class="last">${Math.round(f.last_s)} s</td></tr>`).join(""));
