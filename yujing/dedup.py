@@ -59,17 +59,6 @@ class Dedup:
     def __len__(self) -> int:
         return self._n
 
-    def __contains__(self, d: int) -> bool:
-        t, mask = self._table, self._mask
-        i = d & mask
-        while True:
-            x = t[i]
-            if x == d:
-                return True
-            if not x:
-                return False
-            i = (i + 1) & mask
-
     def _add(self, d: int) -> bool:
         """Remember a digest; False if it was there already."""
         t, mask = self._table, self._mask
