@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from yujing.dedup import ids_from_json, ids_json
 from yujing.errors import StoreError
 from yujing.model import HazardWarning
 from yujing.sqlite import Sync, open_db
@@ -46,20 +47,6 @@ def dumps(state: Any) -> str:
     if b"null" in out:
         return json.dumps(state, separators=(",", ":"))
     return out.decode()
-
-
-def _ids_json(ids: list[str]) -> str:
-    try:
-        return orjson.dumps(ids).decode()
-    except orjson.JSONEncodeError:  # a lone surrogate in an id (valid JSON escaped, not UTF-8): json escapes it
-        return json.dumps(ids)
-
-
-def _ids_from_json(text: str) -> list[str]:
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
 
 
 class Rows(NamedTuple):
@@ -119,7 +106,7 @@ class StateStore:
         for (ids,) in self.db.execute("SELECT ids FROM seen_batch ORDER BY seq DESC"):
             if len(out) >= limit:
                 break
-            out = _ids_from_json(ids) + out
+            out = ids_from_json(ids) + out
         if len(out) < limit and self._old_seen:  # saved before the ids were batched: older than every batch
             rows = self.db.execute("SELECT id FROM seen ORDER BY seq DESC LIMIT ?", (limit - len(out),)).fetchall()
             out = [r[0] for r in reversed(rows)] + out
@@ -170,7 +157,7 @@ class StateStore:
         """One row for this save's ids; the oldest rows (and the old per-id table) dropped once the newer ones hold
         ``keep`` ids. Returns how many batches of ``self._batches`` the transaction deleted (popped once it commits)."""
         seq = (self._batches[-1][0] if self._batches else 0) + 1
-        self.db.execute("INSERT INTO seen_batch (seq, n, ids) VALUES (?, ?, ?)", (seq, len(ids), _ids_json(ids)))
+        self.db.execute("INSERT INTO seen_batch (seq, n, ids) VALUES (?, ?, ?)", (seq, len(ids), ids_json(ids)))
         self._batches.append((seq, len(ids)))
         self._kept += len(ids)
         forget, kept, last = 0, self._kept, None

@@ -25,6 +25,15 @@ def test_seen_ids_survive_a_reopen_and_are_forgotten_by_age(tmp_path):
     spool.close()
 
 
+def test_an_id_that_is_not_utf8_is_remembered_too(tmp_path):
+    """Ids are kept as the rules' state keeps them (yujing.dedup.ids_json): a lone surrogate, which no UTF-8
+    encoder takes, is written escaped rather than failing the batch's write."""
+    spool = Spool(tmp_path / "collector.spool")
+    spool.mark_seen(["c1", "c\ud800"], 100.0)
+    assert spool.seen_since(0) == [("c1", 100.0), ("c\ud800", 100.0)]
+    spool.close()
+
+
 def test_a_spool_written_with_a_row_per_id_is_read_and_converted(tmp_path):
     path = tmp_path / "collector.spool"
     db = sqlite3.connect(path)

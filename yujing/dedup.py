@@ -7,9 +7,12 @@ broker redelivers after a crash, or the edge re-sends after a reconnect, counts 
 
 from __future__ import annotations
 
+import json
 from array import array
 from collections import deque
 from typing import TypeVar
+
+import orjson
 
 T = TypeVar("T")
 
@@ -32,6 +35,22 @@ def digest(rid: str) -> int:
 
 
 _hash = hash  # the tests replace it to force collisions
+
+
+def ids_json(ids: list[str]) -> str:
+    """Reading ids as the collector's spool and the rules' state keep them: a JSON array (orjson: a stored batch's
+    ids each time, ~6x json.dumps' speed)."""
+    try:
+        return orjson.dumps(ids).decode()
+    except orjson.JSONEncodeError:  # a lone surrogate in an id (valid JSON escaped, not UTF-8): json escapes it
+        return json.dumps(ids)
+
+
+def ids_from_json(text: str) -> list[str]:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 class Dedup:
