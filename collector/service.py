@@ -32,7 +32,7 @@ from yujing.dedup import Dedup
 from yujing.errors import PayloadError
 from yujing.log import Limiter
 from yujing.model import Reading
-from yujing.bus import Received, Session, Subscription, reconnecting
+from yujing.bus import Received, Session, Subscription, end_session, reconnecting
 from yujing.provenance import Refusal, Senders
 from yujing.runtime import Runtime, tune_gc
 
@@ -41,6 +41,7 @@ log = logging.getLogger("yujing.collector")
 OnAccepted = Callable[[list[Reading]], None]
 _DEADLETTER_SAMPLE = 65_536
 _MAX_QUEUED_BATCHES = 2  # closed batches (each up to batch_size readings) waiting for the sink
+RETIRE_QUIET_S = 2.0  # a retiring session is drained after this long without a message (and a round trip)
 
 
 class Intake:
@@ -62,6 +63,7 @@ class Intake:
         self._now = 0.0
         self._duplicates = 0
         self._messages = 0
+        self.received = 0  # messages taken in, counted only while retiring (see _connected)
         self.stopping = False  # set at a clean stop: what arrives after is the broker's to send again
 
     def on_message(self, msg: Received) -> None:
@@ -181,19 +183,43 @@ def default_share_group(cfg: CollectorConfig) -> str:
     return cfg.share_group or re.sub(r"[^A-Za-z0-9_\-]", "-", cfg.client_id)
 
 
-async def _connected(rt: Runtime, cfg: CollectorConfig, intake: Intake, session: Session) -> None:
-    """One MQTT connection: paho's socket reads feed the intake until stop or a broken link."""
-    topic = subscription(cfg, rt.config.mqtt.topic_prefix)
-    sub = Subscription(rt.config.mqtt, session, [(topic, 1)], receive_maximum=cfg.receive_maximum,
-                       on_message=intake.on_message, read_ahead=True,
-                       on_session_lost=lambda: _session_lost(cfg.client_id),
-                       stale=() if rt.config.mqtt.embedded else stale_filters(cfg, rt.config.mqtt.topic_prefix))
+async def _connected(rt: Runtime, cfg: CollectorConfig, intake: Intake, session: Session, leave: asyncio.Event,
+                     retiring: asyncio.Event | None = None) -> None:
+    """One MQTT connection: paho's socket reads feed the intake until ``leave`` or a broken link.
+
+    ``retiring`` (a worker an earlier run had and this one does not, collector/workers.py): subscribe to
+    nothing and drop the shared filter from the session, so the broker deals this client no new share; take in
+    what the session still holds; set ``retiring`` and ``leave`` once nothing more comes and nothing is held.
+    """
+    prefix = rt.config.mqtt.topic_prefix
+    topic = subscription(cfg, prefix)
+    stale = () if rt.config.mqtt.embedded else stale_filters(cfg, prefix)
+
+    def counted(msg: Received) -> None:
+        intake.received += 1
+        intake.on_message(msg)
+
+    if retiring is not None:
+        stale = [topic, *stale]
+    sub = Subscription(rt.config.mqtt, session, [] if retiring is not None else [(topic, 1)],
+                       receive_maximum=cfg.receive_maximum,
+                       on_message=intake.on_message if retiring is None else counted, read_ahead=True,
+                       on_session_lost=lambda: _session_lost(cfg.client_id), stale=stale)
     intake.sub = sub  # before connecting: a held session's messages arrive with CONNACK
     try:
         async with sub:
             m.CONNECTED.labels(cfg.client_id).set(1)
-            log.info("collector subscribed", extra={"kv": {"topic": topic}})
-            await sub.until(rt.stop)
+            if retiring is None:
+                log.info("collector subscribed", extra={"kv": {"topic": topic}})
+                await sub.until(leave)
+            else:
+                drained = asyncio.create_task(_drained(intake, sub, leave))
+                try:
+                    await sub.until(leave)
+                finally:
+                    drained.cancel()
+                if drained.done() and not drained.cancelled() and drained.result():
+                    retiring.set()
             # A clean stop: take in nothing more (a message read now would be stored after the disconnect, its
             # ack void: stored, and sent again), but go on reading the socket for the round trip that leaving
             # `async with sub` makes (Subscription.sync: the broker reads our last acks before we close).
@@ -212,19 +238,45 @@ async def _connected(rt: Runtime, cfg: CollectorConfig, intake: Intake, session:
         m.CONNECTED.labels(cfg.client_id).set(0)
 
 
-async def serve(rt: Runtime, on_accepted: OnAccepted | None = None) -> None:
+async def _drained(intake: Intake, sub: Subscription, leave: asyncio.Event) -> bool:
+    """A retiring session's end: nothing received for ``RETIRE_QUIET_S``, every batch durable and acknowledged,
+    the spool empty, and a round trip to the broker after the last acks brought nothing (the broker sends a
+    session's next queued messages as acks free its window, before it answers a later packet). Sets ``leave``."""
+    sink = intake.sink
+    while True:
+        seen = intake.received
+        await asyncio.sleep(RETIRE_QUIET_S)
+        if intake.received != seen:
+            continue
+        intake.close_batch()
+        await sink.queue.join()  # stored or spooled, and acknowledged
+        if sink.spool.depth or intake.received != seen:
+            continue  # the spool replays on its own; wait for it
+        if await sub.sync() and intake.received == seen and sink.queue.empty():
+            leave.set()
+            return True
+
+
+async def serve(rt: Runtime, on_accepted: OnAccepted | None = None, *, retire: bool = False) -> bool:
+    """Collect until ``rt.stop``. ``retire``: until this client's session and spool are drained too (then the
+    broker is told to forget the session, the spool's file is removed, and True is returned)."""
     cfg = rt.config.collector
     tune_gc()
-    spool = Spool(rt.config.path(cfg.spool, "collector.spool"))
+    path = rt.config.path(cfg.spool, "collector.spool")
+    spool = Spool(path)
     dedup = Dedup(cfg.dedup_window_s, cfg.dedup_max_ids)
     dedup.load(spool.seen_since(rt.clock.timestamp() - cfg.dedup_window_s))
+    leave = rt.stop if not retire else asyncio.Event()
+    retiring = asyncio.Event() if retire else None
+    watch = asyncio.create_task(_follow(rt.stop, leave)) if retire else None
+    retired = False
     try:
         async with open_store(cfg.store, rt.config) as store:
             intake: Intake
             loss = LossReport(rt.config.mqtt.topic_prefix, cfg.client_id, spool, rt.clock, lambda: intake.sub)
             sink = Sink(cfg, store, spool, rt.clock, lambda acks: intake.ack(acks), loss)
             intake = Intake(cfg, rt.config.mqtt.topic_prefix, sink, dedup, rt, on_accepted)
-            if not intake.senders.enforced:
+            if not intake.senders.enforced and not retire:
                 log.warning("no gateways configured: any authenticated publisher's readings are accepted for any site")
             draining = asyncio.Event()
             sink_task = asyncio.create_task(sink.run(draining))
@@ -236,11 +288,29 @@ async def serve(rt: Runtime, on_accepted: OnAccepted | None = None) -> None:
                 # ids remembered from an earlier run mean the broker should hold a session for us
                 session = Session(cfg.client_id, held=len(dedup) > 0)
                 try:
-                    await reconnecting(rt.stop, session, lambda: _connected(rt, cfg, intake, session),
+                    await reconnecting(leave, session,
+                                       lambda: _connected(rt, cfg, intake, session, leave, retiring),
                                        name="collector")
                 finally:
                     intake.close_batch()
                     draining.set()
                     await sink_task
+            if retiring is not None and retiring.is_set():
+                await end_session(rt.config.mqtt, cfg.client_id)
+                retired = spool.depth == 0
     finally:
         spool.close()
+        if watch is not None:
+            watch.cancel()
+    if retiring is None or not retiring.is_set() or not retired:
+        return False
+    for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        leftover.unlink(missing_ok=True)
+    log.info("collector session retired: what it held is stored, the broker forgot it, its spool is removed",
+             extra={"kv": {"client_id": cfg.client_id, "spool": str(path)}})
+    return True
+
+
+async def _follow(stop: asyncio.Event, leave: asyncio.Event) -> None:
+    await stop.wait()
+    leave.set()

@@ -21,6 +21,12 @@ writes, on ``$share/<group>/{prefix}/readings/+``: the broker deals the messages
   supervisor's own), ``/health`` is 503 unless every worker is up, subscribed and its database answering.
 - **Logs.** Workers log to the same stderr with ``worker=<k>``; each says ``collector subscribed`` as the single
   collector does, and the parent says ``all collector workers subscribed`` once every one has.
+- **Fewer workers than before lose nothing.** Mosquitto goes on dealing a share of every message to an absent
+  member's session, so a worker an earlier run had (a lower ``workers``, or ``auto`` on fewer cores) would
+  strand a share of all new readings in its session, and its spool, for as long as the session lives. At start
+  every such worker (its spool file says it ran) is *retired*: started once more under its own client id, it
+  drops the shared filter from its session, stores what the session still holds and what its spool holds, has
+  the broker forget the session, removes the spool, and exits; the supervisor starts it again until it has.
 
 ``auto`` stays one process where a second one cannot help or cannot run: a SQLite store (one writer), the
 embedded demo broker (MQTT 3.1.1: no shared subscriptions), a scenario clock (drills), or an ``on_accepted``
@@ -34,8 +40,10 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,6 +61,7 @@ log = logging.getLogger("yujing.collector")
 
 FIRST_RESTART_S, MAX_RESTART_S = 0.5, 30.0
 STEADY_S = 60.0  # a worker that ran this long restarts after FIRST_RESTART_S again
+EX_TEMPFAIL = 75  # a retiring worker's exit before it was done (sysexits.h)
 STOP_GRACE_S = 25.0  # within `yujing`'s 30 s stop deadline: then SIGKILL (what it held is redelivered)
 _ROOT = str(Path(__file__).resolve().parent.parent)  # where `collector` is importable from, for the workers
 
@@ -90,9 +99,18 @@ def worker_config(cfg: "Config", k: int) -> "Config":
     return out
 
 
+def leftovers(cfg: "Config", n: int) -> list[int]:
+    """The workers beyond ``n`` an earlier run had: each leaves its spool file (``<spool>-w<k>``) until retired."""
+    spool = cfg.path(cfg.collector.spool, "collector.spool")
+    named = re.compile(rf"{re.escape(spool.stem)}-w([0-9]+){re.escape(spool.suffix)}")
+    found = (named.fullmatch(p.name) for p in spool.parent.glob(f"{spool.stem}-w*{spool.suffix}"))
+    return sorted(k for k in (int(f[1]) for f in found if f) if k > n)
+
+
 @dataclass
 class Worker:
     k: int
+    retiring: bool = False  # an earlier run's worker, drained and then gone (see the module docstring)
     proc: asyncio.subprocess.Process | None = None
     port: int | None = None  # its loopback /metrics and /health, once it says
     subscribed: bool = False
@@ -105,20 +123,21 @@ class Worker:
 
 
 class Supervisor:
-    def __init__(self, rt: "Runtime", n: int) -> None:
+    def __init__(self, rt: "Runtime", n: int, retiring: Sequence[int] = ()) -> None:
         self.rt, self.n = rt, n
         self.cfg: CollectorConfig = rt.config.collector  # type: ignore[attr-defined]
         self.workers = [Worker(k) for k in range(1, n + 1)]
-        # the supervisor's alone: its aiohttp client would be ~11 MiB in a process (workers: 1) that needs none
-        from collector.workermetrics import Scraper
-
-        self.scraper = Scraper(self.workers)
+        self.retiring = [Worker(k, retiring=True) for k in retiring]
         self._limiter = Limiter(60.0)
         self._all_subscribed = asyncio.Event()
 
     async def run(self) -> None:
         log.info("collector starting workers", extra={"kv": {"workers": self.n, "cores": usable_cores(),
                                                              "share_group": service.default_share_group(self.cfg)}})
+        # the supervisor's alone: its aiohttp client would be ~11 MiB in a process (workers: 1) that needs none
+        from collector.workermetrics import Scraper
+
+        self.scraper = Scraper(self.workers)
         try:
             async with http_metrics.serving(self.cfg.metrics_host, self.cfg.metrics_port, self.scraper.health,
                                               self.scraper.render):
@@ -126,8 +145,19 @@ class Supervisor:
                     for w in self.workers:
                         tg.create_task(self._keep(w), name=f"collector-worker-{w.k}")
                     tg.create_task(self._announce(), name="collector-workers-subscribed")
+                    tg.create_task(self.retire(), name="collector-workers-retiring")
         finally:
             await self.scraper.close()
+
+    async def retire(self) -> None:
+        """Drain and end the sessions and spools of the workers an earlier run had beyond this one's."""
+        if not self.retiring:
+            return
+        log.warning("collector: an earlier run had more workers; retiring their sessions and spools", extra={
+            "kv": {"workers": self.n, "retiring": ",".join(str(w.k) for w in self.retiring)}})
+        async with asyncio.TaskGroup() as tg:
+            for w in self.retiring:
+                tg.create_task(self._keep(w), name=f"collector-worker-{w.k}-retiring")
 
     async def _announce(self) -> None:
         stopping = asyncio.ensure_future(self.rt.stop.wait())
@@ -145,10 +175,11 @@ class Supervisor:
         while not self.rt.stop.is_set():
             started = loop.time()
             code = await self._once(w)
-            if self.rt.stop.is_set():
+            if self.rt.stop.is_set() or (w.retiring and code == 0):
                 return
             w.restarts += 1
-            self.scraper.restarted(w.k)
+            if not w.retiring:
+                self.scraper.restarted(w.k)
             if loop.time() - started >= STEADY_S:
                 delay = FIRST_RESTART_S
             key = ("exit", w.k)
@@ -170,6 +201,7 @@ class Supervisor:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "collector.workers", "--worker", str(w.k), "--base-dir", str(cfg.base_dir),
             "--log-level", logging.getLevelName(root.getEffectiveLevel()), *(["--log-json"] if as_json else []),
+            *(["--retire"] if w.retiring else []),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env)
         w.proc, w.port, w.subscribed = proc, None, False
         w.pids.append(proc.pid)
@@ -206,7 +238,7 @@ class Supervisor:
                 continue
             if "port" in msg:
                 w.port = int(msg["port"])
-            if msg.get("subscribed"):
+            if msg.get("subscribed") and not w.retiring:
                 w.subscribed = True
                 if all(x.subscribed for x in self.workers):
                     self._all_subscribed.set()
@@ -238,10 +270,15 @@ def _exit_text(code: int | None) -> str:
 async def serve(rt: "Runtime", on_accepted: service.OnAccepted | None = None) -> None:
     """The collector part: ``collector.workers`` processes under a supervisor, or the collector in this process."""
     n = worker_count(rt, on_accepted)
-    if n == 1:
+    retiring = [] if rt.config.mqtt.embedded else leftovers(rt.config, n)  # type: ignore[arg-type]
+    if n > 1:
+        await Supervisor(rt, n, retiring).run()
+    elif not retiring:
         await service.serve(rt, on_accepted)
     else:
-        await Supervisor(rt, n).run()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(Supervisor(rt, 0, retiring).retire(), name="collector-workers-retiring")
+            await service.serve(rt, on_accepted)
 
 
 # ---------------------------------------------------------------- the worker side: python -m collector.workers
@@ -270,7 +307,7 @@ class _Tagged(logging.Filter):
         return True
 
 
-async def _work(cfg: "Config", k: int) -> None:
+async def _work(cfg: "Config", k: int, retire: bool) -> int:
     from prometheus_client import REGISTRY
 
     from yujing.runtime import Runtime
@@ -298,9 +335,10 @@ async def _work(cfg: "Config", k: int) -> None:
     try:
         async with http_metrics.serve("127.0.0.1", 0, health) as port:
             _send({"port": port, "pid": os.getpid()})
-            await service.serve(rt)
+            retired = await service.serve(rt, retire=retire)
     finally:
         watch.cancel()
+    return EX_TEMPFAIL if retire and not retired else 0  # a retiring worker stopped early is started again
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -315,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base-dir", required=True)
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--log-json", action="store_true")
+    p.add_argument("--retire", action="store_true", help="drain this worker's session and spool, then end both")
     args = p.parse_args(argv)
     ylog.setup(args.log_level, args.log_json)
     for h in logging.getLogger().handlers:
@@ -327,8 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     base = Path(args.base_dir)
     cfg = Config.model_validate_json(sys.stdin.buffer.readline(), context={"base_dir": base})
     cfg._base_dir = base  # noqa: SLF001 -- as yujing.config.load sets it
-    asyncio.run(_work(cfg, args.worker))
-    return 0
+    return asyncio.run(_work(cfg, args.worker, args.retire))
 
 
 if __name__ == "__main__":

@@ -202,6 +202,67 @@ async def test_switching_from_one_process_to_workers_keeps_the_session_and_split
     assert taken["2"] > 0 and sum(taken.values()) == len(early) + len(later)
 
 
+def session_present(port: int, client_id: str) -> bool:
+    """Whether the broker holds a session for ``client_id`` (asking ends it: this connection has no expiry)."""
+    import paho.mqtt.client as paho
+
+    got: list[bool] = []
+    c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    c.on_connect = lambda _c, _u, flags, *_: got.append(flags.session_present)
+    c.connect("127.0.0.1", port, clean_start=False)
+    try:
+        for _ in range(100):
+            c.loop(timeout=0.1)
+            if got:
+                return got[0]
+        raise AssertionError("no CONNACK")
+    finally:
+        c.disconnect()
+
+
+async def test_fewer_workers_than_before_retire_the_others_sessions_and_lose_nothing(
+        mosquitto, influxdb, prefix, tmp_path):
+    db = f"db_{prefix}"
+    influxdb.create_db(db)
+    early, later = readings(600), readings(1000, start=600)
+    async with collector(tmp_path, mosquitto, influxdb, prefix, db, 2):
+        pass  # two persistent sessions on the shared filter, two spool files
+    await publish(mosquitto.port, prefix, early)  # dealt out between the two absent sessions
+    async with collector(tmp_path, mosquitto, influxdb, prefix, db, 1) as c:
+        await wait_for(lambda: influx_count(influxdb, db) == len(early), 30, "both sessions' shares stored")
+        await wait_for(lambda: "collector session retired" in c.log.read_text(), 30, "worker 2 retired")
+        # the broker deals worker 2 no share any more: every new reading reaches the one collector
+        await publish(mosquitto.port, prefix, later)
+        await wait_for(lambda: influx_count(influxdb, db) == len(early) + len(later), 30, "every later reading stored")
+    assert not list((tmp_path / "var").glob("collector-w2.spool*")), "the retired worker's spool is removed"
+    assert not session_present(mosquitto.port, f"c-{prefix}-w2"), "the broker forgot the retired session"
+    assert session_present(mosquitto.port, f"c-{prefix}")  # (the check itself: the kept one is there)
+    got = influxdb.query('SELECT "id" FROM "rain_mm"', db=db)["results"][0]["series"][0]["values"]
+    assert sorted(v[1] for v in got) == sorted(r.id for r in early + later)
+
+
+async def test_a_spool_left_by_an_earlier_runs_worker_is_stored_by_its_retirement(
+        mosquitto, influxdb, prefix, tmp_path):
+    from collector.spool import Spool
+
+    db = f"db_{prefix}"
+    influxdb.create_db(db)
+    held = readings(300, site="RG-9")
+    (tmp_path / "var").mkdir()
+    spool = Spool(tmp_path / "var" / "collector-w3.spool")  # worker 3 spooled these while InfluxDB was down
+    spool.put(held[:200], 0.0)
+    spool.put(held[200:], 0.0)
+    spool.close()
+    async with collector(tmp_path, mosquitto, influxdb, prefix, db, 2) as c:
+        await wait_for(lambda: influx_count(influxdb, db) == len(held), 30, "worker 3's spool stored")
+        await wait_for(lambda: "collector session retired" in c.log.read_text(), 30, "worker 3 retired")
+        assert c.health()[0] == 200 and [w["worker"] for w in c.health()[1]["workers"]] == [1, 2]
+    assert not list((tmp_path / "var").glob("collector-w3.spool*"))
+    text = c.log.read_text()
+    assert "retiring their sessions and spools" in text and "retiring=3" in text
+    assert "collector worker exited" not in text  # it ended as it should: not restarted
+
+
 async def check(path: Path) -> tuple[int, str]:
     """`yujing check PATH`: its exit code and stderr."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))

@@ -162,7 +162,8 @@ class Subscription:
             if self.session.held and not self._present and not self.cfg.embedded and self.on_session_lost:
                 self.on_session_lost()  # (the embedded demo broker lives and dies with us: no session to lose)
             self.session.held = True
-            await self.client.subscribe(self.topics)
+            if self.topics:  # none: a session being retired takes in only what it already holds
+                await self.client.subscribe(self.topics)
             if self.stale:
                 await self.client.unsubscribe(self.stale)
         except BaseException as exc:
@@ -285,6 +286,17 @@ class Subscription:
             self.reader.resume()
 
 
+async def end_session(cfg: MqttConfig, client_id: str) -> None:
+    """Have the broker forget ``client_id``'s persistent session: its subscriptions and anything still queued.
+
+    MQTT 5: a CONNECT with ``clean_start`` discards the session the broker held, and one with no session expiry
+    leaves nothing behind once it disconnects.
+    """
+    async with mqtt.client(cfg, client_id, clean_session=None, clean_start=True,
+                           protocol=aiomqtt.ProtocolVersion.V5):
+        pass
+
+
 async def reconnecting(stop: asyncio.Event, session: Session, connection: Callable[[], Awaitable[Any]], *,
                        name: str, first_s: float = 0.5, max_s: float = 30.0,
                        retry_on: tuple[type[BaseException], ...] = (),
@@ -317,4 +329,4 @@ async def reconnecting(stop: asyncio.Event, session: Session, connection: Callab
         delay = min(max_s, delay * 2)
 
 
-__all__ = ["Message", "Session", "Subscription", "reconnecting"]
+__all__ = ["Message", "Session", "Subscription", "end_session", "reconnecting"]
