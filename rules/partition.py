@@ -17,22 +17,29 @@ persistent session of its own. Gateways are never split from what they share, so
 MQTT shared subscriptions cannot do this: they hand each message to any member, so one site's counter
 readings would be judged by several engines, none with the whole count.
 
-Changing ``count`` moves groups between partitions, and a partition's state file holds only its own
-groups: the moved sites start over (their windows refill from new readings; a warning in force there is
-neither lifted nor re-issued by the old partition). Change it with no warning in force, or not at all.
+Changing ``count`` moves groups between partitions: at start each partition takes over, from the state files of
+any other layout beside its own (``rules.state.p<j>of<m>.sqlite``, or the one process's ``rules.state.sqlite``),
+the state of its own gateways, devices and sites — windows, lifecycles of warnings in force, unpublished warnings —
+in one transaction with a note that it did (:func:`adopt`). Once every partition of the new layout has, the old
+file is removed and the old partition's MQTT session ended.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import multiprocessing
+import re
 import signal
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rules.config import Resolver
+from rules.store import StateStore
 
 if TYPE_CHECKING:
     from yujing.compose import Config
@@ -117,6 +124,89 @@ def for_partition(cfg: Config, index: int) -> Config:
     if port:  # each partition serves its own /metrics and /health: the port after the configured one's index
         rules = rules.model_copy(update={"metrics_port": port + index})
     return cfg.model_copy(update={"rules": rules})
+
+
+# --- a new count: the new layout takes the old one's state over -------------------------------------------------
+
+Layout = tuple[int, int] | None  # (index, count) of a partition, or None: one process judges every gateway
+_ID_PARTS = re.compile(r"[:/\x1f]")  # what joins ids in pack entities and lifecycle keys
+
+
+def state_files(base: Path) -> dict[Path, Layout]:
+    """Every rules state file beside ``base`` (the one process's), with the layout that wrote it."""
+    named = re.compile(re.escape(base.stem) + r"(?:\.p([0-9]+)of([0-9]+))?" + re.escape(base.suffix))
+    out: dict[Path, Layout] = {}
+    for path in base.parent.glob(f"{base.stem}*{base.suffix}"):
+        if m := named.fullmatch(path.name):
+            out[path] = (int(m[1]), int(m[2])) if m[1] else None
+    return out
+
+
+def owners(cfg: Config, count: int) -> dict[str, int]:
+    """Every gateway, device and site id: the partition of ``count`` that judges it."""
+    group = groups(cfg)
+    out: dict[str, int] = {}
+    for g in cfg.gateways:
+        out[g.id] = i = partition_of(group[g.id], count)
+        for d in g.devices:
+            out[d.id] = out[d.site] = i
+    return out
+
+
+def owner(name: str, owned: dict[str, int]) -> int:
+    """The partition of a pack entity (``rg-1``, ``d/rg-1``, ``rg-1\x1fbins12``) or a lifecycle key
+    (``rainstorm:RG-1``): the first id of a gateway, device or site in it; partition 0 for one naming none (a
+    collector's loss report, which partition 0 takes)."""
+    if name in owned:
+        return owned[name]
+    for part in _ID_PARTS.split(name):
+        if part in owned:
+            return owned[part]
+    return 0
+
+
+def _site_or_key(warning: str) -> str:
+    w = json.loads(warning)
+    return w.get("site") or w["key"]
+
+
+def adopt(cfg: Config, mine: Share | None, store: StateStore, base: Path,
+          session_of: Callable[[Layout], str]) -> list[str]:
+    """Take this process's share of every other layout's state file into ``store`` (once: the store remembers);
+    remove a file every partition of this layout has taken its share of. Returns the MQTT client ids of the
+    layouts whose files are gone, whose sessions should be ended (``session_of`` names them)."""
+    count = mine.count if mine is not None else 1
+    others = {path: lay for path, lay in state_files(base).items() if (lay[1] if lay else 1) != count}
+    if not others:
+        return []
+    owned = owners(cfg, count) if mine is not None else None
+    here = mine.suffix if mine is not None else ""
+    everyone = {f"p{i}of{count}" for i in range(count)} if mine is not None else {""}
+
+    def ours(name: str) -> bool:
+        return owned is None or owner(name, owned) == mine.index  # type: ignore[union-attr]
+
+    ended = []
+    for path, lay in sorted(others.items()):
+        with StateStore(path) as old:
+            if not store.adopted(path.name):
+                packs, lifecycles, outbox = old.rows()
+                packs = [r for r in packs if ours(r[1])]
+                lifecycles = [r for r in lifecycles if ours(r[0])]
+                outbox = [w for w in outbox if ours(_site_or_key(w))]
+                store.adopt(path.name, packs, lifecycles, outbox)
+                log.warning("rules: the partition count changed; took this partition's share of another layout's "
+                            "state", extra={"kv": {"from": path.name, "entities": len(packs),
+                                                   "lifecycles": len(lifecycles), "unpublished": len(outbox),
+                                                   "in_force": sum(json.loads(js).get("level") is not None for _, js in lifecycles)}})
+            taken = old.taken_by(here)
+        if everyone <= taken:
+            for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                leftover.unlink(missing_ok=True)
+            ended.append(session_of(lay))
+            log.info("rules: every partition took its share of an old layout's state: file removed",
+                     extra={"kv": {"file": path.name}})
+    return ended
 
 
 # --- the supervisor: `yujing rules CONFIG` with partition.count > 1 and no index --------------------------------

@@ -36,7 +36,7 @@ from rules.partition import Share
 from rules.saving import ACK_WINDOW, ISSUED, SEEN_IDS, Delivery, Saving  # noqa: F401  (ISSUED: re-exported)
 from rules.store import StateStore
 from yujing import metrics, topics, wire
-from yujing.bus import Received, Session, Subscription, reconnecting
+from yujing.bus import Received, Session, Subscription, end_session, reconnecting
 from yujing.dedup import Dedup
 from yujing.errors import ConfigError, PayloadError
 from yujing.log import Limiter
@@ -64,16 +64,21 @@ PUBLISH_WINDOW = 8  # warnings awaiting their PUBACK at once (deleted from the o
 
 def client_id(rt: Runtime) -> str:
     """``yujing-rules-<deployment>``: fixed, so the broker keeps the session while we are away."""
-    name = rt.config.deployment.name
+    p = rt.config.rules.partition
+    return session_id(rt.config, (p.index, p.count) if p.count > 1 and p.index is not None else None)
+
+
+def session_id(cfg: Any, layout: partition.Layout) -> str:
+    """The client id of the rules process of ``layout`` (each partition keeps a session of its own)."""
+    name = cfg.deployment.name
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-").lower()
     if not slug or slug != name.lower():  # non-ASCII names: keep them apart by a short hash
         slug = (slug + "-" if slug else "") + hashlib.sha1(name.encode()).hexdigest()[:8]
-    prefix = rt.config.mqtt.topic_prefix
+    prefix = cfg.mqtt.topic_prefix
     if prefix != "yujing":
         slug += "-" + re.sub(r"[^A-Za-z0-9_-]+", "-", prefix)
-    p = rt.config.rules.partition
-    if p.count > 1 and p.index is not None:  # each partition keeps a session of its own
-        slug += f"-p{p.index}of{p.count}"
+    if layout is not None:
+        slug += f"-p{layout[0]}of{layout[1]}"
     return f"yujing-rules-{slug}"[:128]
 
 
@@ -99,6 +104,9 @@ class RulesService(Saving):
         if self.share is not None and not cfg.gateways:
             raise ConfigError(["rules.partition: partitions are by gateway, and the configuration has no gateways"])
         self.store = StateStore(state_path(cfg, self.share))
+        # a changed partition count: this process's share of the other layout's state, before the engine reads it
+        self.old_sessions = partition.adopt(cfg, self.share, self.store, state_path(cfg, None),
+                                            lambda layout: session_id(cfg, layout))
         self.engine = Engine(cfg, self.store, drill=rt.drill)
         if self.share is not None:  # silence is judged only for this partition's devices (it hears no others)
             self.engine.packs["equipment"].watch_only(self.share.devices)  # type: ignore[attr-defined]
@@ -305,6 +313,12 @@ class RulesService(Saving):
                 raise t.exception()  # type: ignore[misc]
 
     async def run(self) -> None:
+        for old in self.old_sessions if not self.rt.config.mqtt.embedded else ():
+            try:  # its gateways are judged here now: what the broker would go on queueing for it, it need not
+                await end_session(self.rt.config.mqtt, old)
+            except aiomqtt.MqttError as e:
+                log.warning("rules: could not end an old partition's session (it expires on its own)",
+                            extra={"kv": {"client_id": old, "error": str(e)}})
         # ids saved with the state mean the broker should hold a session for us
         session = Session(client_id(self.rt), held=len(self.seen) > 0)
         tick = asyncio.create_task(self.ticks())

@@ -29,6 +29,8 @@ CREATE TABLE IF NOT EXISTS lifecycle (key TEXT PRIMARY KEY, json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, warning TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS seen (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS seen_batch (seq INTEGER PRIMARY KEY, n INTEGER NOT NULL, ids TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS adopted (file TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS taken_by (layout TEXT PRIMARY KEY);
 """
 
 
@@ -99,6 +101,37 @@ class StateStore:
     def lifecycles(self) -> Iterator[tuple[str, dict[str, Any]]]:
         for key, js in self.db.execute("SELECT key, json FROM lifecycle"):
             yield key, json.loads(js)
+
+    # --- another partition layout's state taken over (rules/partition.py, ``adopt``) ----------------------------
+    def rows(self) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]], list[str]]:
+        """Everything saved, as saved: pack state (pack, entity, json), lifecycles (key, json), the outbox's warnings."""
+        return (self.db.execute("SELECT pack, entity, json FROM pack_state").fetchall(),
+                self.db.execute("SELECT key, json FROM lifecycle").fetchall(),
+                [w for (w,) in self.db.execute("SELECT warning FROM outbox ORDER BY seq")])
+
+    def adopted(self, file: str) -> bool:
+        """Whether this store took its share of ``file`` (another layout's state file) already."""
+        return self.db.execute("SELECT 1 FROM adopted WHERE file = ?", (file,)).fetchone() is not None
+
+    def adopt(self, file: str, packs: list[tuple[str, str, str]], lifecycles: list[tuple[str, str]],
+              warnings: list[str]) -> None:
+        """Take rows of ``file`` in, and remember that it was taken, in one transaction (fsynced)."""
+        try:
+            with self.db:
+                self.db.execute("BEGIN IMMEDIATE")
+                self.db.executemany("INSERT OR REPLACE INTO pack_state (pack, entity, json) VALUES (?, ?, ?)", packs)
+                self.db.executemany("INSERT OR REPLACE INTO lifecycle (key, json) VALUES (?, ?)", lifecycles)
+                self.db.executemany("INSERT INTO outbox (warning) VALUES (?)", [(w,) for w in warnings])
+                self.db.execute("INSERT INTO adopted (file) VALUES (?)", (file,))
+        except sqlite3.Error as e:
+            raise StoreError(f"rules state {self.path}: taking over {file}: {e}") from e
+
+    def taken_by(self, layout: str) -> set[str]:
+        """Record that partition ``layout`` (``p<i>of<n>``, or ``""``: one process) took its share of this
+        store's state; every layout recorded so far."""
+        with self.db:
+            self.db.execute("INSERT OR IGNORE INTO taken_by (layout) VALUES (?)", (layout,))
+        return {layout for (layout,) in self.db.execute("SELECT layout FROM taken_by")}
 
     def seen_ids(self, limit: int) -> list[str]:
         """The ids of the last ``limit`` readings the saved state covers, oldest first."""

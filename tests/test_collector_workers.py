@@ -18,6 +18,7 @@ from pathlib import Path
 from conftest import terminate, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 from servers import free_port
+from testing.broker import session_present
 from testing.collector import influx_count, publish, readings, stream
 
 from collector.workers import usable_cores, worker_count
@@ -200,24 +201,6 @@ async def test_switching_from_one_process_to_workers_keeps_the_session_and_split
     # worker 1 dropped the old plain filter: it does not receive every message a second time beside its share
     assert sum(duplicates.values()) == 0, duplicates
     assert taken["2"] > 0 and sum(taken.values()) == len(early) + len(later)
-
-
-def session_present(port: int, client_id: str) -> bool:
-    """Whether the broker holds a session for ``client_id`` (asking ends it: this connection has no expiry)."""
-    import paho.mqtt.client as paho
-
-    got: list[bool] = []
-    c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
-    c.on_connect = lambda _c, _u, flags, *_: got.append(flags.session_present)
-    c.connect("127.0.0.1", port, clean_start=False)
-    try:
-        for _ in range(100):
-            c.loop(timeout=0.1)
-            if got:
-                return got[0]
-        raise AssertionError("no CONNACK")
-    finally:
-        c.disconnect()
 
 
 async def test_fewer_workers_than_before_retire_the_others_sessions_and_lose_nothing(

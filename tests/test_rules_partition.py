@@ -4,6 +4,7 @@ gateway is judged by exactly one partition, and ``yujing rules`` starts and stop
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -123,6 +124,67 @@ async def test_two_partitions_on_one_broker_issue_each_sites_warning_once_and_ke
         with StateStore(tmp_path / f"rules.state.p{i}of2.sqlite") as store:
             gauges = {entity for pack, entity, _ in store.pack_states() if pack == "rain" and "\x1f" not in entity}
         assert gauges == {f"rg-{GATEWAYS.index(g)}" for g in mine.gateways}  # type: ignore[union-attr]
+
+
+async def publish_more_rain(port: int, prefix: str, mm: float) -> None:
+    """``mm`` more at each site, five minutes after its first reading (publish_rain)."""
+    async with aiomqtt.Client("127.0.0.1", port, identifier=f"pub2-{prefix}") as c:
+        for i, gw in enumerate(GATEWAYS):
+            r = Reading(id=f"{prefix}-more-{i}", site=f"RG-{i}", sensor=f"rg-{i}", quantity=Q.RAIN_MM.value,
+                        value=mm, unit="mm", ts=T0 + timedelta(minutes=i + 5))
+            await c.publish(topics.readings(prefix, gw), ReadingBatch(gateway=gw, readings=[r]).model_dump_json(),
+                            qos=1)
+
+
+@pytest.mark.parametrize("after", [3, 1])
+async def test_a_new_partition_count_takes_the_old_partitions_state_over_warnings_in_force_and_all(
+        mosquitto, prefix, tmp_path, after):
+    from rules.service import session_id
+    from rules.store import StateStore
+    from testing.broker import session_present
+
+    got, ready = Warnings(), asyncio.Event()
+    sub = asyncio.create_task(subscribe(mosquitto.port, prefix, got, ready))
+    await ready.wait()
+
+    def runtimes(count: int) -> list[Runtime]:
+        out = []
+        for i in range(count):
+            d = doc(count=count, index=i if count > 1 else None, port=mosquitto.port, prefix=prefix,
+                    data_dir=str(tmp_path))
+            d["rules"]["rain"]["yellow"] = {1: 50}
+            out.append(Runtime(Config.model_validate(d), Clock(start=T0)))
+        return out
+    try:
+        two = runtimes(2)
+        async with Service(two[0]), Service(two[1]):
+            await publish_rain(mosquitto.port, prefix)  # 30 mm: blue at every site
+            await wait_for(lambda: len(got.got) >= len(GATEWAYS), 15, "a blue warning for every site")
+        now = runtimes(after)  # 3: every site but two moves to another partition; 1: one process judges all
+        async with contextlib.AsyncExitStack() as running:
+            for rt in now:
+                await running.enter_async_context(Service(rt))
+            # 30 mm more: 60 mm in the hour is yellow (from 50) only if the 30 mm the old partition judged counts,
+            # and an upgrade (version 2) only if the new partition holds the old one's warning in force
+            await publish_more_rain(mosquitto.port, prefix, 30.0)
+            await wait_for(lambda: all(any(w.version == 2 for w in got.of(f"rainstorm:RG-{i}"))
+                                       for i in range(len(GATEWAYS))), 15, "a second message for every site")
+    finally:
+        sub.cancel()
+    for i in range(len(GATEWAYS)):  # (a warning still in an old outbox at the stop is sent again: at least once)
+        seen = [(w.level.value, w.state.value, w.version) for w in got.of(f"rainstorm:RG-{i}")]
+        assert sorted(set(seen)) == [("blue", "issued", 1), ("yellow", "upgraded", 2)], seen
+    names = sorted(p.name for p in tmp_path.glob("rules.state*.sqlite"))
+    layout = [f"rules.state.p{i}of{after}.sqlite" for i in range(after)] if after > 1 else ["rules.state.sqlite"]
+    assert names == layout, "the old layout's files are removed"
+    for rt in now:
+        mine = share(rt.config)
+        with StateStore(tmp_path / f"rules.state{'.' + mine.suffix if mine else ''}.sqlite") as store:
+            keys = {k for k, _ in store.lifecycles()}
+        assert keys == {f"rainstorm:RG-{GATEWAYS.index(g)}" for g in (mine.gateways if mine else GATEWAYS)}
+    cfg = now[0].config
+    assert not any(session_present(mosquitto.port, session_id(cfg, (i, 2))) for i in range(2)), \
+        "the old partitions' sessions are ended"
 
 
 @pytest.mark.timeout(90)
