@@ -35,6 +35,7 @@ from yujing.model import Reading
 from yujing.bus import Received, Session, Subscription, end_session, reconnecting
 from yujing.provenance import Refusal, Senders
 from yujing.runtime import Runtime, tune_gc
+from yujing.sqlite import remove_db
 
 log = logging.getLogger("yujing.collector")
 
@@ -183,13 +184,13 @@ def default_share_group(cfg: CollectorConfig) -> str:
     return cfg.share_group or re.sub(r"[^A-Za-z0-9_\-]", "-", cfg.client_id)
 
 
-async def _connected(rt: Runtime, cfg: CollectorConfig, intake: Intake, session: Session, leave: asyncio.Event,
+async def _connected(rt: Runtime, cfg: CollectorConfig, intake: Intake, session: Session,
                      retiring: asyncio.Event | None = None) -> None:
-    """One MQTT connection: paho's socket reads feed the intake until ``leave`` or a broken link.
+    """One MQTT connection: paho's socket reads feed the intake until ``rt.stop`` or a broken link.
 
     ``retiring`` (a worker an earlier run had and this one does not, collector/workers.py): subscribe to
     nothing and drop the shared filter from the session, so the broker deals this client no new share; take in
-    what the session still holds; set ``retiring`` and ``leave`` once nothing more comes and nothing is held.
+    what the session still holds; set ``retiring``, then ``rt.stop``, once nothing more comes and nothing is held.
     """
     prefix = rt.config.mqtt.topic_prefix
     topic = subscription(cfg, prefix)
@@ -211,15 +212,13 @@ async def _connected(rt: Runtime, cfg: CollectorConfig, intake: Intake, session:
             m.CONNECTED.labels(cfg.client_id).set(1)
             if retiring is None:
                 log.info("collector subscribed", extra={"kv": {"topic": topic}})
-                await sub.until(leave)
+                await sub.until(rt.stop)
             else:
-                drained = asyncio.create_task(_drained(intake, sub, leave))
+                drained = asyncio.create_task(_drained(intake, sub, retiring, rt.stop))
                 try:
-                    await sub.until(leave)
+                    await sub.until(rt.stop)
                 finally:
                     drained.cancel()
-                if drained.done() and not drained.cancelled() and drained.result():
-                    retiring.set()
             # A clean stop: take in nothing more (a message read now would be stored after the disconnect, its
             # ack void: stored, and sent again), but go on reading the socket for the round trip that leaving
             # `async with sub` makes (Subscription.sync: the broker reads our last acks before we close).
@@ -238,10 +237,11 @@ async def _connected(rt: Runtime, cfg: CollectorConfig, intake: Intake, session:
         m.CONNECTED.labels(cfg.client_id).set(0)
 
 
-async def _drained(intake: Intake, sub: Subscription, leave: asyncio.Event) -> bool:
+async def _drained(intake: Intake, sub: Subscription, retiring: asyncio.Event, stop: asyncio.Event) -> None:
     """A retiring session's end: nothing received for ``RETIRE_QUIET_S``, every batch durable and acknowledged,
     the spool empty, and a round trip to the broker after the last acks brought nothing (the broker sends a
-    session's next queued messages as acks free its window, before it answers a later packet). Sets ``leave``."""
+    session's next queued messages as acks free its window, before it answers a later packet). Then sets
+    ``retiring`` and ``stop`` (the retiring worker's process has nothing else to do)."""
     sink = intake.sink
     while True:
         seen = intake.received
@@ -253,23 +253,22 @@ async def _drained(intake: Intake, sub: Subscription, leave: asyncio.Event) -> b
         if sink.spool.depth or intake.received != seen:
             continue  # the spool replays on its own; wait for it
         if await sub.sync() and intake.received == seen and sink.queue.empty():
-            leave.set()
-            return True
+            retiring.set()
+            stop.set()
+            return
 
 
 async def serve(rt: Runtime, on_accepted: OnAccepted | None = None, *, retire: bool = False) -> bool:
-    """Collect until ``rt.stop``. ``retire``: until this client's session and spool are drained too (then the
-    broker is told to forget the session, the spool's file is removed, and True is returned)."""
+    """Collect until ``rt.stop``. ``retire``: until ``rt.stop`` or this client's session and spool are drained
+    (then the broker is told to forget the session, the spool's file is removed, ``rt.stop`` is set and True is
+    returned)."""
     cfg = rt.config.collector
     tune_gc()
     path = rt.config.path(cfg.spool, "collector.spool")
     spool = Spool(path)
     dedup = Dedup(cfg.dedup_window_s, cfg.dedup_max_ids)
     dedup.load(spool.seen_since(rt.clock.timestamp() - cfg.dedup_window_s))
-    leave = rt.stop if not retire else asyncio.Event()
     retiring = asyncio.Event() if retire else None
-    watch = asyncio.create_task(_follow(rt.stop, leave)) if retire else None
-    retired = False
     try:
         async with open_store(cfg.store, rt.config) as store:
             intake: Intake
@@ -288,8 +287,7 @@ async def serve(rt: Runtime, on_accepted: OnAccepted | None = None, *, retire: b
                 # ids remembered from an earlier run mean the broker should hold a session for us
                 session = Session(cfg.client_id, held=len(dedup) > 0)
                 try:
-                    await reconnecting(leave, session,
-                                       lambda: _connected(rt, cfg, intake, session, leave, retiring),
+                    await reconnecting(rt.stop, session, lambda: _connected(rt, cfg, intake, session, retiring),
                                        name="collector")
                 finally:
                     intake.close_batch()
@@ -297,20 +295,11 @@ async def serve(rt: Runtime, on_accepted: OnAccepted | None = None, *, retire: b
                     await sink_task
             if retiring is not None and retiring.is_set():
                 await end_session(rt.config.mqtt, cfg.client_id)
-                retired = spool.depth == 0
     finally:
         spool.close()
-        if watch is not None:
-            watch.cancel()
-    if retiring is None or not retiring.is_set() or not retired:
+    if retiring is None or not retiring.is_set() or spool.depth:
         return False
-    for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        leftover.unlink(missing_ok=True)
+    remove_db(path)
     log.info("collector session retired: what it held is stored, the broker forgot it, its spool is removed",
              extra={"kv": {"client_id": cfg.client_id, "spool": str(path)}})
     return True
-
-
-async def _follow(stop: asyncio.Event, leave: asyncio.Event) -> None:
-    await stop.wait()
-    leave.set()

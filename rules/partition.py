@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from rules.config import Resolver
 from rules.store import StateStore
+from yujing.sqlite import remove_db
 
 if TYPE_CHECKING:
     from yujing.compose import Config
@@ -195,14 +196,14 @@ def adopt(cfg: Config, mine: Share | None, store: StateStore, base: Path,
                 lifecycles = [r for r in lifecycles if ours(r[0])]
                 outbox = [w for w in outbox if ours(_site_or_key(w))]
                 store.adopt(path.name, packs, lifecycles, outbox)
+                in_force = sum(json.loads(js).get("level") is not None for _, js in lifecycles)
                 log.warning("rules: the partition count changed; took this partition's share of another layout's "
                             "state", extra={"kv": {"from": path.name, "entities": len(packs),
                                                    "lifecycles": len(lifecycles), "unpublished": len(outbox),
-                                                   "in_force": sum(json.loads(js).get("level") is not None for _, js in lifecycles)}})
+                                                   "in_force": in_force}})
             taken = old.taken_by(here)
         if everyone <= taken:
-            for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-                leftover.unlink(missing_ok=True)
+            remove_db(path)
             ended.append(session_of(lay))
             log.info("rules: every partition took its share of an old layout's state: file removed",
                      extra={"kv": {"file": path.name}})

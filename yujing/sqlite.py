@@ -46,6 +46,12 @@ def open_db(path: Path, schema: str, *, sync: Sync, what: str, threads: bool = F
     return db
 
 
+def remove_db(path: Path) -> None:
+    """Delete a (closed) WAL database: its file and the WAL and shared-memory files beside it."""
+    for part in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        part.unlink(missing_ok=True)
+
+
 def reclaim(db: sqlite3.Connection) -> None:
     """After a refused write: fold the WAL into the database and truncate it, if there is room for that now.
 
